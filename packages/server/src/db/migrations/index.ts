@@ -1,0 +1,35 @@
+import type { ColumnDataType, Kysely, Migration, MigrationProvider } from 'kysely';
+import * as foundation from './0001_foundation.ts';
+
+/** Column types that differ between the dialects, handed to every migration. */
+export interface MigrationContext {
+  /** Auto-incrementing integer primary key. */
+  id: ColumnDataType;
+  /** 64-bit integer (epoch milliseconds). */
+  bigint: ColumnDataType;
+}
+
+type VersionedMigration = {
+  up(db: Kysely<unknown>, ctx: MigrationContext): Promise<void>;
+  down?(db: Kysely<unknown>, ctx: MigrationContext): Promise<void>;
+};
+
+/** Every migration, in order. Append new ones; never edit one that has shipped. */
+const migrations: Record<string, VersionedMigration> = {
+  '0001_foundation': foundation,
+};
+
+export function migrationProvider(ctx: MigrationContext): MigrationProvider {
+  return {
+    async getMigrations() {
+      const out: Record<string, Migration> = {};
+      for (const [name, m] of Object.entries(migrations)) {
+        out[name] = {
+          up: (db) => m.up(db, ctx),
+          down: m.down ? (db) => m.down!(db, ctx) : undefined,
+        };
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The database schema as Kysely sees it. Times are UTC epoch milliseconds (integers), booleans are 0/1
+ * integers and JSON is text (see `infra/db/json`), so the same queries run on SQLite and PostgreSQL.
+ */
+export interface Database {
+  organizations: OrganizationTable;
+  users: UserTable;
+  memberships: MembershipTable;
+  sessions: SessionTable;
+  api_keys: ApiKeyTable;
+  ssh_keys: SshKeyTable;
+  fleets: FleetTable;
+  device_types: DeviceTypeTable;
+  devices: DeviceTable;
+  device_tags: DeviceTagTable;
+  fleet_tags: FleetTagTable;
+  fleet_variables: FleetVariableTable;
+  device_variables: DeviceVariableTable;
+  audit_events: AuditEventTable;
+}
+
+export interface OrganizationTable {
+  id: Generated<number>;
+  slug: string;
+  name: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface UserTable {
+  id: Generated<number>;
+  email: string;
+  name: string;
+  password_hash: string;
+  /** 1 for server administrators (the first owner): may create users and see every organization. */
+  is_server_admin: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface MembershipTable {
+  id: Generated<number>;
+  org_id: number;
+  user_id: number;
+  role: string;
+  /** JSON array of fleet ids the membership is narrowed to, or null for the whole organization. */
+  fleet_ids: string | null;
+  created_at: number;
+}
+
+export interface SessionTable {
+  id: Generated<number>;
+  user_id: number;
+  token_hash: string;
+  source_ip: string | null;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+export interface ApiKeyTable {
+  id: Generated<number>;
+  user_id: number;
+  name: string;
+  token_hash: string;
+  /** The first characters of the key, shown in lists so people can tell keys apart. */
+  token_prefix: string;
+  created_at: number;
+  expires_at: number | null;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface SshKeyTable {
+  id: Generated<number>;
+  user_id: number;
+  name: string;
+  algorithm: string;
+  public_key: string;
+  fingerprint: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+export interface FleetTable {
+  id: Generated<number>;
+  org_id: number;
+  name: string;
+  description: string;
+  default_device_type: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DeviceTypeTable {
+  id: Generated<number>;
+  org_id: number;
+  slug: string;
+  name: string;
+  arch: string;
+  created_at: number;
+}
+
+export interface DeviceTable {
+  id: Generated<number>;
+  uuid: string;
+  org_id: number;
+  fleet_id: number;
+  name: string;
+  device_type: string;
+  notes: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DeviceTagTable {
+  device_id: number;
+  key: string;
+  value: string;
+}
+
+export interface FleetTagTable {
+  fleet_id: number;
+  key: string;
+  value: string;
+}
+
+export interface FleetVariableTable {
+  fleet_id: number;
+  name: string;
+  value: string;
+  secret: number;
+  updated_at: number;
+}
+
+export interface DeviceVariableTable {
+  device_id: number;
+  name: string;
+  value: string;
+  secret: number;
+  updated_at: number;
+}
+
+export interface AuditEventTable {
+  id: Generated<number>;
+  at: number;
+  org_id: number | null;
+  actor_type: string;
+  actor_id: number | null;
+  actor_label: string;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  source_ip: string | null;
+  outcome: string;
+  details: string | null;
+}

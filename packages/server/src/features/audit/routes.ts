@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import { idParam, pageOf, pageQuery } from '../../infra/http/schemas.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { listAuditEvents } from './service.ts';
+
+const auditEventSchema = z.object({
+  id: z.number(),
+  at: z.string(),
+  orgId: z.number().nullable(),
+  actor: z.object({ type: z.string(), id: z.number().nullable(), label: z.string() }),
+  action: z.string(),
+  resourceType: z.string(),
+  resourceId: z.string().nullable(),
+  sourceIp: z.string().nullable(),
+  outcome: z.string(),
+  details: z.record(z.string(), z.unknown()).nullable(),
+});
+
+export function registerAuditRoutes(app: TypedApp, deps: ServiceDeps): void {
+  app.get(
+    '/api/v1/audit',
+    {
+      schema: {
+        tags: ['audit'],
+        summary:
+          'The audit log: who did what, to which resource, from where, with what outcome (newest first)',
+        querystring: z.object({
+          ...pageQuery,
+          orgId: idParam.optional(),
+          actor: z.string().max(254).optional().describe('e-mail or user id'),
+          action: z.string().max(64).optional(),
+          resourceType: z.string().max(32).optional(),
+          resourceId: z.string().max(64).optional(),
+          since: z.coerce.date().optional(),
+          until: z.coerce.date().optional(),
+        }),
+        response: { 200: pageOf(auditEventSchema) },
+      },
+    },
+    async (request) => listAuditEvents(deps, actorOf(request), request.query),
+  );
+}

@@ -1,0 +1,204 @@
+import type { Actor, Membership, Principal, Role, UserPrincipal } from '../../infra/access/index.ts';
+import { appendAuditEvent } from '../../infra/audit/index.ts';
+import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infra/crypto/index.ts';
+import { json } from '../../infra/db/index.ts';
+import { AppError } from '../../infra/errors/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { FailureLimiter } from './rate-limit.ts';
+
+/** Session tokens and API keys carry a prefix so the server knows where to look them up. */
+export const SESSION_PREFIX = 'fgs_';
+export const API_KEY_PREFIX = 'fgk_';
+
+const LOGIN_WINDOW_MS = 15 * 60 * 1000;
+/** API keys' last-used time is written at most this often, not on every request. */
+const LAST_USED_PRECISION_MS = 60 * 1000;
+
+const invalidCredentials = () => new AppError('unauthorized', 'invalid e-mail or password');
+const invalidToken = () =>
+  new AppError('unauthorized', 'invalid, expired or revoked token: sign in again (POST /api/v1/auth/login)');
+
+export interface AuthService {
+  login(
+    input: { email: string; password: string },
+    sourceIp: string,
+  ): Promise<{ token: string; expiresAt: number; userId: number }>;
+  logout(actor: Actor): Promise<void>;
+  /** Resolves `Authorization: Bearer <session token or API key>` to a principal; throws `unauthorized`. */
+  authenticate(header: string | undefined): Promise<Principal>;
+  /** The principal of a user as it is now (memberships read from the database). */
+  principalOf(userId: number, credential: UserPrincipal['credential']): Promise<UserPrincipal | undefined>;
+}
+
+/** A scrypt hash of nothing in particular, checked when the e-mail is unknown so both paths take as long. */
+let decoyHash: Promise<string> | undefined;
+
+export function createAuthService(deps: ServiceDeps): AuthService {
+  const { db, config } = deps;
+  const perSource = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
+  const perAccount = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
+
+  async function principalOf(userId: number, credential: UserPrincipal['credential']) {
+    const user = await db
+      .selectFrom('users')
+      .select(['id', 'email', 'is_server_admin'])
+      .where('id', '=', userId)
+      .executeTakeFirst();
+    if (!user) return undefined;
+    const rows = await db
+      .selectFrom('memberships')
+      .select(['org_id', 'role', 'fleet_ids'])
+      .where('user_id', '=', userId)
+      .execute();
+    const memberships: Membership[] = rows.map((r) => ({
+      orgId: r.org_id,
+      role: r.role as Role,
+      fleetIds: json.decode<number[]>(r.fleet_ids),
+    }));
+    return {
+      type: 'user' as const,
+      userId: user.id,
+      email: user.email,
+      serverAdmin: user.is_server_admin === 1,
+      memberships,
+      credential,
+    };
+  }
+
+  return {
+    principalOf,
+
+    async login({ email, password }, sourceIp) {
+      const account = email.trim().toLowerCase();
+      const wait = Math.max(perSource.retryAfter(sourceIp), perAccount.retryAfter(account));
+      if (wait > 0) {
+        throw new AppError(
+          'rate_limited',
+          `too many failed sign-ins: try again in ${Math.ceil(wait / 1000)} s`,
+          {
+            details: { retryAfterSeconds: Math.ceil(wait / 1000) },
+          },
+        );
+      }
+      const user = await db
+        .selectFrom('users')
+        .select(['id', 'email', 'password_hash'])
+        .where('email', '=', account)
+        .executeTakeFirst();
+      decoyHash ??= hashPassword(randomToken());
+      const ok = await verifyPassword(password, user?.password_hash ?? (await decoyHash));
+      const actor: Actor = {
+        principal: user
+          ? {
+              type: 'user',
+              userId: user.id,
+              email: user.email,
+              serverAdmin: false,
+              memberships: [],
+              credential: { type: 'session', id: 0 },
+            }
+          : { type: 'anonymous' },
+        sourceIp,
+      };
+      if (!user || !ok) {
+        perSource.fail(sourceIp);
+        perAccount.fail(account);
+        await appendAuditEvent(db, actor, {
+          orgId: null,
+          action: 'auth.login',
+          resourceType: 'user',
+          resourceId: user?.id ?? null,
+          outcome: 'failure',
+        });
+        throw invalidCredentials();
+      }
+      perAccount.reset(account);
+      const token = randomToken(SESSION_PREFIX);
+      const now = Date.now();
+      const expiresAt = now + config.sessionTtlHours * 3600 * 1000;
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('sessions')
+          .values({
+            user_id: user.id,
+            token_hash: sha256Hex(token),
+            source_ip: sourceIp,
+            created_at: now,
+            expires_at: expiresAt,
+            revoked_at: null,
+          })
+          .execute();
+        await appendAuditEvent(trx, actor, {
+          orgId: null,
+          action: 'auth.login',
+          resourceType: 'user',
+          resourceId: user.id,
+          outcome: 'success',
+        });
+      });
+      return { token, expiresAt, userId: user.id };
+    },
+
+    async logout(actor) {
+      const p = actor.principal;
+      if (p.type !== 'user' || p.credential.type !== 'session') {
+        throw new AppError(
+          'bad_request',
+          'only a session token can be logged out; revoke an API key with DELETE /api/v1/api-keys/:id',
+        );
+      }
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .updateTable('sessions')
+          .set({ revoked_at: Date.now() })
+          .where('id', '=', p.credential.id)
+          .execute();
+        await appendAuditEvent(trx, actor, {
+          orgId: null,
+          action: 'auth.logout',
+          resourceType: 'user',
+          resourceId: p.userId,
+          outcome: 'success',
+        });
+      });
+    },
+
+    async authenticate(header) {
+      if (!header)
+        throw new AppError('unauthorized', 'sign in first: send Authorization: Bearer <token or API key>');
+      const match = /^Bearer\s+(\S{1,512})\s*$/i.exec(header);
+      if (!match)
+        throw new AppError('unauthorized', 'the Authorization header must be "Bearer <token or API key>"');
+      const token = match[1]!;
+      const hash = sha256Hex(token);
+      const now = Date.now();
+      if (token.startsWith(SESSION_PREFIX)) {
+        const session = await db
+          .selectFrom('sessions')
+          .select(['id', 'user_id', 'expires_at', 'revoked_at'])
+          .where('token_hash', '=', hash)
+          .executeTakeFirst();
+        if (!session || session.revoked_at !== null || session.expires_at <= now) throw invalidToken();
+        const principal = await principalOf(session.user_id, { type: 'session', id: session.id });
+        if (!principal) throw invalidToken();
+        return principal;
+      }
+      if (token.startsWith(API_KEY_PREFIX)) {
+        const key = await db
+          .selectFrom('api_keys')
+          .select(['id', 'user_id', 'expires_at', 'revoked_at', 'last_used_at'])
+          .where('token_hash', '=', hash)
+          .executeTakeFirst();
+        if (!key || key.revoked_at !== null || (key.expires_at !== null && key.expires_at <= now))
+          throw invalidToken();
+        const principal = await principalOf(key.user_id, { type: 'api_key', id: key.id });
+        if (!principal) throw invalidToken();
+        if (key.last_used_at === null || now - key.last_used_at > LAST_USED_PRECISION_MS) {
+          await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', key.id).execute();
+        }
+        return principal;
+      }
+      throw invalidToken();
+    },
+  };
+}

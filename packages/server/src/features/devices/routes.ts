@@ -1,0 +1,165 @@
+import { z } from 'zod';
+import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import {
+  idField,
+  idParam,
+  nameString,
+  pageOf,
+  pageQuery,
+  tagKey,
+  tagValue,
+} from '../../infra/http/schemas.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { tagsSchema } from '../fleets/routes.ts';
+import {
+  createDevice,
+  deleteDevice,
+  getDevice,
+  listDevices,
+  listDeviceTags,
+  parseDeviceRef,
+  removeDeviceTag,
+  setDeviceTag,
+  updateDevice,
+} from './service.ts';
+import { deviceStatuses } from './status.ts';
+
+export const deviceSchema = z.object({
+  id: z.number(),
+  uuid: z.string(),
+  name: z.string(),
+  orgId: z.number(),
+  fleetId: z.number(),
+  fleetName: z.string(),
+  deviceType: z.string(),
+  notes: z.string(),
+  status: z.enum(deviceStatuses),
+  tags: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+/** `:device` in URLs: the numeric id or the 32-hex uuid. */
+export const deviceRefParam = z
+  .string()
+  .regex(/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/, 'a device id or 32-hex uuid')
+  .transform(parseDeviceRef);
+const deviceParams = z.object({ device: deviceRefParam });
+const uuid = z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters');
+const notes = z.string().max(8192);
+const deviceTypeSlug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a device type slug');
+
+export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
+  const tags = ['devices'];
+  app.get(
+    '/api/v1/devices',
+    {
+      schema: {
+        tags,
+        summary: 'Devices I can see, filtered and sorted',
+        querystring: z.object({
+          ...pageQuery,
+          orgId: idParam.optional(),
+          fleetId: idParam.optional(),
+          tag: z.string().min(1).max(1200).optional().describe('key or key=value'),
+          q: z.string().max(128).optional().describe('text in the name or uuid'),
+          status: z.enum(deviceStatuses).optional(),
+          sort: z.enum(['name', '-name', 'createdAt', '-createdAt']).optional(),
+        }),
+        response: { 200: pageOf(deviceSchema) },
+      },
+    },
+    async (request) => listDevices(deps, actorOf(request), request.query),
+  );
+  app.post(
+    '/api/v1/devices',
+    {
+      schema: {
+        tags,
+        summary: 'Add a device record to a fleet (devices enroll themselves in a later release)',
+        body: z.strictObject({
+          fleetId: idField,
+          deviceType: deviceTypeSlug.optional().describe("default: the fleet's default device type"),
+          name: nameString.optional(),
+          uuid: uuid.optional(),
+          notes: notes.optional(),
+        }),
+        response: { 201: deviceSchema },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await createDevice(deps, actorOf(request), request.body)),
+  );
+  app.get(
+    '/api/v1/devices/:device',
+    { schema: { tags, summary: 'One device', params: deviceParams, response: { 200: deviceSchema } } },
+    async (request) => getDevice(deps, actorOf(request), request.params.device),
+  );
+  app.patch(
+    '/api/v1/devices/:device',
+    {
+      schema: {
+        tags,
+        summary: 'Rename, annotate, retype or move a device to another fleet of its organization',
+        params: deviceParams,
+        body: z.strictObject({
+          name: nameString.optional(),
+          notes: notes.optional(),
+          deviceType: deviceTypeSlug.optional(),
+          fleetId: idField.optional(),
+        }),
+        response: { 200: deviceSchema },
+      },
+    },
+    async (request) => updateDevice(deps, actorOf(request), request.params.device, request.body),
+  );
+  app.delete(
+    '/api/v1/devices/:device',
+    {
+      schema: { tags, summary: 'Delete a device record', params: deviceParams, response: { 204: z.null() } },
+    },
+    async (request, reply) => {
+      await deleteDevice(deps, actorOf(request), request.params.device);
+      return reply.status(204).send(null);
+    },
+  );
+
+  const tagParams = z.object({ device: deviceRefParam, key: tagKey });
+  app.get(
+    '/api/v1/devices/:device/tags',
+    { schema: { tags, summary: "A device's tags", params: deviceParams, response: { 200: tagsSchema } } },
+    async (request) => ({
+      tags: await listDeviceTags(deps, actorOf(request), request.params.device),
+    }),
+  );
+  app.put(
+    '/api/v1/devices/:device/tags/:key',
+    {
+      schema: {
+        tags,
+        summary: 'Set a device tag',
+        params: tagParams,
+        body: z.strictObject({ value: tagValue }),
+        response: { 204: z.null() },
+      },
+    },
+    async (request, reply) => {
+      await setDeviceTag(
+        deps,
+        actorOf(request),
+        request.params.device,
+        request.params.key,
+        request.body.value,
+      );
+      return reply.status(204).send(null);
+    },
+  );
+  app.delete(
+    '/api/v1/devices/:device/tags/:key',
+    { schema: { tags, summary: 'Remove a device tag', params: tagParams, response: { 204: z.null() } } },
+    async (request, reply) => {
+      await removeDeviceTag(deps, actorOf(request), request.params.device, request.params.key);
+      return reply.status(204).send(null);
+    },
+  );
+}

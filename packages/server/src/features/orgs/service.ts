@@ -1,0 +1,159 @@
+import { type Actor, authorize, requireUser } from '../../infra/access/index.ts';
+import type { Db } from '../../infra/db/index.ts';
+import { AppError, notFound } from '../../infra/errors/index.ts';
+import { iso } from '../../infra/http/schemas.ts';
+import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
+
+export interface OrgView {
+  id: number;
+  slug: string;
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+type OrgRow = { id: number; slug: string; name: string; created_at: number; updated_at: number };
+
+function orgView(row: OrgRow): OrgView {
+  return {
+    id: row.id,
+    slug: row.slug,
+    name: row.name,
+    createdAt: iso(row.created_at),
+    updatedAt: iso(row.updated_at),
+  };
+}
+
+/** `My Company, Inc.` → `my-company-inc`. */
+export function slugify(name: string): string {
+  const slug = name
+    .normalize('NFKD')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 48);
+  return slug || 'org';
+}
+
+/** Creates an organization with `ownerId` as its owner (no authorization: callers decide who may). */
+export async function createOrgRecord(
+  trx: Db,
+  input: { name: string; slug?: string | undefined },
+  ownerId: number,
+): Promise<OrgView> {
+  const base = input.slug ?? slugify(input.name);
+  let slug = base;
+  if (input.slug) {
+    const taken = await trx
+      .selectFrom('organizations')
+      .select('id')
+      .where('slug', '=', slug)
+      .executeTakeFirst();
+    if (taken) throw new AppError('conflict', `the slug ${slug} is taken`);
+  } else {
+    // A derived slug gets a numeric suffix until it is free.
+    for (
+      let n = 2;
+      await trx.selectFrom('organizations').select('id').where('slug', '=', slug).executeTakeFirst();
+      n++
+    ) {
+      slug = `${base}-${n}`;
+    }
+  }
+  const now = Date.now();
+  const row = await trx
+    .insertInto('organizations')
+    .values({ slug, name: input.name, created_at: now, updated_at: now })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await trx
+    .insertInto('memberships')
+    .values({ org_id: row.id, user_id: ownerId, role: 'owner', fleet_ids: null, created_at: now })
+    .execute();
+  return orgView(row);
+}
+
+export async function listOrgs(deps: ServiceDeps, actor: Actor, q: PageRequest): Promise<Page<OrgView>> {
+  const p = requireUser(actor.principal);
+  const ids = p.memberships.map((m) => m.orgId);
+  if (!ids.length) return { items: [], total: 0, page: q.page, limit: q.limit };
+  const rows = await deps.db
+    .selectFrom('organizations')
+    .selectAll()
+    .where('id', 'in', ids)
+    .orderBy('id')
+    .execute();
+  const start = (q.page - 1) * q.limit;
+  return {
+    items: rows.slice(start, start + q.limit).map(orgView),
+    total: rows.length,
+    page: q.page,
+    limit: q.limit,
+  };
+}
+
+export async function getOrg(deps: ServiceDeps, actor: Actor, orgId: number): Promise<OrgView> {
+  authorize(actor.principal, 'org.read', { orgId }, 'organization');
+  const row = await deps.db
+    .selectFrom('organizations')
+    .selectAll()
+    .where('id', '=', orgId)
+    .executeTakeFirst();
+  if (!row) throw notFound('organization');
+  return orgView(row);
+}
+
+export async function createOrg(
+  deps: ServiceDeps,
+  actor: Actor,
+  input: { name: string; slug?: string | undefined },
+): Promise<OrgView> {
+  return write(deps, actor, { action: 'org.create', resourceType: 'organization' }, async (trx) => {
+    const p = requireUser(actor.principal);
+    const org = await createOrgRecord(trx, input, p.userId);
+    return { value: org, orgId: org.id, resourceId: org.id, details: { name: org.name, slug: org.slug } };
+  });
+}
+
+export async function updateOrg(
+  deps: ServiceDeps,
+  actor: Actor,
+  orgId: number,
+  input: { name?: string | undefined },
+): Promise<OrgView> {
+  return write(deps, actor, { action: 'org.update', resourceType: 'organization' }, async (trx) => {
+    authorize(actor.principal, 'org.update', { orgId }, 'organization');
+    const row = await trx
+      .updateTable('organizations')
+      .set({ ...(input.name !== undefined ? { name: input.name } : {}), updated_at: Date.now() })
+      .where('id', '=', orgId)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw notFound('organization');
+    return { value: orgView(row), orgId, resourceId: orgId, details: input };
+  });
+}
+
+export async function deleteOrg(deps: ServiceDeps, actor: Actor, orgId: number): Promise<void> {
+  await write(deps, actor, { action: 'org.delete', resourceType: 'organization' }, async (trx) => {
+    authorize(actor.principal, 'org.delete', { orgId }, 'organization');
+    const fleets = await trx
+      .selectFrom('fleets')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('org_id', '=', orgId)
+      .executeTakeFirstOrThrow();
+    if (Number(fleets.n) > 0) {
+      throw new AppError(
+        'conflict',
+        `the organization still has ${fleets.n} fleet(s): delete or empty them first`,
+      );
+    }
+    const row = await trx
+      .deleteFrom('organizations')
+      .where('id', '=', orgId)
+      .returning(['id', 'name'])
+      .executeTakeFirst();
+    if (!row) throw notFound('organization');
+    return { value: undefined, orgId, resourceId: orgId, details: { name: row.name } };
+  });
+}

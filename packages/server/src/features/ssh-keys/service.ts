@@ -1,0 +1,114 @@
+import { type Actor, requireUser } from '../../infra/access/index.ts';
+import { AppError, notFound } from '../../infra/errors/index.ts';
+import { iso } from '../../infra/http/schemas.ts';
+import { type ServiceDeps, write } from '../../infra/service/index.ts';
+import { parseSshPublicKey, SshKeyError } from './parse.ts';
+
+export interface SshKeyView {
+  id: number;
+  name: string;
+  algorithm: string;
+  fingerprint: string;
+  publicKey: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+const columns = [
+  'id',
+  'name',
+  'algorithm',
+  'fingerprint',
+  'public_key',
+  'created_at',
+  'last_used_at',
+] as const;
+
+function sshKeyView(r: {
+  id: number;
+  name: string;
+  algorithm: string;
+  fingerprint: string;
+  public_key: string;
+  created_at: number;
+  last_used_at: number | null;
+}): SshKeyView {
+  return {
+    id: r.id,
+    name: r.name,
+    algorithm: r.algorithm,
+    fingerprint: r.fingerprint,
+    publicKey: r.public_key,
+    createdAt: iso(r.created_at),
+    lastUsedAt: iso(r.last_used_at),
+  };
+}
+
+export async function listSshKeys(deps: ServiceDeps, actor: Actor): Promise<SshKeyView[]> {
+  const p = requireUser(actor.principal);
+  const rows = await deps.db
+    .selectFrom('ssh_keys')
+    .select(columns)
+    .where('user_id', '=', p.userId)
+    .orderBy('id')
+    .execute();
+  return rows.map(sshKeyView);
+}
+
+/** Registers an SSH public key for the caller; the SSH gateway will accept it for them. */
+export async function addSshKey(
+  deps: ServiceDeps,
+  actor: Actor,
+  input: { publicKey: string; name?: string | undefined },
+): Promise<SshKeyView> {
+  return write(deps, actor, { action: 'ssh_key.add', resourceType: 'ssh_key' }, async (trx) => {
+    const p = requireUser(actor.principal);
+    let key: ReturnType<typeof parseSshPublicKey>;
+    try {
+      key = parseSshPublicKey(input.publicKey);
+    } catch (err) {
+      if (err instanceof SshKeyError)
+        throw new AppError('bad_request', `invalid SSH public key: ${err.message}`);
+      throw err;
+    }
+    const taken = await trx
+      .selectFrom('ssh_keys')
+      .select('user_id')
+      .where('fingerprint', '=', key.fingerprint)
+      .executeTakeFirst();
+    if (taken) throw new AppError('conflict', `the key ${key.fingerprint} is already registered`);
+    const row = await trx
+      .insertInto('ssh_keys')
+      .values({
+        user_id: p.userId,
+        name: input.name ?? (key.comment || key.algorithm),
+        algorithm: key.algorithm,
+        public_key: key.publicKey,
+        fingerprint: key.fingerprint,
+        created_at: Date.now(),
+        last_used_at: null,
+      })
+      .returning(columns)
+      .executeTakeFirstOrThrow();
+    return {
+      value: sshKeyView(row),
+      orgId: null,
+      resourceId: row.id,
+      details: { fingerprint: key.fingerprint },
+    };
+  });
+}
+
+export async function removeSshKey(deps: ServiceDeps, actor: Actor, keyId: number): Promise<void> {
+  await write(deps, actor, { action: 'ssh_key.remove', resourceType: 'ssh_key' }, async (trx) => {
+    const p = requireUser(actor.principal);
+    const row = await trx
+      .deleteFrom('ssh_keys')
+      .where('id', '=', keyId)
+      .where('user_id', '=', p.userId)
+      .returning(['id', 'fingerprint'])
+      .executeTakeFirst();
+    if (!row) throw notFound('SSH key');
+    return { value: undefined, orgId: null, resourceId: keyId, details: { fingerprint: row.fingerprint } };
+  });
+}

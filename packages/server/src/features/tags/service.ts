@@ -1,0 +1,49 @@
+import { sql } from 'kysely';
+import type { Db } from '../../infra/db/index.ts';
+
+/**
+ * Key/value tags on devices and fleets. These helpers only read and write rows; the devices and fleets
+ * services authorize and audit around them.
+ */
+export type TagTarget =
+  | { table: 'device_tags'; ownerColumn: 'device_id' }
+  | { table: 'fleet_tags'; ownerColumn: 'fleet_id' };
+
+export const deviceTags: TagTarget = { table: 'device_tags', ownerColumn: 'device_id' };
+export const fleetTags: TagTarget = { table: 'fleet_tags', ownerColumn: 'fleet_id' };
+
+/** Tags of several owners at once (one query for a page of devices), as `ownerId → {key: value}`. */
+export async function tagsOf(
+  db: Db,
+  target: TagTarget,
+  ownerIds: number[],
+): Promise<Map<number, Record<string, string>>> {
+  const out = new Map<number, Record<string, string>>(ownerIds.map((id) => [id, {}]));
+  if (!ownerIds.length) return out;
+  const rows = await sql<{ owner: number; key: string; value: string }>`
+    select ${sql.ref(target.ownerColumn)} as owner, key, value from ${sql.table(target.table)}
+    where ${sql.ref(target.ownerColumn)} in (${sql.join(ownerIds)}) order by key`.execute(db);
+  for (const r of rows.rows) out.get(Number(r.owner))![r.key] = r.value;
+  return out;
+}
+
+export async function putTag(
+  db: Db,
+  target: TagTarget,
+  ownerId: number,
+  key: string,
+  value: string,
+): Promise<void> {
+  await sql`
+    insert into ${sql.table(target.table)} (${sql.ref(target.ownerColumn)}, key, value) values (${ownerId}, ${key}, ${value})
+    on conflict (${sql.ref(target.ownerColumn)}, key) do update set value = excluded.value`.execute(db);
+}
+
+/** Deletes a tag; `false` when there was none. */
+export async function deleteTag(db: Db, target: TagTarget, ownerId: number, key: string): Promise<boolean> {
+  const result = await sql`
+    delete from ${sql.table(target.table)} where ${sql.ref(target.ownerColumn)} = ${ownerId} and key = ${key}`.execute(
+    db,
+  );
+  return Number(result.numAffectedRows ?? 0) > 0;
+}

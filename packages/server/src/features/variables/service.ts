@@ -1,0 +1,179 @@
+import type { Actor } from '../../infra/access/index.ts';
+import { notFound } from '../../infra/errors/index.ts';
+import { iso } from '../../infra/http/schemas.ts';
+import { type ServiceDeps, write } from '../../infra/service/index.ts';
+import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import { fleetForAction } from '../fleets/service.ts';
+
+/**
+ * Environment variables for devices: fleet-wide values and per-device values, the device's value overriding
+ * the fleet's. A secret variable is write-only: its value is delivered to the device but never returned by
+ * the API (answers show `value: null`).
+ */
+export interface VariableView {
+  name: string;
+  value: string | null;
+  secret: boolean;
+  updatedAt: string;
+}
+
+export interface EffectiveVariableView extends VariableView {
+  /** Where the effective value comes from. */
+  source: 'device' | 'fleet';
+  /** For a device value: it hides a fleet value of the same name. */
+  overridesFleet: boolean;
+}
+
+function variableView(r: { name: string; value: string; secret: number; updated_at: number }): VariableView {
+  return {
+    name: r.name,
+    value: r.secret ? null : r.value,
+    secret: r.secret === 1,
+    updatedAt: iso(r.updated_at),
+  };
+}
+
+export async function listFleetVariables(
+  deps: ServiceDeps,
+  actor: Actor,
+  fleetId: number,
+): Promise<VariableView[]> {
+  await fleetForAction(deps.db, actor, fleetId, 'fleet.read');
+  const rows = await deps.db
+    .selectFrom('fleet_variables')
+    .selectAll()
+    .where('fleet_id', '=', fleetId)
+    .orderBy('name')
+    .execute();
+  return rows.map(variableView);
+}
+
+export async function setFleetVariable(
+  deps: ServiceDeps,
+  actor: Actor,
+  fleetId: number,
+  name: string,
+  input: { value: string; secret?: boolean | undefined },
+): Promise<VariableView> {
+  return write(deps, actor, { action: 'fleet.variable.set', resourceType: 'fleet' }, async (trx) => {
+    const fleet = await fleetForAction(trx, actor, fleetId, 'fleet.variable.write');
+    const row = {
+      fleet_id: fleetId,
+      name,
+      value: input.value,
+      secret: input.secret ? 1 : 0,
+      updated_at: Date.now(),
+    };
+    await trx
+      .insertInto('fleet_variables')
+      .values(row)
+      .onConflict((oc) =>
+        oc
+          .columns(['fleet_id', 'name'])
+          .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
+      )
+      .execute();
+    return {
+      value: variableView(row),
+      orgId: fleet.org_id,
+      resourceId: fleetId,
+      details: { name, secret: !!input.secret },
+    };
+  });
+}
+
+export async function deleteFleetVariable(
+  deps: ServiceDeps,
+  actor: Actor,
+  fleetId: number,
+  name: string,
+): Promise<void> {
+  await write(deps, actor, { action: 'fleet.variable.delete', resourceType: 'fleet' }, async (trx) => {
+    const fleet = await fleetForAction(trx, actor, fleetId, 'fleet.variable.write');
+    const result = await trx
+      .deleteFrom('fleet_variables')
+      .where('fleet_id', '=', fleetId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (!Number(result.numDeletedRows)) throw notFound('variable');
+    return { value: undefined, orgId: fleet.org_id, resourceId: fleetId, details: { name } };
+  });
+}
+
+/** The device's effective variables: its own values, then the fleet values it does not override. */
+export async function listDeviceVariables(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+): Promise<EffectiveVariableView[]> {
+  const device = await deviceForAction(deps.db, actor, ref, 'device.read');
+  const [own, fleet] = await Promise.all([
+    deps.db.selectFrom('device_variables').selectAll().where('device_id', '=', device.id).execute(),
+    deps.db.selectFrom('fleet_variables').selectAll().where('fleet_id', '=', device.fleet_id).execute(),
+  ]);
+  const fleetNames = new Set(fleet.map((f) => f.name));
+  const ownNames = new Set(own.map((o) => o.name));
+  const out: EffectiveVariableView[] = [
+    ...own.map((o) => ({
+      ...variableView(o),
+      source: 'device' as const,
+      overridesFleet: fleetNames.has(o.name),
+    })),
+    ...fleet
+      .filter((f) => !ownNames.has(f.name))
+      .map((f) => ({ ...variableView(f), source: 'fleet' as const, overridesFleet: false })),
+  ];
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+export async function setDeviceVariable(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+  name: string,
+  input: { value: string; secret?: boolean | undefined },
+): Promise<VariableView> {
+  return write(deps, actor, { action: 'device.variable.set', resourceType: 'device' }, async (trx) => {
+    const device = await deviceForAction(trx, actor, ref, 'device.variable.write');
+    const row = {
+      device_id: device.id,
+      name,
+      value: input.value,
+      secret: input.secret ? 1 : 0,
+      updated_at: Date.now(),
+    };
+    await trx
+      .insertInto('device_variables')
+      .values(row)
+      .onConflict((oc) =>
+        oc
+          .columns(['device_id', 'name'])
+          .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
+      )
+      .execute();
+    return {
+      value: variableView(row),
+      orgId: device.org_id,
+      resourceId: device.uuid,
+      details: { name, secret: !!input.secret },
+    };
+  });
+}
+
+export async function deleteDeviceVariable(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+  name: string,
+): Promise<void> {
+  await write(deps, actor, { action: 'device.variable.delete', resourceType: 'device' }, async (trx) => {
+    const device = await deviceForAction(trx, actor, ref, 'device.variable.write');
+    const result = await trx
+      .deleteFrom('device_variables')
+      .where('device_id', '=', device.id)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (!Number(result.numDeletedRows)) throw notFound('variable');
+    return { value: undefined, orgId: device.org_id, resourceId: device.uuid, details: { name } };
+  });
+}

@@ -1,0 +1,40 @@
+import type { Actor } from '../access/index.ts';
+import type { Db } from '../db/index.ts';
+
+export type AuditOutcome = 'success' | 'denied' | 'failure';
+
+export interface AuditEvent {
+  orgId: number | null;
+  action: string;
+  resourceType: string;
+  resourceId: string | number | null;
+  outcome: AuditOutcome;
+  /** Extra facts about the event; never a secret. */
+  details?: Record<string, unknown> | undefined;
+}
+
+/** Appends one audit event (who, what, which resource, from where, outcome) using `db` (a transaction or not). */
+export async function appendAuditEvent(
+  db: Db,
+  actor: Actor,
+  event: AuditEvent,
+  at = Date.now(),
+): Promise<void> {
+  const p = actor.principal;
+  await db
+    .insertInto('audit_events')
+    .values({
+      at,
+      org_id: event.orgId,
+      actor_type: p.type,
+      actor_id: p.type === 'user' ? p.userId : null,
+      actor_label: p.type === 'user' ? p.email : 'anonymous',
+      action: event.action,
+      resource_type: event.resourceType,
+      resource_id: event.resourceId === null ? null : String(event.resourceId),
+      source_ip: actor.sourceIp,
+      outcome: event.outcome,
+      details: event.details ? JSON.stringify(event.details) : null,
+    })
+    .execute();
+}

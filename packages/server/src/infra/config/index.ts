@@ -1,0 +1,93 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * fleetgate's configuration, parsed once at start from the environment and `fleetgate serve` flags
+ * (flags win). A wrong value stops the start with every problem listed.
+ */
+const configSchema = z.object({
+  /** Where fleetgate keeps its SQLite database and other state. Default `./data`. (`FLEETGATE_DATA_DIR`) */
+  dataDir: z.string().min(1).default('./data'),
+  /** TCP port of the HTTP listener (API, docs, metrics). Default 8080; 0 picks a free port. (`FLEETGATE_HTTP_PORT`) */
+  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Address every listener binds to. Default `127.0.0.1`. (`FLEETGATE_LISTEN`) */
+  listen: z.string().min(1).default('127.0.0.1'),
+  /** E-mail of the first owner, created on first start. Default `admin@fleetgate.local`. (`FLEETGATE_ADMIN_EMAIL`) */
+  adminEmail: z.email().default('admin@fleetgate.local'),
+  /** Password of the first owner; unset = a random one printed once. (`FLEETGATE_ADMIN_PASSWORD`) */
+  adminPassword: z.string().min(8, 'must be at least 8 characters').optional(),
+  /** PostgreSQL connection string; unset = SQLite file `<dataDir>/fleetgate.db`. (`DATABASE_URL`) */
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+    .optional(),
+  /** PostgreSQL schema to use (created if missing). Default `public`. (`FLEETGATE_DB_SCHEMA`) */
+  dbSchema: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+    .default('public'),
+  /** Log level: fatal, error, warn, info, debug, trace or silent. Default `info`. (`FLEETGATE_LOG_LEVEL`) */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Lifetime of a login session token, in hours. Default 24. (`FLEETGATE_SESSION_TTL_HOURS`) */
+  sessionTtlHours: z.coerce
+    .number()
+    .positive()
+    .max(24 * 365)
+    .default(24),
+  /** Largest accepted request body, in bytes. Default 1 MiB. (`FLEETGATE_BODY_LIMIT`) */
+  bodyLimit: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
+  /** Failed logins allowed per source address and per account in 15 minutes. Default 10. (`FLEETGATE_LOGIN_ATTEMPTS`) */
+  loginAttempts: z.coerce.number().int().min(1).max(10_000).default(10),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = { [K in keyof Config]?: string | number | undefined };
+
+/** Environment variable of each setting. */
+export const envNames: Record<keyof Config, string> = {
+  dataDir: 'FLEETGATE_DATA_DIR',
+  httpPort: 'FLEETGATE_HTTP_PORT',
+  listen: 'FLEETGATE_LISTEN',
+  adminEmail: 'FLEETGATE_ADMIN_EMAIL',
+  adminPassword: 'FLEETGATE_ADMIN_PASSWORD',
+  databaseUrl: 'DATABASE_URL',
+  dbSchema: 'FLEETGATE_DB_SCHEMA',
+  logLevel: 'FLEETGATE_LOG_LEVEL',
+  sessionTtlHours: 'FLEETGATE_SESSION_TTL_HOURS',
+  bodyLimit: 'FLEETGATE_BODY_LIMIT',
+  loginAttempts: 'FLEETGATE_LOGIN_ATTEMPTS',
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Builds the configuration from environment variables and flags (flags win). Empty strings count as unset.
+ * Throws `ConfigError` listing every problem.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = {}, flags: ConfigInput = {}): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [key, envName] of Object.entries(envNames) as [keyof Config, string][]) {
+    const value = flags[key] ?? env[envName];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const key = issue.path[0] as keyof Config;
+        return `${envNames[key] ?? key}: ${issue.message}`;
+      }),
+    );
+  }
+  return { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+}

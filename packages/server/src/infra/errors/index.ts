@@ -1,0 +1,55 @@
+/**
+ * One typed error for the whole server. Services throw `AppError`; the HTTP error handler turns it into
+ * `{"error":{"code","message","details"}}` with the status from `httpStatusOf`. Anything else becomes
+ * `internal` and its cause stays in the log, never in the response.
+ */
+export const errorCodes = {
+  bad_request: 400,
+  validation_failed: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unprocessable: 422,
+  rate_limited: 429,
+  internal: 500,
+  unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.details = options.details;
+  }
+}
+
+export function httpStatusOf(code: ErrorCode): number {
+  return errorCodes[code];
+}
+
+/** A resource that does not exist and one the principal may not see answer the same. */
+export function notFound(what: string): AppError {
+  return new AppError('not_found', `${what} not found`);
+}
+
+export function forbidden(message = 'your role does not allow this'): AppError {
+  return new AppError('forbidden', message);
+}
+
+export function conflict(message: string, details?: unknown): AppError {
+  return new AppError('conflict', message, { details });
+}
+
+export function badRequest(message: string, details?: unknown): AppError {
+  return new AppError('bad_request', message, { details });
+}

@@ -1,0 +1,210 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+  type RawServerDefault,
+} from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  isResponseSerializationError,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import client from 'prom-client';
+import type { Actor, Principal } from '../access/index.ts';
+import { AppError, type ErrorCode, httpStatusOf } from '../errors/index.ts';
+import type { Logger } from '../logging/index.ts';
+import { errorBody } from './schemas.ts';
+
+export { errorBody };
+export type App = FastifyInstance;
+export type TypedApp = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+  interface FastifyContextConfig {
+    /** The route answers without authentication. */
+    public?: boolean;
+  }
+}
+
+export interface HttpOptions {
+  log: Logger;
+  bodyLimit: number;
+  /** Turns an `Authorization` header into a principal, or throws `unauthorized`. */
+  authenticate(header: string | undefined, request: FastifyRequest): Promise<Principal>;
+  /** Extra gauges for /metrics (database pool…). */
+  collectMetrics?(registry: client.Registry): void;
+}
+
+/** The principal and source address of a request, for service calls. */
+export function actorOf(request: FastifyRequest): Actor {
+  return { principal: request.principal, sourceIp: request.ip };
+}
+
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: unknown) {
+  return reply
+    .status(httpStatusOf(code))
+    .send({ error: { code, message, ...(details === undefined ? {} : { details }) } });
+}
+
+/** Fastify's own 4xx errors (body parsing, content type) mapped onto our codes. */
+function codeOfFastifyError(err: FastifyError): ErrorCode {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'payload_too_large';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return err.statusCode === 415 ? 'unsupported_media_type' : 'bad_request';
+    default:
+      return err.statusCode === 413
+        ? 'payload_too_large'
+        : err.statusCode === 415
+          ? 'unsupported_media_type'
+          : 'bad_request';
+  }
+}
+
+/**
+ * The HTTP edge: Fastify with zod validation, one error shape, authentication on every route not marked
+ * public, OpenAPI at /api/v1/openapi.json with docs at /api/docs, health and Prometheus metrics.
+ */
+export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
+  const app = Fastify({
+    loggerInstance: options.log as FastifyBaseLogger,
+    bodyLimit: options.bodyLimit,
+    // One line per request from our onResponse hook below, without headers (they carry credentials).
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: 256, ignoreTrailingSlash: true },
+    ajv: undefined,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('principal', null as never);
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof AppError) {
+      if (err.code === 'internal') request.log.error({ err }, 'internal error');
+      return sendError(reply, err.code, err.message, err.details);
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const problems = err.validation.map((v) => ({
+        where: err.validationContext,
+        path: v.instancePath.replace(/^\//, '').replaceAll('/', '.'),
+        message: v.message,
+      }));
+      const first = problems[0];
+      const summary = first
+        ? `${first.where} ${first.path || ''}: ${first.message}`.replace('  ', ' ')
+        : 'invalid input';
+      return sendError(reply, 'validation_failed', `invalid request ${summary}`, problems);
+    }
+    if (isResponseSerializationError(err)) {
+      request.log.error({ err, cause: err.cause }, 'response does not match its schema');
+      return sendError(reply, 'internal', 'internal error');
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return sendError(reply, codeOfFastifyError(err), err.message);
+    }
+    request.log.error({ err }, 'internal error');
+    return sendError(reply, 'internal', 'internal error; the server log has the details');
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
+  );
+
+  // Authentication comes before body parsing and validation: an anonymous caller learns nothing else.
+  app.addHook('onRequest', async (request) => {
+    const route = request.routeOptions.url;
+    if (!route?.startsWith('/api/v1/') || request.routeOptions.config.public) {
+      request.principal = { type: 'anonymous' };
+      return;
+    }
+    request.principal = await options.authenticate(request.headers.authorization, request);
+  });
+
+  registerMetrics(app, options);
+  await registerOpenApi(app);
+
+  app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  return app;
+}
+
+function registerMetrics(app: TypedApp, options: HttpOptions): void {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'fleetgate_' });
+  const requests = new client.Counter({
+    name: 'fleetgate_http_requests_total',
+    help: 'HTTP requests answered, by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const latency = new client.Histogram({
+    name: 'fleetgate_http_request_duration_seconds',
+    help: 'HTTP request latency, by method and route',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  options.collectMetrics?.(registry);
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    requests.inc({ method: request.method, route, status: reply.statusCode });
+    latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
+  });
+
+  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_request, reply) => {
+    reply.type(registry.contentType);
+    return registry.metrics();
+  });
+}
+
+async function registerOpenApi(app: TypedApp): Promise<void> {
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'fleetgate API',
+        version: '1',
+        description:
+          'Manage organizations, people, fleets and devices. Authenticate with `POST /api/v1/auth/login` and send ' +
+          '`Authorization: Bearer <token or API key>`.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/api/docs', uiConfig: { deepLinking: true } });
+  app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () =>
+    app.swagger(),
+  );
+}

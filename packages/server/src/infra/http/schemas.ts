@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+/** Shapes shared by every route: ids, pages, the error body. */
+
+/** An id in a path or query string (text turned into a number). */
+export const idParam = z.coerce
+  .number()
+  .int()
+  .positive()
+  .max(2 ** 31 - 1);
+/** An id in a JSON body: a number, never a string. */
+export const idField = z
+  .number()
+  .int()
+  .positive()
+  .max(2 ** 31 - 1);
+
+export const pageQuery = {
+  limit: z.coerce.number().int().min(1).max(500).default(50).describe('items per page (1-500, default 50)'),
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1).describe('page number, from 1'),
+};
+
+export function pageOf<T extends z.ZodType>(item: T) {
+  return z.object({
+    items: z.array(item),
+    total: z.number().int().describe('items matching the filters, over all pages'),
+    page: z.number().int(),
+    limit: z.number().int(),
+  });
+}
+
+export const errorBody = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.unknown().optional(),
+  }),
+});
+
+/** A human-given name: trimmed, 1-128 printable characters, no control characters. */
+export const nameString = z
+  .string()
+  .trim()
+  .min(1)
+  .max(128)
+  .regex(/^[^\p{Cc}\p{Cs}]+$/u, 'must not contain control characters');
+
+export const isoTime = z.string().describe('ISO 8601 time (UTC)');
+
+export function iso(ms: number): string;
+export function iso(ms: number | null): string | null;
+export function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** Tag keys: 1-128 characters, no `=` (lists filter with `tag=key=value`), no control characters. */
+export const tagKey = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^=\p{Cc}]+$/u, 'no "=" or control characters');
+export const tagValue = z
+  .string()
+  .max(1024)
+  .regex(/^[^\p{Cc}]*$/u, 'no control characters');
+
+/** Variable names are environment variable names; the FLEETGATE_ prefix is reserved for the system. */
+export const variableName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'letters, digits and _, not starting with a digit, at most 128')
+  .refine((n) => !n.toUpperCase().startsWith('FLEETGATE_'), 'the FLEETGATE_ prefix is reserved');

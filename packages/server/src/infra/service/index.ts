@@ -1,0 +1,85 @@
+import type { Actor } from '../access/index.ts';
+import { appendAuditEvent } from '../audit/index.ts';
+import type { Config } from '../config/index.ts';
+import type { Db } from '../db/index.ts';
+import { AppError } from '../errors/index.ts';
+import type { Logger } from '../logging/index.ts';
+
+/** What every service needs. Services are plain functions `(deps, actor, input)`. */
+export interface ServiceDeps {
+  db: Db;
+  config: Config;
+  log: Logger;
+}
+
+/** What a write reports about itself, for the audit log. */
+export interface WriteOutcome<T> {
+  value: T;
+  orgId: number | null;
+  resourceId: string | number | null;
+  details?: Record<string, unknown> | undefined;
+}
+
+/**
+ * Runs one write: `apply` validates, authorizes and writes inside a transaction, and the audit event is
+ * appended in that same transaction, so a write without its audit event cannot happen. A refused attempt
+ * (`forbidden`) is audited as `denied` after the rollback.
+ */
+export async function write<T>(
+  deps: ServiceDeps,
+  actor: Actor,
+  what: { action: string; resourceType: string },
+  apply: (trx: Db) => Promise<WriteOutcome<T>>,
+): Promise<T> {
+  try {
+    return await deps.db.transaction().execute(async (trx) => {
+      const outcome = await apply(trx);
+      await appendAuditEvent(trx, actor, {
+        ...what,
+        orgId: outcome.orgId,
+        resourceId: outcome.resourceId,
+        outcome: 'success',
+        details: outcome.details,
+      });
+      return outcome.value;
+    });
+  } catch (err) {
+    if (err instanceof AppError && err.code === 'forbidden') {
+      const orgId = (err.details as { orgId?: number } | undefined)?.orgId ?? null;
+      await appendAuditEvent(deps.db, actor, { ...what, orgId, resourceId: null, outcome: 'denied' }).catch(
+        (e) => deps.log.error({ err: e }, 'could not record a denied attempt in the audit log'),
+      );
+    }
+    throw rethrowConstraint(err);
+  }
+}
+
+/** Unique-constraint violations that slip past a service's own checks (races) become 409, not 500. */
+export function rethrowConstraint(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const e = err as { code?: string; message?: string };
+  if (
+    e?.code === '23505' ||
+    e?.code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  ) {
+    return new AppError('conflict', 'that already exists', { cause: err });
+  }
+  if (e?.code === '23503' || e?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+    return new AppError('conflict', 'that is still in use by other records', { cause: err });
+  }
+  return err;
+}
+
+/** Page request and page answer shared by every list. */
+export interface PageRequest {
+  limit: number;
+  page: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  page: number;
+  limit: number;
+}
