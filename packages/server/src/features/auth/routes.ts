@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { requireUser } from '../../infra/access/index.ts';
 import { actorOf, errorBody, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { meSchema, passwordString, userSchema } from '../users/routes.ts';
@@ -76,8 +77,7 @@ export function registerAuthRoutes(app: TypedApp, deps: ServiceDeps, auth: AuthS
     },
     async (request) => {
       const actor = actorOf(request);
-      if (actor.principal.type !== 'user') throw new Error('unreachable: authenticated route');
-      await updateUser(deps, actor, actor.principal.userId, request.body);
+      await updateUser(deps, actor, requireUser(actor.principal).userId, request.body);
       return me(deps, actor);
     },
   );

@@ -1,16 +1,8 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import {
-  idField,
-  idParam,
-  nameString,
-  pageOf,
-  pageQuery,
-  tagKey,
-  tagValue,
-} from '../../infra/http/schemas.ts';
+import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { tagsSchema } from '../fleets/routes.ts';
+import { registerTagRoutes } from '../tags/routes.ts';
 import {
   createDevice,
   deleteDevice,
@@ -124,42 +116,14 @@ export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
     },
   );
 
-  const tagParams = z.object({ device: deviceRefParam, key: tagKey });
-  app.get(
-    '/api/v1/devices/:device/tags',
-    { schema: { tags, summary: "A device's tags", params: deviceParams, response: { 200: tagsSchema } } },
-    async (request) => ({
-      tags: await listDeviceTags(deps, actorOf(request), request.params.device),
-    }),
-  );
-  app.put(
-    '/api/v1/devices/:device/tags/:key',
-    {
-      schema: {
-        tags,
-        summary: 'Set a device tag',
-        params: tagParams,
-        body: z.strictObject({ value: tagValue }),
-        response: { 204: z.null() },
-      },
-    },
-    async (request, reply) => {
-      await setDeviceTag(
-        deps,
-        actorOf(request),
-        request.params.device,
-        request.params.key,
-        request.body.value,
-      );
-      return reply.status(204).send(null);
-    },
-  );
-  app.delete(
-    '/api/v1/devices/:device/tags/:key',
-    { schema: { tags, summary: 'Remove a device tag', params: tagParams, response: { 204: z.null() } } },
-    async (request, reply) => {
-      await removeDeviceTag(deps, actorOf(request), request.params.device, request.params.key);
-      return reply.status(204).send(null);
-    },
-  );
+  registerTagRoutes(app, {
+    ownerPath: '/api/v1/devices/:device',
+    ownerParam: 'device',
+    ownerSchema: deviceRefParam,
+    ownerName: 'device',
+    tags,
+    list: (actor, device) => listDeviceTags(deps, actor, device),
+    set: (actor, device, key, value) => setDeviceTag(deps, actor, device, key, value),
+    remove: (actor, device, key) => removeDeviceTag(deps, actor, device, key),
+  });
 }

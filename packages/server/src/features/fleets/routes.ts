@@ -1,15 +1,8 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import {
-  idField,
-  idParam,
-  nameString,
-  pageOf,
-  pageQuery,
-  tagKey,
-  tagValue,
-} from '../../infra/http/schemas.ts';
+import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { registerTagRoutes } from '../tags/routes.ts';
 import {
   createFleet,
   deleteFleet,
@@ -35,8 +28,6 @@ const fleetSchema = z.object({
 const fleetParams = z.object({ fleetId: idParam });
 const description = z.string().max(4096);
 const deviceTypeSlug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a device type slug');
-
-export const tagsSchema = z.object({ tags: z.record(z.string(), z.string()) });
 
 export function registerFleetRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['fleets'];
@@ -105,42 +96,14 @@ export function registerFleetRoutes(app: TypedApp, deps: ServiceDeps): void {
     },
   );
 
-  const tagParams = z.object({ fleetId: idParam, key: tagKey });
-  app.get(
-    '/api/v1/fleets/:fleetId/tags',
-    { schema: { tags, summary: "A fleet's tags", params: fleetParams, response: { 200: tagsSchema } } },
-    async (request) => ({
-      tags: await listFleetTags(deps, actorOf(request), request.params.fleetId),
-    }),
-  );
-  app.put(
-    '/api/v1/fleets/:fleetId/tags/:key',
-    {
-      schema: {
-        tags,
-        summary: 'Set a fleet tag',
-        params: tagParams,
-        body: z.strictObject({ value: tagValue }),
-        response: { 204: z.null() },
-      },
-    },
-    async (request, reply) => {
-      await setFleetTag(
-        deps,
-        actorOf(request),
-        request.params.fleetId,
-        request.params.key,
-        request.body.value,
-      );
-      return reply.status(204).send(null);
-    },
-  );
-  app.delete(
-    '/api/v1/fleets/:fleetId/tags/:key',
-    { schema: { tags, summary: 'Remove a fleet tag', params: tagParams, response: { 204: z.null() } } },
-    async (request, reply) => {
-      await removeFleetTag(deps, actorOf(request), request.params.fleetId, request.params.key);
-      return reply.status(204).send(null);
-    },
-  );
+  registerTagRoutes(app, {
+    ownerPath: '/api/v1/fleets/:fleetId',
+    ownerParam: 'fleetId',
+    ownerSchema: idParam,
+    ownerName: 'fleet',
+    tags,
+    list: (actor, fleetId) => listFleetTags(deps, actor, fleetId),
+    set: (actor, fleetId, key, value) => setFleetTag(deps, actor, fleetId, key, value),
+    remove: (actor, fleetId, key) => removeFleetTag(deps, actor, fleetId, key),
+  });
 }

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { FailureLimiter } from './rate-limit.ts';
+
+/** A limiter of 3 failures per 1000 ms on a clock the test moves by hand. */
+function limiterWithClock() {
+  const clock = { now: 1_000_000 };
+  const limiter = new FailureLimiter(3, 1000, () => clock.now);
+  return { limiter, clock };
+}
+
+describe('FailureLimiter', () => {
+  it('lets a key try until it has failed the allowed number of times', () => {
+    const { limiter } = limiterWithClock();
+    expect(limiter.retryAfter('k')).toBe(0);
+    limiter.fail('k');
+    limiter.fail('k');
+    expect(limiter.retryAfter('k')).toBe(0);
+    limiter.fail('k');
+    expect(limiter.retryAfter('k')).toBe(1000);
+  });
+
+  it('counts the wait from the first failure of the window', () => {
+    const { limiter, clock } = limiterWithClock();
+    limiter.fail('k');
+    clock.now += 400;
+    limiter.fail('k');
+    clock.now += 100;
+    limiter.fail('k');
+    expect(limiter.retryAfter('k')).toBe(500);
+    clock.now += 499;
+    expect(limiter.retryAfter('k')).toBe(1);
+  });
+
+  it('forgets the failures once the window is over, and starts a fresh window', () => {
+    const { limiter, clock } = limiterWithClock();
+    for (let i = 0; i < 3; i++) limiter.fail('k');
+    clock.now += 1000;
+    expect(limiter.retryAfter('k')).toBe(0);
+    // A failure after the window counts as the first of a new one.
+    limiter.fail('k');
+    limiter.fail('k');
+    expect(limiter.retryAfter('k')).toBe(0);
+    limiter.fail('k');
+    expect(limiter.retryAfter('k')).toBe(1000);
+  });
+
+  it('starts a fresh window when failing after the old one expired without a check in between', () => {
+    const { limiter, clock } = limiterWithClock();
+    limiter.fail('k');
+    limiter.fail('k');
+    clock.now += 5000;
+    limiter.fail('k');
+    expect(limiter.retryAfter('k')).toBe(0);
+  });
+
+  it('keeps keys apart', () => {
+    const { limiter } = limiterWithClock();
+    for (let i = 0; i < 3; i++) limiter.fail('attacked');
+    expect(limiter.retryAfter('attacked')).toBeGreaterThan(0);
+    expect(limiter.retryAfter('innocent')).toBe(0);
+  });
+
+  it('reset clears one key', () => {
+    const { limiter } = limiterWithClock();
+    for (let i = 0; i < 3; i++) {
+      limiter.fail('a');
+      limiter.fail('b');
+    }
+    limiter.reset('a');
+    expect(limiter.retryAfter('a')).toBe(0);
+    expect(limiter.retryAfter('b')).toBe(1000);
+  });
+
+  it('keeps limiting keys in their window while many other keys come and go', () => {
+    const { limiter, clock } = limiterWithClock();
+    for (let i = 0; i < 3; i++) limiter.fail('attacker');
+    clock.now += 10;
+    for (let i = 0; i < 12_000; i++) limiter.fail(`noise-${i}`);
+    expect(limiter.retryAfter('attacker')).toBe(990);
+  });
+});
