@@ -1,8 +1,10 @@
 import type { ColumnDataType, Kysely, Migration, MigrationProvider } from 'kysely';
 import * as foundation from './0001_foundation.ts';
+import * as unicodeFold from './0002_unicode_fold.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
+  dialect: 'sqlite' | 'postgres';
   /** Auto-incrementing integer primary key. */
   id: ColumnDataType;
   /** 64-bit integer (epoch milliseconds). */
@@ -17,6 +19,7 @@ type VersionedMigration = {
 /** Every migration, in order. Append new ones; never edit one that has shipped. */
 const migrations: Record<string, VersionedMigration> = {
   '0001_foundation': foundation,
+  '0002_unicode_fold': unicodeFold,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -57,7 +57,7 @@ export async function listAuditEvents(
     );
   if (q.actor) {
     const actorFilter = q.actor;
-    query = /^\d+$/.test(actorFilter)
+    query = /^\d{1,10}$/.test(actorFilter)
       ? query.where('actor_id', '=', Number(actorFilter))
       : query.where('actor_label', '=', actorFilter.toLowerCase());
   }

@@ -40,7 +40,8 @@ export interface DeviceRow {
 export type DeviceRef = number | string;
 
 export function parseDeviceRef(ref: string): DeviceRef {
-  return /^\d+$/.test(ref) ? Number(ref) : ref.toLowerCase();
+  // A uuid may be all digits (serial numbers make such uuids): only short digit strings are ids.
+  return /^\d{1,10}$/.test(ref) ? Number(ref) : ref.toLowerCase();
 }
 
 function deviceColumns(db: Db) {

@@ -15,9 +15,10 @@ const memberSchema = z.object({
 });
 const fleetIds = z
   .array(idField)
+  .min(1, 'name at least one fleet, or send null for the whole organization')
   .max(1000)
   .nullable()
-  .describe('narrow the membership to these fleets; null = the whole organization');
+  .describe('narrow the membership to these fleets (not for owners); null = the whole organization');
 
 export function registerMemberRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['members'];

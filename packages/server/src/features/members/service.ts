@@ -67,6 +67,28 @@ async function checkFleets(trx: Db, orgId: number, fleetIds: number[] | null | u
     throw new AppError('bad_request', 'fleetIds must name fleets of this organization');
 }
 
+/** Owners always hold the whole organization: an owner narrowed to some fleets could lock everyone out. */
+function checkOwnerScope(role: Role, fleetIds: number[] | null | undefined): void {
+  if (role === 'owner' && fleetIds?.length) {
+    throw new AppError(
+      'conflict',
+      'owners always have the whole organization: give this person another role to narrow them to fleets',
+    );
+  }
+}
+
+/**
+ * Serializes changes to one organization's memberships (PostgreSQL row lock; SQLite writes are serial anyway),
+ * so two owners leaving at once cannot both see the other as the remaining owner.
+ */
+async function lockOrganization(trx: Db, orgId: number): Promise<void> {
+  await trx
+    .updateTable('organizations')
+    .set((eb) => ({ id: eb.ref('id') }))
+    .where('id', '=', orgId)
+    .execute();
+}
+
 async function ownerCount(trx: Db, orgId: number): Promise<number> {
   const { n } = await trx
     .selectFrom('memberships')
@@ -106,6 +128,7 @@ export async function addMember(
   return write(deps, actor, { action: 'member.add', resourceType: 'membership' }, async (trx) => {
     authorize(actor.principal, 'member.manage', { orgId }, 'organization');
     checkRoleChange(actor, orgId, undefined, input.role);
+    checkOwnerScope(input.role, input.fleetIds);
     await checkFleets(trx, orgId, input.fleetIds);
     const email = normalizeEmail(input.email);
     let user = await trx.selectFrom('users').select(['id']).where('email', '=', email).executeTakeFirst();
@@ -128,7 +151,7 @@ export async function addMember(
         org_id: orgId,
         user_id: user.id,
         role: input.role,
-        fleet_ids: input.fleetIds?.length ? json.encode([...new Set(input.fleetIds)]) : null,
+        fleet_ids: input.fleetIds ? json.encode([...new Set(input.fleetIds)]) : null,
         created_at: Date.now(),
       })
       .execute();
@@ -153,11 +176,16 @@ export async function updateMember(
 ): Promise<MemberView> {
   return write(deps, actor, { action: 'member.update', resourceType: 'membership' }, async (trx) => {
     authorize(actor.principal, 'member.manage', { orgId }, 'organization');
+    await lockOrganization(trx, orgId);
     const current = await memberQuery(trx, orgId)
       .where('memberships.user_id', '=', userId)
       .executeTakeFirst();
     if (!current) throw notFound('member');
     checkRoleChange(actor, orgId, current.role as Role, input.role);
+    const role = input.role ?? (current.role as Role);
+    // Becoming owner widens the membership to the whole organization.
+    const fleetIds = role === 'owner' && input.fleetIds === undefined ? null : input.fleetIds;
+    checkOwnerScope(role, fleetIds);
     if (
       current.role === 'owner' &&
       input.role &&
@@ -169,13 +197,13 @@ export async function updateMember(
         'an organization keeps at least one owner: make someone else owner first',
       );
     }
-    await checkFleets(trx, orgId, input.fleetIds);
+    await checkFleets(trx, orgId, fleetIds);
     await trx
       .updateTable('memberships')
       .set({
-        ...(input.role ? { role: input.role } : {}),
-        ...(input.fleetIds !== undefined
-          ? { fleet_ids: input.fleetIds?.length ? json.encode([...new Set(input.fleetIds)]) : null }
+        role,
+        ...(fleetIds !== undefined
+          ? { fleet_ids: fleetIds ? json.encode([...new Set(fleetIds)]) : null }
           : {}),
       })
       .where('org_id', '=', orgId)
@@ -199,6 +227,7 @@ export async function removeMember(
     // Anyone may leave an organization; removing others needs member.manage.
     if (p.userId !== userId) authorize(p, 'member.manage', { orgId }, 'organization');
     else if (!membershipFor(p, { orgId })) throw notFound('organization');
+    await lockOrganization(trx, orgId);
     const current = await memberQuery(trx, orgId)
       .where('memberships.user_id', '=', userId)
       .executeTakeFirst();

@@ -28,6 +28,7 @@ function orgView(row: OrgRow): OrgView {
 export function slugify(name: string): string {
   const slug = name
     .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')

@@ -77,7 +77,8 @@ export class ConfigError extends Error {
 export function loadConfig(env: NodeJS.ProcessEnv = {}, flags: ConfigInput = {}): Config {
   const raw: Record<string, unknown> = {};
   for (const [key, envName] of Object.entries(envNames) as [keyof Config, string][]) {
-    const value = flags[key] ?? env[envName];
+    const flag = flags[key] === '' ? undefined : flags[key];
+    const value = flag ?? env[envName];
     if (value !== undefined && value !== '') raw[key] = value;
   }
   const parsed = configSchema.safeParse(raw);

@@ -38,7 +38,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     ? await openPostgres(options.databaseUrl, options.schema ?? 'public')
     : openSqlite(options.sqliteFile);
   try {
-    await migrate(handle);
+    await migrate(handle, options.schema ?? 'public');
   } catch (err) {
     await handle.close();
     throw err;
@@ -53,6 +53,9 @@ function openSqlite(file: string): DatabaseHandle {
   native.pragma('synchronous = NORMAL');
   native.pragma('foreign_keys = ON');
   native.pragma('busy_timeout = 5000');
+  native.function('fold', { deterministic: true }, (value: unknown) =>
+    typeof value === 'string' ? value.toLowerCase() : value,
+  );
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: native }) });
   return {
     db,
@@ -97,12 +100,17 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
   };
 }
 
-async function migrate(handle: DatabaseHandle): Promise<void> {
+async function migrate(handle: DatabaseHandle, schema: string): Promise<void> {
   const ctx =
     handle.dialect === 'sqlite'
-      ? { id: 'integer' as const, bigint: 'integer' as const }
-      : { id: 'bigserial' as const, bigint: 'bigint' as const };
-  const migrator = new Migrator({ db: handle.db, provider: migrationProvider(ctx) });
+      ? { dialect: handle.dialect, id: 'integer' as const, bigint: 'integer' as const }
+      : { dialect: handle.dialect, id: 'bigserial' as const, bigint: 'bigint' as const };
+  // On PostgreSQL the bookkeeping tables live in our own schema: several fleetgates may share a database.
+  const migrator = new Migrator({
+    db: handle.db,
+    provider: migrationProvider(ctx),
+    ...(handle.dialect === 'postgres' ? { migrationTableSchema: schema } : {}),
+  });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error) {
@@ -148,7 +156,11 @@ export function likeContains(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-/** Case-insensitive "column contains text", the same on both dialects (LIKE with `\` as escape). */
+/**
+ * Case-insensitive "column contains text", the same on both dialects (LIKE with `\` as escape). ASCII text
+ * needs only the fast built-in `lower`; other text compares through `fold`, which lowers every script.
+ */
 export function containsText(column: string, text: string) {
-  return sql<boolean>`lower(${sql.ref(column)}) like ${likeContains(text.toLowerCase())} escape '\\'`;
+  const lower = /^[\x20-\x7e]*$/.test(text) ? sql.raw('lower') : sql.raw('fold');
+  return sql<boolean>`${lower}(${sql.ref(column)}) like ${likeContains(text.toLowerCase())} escape '\\'`;
 }

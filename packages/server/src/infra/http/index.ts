@@ -141,11 +141,47 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
     request.principal = await options.authenticate(request.headers.authorization, request);
   });
 
+  // PostgreSQL cannot store U+0000 in text, and no name, note or value needs it: refuse it everywhere.
+  app.addHook('preValidation', async (request, reply) => {
+    for (const [where, value] of [
+      ['path', request.params],
+      ['query', request.query],
+      ['body', request.body],
+    ] as const) {
+      if (holdsNul(value)) {
+        return sendError(
+          reply,
+          'bad_request',
+          `the request ${where} holds a NUL (U+0000) character; remove it`,
+        );
+      }
+    }
+  });
+
   registerMetrics(app, options);
   await registerOpenApi(app);
 
   app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   return app;
+}
+
+/** `true` when a string or object key anywhere in a parsed JSON value contains U+0000 (no recursion). */
+function holdsNul(value: unknown): boolean {
+  const pending = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (typeof item === 'string') {
+      if (item.includes('\0')) return true;
+    } else if (Array.isArray(item)) {
+      for (const inner of item) pending.push(inner);
+    } else if (item !== null && typeof item === 'object') {
+      for (const [key, inner] of Object.entries(item)) {
+        if (key.includes('\0')) return true;
+        pending.push(inner);
+      }
+    }
+  }
+  return false;
 }
 
 function registerMetrics(app: TypedApp, options: HttpOptions): void {

@@ -1,0 +1,90 @@
+import { type Command, Option } from 'commander';
+import type { CliIo } from '../context.ts';
+import { CliError } from '../errors.ts';
+
+/** `fleetgate serve` flags, each with the server configuration key it sets. */
+const serveFlags = [
+  {
+    flag: '--data-dir <dir>',
+    key: 'dataDir',
+    help: 'where the SQLite database and state live (default ./data)',
+  },
+  { flag: '--port <port>', key: 'httpPort', help: 'HTTP port; 0 picks a free one (default 8080)' },
+  { flag: '--listen <address>', key: 'listen', help: 'address to bind (default 127.0.0.1)' },
+  { flag: '--admin-email <email>', key: 'adminEmail', help: 'the first owner, created on the first start' },
+  { flag: '--admin-password <password>', key: 'adminPassword', help: "the first owner's password" },
+  { flag: '--database-url <url>', key: 'databaseUrl', help: 'PostgreSQL URL (default: SQLite)' },
+  { flag: '--db-schema <schema>', key: 'dbSchema', help: 'PostgreSQL schema (default public)' },
+  { flag: '--log-level <level>', key: 'logLevel', help: 'fatal, error, warn, info, debug, trace or silent' },
+] as const;
+
+type ServeOptions = Record<string, string | undefined>;
+
+/** Exit code of `serve` when the configuration is wrong (usage errors are 1). */
+const configErrorExitCode = 2;
+
+/** `serve`: runs the fleetgate server in this process until SIGINT or SIGTERM. */
+export function registerServeCommand(program: Command, io: CliIo): void {
+  const command = program
+    .command('serve')
+    .description('run the fleetgate server (each flag also has an environment variable; the flag wins)')
+    .addHelpText(
+      'after',
+      '\nThe environment variables are listed in the README (FLEETGATE_HTTP_PORT, DATABASE_URL, …).',
+    );
+  const options = serveFlags.map(({ flag, key, help }) => ({ key, option: new Option(flag, help) }));
+  for (const { option } of options) command.addOption(option);
+  command.action(async (values: ServeOptions) => {
+    // Loaded here, not at the top: the server's dependencies would slow every other command down.
+    const { startServer } = await import('@fleetgate/server');
+    // Unset flags stay out, so the environment and the defaults apply.
+    const flags: Record<string, string> = {};
+    for (const { key, option } of options) {
+      const value = values[option.attributeName()];
+      if (value !== undefined) flags[key] = value;
+    }
+    let server: Awaited<ReturnType<typeof startServer>>;
+    try {
+      server = await startServer({ flags, env: io.env, print: (text) => io.stdout.write(text) });
+    } catch (error) {
+      throw startFailure(error, values);
+    }
+    const stop = (signal: NodeJS.Signals) => {
+      // From here on a second signal gets Node's default: the process ends at once, without waiting.
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      io.stderr.write(`\n${signal}: stopping fleetgate…\n`);
+      server.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          io.stderr.write(
+            `fleetgate: error while stopping: ${error instanceof Error ? error.message : error}\n`,
+          );
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+/** Turns what the server throws at start into the one-line reasons people can act on. */
+function startFailure(error: unknown, values: ServeOptions): unknown {
+  if (!(error instanceof Error)) return error;
+  if (error.name === 'ConfigError') {
+    return new CliError(error.message, { exitCode: configErrorExitCode, cause: error });
+  }
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return new CliError(
+      `the port is already in use${values.port ? ` (${values.port})` : ''}: ` +
+        'stop the other process or choose another with --port',
+      { cause: error },
+    );
+  }
+  if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    return new CliError(`cannot listen: ${error.message}`, { cause: error });
+  }
+  return error;
+}

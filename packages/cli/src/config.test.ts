@@ -1,0 +1,153 @@
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  type Credentials,
+  configDir,
+  credentialsFile,
+  normalizeServer,
+  readCredentials,
+  removeCredentials,
+  resolveConnection,
+  saveCredentials,
+} from './config.ts';
+import { CliError } from './errors.ts';
+
+const saved: Credentials = { server: 'http://saved.test:8080', token: 'fgs_saved', email: 'me@example.test' };
+
+const tempDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fleetgate-cli-config-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** The permission bits of a file or directory, e.g. 0o600. */
+async function modeOf(file: string): Promise<number> {
+  return (await stat(file)).mode & 0o777;
+}
+
+describe('configDir', () => {
+  it('is FLEETGATE_CONFIG_DIR when set, even with XDG_CONFIG_HOME', () => {
+    expect(configDir({ FLEETGATE_CONFIG_DIR: '/tmp/fg-conf', XDG_CONFIG_HOME: '/xdg' })).toBe('/tmp/fg-conf');
+  });
+
+  it('is $XDG_CONFIG_HOME/fleetgate, else ~/.config/fleetgate', () => {
+    expect(configDir({ XDG_CONFIG_HOME: '/xdg' })).toBe('/xdg/fleetgate');
+    expect(configDir({})).toBe(path.join(homedir(), '.config', 'fleetgate'));
+    expect(credentialsFile({ XDG_CONFIG_HOME: '/xdg' })).toBe('/xdg/fleetgate/credentials.json');
+  });
+});
+
+describe('resolveConnection', () => {
+  const env = { FLEETGATE_SERVER: 'http://env.test', FLEETGATE_TOKEN: 'fgs_env' };
+
+  it('prefers the flags to the environment and the environment to the saved login', () => {
+    expect(
+      resolveConnection({ flags: { server: 'http://flag.test', token: 'fgs_flag' }, env, saved }),
+    ).toEqual({
+      server: 'http://flag.test',
+      token: 'fgs_flag',
+      tokenSource: 'flag',
+    });
+    expect(resolveConnection({ flags: {}, env, saved })).toEqual({
+      server: 'http://env.test',
+      token: 'fgs_env',
+      tokenSource: 'env',
+    });
+    expect(resolveConnection({ flags: {}, env: {}, saved })).toEqual({
+      server: 'http://saved.test:8080',
+      token: 'fgs_saved',
+      tokenSource: 'file',
+    });
+  });
+
+  it('resolves server and token separately: a flag token with the saved server', () => {
+    expect(resolveConnection({ flags: { token: 'fgk_key' }, env: {}, saved })).toEqual({
+      server: 'http://saved.test:8080',
+      token: 'fgk_key',
+      tokenSource: 'flag',
+    });
+  });
+
+  it('never sends the saved token to another server', () => {
+    expect(resolveConnection({ flags: { server: 'http://other.test' }, env: {}, saved })).toEqual({
+      server: 'http://other.test',
+      token: undefined,
+    });
+    expect(
+      resolveConnection({ flags: {}, env: { FLEETGATE_SERVER: 'http://other.test' }, saved }).token,
+    ).toBe(undefined);
+  });
+
+  it('uses the saved token when the server only differs in spelling', () => {
+    const connection = resolveConnection({ flags: { server: 'saved.test:8080/' }, env: {}, saved });
+    expect(connection).toMatchObject({ server: 'http://saved.test:8080', tokenSource: 'file' });
+  });
+
+  it('treats empty environment variables as unset', () => {
+    const connection = resolveConnection({
+      flags: {},
+      env: { FLEETGATE_SERVER: '', FLEETGATE_TOKEN: ' ' },
+      saved,
+    });
+    expect(connection.tokenSource).toBe('file');
+  });
+
+  it('has neither without flags, environment or saved login', () => {
+    expect(resolveConnection({ flags: {}, env: {} })).toEqual({ server: undefined });
+  });
+});
+
+describe('normalizeServer', () => {
+  it('adds http:// and drops trailing slashes', () => {
+    expect(normalizeServer('127.0.0.1:8080/')).toBe('http://127.0.0.1:8080');
+    expect(normalizeServer('https://fleet.example.test/fleetgate/')).toBe(
+      'https://fleet.example.test/fleetgate',
+    );
+  });
+
+  it('refuses what is not an http(s) URL', () => {
+    expect(() => normalizeServer('ftp://x.test')).toThrow(CliError);
+    expect(() => normalizeServer('http://x.test/?a=1')).toThrow(/invalid server URL/);
+  });
+});
+
+describe('credentials file', () => {
+  it('is written 0600 in a directory created 0700, and read back', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: path.join(await tempDir(), 'nested', 'fleetgate') };
+    const file = await saveCredentials(env, saved);
+    expect(file).toBe(credentialsFile(env));
+    expect(await modeOf(file)).toBe(0o600);
+    expect(await modeOf(configDir(env))).toBe(0o700);
+    expect(await readCredentials(env)).toEqual(saved);
+  });
+
+  it('stays 0600 when it replaces a file others could read', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: await tempDir() };
+    await writeFile(credentialsFile(env), '{}', { mode: 0o644 });
+    expect(await modeOf(credentialsFile(env))).toBe(0o644);
+    await saveCredentials(env, saved);
+    expect(await modeOf(credentialsFile(env))).toBe(0o600);
+  });
+
+  it('is undefined when missing and an error naming the file when damaged', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: await tempDir() };
+    expect(await readCredentials(env)).toBeUndefined();
+    await writeFile(credentialsFile(env), '{"server": ');
+    await expect(readCredentials(env)).rejects.toThrow(`${credentialsFile(env)} is damaged`);
+  });
+
+  it('is removed by removeCredentials, which says whether there was one', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: await tempDir() };
+    await saveCredentials(env, saved);
+    expect(await removeCredentials(env)).toBe(true);
+    expect(await readCredentials(env)).toBeUndefined();
+    expect(await removeCredentials(env)).toBe(false);
+  });
+});

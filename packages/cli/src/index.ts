@@ -1,0 +1,107 @@
+import { Command, CommanderError } from 'commander';
+import packageJson from '../package.json' with { type: 'json' };
+import { ApiError } from './client.ts';
+import { registerApiKeyCommands } from './commands/api-keys.ts';
+import { registerAuditCommand } from './commands/audit.ts';
+import { registerAuthCommands } from './commands/auth.ts';
+import { registerDeviceTypeCommands } from './commands/device-types.ts';
+import { registerDeviceCommands } from './commands/devices.ts';
+import { registerFleetCommands } from './commands/fleets.ts';
+import { registerMemberCommands } from './commands/members.ts';
+import { registerOrgCommands } from './commands/orgs.ts';
+import { registerServeCommand } from './commands/serve.ts';
+import { registerSshKeyCommands } from './commands/ssh-keys.ts';
+import { registerUserCommands } from './commands/users.ts';
+import { registerVariableCommands } from './commands/vars.ts';
+import { type CliIo, processIo } from './context.ts';
+import { CliError } from './errors.ts';
+
+export { ApiClient, ApiError, apiPath } from './client.ts';
+export {
+  type Credentials,
+  credentialsFile,
+  readCredentials,
+  resolveConnection,
+  saveCredentials,
+} from './config.ts';
+export { type CliIo, CommandContext, type GlobalOptions, processIo } from './context.ts';
+export { CliError } from './errors.ts';
+export { type MemoryIo, memoryIo } from './memory-io.ts';
+export { type Column, formatJson, formatRecord, formatTable, Output } from './output.ts';
+
+/**
+ * The `fleetgate` command with every subcommand, writing to `io`. It never exits the process: commander's
+ * own errors (unknown option, missing argument, --help) are thrown as `CommanderError` after printing.
+ * `runCli` is the usual way to run it.
+ */
+export function buildProgram(io: CliIo = processIo()): Command {
+  const program = new Command('fleetgate')
+    .description('fleetgate: manage organizations, fleets and devices on a fleetgate server')
+    .version(packageJson.version, '-V, --version')
+    .option('--server <url>', 'server URL (default: FLEETGATE_SERVER, then the saved login)')
+    .option('--token <token>', 'session token or API key (default: FLEETGATE_TOKEN, then the saved login)')
+    .option('--json', 'print the JSON answer of the API, for scripts')
+    // Subcommands inherit the three settings below when they are created, so they come first.
+    .exitOverride()
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+      outputError: (text, write) => write(`fleetgate: ${text.replace(/^error: /, '')}`),
+    });
+
+  registerServeCommand(program, io);
+  registerAuthCommands(program, io);
+  registerOrgCommands(program, io);
+  registerUserCommands(program, io);
+  registerMemberCommands(program, io);
+  registerFleetCommands(program, io);
+  registerDeviceTypeCommands(program, io);
+  registerDeviceCommands(program, io);
+  registerVariableCommands(program, io);
+  registerApiKeyCommands(program, io);
+  registerSshKeyCommands(program, io);
+  registerAuditCommand(program, io);
+  return program;
+}
+
+/**
+ * Runs `fleetgate <args>` (without `node` and the script) and answers its exit code. Failures are printed
+ * as one line, `fleetgate: <reason>`, on `io.stderr`. `serve` answers once the server listens; the process
+ * then lives on until a signal stops the server.
+ */
+export async function runCli(args: readonly string[], io: CliIo = processIo()): Promise<number> {
+  try {
+    await buildProgram(io).parseAsync([...args], { from: 'user' });
+    return 0;
+  } catch (error) {
+    return reportFailure(error, io);
+  }
+}
+
+/** Prints why a command failed and answers the exit code. */
+export function reportFailure(error: unknown, io: Pick<CliIo, 'stderr' | 'env'>): number {
+  // Commander has printed its own message (or the help) already.
+  if (error instanceof CommanderError) return error.exitCode;
+  if (error instanceof CliError) {
+    io.stderr.write(`fleetgate: ${error.message}\n`);
+    return error.exitCode;
+  }
+  if (error instanceof ApiError) {
+    io.stderr.write(`fleetgate: ${describeApiError(error)}\n`);
+    return 1;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  io.stderr.write(`fleetgate: unexpected error: ${message}\n`);
+  if (io.env.FLEETGATE_DEBUG && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
+  else io.stderr.write('fleetgate: set FLEETGATE_DEBUG=1 to see where it happened\n');
+  return 1;
+}
+
+function describeApiError(error: ApiError): string {
+  // The server tells API users to POST /auth/login; a CLI user needs the command instead.
+  if (error.status === 401 && error.path !== '/auth/login') {
+    return `${error.message.replace(/:? sign in again.*$/, '')}: run \`fleetgate login --server URL\``;
+  }
+  return error.message;
+}

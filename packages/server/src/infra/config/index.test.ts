@@ -1,0 +1,152 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, envNames, loadConfig } from './index.ts';
+
+/** Runs `fn` and answers the ConfigError it throws (fails when it throws nothing or something else). */
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('has a default for everything but the optional secrets', () => {
+    const config = loadConfig({}, {});
+    expect(config).toEqual({
+      dataDir: path.resolve('./data'),
+      httpPort: 8080,
+      listen: '127.0.0.1',
+      adminEmail: 'admin@fleetgate.local',
+      dbSchema: 'public',
+      logLevel: 'info',
+      sessionTtlHours: 24,
+      bodyLimit: 1024 * 1024,
+      loginAttempts: 10,
+    });
+    expect(config.adminPassword).toBeUndefined();
+    expect(config.databaseUrl).toBeUndefined();
+  });
+
+  it('reads every setting from its environment variable, numbers included', () => {
+    const config = loadConfig({
+      FLEETGATE_DATA_DIR: '/var/lib/fleetgate',
+      FLEETGATE_HTTP_PORT: '9090',
+      FLEETGATE_LISTEN: '0.0.0.0',
+      FLEETGATE_ADMIN_EMAIL: 'ops@example.test',
+      FLEETGATE_ADMIN_PASSWORD: 'long enough',
+      DATABASE_URL: 'postgres://fleet@db.example.test/fleet',
+      FLEETGATE_DB_SCHEMA: 'tenant_a',
+      FLEETGATE_LOG_LEVEL: 'warn',
+      FLEETGATE_SESSION_TTL_HOURS: '1.5',
+      FLEETGATE_BODY_LIMIT: '2048',
+      FLEETGATE_LOGIN_ATTEMPTS: '3',
+    });
+    expect(config).toEqual({
+      dataDir: '/var/lib/fleetgate',
+      httpPort: 9090,
+      listen: '0.0.0.0',
+      adminEmail: 'ops@example.test',
+      adminPassword: 'long enough',
+      databaseUrl: 'postgres://fleet@db.example.test/fleet',
+      dbSchema: 'tenant_a',
+      logLevel: 'warn',
+      sessionTtlHours: 1.5,
+      bodyLimit: 2048,
+      loginAttempts: 3,
+    });
+  });
+
+  it('lets a flag win over the environment variable', () => {
+    const config = loadConfig(
+      { FLEETGATE_HTTP_PORT: '9090', FLEETGATE_LOG_LEVEL: 'warn', FLEETGATE_LISTEN: '0.0.0.0' },
+      { httpPort: 7070, logLevel: 'debug' },
+    );
+    expect(config.httpPort).toBe(7070);
+    expect(config.logLevel).toBe('debug');
+    // Settings without a flag still come from the environment.
+    expect(config.listen).toBe('0.0.0.0');
+  });
+
+  it('treats an empty environment variable as unset', () => {
+    expect(loadConfig({ FLEETGATE_HTTP_PORT: '' }).httpPort).toBe(8080);
+    expect(loadConfig({ DATABASE_URL: '' }).databaseUrl).toBeUndefined();
+  });
+
+  it('treats an empty flag as unset, so the environment variable still applies', () => {
+    // `fleetgate serve --data-dir "$DIR"` with DIR unset must not throw away FLEETGATE_DATA_DIR for ./data.
+    expect(loadConfig({ FLEETGATE_HTTP_PORT: '9090' }, { httpPort: '' }).httpPort).toBe(9090);
+    expect(loadConfig({ FLEETGATE_DATA_DIR: '/srv/fleetgate' }, { dataDir: '' }).dataDir).toBe(
+      '/srv/fleetgate',
+    );
+  });
+
+  it('makes the data directory absolute', () => {
+    expect(loadConfig({ FLEETGATE_DATA_DIR: 'relative/dir' }).dataDir).toBe(path.resolve('relative/dir'));
+  });
+
+  it('accepts port 0 (any free port) and postgresql:// URLs', () => {
+    expect(loadConfig({}, { httpPort: 0 }).httpPort).toBe(0);
+    expect(loadConfig({ DATABASE_URL: 'postgresql://u@h/db' }).databaseUrl).toBe('postgresql://u@h/db');
+  });
+
+  it('lists every problem at once, each under its environment variable', () => {
+    const error = configError(() =>
+      loadConfig({
+        FLEETGATE_HTTP_PORT: '70000',
+        FLEETGATE_ADMIN_EMAIL: 'not-an-email',
+        FLEETGATE_ADMIN_PASSWORD: 'short',
+        DATABASE_URL: 'mysql://db/fleet',
+        FLEETGATE_DB_SCHEMA: 'Bad-Schema',
+        FLEETGATE_LOG_LEVEL: 'loud',
+        FLEETGATE_SESSION_TTL_HOURS: '-1',
+        FLEETGATE_BODY_LIMIT: '12',
+        FLEETGATE_LOGIN_ATTEMPTS: 'many',
+      }),
+    );
+    const named = [
+      'FLEETGATE_HTTP_PORT',
+      'FLEETGATE_ADMIN_EMAIL',
+      'FLEETGATE_ADMIN_PASSWORD',
+      'DATABASE_URL',
+      'FLEETGATE_DB_SCHEMA',
+      'FLEETGATE_LOG_LEVEL',
+      'FLEETGATE_SESSION_TTL_HOURS',
+      'FLEETGATE_BODY_LIMIT',
+      'FLEETGATE_LOGIN_ATTEMPTS',
+    ];
+    expect(error.problems).toHaveLength(named.length);
+    for (const name of named) {
+      expect(
+        error.problems.some((p) => p.startsWith(`${name}: `)),
+        name,
+      ).toBe(true);
+      expect(error.message).toContain(name);
+    }
+    expect(error.problems.find((p) => p.startsWith('FLEETGATE_ADMIN_PASSWORD'))).toMatch(/at least 8/);
+    expect(error.problems.find((p) => p.startsWith('DATABASE_URL'))).toMatch(/postgres:\/\//);
+  });
+
+  it('names the environment variable even when the bad value came from a flag', () => {
+    const error = configError(() => loadConfig({}, { httpPort: 'eighty' }));
+    expect(error.problems).toEqual([expect.stringMatching(/^FLEETGATE_HTTP_PORT: /)]);
+  });
+
+  it('refuses fractional ports and a zero login allowance', () => {
+    const error = configError(() =>
+      loadConfig({ FLEETGATE_HTTP_PORT: '80.5', FLEETGATE_LOGIN_ATTEMPTS: '0' }),
+    );
+    expect(error.problems).toHaveLength(2);
+  });
+
+  it('has an environment variable for every setting', () => {
+    const config = loadConfig({
+      FLEETGATE_ADMIN_PASSWORD: 'long enough',
+      DATABASE_URL: 'postgres://h/db',
+    });
+    expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
+  });
+});
