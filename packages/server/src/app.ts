@@ -14,6 +14,7 @@ import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariableRoutes } from './features/variables/routes.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
+import { openDeviceTokens } from './infra/device-tokens/index.ts';
 import { createHttpApp, sendError, type TypedApp } from './infra/http/index.ts';
 import type { Logger } from './infra/logging/index.ts';
 import type { ServiceDeps } from './infra/service/index.ts';
@@ -26,12 +27,13 @@ export interface AppOptions {
 
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
 export async function buildApp({ config, database, log }: AppOptions): Promise<TypedApp> {
-  const deps: ServiceDeps = { db: database.db, config, log };
+  const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
+  const deps: ServiceDeps = { db: database.db, config, log, deviceTokens };
   const auth = createAuthService(deps);
   const app = await createHttpApp({
     log,
     bodyLimit: config.bodyLimit,
-    authenticate: (header) => auth.authenticate(header),
+    authenticate: (header, request) => auth.authenticate(header, request.ip),
     collectMetrics: (registry) => registerDatabaseMetrics(registry, database),
   });
 

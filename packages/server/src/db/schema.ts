@@ -19,12 +19,18 @@ export interface Database {
   fleet_variables: FleetVariableTable;
   device_variables: DeviceVariableTable;
   audit_events: AuditEventTable;
+  provisioning_keys: ProvisioningKeyTable;
+  device_keys: DeviceKeyTable;
+  auth_sets: AuthSetTable;
+  recovery_candidates: RecoveryCandidateTable;
 }
 
 export interface OrganizationTable {
   id: Generated<number>;
   slug: string;
   name: string;
+  /** Devices that may be accepted; null = unlimited, 0 = none. */
+  device_limit: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -113,6 +119,14 @@ export interface DeviceTable {
   notes: string;
   created_at: number;
   updated_at: number;
+  os_version: string | null;
+  agent_version: string | null;
+  /** Inventory attributes reported by the device: JSON object of name → value. */
+  attributes: string | null;
+  attributes_updated_at: number | null;
+  decommissioned_at: number | null;
+  /** Device tokens issued before this time (epoch ms) are refused. */
+  tokens_valid_after: number | null;
 }
 
 export interface DeviceTagTable {
@@ -156,4 +170,65 @@ export interface AuditEventTable {
   source_ip: string | null;
   outcome: string;
   details: string | null;
+}
+
+export interface ProvisioningKeyTable {
+  id: Generated<number>;
+  org_id: number;
+  fleet_id: number;
+  name: string;
+  key_hash: string;
+  key_prefix: string;
+  max_uses: number | null;
+  uses: Generated<number>;
+  created_by: number | null;
+  created_at: number;
+  expires_at: number | null;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface DeviceKeyTable {
+  id: Generated<number>;
+  device_id: number;
+  key_hash: string;
+  origin: 'register' | 'rotate' | 'import' | 'recovery';
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export type AuthSetStatus = 'pending' | 'accepted' | 'rejected' | 'preauthorized';
+export type DeviceKeyType = 'rsa' | 'ecdsa-p256' | 'ecdsa-p384' | 'ed25519';
+
+export interface AuthSetTable {
+  id: Generated<number>;
+  org_id: number;
+  device_id: number | null;
+  fleet_id: number | null;
+  /** Canonical JSON of the identity attributes (keys sorted). */
+  identity: string;
+  identity_hash: string;
+  /** PKIX (SPKI) PEM. */
+  public_key: string;
+  /** SHA-256 of the DER SPKI. */
+  public_key_hash: string;
+  key_type: DeviceKeyType;
+  status: AuthSetStatus;
+  source_ip: string | null;
+  created_at: number;
+  updated_at: number;
+  last_request_at: number | null;
+  request_count: Generated<number>;
+}
+
+export interface RecoveryCandidateTable {
+  id: Generated<number>;
+  uuid: string;
+  key_hash: string;
+  source_ip: string | null;
+  agent_version: string | null;
+  first_seen_at: number;
+  last_seen_at: number;
+  attempts: Generated<number>;
 }

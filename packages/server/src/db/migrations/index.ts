@@ -1,6 +1,7 @@
 import type { ColumnDataType, Kysely, Migration, MigrationProvider } from 'kysely';
 import * as foundation from './0001_foundation.ts';
 import * as unicodeFold from './0002_unicode_fold.ts';
+import * as deviceIdentity from './0003_device_identity.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -20,6 +21,7 @@ type VersionedMigration = {
 const migrations: Record<string, VersionedMigration> = {
   '0001_foundation': foundation,
   '0002_unicode_fold': unicodeFold,
+  '0003_device_identity': deviceIdentity,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

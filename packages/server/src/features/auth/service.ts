@@ -4,6 +4,7 @@ import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infr
 import { json } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
 import { FailureLimiter } from './rate-limit.ts';
 
 /** Session tokens and API keys carry a prefix so the server knows where to look them up. */
@@ -25,7 +26,7 @@ export interface AuthService {
   ): Promise<{ token: string; expiresAt: number; userId: number }>;
   logout(actor: Actor): Promise<void>;
   /** Resolves `Authorization: Bearer <session token or API key>` to a principal; throws `unauthorized`. */
-  authenticate(header: string | undefined): Promise<Principal>;
+  authenticate(header: string | undefined, sourceIp: string | null): Promise<Principal>;
   /** The principal of a user as it is now (memberships read from the database). */
   principalOf(userId: number, credential: UserPrincipal['credential']): Promise<UserPrincipal | undefined>;
 }
@@ -163,9 +164,11 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       });
     },
 
-    async authenticate(header) {
+    async authenticate(header, sourceIp) {
       if (!header)
         throw new AppError('unauthorized', 'sign in first: send Authorization: Bearer <token or API key>');
+      const device = deviceCredentialOf(header);
+      if (device) return authenticateDevice(deps, device, sourceIp);
       const match = /^Bearer\s+(\S{1,512})\s*$/i.exec(header);
       if (!match)
         throw new AppError('unauthorized', 'the Authorization header must be "Bearer <token or API key>"');

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import type { Selectable } from 'kysely';
+import type { DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { containsText, type Db } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
@@ -24,17 +26,7 @@ export interface DeviceView {
   updatedAt: string;
 }
 
-export interface DeviceRow {
-  id: number;
-  uuid: string;
-  org_id: number;
-  fleet_id: number;
-  name: string;
-  device_type: string;
-  notes: string;
-  created_at: number;
-  updated_at: number;
-}
+export type DeviceRow = Selectable<DeviceTable>;
 
 /** A device named in a URL: its numeric id or its 32-hex uuid. */
 export type DeviceRef = number | string;

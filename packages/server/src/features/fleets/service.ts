@@ -1,3 +1,5 @@
+import type { Selectable } from 'kysely';
+import type { FleetTable } from '../../db/schema.ts';
 import { type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { containsText, type Db } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
@@ -18,15 +20,7 @@ export interface FleetView {
   updatedAt: string;
 }
 
-export interface FleetRow {
-  id: number;
-  org_id: number;
-  name: string;
-  description: string;
-  default_device_type: string | null;
-  created_at: number;
-  updated_at: number;
-}
+export type FleetRow = Selectable<FleetTable>;
 
 function fleetsWithCounts(db: Db) {
   return db

@@ -14,7 +14,9 @@ export interface FirstRun {
  * administrator, from FLEETGATE_ADMIN_EMAIL / FLEETGATE_ADMIN_PASSWORD (a random password when unset).
  * Answers undefined on every later start.
  */
-export async function ensureFirstOwner(deps: ServiceDeps): Promise<FirstRun | undefined> {
+export async function ensureFirstOwner(
+  deps: Pick<ServiceDeps, 'db' | 'config' | 'log'>,
+): Promise<FirstRun | undefined> {
   return deps.db.transaction().execute(async (trx) => {
     const anyUser = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
     if (anyUser) return undefined;

@@ -28,9 +28,19 @@ export type Principal =
       /** How the user proved who they are. */
       credential: { type: 'session' | 'api_key'; id: number };
     }
+  | {
+      type: 'device';
+      deviceId: number;
+      uuid: string;
+      orgId: number;
+      fleetId: number;
+      /** How the device proved who it is: a device API key (its row id) or a device token (its jti). */
+      credential: { type: 'device_key'; id: number } | { type: 'device_token'; id: string };
+    }
   | { type: 'anonymous' };
 
 export type UserPrincipal = Extract<Principal, { type: 'user' }>;
+export type DevicePrincipal = Extract<Principal, { type: 'device' }>;
 
 /** Everything a principal can be asked to be allowed to do. */
 export const actions = [
@@ -161,6 +171,13 @@ export function readScope(principal: Principal, action: Action): ScopeEntry[] {
 
 export function requireUser(principal: Principal): UserPrincipal {
   if (principal.type !== 'user') throw new AppError('unauthorized', 'sign in first: POST /api/v1/auth/login');
+  return principal;
+}
+
+/** Device routes take only devices; people and anonymous callers get 401 with what to send instead. */
+export function requireDevice(principal: Principal): DevicePrincipal {
+  if (principal.type !== 'device')
+    throw new AppError('unauthorized', 'a device credential is needed: a device token or uuid + device key');
   return principal;
 }
 

@@ -26,6 +26,7 @@ describe('loadConfig', () => {
       sessionTtlHours: 24,
       bodyLimit: 1024 * 1024,
       loginAttempts: 10,
+      deviceTokenTtl: 3600,
     });
     expect(config.adminPassword).toBeUndefined();
     expect(config.databaseUrl).toBeUndefined();
@@ -44,6 +45,7 @@ describe('loadConfig', () => {
       FLEETGATE_SESSION_TTL_HOURS: '1.5',
       FLEETGATE_BODY_LIMIT: '2048',
       FLEETGATE_LOGIN_ATTEMPTS: '3',
+      FLEETGATE_DEVICE_TOKEN_TTL: '600',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -57,6 +59,7 @@ describe('loadConfig', () => {
       sessionTtlHours: 1.5,
       bodyLimit: 2048,
       loginAttempts: 3,
+      deviceTokenTtl: 600,
     });
   });
 

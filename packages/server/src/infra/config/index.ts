@@ -43,6 +43,13 @@ const configSchema = z.object({
     .default(1024 * 1024),
   /** Failed logins allowed per source address and per account in 15 minutes. Default 10. (`FLEETGATE_LOGIN_ATTEMPTS`) */
   loginAttempts: z.coerce.number().int().min(1).max(10_000).default(10),
+  /** Lifetime of a device token (JWT), in seconds. Default 3600. (`FLEETGATE_DEVICE_TOKEN_TTL`) */
+  deviceTokenTtl: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(3600),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -61,6 +68,7 @@ export const envNames: Record<keyof Config, string> = {
   sessionTtlHours: 'FLEETGATE_SESSION_TTL_HOURS',
   bodyLimit: 'FLEETGATE_BODY_LIMIT',
   loginAttempts: 'FLEETGATE_LOGIN_ATTEMPTS',
+  deviceTokenTtl: 'FLEETGATE_DEVICE_TOKEN_TTL',
 };
 
 export class ConfigError extends Error {

@@ -2,6 +2,7 @@ import type { Actor } from '../access/index.ts';
 import { appendAuditEvent } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
 import type { Db } from '../db/index.ts';
+import type { DeviceTokens } from '../device-tokens/index.ts';
 import { AppError } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
 
@@ -10,6 +11,7 @@ export interface ServiceDeps {
   db: Db;
   config: Config;
   log: Logger;
+  deviceTokens: DeviceTokens;
 }
 
 /** What a write reports about itself, for the audit log. */

@@ -1,0 +1,142 @@
+import type { DevicePrincipal } from '../../infra/access/index.ts';
+import { sha256Hex } from '../../infra/crypto/index.ts';
+import { AppError } from '../../infra/errors/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+
+/** A device key's last-used time is written at most this often. */
+const LAST_USED_PRECISION_MS = 60 * 1000;
+/** Recovery candidates kept at most, server-wide: a flood of made-up credentials cannot fill the disk. */
+export const RECOVERY_CANDIDATES_MAX = 10_000;
+
+const refused = () =>
+  new AppError('unauthorized', 'the device credential is unknown, revoked or expired', {
+    details: { hint: 'devices send a device token, or uuid + device key' },
+  });
+
+/**
+ * The credential in an `Authorization` header, if it has a device's shape:
+ * `Bearer <device token (JWT)>`, `Basic base64(<uuid>:<device key>)`, or `Bearer <uuid>:<device key>`.
+ */
+export type DeviceCredential = { type: 'token'; token: string } | { type: 'key'; uuid: string; key: string };
+
+export function deviceCredentialOf(header: string | undefined): DeviceCredential | undefined {
+  if (!header || header.length > 8192) return undefined;
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+  if (bearer && /^[\w-]+\.[\w-]+\.[\w-]+$/.test(bearer)) return { type: 'token', token: bearer };
+  const pair = bearer ?? decodeBasic(header);
+  const match = pair && /^([0-9a-fA-F]{32}):(\S{16,512})$/.exec(pair);
+  return match ? { type: 'key', uuid: match[1]!.toLowerCase(), key: match[2]! } : undefined;
+}
+
+function decodeBasic(header: string): string | undefined {
+  const encoded = /^Basic\s+([A-Za-z0-9+/=]{1,2048})\s*$/i.exec(header)?.[1];
+  return encoded ? Buffer.from(encoded, 'base64').toString('utf8') : undefined;
+}
+
+/**
+ * Resolves a device credential to the device acting, or throws `unauthorized`. Decommissioned devices and
+ * tokens issued before the device's credentials were revoked are refused at once, not when they expire.
+ * An unknown uuid + key pair is remembered as a recovery candidate (its hash only) for an admin to adopt.
+ */
+export async function authenticateDevice(
+  deps: ServiceDeps,
+  credential: DeviceCredential,
+  sourceIp: string | null,
+): Promise<DevicePrincipal> {
+  const { db } = deps;
+  if (credential.type === 'token') {
+    const claims = await deps.deviceTokens.verify(credential.token);
+    const device = await db
+      .selectFrom('devices')
+      .select(['id', 'uuid', 'org_id', 'fleet_id', 'decommissioned_at', 'tokens_valid_after'])
+      .where('id', '=', claims.deviceId)
+      .executeTakeFirst();
+    if (
+      !device ||
+      device.uuid !== claims.uuid ||
+      device.decommissioned_at !== null ||
+      (device.tokens_valid_after !== null && claims.issuedAtMs < device.tokens_valid_after)
+    )
+      throw refused();
+    return principalOf(device, { type: 'device_token', id: claims.jti });
+  }
+
+  const keyHash = sha256Hex(credential.key);
+  const found = await db
+    .selectFrom('device_keys')
+    .innerJoin('devices', 'devices.id', 'device_keys.device_id')
+    .select([
+      'device_keys.id as key_id',
+      'device_keys.revoked_at',
+      'device_keys.last_used_at',
+      'devices.id',
+      'devices.uuid',
+      'devices.org_id',
+      'devices.fleet_id',
+      'devices.decommissioned_at',
+    ])
+    .where('device_keys.key_hash', '=', keyHash)
+    .executeTakeFirst();
+  // Lookup by the key's hash, then the uuid must match: a key works only for its own device.
+  if (!found || found.uuid !== credential.uuid) {
+    if (!found) await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
+    throw refused();
+  }
+  if (found.revoked_at !== null || found.decommissioned_at !== null) throw refused();
+  const now = Date.now();
+  if (found.last_used_at === null || now - found.last_used_at > LAST_USED_PRECISION_MS) {
+    await db.updateTable('device_keys').set({ last_used_at: now }).where('id', '=', found.key_id).execute();
+  }
+  return principalOf(found, { type: 'device_key', id: found.key_id });
+}
+
+function principalOf(
+  device: { id: number; uuid: string; org_id: number; fleet_id: number },
+  credential: DevicePrincipal['credential'],
+): DevicePrincipal {
+  return {
+    type: 'device',
+    deviceId: device.id,
+    uuid: device.uuid,
+    orgId: device.org_id,
+    fleetId: device.fleet_id,
+    credential,
+  };
+}
+
+/**
+ * After a database loss, devices in the field keep presenting a uuid and key the server no longer knows.
+ * Each distinct pair is kept once (attempts counted) until an admin adopts or discards it; a known device's
+ * uuid with a wrong key is not a candidate (that is a guess, not a lost record).
+ */
+async function rememberRecoveryCandidate(
+  deps: ServiceDeps,
+  uuid: string,
+  keyHash: string,
+  sourceIp: string | null,
+): Promise<void> {
+  const { db } = deps;
+  const now = Date.now();
+  const known = await db.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
+  if (known) return;
+  const updated = await db
+    .updateTable('recovery_candidates')
+    .set((eb) => ({ last_seen_at: now, attempts: eb('attempts', '+', 1), source_ip: sourceIp }))
+    .where('uuid', '=', uuid)
+    .where('key_hash', '=', keyHash)
+    .executeTakeFirst();
+  if (Number(updated.numUpdatedRows) > 0) return;
+  const { n } = await db
+    .selectFrom('recovery_candidates')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  if (Number(n) >= RECOVERY_CANDIDATES_MAX) {
+    deps.log.warn({ uuid }, 'recovery candidates are full: not remembering another unknown device');
+    return;
+  }
+  await db
+    .insertInto('recovery_candidates')
+    .values({ uuid, key_hash: keyHash, source_ip: sourceIp, first_seen_at: now, last_seen_at: now })
+    .onConflict((oc) => oc.columns(['uuid', 'key_hash']).doNothing())
+    .execute();
+}
