@@ -112,6 +112,13 @@ describe('normalizeServer', () => {
     );
   });
 
+  it("takes the API's base URL, as `serve` prints it, for the server", () => {
+    expect(normalizeServer('http://127.0.0.1:8080/api/v1')).toBe('http://127.0.0.1:8080');
+    expect(normalizeServer('https://fleet.example.test/fleetgate/api/v1/')).toBe(
+      'https://fleet.example.test/fleetgate',
+    );
+  });
+
   it('refuses what is not an http(s) URL', () => {
     expect(() => normalizeServer('ftp://x.test')).toThrow(CliError);
     expect(() => normalizeServer('http://x.test/?a=1')).toThrow(/invalid server URL/);

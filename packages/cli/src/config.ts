@@ -114,8 +114,9 @@ export function resolveServer(sources: {
 }
 
 /**
- * `http://host:8080/` → `http://host:8080`. A URL without a scheme gets `http://`. Anything but an http(s)
- * URL without query or fragment is refused.
+ * `http://host:8080/` → `http://host:8080`. A URL without a scheme gets `http://`. The API's own base URL,
+ * `http://host:8080/api/v1` (as `fleetgate serve` prints it), means the same server: the client adds
+ * `/api/v1` itself. Anything but an http(s) URL without query or fragment is refused.
  */
 export function normalizeServer(text: string): string {
   const trimmed = text.trim();
@@ -129,7 +130,7 @@ export function normalizeServer(text: string): string {
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
     throw new CliError(`invalid server URL "${text}": expected e.g. http://127.0.0.1:8080`);
   }
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  return `${url.origin}${url.pathname.replace(/\/+$/, '').replace(/\/api\/v1$/, '')}`;
 }
 
 function parseCredentials(text: string): Credentials | undefined {

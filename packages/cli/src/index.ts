@@ -7,8 +7,12 @@ import { registerAuthCommands } from './commands/auth.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
 import { registerFleetCommands } from './commands/fleets.ts';
+import { registerImportCommands } from './commands/import.ts';
+import { registerInitCommand } from './commands/init.ts';
 import { registerMemberCommands } from './commands/members.ts';
 import { registerOrgCommands } from './commands/orgs.ts';
+import { registerProvisioningKeyCommands } from './commands/provisioning-keys.ts';
+import { registerDecommissionCommand, registerRecoveryCommands } from './commands/recovery.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerSshKeyCommands } from './commands/ssh-keys.ts';
 import { registerUserCommands } from './commands/users.ts';
@@ -51,6 +55,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
     });
 
   registerServeCommand(program, io);
+  registerInitCommand(program, io);
   registerAuthCommands(program, io);
   registerOrgCommands(program, io);
   registerUserCommands(program, io);
@@ -58,6 +63,10 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerFleetCommands(program, io);
   registerDeviceTypeCommands(program, io);
   registerDeviceCommands(program, io);
+  registerDecommissionCommand(program, io);
+  registerProvisioningKeyCommands(program, io);
+  registerRecoveryCommands(program, io);
+  registerImportCommands(program, io);
   registerVariableCommands(program, io);
   registerApiKeyCommands(program, io);
   registerSshKeyCommands(program, io);

@@ -4,11 +4,15 @@ import { registerApiKeyRoutes } from './features/api-keys/routes.ts';
 import { registerAuditRoutes } from './features/audit/routes.ts';
 import { registerAuthRoutes } from './features/auth/routes.ts';
 import { createAuthService } from './features/auth/service.ts';
+import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
+import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
+import { registerProvisioningKeyRoutes } from './features/provisioning-keys/routes.ts';
+import { registerRecoveryRoutes } from './features/recovery/routes.ts';
 import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariableRoutes } from './features/variables/routes.ts';
@@ -23,10 +27,12 @@ export interface AppOptions {
   config: Config;
   database: DatabaseHandle;
   log: Logger;
+  /** Serve HTTPS with this PEM certificate (chain) and key; unset = plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
-export async function buildApp({ config, database, log }: AppOptions): Promise<TypedApp> {
+export async function buildApp({ config, database, log, tls }: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   const deps: ServiceDeps = { db: database.db, config, log, deviceTokens };
   const auth = createAuthService(deps);
@@ -35,6 +41,7 @@ export async function buildApp({ config, database, log }: AppOptions): Promise<T
     bodyLimit: config.bodyLimit,
     authenticate: (header, request) => auth.authenticate(header, request.ip),
     collectMetrics: (registry) => registerDatabaseMetrics(registry, database),
+    ...(tls ? { https: tls } : {}),
   });
 
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
@@ -52,6 +59,10 @@ export async function buildApp({ config, database, log }: AppOptions): Promise<T
   registerFleetRoutes(app, deps);
   registerDeviceTypeRoutes(app, deps);
   registerDeviceRoutes(app, deps);
+  registerProvisioningKeyRoutes(app, deps);
+  registerDeviceKeyRoutes(app, deps);
+  registerRecoveryRoutes(app, deps);
+  registerDecommissionRoutes(app, deps);
   registerVariableRoutes(app, deps);
   registerAuditRoutes(app, deps);
   return app;

@@ -1,20 +1,48 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import type tls from 'node:tls';
 import { buildApp } from './app.ts';
 import { ensureFirstOwner } from './features/setup/service.ts';
-import { type Config, type ConfigInput, loadConfig } from './infra/config/index.ts';
-import { openDatabase } from './infra/db/index.ts';
+import { type Config, ConfigError, type ConfigInput, envNames, loadConfig } from './infra/config/index.ts';
+import { type DatabaseHandle, openDatabase } from './infra/db/index.ts';
 import { createLogger } from './infra/logging/index.ts';
+import { loadTlsPair, TlsError, type TlsPair, tlsFilesOf, watchTlsPair } from './infra/tls/index.ts';
 
 export { buildApp } from './app.ts';
 export { type Config, ConfigError, envNames, loadConfig } from './infra/config/index.ts';
 export { dropPostgresSchema, openDatabase } from './infra/db/index.ts';
 export { createLogger } from './infra/logging/index.ts';
+export {
+  createCertificateAuthority,
+  type InitTlsOptions,
+  type InitTlsResult,
+  initTls,
+  issueServerCertificate,
+  loadTlsPair,
+  type PemPair,
+  subjectAltNamesFor,
+  TlsError,
+  type TlsPair,
+  tlsFilesOf,
+  watchTlsPair,
+} from './infra/tls/index.ts';
 export { ensureFirstOwner };
 
 export interface RunningServer {
+  /** `https://…` when serving TLS, else `http://…`; always a loopback address when listening on all of them. */
   url: string;
   config: Config;
+  database: DatabaseHandle;
+  /** The files HTTPS is served from (reloaded when they change); unset = plain HTTP. */
+  tls?: ServedTlsFiles;
   close(): Promise<void>;
+}
+
+export interface ServedTlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** The CA that clients should trust, when the certificate came from `fleetgate init`. */
+  caFile?: string;
 }
 
 export interface StartOptions {
@@ -25,26 +53,119 @@ export interface StartOptions {
 }
 
 /**
+ * Which certificate and key `serve` uses: the `tlsCert`/`tlsKey` settings when given (both), else
+ * `<dataDir>/tls/server.crt` and `server.key` when both exist (made by `fleetgate init`), else none.
+ */
+export function servedTlsFiles(config: Config): ServedTlsFiles | undefined {
+  if (config.tlsCert || config.tlsKey) {
+    if (!config.tlsCert || !config.tlsKey) {
+      const missing = config.tlsCert ? envNames.tlsKey : envNames.tlsCert;
+      throw new ConfigError([
+        `${missing}: required with ${config.tlsCert ? envNames.tlsCert : envNames.tlsKey}`,
+      ]);
+    }
+    return { certFile: path.resolve(config.tlsCert), keyFile: path.resolve(config.tlsKey) };
+  }
+  const files = tlsFilesOf(config.dataDir);
+  const hasCert = fs.existsSync(files.serverCert);
+  const hasKey = fs.existsSync(files.serverKey);
+  if (!hasCert && !hasKey) return undefined;
+  if (!hasCert || !hasKey) {
+    throw new TlsError(
+      `${hasCert ? files.serverCert : files.serverKey} exists without ${hasCert ? files.serverKey : files.serverCert}; ` +
+        'restore it, or run `fleetgate init --force --host <name>` to issue a new pair',
+    );
+  }
+  return {
+    certFile: files.serverCert,
+    keyFile: files.serverKey,
+    ...(fs.existsSync(files.caCert) ? { caFile: files.caCert } : {}),
+  };
+}
+
+function isLoopback(address: string): boolean {
+  return address === 'localhost' || address === '::1' || /^127\./.test(address);
+}
+
+/**
  * `fleetgate serve`: reads the configuration, opens (and migrates) the database, creates the first owner on
- * the very first start, listens, and prints where to open fleetgate and how to sign in.
+ * the very first start, listens (HTTPS when it has a certificate, see `servedTlsFiles`), and prints where to
+ * open fleetgate and how to sign in. The certificate is reloaded whenever its files change.
  */
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const config = loadConfig(options.env ?? process.env, options.flags ?? {});
   const print = options.print ?? ((text: string) => process.stdout.write(text));
   const log = createLogger(config.logLevel);
+  // Before the database: a wrong certificate stops the start without touching any data.
+  const tlsFiles = servedTlsFiles(config);
+  const tlsPair: TlsPair | undefined = tlsFiles && loadTlsPair(tlsFiles.certFile, tlsFiles.keyFile);
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     schema: config.dbSchema,
     sqliteFile: path.join(config.dataDir, 'fleetgate.db'),
   });
-  const app = await buildApp({ config, database, log });
-  const firstRun = await ensureFirstOwner({ db: database.db, config, log });
-  await app.listen({ host: config.listen, port: config.httpPort });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.httpPort;
-  const host = config.listen.includes(':') ? `[${config.listen}]` : config.listen;
-  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+  let stopWatching = () => {};
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  try {
+    app = await buildApp({
+      config,
+      database,
+      log,
+      tls: tlsPair && { cert: tlsPair.cert, key: tlsPair.key },
+    });
+    const firstRun = await ensureFirstOwner({ db: database.db, config, log });
+    await app.listen({ host: config.listen, port: config.httpPort });
+    if (tlsFiles) {
+      // Fastify types its server as http.Server; with `https` it is a tls.Server underneath.
+      const server = app.server as unknown as tls.Server;
+      stopWatching = watchTlsPair({
+        certFile: tlsFiles.certFile,
+        keyFile: tlsFiles.keyFile,
+        log,
+        // Open connections keep the context they shook hands with; new ones get this one.
+        onReload: (pair) => server.setSecureContext({ cert: pair.cert, key: pair.key }),
+      });
+    }
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.httpPort;
+    const host = config.listen.includes(':') ? `[${config.listen}]` : config.listen;
+    const scheme = tlsFiles ? 'https' : 'http';
+    const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+    print(banner({ url, config, database, firstRun, tlsFiles, tlsPair }));
 
+    let closing: Promise<void> | undefined;
+    const running: RunningServer = {
+      url,
+      config,
+      database,
+      close: () => {
+        closing ??= (async () => {
+          stopWatching();
+          await app?.close();
+          await database.close();
+        })();
+        return closing;
+      },
+    };
+    if (tlsFiles) running.tls = tlsFiles;
+    return running;
+  } catch (error) {
+    stopWatching();
+    await app?.close().catch(() => {});
+    await database.close().catch(() => {});
+    throw error;
+  }
+}
+
+function banner(what: {
+  url: string;
+  config: Config;
+  database: DatabaseHandle;
+  firstRun: Awaited<ReturnType<typeof ensureFirstOwner>>;
+  tlsFiles: ServedTlsFiles | undefined;
+  tlsPair: TlsPair | undefined;
+}): string {
+  const { url, config, database, firstRun, tlsFiles, tlsPair } = what;
   const lines = [
     '',
     `fleetgate is running at ${url}`,
@@ -53,6 +174,25 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     `  health       ${url}/healthz   metrics ${url}/metrics`,
     `  database     ${database.dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} ${database.location}`,
   ];
+  if (tlsFiles && tlsPair) {
+    const names = tlsPair.certificate.subjectAltName?.replaceAll('DNS:', '').replaceAll('IP Address:', '');
+    lines.push(
+      `  TLS          ${tlsFiles.certFile} (for ${names ?? tlsPair.certificate.subject}; valid until ` +
+        `${new Date(tlsPair.certificate.validTo).toISOString().slice(0, 10)}; reloaded when it changes)`,
+    );
+    if (tlsFiles.caFile) {
+      lines.push(
+        `  CA           ${tlsFiles.caFile}  (give it to devices and clients, e.g. curl --cacert ${tlsFiles.caFile},`,
+        `               or NODE_EXTRA_CA_CERTS=${tlsFiles.caFile} for the fleetgate CLI)`,
+      );
+    }
+  } else if (!isLoopback(config.listen)) {
+    lines.push(
+      '',
+      `WARNING: listening on ${config.listen} without TLS: passwords, tokens and device keys cross the network`,
+      '  in clear text. Run `fleetgate init --host <name>` (or pass --tls-cert/--tls-key) and restart.',
+    );
+  }
   if (firstRun) {
     lines.push(
       '',
@@ -69,18 +209,5 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     );
   }
   lines.push('', `Sign in from the CLI: npx fleetgate login --server ${url}`, '');
-  print(lines.join('\n'));
-
-  let closing: Promise<void> | undefined;
-  return {
-    url,
-    config,
-    close: () => {
-      closing ??= (async () => {
-        await app.close();
-        await database.close();
-      })();
-      return closing;
-    },
-  };
+  return lines.join('\n');
 }

@@ -34,7 +34,9 @@ export function registerAuditCommand(program: Command, io: CliIo): void {
   withPaging(
     program
       .command('audit')
-      .description('the audit log, newest first (admins and owners; --json has the details)')
+      .description(
+        "the audit log, newest first: my organizations' as admin or owner, else my own actions (--json has the details)",
+      )
       .option('--org <orgId>', 'only this organization', parseId)
       .option('--actor <who>', 'e-mail or user id of who acted')
       .option('--action <action>', 'e.g. device.update')

@@ -16,6 +16,16 @@ const serveFlags = [
   { flag: '--database-url <url>', key: 'databaseUrl', help: 'PostgreSQL URL (default: SQLite)' },
   { flag: '--db-schema <schema>', key: 'dbSchema', help: 'PostgreSQL schema (default public)' },
   { flag: '--log-level <level>', key: 'logLevel', help: 'fatal, error, warn, info, debug, trace or silent' },
+  {
+    flag: '--tls-cert <file>',
+    key: 'tlsCert',
+    help: 'PEM certificate (chain) for HTTPS (default: <data dir>/tls/server.crt when it exists)',
+  },
+  {
+    flag: '--tls-key <file>',
+    key: 'tlsKey',
+    help: 'PEM private key for HTTPS (default: <data dir>/tls/server.key when it exists)',
+  },
 ] as const;
 
 type ServeOptions = Record<string, string | undefined>;
@@ -74,6 +84,12 @@ function startFailure(error: unknown, values: ServeOptions): unknown {
   if (!(error instanceof Error)) return error;
   if (error.name === 'ConfigError') {
     return new CliError(error.message, { exitCode: configErrorExitCode, cause: error });
+  }
+  if (error.name === 'TlsError') {
+    return new CliError(`cannot serve HTTPS: ${error.message}`, {
+      exitCode: configErrorExitCode,
+      cause: error,
+    });
   }
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {

@@ -57,9 +57,11 @@ export async function listAuditEvents(
     );
   if (q.actor) {
     const actorFilter = q.actor;
-    query = /^\d{1,10}$/.test(actorFilter)
-      ? query.where('actor_id', '=', Number(actorFilter))
-      : query.where('actor_label', '=', actorFilter.toLowerCase());
+    // Digits that fit the 32-bit actor_id column are a user id; anything else is matched as the label.
+    query =
+      /^\d{1,10}$/.test(actorFilter) && Number(actorFilter) <= 2 ** 31 - 1
+        ? query.where('actor_id', '=', Number(actorFilter))
+        : query.where('actor_label', '=', actorFilter.toLowerCase());
   }
   if (q.action) query = query.where('action', '=', q.action);
   if (q.resourceType) query = query.where('resource_type', '=', q.resourceType);

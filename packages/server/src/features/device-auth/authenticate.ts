@@ -2,11 +2,28 @@ import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { FailureLimiter } from '../auth/rate-limit.ts';
 
 /** A device key's last-used time is written at most this often. */
 const LAST_USED_PRECISION_MS = 60 * 1000;
 /** Recovery candidates kept at most, server-wide: a flood of made-up credentials cannot fill the disk. */
 export const RECOVERY_CANDIDATES_MAX = 10_000;
+/** New recovery candidates one source address may add per `RECOVERY_WINDOW_MS`. */
+export const RECOVERY_CANDIDATES_PER_SOURCE = 50;
+/** The window of `RECOVERY_CANDIDATES_PER_SOURCE`, in milliseconds (10 minutes). */
+export const RECOVERY_WINDOW_MS = 10 * 60 * 1000;
+
+/** New candidates per source, one counter per server (its deps): a flood from one address adds few rows. */
+const candidateLimiters = new WeakMap<ServiceDeps, FailureLimiter>();
+
+function candidateLimiterOf(deps: ServiceDeps): FailureLimiter {
+  let limiter = candidateLimiters.get(deps);
+  if (!limiter) {
+    limiter = new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS);
+    candidateLimiters.set(deps, limiter);
+  }
+  return limiter;
+}
 
 const refused = () =>
   new AppError('unauthorized', 'the device credential is unknown, revoked or expired', {
@@ -126,6 +143,12 @@ async function rememberRecoveryCandidate(
     .where('key_hash', '=', keyHash)
     .executeTakeFirst();
   if (Number(updated.numUpdatedRows) > 0) return;
+  const limiter = candidateLimiterOf(deps);
+  const sourceKey = sourceIp ?? 'unknown';
+  if (limiter.retryAfter(sourceKey) > 0) {
+    deps.log.debug({ uuid, sourceIp }, 'too many new recovery candidates from this address: not remembered');
+    return;
+  }
   const { n } = await db
     .selectFrom('recovery_candidates')
     .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -139,4 +162,5 @@ async function rememberRecoveryCandidate(
     .values({ uuid, key_hash: keyHash, source_ip: sourceIp, first_seen_at: now, last_seen_at: now })
     .onConflict((oc) => oc.columns(['uuid', 'key_hash']).doNothing())
     .execute();
+  limiter.fail(sourceKey);
 }

@@ -27,6 +27,8 @@ export const deviceSchema = z.object({
   notes: z.string(),
   status: z.enum(deviceStatuses),
   tags: z.record(z.string(), z.string()),
+  /** Inventory attributes the device reported (Mender `PUT /api/devices/v1/inventory/device/attributes`). */
+  attributes: z.record(z.string(), z.unknown()).nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Selectable } from 'kysely';
 import type { DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
-import { containsText, type Db } from '../../infra/db/index.ts';
+import { containsText, type Db, json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
@@ -22,6 +22,8 @@ export interface DeviceView {
   notes: string;
   status: DeviceStatus;
   tags: Record<string, string>;
+  /** Inventory attributes reported by the device (name → value), or null before its first report. */
+  attributes: Record<string, unknown> | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -61,6 +63,7 @@ async function deviceViews(db: Db, rows: (DeviceRow & { fleet_name: string })[])
     notes: r.notes,
     status: deviceStatus(r),
     tags: tags.get(r.id) ?? {},
+    attributes: json.decode<Record<string, unknown>>(r.attributes),
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
   }));

@@ -66,6 +66,14 @@ export const actions = [
   'device.ssh',
   'device.terminal',
   'device.connect',
+  /** Create, list and revoke a fleet's provisioning keys (admins and owners). */
+  'provisioning_key.manage',
+  /** Revoke a device's keys and tokens (admins and owners). */
+  'device.credentials',
+  /** Decommission a device: every credential refused, live connections closed (admins and owners). */
+  'device.decommission',
+  /** Accept, reject and preauthorize devices' auth sets (Mender-style enrollment; admins and owners). */
+  'device.authorize',
 ] as const;
 export type Action = (typeof actions)[number];
 

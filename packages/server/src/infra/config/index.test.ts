@@ -30,6 +30,8 @@ describe('loadConfig', () => {
     });
     expect(config.adminPassword).toBeUndefined();
     expect(config.databaseUrl).toBeUndefined();
+    expect(config.tlsCert).toBeUndefined();
+    expect(config.tlsKey).toBeUndefined();
   });
 
   it('reads every setting from its environment variable, numbers included', () => {
@@ -46,6 +48,8 @@ describe('loadConfig', () => {
       FLEETGATE_BODY_LIMIT: '2048',
       FLEETGATE_LOGIN_ATTEMPTS: '3',
       FLEETGATE_DEVICE_TOKEN_TTL: '600',
+      FLEETGATE_TLS_CERT: '/etc/fleetgate/server.crt',
+      FLEETGATE_TLS_KEY: '/etc/fleetgate/server.key',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -60,6 +64,8 @@ describe('loadConfig', () => {
       bodyLimit: 2048,
       loginAttempts: 3,
       deviceTokenTtl: 600,
+      tlsCert: '/etc/fleetgate/server.crt',
+      tlsKey: '/etc/fleetgate/server.key',
     });
   });
 
@@ -149,6 +155,8 @@ describe('loadConfig', () => {
     const config = loadConfig({
       FLEETGATE_ADMIN_PASSWORD: 'long enough',
       DATABASE_URL: 'postgres://h/db',
+      FLEETGATE_TLS_CERT: 'server.crt',
+      FLEETGATE_TLS_KEY: 'server.key',
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });

@@ -50,6 +50,10 @@ const configSchema = z.object({
     .min(60)
     .max(7 * 24 * 3600)
     .default(3600),
+  /** PEM certificate (chain) file for HTTPS; unset = `<dataDir>/tls/server.crt` when it exists, else plain HTTP. (`FLEETGATE_TLS_CERT`) */
+  tlsCert: z.string().min(1).optional(),
+  /** PEM private key file for HTTPS, paired with `tlsCert`; unset = `<dataDir>/tls/server.key`. (`FLEETGATE_TLS_KEY`) */
+  tlsKey: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -69,6 +73,8 @@ export const envNames: Record<keyof Config, string> = {
   bodyLimit: 'FLEETGATE_BODY_LIMIT',
   loginAttempts: 'FLEETGATE_LOGIN_ATTEMPTS',
   deviceTokenTtl: 'FLEETGATE_DEVICE_TOKEN_TTL',
+  tlsCert: 'FLEETGATE_TLS_CERT',
+  tlsKey: 'FLEETGATE_TLS_KEY',
 };
 
 export class ConfigError extends Error {

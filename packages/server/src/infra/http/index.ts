@@ -51,6 +51,8 @@ export interface HttpOptions {
   authenticate(header: string | undefined, request: FastifyRequest): Promise<Principal>;
   /** Extra gauges for /metrics (database pool…). */
   collectMetrics?(registry: client.Registry): void;
+  /** Serve HTTPS with this PEM certificate (chain) and key; unset = plain HTTP. */
+  https?: { cert: string | Buffer; key: string | Buffer };
 }
 
 /** The principal and source address of a request, for service calls. */
@@ -92,7 +94,14 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
     // One line per request from our onResponse hook below, without headers (they carry credentials).
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: true },
+    // The router's own refusals (undecodable %-escapes, over-long path parameters) in our error shape.
+    frameworkErrors: (err, _request, reply) =>
+      err.statusCode === 414
+        ? sendError(reply, 'uri_too_long', 'a path parameter is longer than 256 characters')
+        : sendError(reply, 'bad_request', `the URL cannot be decoded: ${err.message}`),
     ajv: undefined,
+    // Fastify types an HTTPS instance differently, but every route and hook we use is the same on both.
+    ...((options.https ? { https: options.https } : {}) as object),
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);

@@ -1,0 +1,212 @@
+import type { DeviceKeyTable } from '../../db/schema.ts';
+import { type Actor, requireDevice } from '../../infra/access/index.ts';
+import { appendAuditEvent } from '../../infra/audit/index.ts';
+import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
+import type { Db } from '../../infra/db/index.ts';
+import { AppError, notFound } from '../../infra/errors/index.ts';
+import { iso } from '../../infra/http/schemas.ts';
+import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
+import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import { type DeviceStatus, deviceStatus } from '../devices/status.ts';
+
+/**
+ * Device API keys (balena style): a device proves who it is with its uuid and a long random key it chose
+ * (or the server generated). Only the key's SHA-256 is stored, so a key is shown at most once.
+ */
+
+export type DeviceKeyOrigin = DeviceKeyTable['origin'];
+
+/** What a device key must look like: 16-512 printable ASCII characters without spaces. */
+export const DEVICE_KEY_PATTERN = /^[\x21-\x7e]{16,512}$/;
+
+export interface DeviceKeyView {
+  id: number;
+  origin: DeviceKeyOrigin;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/** Adds a key (by its hash) to a device, inside the caller's transaction. */
+export async function insertDeviceKey(
+  trx: Db,
+  deviceId: number,
+  keyHash: string,
+  origin: DeviceKeyOrigin,
+  now = Date.now(),
+): Promise<number> {
+  const row = await trx
+    .insertInto('device_keys')
+    .values({
+      device_id: deviceId,
+      key_hash: keyHash,
+      origin,
+      created_at: now,
+      last_used_at: null,
+      revoked_at: null,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/** `true` when some device (any, revoked or not) already holds a key with this hash. */
+export async function deviceKeyHashTaken(trx: Db, keyHash: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('device_keys')
+    .select('id')
+    .where('key_hash', '=', keyHash)
+    .executeTakeFirst();
+  return !!row;
+}
+
+/**
+ * Revokes every live key of a device (or only `keyId`) and refuses the device tokens issued so far, inside
+ * the caller's transaction. Answers how many keys were revoked.
+ */
+export async function revokeDeviceCredentials(
+  trx: Db,
+  deviceId: number,
+  now: number,
+  keyId?: number,
+): Promise<number> {
+  let query = trx
+    .updateTable('device_keys')
+    .set({ revoked_at: now })
+    .where('device_id', '=', deviceId)
+    .where('revoked_at', 'is', null);
+  if (keyId !== undefined) query = query.where('id', '=', keyId);
+  const revoked = await query.executeTakeFirst();
+  await trx
+    .updateTable('devices')
+    .set({ tokens_valid_after: now, updated_at: now })
+    .where('id', '=', deviceId)
+    .execute();
+  return Number(revoked.numUpdatedRows);
+}
+
+/** A device's keys, newest first, metadata only (the keys themselves are never stored). */
+export async function listDeviceKeys(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+): Promise<DeviceKeyView[]> {
+  const device = await deviceForAction(deps.db, actor, ref, 'device.read');
+  const rows = await deps.db
+    .selectFrom('device_keys')
+    .select(['id', 'origin', 'created_at', 'last_used_at', 'revoked_at'])
+    .where('device_id', '=', device.id)
+    .orderBy('id', 'desc')
+    .execute();
+  return rows.map((r) => ({
+    id: r.id,
+    origin: r.origin,
+    createdAt: iso(r.created_at),
+    lastUsedAt: iso(r.last_used_at),
+    revokedAt: iso(r.revoked_at),
+  }));
+}
+
+/**
+ * Revokes a device's keys (all, or one by id) and every device token issued so far: the device is refused
+ * from its next request on. Admins and owners only.
+ */
+export async function revokeDeviceKeys(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+  keyId?: number,
+): Promise<{ revoked: number }> {
+  return write(deps, actor, { action: 'device.credentials.revoke', resourceType: 'device' }, async (trx) => {
+    const device = await deviceForAction(trx, actor, ref, 'device.credentials');
+    if (keyId !== undefined) {
+      const key = await trx
+        .selectFrom('device_keys')
+        .select('id')
+        .where('id', '=', keyId)
+        .where('device_id', '=', device.id)
+        .executeTakeFirst();
+      if (!key) throw notFound('device key');
+    }
+    const revoked = await revokeDeviceCredentials(trx, device.id, Date.now(), keyId);
+    return {
+      value: { revoked },
+      orgId: device.org_id,
+      resourceId: device.uuid,
+      details: { revoked, ...(keyId !== undefined ? { keyId } : {}) },
+    };
+  });
+}
+
+export interface DeviceSelfView {
+  id: number;
+  uuid: string;
+  name: string;
+  orgId: number;
+  fleetId: number;
+  deviceType: string;
+  osVersion: string | null;
+  agentVersion: string | null;
+  status: DeviceStatus;
+  /** How this request authenticated. */
+  credential: 'device_key' | 'device_token';
+}
+
+/** The calling device's own record. */
+export async function deviceSelf(deps: ServiceDeps, actor: Actor): Promise<DeviceSelfView> {
+  const p = requireDevice(actor.principal);
+  const row = await deps.db.selectFrom('devices').selectAll().where('id', '=', p.deviceId).executeTakeFirst();
+  if (!row) throw notFound('device');
+  return {
+    id: row.id,
+    uuid: row.uuid,
+    name: row.name,
+    orgId: row.org_id,
+    fleetId: row.fleet_id,
+    deviceType: row.device_type,
+    osVersion: row.os_version,
+    agentVersion: row.agent_version,
+    status: deviceStatus(row),
+    credential: p.credential.type,
+  };
+}
+
+/**
+ * The calling device replaces its key: the new key is the one it sends, or one generated here and answered
+ * once. Every other key of the device is revoked in the same transaction.
+ */
+export async function rotateOwnDeviceKey(
+  deps: ServiceDeps,
+  actor: Actor,
+  input: { key?: string | undefined },
+): Promise<{ keyId: number; key?: string }> {
+  const p = requireDevice(actor.principal);
+  const generated = input.key === undefined ? randomToken() : undefined;
+  const key = input.key ?? generated!;
+  const keyHash = sha256Hex(key);
+  try {
+    return await deps.db.transaction().execute(async (trx) => {
+      if (await deviceKeyHashTaken(trx, keyHash))
+        throw new AppError('conflict', 'that key is already in use: send another one');
+      const now = Date.now();
+      await trx
+        .updateTable('device_keys')
+        .set({ revoked_at: now })
+        .where('device_id', '=', p.deviceId)
+        .where('revoked_at', 'is', null)
+        .execute();
+      const keyId = await insertDeviceKey(trx, p.deviceId, keyHash, 'rotate', now);
+      await appendAuditEvent(trx, actor, {
+        orgId: p.orgId,
+        action: 'device.key.rotate',
+        resourceType: 'device',
+        resourceId: p.uuid,
+        outcome: 'success',
+        details: { keyId, generated: generated !== undefined },
+      });
+      return generated === undefined ? { keyId } : { keyId, key: generated };
+    });
+  } catch (err) {
+    throw rethrowConstraint(err);
+  }
+}

@@ -1,0 +1,153 @@
+import { z } from 'zod';
+import { AppError } from '../../infra/errors/index.ts';
+import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import { idParam, nameString } from '../../infra/http/schemas.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { FailureLimiter } from '../auth/rate-limit.ts';
+import { deviceKeyString } from '../device-keys/routes.ts';
+import {
+  createProvisioningKey,
+  listProvisioningKeys,
+  provisioningKeyRefused,
+  registerDevice,
+  revokeProvisioningKey,
+} from './service.ts';
+
+/** Refused registrations allowed per source address in `REGISTER_FAILURE_WINDOW_MS` before it must wait. */
+export const REGISTER_FAILURES_PER_SOURCE = 20;
+/** The window of `REGISTER_FAILURES_PER_SOURCE`, in milliseconds (10 minutes). */
+export const REGISTER_FAILURE_WINDOW_MS = 10 * 60 * 1000;
+
+const provisioningKeySchema = z.object({
+  id: z.number(),
+  orgId: z.number(),
+  fleetId: z.number(),
+  name: z.string(),
+  prefix: z.string(),
+  maxUses: z.number().nullable(),
+  uses: z.number(),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+
+const shortText = z
+  .string()
+  .trim()
+  .min(1)
+  .max(128)
+  .regex(/^[^\p{Cc}\p{Cs}]+$/u, 'must not contain control characters');
+
+/** balena's `POST /device/register` body, snake_case as balena sends it. */
+const registrationBody = z.object({
+  uuid: z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters'),
+  device_type: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a device type slug'),
+  api_key: deviceKeyString,
+  name: nameString.optional(),
+  os_version: shortText.optional(),
+  agent_version: shortText.optional(),
+});
+
+export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps): void {
+  const tags = ['provisioning-keys'];
+  const fleetParams = z.object({ fleetId: idParam });
+
+  app.get(
+    '/api/v1/fleets/:fleetId/provisioning-keys',
+    {
+      schema: {
+        tags,
+        summary: "A fleet's provisioning keys (the keys themselves are never shown again)",
+        params: fleetParams,
+        response: { 200: z.object({ items: z.array(provisioningKeySchema) }) },
+      },
+    },
+    async (request) => ({
+      items: await listProvisioningKeys(deps, actorOf(request), request.params.fleetId),
+    }),
+  );
+  app.post(
+    '/api/v1/fleets/:fleetId/provisioning-keys',
+    {
+      schema: {
+        tags,
+        summary: 'Create a provisioning key with which devices register into the fleet; shown once',
+        params: fleetParams,
+        body: z.strictObject({
+          name: nameString,
+          expiresInDays: z.number().int().min(1).max(3650).optional(),
+          maxUses: z.number().int().min(1).max(1_000_000_000).optional(),
+        }),
+        response: { 201: provisioningKeySchema.extend({ key: z.string() }) },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .status(201)
+        .send(await createProvisioningKey(deps, actorOf(request), request.params.fleetId, request.body)),
+  );
+  app.delete(
+    '/api/v1/provisioning-keys/:keyId',
+    {
+      schema: {
+        tags,
+        summary: 'Revoke a provisioning key (devices it registered keep working)',
+        params: z.object({ keyId: idParam }),
+        response: { 204: z.null() },
+      },
+    },
+    async (request, reply) => {
+      await revokeProvisioningKey(deps, actorOf(request), request.params.keyId);
+      return reply.status(204).send(null);
+    },
+  );
+
+  const failures = new FailureLimiter(REGISTER_FAILURES_PER_SOURCE, REGISTER_FAILURE_WINDOW_MS);
+  app.post(
+    '/api/v1/devices/register',
+    {
+      // Not a user route: the provisioning key in `Authorization: Bearer` is checked here.
+      config: { public: true },
+      schema: {
+        tags,
+        summary: 'A device registers itself with a provisioning key (balena POST /device/register)',
+        security: [{ bearer: [] }],
+        body: registrationBody,
+        response: { 201: z.object({ id: z.number(), uuid: z.string() }) },
+      },
+      // The source may be waiting out its failures: say so before looking at anything else.
+      onRequest: async (request) => {
+        const wait = failures.retryAfter(request.ip);
+        if (wait > 0)
+          throw new AppError('rate_limited', 'too many refused registrations from this address', {
+            details: { retryAfterSeconds: Math.ceil(wait / 1000) },
+          });
+      },
+    },
+    async (request, reply) => {
+      const key = /^Bearer\s+(\S{1,512})\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+      try {
+        if (!key) throw provisioningKeyRefused();
+        const body = request.body;
+        const device = await registerDevice(
+          deps,
+          key,
+          {
+            uuid: body.uuid,
+            deviceType: body.device_type,
+            apiKey: body.api_key,
+            name: body.name,
+            osVersion: body.os_version,
+            agentVersion: body.agent_version,
+          },
+          request.ip,
+        );
+        return reply.status(201).send(device);
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'unauthorized') failures.fail(request.ip);
+        throw err;
+      }
+    },
+  );
+}
