@@ -302,6 +302,26 @@ export async function seedAlphaResources(server: TestServer) {
   const candidate = (candidates.items as { id: number; uuid: string }[]).find((c) => c.uuid === lost);
   if (!candidate) throw new Error(`no recovery candidate for ${lost}: ${JSON.stringify(candidates)}`);
 
+  // A preauthorized auth set (Mender-style identity + public key) of alpha's: every /auth-sets/{id} names it.
+  const preauthorized = await must(
+    'POST',
+    '/api/v1/auth-sets/preauthorize',
+    {
+      fleetId: fleet.id,
+      devices: [
+        {
+          identity: { serial: 'alpha-auth-set' },
+          publicKey: generateKeyPairSync('ed25519')
+            .publicKey.export({ type: 'spki', format: 'pem' })
+            .toString(),
+        },
+      ],
+    },
+    200,
+  );
+  if (preauthorized.items[0]?.outcome !== 'created')
+    throw new Error(`preauthorizing alpha's auth set failed: ${JSON.stringify(preauthorized)}`);
+
   await must('PATCH', `/api/v1/users/${seed.people.alphaViewer.userId}`, { password: viewerPassword }, 200);
   seed.people.alphaViewer.token = await server.login(seed.people.alphaViewer.email, viewerPassword);
   return {
@@ -321,6 +341,7 @@ export async function seedAlphaResources(server: TestServer) {
     alphaApiKeyId: apiKey.id as number,
     alphaSshKeyId: sshKey.id as number,
     recoveryCandidateId: candidate.id,
+    alphaAuthSetId: preauthorized.items[0].authSetId as number,
   };
 }
 
@@ -364,7 +385,10 @@ export function alphaPathValue(resources: AlphaResources, path: string, name: st
         [/^\/api\/v1\/devices\/\{device\}\/keys\//, resources.keyedDevice.keyId],
       ]);
     case 'id':
-      return byRoute([[/^\/api\/v1\/recovery-candidates\//, resources.recoveryCandidateId]]);
+      return byRoute([
+        [/^\/api\/v1\/recovery-candidates\//, resources.recoveryCandidateId],
+        [/^\/api\/v1\/auth-sets\//, resources.alphaAuthSetId],
+      ]);
     default:
       throw new Error(
         `${path}: no alpha value for the path parameter {${name}}; add it to alphaPathValue in ` +

@@ -4,6 +4,7 @@ import { parseDeviceRef, parseId, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import type { Column } from '../output.ts';
+import { registerPendingCommands } from './pending.ts';
 import { registerTagCommand } from './tags.ts';
 
 const deviceColumns: Column<Device>[] = [
@@ -145,6 +146,8 @@ export function registerDeviceCommands(program: Command, io: CliIo): void {
       await ctx.api('DELETE', apiPath`/devices/${device}`);
       ctx.out.done(`deleted device ${device}`);
     });
+
+  registerPendingCommands(devices, io);
 
   registerTagCommand(devices, io, {
     noun: 'device',

@@ -51,6 +51,11 @@ const PUBLIC_ROUTES: Record<string, { why: string; probe: { url: string; body?: 
       probe: { url: '/api/v1/openapi.json' },
       status: 200,
     },
+    'POST /api/v1/device-auth/auth_requests': {
+      why: 'a device proves who it is by signing the request (X-MEN-Signature), not with a token; unsigned → 400',
+      probe: { url: '/api/v1/device-auth/auth_requests', body: {} },
+      status: 400,
+    },
     'GET /healthz': {
       why: 'liveness probes carry no credentials (outside /api/v1 and the document)',
       probe: { url: '/healthz' },
@@ -156,6 +161,11 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     why: "server administrators only: candidates are server-wide, no organization's",
     outsider: { status: [403] },
     viewer: { status: [403] },
+  },
+  'POST /api/v1/auth-sets/reject': {
+    why: 'names auth sets by id only: each id the caller cannot see or act on is reported as an error row in a 200 answer, without its details',
+    outsider: { status: [200], leakFree: true },
+    viewer: { status: [200] },
   },
   'POST /api/v1/devices/register': {
     why: "a device registers with a fleet's provisioning key in Authorization, never with a person's token",

@@ -60,7 +60,7 @@ export async function listAuditEvents(
     // Digits that fit the 32-bit actor_id column are a user id; anything else is matched as the label.
     query =
       /^\d{1,10}$/.test(actorFilter) && Number(actorFilter) <= 2 ** 31 - 1
-        ? query.where('actor_id', '=', Number(actorFilter))
+        ? query.where('actor_type', '=', 'user').where('actor_id', '=', Number(actorFilter))
         : query.where('actor_label', '=', actorFilter.toLowerCase());
   }
   if (q.action) query = query.where('action', '=', q.action);

@@ -5,7 +5,7 @@ import { json } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
-import { FailureLimiter } from './rate-limit.ts';
+import { FailureLimiter, sourceKeyOf } from './rate-limit.ts';
 
 /** Session tokens and API keys carry a prefix so the server knows where to look them up. */
 export const SESSION_PREFIX = 'fgs_';
@@ -71,7 +71,7 @@ export function createAuthService(deps: ServiceDeps): AuthService {
 
     async login({ email, password }, sourceIp) {
       const account = email.trim().toLowerCase();
-      const wait = Math.max(perSource.retryAfter(sourceIp), perAccount.retryAfter(account));
+      const wait = Math.max(perSource.retryAfter(sourceKeyOf(sourceIp)), perAccount.retryAfter(account));
       if (wait > 0) {
         throw new AppError(
           'rate_limited',
@@ -102,7 +102,7 @@ export function createAuthService(deps: ServiceDeps): AuthService {
         sourceIp,
       };
       if (!user || !ok) {
-        perSource.fail(sourceIp);
+        perSource.fail(sourceKeyOf(sourceIp));
         perAccount.fail(account);
         await appendAuditEvent(db, actor, {
           orgId: null,

@@ -2,7 +2,7 @@ import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter } from '../auth/rate-limit.ts';
+import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 
 /** A device key's last-used time is written at most this often. */
 const LAST_USED_PRECISION_MS = 60 * 1000;
@@ -13,16 +13,31 @@ export const RECOVERY_CANDIDATES_PER_SOURCE = 50;
 /** The window of `RECOVERY_CANDIDATES_PER_SOURCE`, in milliseconds (10 minutes). */
 export const RECOVERY_WINDOW_MS = 10 * 60 * 1000;
 
-/** New candidates per source, one counter per server (its deps): a flood from one address adds few rows. */
-const candidateLimiters = new WeakMap<ServiceDeps, FailureLimiter>();
+/** Failed device authentications allowed per source network and per device uuid in a window. */
+const FAILURES_PER_SOURCE = 300;
+const FAILURES_PER_UUID = 30;
+const FAILURE_WINDOW_MS = 10 * 60 * 1000;
 
-function candidateLimiterOf(deps: ServiceDeps): FailureLimiter {
-  let limiter = candidateLimiters.get(deps);
-  if (!limiter) {
-    limiter = new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS);
-    candidateLimiters.set(deps, limiter);
+interface DeviceAuthLimits {
+  candidatesPerSource: FailureLimiter;
+  failuresPerSource: FailureLimiter;
+  failuresPerUuid: FailureLimiter;
+}
+
+/** One set of limits per running server (tests start many in one process). */
+const limitsByServer = new WeakMap<ServiceDeps, DeviceAuthLimits>();
+
+function limitsOf(deps: ServiceDeps): DeviceAuthLimits {
+  let limits = limitsByServer.get(deps);
+  if (!limits) {
+    limits = {
+      candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
+      failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
+      failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
+    };
+    limitsByServer.set(deps, limits);
   }
-  return limiter;
+  return limits;
 }
 
 const refused = () =>
@@ -72,11 +87,29 @@ export async function authenticateDevice(
       !device ||
       device.uuid !== claims.uuid ||
       device.decommissioned_at !== null ||
-      (device.tokens_valid_after !== null && claims.issuedAtMs < device.tokens_valid_after)
+      (device.tokens_valid_after !== null && claims.issuedAtMs <= device.tokens_valid_after)
     )
       throw refused();
     return principalOf(device, { type: 'device_token', id: claims.jti });
   }
+
+  // Guessing keys is slowed per source network and per device; the answer never says which half was wrong.
+  const limits = limitsOf(deps);
+  const source = sourceKeyOf(sourceIp);
+  const wait = Math.max(
+    limits.failuresPerSource.retryAfter(source),
+    limits.failuresPerUuid.retryAfter(credential.uuid),
+  );
+  if (wait > 0) {
+    throw new AppError('rate_limited', 'too many refused device credentials: try again later', {
+      details: { retryAfterSeconds: Math.ceil(wait / 1000) },
+    });
+  }
+  const fail = () => {
+    limits.failuresPerSource.fail(source);
+    limits.failuresPerUuid.fail(credential.uuid);
+    return refused();
+  };
 
   const keyHash = sha256Hex(credential.key);
   const found = await db
@@ -97,9 +130,9 @@ export async function authenticateDevice(
   // Lookup by the key's hash, then the uuid must match: a key works only for its own device.
   if (!found || found.uuid !== credential.uuid) {
     if (!found) await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
-    throw refused();
+    throw fail();
   }
-  if (found.revoked_at !== null || found.decommissioned_at !== null) throw refused();
+  if (found.revoked_at !== null || found.decommissioned_at !== null) throw fail();
   const now = Date.now();
   if (found.last_used_at === null || now - found.last_used_at > LAST_USED_PRECISION_MS) {
     await db.updateTable('device_keys').set({ last_used_at: now }).where('id', '=', found.key_id).execute();
@@ -133,6 +166,7 @@ async function rememberRecoveryCandidate(
   sourceIp: string | null,
 ): Promise<void> {
   const { db } = deps;
+  const source = sourceKeyOf(sourceIp);
   const now = Date.now();
   const known = await db.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
   if (known) return;
@@ -143,10 +177,9 @@ async function rememberRecoveryCandidate(
     .where('key_hash', '=', keyHash)
     .executeTakeFirst();
   if (Number(updated.numUpdatedRows) > 0) return;
-  const limiter = candidateLimiterOf(deps);
-  const sourceKey = sourceIp ?? 'unknown';
-  if (limiter.retryAfter(sourceKey) > 0) {
-    deps.log.debug({ uuid, sourceIp }, 'too many new recovery candidates from this address: not remembered');
+  const limiter = limitsOf(deps).candidatesPerSource;
+  if (limiter.retryAfter(source) > 0) {
+    deps.log.debug({ uuid, source }, 'too many new recovery candidates from this network: not remembered');
     return;
   }
   const { n } = await db
@@ -154,13 +187,24 @@ async function rememberRecoveryCandidate(
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .executeTakeFirstOrThrow();
   if (Number(n) >= RECOVERY_CANDIDATES_MAX) {
-    deps.log.warn({ uuid }, 'recovery candidates are full: not remembering another unknown device');
-    return;
+    // Full: a pair seen once and longest ago makes room. Real devices keep retrying and keep their place.
+    const stalest = await db
+      .selectFrom('recovery_candidates')
+      .select('id')
+      .where('attempts', '=', 1)
+      .orderBy('last_seen_at')
+      .limit(1)
+      .executeTakeFirst();
+    if (!stalest) {
+      deps.log.warn({ uuid }, 'recovery candidates are full: not remembering another unknown device');
+      return;
+    }
+    await db.deleteFrom('recovery_candidates').where('id', '=', stalest.id).execute();
   }
   await db
     .insertInto('recovery_candidates')
     .values({ uuid, key_hash: keyHash, source_ip: sourceIp, first_seen_at: now, last_seen_at: now })
     .onConflict((oc) => oc.columns(['uuid', 'key_hash']).doNothing())
     .execute();
-  limiter.fail(sourceKey);
+  limiter.fail(source);
 }

@@ -171,6 +171,31 @@ export async function deviceSelf(deps: ServiceDeps, actor: Actor): Promise<Devic
   };
 }
 
+/** Revoked keys kept per device (for the key list's history); older ones are deleted, so rotation is bounded. */
+const REVOKED_KEYS_KEPT = 10;
+
+async function pruneRevokedKeys(trx: Db, deviceId: number): Promise<void> {
+  const stale = await trx
+    .selectFrom('device_keys')
+    .select('id')
+    .where('device_id', '=', deviceId)
+    .where('revoked_at', 'is not', null)
+    .orderBy('revoked_at', 'desc')
+    .orderBy('id', 'desc')
+    .offset(REVOKED_KEYS_KEPT)
+    .limit(1000)
+    .execute();
+  if (stale.length)
+    await trx
+      .deleteFrom('device_keys')
+      .where(
+        'id',
+        'in',
+        stale.map((k) => k.id),
+      )
+      .execute();
+}
+
 /**
  * The calling device replaces its key: the new key is the one it sends, or one generated here and answered
  * once. Every other key of the device is revoked in the same transaction.
@@ -181,11 +206,26 @@ export async function rotateOwnDeviceKey(
   input: { key?: string | undefined },
 ): Promise<{ keyId: number; key?: string }> {
   const p = requireDevice(actor.principal);
+  // A device token only says who the device was when it was issued: it may not mint a lasting key.
+  if (p.credential.type !== 'device_key')
+    throw new AppError(
+      'forbidden',
+      'rotating the device key needs the current device key, not a device token',
+    );
+  const usedKeyId = p.credential.id;
   const generated = input.key === undefined ? randomToken() : undefined;
   const key = input.key ?? generated!;
   const keyHash = sha256Hex(key);
   try {
     return await deps.db.transaction().execute(async (trx) => {
+      // The key this request came with may have been revoked since it was checked (an admin, at once).
+      const used = await trx
+        .selectFrom('device_keys')
+        .select('id')
+        .where('id', '=', usedKeyId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (!used) throw new AppError('unauthorized', 'the device key was revoked meanwhile');
       if (await deviceKeyHashTaken(trx, keyHash))
         throw new AppError('conflict', 'that key is already in use: send another one');
       const now = Date.now();
@@ -196,6 +236,7 @@ export async function rotateOwnDeviceKey(
         .where('revoked_at', 'is', null)
         .execute();
       const keyId = await insertDeviceKey(trx, p.deviceId, keyHash, 'rotate', now);
+      await pruneRevokedKeys(trx, p.deviceId);
       await appendAuditEvent(trx, actor, {
         orgId: p.orgId,
         action: 'device.key.rotate',

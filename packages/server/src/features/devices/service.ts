@@ -159,6 +159,29 @@ export function newDeviceUuid(): string {
   return randomBytes(16).toString('hex');
 }
 
+/**
+ * Throws `unprocessable` when the organization may not hold another (not decommissioned) device: its
+ * `device_limit` is set and reached. Call it inside the transaction that creates the device; it first takes
+ * the organization's row lock (a no-op UPDATE, portable to SQLite), so concurrent creations count in turn.
+ */
+export async function assertDeviceLimit(trx: Db, orgId: number): Promise<void> {
+  const org = await trx
+    .updateTable('organizations')
+    .set((eb) => ({ device_limit: eb.ref('device_limit') }))
+    .where('id', '=', orgId)
+    .returning('device_limit')
+    .executeTakeFirst();
+  if (!org || org.device_limit === null) return;
+  const { n } = await trx
+    .selectFrom('devices')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('org_id', '=', orgId)
+    .where('decommissioned_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  if (Number(n) >= org.device_limit)
+    throw new AppError('unprocessable', `the organization's device limit (${org.device_limit}) is reached`);
+}
+
 export async function createDevice(
   deps: ServiceDeps,
   actor: Actor,
@@ -176,6 +199,7 @@ export async function createDevice(
     if (!deviceType)
       throw new AppError('bad_request', 'deviceType is required (the fleet has no default device type)');
     await assertDeviceType(trx, fleet.org_id, deviceType);
+    await assertDeviceLimit(trx, fleet.org_id);
     const uuid = input.uuid?.toLowerCase() ?? newDeviceUuid();
     const existing = await trx.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
     if (existing) throw new AppError('conflict', `a device with uuid ${uuid} already exists`);

@@ -3,6 +3,7 @@ import { type Db, json } from '../../infra/db/index.ts';
 import { AppError, forbidden, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
+import { lockOrganization } from '../orgs/service.ts';
 import { createUserRecord, normalizeEmail } from '../users/service.ts';
 
 export interface MemberView {
@@ -75,18 +76,6 @@ function checkOwnerScope(role: Role, fleetIds: number[] | null | undefined): voi
       'owners always have the whole organization: give this person another role to narrow them to fleets',
     );
   }
-}
-
-/**
- * Serializes changes to one organization's memberships (PostgreSQL row lock; SQLite writes are serial anyway),
- * so two owners leaving at once cannot both see the other as the remaining owner.
- */
-async function lockOrganization(trx: Db, orgId: number): Promise<void> {
-  await trx
-    .updateTable('organizations')
-    .set((eb) => ({ id: eb.ref('id') }))
-    .where('id', '=', orgId)
-    .execute();
 }
 
 async function ownerCount(trx: Db, orgId: number): Promise<number> {

@@ -158,3 +158,16 @@ export async function deleteOrg(deps: ServiceDeps, actor: Actor, orgId: number):
     return { value: undefined, orgId, resourceId: orgId, details: { name: row.name } };
   });
 }
+
+/**
+ * Serializes changes to one organization inside a transaction (PostgreSQL row lock; SQLite writes are serial
+ * anyway): two owners leaving at once cannot both see the other as the remaining owner. Transactions locking
+ * several organizations lock them in ascending id order, so they cannot deadlock.
+ */
+export async function lockOrganization(trx: Db, orgId: number): Promise<void> {
+  await trx
+    .updateTable('organizations')
+    .set((eb) => ({ id: eb.ref('id') }))
+    .where('id', '=', orgId)
+    .execute();
+}

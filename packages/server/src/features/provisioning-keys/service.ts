@@ -7,6 +7,7 @@ import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { deviceKeyHashTaken, insertDeviceKey } from '../device-keys/service.ts';
 import { assertDeviceType } from '../device-types/service.ts';
+import { assertDeviceLimit } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 
 /**
@@ -162,29 +163,6 @@ export async function revokeProvisioningKey(deps: ServiceDeps, actor: Actor, key
       return { value: undefined, orgId: row.org_id, resourceId: row.id, details: { name: row.name } };
     },
   );
-}
-
-/**
- * Throws `unprocessable` when the organization may not hold another (not decommissioned) device: its
- * `device_limit` is set and reached. Call it inside the transaction that creates the device; it first takes
- * the organization's row lock (a no-op UPDATE, portable to SQLite), so concurrent creations count in turn.
- */
-export async function assertDeviceLimit(trx: Db, orgId: number): Promise<void> {
-  const org = await trx
-    .updateTable('organizations')
-    .set((eb) => ({ device_limit: eb.ref('device_limit') }))
-    .where('id', '=', orgId)
-    .returning('device_limit')
-    .executeTakeFirst();
-  if (!org || org.device_limit === null) return;
-  const { n } = await trx
-    .selectFrom('devices')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('org_id', '=', orgId)
-    .where('decommissioned_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  if (Number(n) >= org.device_limit)
-    throw new AppError('unprocessable', `the organization's device limit (${org.device_limit}) is reached`);
 }
 
 export interface Registration {

@@ -4,8 +4,9 @@ import { AppError } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { insertDeviceKey } from '../device-keys/service.ts';
 import { assertDeviceType } from '../device-types/service.ts';
+import { assertDeviceLimit } from '../devices/service.ts';
 import { type FleetRow, fleetForAction } from '../fleets/service.ts';
-import { assertDeviceLimit } from '../provisioning-keys/service.ts';
+import { lockOrganization } from '../orgs/service.ts';
 
 /**
  * Bulk restore of balena devices from their `config.json` (uuid + deviceApiKey): each item becomes a device
@@ -23,6 +24,8 @@ export interface ImportItem {
   deviceType?: string | undefined;
   name?: string | undefined;
 }
+
+const TAKEN = 'this uuid or key is already in use';
 
 export type ImportOutcome = 'created' | 'present' | 'failed';
 
@@ -56,6 +59,10 @@ export async function importDevices(
     const resolved = await Promise.all([...new Set(items.map((i) => i.fleetId))].map(fleetOf));
     const refusal = resolved.find((fleet) => fleet instanceof AppError);
     if (refusal && resolved.every((fleet) => fleet instanceof AppError)) throw refusal;
+    const orgIds = [
+      ...new Set(resolved.flatMap((fleet) => (fleet instanceof AppError ? [] : [fleet.org_id]))),
+    ];
+    for (const orgId of orgIds.sort((a, b) => a - b)) await lockOrganization(trx, orgId);
     const results: ImportResult[] = [];
     const seenUuids = new Set<string>();
     const seenKeys = new Set<string>();
@@ -79,7 +86,7 @@ export async function importDevices(
       }
       const existing = await trx
         .selectFrom('devices')
-        .select('id')
+        .select(['id', 'org_id'])
         .where('uuid', '=', uuid)
         .executeTakeFirst();
       const keyOwner = await trx
@@ -87,14 +94,19 @@ export async function importDevices(
         .select(['device_id', 'revoked_at'])
         .where('key_hash', '=', keyHash)
         .executeTakeFirst();
+      // Another organization's devices stay invisible: one neutral answer for a taken uuid or key.
+      if (existing && existing.org_id !== fleet.org_id) {
+        failed(TAKEN);
+        continue;
+      }
       if (existing) {
         if (keyOwner && keyOwner.device_id === existing.id && keyOwner.revoked_at === null)
           results.push({ uuid, outcome: 'present', deviceId: existing.id });
-        else failed('a device with this uuid exists with another key');
+        else failed('a device with this uuid exists in this organization with another key');
         continue;
       }
       if (keyOwner) {
-        failed('another device holds this key');
+        failed(TAKEN);
         continue;
       }
       const deviceType = item.deviceType ?? fleet.default_device_type;

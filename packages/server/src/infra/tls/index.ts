@@ -151,6 +151,16 @@ function checkPair(
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new TlsError(`the key in ${keyFile} does not match the certificate in ${certFile}`);
   }
+  // Serving a certificate every client refuses is worse than keeping the one in service.
+  const now = Date.now();
+  if (Date.parse(certificate.validTo) <= now) {
+    throw new TlsError(
+      `the certificate in ${certFile} expired on ${certificate.validTo}: renew it (fleetgate init --force)`,
+    );
+  }
+  if (Date.parse(certificate.validFrom) > now) {
+    throw new TlsError(`the certificate in ${certFile} is not valid before ${certificate.validFrom}`);
+  }
   return certificate;
 }
 

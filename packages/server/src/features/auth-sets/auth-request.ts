@@ -1,0 +1,267 @@
+import type { Actor } from '../../infra/access/index.ts';
+import { appendAuditEvent } from '../../infra/audit/index.ts';
+import { sha256Hex } from '../../infra/crypto/index.ts';
+import { AppError, badRequest } from '../../infra/errors/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { FailureLimiter } from '../auth/rate-limit.ts';
+import { decodeBase64Strict, identityOf, parseJsonStrict, parsePublicKey, verifySignature } from './keys.ts';
+import { type AuthSetRow, markAccepted, wouldExceedLimit } from './service.ts';
+
+/**
+ * A device's signed auth request (Mender's `POST /api/devices/v1/authentication/auth_requests`): the
+ * signature is checked over the exact bytes received before anything is parsed further than needed to find
+ * the key; then the auth set decides — accepted (or preauthorized, accepted now) → a device token; unknown →
+ * a new pending set for an admin; anything else → 401.
+ */
+
+/** The largest auth request body accepted, in bytes. */
+export const AUTH_REQUEST_BODY_LIMIT = 64 * 1024;
+/** Pending auth sets kept at most per organization: a flood of made-up identities cannot fill the disk. */
+export const PENDING_MAX_PER_ORG = 10_000;
+/** New pending sets one source address may add per window. */
+export const PENDING_NEW_PER_SOURCE = 100;
+export const PENDING_WINDOW_MS = 10 * 60 * 1000;
+
+const limiters = new WeakMap<ServiceDeps, FailureLimiter>();
+function limiterOf(deps: ServiceDeps): FailureLimiter {
+  let limiter = limiters.get(deps);
+  if (!limiter) {
+    limiter = new FailureLimiter(PENDING_NEW_PER_SOURCE, PENDING_WINDOW_MS);
+    limiters.set(deps, limiter);
+  }
+  return limiter;
+}
+
+export interface AuthRequestInput {
+  raw: Buffer;
+  /** `X-MEN-Signature`. */
+  signature: string | undefined;
+  /** `Authorization` header: `Bearer <tenant token>` (may be empty). */
+  authorization: string | undefined;
+  sourceIp: string | null;
+}
+
+const unauthorized = (message: string, reason: string) =>
+  new AppError('unauthorized', message, { details: { reason } });
+
+/** Answers the device token for an accepted device, or throws `bad_request` / `unauthorized` / `rate_limited`. */
+export async function handleAuthRequest(
+  deps: ServiceDeps,
+  input: AuthRequestInput,
+): Promise<{ token: string; deviceId: number }> {
+  if (input.raw.length === 0) throw badRequest('the auth request has no body');
+  const signature = decodeBase64Strict(input.signature);
+  if (!signature) throw badRequest('the X-MEN-Signature header is missing or not base64');
+
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(input.raw);
+  } catch {
+    throw badRequest('the auth request is not UTF-8 text');
+  }
+  const body = parseJsonStrict(text, 'the auth request');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw badRequest('the auth request must be a JSON object {"id_data","pubkey","tenant_token"}');
+  const { id_data: idData, pubkey, tenant_token: bodyTenant } = body as Record<string, unknown>;
+  if (typeof idData !== 'string') throw badRequest('id_data must be a JSON text (a string)');
+  if (bodyTenant !== undefined && typeof bodyTenant !== 'string')
+    throw badRequest('tenant_token must be a string');
+  const key = parsePublicKey(pubkey);
+  // The signature proves the sender holds the private key of `pubkey` and sent these exact bytes.
+  if (!verifySignature(key, input.raw, signature))
+    throw unauthorized('the signature does not match the request and its public key', 'bad_signature');
+  const identity = identityOf(idData);
+
+  const headerTenant = /^Bearer\s+(\S+)\s*$/i.exec(input.authorization ?? '')?.[1];
+  const tenantToken = (bodyTenant as string | undefined) || headerTenant || '';
+  const actor: Actor = { principal: { type: 'anonymous' }, sourceIp: input.sourceIp };
+  const { db } = deps;
+  const now = Date.now();
+
+  let target: { orgId: number; fleetId: number | null; provisioningKeyId: number | null };
+  if (tenantToken) {
+    const pk = await db
+      .selectFrom('provisioning_keys')
+      .select(['id', 'org_id', 'fleet_id', 'expires_at', 'revoked_at', 'max_uses', 'uses'])
+      .where('key_hash', '=', sha256Hex(tenantToken))
+      .executeTakeFirst();
+    if (
+      !pk ||
+      pk.revoked_at !== null ||
+      (pk.expires_at !== null && pk.expires_at <= now) ||
+      (pk.max_uses !== null && Number(pk.uses) >= pk.max_uses)
+    )
+      throw unauthorized(
+        'the tenant token is not a valid provisioning key (unknown, revoked, expired or used up)',
+        'bad_tenant_token',
+      );
+    target = { orgId: pk.org_id, fleetId: pk.fleet_id, provisioningKeyId: pk.id };
+  } else {
+    const org = await db.selectFrom('organizations').select('id').orderBy('id').executeTakeFirst();
+    if (!org) throw unauthorized('the server has no organization yet', 'no_organization');
+    target = { orgId: org.id, fleetId: null, provisioningKeyId: null };
+  }
+
+  // The same identity + key anywhere: a device preauthorized in another organization needs no tenant token.
+  const candidates = await db
+    .selectFrom('auth_sets')
+    .selectAll()
+    .where('identity_hash', '=', identity.hash)
+    .where('public_key_hash', '=', key.hash)
+    .$if(tenantToken !== '', (q) => q.where('org_id', '=', target.orgId))
+    .execute();
+  const rank = { accepted: 0, preauthorized: 1, pending: 2, rejected: 3 } as const;
+  candidates.sort((a, b) => rank[a.status] - rank[b.status] || (a.org_id === target.orgId ? -1 : 1));
+  const set = candidates[0];
+
+  if (!set) {
+    await addPending(deps, actor, target, identity, key, input.sourceIp);
+    throw unauthorized(
+      'the device is not authorized yet: its request waits for an admin to accept it',
+      'pending',
+    );
+  }
+
+  await db
+    .updateTable('auth_sets')
+    .set((eb) => ({ last_request_at: now, request_count: eb('request_count', '+', 1) }))
+    .where('id', '=', set.id)
+    .execute();
+  const device =
+    set.device_id === null
+      ? undefined
+      : await db
+          .selectFrom('devices')
+          .select(['id', 'uuid', 'org_id', 'fleet_id', 'decommissioned_at'])
+          .where('id', '=', set.device_id)
+          .executeTakeFirst();
+  if (device && device.decommissioned_at !== null)
+    throw unauthorized('the device was decommissioned', 'decommissioned');
+  if (set.status === 'pending')
+    throw unauthorized('the device is not authorized yet: an admin has to accept it', 'pending');
+  if (set.status === 'rejected') throw unauthorized('the device was rejected', 'rejected');
+  if (!device) throw unauthorized('the device is not authorized', 'no_device');
+
+  if (set.status === 'preauthorized') {
+    await acceptPreauthorized(deps, actor, set, device);
+  }
+  const { token } = await deps.deviceTokens.issue({ id: device.id, uuid: device.uuid, orgId: device.org_id });
+  return { token, deviceId: device.id };
+}
+
+/** A preauthorized set on its first valid request: accepted, unless the organization is at its limit. */
+async function acceptPreauthorized(
+  deps: ServiceDeps,
+  actor: Actor,
+  set: AuthSetRow,
+  device: { id: number; uuid: string; fleet_id: number },
+): Promise<void> {
+  const accepted = await deps.db.transaction().execute(async (trx) => {
+    const current = await trx
+      .selectFrom('auth_sets')
+      .select('status')
+      .where('id', '=', set.id)
+      .executeTakeFirst();
+    if (current?.status === 'accepted') return true;
+    if (current?.status !== 'preauthorized') return false;
+    if (await wouldExceedLimit(trx, set.org_id, device.id)) return false;
+    const rejectedOthers = await markAccepted(trx, set, device);
+    await appendAuditEvent(trx, actor, {
+      orgId: set.org_id,
+      action: 'auth_set.accept',
+      resourceType: 'auth_set',
+      resourceId: set.id,
+      outcome: 'success',
+      details: { from: 'preauthorized', deviceUuid: device.uuid, rejectedOthers },
+    });
+    return true;
+  });
+  if (!accepted)
+    throw unauthorized(
+      "the organization's device limit is reached: an admin has to raise it or remove a device",
+      'device_limit',
+    );
+}
+
+/** Remembers an unknown identity + key as a pending set (bounded per organization, rate-limited per source). */
+async function addPending(
+  deps: ServiceDeps,
+  actor: Actor,
+  target: { orgId: number; fleetId: number | null; provisioningKeyId: number | null },
+  identity: { canonical: string; hash: string },
+  key: { pem: string; hash: string; type: AuthSetRow['key_type'] },
+  sourceIp: string | null,
+): Promise<void> {
+  const { db } = deps;
+  const limiter = limiterOf(deps);
+  const source = sourceIp ?? 'unknown';
+  const wait = limiter.retryAfter(source);
+  if (wait > 0)
+    throw new AppError(
+      'rate_limited',
+      `too many new devices from this address: try again in ${Math.ceil(wait / 1000)} s`,
+      {
+        details: { retryAfterSeconds: Math.ceil(wait / 1000) },
+      },
+    );
+  const { n } = await db
+    .selectFrom('auth_sets')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('org_id', '=', target.orgId)
+    .where('status', '=', 'pending')
+    .executeTakeFirstOrThrow();
+  if (Number(n) >= PENDING_MAX_PER_ORG) {
+    deps.log.warn(
+      { orgId: target.orgId },
+      'the pending auth set queue is full: not remembering another device',
+    );
+    throw unauthorized('the server cannot take more pending devices now', 'pending_queue_full');
+  }
+  // A new key for an identity a live device has: the set waits attached to that device.
+  const owner = await db
+    .selectFrom('auth_sets')
+    .innerJoin('devices', 'devices.id', 'auth_sets.device_id')
+    .select(['devices.id', 'devices.fleet_id'])
+    .where('auth_sets.org_id', '=', target.orgId)
+    .where('auth_sets.identity_hash', '=', identity.hash)
+    .where('devices.decommissioned_at', 'is', null)
+    .executeTakeFirst();
+  const now = Date.now();
+  await db.transaction().execute(async (trx) => {
+    const inserted = await trx
+      .insertInto('auth_sets')
+      .values({
+        org_id: target.orgId,
+        device_id: owner?.id ?? null,
+        fleet_id: owner?.fleet_id ?? target.fleetId,
+        identity: identity.canonical,
+        identity_hash: identity.hash,
+        public_key: key.pem,
+        public_key_hash: key.hash,
+        key_type: key.type,
+        status: 'pending',
+        source_ip: sourceIp,
+        created_at: now,
+        updated_at: now,
+        last_request_at: now,
+        request_count: 1,
+      })
+      .onConflict((oc) => oc.columns(['org_id', 'identity_hash', 'public_key_hash']).doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    if (!inserted) return;
+    await appendAuditEvent(trx, actor, {
+      orgId: target.orgId,
+      action: 'auth_set.request',
+      resourceType: 'auth_set',
+      resourceId: inserted.id,
+      outcome: 'success',
+      details: {
+        keyType: key.type,
+        provisioningKeyId: target.provisioningKeyId,
+        deviceId: owner?.id ?? null,
+      },
+    });
+  });
+  limiter.fail(source);
+}

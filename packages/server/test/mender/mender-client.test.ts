@@ -1,0 +1,320 @@
+import { type SpawnOptions, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memoryIo, runCli } from '../../../cli/src/index.ts';
+import { signedAuthRequest, testKey } from '../auth-sets/signing.ts';
+import { dialectUnderTest } from '../harness.ts';
+import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+
+/**
+ * The real Debian mender-client 3.4.0 against fleetgate over HTTPS.
+ *
+ * The client takes its identity from a fixed path (/usr/share/mender/identity/mender-device-identity), its
+ * artifact name from /etc/mender/artifact_info and inventory scripts from /usr/share/mender/inventory; no
+ * flag or configuration key moves them. So each test device runs the client in its own mount namespace
+ * (`unshare -m`, root) where its own directories are bind-mounted over those three: every device has its own
+ * identity, while the data directory (`-d`: key mender-agent.pem, mender-store) and configuration (`-c`)
+ * are per device anyway. Nothing outside the namespace changes.
+ */
+
+const MENDER_PACKAGE = 'mender-client';
+const hasMender = spawnSync('sh', ['-c', 'command -v mender'], { encoding: 'utf8' }).status === 0;
+const canUnshare =
+  hasMender &&
+  ['/usr/share/mender/identity', '/usr/share/mender/inventory', '/etc/mender'].every((d) =>
+    fs.existsSync(d),
+  ) &&
+  spawnSync('unshare', ['-m', 'true']).status === 0;
+const whyNot = hasMender
+  ? 'cannot unshare a mount namespace (run as root)'
+  : `install the Debian package ${MENDER_PACKAGE}`;
+if (!canUnshare) console.warn(`SKIPPED mender-client tests: ${whyNot}`);
+
+// CI (.ci/run sets CI=1) installs the client and runs as root: there, a missing client is a failure.
+describe.runIf(!canUnshare && process.env.CI)('mender-client prerequisites', () => {
+  it('are present on CI', () => {
+    expect.fail(`the real-client tests cannot run: ${whyNot}`);
+  });
+});
+
+interface MenderDevice {
+  dir: string;
+  dataDir: string;
+  conf: string;
+}
+
+interface Run {
+  code: number | null;
+  output: string;
+}
+
+describe.skipIf(!canUnshare)(`mender-client 3.4.0 against fleetgate (${dialectUnderTest})`, () => {
+  let server: ListeningServer;
+  let ca: Buffer;
+  let fleetId: number;
+  let work: string;
+  let port: string;
+  let deviceCount = 0;
+
+  /** HTTPS `fetch` for the CLI trusting the test CA (Node's fetch cannot take a CA). */
+  const caFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = input.toString();
+    const body = init?.body === undefined || init.body === null ? undefined : String(init.body);
+    return new Promise<Response>((resolve, reject) => {
+      const request = https.request(
+        url,
+        { method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, ca, agent: false },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (c: Buffer) => chunks.push(c));
+          response.on('error', reject);
+          response.on('end', () => {
+            const headers = new Headers();
+            for (const [k, v] of Object.entries(response.headers))
+              if (typeof v === 'string') headers.set(k, v);
+            const status = response.statusCode ?? 500;
+            resolve(new Response(status === 204 ? null : Buffer.concat(chunks), { status, headers }));
+          });
+        },
+      );
+      request.on('error', reject);
+      request.end(body);
+    });
+  }) as typeof fetch;
+
+  const cli = async (...args: string[]) => {
+    const mem = memoryIo({
+      env: { FLEETGATE_SERVER: server.url, FLEETGATE_TOKEN: server.adminToken, FLEETGATE_CONFIG_DIR: work },
+      fetch: caFetch,
+    });
+    const code = await runCli(args, mem.io);
+    return { code, stdout: mem.stdout(), stderr: mem.stderr() };
+  };
+  const api = (method: string, url: string, body?: unknown) =>
+    requestJson(`${server.url}${url}`, { method, token: server.adminToken, ca, ...(body ? { body } : {}) });
+
+  /** A device directory: its identity script, artifact_info, an inventory script, data dir and mender.conf. */
+  const newDevice = (identityLines: string[], privateKeyPem?: string): MenderDevice => {
+    const dir = path.join(work, `device-${++deviceCount}`);
+    const dataDir = path.join(dir, 'data');
+    for (const d of ['identity', 'etc', 'inventory', 'data'])
+      fs.mkdirSync(path.join(dir, d), { recursive: true });
+    const script = (file: string, lines: string[]) =>
+      fs.writeFileSync(file, `#!/bin/sh\n${lines.map((l) => `echo '${l}'`).join('\n')}\n`, { mode: 0o755 });
+    script(path.join(dir, 'identity', 'mender-device-identity'), identityLines);
+    script(path.join(dir, 'inventory', 'mender-inventory-fleetgate'), [
+      `test_device=${deviceCount}`,
+      'tags=a',
+      'tags=b',
+    ]);
+    fs.writeFileSync(path.join(dir, 'etc', 'artifact_info'), `artifact_name=fleetgate-test-${deviceCount}\n`);
+    fs.writeFileSync(path.join(dataDir, 'device_type'), 'device_type=qemux86-64\n');
+    if (privateKeyPem)
+      fs.writeFileSync(path.join(dataDir, 'mender-agent.pem'), privateKeyPem, { mode: 0o600 });
+    const conf = path.join(dir, 'mender.conf');
+    fs.writeFileSync(
+      conf,
+      JSON.stringify({
+        ServerURL: `https://localhost:${port}`,
+        ServerCertificate: server.caFile,
+        InventoryPollIntervalSeconds: 5,
+        UpdatePollIntervalSeconds: 5,
+        RetryPollIntervalSeconds: 1,
+      }),
+    );
+    return { dir, dataDir, conf };
+  };
+
+  const menderArgs = (device: MenderDevice, command: string) => [
+    '-m',
+    'sh',
+    '-c',
+    [
+      `mount --bind '${device.dir}/identity' /usr/share/mender/identity`,
+      `mount --bind '${device.dir}/inventory' /usr/share/mender/inventory`,
+      `mount --bind '${device.dir}/etc' /etc/mender`,
+      `exec mender --no-syslog -c '${device.conf}' -d '${device.dataDir}' ${command}`,
+    ].join(' && '),
+  ];
+
+  /** Runs a mender command to its end, killed after `timeoutMs`. */
+  const mender = (device: MenderDevice, command: string, timeoutMs = 30_000): Promise<Run> =>
+    new Promise((resolve) => {
+      const options: SpawnOptions = {
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      };
+      const child = spawn('unshare', menderArgs(device, command), options);
+      let output = '';
+      child.stdout?.on('data', (c: Buffer) => {
+        output += c.toString();
+      });
+      child.stderr?.on('data', (c: Buffer) => {
+        output += c.toString();
+      });
+      child.on('close', (code) => resolve({ code, output }));
+    });
+
+  /** Forgets the device token the client stored, so the next bootstrap asks the server again. */
+  const forgetToken = (device: MenderDevice) => {
+    for (const f of ['mender-store', 'mender-store-lock'])
+      fs.rmSync(path.join(device.dataDir, f), { force: true });
+  };
+
+  const authSets = async (query: string) => {
+    const answer = await api('GET', `/api/v1/auth-sets?limit=500&${query}`);
+    expect(answer.status).toBe(200);
+    return answer.body.items as {
+      id: number;
+      identity: Record<string, string>;
+      status: string;
+      deviceId: number | null;
+      deviceUuid: string | null;
+    }[];
+  };
+
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-mender-'));
+    server = await startListeningServer({ tls: true });
+    ca = fs.readFileSync(server.caFile!);
+    port = new URL(server.url).port;
+    const fleet = await api('POST', '/api/v1/fleets', {
+      orgId: 1,
+      name: 'mender-fleet',
+      defaultDeviceType: 'qemux86-64',
+    });
+    expect(fleet.status).toBe(201);
+    fleetId = fleet.body.id;
+  }, 60_000);
+  afterAll(async () => {
+    await server?.close();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('unknown device → pending; accepted through the CLI → bootstrap succeeds → inventory on the device', async () => {
+    const device = newDevice(['mac=02:fe:00:00:00:01']);
+    const first = await mender(device, 'bootstrap');
+    expect(first.code, first.output).not.toBe(0);
+    expect(fs.existsSync(path.join(device.dataDir, 'mender-agent.pem'))).toBe(true);
+
+    const pending = await cli('devices', 'pending', '--json');
+    expect(pending.code, pending.stderr).toBe(0);
+    const set = JSON.parse(pending.stdout).items.find(
+      (s: { identity: Record<string, string> }) => s.identity.mac === '02:fe:00:00:00:01',
+    );
+    expect(set).toMatchObject({ status: 'pending', keyType: 'rsa' });
+
+    const accepted = await cli('devices', 'accept', String(set.id), '--fleet', String(fleetId));
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toMatch(/accepted/);
+
+    const second = await mender(device, 'bootstrap');
+    expect(second.code, second.output).toBe(0);
+
+    const [acceptedSet] = await authSets('status=accepted').then((all) => all.filter((s) => s.id === set.id));
+    expect(acceptedSet?.deviceId).toBeTruthy();
+    // The daemon sends its inventory soon after it starts; stop it once the attributes are on the device.
+    const child = spawn('unshare', menderArgs(device, 'daemon'), {
+      stdio: 'ignore',
+      timeout: 40_000,
+      killSignal: 'SIGKILL',
+    });
+    let attributes: Record<string, unknown> | null = null;
+    try {
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        const shown = await api('GET', `/api/v1/devices/${acceptedSet!.deviceId}`);
+        attributes = shown.body.attributes;
+        if (attributes?.artifact_name) break;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(attributes).toMatchObject({
+      artifact_name: expect.stringMatching(/^fleetgate-test-/),
+      device_type: 'qemux86-64',
+      tags: ['a', 'b'],
+    });
+    expect(String(attributes?.mender_client_version)).toMatch(/^3\.4\.0/);
+
+    // Decommissioned through the Mender management API: the same device asking again gets 401.
+    const uuid = acceptedSet!.deviceUuid!;
+    const gone = await api('DELETE', `/api/management/v2/devauth/devices/${uuid}`);
+    expect(gone.status).toBe(204);
+    forgetToken(device);
+    const after = await mender(device, 'bootstrap');
+    expect(after.code, after.output).not.toBe(0);
+    expect(after.output).toMatch(/decommissioned|401|rejected/);
+  }, 120_000);
+
+  it('accepts keys preauthorized with keygen + preauth (Ed25519, ECDSA P-256, RSA) on the first request', async () => {
+    for (const type of ['ed25519', 'ecdsa', 'rsa'] as const) {
+      const out = path.join(work, `keys-${type}`);
+      const made = await cli('keygen', '--count', '1', '--prefix', `P${type}-`, '--type', type, '--out', out);
+      expect(made.code, made.stderr).toBe(0);
+      const serial = `P${type}-0001`;
+      const keyFile = path.join(out, `${serial}.key`);
+      expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
+      const pre = await cli(
+        'preauth',
+        '--csv',
+        path.join(out, 'devices.csv'),
+        '--fleet',
+        String(fleetId),
+        '--json',
+      );
+      expect(pre.code, pre.stderr).toBe(0);
+      expect(JSON.parse(pre.stdout)).toMatchObject({ created: 1, conflicts: 0 });
+      // The same CSV again: the identity exists → conflict, exit code 1.
+      const again = await cli('preauth', '--csv', path.join(out, 'devices.csv'), '--fleet', String(fleetId));
+      expect(again.code).toBe(1);
+      expect(again.stdout).toMatch(/conflicting 1/);
+
+      const device = newDevice([`serial=${serial}`], fs.readFileSync(keyFile, 'utf8'));
+      const run = await mender(device, 'bootstrap');
+      expect(run.code, `${type}: ${run.output}`).toBe(0);
+      const sets = (await authSets('status=accepted')).filter((s) => s.identity.serial === serial);
+      expect(sets).toHaveLength(1);
+    }
+  }, 120_000);
+
+  it('refuses a rejected device and a tampered signature with 401', async () => {
+    const device = newDevice(['mac=02:fe:00:00:00:02', 'cpuid=1234']);
+    expect((await mender(device, 'bootstrap')).code).not.toBe(0);
+    const set = (await authSets('status=pending')).find((s) => s.identity.mac === '02:fe:00:00:00:02');
+    expect(set?.identity).toEqual({ cpuid: '1234', mac: '02:fe:00:00:00:02' });
+    const rejected = await cli('devices', 'reject', String(set!.id));
+    expect(rejected.code, rejected.stderr).toBe(0);
+    const run = await mender(device, 'bootstrap');
+    expect(run.code, run.output).not.toBe(0);
+    expect(run.output).toMatch(/rejected/);
+
+    // Tampered: a valid request with one byte changed after signing, over the same HTTPS listener.
+    const key = testKey('ec256');
+    const { payload, headers } = signedAuthRequest(key, { mac: '02:fe:00:00:00:03' });
+    const tampered = Buffer.from(payload);
+    tampered[tampered.indexOf('02:fe')] = '1'.charCodeAt(0);
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const request = https.request(
+        `${server.url}/api/devices/v1/authentication/auth_requests`,
+        { method: 'POST', headers, ca, agent: false },
+        (response) => {
+          let text = '';
+          response.on('data', (c: Buffer) => {
+            text += c.toString();
+          });
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+        },
+      );
+      request.on('error', reject);
+      request.end(tampered);
+    });
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.text).error.details.reason).toBe('bad_signature');
+  }, 90_000);
+});
