@@ -40,22 +40,22 @@ export function createAuthService(deps: ServiceDeps): AuthService {
   const perAccount = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
 
   async function principalOf(userId: number, credential: UserPrincipal['credential']) {
-    const user = await db
-      .selectFrom('users')
-      .select(['id', 'email', 'is_server_admin'])
-      .where('id', '=', userId)
-      .executeTakeFirst();
-    if (!user) return undefined;
+    // The user and their memberships in one query (it runs on every request): a row per membership, or
+    // one with nulls for a user without any.
     const rows = await db
-      .selectFrom('memberships')
-      .select(['org_id', 'role', 'fleet_ids'])
-      .where('user_id', '=', userId)
+      .selectFrom('users')
+      .leftJoin('memberships', 'memberships.user_id', 'users.id')
+      .select(['users.id', 'users.email', 'users.is_server_admin'])
+      .select(['memberships.org_id', 'memberships.role', 'memberships.fleet_ids'])
+      .where('users.id', '=', userId)
       .execute();
-    const memberships: Membership[] = rows.map((r) => ({
-      orgId: r.org_id,
-      role: r.role as Role,
-      fleetIds: json.decode<number[]>(r.fleet_ids),
-    }));
+    const user = rows[0];
+    if (!user) return undefined;
+    const memberships: Membership[] = rows.flatMap((r) =>
+      r.org_id === null
+        ? []
+        : [{ orgId: r.org_id, role: r.role as Role, fleetIds: json.decode<number[]>(r.fleet_ids) }],
+    );
     return {
       type: 'user' as const,
       userId: user.id,

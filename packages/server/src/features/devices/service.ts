@@ -128,17 +128,21 @@ export async function listDevices(
     );
   if (q.status) query = query.where(statusCondition(q.status));
 
-  const { total } = await query
-    .select((eb) => eb.fn.countAll<number>().as('total'))
-    .executeTakeFirstOrThrow();
   const sort = q.sort ?? 'name';
+  // The page and the total in one pass over the matching devices: `count(*) over ()` counts before the limit.
   const ids = await query
-    .select('devices.id')
+    .select((eb) => ['devices.id', eb.fn.countAll<number>().over().as('total')])
     .orderBy(sort.endsWith('name') ? 'devices.name' : 'devices.id', sort.startsWith('-') ? 'desc' : 'asc')
     .orderBy('devices.id')
     .limit(q.limit)
     .offset((q.page - 1) * q.limit)
     .execute();
+  // A page past the end has no row to carry the total: only then count on its own.
+  const total =
+    ids[0]?.total ??
+    (q.page > 1
+      ? (await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow()).total
+      : 0);
   const order = new Map(ids.map((r, i) => [r.id, i]));
   const rows = ids.length
     ? await deviceColumns(deps.db)
@@ -150,8 +154,12 @@ export async function listDevices(
 }
 
 export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef): Promise<DeviceView> {
-  const device = await deviceForAction(deps.db, actor, ref, 'device.read');
-  const row = await deviceColumns(deps.db).where('devices.id', '=', device.id).executeTakeFirstOrThrow();
+  // The row with its fleet's name in one query, checked as deviceForAction checks it.
+  const row = await deviceColumns(deps.db)
+    .where(typeof ref === 'number' ? 'devices.id' : 'devices.uuid', '=', ref)
+    .executeTakeFirst();
+  if (!row) throw notFound('device');
+  authorize(actor.principal, 'device.read', { orgId: row.org_id, fleetId: row.fleet_id }, 'device');
   return (await deviceViews(deps.db, [row]))[0]!;
 }
 

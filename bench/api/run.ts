@@ -1,0 +1,563 @@
+/**
+ * API benchmark. Starts a real fleetgate on 127.0.0.1 in a child process, seeds it with 100,000 devices over
+ * 2 organizations and 20 fleets, and loads it with autocannon from this process:
+ *   (a) the device list, 50 per page, filtered by a tag and a name search;
+ *   (b) a single device GET, with a session token and with an API key;
+ * each against a baseline measured in the same run, GET /healthz: the framework's floor on this machine at
+ * this moment. The machine is shared, so the ratio to the baseline is the figure to compare between runs,
+ * along with the server's CPU time per request, which other load disturbs least.
+ *
+ *   npm run bench:api -- [--db sqlite|postgres] [--devices 100000] [--duration 10] [--cpu-prof]
+ *
+ * `--db` defaults to sqlite; postgres uses DATABASE_URL or postgres://postgres@127.0.0.1:5432/test, in a
+ * schema of its own that is dropped at the end. `--cpu-prof` writes a V8 CPU profile of the server.
+ *
+ * Targets (SQLite): list p99 ≤ 20 ms, single GET ≥ 5,000 requests/s. Each scenario runs at 50 connections;
+ * the list also runs at 1 connection, because at 50 a p99 mostly measures the queue (≈ 50 / requests per
+ * second). It is a measurement: it exits 0 whether targets are met or not, 1 when the bench itself fails
+ * (a non-2xx answer, a socket error, a wrong answer).
+ */
+import { fork } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { dropPostgresSchema, openDatabase, type StartOptions, startServer } from '@fleetgate/server';
+import autocannon, { type Result } from 'autocannon';
+import { sql } from 'kysely';
+
+const POSTGRES_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
+const ADMIN_PASSWORD = 'bench-password-not-secret';
+/** Unrecorded seconds before each measurement, so that the JIT and the page cache are warm. */
+const WARMUP_SECONDS = 2;
+
+type DbName = 'sqlite' | 'postgres';
+/** `fleetgate serve` flags: the server's configuration. */
+type Flags = NonNullable<StartOptions['flags']>;
+type Db = Awaited<ReturnType<typeof openDatabase>>['db'];
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+// ─── Seeding ──────────────────────────────────────────────────────────────────────────────────────────
+
+/** The first word of every device name; the list scenario searches for its first 4 letters. */
+const deviceKinds = ['kiosk', 'gateway', 'sensor', 'camera', 'router', 'display', 'scanner', 'meter'];
+/** Values of the `site` tag that every device has. */
+const sites = Array.from({ length: 50 }, (_, i) => `plant-${String(i + 1).padStart(2, '0')}`);
+const hardwareRevisions = ['rev-a', 'rev-b', 'rev-c', 'rev-d', 'rev-e'];
+const deviceTypes = ['raspberrypi4-64', 'raspberrypi5', 'generic-amd64', 'jetson-nano', 'beaglebone-black'];
+
+/** A small seeded generator, so that every run and both databases get the same devices. */
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Inserts `count` devices named `<kind>-<serial>` (`kiosk-004217`) spread over `fleets`, each with the tags
+ * `site=<one of 50>`, `hw=<revision>` and, for about half, `env=prod|staging`: the rows `createDevice` and
+ * `putTag` would write, straight through Kysely (100,000 devices through the API would take minutes).
+ * Answers every device's uuid.
+ */
+async function seedDevices(
+  db: Db,
+  fleets: { id: number; orgId: number }[],
+  count: number,
+  signal: AbortSignal,
+): Promise<string[]> {
+  const random = mulberry32(20_240_611);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+  const yearMs = 365 * 24 * 3600 * 1000;
+  const since = Date.now() - yearMs;
+  const uuids: string[] = [];
+  // 8 columns × 1,000 rows per statement stays below both dialects' limits on parameters.
+  for (let first = 0; first < count; first += 1_000) {
+    signal.throwIfAborted();
+    const devices = Array.from({ length: Math.min(1_000, count - first) }, (_, k) => {
+      const fleet = pick(fleets);
+      const createdAt = since + Math.floor(random() * yearMs);
+      return {
+        uuid: createHash('sha256')
+          .update(`fleetgate-bench-device-${first + k}`)
+          .digest('hex')
+          .slice(0, 32),
+        org_id: fleet.orgId,
+        fleet_id: fleet.id,
+        name: `${pick(deviceKinds)}-${String(first + k + 1).padStart(6, '0')}`,
+        device_type: pick(deviceTypes),
+        notes: '',
+        created_at: createdAt,
+        updated_at: createdAt,
+      };
+    });
+    await db.transaction().execute(async (trx) => {
+      const inserted = await trx.insertInto('devices').values(devices).returning(['id', 'uuid']).execute();
+      // RETURNING order is not promised for multi-row inserts: match tags to devices by uuid.
+      const idOf = new Map(inserted.map((r) => [r.uuid, r.id]));
+      const tags = devices.flatMap((device) => {
+        const id = idOf.get(device.uuid)!;
+        const env =
+          random() < 0.5 ? [{ device_id: id, key: 'env', value: random() < 0.7 ? 'prod' : 'staging' }] : [];
+        return [
+          { device_id: id, key: 'site', value: pick(sites) },
+          { device_id: id, key: 'hw', value: pick(hardwareRevisions) },
+          ...env,
+        ];
+      });
+      await trx.insertInto('device_tags').values(tags).execute();
+    });
+    uuids.push(...devices.map((d) => d.uuid));
+    // better-sqlite3 answers synchronously: without this the loop would never let a Ctrl-C through.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return uuids;
+}
+
+// ─── Scenarios ────────────────────────────────────────────────────────────────────────────────────────
+
+interface Scenario {
+  label: string;
+  connections: number;
+  headers: Record<string, string>;
+  /** The path of the next request: each request asks for something else. */
+  nextPath: () => string;
+  /** The issue's target, checked on SQLite only. */
+  target?: { metric: 'p99'; maxMs: number } | { metric: 'rps'; min: number };
+}
+
+interface Measured {
+  scenario: Scenario;
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Server CPU time (user + system) per answered request: what other load on the machine disturbs least. */
+  cpuMicros: number;
+}
+
+function randomOf<T>(list: readonly T[]): T {
+  return list[Math.floor(Math.random() * list.length)]!;
+}
+
+/**
+ * One of 50 sites × the first 4 letters of one of 8 device kinds: 400 searches, each matching about 250 of
+ * 100,000 devices ("kiosks at plant 7"), so the run does not hammer one hot row.
+ */
+function listPath(): string {
+  const site = encodeURIComponent(`site=${randomOf(sites)}`);
+  return `/api/v1/devices?limit=50&tag=${site}&q=${randomOf(deviceKinds).slice(0, 4)}`;
+}
+
+function scenarios(session: string, apiKey: string, uuids: string[]): Scenario[] {
+  const healthz = { headers: {}, nextPath: () => '/healthz' };
+  const list = {
+    headers: { authorization: `Bearer ${session}` },
+    nextPath: listPath,
+    target: { metric: 'p99', maxMs: 20 },
+  } as const;
+  const get = (token: string) =>
+    ({
+      headers: { authorization: `Bearer ${token}` },
+      nextPath: () => `/api/v1/devices/${randomOf(uuids)}`,
+      target: { metric: 'rps', min: 5_000 },
+    }) as const;
+  return [
+    { label: 'GET /healthz (baseline)', connections: 50, ...healthz },
+    { label: 'device list: tag + q, 50/page', connections: 50, ...list },
+    { label: 'device GET (session)', connections: 50, ...get(session) },
+    { label: 'device GET (API key)', connections: 50, ...get(apiKey) },
+    { label: 'GET /healthz (baseline)', connections: 1, ...healthz },
+    { label: 'device list: tag + q, 50/page', connections: 1, ...list },
+  ];
+}
+
+/** One autocannon run; stops early when `signal` is aborted. */
+function fire(url: string, scenario: Scenario, seconds: number, signal: AbortSignal): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url,
+        connections: scenario.connections,
+        duration: seconds,
+        headers: scenario.headers,
+        requests: [{ setupRequest: (request) => ({ ...request, path: scenario.nextPath() }) }],
+      },
+      (error, result) => {
+        signal.removeEventListener('abort', stop);
+        if (error) reject(error);
+        else resolve(result);
+      },
+    );
+    const stop = () => instance.stop();
+    signal.addEventListener('abort', stop, { once: true });
+  });
+}
+
+/**
+ * At its deadline autocannon drops its connections with requests in flight, which the server still
+ * answers: a pause keeps that tail out of the next measurement.
+ */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 500));
+
+async function measure(
+  server: ServerProcess,
+  scenario: Scenario,
+  seconds: number,
+  signal: AbortSignal,
+): Promise<Measured> {
+  await fire(server.url, scenario, WARMUP_SECONDS, signal);
+  await settle();
+  signal.throwIfAborted();
+  const cpuBefore = await server.cpuMicros();
+  const result = await fire(server.url, scenario, seconds, signal);
+  await settle();
+  const cpu = (await server.cpuMicros()) - cpuBefore;
+  signal.throwIfAborted();
+  if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+    throw new Error(
+      `${scenario.label}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts ` +
+        `(status codes ${JSON.stringify(result.statusCodeStats)})`,
+    );
+  }
+  return {
+    scenario,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    cpuMicros: cpu / result.requests.total,
+  };
+}
+
+// ─── The server under test ────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The child process's side: runs fleetgate with `flags` and no environment (a developer's FLEETGATE_*
+ * variables cannot change the run), sends its URL, answers `'cpu'` with its CPU time in microseconds, and
+ * closes when the parent disconnects. A normal exit lets `--cpu-prof` write its profile.
+ */
+async function serve(flags: Flags): Promise<void> {
+  const server = await startServer({ flags, env: {}, print: () => {} });
+  let closing = false;
+  const close = async () => {
+    if (closing) return;
+    closing = true;
+    await server.close();
+    process.exit(0);
+  };
+  process.on('disconnect', close);
+  process.on('SIGINT', close);
+  process.on('message', (message) => {
+    if (message === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send!({ cpuMicros: user + system });
+    }
+  });
+  process.send!({ url: server.url });
+}
+
+interface ServerProcess {
+  url: string;
+  /** The server process's CPU time so far (user + system), in microseconds. */
+  cpuMicros(): Promise<number>;
+  /** Asks the server to close (kills it after 15 s) and waits for the process to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Forks this file as the server, so that fleetgate and autocannon each have an event loop and a core: in
+ * one process they would share a thread and the figures would measure autocannon as much as fleetgate.
+ */
+function startServerProcess(flags: Flags, cpuProfDir: string | undefined): Promise<ServerProcess> {
+  const child = fork(fileURLToPath(import.meta.url), ['serve', JSON.stringify(flags)], {
+    // process.execArgv carries tsx's loader, so the child runs TypeScript too.
+    execArgv: [...process.execArgv, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [])],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    if (child.connected) child.disconnect();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const cpuMicros = () =>
+    new Promise<number>((resolve) => {
+      const onMessage = (message: { cpuMicros?: number }) => {
+        if (message.cpuMicros === undefined) return;
+        child.off('message', onMessage);
+        resolve(message.cpuMicros);
+      };
+      child.on('message', onMessage);
+      child.send('cpu');
+    });
+  return new Promise((resolve, reject) => {
+    child.once('message', (message: { url: string }) => resolve({ url: message.url, cpuMicros, stop }));
+    child.once('exit', (code) =>
+      reject(new Error(`the server process ended before listening (code ${code})`)),
+    );
+  });
+}
+
+// ─── One database ─────────────────────────────────────────────────────────────────────────────────────
+
+// biome-ignore lint/suspicious/noExplicitAny: set-up reads answers loosely and checks what it uses.
+async function api(base: string, method: string, url: string, token?: string, body?: unknown): Promise<any> {
+  const response = await fetch(base + url, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${url} answered ${response.status}: ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+/**
+ * Checks that the scenarios ask for what they claim before timing them: list pages hold only devices with
+ * that tag and name; single GETs answer the device asked for. Answers how many devices the searches match.
+ */
+async function checkAnswers(
+  base: string,
+  session: string,
+  apiKey: string,
+  uuids: string[],
+): Promise<number[]> {
+  const totals: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const url = listPath();
+    const params = new URL(url, base).searchParams;
+    const site = params.get('tag')!.slice('site='.length);
+    const page = await api(base, 'GET', url, session);
+    for (const device of page.items as { name: string; tags: Record<string, string> }[]) {
+      if (device.tags.site !== site || !device.name.includes(params.get('q')!))
+        throw new Error(`GET ${url} answered ${device.name} ${JSON.stringify(device.tags)}`);
+    }
+    if (page.items.length !== Math.min(50, page.total))
+      throw new Error(`GET ${url}: ${page.items.length} items for a total of ${page.total}`);
+    totals.push(page.total);
+  }
+  for (const token of [session, apiKey]) {
+    const uuid = randomOf(uuids);
+    const device = await api(base, 'GET', `/api/v1/devices/${uuid}`, token);
+    if (device.uuid !== uuid || !device.tags.site)
+      throw new Error(`GET device ${uuid} answered ${device.uuid}`);
+  }
+  return totals;
+}
+
+async function benchDatabase(
+  db: DbName,
+  devices: number,
+  seconds: number,
+  cpuProfDir: string | undefined,
+  signal: AbortSignal,
+): Promise<Measured[]> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-'));
+  const sqliteFile = path.join(dataDir, 'fleetgate.db');
+  const schema = `fg_bench_${randomBytes(5).toString('hex')}`;
+  const databaseUrl = db === 'postgres' ? POSTGRES_URL : undefined;
+  let server: ServerProcess | undefined;
+  try {
+    const flags: Flags = {
+      dataDir,
+      listen: '127.0.0.1',
+      httpPort: 0,
+      logLevel: 'warn',
+      adminEmail: ADMIN_EMAIL,
+      adminPassword: ADMIN_PASSWORD,
+      ...(databaseUrl ? { databaseUrl, dbSchema: schema } : {}),
+    };
+    server = await startServerProcess(flags, undefined);
+    let base = server.url;
+    log(`\n${db === 'sqlite' ? `SQLite ${sqliteFile}` : `PostgreSQL schema ${schema}`}, server ${base}`);
+
+    // People, organizations and fleets through the API, as an administrator would make them.
+    const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
+      email: ADMIN_EMAIL,
+      password: ADMIN_PASSWORD,
+    });
+    const { key: apiKey } = await api(base, 'POST', '/api/v1/api-keys', session, { name: 'bench' });
+    const firstOrg = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
+    const secondOrg = await api(base, 'POST', '/api/v1/orgs', session, { name: 'Bench Industries' });
+    const fleets: { id: number; orgId: number }[] = [];
+    for (let i = 0; i < 20; i++) {
+      const orgId = i < 10 ? firstOrg.id : secondOrg.id;
+      const body = { orgId, name: `fleet-${i + 1}`, defaultDeviceType: 'raspberrypi4-64' };
+      fleets.push({ id: (await api(base, 'POST', '/api/v1/fleets', session, body)).id, orgId });
+    }
+
+    // Devices and tags straight into the database, through a second handle on the same file or schema.
+    const seedStart = performance.now();
+    const seeding = await openDatabase({ databaseUrl, schema: databaseUrl ? schema : undefined, sqliteFile });
+    let uuids: string[];
+    try {
+      uuids = await seedDevices(seeding.db, fleets, devices, signal);
+      // PostgreSQL: what autovacuum would do on its own within a minute (statistics for the planner).
+      if (db === 'postgres') await sql`vacuum analyze`.execute(seeding.db);
+      else await sql`pragma wal_checkpoint(truncate)`.execute(seeding.db);
+    } finally {
+      await seeding.close();
+    }
+    // Measured as after a restart on a populated database: fleetgate gathers SQLite's planner statistics
+    // when it opens the database (and hourly), which an empty database just seeded behind its back lacks.
+    await server.stop();
+    server = await startServerProcess(flags, cpuProfDir);
+    base = server.url;
+    const totals = await checkAnswers(base, session, apiKey, uuids);
+    log(
+      `seeded ${devices.toLocaleString('en')} devices in ${((performance.now() - seedStart) / 1000).toFixed(1)} s; ` +
+        `list searches match ${Math.min(...totals)}–${Math.max(...totals)} devices (20 sampled)`,
+    );
+
+    const measured: Measured[] = [];
+    for (const scenario of scenarios(session, apiKey, uuids)) {
+      process.stdout.write(`  ${scenario.label}, ${scenario.connections} connection(s)… `);
+      const m = await measure(server, scenario, seconds, signal);
+      log(`${Math.round(m.rps).toLocaleString('en')} req/s`);
+      measured.push(m);
+    }
+    return measured;
+  } finally {
+    await server?.stop();
+    if (databaseUrl) {
+      await dropPostgresSchema(databaseUrl, schema).catch((err: unknown) =>
+        log(`could not drop the PostgreSQL schema ${schema}: ${String(err)}`),
+      );
+    }
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ─── Report ───────────────────────────────────────────────────────────────────────────────────────────
+
+/** `true`/`false` when the scenario has a target on this database, else `undefined`. */
+function targetMet(m: Measured, db: DbName): boolean | undefined {
+  const target = m.scenario.target;
+  if (!target || db !== 'sqlite') return undefined;
+  return target.metric === 'p99' ? m.p99 <= target.maxMs : m.rps >= target.min;
+}
+
+function targetText(scenario: Scenario): string {
+  const target = scenario.target;
+  if (!target) return '—';
+  return target.metric === 'p99' ? `p99 ≤ ${target.maxMs} ms` : `≥ ${target.min.toLocaleString('en')} req/s`;
+}
+
+/** `rps / baseline`, with two significant digits below 1 so that small ratios (0.0063×) still show. */
+function ratio(rps: number, baseline: number): string {
+  const r = rps / baseline;
+  return `${r >= 1 ? r.toFixed(2) : r.toPrecision(2)}×`;
+}
+
+function printReport(db: DbName, measured: Measured[]): void {
+  const rows = [
+    [
+      'scenario',
+      'conns',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'vs baseline',
+      'server CPU/req',
+      'target (SQLite)',
+      'met',
+    ],
+  ];
+  for (const m of measured) {
+    // Each scenario against the baseline at the same number of connections.
+    const baseline = measured.find((b) => b.scenario.connections === m.scenario.connections)!;
+    const met = targetMet(m, db);
+    rows.push([
+      m.scenario.label,
+      String(m.scenario.connections),
+      Math.round(m.rps).toLocaleString('en'),
+      String(m.p50),
+      String(m.p99),
+      ratio(m.rps, baseline.rps),
+      `${Math.round(m.cpuMicros).toLocaleString('en')} µs`,
+      targetText(m.scenario),
+      met === undefined ? '—' : met ? 'yes' : 'NO',
+    ]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) =>
+    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)));
+  log(
+    `\n${db === 'sqlite' ? 'SQLite' : 'PostgreSQL'} (latencies in whole milliseconds, as autocannon records them)`,
+  );
+  log(`  ${line(rows[0]!).join('  ')}\n  ${widths.map((w) => '─'.repeat(w)).join('  ')}`);
+  for (const r of rows.slice(1)) log(`  ${line(r).join('  ')}`);
+  for (const m of measured) {
+    if (targetMet(m, db) === false)
+      log(
+        `  TARGET MISSED: ${m.scenario.label} at ${m.scenario.connections} connection(s), ${targetText(m.scenario)}`,
+      );
+  }
+}
+
+// ─── Command line ─────────────────────────────────────────────────────────────────────────────────────
+
+function wholeNumber(name: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, not ${text}`);
+  return n;
+}
+
+async function main(): Promise<number> {
+  const abort = new AbortController();
+  // Ctrl-C reaches us twice (from the terminal, and relayed by the tsx launcher): the first one stops the
+  // load and cleans up, in the `finally` blocks.
+  const interrupt = () => abort.abort(new Error('interrupted'));
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
+  try {
+    const { values } = parseArgs({
+      options: {
+        db: { type: 'string', default: 'sqlite' },
+        devices: { type: 'string', default: '100000' },
+        duration: { type: 'string', default: '10' },
+        'cpu-prof': { type: 'boolean', default: false },
+      },
+    });
+    if (values.db !== 'sqlite' && values.db !== 'postgres')
+      throw new Error(`--db must be sqlite or postgres, not ${values.db}`);
+    const devices = wholeNumber('devices', values.devices, 1_000);
+    const seconds = wholeNumber('duration', values.duration, 1);
+    const cpuProfDir = values['cpu-prof']
+      ? fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-prof-'))
+      : undefined;
+    log(
+      `fleetgate API benchmark: ${values.db}, ${devices.toLocaleString('en')} devices, ${seconds} s per scenario ` +
+        `(+${WARMUP_SECONDS} s warm-up); Node ${process.versions.node}, ${os.cpus().length} cores, ` +
+        `load average ${os.loadavg()[0]!.toFixed(2)}, ${new Date().toISOString()}`,
+    );
+    const measured = await benchDatabase(values.db, devices, seconds, cpuProfDir, abort.signal);
+    printReport(values.db, measured);
+    log(`load average at the end: ${os.loadavg()[0]!.toFixed(2)}`);
+    if (cpuProfDir) log(`CPU profile of the server: ${cpuProfDir}`);
+    return 0;
+  } catch (err) {
+    if (abort.signal.aborted) {
+      log('\ninterrupted; cleaned up.');
+      return 130;
+    }
+    log(`\nBENCH FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  }
+}
+
+// Forked with `serve <flags>`, this file is the server under test (see startServerProcess).
+if (process.argv[2] === 'serve') await serve(JSON.parse(process.argv[3]!) as Flags);
+// Everything was closed in `finally` blocks: exit even if a library left a timer behind.
+else process.exit(await main());
