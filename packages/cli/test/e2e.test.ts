@@ -453,6 +453,25 @@ describe('an admin session with fleetgate', () => {
       await fleetgate(['members', 'add', '1', 'mallory@example.test', '--role', 'owner'], { env: olivia }),
       /your role \(operator\) does not allow/,
     );
+
+    // She replaces the one-time password: the old one stops working, the new one signs in.
+    failedWith(
+      await fleetgate(['passwd', '--current', 'not her password', '--new', 'olivia new secret'], {
+        env: olivia,
+      }),
+      /password/i,
+    );
+    expect(
+      succeeded(
+        await fleetgate(['passwd', '--current', password!, '--new', 'olivia new secret'], { env: olivia }),
+      ),
+    ).toBe('password changed for olivia@example.test\n');
+    const login = (secret: string) =>
+      fleetgate(['login', '--server', url, '--email', 'olivia@example.test', '--password', secret], {
+        env: olivia,
+      });
+    failedWith(await login(password!), /password|credentials|invalid/i);
+    succeeded(await login('olivia new secret'));
   });
 
   it('lists the users', async () => {

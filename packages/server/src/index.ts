@@ -200,9 +200,7 @@ function banner(what: {
       ...(firstRun.generatedPassword
         ? [
             `  password     ${firstRun.generatedPassword}`,
-            '  (shown only this once; change it with: npx fleetgate login --server ' +
-              url +
-              ' and then PATCH /api/v1/me,',
+            `  (shown only this once; change it: npx fleetgate login --server ${url} && npx fleetgate passwd;`,
             '   or set FLEETGATE_ADMIN_PASSWORD before the first start)',
           ]
         : ['  password     the one in FLEETGATE_ADMIN_PASSWORD']),

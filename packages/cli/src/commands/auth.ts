@@ -19,7 +19,7 @@ interface LoginOptions {
   password?: string;
 }
 
-/** `login`, `logout`, `whoami`. */
+/** `login`, `logout`, `whoami`, `passwd`. */
 export function registerAuthCommands(program: Command, io: CliIo): void {
   program
     .command('login')
@@ -86,6 +86,26 @@ export function registerAuthCommands(program: Command, io: CliIo): void {
     });
 
   program
+    .command('passwd')
+    .description('change your password (your other sessions end; this one stays signed in)')
+    .option(
+      '--current <password>',
+      'current password (asked for on a terminal; FLEETGATE_PASSWORD also works)',
+    )
+    .option(
+      '--new <password>',
+      'new password, 8+ characters (asked for twice on a terminal; FLEETGATE_NEW_PASSWORD)',
+    )
+    .action(async (options: { current?: string; new?: string }, command: Command) => {
+      const ctx = new CommandContext(io, command);
+      const client = await ctx.client();
+      const currentPassword = options.current || io.env.FLEETGATE_PASSWORD || (await askPassword(io));
+      const password = options.new || io.env.FLEETGATE_NEW_PASSWORD || (await askNewPassword(io));
+      const me = await client.request<Me>('PATCH', '/me', { body: { password, currentPassword } });
+      ctx.out.result({ email: me.email, changed: true }, () => `password changed for ${me.email}\n`);
+    });
+
+  program
     .command('whoami')
     .description('show who the saved login or token signs in as, and their organizations')
     .action(async (_options: unknown, command: Command) => {
@@ -105,6 +125,18 @@ export function registerAuthCommands(program: Command, io: CliIo): void {
         );
       });
     });
+}
+
+async function askNewPassword(io: CliIo): Promise<string> {
+  if (!canPrompt(io.stdin)) {
+    throw new CliError(
+      'no new password given and no terminal to ask on: pass --new or set FLEETGATE_NEW_PASSWORD',
+    );
+  }
+  const password = await ask(io, 'new password: ', { hidden: true });
+  if ((await ask(io, 'new password again: ', { hidden: true })) !== password)
+    throw new CliError('the two new passwords differ: nothing changed');
+  return password;
 }
 
 async function askEmail(io: CliIo, savedEmail: string): Promise<string> {
