@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FailureLimiter } from './rate-limit.ts';
+import { FailureLimiter, sourceKeyOf } from './rate-limit.ts';
 
 /** A limiter of 3 failures per 1000 ms on a clock the test moves by hand. */
 function limiterWithClock() {
@@ -77,5 +77,27 @@ describe('FailureLimiter', () => {
     clock.now += 10;
     for (let i = 0; i < 12_000; i++) limiter.fail(`noise-${i}`);
     expect(limiter.retryAfter('attacker')).toBe(990);
+  });
+});
+
+describe('sourceKeyOf', () => {
+  it('counts an IPv4 address as itself, also when written as an IPv4-mapped IPv6 address', () => {
+    expect(sourceKeyOf('1.2.3.4')).toBe('1.2.3.4');
+    expect(sourceKeyOf('::ffff:1.2.3.4')).toBe('1.2.3.4');
+    expect(sourceKeyOf('::FFFF:1.2.3.4')).toBe('1.2.3.4');
+  });
+
+  it('counts IPv6 addresses by their /64 network, written out or shortened', () => {
+    expect(sourceKeyOf('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+    expect(sourceKeyOf('2001:db8:1:2::9')).toBe('2001:db8:1:2::/64');
+    expect(sourceKeyOf('2001:0DB8:0001:0002:ffff:0:0:1')).toBe('2001:db8:1:2::/64');
+    expect(sourceKeyOf('2001:db8:1:3::9')).not.toBe(sourceKeyOf('2001:db8:1:2::9'));
+    expect(sourceKeyOf('::1')).toBe('0:0:0:0::/64');
+  });
+
+  it('counts a missing address as unknown', () => {
+    expect(sourceKeyOf(null)).toBe('unknown');
+    expect(sourceKeyOf(undefined)).toBe('unknown');
+    expect(sourceKeyOf('')).toBe('unknown');
   });
 });

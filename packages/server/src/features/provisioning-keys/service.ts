@@ -1,7 +1,6 @@
 import { type Actor, authorize } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
-import type { Db } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
