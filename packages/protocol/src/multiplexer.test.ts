@@ -1,0 +1,220 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import {
+  CloseCode,
+  type ConnectionClose,
+  encodeFrame,
+  type IncomingOpen,
+  Multiplexer,
+  type MultiplexerOptions,
+  type Role,
+  StreamError,
+  type TunnelStream,
+} from './protocol.ts';
+
+type Extra<R extends Role> = Omit<MultiplexerOptions<R>, 'role' | 'send'>;
+
+/** Two multiplexers back to back in memory; each message is delivered on a later macrotask, like a socket. */
+function connectedPair(agentOptions: Extra<'agent'> = {}, serverOptions: Extra<'server'> = {}) {
+  let agent!: Multiplexer<'agent'>;
+  let server!: Multiplexer<'server'>;
+  const closes: { agent?: ConnectionClose; server?: ConnectionClose } = {};
+  agent = new Multiplexer({
+    role: 'agent',
+    send: (bytes) => setImmediate(() => server.receive(bytes)),
+    onClose: (close) => {
+      closes.agent = close;
+    },
+    ...agentOptions,
+  });
+  server = new Multiplexer({
+    role: 'server',
+    send: (bytes) => setImmediate(() => agent.receive(bytes)),
+    onClose: (close) => {
+      closes.server = close;
+    },
+    ...serverOptions,
+  });
+  agent.start();
+  server.start();
+  return { agent, server, closes };
+}
+
+const sha256 = (chunks: Buffer[]) => createHash('sha256').update(Buffer.concat(chunks)).digest('hex');
+
+/** Reads until FIN. (Not `for await`: the iterator destroys a Duplex whose write side is still open.) */
+function readAll(stream: TunnelStream): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  return new Promise((resolve, reject) => {
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => resolve(chunks));
+    stream.on('error', reject);
+  });
+}
+
+async function writeAll(stream: TunnelStream, data: Buffer, chunkSize = 50_000): Promise<void> {
+  for (let offset = 0; offset < data.length; offset += chunkSize) {
+    if (!stream.write(data.subarray(offset, offset + chunkSize))) await once(stream, 'drain');
+  }
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+describe('multiplexer', () => {
+  it('carries many parallel streams byte-exactly both ways, with half-close', async () => {
+    const { server } = connectedPair({
+      onStream: (open) => {
+        const stream = open.accept();
+        stream.pipe(stream); // echo; the echo ends (FIN) when the opener's FIN arrives
+      },
+    });
+    const streamCount = 8;
+    const size = 512 * 1024;
+    const results = await Promise.all(
+      Array.from({ length: streamCount }, async (_, index) => {
+        const stream = await server.open({ port: 1000 + index });
+        const data = randomBytes(size);
+        const received = readAll(stream);
+        await writeAll(stream, data);
+        stream.end();
+        const chunks = await received;
+        return { sent: sha256([data]), echoed: sha256(chunks) };
+      }),
+    );
+    for (const { sent, echoed } of results) expect(echoed).toBe(sent);
+    await settle();
+    expect(server.streamCount).toBe(0);
+  });
+
+  it('half-closes each way independently', async () => {
+    let acceptedStream!: TunnelStream;
+    let accepted!: () => void;
+    const acceptedPromise = new Promise<void>((resolve) => {
+      accepted = resolve;
+    });
+    const connected = connectedPair({
+      onStream: (open) => {
+        acceptedStream = open.accept();
+        accepted();
+      },
+    });
+    const opener = await connected.server.open({ service: 'shell' });
+    await acceptedPromise;
+    // The acceptor finishes first; the opener still writes afterwards.
+    const openerRead = readAll(opener);
+    acceptedStream.end('from agent');
+    expect(Buffer.concat(await openerRead).toString()).toBe('from agent');
+    const agentRead = readAll(acceptedStream);
+    opener.end('from server after agent fin');
+    expect(Buffer.concat(await agentRead).toString()).toBe('from server after agent fin');
+    const closed = (stream: TunnelStream) => (stream.closed ? Promise.resolve() : once(stream, 'close'));
+    await Promise.all([closed(opener), closed(acceptedStream)]);
+    expect(opener.errored).toBeNull();
+    expect(acceptedStream.errored).toBeNull();
+    expect(connected.agent.streamCount + connected.server.streamCount).toBe(0);
+  });
+
+  it('propagates a reset with its code and reason, and a refused open', async () => {
+    let acceptedStream!: TunnelStream;
+    const { server } = connectedPair({
+      onStream: (open) => {
+        if ('port' in open.target && open.target.port === 23) {
+          open.reject('not-allowed', 'port 23 is not in the allow-list');
+          return;
+        }
+        acceptedStream = open.accept();
+        acceptedStream.on('error', () => {});
+      },
+    });
+    await expect(server.open({ port: 23 })).rejects.toMatchObject({
+      code: 'not-allowed',
+      reason: 'port 23 is not in the allow-list',
+    });
+    const stream = await server.open({ port: 22 });
+    await settle();
+    const agentError = once(acceptedStream, 'error');
+    stream.on('error', () => {}); // the local side sees its own error too
+    stream.destroy(new StreamError('timeout', 'idle for 30 s'));
+    const [error] = (await agentError) as [StreamError];
+    expect(error).toBeInstanceOf(StreamError);
+    expect(error.code).toBe('timeout');
+    expect(error.reason).toBe('idle for 30 s');
+  });
+
+  it('stops a writer at the window on a stream nobody reads while another stream keeps flowing', async () => {
+    const window = 64 * 1024;
+    const accepted: TunnelStream[] = [];
+    const { agent, server } = connectedPair(
+      { window, onStream: (open) => accepted.push(open.accept()) },
+      { window },
+    );
+    const stalled = await server.open({ port: 1 });
+    const flowing = await server.open({ port: 2 });
+    const [stalledReader, flowingReader] = accepted as [TunnelStream, TunnelStream];
+
+    // Watch the receiver's buffer on every frame the agent receives.
+    let maxBuffered = 0;
+    const receive = agent.receive.bind(agent);
+    agent.receive = (bytes) => {
+      receive(bytes);
+      maxBuffered = Math.max(maxBuffered, stalledReader.bufferedBytes, stalledReader.readableLength);
+    };
+
+    const stalledData = randomBytes(1024 * 1024);
+    const stalledWrite = writeAll(stalled, stalledData).then(() => stalled.end());
+    const flowingData = randomBytes(2 * 1024 * 1024);
+    const flowingRead = readAll(flowingReader);
+    await writeAll(flowing, flowingData);
+    flowing.end();
+    expect(sha256(await flowingRead)).toBe(sha256([flowingData]));
+
+    await settle();
+    expect(stalled.credit).toBe(0);
+    expect(stalledReader.bufferedBytes).toBe(window);
+    expect(stalled.writableLength).toBeGreaterThan(0); // the writer is held back, not buffered remotely
+    expect(maxBuffered).toBeLessThanOrEqual(window);
+
+    // Once the reader reads, everything arrives intact.
+    const stalledRead = readAll(stalledReader);
+    await stalledWrite;
+    expect(sha256(await stalledRead)).toBe(sha256([stalledData]));
+    expect(maxBuffered).toBeLessThanOrEqual(window);
+  });
+
+  it('delivers validated control messages and answers pings', async () => {
+    const received: unknown[] = [];
+    const { agent, server } = connectedPair({}, { onControl: (message) => received.push(message) });
+    agent.sendControl({ type: 'variables-applied', revision: 3 });
+    expect(await server.ping()).toBeGreaterThanOrEqual(0);
+    expect(received).toEqual([{ type: 'variables-applied', revision: 3 }]);
+    expect(agent.peerHello?.role).toBe('server');
+  });
+
+  it('closes with a typed code on both sides', async () => {
+    const { agent, server, closes } = connectedPair();
+    await server.ping();
+    server.close(CloseCode.superseded, 'a newer connection of this device');
+    await settle();
+    expect(closes.agent).toEqual({
+      code: CloseCode.superseded,
+      name: 'superseded',
+      reason: 'a newer connection of this device',
+      remote: true,
+    });
+    expect(agent.closed?.name).toBe('superseded');
+    await expect(agent.open({ port: 22 })).rejects.toMatchObject({ code: 'connection-closed' });
+  });
+
+  it('closes with unsupportedVersion when the versions differ', async () => {
+    let closed: ConnectionClose | undefined;
+    const agent = new Multiplexer({ role: 'agent', send: () => {}, onClose: (close) => (closed = close) });
+    agent.start();
+    const hello = { type: 'hello', version: 99, role: 'server', window: 65536, maxFramePayload: 65536 };
+    agent.receive(encodeFrame({ type: 'control', streamId: 0, payload: Buffer.from(JSON.stringify(hello)) }));
+    expect(closed?.name).toBe('unsupportedVersion');
+    expect(closed?.reason).toMatch(/version 99/);
+  });
+});
+
+export type { IncomingOpen };

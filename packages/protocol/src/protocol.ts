@@ -1,0 +1,901 @@
+/**
+ * The fleetgate tunnel wire format (DESIGN.md section 6), top to bottom:
+ *
+ *   1. version, frame types and close codes
+ *   2. the frame codec (one frame = one transport message, e.g. one binary WebSocket message)
+ *   3. control messages (JSON, validated with zod before use), one union per direction
+ *   4. the stream multiplexer: open/accept, data, half-close, reset, per-stream credit windows,
+ *      ping/pong, version exchange and typed connection close
+ *
+ * Nothing here knows about sockets: a `Multiplexer` sends frames through a `send(bytes)` function
+ * it is given and is fed incoming frames through `receive(bytes)`.
+ *
+ * Frame layout (all integers big-endian):
+ *
+ *   type (u8) | flags (u8) | stream id (u32) | payload length (u32) | payload
+ *
+ * The flags byte is reserved and must be 0 in version 1 (a peer that sets one speaks a newer
+ * dialect and is refused rather than misread). The length is explicit even though a WebSocket
+ * message already has one, so a truncated or padded message is detected instead of being guessed at.
+ */
+import { Duplex } from 'node:stream';
+import { z } from 'zod';
+
+// ─── 1. Constants ──────────────────────────────────────────────────────────────────────────────
+
+/** The protocol version each side announces in its hello; a peer with another version is closed. */
+export const PROTOCOL_VERSION = 1;
+
+/** Bytes before a frame's payload: type, flags, stream id, payload length. */
+export const HEADER_SIZE = 10;
+
+/** Largest payload a frame may carry unless the multiplexer is configured lower, in bytes (64 KiB). */
+export const MAX_FRAME_PAYLOAD = 64 * 1024;
+
+/** Largest credit a sender may hold on one stream, in bytes (as in HTTP/2: 2^31 - 1). */
+export const MAX_WINDOW = 2 ** 31 - 1;
+
+export const FrameType = {
+  /** Open a stream; payload: JSON `OpenTarget`. Stream id chosen by the opener (parity by role). */
+  open: 1,
+  /** The stream is accepted; empty payload. The opener may now send up to the peer's window. */
+  openOk: 2,
+  /** The stream is refused; payload: JSON `{ code, reason }`. */
+  openErr: 3,
+  /** Stream bytes; never more than the sender's credit on that stream. */
+  data: 4,
+  /** Credit grant; payload: u32 increment in bytes, > 0. */
+  window: 5,
+  /** Half close: the sender writes no more on this stream; empty payload. */
+  fin: 6,
+  /** Abort the stream both ways; payload: JSON `{ code, reason }`. */
+  reset: 7,
+  /** Liveness probe on stream 0; payload: 8 opaque bytes, echoed in the PONG. */
+  ping: 8,
+  pong: 9,
+  /** A control message on stream 0; payload: JSON validated against the direction's union. */
+  control: 10,
+  /** Close the whole connection; payload: u16 close code then a UTF-8 reason. Stream 0. */
+  close: 11,
+} as const;
+export type FrameTypeName = keyof typeof FrameType;
+export type FrameTypeValue = (typeof FrameType)[FrameTypeName];
+
+const frameTypeNames = new Map<number, FrameTypeName>(
+  Object.entries(FrameType).map(([name, value]) => [value, name as FrameTypeName]),
+);
+/** Frames that belong to the connection (stream id 0) rather than to one stream. */
+const connectionFrames: ReadonlySet<FrameTypeName> = new Set(['ping', 'pong', 'control', 'close']);
+
+/**
+ * Why a connection closed. Values are in the WebSocket application range (4000–4999), so the
+ * transport can use the same number as its close code.
+ */
+export const CloseCode = {
+  /** Orderly close with nothing wrong. */
+  normal: 4000,
+  /** The server is shutting down or restarting; reconnect with backoff. */
+  goingAway: 4001,
+  /** The peer sent a frame that breaks this protocol. */
+  protocolError: 4002,
+  /** The peer speaks another protocol version. */
+  unsupportedVersion: 4003,
+  /** The credentials are not (or no longer) valid. */
+  unauthorized: 4004,
+  /** A newer connection of the same device replaced this one. */
+  superseded: 4005,
+  /** The device was decommissioned; do not reconnect. */
+  decommissioned: 4006,
+  /** No pong within the liveness timeout. */
+  livenessTimeout: 4007,
+  /** A bug on the side that closes; the cause is in its log. */
+  internalError: 4008,
+} as const;
+export type CloseCodeName = keyof typeof CloseCode;
+const closeCodeNames = new Map<number, CloseCodeName>(
+  Object.entries(CloseCode).map(([name, value]) => [value, name as CloseCodeName]),
+);
+
+/** Why one stream was refused or reset. */
+export const StreamErrorCode = {
+  /** The local side cancelled (destroyed the stream without an error). */
+  cancelled: 'cancelled',
+  /** The target refused the connection (e.g. ECONNREFUSED on the device). */
+  refused: 'refused',
+  /** The target is outside an allow-list. */
+  notAllowed: 'not-allowed',
+  unreachable: 'unreachable',
+  tooManyStreams: 'too-many-streams',
+  timeout: 'timeout',
+  /** The connection carrying the stream closed. */
+  connectionClosed: 'connection-closed',
+  internal: 'internal',
+} as const;
+export type StreamErrorCodeValue = (typeof StreamErrorCode)[keyof typeof StreamErrorCode];
+
+/** The peer broke the protocol; the multiplexer closes with `CloseCode.protocolError` and this message. */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+/** A stream was refused or reset, locally or by the peer. */
+export class StreamError extends Error {
+  override name = 'StreamError';
+  constructor(
+    readonly code: StreamErrorCodeValue,
+    readonly reason: string,
+  ) {
+    super(`stream ${code}: ${reason}`);
+  }
+}
+
+// ─── 2. Frame codec ────────────────────────────────────────────────────────────────────────────
+
+export interface Frame {
+  type: FrameTypeName;
+  streamId: number;
+  payload: Uint8Array;
+}
+
+/** Encodes one frame. Throws `RangeError` on a stream id or payload the format cannot carry. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  if (!Number.isInteger(frame.streamId) || frame.streamId < 0 || frame.streamId > 0xffffffff) {
+    throw new RangeError(`stream id out of range: ${frame.streamId}`);
+  }
+  if (frame.payload.length > 0xffffffff) throw new RangeError('payload too large');
+  const bytes = new Uint8Array(HEADER_SIZE + frame.payload.length);
+  const view = new DataView(bytes.buffer);
+  view.setUint8(0, FrameType[frame.type]);
+  view.setUint8(1, 0);
+  view.setUint32(2, frame.streamId);
+  view.setUint32(6, frame.payload.length);
+  bytes.set(frame.payload, HEADER_SIZE);
+  return bytes;
+}
+
+/**
+ * Decodes exactly one frame from one transport message and checks its shape: known type, zero
+ * flags, payload length matching the message and at most `maxPayload` bytes, stream 0 for
+ * connection frames and not for stream frames, and fixed payload sizes. Throws `ProtocolError`.
+ * The payload is a view into `bytes`, not a copy.
+ */
+export function decodeFrame(bytes: Uint8Array, maxPayload: number = MAX_FRAME_PAYLOAD): Frame {
+  if (bytes.length < HEADER_SIZE) {
+    throw new ProtocolError(`truncated frame: ${bytes.length} bytes, header needs ${HEADER_SIZE}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const typeByte = view.getUint8(0);
+  const type = frameTypeNames.get(typeByte);
+  if (type === undefined) throw new ProtocolError(`unknown frame type ${typeByte}`);
+  const flags = view.getUint8(1);
+  if (flags !== 0) throw new ProtocolError(`${type} frame with reserved flags 0x${flags.toString(16)}`);
+  const streamId = view.getUint32(2);
+  const length = view.getUint32(6);
+  if (length > maxPayload) {
+    throw new ProtocolError(`${type} frame payload of ${length} bytes exceeds the maximum of ${maxPayload}`);
+  }
+  if (bytes.length !== HEADER_SIZE + length) {
+    throw new ProtocolError(
+      `${bytes.length < HEADER_SIZE + length ? 'truncated' : 'oversized'} ${type} frame: ` +
+        `header says ${length} payload bytes, message has ${bytes.length - HEADER_SIZE}`,
+    );
+  }
+  const onConnection = connectionFrames.has(type);
+  if (onConnection && streamId !== 0) throw new ProtocolError(`${type} frame on stream ${streamId}`);
+  if (!onConnection && streamId === 0) throw new ProtocolError(`${type} frame on stream 0`);
+  const expectSize = (size: number) => {
+    if (length !== size)
+      throw new ProtocolError(`${type} frame payload must be ${size} bytes, got ${length}`);
+  };
+  switch (type) {
+    case 'openOk':
+    case 'fin':
+      expectSize(0);
+      break;
+    case 'window':
+      expectSize(4);
+      break;
+    case 'ping':
+    case 'pong':
+      expectSize(8);
+      break;
+    case 'close':
+      if (length < 2) throw new ProtocolError('close frame without a close code');
+      break;
+    case 'open':
+    case 'openErr':
+    case 'data':
+    case 'reset':
+    case 'control':
+      break;
+    default:
+      assertNever(type);
+  }
+  return { type, streamId, payload: bytes.subarray(HEADER_SIZE) };
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unreachable: ${String(value)}`);
+}
+
+// ─── 3. Payloads and control messages ─────────────────────────────────────────────────────────
+
+export type Role = 'agent' | 'server';
+
+/** What an OPEN asks for: a TCP port (on the device, or a host its allow-list permits) or a named service. */
+export const openTargetSchema = z.union([
+  z.strictObject({
+    port: z.number().int().min(1).max(65535),
+    host: z.string().min(1).max(253).optional(),
+  }),
+  z.strictObject({ service: z.string().min(1).max(64) }),
+]);
+export type OpenTarget = z.infer<typeof openTargetSchema>;
+
+const streamErrorSchema = z.strictObject({
+  code: z.enum(Object.values(StreamErrorCode) as [StreamErrorCodeValue, ...StreamErrorCodeValue[]]),
+  reason: z.string().max(512),
+});
+
+/** First frame each way: version and the limits the sender will enforce on what it receives. */
+export const helloSchema = z.strictObject({
+  type: z.literal('hello'),
+  version: z.number().int().min(0),
+  role: z.enum(['agent', 'server']),
+  /** Initial credit, in bytes, the sender grants the peer on every stream. */
+  window: z.number().int().min(1).max(MAX_WINDOW),
+  /** Largest frame payload, in bytes, the sender accepts. */
+  maxFramePayload: z.number().int().min(1024).max(0xffffffff),
+  /** Free-form software version, e.g. `fleetgate-agent/0.1.0`, for connection history. */
+  software: z.string().max(128).optional(),
+});
+export type HelloMessage = z.infer<typeof helloSchema>;
+
+/** Agent → server. */
+export const agentMessageSchema = z.discriminatedUnion('type', [
+  helloSchema,
+  z.strictObject({
+    type: z.literal('state-report'),
+    hostname: z.string().max(253),
+    os: z.string().max(256),
+    kernel: z.string().max(256),
+    agentVersion: z.string().max(64),
+    uptimeSeconds: z.number().nonnegative(),
+    cpuPercent: z.number().min(0).max(100).optional(),
+    memory: z
+      .strictObject({ totalBytes: z.number().nonnegative(), usedBytes: z.number().nonnegative() })
+      .optional(),
+    disk: z
+      .strictObject({ totalBytes: z.number().nonnegative(), usedBytes: z.number().nonnegative() })
+      .optional(),
+    temperatureCelsius: z.number().optional(),
+    ipAddresses: z.array(z.string().max(64)).max(64),
+  }),
+  z.strictObject({
+    type: z.literal('variables-applied'),
+    revision: z.number().int().nonnegative(),
+    error: z.string().max(1024).optional(),
+  }),
+]);
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
+
+/** Server → agent. */
+export const serverMessageSchema = z.discriminatedUnion('type', [
+  helloSchema,
+  z.strictObject({
+    type: z.literal('variables'),
+    revision: z.number().int().nonnegative(),
+    variables: z.record(z.string().max(256), z.string().max(64 * 1024)),
+  }),
+]);
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+
+/** Messages a side with role `R` sends; it receives the other union. */
+export type OutgoingControl<R extends Role> = R extends 'agent' ? AgentMessage : ServerMessage;
+export type IncomingControl<R extends Role> = R extends 'agent' ? ServerMessage : AgentMessage;
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+function encodeJson(value: unknown): Uint8Array {
+  return textEncoder.encode(JSON.stringify(value));
+}
+
+/** Parses and validates a JSON payload; anything malformed is the peer's protocol error. */
+function decodeJson<T>(schema: z.ZodType<T>, payload: Uint8Array, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(textDecoder.decode(payload));
+  } catch {
+    throw new ProtocolError(`${what}: payload is not UTF-8 JSON`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ProtocolError(`${what}: invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+// ─── 4. Multiplexer ────────────────────────────────────────────────────────────────────────────
+
+export interface MultiplexerOptions<R extends Role> {
+  /** `agent` opens odd stream ids, `server` even ones, so both may open without colliding. */
+  role: R;
+  /** Sends one encoded frame as one transport message. Must not throw for a closed transport. */
+  send: (frame: Uint8Array) => void;
+  /** Receive window per stream, in bytes: the most this side buffers for one stream. Default 256 KiB. */
+  window?: number;
+  /** Largest frame payload this side accepts, in bytes. Default `MAX_FRAME_PAYLOAD` (64 KiB). */
+  maxFramePayload?: number;
+  /** Most streams open at once (both directions); further OPENs are refused. Default 1024. */
+  maxStreams?: number;
+  /** Software version announced in the hello. */
+  software?: string;
+  /** A peer opens a stream: call `accept()` or `reject()`. Without a handler every OPEN is refused. */
+  onStream?: (open: IncomingOpen) => void;
+  /** A validated control message from the peer (the hello is reported through `onHello`). */
+  onControl?: (message: Exclude<IncomingControl<R>, HelloMessage>) => void;
+  /** The peer's hello arrived and its version is supported. */
+  onHello?: (hello: HelloMessage) => void;
+  /** The connection closed, by either side. Called once. The transport should be closed with `code`. */
+  onClose?: (close: ConnectionClose) => void;
+}
+
+export interface ConnectionClose {
+  /** A `CloseCode` value, or an unknown code a newer peer sent. */
+  code: number;
+  name: CloseCodeName | 'unknown';
+  reason: string;
+  /** True when the peer sent the CLOSE, false when this side closed. */
+  remote: boolean;
+}
+
+export interface IncomingOpen {
+  readonly streamId: number;
+  readonly target: OpenTarget;
+  /** Accepts the stream and returns it; the peer may start writing. */
+  accept(): TunnelStream;
+  /** Refuses the stream with a reason the opener sees in its `StreamError`. */
+  reject(code: StreamErrorCodeValue, reason: string): void;
+}
+
+interface PendingWrite {
+  chunk: Uint8Array;
+  offset: number;
+  callback: (error?: Error | null) => void;
+}
+
+/**
+ * One multiplexed stream, as a Node `Duplex`.
+ *
+ * Why a Duplex rather than a small event API: every user of a stream bridges it to a socket
+ * (agent → 127.0.0.1:port, CLI → local listener, hub → SSH channel), and `pipeline(socket, stream,
+ * socket)` then gives backpressure, half-close and error propagation with no glue code. Flow control
+ * maps onto it directly:
+ * - writing: `_write` hands bytes to the peer only as far as the credit goes and calls back when the
+ *   whole chunk is sent, so a writer beyond the window sees `write() === false` and waits for 'drain';
+ * - reading: every DATA frame is pushed at once (the peer never has more than our window in flight,
+ *   so `readableLength <= window` always holds) and credit is returned when bytes leave the readable
+ *   buffer, i.e. when the application actually consumed them. `read()` is the single exit for both
+ *   flowing and paused mode, so overriding it is where consumption is observed.
+ */
+export class TunnelStream extends Duplex {
+  /** Bytes this side may still send before the peer grants more. */
+  private sendCredit = 0;
+  private pendingWrite: PendingWrite | null = null;
+  /** Totals for the receive window: bytes received and bytes whose credit was returned. */
+  private received = 0;
+  private credited = 0;
+  private finReceived = false;
+  private finSent = false;
+  /** The peer reset or refused the stream, or the connection closed: send nothing more. */
+  private silenced = false;
+  /** @internal */ opening: boolean;
+
+  /** @internal */
+  constructor(
+    readonly id: number,
+    private readonly mux: Multiplexer<Role>,
+    private readonly window: number,
+    opening: boolean,
+  ) {
+    super({ readableHighWaterMark: window, allowHalfOpen: true });
+    this.opening = opening;
+  }
+
+  /** Bytes received and not yet consumed by the reader; never more than the window. */
+  get bufferedBytes(): number {
+    return this.received - this.credited;
+  }
+
+  /** Bytes this side may still send now. */
+  get credit(): number {
+    return this.sendCredit;
+  }
+
+  /** @internal The stream is open both ways; the peer granted `credit` bytes. */
+  markOpen(credit: number): void {
+    this.opening = false;
+    this.sendCredit = credit;
+  }
+
+  /** @internal */
+  receiveData(payload: Uint8Array): void {
+    if (this.opening) throw new ProtocolError(`data on stream ${this.id} before it was accepted`);
+    if (this.finReceived) throw new ProtocolError(`data on stream ${this.id} after fin`);
+    if (this.received - this.credited + payload.length > this.window) {
+      throw new ProtocolError(`stream ${this.id} exceeded its flow control window of ${this.window} bytes`);
+    }
+    this.received += payload.length;
+    // Copy: the payload is a view into the transport's message buffer, which the reader may outlive.
+    this.push(Buffer.from(payload));
+    this.grantCredit();
+  }
+
+  /** @internal */
+  receiveWindow(increment: number): void {
+    if (this.opening) throw new ProtocolError(`window on stream ${this.id} before it was accepted`);
+    if (increment === 0) throw new ProtocolError(`window of 0 bytes on stream ${this.id}`);
+    if (this.sendCredit + increment > MAX_WINDOW) {
+      throw new ProtocolError(`window on stream ${this.id} overflows ${MAX_WINDOW} bytes`);
+    }
+    this.sendCredit += increment;
+    this.flushWrite();
+  }
+
+  /** @internal */
+  receiveFin(): void {
+    if (this.opening) throw new ProtocolError(`fin on stream ${this.id} before it was accepted`);
+    if (this.finReceived) throw new ProtocolError(`second fin on stream ${this.id}`);
+    this.finReceived = true;
+    this.push(null);
+  }
+
+  /** @internal The peer reset the stream, or the connection closed: fail it without answering. */
+  abort(error: StreamError | null): void {
+    this.silenced = true;
+    this.pendingWrite = null;
+    this.destroy(error ?? undefined);
+  }
+
+  override read(size?: number): Buffer | null {
+    const chunk: Buffer | null = super.read(size);
+    this.grantCredit();
+    return chunk;
+  }
+
+  override _read(): void {
+    // Nothing to pull: DATA frames are pushed as they arrive; the window bounds them.
+  }
+
+  /**
+   * Returns credit for consumed bytes in batches of at least a quarter window. The peer can always
+   * make progress: what it may not send is what we buffer plus less than a quarter window.
+   */
+  private grantCredit(): void {
+    if (this.finReceived || this.destroyed || this.opening) return;
+    const consumed = this.received - this.readableLength;
+    const grant = consumed - this.credited;
+    if (grant > 0 && grant >= Math.max(1, this.window >> 2)) {
+      this.credited += grant;
+      const payload = new Uint8Array(4);
+      new DataView(payload.buffer).setUint32(0, grant);
+      this.mux.sendStreamFrame('window', this.id, payload);
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (chunk.length === 0) {
+      callback();
+      return;
+    }
+    this.pendingWrite = { chunk, offset: 0, callback };
+    this.flushWrite();
+  }
+
+  private flushWrite(): void {
+    const pending = this.pendingWrite;
+    if (pending === null) return;
+    const maxPayload = this.mux.sendPayloadLimit;
+    while (this.sendCredit > 0 && pending.offset < pending.chunk.length) {
+      const size = Math.min(this.sendCredit, maxPayload, pending.chunk.length - pending.offset);
+      this.mux.sendStreamFrame(
+        'data',
+        this.id,
+        pending.chunk.subarray(pending.offset, pending.offset + size),
+      );
+      pending.offset += size;
+      this.sendCredit -= size;
+    }
+    // Sending can close the connection (a failing transport), which aborts this stream meanwhile.
+    if (this.pendingWrite !== pending) return;
+    if (pending.offset === pending.chunk.length) {
+      this.pendingWrite = null;
+      pending.callback();
+    }
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (!this.silenced) {
+      this.finSent = true;
+      this.mux.sendStreamFrame('fin', this.id, new Uint8Array(0));
+    }
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const cleanClose = this.finSent && this.finReceived && error === null;
+    if (!this.silenced && !cleanClose) {
+      // Destroyed locally before both sides finished: tell the peer, with our reason.
+      const reset =
+        error instanceof StreamError
+          ? { code: error.code, reason: error.reason }
+          : {
+              code: error ? StreamErrorCode.internal : StreamErrorCode.cancelled,
+              reason: error?.message ?? '',
+            };
+      this.mux.sendStreamFrame(
+        'reset',
+        this.id,
+        encodeJson({ ...reset, reason: reset.reason.slice(0, 512) }),
+      );
+    }
+    this.silenced = true;
+    this.pendingWrite = null;
+    this.mux.forget(this.id);
+    callback(error);
+  }
+}
+
+/**
+ * Multiplexes streams and control messages over one message-oriented transport.
+ *
+ * Lifecycle: construct, call `start()` (sends the hello), feed every incoming transport message to
+ * `receive()`, and call `transportClosed()` when the transport goes away. `receive()` never throws:
+ * a malformed or out-of-order frame closes the connection with `CloseCode.protocolError` and a
+ * reason. Memory is bounded: at most `maxStreams` streams, each buffering at most `window` bytes
+ * received and at most its writable high-water mark plus one chunk to send.
+ */
+export class Multiplexer<R extends Role> {
+  readonly role: R;
+  private readonly window: number;
+  private readonly maxFramePayload: number;
+  private readonly maxStreams: number;
+  private readonly streams = new Map<number, TunnelStream>();
+  private readonly pendingOpens = new Map<
+    number,
+    { resolve: (stream: TunnelStream) => void; reject: (error: Error) => void }
+  >();
+  private readonly pendingPings = new Map<
+    bigint,
+    { sentAt: number; resolve: (rttMs: number) => void; reject: (error: Error) => void }
+  >();
+  private nextStreamId: number;
+  private highestPeerStreamId = 0;
+  private nextPing = 0n;
+  private started = false;
+  private closedWith: ConnectionClose | null = null;
+  /** The peer's hello, once received. Frames before it are a protocol error. */
+  peerHello: HelloMessage | null = null;
+
+  constructor(private readonly options: MultiplexerOptions<R>) {
+    this.role = options.role;
+    this.window = options.window ?? 256 * 1024;
+    this.maxFramePayload = options.maxFramePayload ?? MAX_FRAME_PAYLOAD;
+    this.maxStreams = options.maxStreams ?? 1024;
+    this.nextStreamId = options.role === 'agent' ? 1 : 2;
+    if (!Number.isInteger(this.window) || this.window < 1 || this.window > MAX_WINDOW) {
+      throw new RangeError(`window must be an integer in 1..${MAX_WINDOW}`);
+    }
+  }
+
+  /** How the connection closed, or null while it is open. */
+  get closed(): ConnectionClose | null {
+    return this.closedWith;
+  }
+
+  /** Number of streams open or opening. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** @internal Payload size this side sends: the smaller of both sides' limits. */
+  get sendPayloadLimit(): number {
+    return Math.min(this.maxFramePayload, this.peerHello?.maxFramePayload ?? this.maxFramePayload);
+  }
+
+  /** Sends the hello. Call once, before or after the peer's hello arrived. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const hello: HelloMessage = {
+      type: 'hello',
+      version: PROTOCOL_VERSION,
+      role: this.role,
+      window: this.window,
+      maxFramePayload: this.maxFramePayload,
+      ...(this.options.software === undefined ? {} : { software: this.options.software }),
+    };
+    this.sendFrame('control', 0, encodeJson(hello));
+  }
+
+  /** Opens a stream to `target`; resolves when the peer accepts, rejects with `StreamError` if refused. */
+  open(target: OpenTarget): Promise<TunnelStream> {
+    if (this.closedWith) {
+      return Promise.reject(new StreamError(StreamErrorCode.connectionClosed, this.closedWith.reason));
+    }
+    if (!this.started) return Promise.reject(new Error('open() before start()'));
+    if (this.streams.size >= this.maxStreams) {
+      return Promise.reject(
+        new StreamError(StreamErrorCode.tooManyStreams, `${this.maxStreams} streams open`),
+      );
+    }
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new TunnelStream(id, this, this.window, true);
+    this.streams.set(id, stream);
+    return new Promise((resolve, reject) => {
+      this.pendingOpens.set(id, { resolve, reject });
+      this.sendFrame('open', id, encodeJson(openTargetSchema.parse(target)));
+    });
+  }
+
+  /** Sends a control message to the peer. */
+  sendControl(message: Exclude<OutgoingControl<R>, HelloMessage>): void {
+    this.sendFrame('control', 0, encodeJson(message));
+  }
+
+  /** Sends a PING; resolves with the round trip in milliseconds. Timeouts are the caller's policy. */
+  ping(): Promise<number> {
+    if (this.closedWith) return Promise.reject(new Error(`connection closed: ${this.closedWith.reason}`));
+    const id = this.nextPing++;
+    const payload = new Uint8Array(8);
+    new DataView(payload.buffer).setBigUint64(0, id);
+    return new Promise((resolve, reject) => {
+      this.pendingPings.set(id, { sentAt: performance.now(), resolve, reject });
+      this.sendFrame('ping', 0, payload);
+    });
+  }
+
+  /** Closes the connection: sends CLOSE, fails every stream, reports through `onClose`. Idempotent. */
+  close(code: number, reason: string): void {
+    if (this.closedWith) return;
+    const payload = new Uint8Array(2 + Math.min(reason.length * 3, 1024));
+    new DataView(payload.buffer).setUint16(0, code);
+    const { written } = textEncoder.encodeInto(reason.slice(0, 256), payload.subarray(2));
+    this.sendFrame('close', 0, payload.subarray(0, 2 + written));
+    this.shutdown(code, reason, false);
+  }
+
+  /** The transport went away without a CLOSE frame: fail every stream, report `goingAway`. */
+  transportClosed(reason = 'transport closed'): void {
+    this.shutdown(CloseCode.goingAway, reason, false);
+  }
+
+  /** Feeds one incoming transport message (one frame). Never throws. */
+  receive(message: Uint8Array): void {
+    if (this.closedWith) return;
+    try {
+      this.handle(decodeFrame(message, this.maxFramePayload));
+    } catch (error) {
+      if (error instanceof ProtocolError) this.close(CloseCode.protocolError, error.message);
+      else this.close(CloseCode.internalError, 'internal error');
+    }
+  }
+
+  private handle(frame: Frame): void {
+    if (this.peerHello === null && frame.type !== 'control') {
+      throw new ProtocolError(`${frame.type} frame before hello`);
+    }
+    switch (frame.type) {
+      case 'control':
+        this.handleControl(frame.payload);
+        return;
+      case 'open':
+        this.handleOpen(frame.streamId, frame.payload);
+        return;
+      case 'openOk': {
+        const stream = this.localOpening(frame.streamId, 'openOk');
+        if (!stream) return;
+        stream.markOpen(this.peerHello!.window);
+        this.pendingOpens.get(stream.id)?.resolve(stream);
+        this.pendingOpens.delete(stream.id);
+        return;
+      }
+      case 'openErr': {
+        const stream = this.localOpening(frame.streamId, 'openErr');
+        if (!stream) return;
+        const { code, reason } = decodeJson(streamErrorSchema, frame.payload, 'openErr');
+        const error = new StreamError(code, reason);
+        this.pendingOpens.get(stream.id)?.reject(error);
+        this.pendingOpens.delete(stream.id);
+        stream.abort(null);
+        return;
+      }
+      case 'data':
+        this.streamFor(frame)?.receiveData(frame.payload);
+        return;
+      case 'window': {
+        const stream = this.streamFor(frame);
+        const view = new DataView(frame.payload.buffer, frame.payload.byteOffset, 4);
+        stream?.receiveWindow(view.getUint32(0));
+        return;
+      }
+      case 'fin':
+        this.streamFor(frame)?.receiveFin();
+        return;
+      case 'reset': {
+        const stream = this.streamFor(frame);
+        const { code, reason } = decodeJson(streamErrorSchema, frame.payload, 'reset');
+        if (!stream) return;
+        const error = new StreamError(code, reason);
+        const pending = this.pendingOpens.get(stream.id);
+        if (pending) {
+          // Reset while we waited for OPEN_OK: the opener sees it as a refusal.
+          this.pendingOpens.delete(stream.id);
+          pending.reject(error);
+          stream.abort(null);
+        } else if (stream.opening) {
+          // The peer cancelled its own OPEN before we accepted: nobody holds the stream yet.
+          stream.abort(null);
+        } else {
+          stream.abort(error);
+        }
+        return;
+      }
+      case 'ping':
+        this.sendFrame('pong', 0, frame.payload);
+        return;
+      case 'pong': {
+        const id = new DataView(frame.payload.buffer, frame.payload.byteOffset, 8).getBigUint64(0);
+        const pending = this.pendingPings.get(id);
+        if (!pending) return; // late or unsolicited pongs are harmless
+        this.pendingPings.delete(id);
+        pending.resolve(performance.now() - pending.sentAt);
+        return;
+      }
+      case 'close': {
+        const view = new DataView(frame.payload.buffer, frame.payload.byteOffset, 2);
+        let reason: string;
+        try {
+          reason = textDecoder.decode(frame.payload.subarray(2));
+        } catch {
+          reason = '(reason not UTF-8)';
+        }
+        this.shutdown(view.getUint16(0), reason, true);
+        return;
+      }
+      default:
+        assertNever(frame.type);
+    }
+  }
+
+  private handleControl(payload: Uint8Array): void {
+    const schema = this.role === 'agent' ? serverMessageSchema : agentMessageSchema;
+    const message = decodeJson<AgentMessage | ServerMessage>(schema, payload, 'control message');
+    if (message.type === 'hello') {
+      if (this.peerHello !== null) throw new ProtocolError('second hello');
+      if (message.version !== PROTOCOL_VERSION) {
+        this.close(
+          CloseCode.unsupportedVersion,
+          `peer speaks protocol version ${message.version}, this side speaks ${PROTOCOL_VERSION}`,
+        );
+        return;
+      }
+      if (message.role === this.role) throw new ProtocolError(`both sides claim role ${this.role}`);
+      this.peerHello = message;
+      this.options.onHello?.(message);
+      return;
+    }
+    if (this.peerHello === null) throw new ProtocolError(`control message ${message.type} before hello`);
+    this.options.onControl?.(message as Exclude<IncomingControl<R>, HelloMessage>);
+  }
+
+  private handleOpen(id: number, payload: Uint8Array): void {
+    const peerParity = this.role === 'agent' ? 0 : 1;
+    if (id % 2 !== peerParity) throw new ProtocolError(`peer opened stream ${id} with this side's id parity`);
+    if (id <= this.highestPeerStreamId) {
+      throw new ProtocolError(`stream id ${id} not above the last opened (${this.highestPeerStreamId})`);
+    }
+    this.highestPeerStreamId = id;
+    const target = decodeJson(openTargetSchema, payload, 'open target');
+    const refuse = (code: StreamErrorCodeValue, reason: string) =>
+      this.sendFrame('openErr', id, encodeJson({ code, reason: reason.slice(0, 512) }));
+    const onStream = this.options.onStream;
+    if (!onStream) {
+      refuse(StreamErrorCode.refused, 'this side accepts no streams');
+      return;
+    }
+    if (this.streams.size >= this.maxStreams) {
+      refuse(StreamErrorCode.tooManyStreams, `${this.maxStreams} streams open`);
+      return;
+    }
+    const stream = new TunnelStream(id, this as Multiplexer<Role>, this.window, true);
+    this.streams.set(id, stream);
+    let answered = false;
+    onStream({
+      streamId: id,
+      target,
+      accept: () => {
+        if (answered) throw new Error(`stream ${id} already answered`);
+        answered = true;
+        if (stream.destroyed) return stream; // cancelled by the peer meanwhile; the caller sees 'close'
+        stream.markOpen(this.peerHello!.window);
+        this.sendFrame('openOk', id, new Uint8Array(0));
+        return stream;
+      },
+      reject: (code, reason) => {
+        if (answered) throw new Error(`stream ${id} already answered`);
+        answered = true;
+        if (stream.destroyed) return;
+        refuse(code, reason);
+        stream.abort(null);
+      },
+    });
+  }
+
+  /**
+   * The open stream a frame is for; undefined when the stream existed and is closed (frames in flight
+   * when it closed are dropped); a protocol error when the id was never opened.
+   */
+  private streamFor(frame: Frame): TunnelStream | undefined {
+    const stream = this.streams.get(frame.streamId);
+    if (stream) return stream;
+    if (this.wasOpened(frame.streamId)) return undefined;
+    throw new ProtocolError(`${frame.type} frame for unknown stream ${frame.streamId}`);
+  }
+
+  /** A stream this side opened and still waits on; OPEN_OK / OPEN_ERR for anything else is an error. */
+  private localOpening(id: number, type: FrameTypeName): TunnelStream | undefined {
+    const stream = this.streamFor({ type, streamId: id, payload: new Uint8Array(0) });
+    if (!stream) return undefined;
+    if (!this.pendingOpens.has(id)) throw new ProtocolError(`${type} for stream ${id}, which is not opening`);
+    return stream;
+  }
+
+  private wasOpened(id: number): boolean {
+    const ownParity = this.role === 'agent' ? 1 : 0;
+    return id % 2 === ownParity ? id < this.nextStreamId : id <= this.highestPeerStreamId;
+  }
+
+  /** @internal */
+  sendStreamFrame(type: FrameTypeName, streamId: number, payload: Uint8Array): void {
+    if (this.closedWith || !this.streams.has(streamId)) return;
+    this.sendFrame(type, streamId, payload);
+  }
+
+  /** @internal */
+  forget(id: number): void {
+    this.streams.delete(id);
+    const pending = this.pendingOpens.get(id);
+    if (pending) {
+      this.pendingOpens.delete(id);
+      pending.reject(new StreamError(StreamErrorCode.cancelled, 'stream destroyed while opening'));
+    }
+  }
+
+  private sendFrame(type: FrameTypeName, streamId: number, payload: Uint8Array): void {
+    if (this.closedWith) return;
+    try {
+      this.options.send(encodeFrame({ type, streamId, payload }));
+    } catch {
+      // A transport that throws is gone: close without trying to send again, so nothing escapes.
+      this.shutdown(CloseCode.internalError, 'transport send failed', false);
+    }
+  }
+
+  private shutdown(code: number, reason: string, remote: boolean): void {
+    if (this.closedWith) return;
+    const close: ConnectionClose = { code, name: closeCodeNames.get(code) ?? 'unknown', reason, remote };
+    this.closedWith = close;
+    const error = new StreamError(StreamErrorCode.connectionClosed, reason);
+    for (const pending of this.pendingOpens.values()) pending.reject(error);
+    this.pendingOpens.clear();
+    for (const stream of [...this.streams.values()]) stream.abort(stream.opening ? null : error);
+    this.streams.clear();
+    for (const ping of this.pendingPings.values()) ping.reject(new Error(`connection closed: ${reason}`));
+    this.pendingPings.clear();
+    this.options.onClose?.(close);
+  }
+}
