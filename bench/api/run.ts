@@ -17,16 +17,22 @@
  * second). It is a measurement: it exits 0 whether targets are met or not, 1 when the bench itself fails
  * (a non-2xx answer, a socket error, a wrong answer).
  */
-import { fork } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { dropPostgresSchema, openDatabase, type StartOptions, startServer } from '@fleetgate/server';
+import { dropPostgresSchema, openDatabase } from '@fleetgate/server';
 import autocannon, { type Result } from 'autocannon';
 import { sql } from 'kysely';
+import {
+  api,
+  type Flags,
+  ratio,
+  type ServerProcess,
+  startServerProcess,
+  wholeNumber,
+} from '../lib/server-process.ts';
 
 const POSTGRES_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
@@ -35,8 +41,6 @@ const ADMIN_PASSWORD = 'bench-password-not-secret';
 const WARMUP_SECONDS = 2;
 
 type DbName = 'sqlite' | 'postgres';
-/** `fleetgate serve` flags: the server's configuration. */
-type Flags = NonNullable<StartOptions['flags']>;
 type Db = Awaited<ReturnType<typeof openDatabase>>['db'];
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
@@ -237,91 +241,7 @@ async function measure(
 
 // ─── The server under test ────────────────────────────────────────────────────────────────────────────
 
-/**
- * The child process's side: runs fleetgate with `flags` and no environment (a developer's FLEETGATE_*
- * variables cannot change the run), sends its URL, answers `'cpu'` with its CPU time in microseconds, and
- * closes when the parent disconnects. A normal exit lets `--cpu-prof` write its profile.
- */
-async function serve(flags: Flags): Promise<void> {
-  const server = await startServer({ flags, env: {}, print: () => {} });
-  let closing = false;
-  const close = async () => {
-    if (closing) return;
-    closing = true;
-    await server.close();
-    process.exit(0);
-  };
-  process.on('disconnect', close);
-  process.on('SIGINT', close);
-  process.on('message', (message) => {
-    if (message === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send!({ cpuMicros: user + system });
-    }
-  });
-  process.send!({ url: server.url });
-}
-
-interface ServerProcess {
-  url: string;
-  /** The server process's CPU time so far (user + system), in microseconds. */
-  cpuMicros(): Promise<number>;
-  /** Asks the server to close (kills it after 15 s) and waits for the process to end. */
-  stop(): Promise<void>;
-}
-
-/**
- * Forks this file as the server, so that fleetgate and autocannon each have an event loop and a core: in
- * one process they would share a thread and the figures would measure autocannon as much as fleetgate.
- */
-function startServerProcess(flags: Flags, cpuProfDir: string | undefined): Promise<ServerProcess> {
-  const child = fork(fileURLToPath(import.meta.url), ['serve', JSON.stringify(flags)], {
-    // process.execArgv carries tsx's loader, so the child runs TypeScript too.
-    execArgv: [...process.execArgv, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [])],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    if (child.connected) child.disconnect();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const cpuMicros = () =>
-    new Promise<number>((resolve) => {
-      const onMessage = (message: { cpuMicros?: number }) => {
-        if (message.cpuMicros === undefined) return;
-        child.off('message', onMessage);
-        resolve(message.cpuMicros);
-      };
-      child.on('message', onMessage);
-      child.send('cpu');
-    });
-  return new Promise((resolve, reject) => {
-    child.once('message', (message: { url: string }) => resolve({ url: message.url, cpuMicros, stop }));
-    child.once('exit', (code) =>
-      reject(new Error(`the server process ended before listening (code ${code})`)),
-    );
-  });
-}
-
 // ─── One database ─────────────────────────────────────────────────────────────────────────────────────
-
-// biome-ignore lint/suspicious/noExplicitAny: set-up reads answers loosely and checks what it uses.
-async function api(base: string, method: string, url: string, token?: string, body?: unknown): Promise<any> {
-  const response = await fetch(base + url, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${url} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
 
 /**
  * Checks that the scenarios ask for what they claim before timing them: list pages hold only devices with
@@ -378,7 +298,7 @@ async function benchDatabase(
       adminPassword: ADMIN_PASSWORD,
       ...(databaseUrl ? { databaseUrl, dbSchema: schema } : {}),
     };
-    server = await startServerProcess(flags, undefined);
+    server = await startServerProcess(flags);
     let base = server.url;
     log(`\n${db === 'sqlite' ? `SQLite ${sqliteFile}` : `PostgreSQL schema ${schema}`}, server ${base}`);
 
@@ -412,7 +332,7 @@ async function benchDatabase(
     // Measured as after a restart on a populated database: fleetgate gathers SQLite's planner statistics
     // when it opens the database (and hourly), which an empty database just seeded behind its back lacks.
     await server.stop();
-    server = await startServerProcess(flags, cpuProfDir);
+    server = await startServerProcess(flags, { cpuProfDir });
     base = server.url;
     const totals = await checkAnswers(base, session, apiKey, uuids);
     log(
@@ -452,12 +372,6 @@ function targetText(scenario: Scenario): string {
   const target = scenario.target;
   if (!target) return '—';
   return target.metric === 'p99' ? `p99 ≤ ${target.maxMs} ms` : `≥ ${target.min.toLocaleString('en')} req/s`;
-}
-
-/** `rps / baseline`, with two significant digits below 1 so that small ratios (0.0063×) still show. */
-function ratio(rps: number, baseline: number): string {
-  const r = rps / baseline;
-  return `${r >= 1 ? r.toFixed(2) : r.toPrecision(2)}×`;
 }
 
 function printReport(db: DbName, measured: Measured[]): void {
@@ -508,12 +422,6 @@ function printReport(db: DbName, measured: Measured[]): void {
 
 // ─── Command line ─────────────────────────────────────────────────────────────────────────────────────
 
-function wholeNumber(name: string, text: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, not ${text}`);
-  return n;
-}
-
 async function main(): Promise<number> {
   const abort = new AbortController();
   // Ctrl-C reaches us twice (from the terminal, and relayed by the tsx launcher): the first one stops the
@@ -557,7 +465,5 @@ async function main(): Promise<number> {
   }
 }
 
-// Forked with `serve <flags>`, this file is the server under test (see startServerProcess).
-if (process.argv[2] === 'serve') await serve(JSON.parse(process.argv[3]!) as Flags);
 // Everything was closed in `finally` blocks: exit even if a library left a timer behind.
-else process.exit(await main());
+process.exit(await main());
