@@ -87,6 +87,36 @@ describe('multiplexer', () => {
     expect(server.streamCount).toBe(0);
   });
 
+  it('relays a stream into another connection byte-exactly, both ways, as the server does', async () => {
+    // person → (first connection) → relay → (second connection) → device echo. The relay writes the chunks it
+    // reads into the other connection's stream, which sends them on without copying them (their headers are
+    // rewritten in place); a reader of the same chunks on the relay must still see the payload unchanged.
+    const seenOnRelay: Buffer[] = [];
+    const device = connectedPair({
+      onStream: (open) => {
+        const stream = open.accept();
+        stream.pipe(stream);
+      },
+    });
+    const person = connectedPair({
+      onStream: (open) => {
+        const inbound = open.accept();
+        void device.server.open({ port: 22 }).then((outbound) => {
+          inbound.on('data', (chunk: Buffer) => seenOnRelay.push(Buffer.from(chunk)));
+          inbound.pipe(outbound);
+          outbound.pipe(inbound);
+        });
+      },
+    });
+    const stream = await person.server.open({ port: 22 });
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    const received = readAll(stream);
+    await writeAll(stream, data, 70_000);
+    stream.end();
+    expect(sha256(await received)).toBe(sha256([data]));
+    expect(sha256(seenOnRelay)).toBe(sha256([data]));
+  });
+
   it('half-closes each way independently', async () => {
     let acceptedStream!: TunnelStream;
     let accepted!: () => void;
