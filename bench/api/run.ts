@@ -293,6 +293,8 @@ async function benchDatabase(
       dataDir,
       listen: '127.0.0.1',
       httpPort: 0,
+      proxyPort: 0,
+      sshPort: 0,
       logLevel: 'warn',
       adminEmail: ADMIN_EMAIL,
       adminPassword: ADMIN_PASSWORD,

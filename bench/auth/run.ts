@@ -524,6 +524,8 @@ async function benchDatabase(
       dataDir,
       listen: '127.0.0.1',
       httpPort: 0,
+      proxyPort: 0,
+      sshPort: 0,
       logLevel: 'warn',
       adminEmail: ADMIN_EMAIL,
       adminPassword: ADMIN_PASSWORD,
@@ -780,7 +782,7 @@ function printReport(db: DbName, measured: Measured[], limits: ReturnType<typeof
   log(`  ${line(rows[0]!).join('  ')}\n  ${widths.map((w) => '─'.repeat(w)).join('  ')}`);
   for (const r of rows.slice(1)) log(`  ${line(r).join('  ')}`);
   log(
-    `  parse PEM + verify (what the route does per request): ${keyTypes
+    `  parse PEM + verify (what the route did per request before it kept parsed keys): ${keyTypes
       .map((t) => `${keyLabel[t]} ${Math.round(limits.parseVerify[t]).toLocaleString('en')}/s`)
       .join(', ')}`,
   );

@@ -4,6 +4,7 @@ import { sha256Hex } from '../../infra/crypto/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter } from '../auth/rate-limit.ts';
+import { recordAuthRequest } from './activity.ts';
 import { decodeBase64Strict, identityOf, parseJsonStrict, parsePublicKey, verifySignature } from './keys.ts';
 import { type AuthSetRow, markAccepted, wouldExceedLimit } from './service.ts';
 
@@ -41,6 +42,9 @@ export interface AuthRequestInput {
   sourceIp: string | null;
 }
 
+/** Stateless between calls (`decode` without `stream`), so one serves every request. */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 const unauthorized = (message: string, reason: string) =>
   new AppError('unauthorized', message, { details: { reason } });
 
@@ -55,7 +59,7 @@ export async function handleAuthRequest(
 
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(input.raw);
+    text = utf8.decode(input.raw);
   } catch {
     throw badRequest('the auth request is not UTF-8 text');
   }
@@ -103,12 +107,20 @@ export async function handleAuthRequest(
   }
 
   // The same identity + key anywhere: a device preauthorized in another organization needs no tenant token.
+  // Each set comes with its device, in the same query.
   const candidates = await db
     .selectFrom('auth_sets')
-    .selectAll()
-    .where('identity_hash', '=', identity.hash)
-    .where('public_key_hash', '=', key.hash)
-    .$if(tenantToken !== '', (q) => q.where('org_id', '=', target.orgId))
+    .leftJoin('devices', 'devices.id', 'auth_sets.device_id')
+    .selectAll('auth_sets')
+    .select([
+      'devices.uuid as device_uuid',
+      'devices.org_id as device_org_id',
+      'devices.fleet_id as device_fleet_id',
+      'devices.decommissioned_at as device_decommissioned_at',
+    ])
+    .where('auth_sets.identity_hash', '=', identity.hash)
+    .where('auth_sets.public_key_hash', '=', key.hash)
+    .$if(tenantToken !== '', (q) => q.where('auth_sets.org_id', '=', target.orgId))
     .execute();
   const rank = { accepted: 0, preauthorized: 1, pending: 2, rejected: 3 } as const;
   candidates.sort((a, b) => rank[a.status] - rank[b.status] || (a.org_id === target.orgId ? -1 : 1));
@@ -122,19 +134,17 @@ export async function handleAuthRequest(
     );
   }
 
-  await db
-    .updateTable('auth_sets')
-    .set((eb) => ({ last_request_at: now, request_count: eb('request_count', '+', 1) }))
-    .where('id', '=', set.id)
-    .execute();
+  recordAuthRequest(deps, set.id, now);
   const device =
-    set.device_id === null
+    set.device_id === null || set.device_uuid === null
       ? undefined
-      : await db
-          .selectFrom('devices')
-          .select(['id', 'uuid', 'org_id', 'fleet_id', 'decommissioned_at'])
-          .where('id', '=', set.device_id)
-          .executeTakeFirst();
+      : {
+          id: set.device_id,
+          uuid: set.device_uuid,
+          org_id: set.device_org_id!,
+          fleet_id: set.device_fleet_id!,
+          decommissioned_at: set.device_decommissioned_at,
+        };
   if (device && device.decommissioned_at !== null)
     throw unauthorized('the device was decommissioned', 'decommissioned');
   if (set.status === 'pending')

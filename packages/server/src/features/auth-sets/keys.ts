@@ -121,14 +121,39 @@ export interface DevicePublicKey {
   hash: string;
 }
 
+/** Parsed public keys kept, by their PEM text: enough for every device of a busy server to re-authenticate. */
+export const PARSED_KEYS_KEPT = 10_000;
+
+/**
+ * Keys parsed before, by the exact PEM text received, most recently used last. Parsing and re-encoding a key
+ * costs more than verifying a signature with it, and a device sends the same PEM with every auth request.
+ * The entry is a pure function of its text, so nothing ever makes one stale; the bound keeps a flood of
+ * distinct keys from growing memory.
+ */
+const parsedKeys = new Map<string, DevicePublicKey>();
+
 /**
  * Parses a PKIX PEM public key and checks it is a kind devices may use: RSA of at least 2048 bits, ECDSA on
- * P-256 or P-384, or Ed25519. Throws `bad_request` with the reason for anything else.
+ * P-256 or P-384, or Ed25519. Throws `bad_request` with the reason for anything else. A text parsed before
+ * answers the same (frozen) result from a bounded cache.
  */
 export function parsePublicKey(pem: unknown): DevicePublicKey {
   if (typeof pem !== 'string' || pem.length === 0)
     throw badRequest('the public key must be a PEM text (-----BEGIN PUBLIC KEY-----)');
   if (pem.length > PUBLIC_KEY_MAX_PEM) throw badRequest('the public key is too long');
+  const known = parsedKeys.get(pem);
+  if (known) {
+    parsedKeys.delete(pem);
+    parsedKeys.set(pem, known);
+    return known;
+  }
+  const parsed = Object.freeze(parseNewPublicKey(pem));
+  if (parsedKeys.size >= PARSED_KEYS_KEPT) parsedKeys.delete(parsedKeys.keys().next().value!);
+  parsedKeys.set(pem, parsed);
+  return parsed;
+}
+
+function parseNewPublicKey(pem: string): DevicePublicKey {
   if (!pem.includes('-----BEGIN PUBLIC KEY-----'))
     throw badRequest('the public key must be PKIX PEM (-----BEGIN PUBLIC KEY-----)');
   let key: KeyObject;

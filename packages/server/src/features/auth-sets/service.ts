@@ -6,8 +6,10 @@ import { json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
+import { notifyCredentialsRevoked } from '../device-keys/service.ts';
 import { newDeviceUuid } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
+import { flushAuthSetActivity } from './activity.ts';
 import { type Identity, identityOf, nameFromIdentity, parsePublicKey } from './keys.ts';
 
 /**
@@ -81,6 +83,8 @@ export async function listAuthSets(
   actor: Actor,
   q: AuthSetQuery,
 ): Promise<Page<AuthSetView>> {
+  // Request counts are written in batches: the ones already answered first.
+  await flushAuthSetActivity(deps);
   let query = deps.db
     .selectFrom('auth_sets')
     .where(
@@ -108,6 +112,7 @@ export async function listAuthSets(
 }
 
 export async function getAuthSet(deps: ServiceDeps, actor: Actor, id: number): Promise<AuthSetView> {
+  await flushAuthSetActivity(deps);
   const row = await withDeviceUuid(deps.db).where('auth_sets.id', '=', id).executeTakeFirst();
   if (!row) throw notFound('auth set');
   authorize(
@@ -319,7 +324,7 @@ export async function setAuthSetStatus(
   status: 'accepted' | 'rejected' | 'pending',
   fleetId?: number | undefined,
 ): Promise<AuthSetView> {
-  await write(
+  const tokensRevokedOf = await write(
     deps,
     actor,
     {
@@ -329,9 +334,13 @@ export async function setAuthSetStatus(
     async (trx) => {
       const set = await authSetForAction(trx, actor, id);
       const { details } = await applyStatus(trx, actor, set, status, fleetId);
-      return { value: undefined, orgId: set.org_id, resourceId: set.id, details };
+      const revoked = set.status === 'accepted' && status !== 'accepted' ? set.device_id : null;
+      return { value: revoked, orgId: set.org_id, resourceId: set.id, details };
     },
   );
+  // The device's tokens stopped working: its live tunnel closes too.
+  if (tokensRevokedOf !== null)
+    notifyCredentialsRevoked({ deps, deviceId: tokensRevokedOf, tokensOnly: true });
   return getAuthSet(deps, actor, id);
 }
 
@@ -371,17 +380,20 @@ export async function setAuthSetStatuses(
  * deleted with it, as Mender does; an accepted set's tokens stop working at once.
  */
 export async function deleteAuthSet(deps: ServiceDeps, actor: Actor, id: number): Promise<void> {
+  let tokensRevokedOf: number | null = null;
   await write(deps, actor, { action: 'auth_set.delete', resourceType: 'auth_set' }, async (trx) => {
     const set = await authSetForAction(trx, actor, id);
     await trx.deleteFrom('auth_sets').where('id', '=', set.id).execute();
     let deletedDevice = false;
     if (set.device_id !== null) {
-      if (set.status === 'accepted')
+      if (set.status === 'accepted') {
         await trx
           .updateTable('devices')
           .set({ tokens_valid_after: Date.now() })
           .where('id', '=', set.device_id)
           .execute();
+        tokensRevokedOf = set.device_id;
+      }
       const rest = await trx
         .selectFrom('auth_sets')
         .select('id')
@@ -399,6 +411,8 @@ export async function deleteAuthSet(deps: ServiceDeps, actor: Actor, id: number)
       details: { status: set.status, deviceId: set.device_id, deletedDevice },
     };
   });
+  if (tokensRevokedOf !== null)
+    notifyCredentialsRevoked({ deps, deviceId: tokensRevokedOf, tokensOnly: true });
 }
 
 export interface PreauthorizeRow {

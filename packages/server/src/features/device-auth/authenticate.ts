@@ -3,8 +3,12 @@ import { sha256Hex } from '../../infra/crypto/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
+import { DeviceKeyCache } from './credential-cache.ts';
+import { recordDeviceKeyUse } from './last-used.ts';
 
-/** A device key's last-used time is written at most this often. */
+export { flushDeviceKeyUsage } from './last-used.ts';
+
+/** A device key's last-used time is written at most this often (in batches: see last-used.ts). */
 const LAST_USED_PRECISION_MS = 60 * 1000;
 /** Recovery candidates kept at most, server-wide: a flood of made-up credentials cannot fill the disk. */
 export const RECOVERY_CANDIDATES_MAX = 10_000;
@@ -22,6 +26,8 @@ interface DeviceAuthLimits {
   candidatesPerSource: FailureLimiter;
   failuresPerSource: FailureLimiter;
   failuresPerUuid: FailureLimiter;
+  /** Device keys verified a moment ago (see credential-cache.ts). */
+  verifiedKeys: DeviceKeyCache;
 }
 
 /** One set of limits per running server (tests start many in one process). */
@@ -34,6 +40,7 @@ function limitsOf(deps: ServiceDeps): DeviceAuthLimits {
       candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
       failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
       failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
+      verifiedKeys: new DeviceKeyCache(),
     };
     limitsByServer.set(deps, limits);
   }
@@ -112,6 +119,18 @@ export async function authenticateDevice(
   };
 
   const keyHash = sha256Hex(credential.key);
+  const now = Date.now();
+  // A key verified a moment ago, for this same uuid: nothing changed since, or the cache would be empty.
+  const cached = limits.verifiedKeys.get(keyHash, now);
+  if (cached && cached.device.uuid === credential.uuid) {
+    if (cached.lastUsedAt === null || now - cached.lastUsedAt > LAST_USED_PRECISION_MS) {
+      cached.lastUsedAt = now;
+      recordDeviceKeyUse(deps, cached.keyId, now);
+    }
+    return principalOf(cached.device, { type: 'device_key', id: cached.keyId });
+  }
+
+  const snapshot = limits.verifiedKeys.snapshot();
   const found = await db
     .selectFrom('device_keys')
     .innerJoin('devices', 'devices.id', 'device_keys.device_id')
@@ -133,11 +152,14 @@ export async function authenticateDevice(
     throw fail();
   }
   if (found.revoked_at !== null || found.decommissioned_at !== null) throw fail();
-  const now = Date.now();
-  if (found.last_used_at === null || now - found.last_used_at > LAST_USED_PRECISION_MS) {
-    await db.updateTable('device_keys').set({ last_used_at: now }).where('id', '=', found.key_id).execute();
+  let lastUsedAt = found.last_used_at;
+  if (lastUsedAt === null || now - lastUsedAt > LAST_USED_PRECISION_MS) {
+    recordDeviceKeyUse(deps, found.key_id, now);
+    lastUsedAt = now;
   }
-  return principalOf(found, { type: 'device_key', id: found.key_id });
+  const device = { id: found.id, uuid: found.uuid, org_id: found.org_id, fleet_id: found.fleet_id };
+  limits.verifiedKeys.put(keyHash, { keyId: found.key_id, device, lastUsedAt }, snapshot, now);
+  return principalOf(device, { type: 'device_key', id: found.key_id });
 }
 
 function principalOf(

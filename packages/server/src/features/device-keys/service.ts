@@ -5,7 +5,8 @@ import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
-import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
+import { rethrowConstraint, type ServiceDeps, write, writeCommitted } from '../../infra/service/index.ts';
+import { flushDeviceKeyUsage } from '../device-auth/authenticate.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { type DeviceStatus, deviceStatus } from '../devices/status.ts';
 
@@ -92,6 +93,8 @@ export async function listDeviceKeys(
   ref: DeviceRef,
 ): Promise<DeviceKeyView[]> {
   const device = await deviceForAction(deps.db, actor, ref, 'device.read');
+  // Last-used times are written in batches: the uses already answered first.
+  await flushDeviceKeyUsage(deps);
   const rows = await deps.db
     .selectFrom('device_keys')
     .select(['id', 'origin', 'created_at', 'last_used_at', 'revoked_at'])
@@ -107,6 +110,43 @@ export async function listDeviceKeys(
   }));
 }
 
+/** A device's credentials were revoked: all its keys (`keyId` unset) or one, and every token issued so far. */
+export interface RevokedCredentials {
+  /** The services that revoked them (one per running server: tests run several in one process). */
+  deps: ServiceDeps;
+  deviceId: number;
+  uuid?: string | undefined;
+  keyId?: number | undefined;
+  /** Only the device's tokens were revoked (an accepted auth set was rejected); its keys still work. */
+  tokensOnly?: boolean | undefined;
+}
+type RevocationListener = (revoked: RevokedCredentials) => void;
+
+/** In-process listeners: the tunnel closes connections that used a revoked credential from here. */
+const revocationListeners = new Set<RevocationListener>();
+
+/**
+ * Calls `listener` after each committed revocation of a device's credentials. Answers a function that
+ * removes it. A listener that throws is logged and affects nobody else.
+ */
+export function onDeviceCredentialsRevoked(listener: RevocationListener): () => void {
+  revocationListeners.add(listener);
+  return () => {
+    revocationListeners.delete(listener);
+  };
+}
+
+/** Tells the listeners, after the commit, that a device's credentials were revoked. */
+export function notifyCredentialsRevoked(revoked: RevokedCredentials): void {
+  for (const listener of [...revocationListeners]) {
+    try {
+      listener(revoked);
+    } catch (err) {
+      revoked.deps.log.error({ err, uuid: revoked.uuid }, 'a revocation listener failed');
+    }
+  }
+}
+
 /**
  * Revokes a device's keys (all, or one by id) and every device token issued so far: the device is refused
  * from its next request on. Admins and owners only.
@@ -117,25 +157,32 @@ export async function revokeDeviceKeys(
   ref: DeviceRef,
   keyId?: number,
 ): Promise<{ revoked: number }> {
-  return write(deps, actor, { action: 'device.credentials.revoke', resourceType: 'device' }, async (trx) => {
-    const device = await deviceForAction(trx, actor, ref, 'device.credentials');
-    if (keyId !== undefined) {
-      const key = await trx
-        .selectFrom('device_keys')
-        .select('id')
-        .where('id', '=', keyId)
-        .where('device_id', '=', device.id)
-        .executeTakeFirst();
-      if (!key) throw notFound('device key');
-    }
-    const revoked = await revokeDeviceCredentials(trx, device.id, Date.now(), keyId);
-    return {
-      value: { revoked },
-      orgId: device.org_id,
-      resourceId: device.uuid,
-      details: { revoked, ...(keyId !== undefined ? { keyId } : {}) },
-    };
-  });
+  const { revoked, device } = await write(
+    deps,
+    actor,
+    { action: 'device.credentials.revoke', resourceType: 'device' },
+    async (trx) => {
+      const device = await deviceForAction(trx, actor, ref, 'device.credentials');
+      if (keyId !== undefined) {
+        const key = await trx
+          .selectFrom('device_keys')
+          .select('id')
+          .where('id', '=', keyId)
+          .where('device_id', '=', device.id)
+          .executeTakeFirst();
+        if (!key) throw notFound('device key');
+      }
+      const revoked = await revokeDeviceCredentials(trx, device.id, Date.now(), keyId);
+      return {
+        value: { revoked, device },
+        orgId: device.org_id,
+        resourceId: device.uuid,
+        details: { revoked, ...(keyId !== undefined ? { keyId } : {}) },
+      };
+    },
+  );
+  notifyCredentialsRevoked({ deps, deviceId: device.id, uuid: device.uuid, keyId });
+  return { revoked };
 }
 
 export interface DeviceSelfView {
@@ -217,7 +264,7 @@ export async function rotateOwnDeviceKey(
   const key = input.key ?? generated!;
   const keyHash = sha256Hex(key);
   try {
-    return await deps.db.transaction().execute(async (trx) => {
+    const rotated = await deps.db.transaction().execute(async (trx) => {
       // The key this request came with may have been revoked since it was checked (an admin, at once).
       const used = await trx
         .selectFrom('device_keys')
@@ -247,6 +294,9 @@ export async function rotateOwnDeviceKey(
       });
       return generated === undefined ? { keyId } : { keyId, key: generated };
     });
+    // The old key stops working from the next request on, also where it was cached as verified.
+    writeCommitted({ action: 'device.key.rotate', resourceType: 'device' });
+    return rotated;
   } catch (err) {
     throw rethrowConstraint(err);
   }

@@ -174,13 +174,19 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
   return app;
 }
 
-/** `true` when a string or object key anywhere in a parsed JSON value contains U+0000 (no recursion). */
+/**
+ * `true` when a string or object key anywhere in a parsed JSON value contains U+0000 (no recursion). Raw
+ * bodies (a route's own `Buffer` parser, such as the signed auth request's) are left to their route: their
+ * bytes are not text yet, and walking them as an object would visit every byte.
+ */
 function holdsNul(value: unknown): boolean {
   const pending = [value];
   while (pending.length > 0) {
     const item = pending.pop();
     if (typeof item === 'string') {
       if (item.includes('\0')) return true;
+    } else if (ArrayBuffer.isView(item)) {
+      // Not walked: see above.
     } else if (Array.isArray(item)) {
       for (const inner of item) pending.push(inner);
     } else if (item !== null && typeof item === 'object') {
