@@ -147,3 +147,23 @@ export interface AuditEvent {
   outcome: string;
   details: Record<string, unknown> | null;
 }
+
+/** A person's session to a device (tunnel, SSH, CONNECT), live or ended. */
+export interface RemoteSession {
+  id: string;
+  orgId: number;
+  fleetId: number;
+  device: { id: number; uuid: string; name: string };
+  user: { id: number | null; label: string };
+  surface: string;
+  port: number | null;
+  target: string;
+  clientAddress: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  live: boolean;
+  bytesToDevice: number;
+  bytesFromDevice: number;
+  outcome: string | null;
+  terminatedBy: { id: number | null; label: string } | null;
+}

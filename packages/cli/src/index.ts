@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import packageJson from '../package.json' with { type: 'json' };
 import { ApiError } from './client.ts';
+import { registerAgentCommand } from './commands/agent.ts';
 import { registerApiKeyCommands } from './commands/api-keys.ts';
 import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
@@ -16,7 +17,10 @@ import { registerPreauthCommand } from './commands/preauth.ts';
 import { registerProvisioningKeyCommands } from './commands/provisioning-keys.ts';
 import { registerDecommissionCommand, registerRecoveryCommands } from './commands/recovery.ts';
 import { registerServeCommand } from './commands/serve.ts';
+import { registerSessionPlayCommand } from './commands/session-play.ts';
+import { registerSessionCommands } from './commands/sessions.ts';
 import { registerSshKeyCommands } from './commands/ssh-keys.ts';
+import { registerTunnelCommand } from './commands/tunnel.ts';
 import { registerUserCommands } from './commands/users.ts';
 import { registerVariableCommands } from './commands/vars.ts';
 import { type CliIo, processIo } from './context.ts';
@@ -58,6 +62,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
 
   registerServeCommand(program, io);
   registerInitCommand(program, io);
+  registerAgentCommand(program, io);
   registerAuthCommands(program, io);
   registerOrgCommands(program, io);
   registerUserCommands(program, io);
@@ -74,6 +79,8 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerVariableCommands(program, io);
   registerApiKeyCommands(program, io);
   registerSshKeyCommands(program, io);
+  registerTunnelCommand(program, io);
+  registerSessionPlayCommand(registerSessionCommands(program, io), io);
   registerAuditCommand(program, io);
   return program;
 }

@@ -5,6 +5,7 @@ import { registerAuditRoutes } from './features/audit/routes.ts';
 import { registerAuthRoutes } from './features/auth/routes.ts';
 import { createAuthService } from './features/auth/service.ts';
 import { registerAuthSetRoutes } from './features/auth-sets/routes.ts';
+import { registerConnectProxy } from './features/connect-proxy/index.ts';
 import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
@@ -13,9 +14,15 @@ import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
+import { registerPresenceRoutes } from './features/presence/routes.ts';
 import { registerProvisioningKeyRoutes } from './features/provisioning-keys/routes.ts';
 import { registerRecoveryRoutes } from './features/recovery/routes.ts';
+import { registerSessions } from './features/sessions/index.ts';
+import { registerSshGateway } from './features/ssh-gateway/index.ts';
 import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
+import { registerStreamRoutes } from './features/streams/routes.ts';
+import { registerUserTunnel } from './features/streams/user-tunnel.ts';
+import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariableRoutes } from './features/variables/routes.ts';
 import type { Config } from './infra/config/index.ts';
@@ -38,11 +45,15 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   const deps: ServiceDeps = { db: database.db, config, log, deviceTokens };
   const auth = createAuthService(deps);
+  const tunnels = createTunnelHub(deps);
   const app = await createHttpApp({
     log,
     bodyLimit: config.bodyLimit,
     authenticate: (header, request) => auth.authenticate(header, request.ip),
-    collectMetrics: (registry) => registerDatabaseMetrics(registry, database),
+    collectMetrics: (registry) => {
+      registerDatabaseMetrics(registry, database);
+      tunnels.registerMetrics(registry);
+    },
     ...(tls ? { https: tls } : {}),
   });
 
@@ -68,7 +79,17 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerAuthSetRoutes(app, deps);
   registerMenderRoutes(app, deps, auth);
   registerVariableRoutes(app, deps);
+  registerPresenceRoutes(app, deps);
+  registerStreamRoutes(app, deps);
+  registerSessions(app, deps);
   registerAuditRoutes(app, deps);
+  // WebSocket endpoints: devices' tunnels, then people's `fleetgate tunnel`.
+  registerTunnel(app, tunnels);
+  registerUserTunnel(deps, tunnels, auth);
+  // The HTTP CONNECT proxy: its own listener (startServer starts it), the same router as the tunnel.
+  registerConnectProxy(app, deps, tunnels, auth);
+  // The SSH gateway: its own listener (startServer starts it), the same router; and session recordings.
+  registerSshGateway(app, deps, tunnels, auth);
   return app;
 }
 

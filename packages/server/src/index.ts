@@ -35,6 +35,10 @@ export interface RunningServer {
   database: DatabaseHandle;
   /** The files HTTPS is served from (reloaded when they change); unset = plain HTTP. */
   tls?: ServedTlsFiles;
+  /** The port the HTTP CONNECT proxy to devices listens on (on the same address as the API). */
+  proxyPort: number;
+  /** The port the SSH gateway listens on (on the same address as the API). */
+  sshPort: number;
   close(): Promise<void>;
 }
 
@@ -115,6 +119,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     });
     const firstRun = await ensureFirstOwner({ db: database.db, config, log });
     await app.listen({ host: config.listen, port: config.httpPort });
+    const proxyPort = await app.connectProxy.listen();
+    const sshPort = await app.sshGateway.listen(config.listen, config.sshPort);
     if (tlsFiles) {
       // Fastify types its server as http.Server; with `https` it is a tls.Server underneath.
       const server = app.server as unknown as tls.Server;
@@ -131,13 +137,15 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const host = config.listen.includes(':') ? `[${config.listen}]` : config.listen;
     const scheme = tlsFiles ? 'https' : 'http';
     const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
-    print(banner({ url, config, database, firstRun, tlsFiles, tlsPair }));
+    print(banner({ url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair }));
 
     let closing: Promise<void> | undefined;
     const running: RunningServer = {
       url,
       config,
       database,
+      proxyPort,
+      sshPort,
       close: () => {
         closing ??= (async () => {
           stopWatching();
@@ -159,13 +167,16 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
 
 function banner(what: {
   url: string;
+  proxyPort: number;
+  sshPort: number;
   config: Config;
   database: DatabaseHandle;
   firstRun: Awaited<ReturnType<typeof ensureFirstOwner>>;
   tlsFiles: ServedTlsFiles | undefined;
   tlsPair: TlsPair | undefined;
 }): string {
-  const { url, config, database, firstRun, tlsFiles, tlsPair } = what;
+  const { url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair } = what;
+  const proxy = `http://${new URL(url).hostname}:${proxyPort}`;
   const lines = [
     '',
     `fleetgate is running at ${url}`,
@@ -173,6 +184,8 @@ function banner(what: {
     `  API docs     ${url}/api/docs`,
     `  health       ${url}/healthz   metrics ${url}/metrics`,
     `  database     ${database.dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} ${database.location}`,
+    `  proxy        ${proxy}  (curl -x http://<e-mail>:<API key>@${proxy.slice(7)} http://<uuid>.${config.deviceSuffix}/)`,
+    `  SSH          ssh -J <login>@${new URL(url).hostname}:${sshPort} root@<device>   or   ssh -p ${sshPort} <login>+<device>@${new URL(url).hostname}`,
   ];
   if (tlsFiles && tlsPair) {
     const names = tlsPair.certificate.subjectAltName?.replaceAll('DNS:', '').replaceAll('IP Address:', '');

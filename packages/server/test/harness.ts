@@ -53,6 +53,9 @@ export async function startTestServer(
     adminPassword: ADMIN_PASSWORD,
     logLevel: process.env.FLEETGATE_TEST_LOG_LEVEL ?? 'silent',
     httpPort: 0,
+    // The other listeners too, when a test listens: parallel test files must never compete for a port.
+    sshPort: 0,
+    proxyPort: 0,
     dbSchema: process.env.DATABASE_URL ? schema : 'public',
     ...overrides,
   });

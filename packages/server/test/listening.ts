@@ -55,6 +55,9 @@ export async function startListeningServer(options: ListeningOptions = {}): Prom
         adminPassword: ADMIN_PASSWORD,
         logLevel: process.env.FLEETGATE_TEST_LOG_LEVEL ?? 'silent',
         httpPort: 0,
+        // The other listeners too: parallel test files must never compete for a port.
+        proxyPort: 0,
+        sshPort: 0,
         listen: '127.0.0.1',
         dbSchema: process.env.DATABASE_URL ? schema : 'public',
         ...options.flags,

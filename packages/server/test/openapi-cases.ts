@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { recordSessionEnd, recordSessionStart } from '../src/features/sessions/service.ts';
 import { seedTwoOrgs, type TestServer } from './harness.ts';
 
 /**
@@ -277,6 +278,63 @@ export async function seedAlphaResources(server: TestServer) {
   if (imported.items[0]?.outcome !== 'created')
     throw new Error(`importing alpha's keyed device failed: ${JSON.stringify(imported)}`);
   const deviceKeys = await must('GET', `/api/v1/devices/${device.uuid}/keys`, undefined, 200);
+  // A session of alpha's owner to the keyed device (recorded as openStream records one: opening one for real
+  // needs a live tunnel), for /sessions/{sessionId}.
+  const me = await must('GET', '/api/v1/me', undefined, 200);
+  const alphaSessionId = randomBytes(8).toString('hex');
+  const sessionActor = {
+    principal: {
+      type: 'user' as const,
+      userId: me.id as number,
+      email: me.email as string,
+      serverAdmin: true,
+      memberships: [],
+      credential: { type: 'session' as const, id: 0 },
+    },
+    sourceIp: '127.0.0.1',
+  };
+  const sessionDevice = {
+    id: imported.items[0].deviceId as number,
+    uuid: device.uuid,
+    name: 'alpha-keyed-device',
+    orgId,
+    fleetId: fleet.id as number,
+  };
+  await recordSessionStart({ db: server.database.db }, sessionActor, {
+    id: alphaSessionId,
+    device: sessionDevice,
+    surface: 'tunnel',
+    port: 22,
+    target: 'port 22',
+    details: { port: 22 },
+  });
+  await recordSessionEnd(
+    { db: server.database.db },
+    sessionActor,
+    { id: alphaSessionId, orgId, deviceUuid: device.uuid },
+    { bytesToDevice: 10, bytesFromDevice: 20, outcome: 'closed', details: {} },
+  );
+  // Its recording (as the SSH gateway writes one for a recorded shell), for /sessions/{sessionId}/recording.
+  await server.database.db
+    .insertInto('session_recordings')
+    .values({
+      session_id: alphaSessionId,
+      org_id: orgId,
+      device_uuid: device.uuid,
+      started_at: Date.now(),
+      ended_at: Date.now(),
+      bytes: 0,
+      truncated: 0,
+    })
+    .execute();
+  await server.database.db
+    .insertInto('session_recording_chunks')
+    .values({
+      session_id: alphaSessionId,
+      seq: 0,
+      data: '{"version":2,"width":80,"height":24,"title":"alpha"}\n[0.1,"o","alpha$ "]\n',
+    })
+    .execute();
   await must('PUT', `/api/v1/fleets/${fleet.id}/tags/${alphaTagKey}`, { value: 'alpha' }, 204);
   await must('PUT', `/api/v1/devices/${device.uuid}/tags/${alphaTagKey}`, { value: 'alpha' }, 204);
   await must('PUT', `/api/v1/fleets/${fleet.id}/variables/${alphaVariableName}`, { value: 'alpha' }, 200);
@@ -342,6 +400,7 @@ export async function seedAlphaResources(server: TestServer) {
     alphaSshKeyId: sshKey.id as number,
     recoveryCandidateId: candidate.id,
     alphaAuthSetId: preauthorized.items[0].authSetId as number,
+    alphaSessionId,
   };
 }
 
@@ -377,6 +436,8 @@ export function alphaPathValue(resources: AlphaResources, path: string, name: st
       return alphaVariableName;
     case 'typeId':
       return String(resources.alphaDeviceTypeId);
+    case 'sessionId':
+      return resources.alphaSessionId;
     case 'keyId':
       return byRoute([
         [/^\/api\/v1\/api-keys\//, resources.alphaApiKeyId],

@@ -10,6 +10,12 @@ const serveFlags = [
     help: 'where the SQLite database and state live (default ./data)',
   },
   { flag: '--port <port>', key: 'httpPort', help: 'HTTP port; 0 picks a free one (default 8080)' },
+  { flag: '--ssh-port <port>', key: 'sshPort', help: 'SSH gateway port; 0 picks a free one (default 2222)' },
+  {
+    flag: '--proxy-port <port>',
+    key: 'proxyPort',
+    help: 'HTTP CONNECT proxy port; 0 picks a free one (default 3128)',
+  },
   { flag: '--listen <address>', key: 'listen', help: 'address to bind (default 127.0.0.1)' },
   { flag: '--admin-email <email>', key: 'adminEmail', help: 'the first owner, created on the first start' },
   { flag: '--admin-password <password>', key: 'adminPassword', help: "the first owner's password" },

@@ -23,6 +23,10 @@ export interface Database {
   device_keys: DeviceKeyTable;
   auth_sets: AuthSetTable;
   recovery_candidates: RecoveryCandidateTable;
+  device_connections: DeviceConnectionTable;
+  remote_sessions: RemoteSessionTable;
+  session_recordings: SessionRecordingTable;
+  session_recording_chunks: SessionRecordingChunkTable;
 }
 
 export interface OrganizationTable {
@@ -31,6 +35,8 @@ export interface OrganizationTable {
   name: string;
   /** Devices that may be accepted; null = unlimited, 0 = none. */
   device_limit: number | null;
+  /** 1: shell sessions through the SSH gateway are recorded (asciicast v2). */
+  session_recording: Generated<number>;
   created_at: number;
   updated_at: number;
 }
@@ -98,6 +104,10 @@ export interface FleetTable {
   default_device_type: string | null;
   created_at: number;
   updated_at: number;
+  /** When the fleet's variables last changed (epoch ms, strictly increasing): part of devices' revisions. */
+  variables_changed_at: number | null;
+  /** JSON array of ports people may reach on the fleet's devices; null = the default ([22]). */
+  allowed_ports: string | null;
 }
 
 export interface DeviceTypeTable {
@@ -127,6 +137,21 @@ export interface DeviceTable {
   decommissioned_at: number | null;
   /** Device tokens issued before this time (epoch ms) are refused. */
   tokens_valid_after: number | null;
+  /** Presence (written in batches): online while connected_at is later than disconnected_at. */
+  connected_at: number | null;
+  disconnected_at: number | null;
+  last_seen_at: number | null;
+  /** The agent's last state report: JSON object. */
+  state: string | null;
+  state_reported_at: number | null;
+  /** When the device's own variables last changed (epoch ms, strictly increasing). */
+  variables_changed_at: number | null;
+  /** The last variables revision the agent reported as applied, when, and its error if it failed. */
+  variables_applied_revision: number | null;
+  variables_applied_at: number | null;
+  variables_error: string | null;
+  /** JSON array of ports people may reach on the device; null = the fleet's list. */
+  allowed_ports: string | null;
 }
 
 export interface DeviceTagTable {
@@ -231,4 +256,62 @@ export interface RecoveryCandidateTable {
   first_seen_at: number;
   last_seen_at: number;
   attempts: Generated<number>;
+}
+
+/** One tunnel connection of a device, from connect to disconnect (open while disconnected_at is null). */
+export interface DeviceConnectionTable {
+  id: Generated<number>;
+  device_id: number;
+  remote_address: string | null;
+  agent_version: string | null;
+  connected_at: number;
+  disconnected_at: number | null;
+  duration_ms: number | null;
+  close_code: number | null;
+  close_reason: string | null;
+}
+
+/** One person's session to a device (a stream opened through openStream), live while ended_at is null. */
+export interface RemoteSessionTable {
+  id: string;
+  org_id: number;
+  fleet_id: number;
+  device_id: number;
+  device_uuid: string;
+  device_name: string;
+  user_id: number | null;
+  actor_label: string;
+  /** Which surface opened it: tunnel, connect, ssh… */
+  surface: string;
+  port: number | null;
+  target: string;
+  client_address: string | null;
+  started_at: number;
+  ended_at: number | null;
+  bytes_to_device: Generated<number>;
+  bytes_from_device: Generated<number>;
+  outcome: string | null;
+  terminated_by: number | null;
+  terminated_by_label: string | null;
+}
+
+/** A shell session's recording (asciicast v2), by the id of its `remote_sessions` row. */
+export interface SessionRecordingTable {
+  session_id: string;
+  org_id: number;
+  device_uuid: string;
+  started_at: number;
+  ended_at: number | null;
+  /** Bytes of asciicast text recorded. */
+  bytes: number;
+  /** 1 when the recording stopped at its size limit. */
+  truncated: number;
+}
+
+/** Part of a recording: asciicast lines, in `seq` order. */
+export interface SessionRecordingChunkTable {
+  id: Generated<number>;
+  session_id: string;
+  seq: number;
+  data: string;
 }

@@ -2,6 +2,10 @@ import type { ColumnDataType, Kysely, Migration, MigrationProvider } from 'kysel
 import * as foundation from './0001_foundation.ts';
 import * as unicodeFold from './0002_unicode_fold.ts';
 import * as deviceIdentity from './0003_device_identity.ts';
+import * as presence from './0004_presence.ts';
+import * as authSetIdentityIndex from './0005_auth_set_identity_index.ts';
+import * as sessions from './0006_sessions.ts';
+import * as sessionRecordings from './0007_session_recordings.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -22,6 +26,10 @@ const migrations: Record<string, VersionedMigration> = {
   '0001_foundation': foundation,
   '0002_unicode_fold': unicodeFold,
   '0003_device_identity': deviceIdentity,
+  '0004_presence': presence,
+  '0005_auth_set_identity_index': authSetIdentityIndex,
+  '0006_sessions': sessions,
+  '0007_session_recordings': sessionRecordings,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -29,6 +29,20 @@ export const deviceSchema = z.object({
   tags: z.record(z.string(), z.string()),
   /** Inventory attributes the device reported (Mender `PUT /api/devices/v1/inventory/device/attributes`). */
   attributes: z.record(z.string(), z.unknown()).nullable(),
+  connectedAt: z
+    .string()
+    .nullable()
+    .describe('last tunnel connect (presence is written about once a second)'),
+  disconnectedAt: z.string().nullable(),
+  lastSeenAt: z.string().nullable(),
+  agentVersion: z.string().nullable(),
+  /** The agent's last state report (hostname, OS, kernel, uptime, memory, disk, addresses…). */
+  state: z.record(z.string(), z.unknown()).nullable(),
+  stateReportedAt: z.string().nullable(),
+  variablesApplied: z
+    .object({ revision: z.number(), at: z.string(), error: z.string().nullable() })
+    .nullable()
+    .describe('what the agent answered about the last variables it applied'),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

@@ -9,7 +9,7 @@ import { type Page, type PageRequest, type ServiceDeps, write } from '../../infr
 import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
-import { type DeviceStatus, deviceStatus, statusCondition } from './status.ts';
+import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
 
 export interface DeviceView {
   id: number;
@@ -24,6 +24,16 @@ export interface DeviceView {
   tags: Record<string, string>;
   /** Inventory attributes reported by the device (name → value), or null before its first report. */
   attributes: Record<string, unknown> | null;
+  /** Presence: the last tunnel connect and disconnect, and the last sign of life (written in batches). */
+  connectedAt: string | null;
+  disconnectedAt: string | null;
+  lastSeenAt: string | null;
+  agentVersion: string | null;
+  /** The agent's last state report (hostname, OS, kernel, memory…), or null before its first. */
+  state: Record<string, unknown> | null;
+  stateReportedAt: string | null;
+  /** What the agent answered about the last variables it applied, or null before it answered. */
+  variablesApplied: { revision: number; at: string; error: string | null } | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -43,10 +53,14 @@ function deviceColumns(db: Db) {
     .selectFrom('devices')
     .innerJoin('fleets', 'fleets.id', 'devices.fleet_id')
     .selectAll('devices')
-    .select('fleets.name as fleet_name');
+    .select('fleets.name as fleet_name')
+    .select(pendingAuthExpression().as('pending_auth'));
 }
 
-async function deviceViews(db: Db, rows: (DeviceRow & { fleet_name: string })[]): Promise<DeviceView[]> {
+async function deviceViews(
+  db: Db,
+  rows: (DeviceRow & { fleet_name: string; pending_auth: number })[],
+): Promise<DeviceView[]> {
   const tags = await tagsOf(
     db,
     deviceTags,
@@ -64,6 +78,20 @@ async function deviceViews(db: Db, rows: (DeviceRow & { fleet_name: string })[])
     status: deviceStatus(r),
     tags: tags.get(r.id) ?? {},
     attributes: json.decode<Record<string, unknown>>(r.attributes),
+    connectedAt: iso(r.connected_at),
+    disconnectedAt: iso(r.disconnected_at),
+    lastSeenAt: iso(r.last_seen_at),
+    agentVersion: r.agent_version,
+    state: json.decode<Record<string, unknown>>(r.state),
+    stateReportedAt: iso(r.state_reported_at),
+    variablesApplied:
+      r.variables_applied_revision === null || r.variables_applied_at === null
+        ? null
+        : {
+            revision: r.variables_applied_revision,
+            at: iso(r.variables_applied_at),
+            error: r.variables_error,
+          },
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
   }));

@@ -1,29 +1,65 @@
 import { type RawBuilder, type SqlBool, sql } from 'kysely';
 
 /**
- * A device's status, computed here and only here and shown everywhere: `decommissioned` once an admin
- * decommissioned it, otherwise `never-connected` until the tunnel's presence columns extend this function
- * and its SQL twin below together.
+ * A device's status, computed here and only here and shown everywhere. In order of precedence:
+ *
+ * - `decommissioned`: an admin decommissioned it;
+ * - `online`: it holds a tunnel (its last connect is later than its last disconnect; presence is written in
+ *   batches, so a connect shows here about a second later);
+ * - `pending`: it waits for an admin: it has a pending auth set, no accepted or preauthorized one and no live
+ *   device key (e.g. an accepted set was put back to pending);
+ * - `offline`: it connected before, but not now;
+ * - `never-connected`: none of the above.
+ *
+ * `deviceStatus` reads a row; `statusCondition` is the same rule as SQL over the `devices` table, so lists
+ * filter by status in the database. Change them together.
  */
 export const deviceStatuses = ['online', 'offline', 'pending', 'never-connected', 'decommissioned'] as const;
 export type DeviceStatus = (typeof deviceStatuses)[number];
 
-export function deviceStatus(device: { id: number; decommissioned_at?: number | null }): DeviceStatus {
+export interface StatusFacts {
+  decommissioned_at?: number | null;
+  connected_at?: number | null;
+  disconnected_at?: number | null;
+  /** 1 (or true) when the device waits for an admin to accept an auth set: see `pendingAuthExpression`. */
+  pending_auth?: number | boolean | null;
+}
+
+export function deviceStatus(device: StatusFacts): DeviceStatus {
   if (device.decommissioned_at !== null && device.decommissioned_at !== undefined) return 'decommissioned';
+  const connectedAt = device.connected_at ?? null;
+  if (connectedAt !== null && connectedAt > (device.disconnected_at ?? 0)) return 'online';
+  if (device.pending_auth) return 'pending';
+  if (connectedAt !== null) return 'offline';
   return 'never-connected';
+}
+
+/** 1 when the device in `devices` has a pending auth set, no accepted or preauthorized one and no live key. */
+export function pendingAuthExpression(): RawBuilder<number> {
+  const id = sql.ref('devices.id');
+  return sql<number>`(case when exists (select 1 from auth_sets s where s.device_id = ${id} and s.status = 'pending')
+    and not exists (select 1 from auth_sets s where s.device_id = ${id} and s.status in ('accepted', 'preauthorized'))
+    and not exists (select 1 from device_keys k where k.device_id = ${id} and k.revoked_at is null)
+    then 1 else 0 end)`;
 }
 
 /** The same rule as `deviceStatus`, as SQL over the `devices` table, so lists filter by status in the database. */
 export function statusCondition(status: DeviceStatus): RawBuilder<SqlBool> {
   const decommissionedAt = sql.ref('devices.decommissioned_at');
+  const connectedAt = sql.ref('devices.connected_at');
+  const live = sql`${decommissionedAt} is null`;
+  const online = sql`(${connectedAt} is not null and ${connectedAt} > coalesce(${sql.ref('devices.disconnected_at')}, 0))`;
+  const pending = sql`${pendingAuthExpression()} = 1`;
   switch (status) {
     case 'decommissioned':
       return sql<SqlBool>`${decommissionedAt} is not null`;
-    case 'never-connected':
-      return sql<SqlBool>`${decommissionedAt} is null`;
     case 'online':
-    case 'offline':
+      return sql<SqlBool>`(${live} and ${online})`;
     case 'pending':
-      return sql<SqlBool>`1 = 0`;
+      return sql<SqlBool>`(${live} and not ${online} and ${pending})`;
+    case 'offline':
+      return sql<SqlBool>`(${live} and ${connectedAt} is not null and not ${online} and not ${pending})`;
+    case 'never-connected':
+      return sql<SqlBool>`(${live} and ${connectedAt} is null and not ${pending})`;
   }
 }

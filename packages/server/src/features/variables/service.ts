@@ -1,4 +1,6 @@
+import { sql } from 'kysely';
 import type { Actor } from '../../infra/access/index.ts';
+import type { Db } from '../../infra/db/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
@@ -22,6 +24,110 @@ export interface EffectiveVariableView extends VariableView {
   source: 'device' | 'fleet';
   /** For a device value: it hides a fleet value of the same name. */
   overridesFleet: boolean;
+}
+
+/** Which devices' effective variables changed: a whole fleet's, or one device's. */
+export type VariablesChange = { deps: ServiceDeps } & ({ fleetId: number } | { deviceId: number });
+type VariablesListener = (change: VariablesChange) => void;
+
+/** In-process listeners: the tunnel pushes the new set to connected devices from here. */
+const listeners = new Set<VariablesListener>();
+
+/** Calls `listener` after each committed variable change. Answers a function that removes it. */
+export function onVariablesChanged(listener: VariablesListener): () => void {
+  listeners.add(listener);
+  return () => {
+    listeners.delete(listener);
+  };
+}
+
+function notifyChanged(change: VariablesChange): void {
+  for (const listener of [...listeners]) {
+    try {
+      listener(change);
+    } catch (err) {
+      change.deps.log.error({ err }, 'a variables listener failed');
+    }
+  }
+}
+
+/**
+ * Moves the fleet's or device's variables revision on, in the writing transaction: the epoch milliseconds of
+ * the change, and always above the previous value (two changes in one millisecond differ).
+ */
+async function bumpRevision(trx: Db, owner: { fleetId: number } | { deviceId: number }): Promise<void> {
+  const now = Date.now();
+  const next = sql<number>`case when coalesce(variables_changed_at, 0) >= ${now} then variables_changed_at + 1 else ${now} end`;
+  if ('fleetId' in owner) {
+    await trx
+      .updateTable('fleets')
+      .set({ variables_changed_at: next })
+      .where('id', '=', owner.fleetId)
+      .execute();
+  } else {
+    await trx
+      .updateTable('devices')
+      .set({ variables_changed_at: next })
+      .where('id', '=', owner.deviceId)
+      .execute();
+  }
+}
+
+/** What a device is sent: its effective variables (secrets included: they are for the device) and their revision. */
+export interface DeviceVariables {
+  /** Changes whenever the set may have changed: the later of the device's and its fleet's last change. */
+  revision: number;
+  variables: Record<string, string>;
+}
+
+/**
+ * The effective variables of several devices at once (the device's value wins over its fleet's), for delivery
+ * to the devices themselves. No actor: the caller is the tunnel, acting for the devices.
+ */
+export async function effectiveVariablesOf(
+  db: Db,
+  deviceIds: number[],
+): Promise<Map<number, DeviceVariables>> {
+  const out = new Map<number, DeviceVariables>();
+  for (let i = 0; i < deviceIds.length; i += 500) {
+    const ids = deviceIds.slice(i, i + 500);
+    const devices = await db
+      .selectFrom('devices')
+      .innerJoin('fleets', 'fleets.id', 'devices.fleet_id')
+      .select([
+        'devices.id',
+        'devices.fleet_id',
+        'devices.variables_changed_at as device_rev',
+        'fleets.variables_changed_at as fleet_rev',
+      ])
+      .where('devices.id', 'in', ids)
+      .execute();
+    const fleetIds = [...new Set(devices.map((d) => d.fleet_id))];
+    const [own, fleet] = await Promise.all([
+      db
+        .selectFrom('device_variables')
+        .select(['device_id', 'name', 'value'])
+        .where('device_id', 'in', ids)
+        .execute(),
+      fleetIds.length
+        ? db
+            .selectFrom('fleet_variables')
+            .select(['fleet_id', 'name', 'value'])
+            .where('fleet_id', 'in', fleetIds)
+            .execute()
+        : [],
+    ]);
+    for (const d of devices) {
+      const variables: Record<string, string> = {};
+      for (const f of fleet) if (f.fleet_id === d.fleet_id) variables[f.name] = f.value;
+      out.set(d.id, { revision: Math.max(d.device_rev ?? 0, d.fleet_rev ?? 0), variables });
+    }
+    for (const o of own) {
+      const entry = out.get(o.device_id);
+      if (entry) entry.variables[o.name] = o.value;
+    }
+  }
+  return out;
 }
 
 function variableView(r: { name: string; value: string; secret: number; updated_at: number }): VariableView {
@@ -55,31 +161,39 @@ export async function setFleetVariable(
   name: string,
   input: { value: string; secret?: boolean | undefined },
 ): Promise<VariableView> {
-  return write(deps, actor, { action: 'fleet.variable.set', resourceType: 'fleet' }, async (trx) => {
-    const fleet = await fleetForAction(trx, actor, fleetId, 'fleet.variable.write');
-    const row = {
-      fleet_id: fleetId,
-      name,
-      value: input.value,
-      secret: input.secret ? 1 : 0,
-      updated_at: Date.now(),
-    };
-    await trx
-      .insertInto('fleet_variables')
-      .values(row)
-      .onConflict((oc) =>
-        oc
-          .columns(['fleet_id', 'name'])
-          .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
-      )
-      .execute();
-    return {
-      value: variableView(row),
-      orgId: fleet.org_id,
-      resourceId: fleetId,
-      details: { name, secret: !!input.secret },
-    };
-  });
+  const view = await write(
+    deps,
+    actor,
+    { action: 'fleet.variable.set', resourceType: 'fleet' },
+    async (trx) => {
+      const fleet = await fleetForAction(trx, actor, fleetId, 'fleet.variable.write');
+      const row = {
+        fleet_id: fleetId,
+        name,
+        value: input.value,
+        secret: input.secret ? 1 : 0,
+        updated_at: Date.now(),
+      };
+      await trx
+        .insertInto('fleet_variables')
+        .values(row)
+        .onConflict((oc) =>
+          oc
+            .columns(['fleet_id', 'name'])
+            .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
+        )
+        .execute();
+      await bumpRevision(trx, { fleetId });
+      return {
+        value: variableView(row),
+        orgId: fleet.org_id,
+        resourceId: fleetId,
+        details: { name, secret: !!input.secret },
+      };
+    },
+  );
+  notifyChanged({ deps, fleetId });
+  return view;
 }
 
 export async function deleteFleetVariable(
@@ -96,8 +210,10 @@ export async function deleteFleetVariable(
       .where('name', '=', name)
       .executeTakeFirst();
     if (!Number(result.numDeletedRows)) throw notFound('variable');
+    await bumpRevision(trx, { fleetId });
     return { value: undefined, orgId: fleet.org_id, resourceId: fleetId, details: { name } };
   });
+  notifyChanged({ deps, fleetId });
 }
 
 /** The device's effective variables: its own values, then the fleet values it does not override. */
@@ -133,31 +249,39 @@ export async function setDeviceVariable(
   name: string,
   input: { value: string; secret?: boolean | undefined },
 ): Promise<VariableView> {
-  return write(deps, actor, { action: 'device.variable.set', resourceType: 'device' }, async (trx) => {
-    const device = await deviceForAction(trx, actor, ref, 'device.variable.write');
-    const row = {
-      device_id: device.id,
-      name,
-      value: input.value,
-      secret: input.secret ? 1 : 0,
-      updated_at: Date.now(),
-    };
-    await trx
-      .insertInto('device_variables')
-      .values(row)
-      .onConflict((oc) =>
-        oc
-          .columns(['device_id', 'name'])
-          .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
-      )
-      .execute();
-    return {
-      value: variableView(row),
-      orgId: device.org_id,
-      resourceId: device.uuid,
-      details: { name, secret: !!input.secret },
-    };
-  });
+  const { view, deviceId } = await write(
+    deps,
+    actor,
+    { action: 'device.variable.set', resourceType: 'device' },
+    async (trx) => {
+      const device = await deviceForAction(trx, actor, ref, 'device.variable.write');
+      const row = {
+        device_id: device.id,
+        name,
+        value: input.value,
+        secret: input.secret ? 1 : 0,
+        updated_at: Date.now(),
+      };
+      await trx
+        .insertInto('device_variables')
+        .values(row)
+        .onConflict((oc) =>
+          oc
+            .columns(['device_id', 'name'])
+            .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
+        )
+        .execute();
+      await bumpRevision(trx, { deviceId: device.id });
+      return {
+        value: { view: variableView(row), deviceId: device.id },
+        orgId: device.org_id,
+        resourceId: device.uuid,
+        details: { name, secret: !!input.secret },
+      };
+    },
+  );
+  notifyChanged({ deps, deviceId });
+  return view;
 }
 
 export async function deleteDeviceVariable(
@@ -166,14 +290,21 @@ export async function deleteDeviceVariable(
   ref: DeviceRef,
   name: string,
 ): Promise<void> {
-  await write(deps, actor, { action: 'device.variable.delete', resourceType: 'device' }, async (trx) => {
-    const device = await deviceForAction(trx, actor, ref, 'device.variable.write');
-    const result = await trx
-      .deleteFrom('device_variables')
-      .where('device_id', '=', device.id)
-      .where('name', '=', name)
-      .executeTakeFirst();
-    if (!Number(result.numDeletedRows)) throw notFound('variable');
-    return { value: undefined, orgId: device.org_id, resourceId: device.uuid, details: { name } };
-  });
+  const deviceId = await write(
+    deps,
+    actor,
+    { action: 'device.variable.delete', resourceType: 'device' },
+    async (trx) => {
+      const device = await deviceForAction(trx, actor, ref, 'device.variable.write');
+      const result = await trx
+        .deleteFrom('device_variables')
+        .where('device_id', '=', device.id)
+        .where('name', '=', name)
+        .executeTakeFirst();
+      if (!Number(result.numDeletedRows)) throw notFound('variable');
+      await bumpRevision(trx, { deviceId: device.id });
+      return { value: device.id, orgId: device.org_id, resourceId: device.uuid, details: { name } };
+    },
+  );
+  notifyChanged({ deps, deviceId });
 }

@@ -25,8 +25,8 @@ export type Principal =
       email: string;
       serverAdmin: boolean;
       memberships: Membership[];
-      /** How the user proved who they are. */
-      credential: { type: 'session' | 'api_key'; id: number };
+      /** How the user proved who they are (`ssh_key`: at the SSH gateway, with a registered key). */
+      credential: { type: 'session' | 'api_key' | 'ssh_key'; id: number };
     }
   | {
       type: 'device';
@@ -74,6 +74,10 @@ export const actions = [
   'device.decommission',
   /** Accept, reject and preauthorize devices' auth sets (Mender-style enrollment; admins and owners). */
   'device.authorize',
+  /** Change the ports people may reach on a fleet's or device's port allow-list (admins and owners). */
+  'ports.manage',
+  /** End a person's live session to a device at once (admins and owners). */
+  'session.terminate',
 ] as const;
 export type Action = (typeof actions)[number];
 

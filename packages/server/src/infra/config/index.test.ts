@@ -27,6 +27,15 @@ describe('loadConfig', () => {
       bodyLimit: 1024 * 1024,
       loginAttempts: 10,
       deviceTokenTtl: 3600,
+      tunnelPingIntervalMs: 30_000,
+      tunnelPingTimeoutMs: 10_000,
+      presenceFlushMs: 1000,
+      sshPort: 2222,
+      proxyPort: 3128,
+      deviceSuffix: 'devices',
+      proxyHeaderTimeoutMs: 10_000,
+      proxyMaxConnectionsPerSource: 128,
+      proxyMaxSessionsPerUser: 64,
     });
     expect(config.adminPassword).toBeUndefined();
     expect(config.databaseUrl).toBeUndefined();
@@ -50,6 +59,15 @@ describe('loadConfig', () => {
       FLEETGATE_DEVICE_TOKEN_TTL: '600',
       FLEETGATE_TLS_CERT: '/etc/fleetgate/server.crt',
       FLEETGATE_TLS_KEY: '/etc/fleetgate/server.key',
+      FLEETGATE_TUNNEL_PING_INTERVAL_MS: '15000',
+      FLEETGATE_TUNNEL_PING_TIMEOUT_MS: '5000',
+      FLEETGATE_PRESENCE_FLUSH_MS: '250',
+      FLEETGATE_SSH_PORT: '2022',
+      FLEETGATE_PROXY_PORT: '8128',
+      FLEETGATE_DEVICE_SUFFIX: 'fleet.example',
+      FLEETGATE_PROXY_HEADER_TIMEOUT_MS: '2000',
+      FLEETGATE_PROXY_MAX_CONNECTIONS_PER_SOURCE: '16',
+      FLEETGATE_PROXY_MAX_SESSIONS_PER_USER: '4',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -66,6 +84,15 @@ describe('loadConfig', () => {
       deviceTokenTtl: 600,
       tlsCert: '/etc/fleetgate/server.crt',
       tlsKey: '/etc/fleetgate/server.key',
+      tunnelPingIntervalMs: 15_000,
+      tunnelPingTimeoutMs: 5000,
+      presenceFlushMs: 250,
+      sshPort: 2022,
+      proxyPort: 8128,
+      deviceSuffix: 'fleet.example',
+      proxyHeaderTimeoutMs: 2000,
+      proxyMaxConnectionsPerSource: 16,
+      proxyMaxSessionsPerUser: 4,
     });
   });
 

@@ -10,6 +10,21 @@ const configSchema = z.object({
   dataDir: z.string().min(1).default('./data'),
   /** TCP port of the HTTP listener (API, docs, metrics). Default 8080; 0 picks a free port. (`FLEETGATE_HTTP_PORT`) */
   httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** TCP port of the SSH gateway. Default 2222; 0 picks a free port. (`FLEETGATE_SSH_PORT`) */
+  sshPort: z.coerce.number().int().min(0).max(65535).default(2222),
+  /** TCP port of the HTTP CONNECT proxy to devices. Default 3128; 0 picks a free port. (`FLEETGATE_PROXY_PORT`) */
+  proxyPort: z.coerce.number().int().min(0).max(65535).default(3128),
+  /** How long the CONNECT proxy waits for a request's headers before answering 408 and closing, in milliseconds. Default 10 000. (`FLEETGATE_PROXY_HEADER_TIMEOUT_MS`) */
+  proxyHeaderTimeoutMs: z.coerce.number().int().min(100).max(300_000).default(10_000),
+  /** Connections to the CONNECT proxy one source address (IPv6: /64) may hold at once. Default 128. (`FLEETGATE_PROXY_MAX_CONNECTIONS_PER_SOURCE`) */
+  proxyMaxConnectionsPerSource: z.coerce.number().int().min(1).max(100_000).default(128),
+  /** Sessions one person may hold open through the CONNECT proxy at once. Default 64. (`FLEETGATE_PROXY_MAX_SESSIONS_PER_USER`) */
+  proxyMaxSessionsPerUser: z.coerce.number().int().min(1).max(100_000).default(64),
+  /** Host name suffix that names a device by uuid, as in `<uuid>.devices`. Default `devices`. (`FLEETGATE_DEVICE_SUFFIX`) */
+  deviceSuffix: z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'must be a lower-case host name')
+    .default('devices'),
   /** Address every listener binds to. Default `127.0.0.1`. (`FLEETGATE_LISTEN`) */
   listen: z.string().min(1).default('127.0.0.1'),
   /** E-mail of the first owner, created on first start. Default `admin@fleetgate.local`. (`FLEETGATE_ADMIN_EMAIL`) */
@@ -54,6 +69,12 @@ const configSchema = z.object({
   tlsCert: z.string().min(1).optional(),
   /** PEM private key file for HTTPS, paired with `tlsCert`; unset = `<dataDir>/tls/server.key`. (`FLEETGATE_TLS_KEY`) */
   tlsKey: z.string().min(1).optional(),
+  /** How often the server pings each tunnel, in milliseconds (±10 % jitter). Default 30 000. (`FLEETGATE_TUNNEL_PING_INTERVAL_MS`) */
+  tunnelPingIntervalMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  /** How long a tunnel may leave a ping unanswered before it is closed, in milliseconds. Default 10 000. (`FLEETGATE_TUNNEL_PING_TIMEOUT_MS`) */
+  tunnelPingTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** How often presence, state reports and connection history are written, in milliseconds. Default 1000. (`FLEETGATE_PRESENCE_FLUSH_MS`) */
+  presenceFlushMs: z.coerce.number().int().min(10).max(60_000).default(1000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -63,6 +84,12 @@ export type ConfigInput = { [K in keyof Config]?: string | number | undefined };
 export const envNames: Record<keyof Config, string> = {
   dataDir: 'FLEETGATE_DATA_DIR',
   httpPort: 'FLEETGATE_HTTP_PORT',
+  sshPort: 'FLEETGATE_SSH_PORT',
+  proxyPort: 'FLEETGATE_PROXY_PORT',
+  proxyHeaderTimeoutMs: 'FLEETGATE_PROXY_HEADER_TIMEOUT_MS',
+  proxyMaxConnectionsPerSource: 'FLEETGATE_PROXY_MAX_CONNECTIONS_PER_SOURCE',
+  proxyMaxSessionsPerUser: 'FLEETGATE_PROXY_MAX_SESSIONS_PER_USER',
+  deviceSuffix: 'FLEETGATE_DEVICE_SUFFIX',
   listen: 'FLEETGATE_LISTEN',
   adminEmail: 'FLEETGATE_ADMIN_EMAIL',
   adminPassword: 'FLEETGATE_ADMIN_PASSWORD',
@@ -75,6 +102,9 @@ export const envNames: Record<keyof Config, string> = {
   deviceTokenTtl: 'FLEETGATE_DEVICE_TOKEN_TTL',
   tlsCert: 'FLEETGATE_TLS_CERT',
   tlsKey: 'FLEETGATE_TLS_KEY',
+  tunnelPingIntervalMs: 'FLEETGATE_TUNNEL_PING_INTERVAL_MS',
+  tunnelPingTimeoutMs: 'FLEETGATE_TUNNEL_PING_TIMEOUT_MS',
+  presenceFlushMs: 'FLEETGATE_PRESENCE_FLUSH_MS',
 };
 
 export class ConfigError extends Error {

@@ -1,0 +1,222 @@
+/**
+ * Every part of the tunnel as its own process, as on real machines: `fleetgate serve`, a `fleetgate-agent`
+ * that enrolls with a provisioning key, `fleetgate tunnel` on "the laptop", and `curl` through it to an HTTP
+ * server on "the device". Then the server restarts (the agent and the CLI come back by themselves), and an
+ * admin decommissions the device (the agent stops with exit code 3). SQLite, or PostgreSQL with DATABASE_URL.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dropPostgresSchema } from '../../server/src/infra/db/index.ts';
+
+const run = promisify(execFile);
+const cliBin = path.resolve(import.meta.dirname, '../bin/fleetgate.js');
+const agentBin = path.resolve(import.meta.dirname, '../../agent/bin/fleetgate-agent.js');
+const ADMIN_EMAIL = 'admin@processes.test';
+const ADMIN_PASSWORD = 'processes-test-password';
+const databaseUrl = process.env.DATABASE_URL;
+const schema = `fg_processes_${randomBytes(4).toString('hex')}`;
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+}
+
+const children: ChildProcess[] = [];
+let dir: string;
+let port: number;
+let base: string;
+let session: string;
+let device: http.Server;
+let devicePort: number;
+
+function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Running {
+  // Only what the process needs from the environment: no FLEETGATE_* of the developer's shell.
+  const child = spawn(process.execPath, [command, ...args], {
+    env: { PATH: process.env.PATH, HOME: dir, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let output = '';
+  child.stdout!.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr!.on('data', (chunk) => {
+    output += chunk;
+  });
+  return { child, output: () => output };
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await Promise.resolve()
+      .then(probe)
+      .catch(() => undefined);
+    if (value !== undefined && value !== false) return value as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function startServer(): Running {
+  return start(
+    cliBin,
+    [
+      'serve',
+      '--data-dir',
+      path.join(dir, 'server'),
+      '--port',
+      String(port),
+      '--proxy-port',
+      '0',
+      '--ssh-port',
+      '0',
+      '--admin-email',
+      ADMIN_EMAIL,
+      '--admin-password',
+      ADMIN_PASSWORD,
+      '--log-level',
+      'warn',
+      ...(databaseUrl ? ['--database-url', databaseUrl, '--db-schema', schema] : []),
+    ],
+    // Short liveness and presence rounds, so that status changes show within the test's patience.
+    { FLEETGATE_TUNNEL_PING_INTERVAL_MS: '2000', FLEETGATE_PRESENCE_FLUSH_MS: '200' },
+  );
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the test reads answers loosely and checks what it uses.
+async function api(method: string, url: string, body?: unknown): Promise<any> {
+  const response = await fetch(base + url, {
+    method,
+    headers: {
+      ...(session ? { authorization: `Bearer ${session}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${url} answered ${response.status}: ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+async function curl(url: string): Promise<string> {
+  const { stdout } = await run('curl', ['--silent', '--show-error', '--fail', '--max-time', '10', url]);
+  return stdout;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-processes-'));
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  device = http.createServer((request, response) => response.end(`hello from the device: ${request.url}\n`));
+  await new Promise<void>((resolve) => device.listen(0, '127.0.0.1', resolve));
+  devicePort = (device.address() as net.AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  device?.close();
+  if (databaseUrl) await dropPostgresSchema(databaseUrl, schema).catch(() => {});
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('server, agent and CLI as separate processes', () => {
+  it('curl reaches the device through fleetgate tunnel, across a server restart, until the device is decommissioned', async () => {
+    let server = startServer();
+    await eventually('the server to answer', async () => (await fetch(`${base}/healthz`)).ok || undefined);
+    ({ token: session } = await api('POST', '/api/v1/auth/login', {
+      email: ADMIN_EMAIL,
+      password: ADMIN_PASSWORD,
+    }));
+    const org = (await api('GET', '/api/v1/orgs')).items[0];
+    const fleet = await api('POST', '/api/v1/fleets', {
+      orgId: org.id,
+      name: 'processes',
+      defaultDeviceType: 'generic-amd64',
+    });
+    const { key } = await api('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'line 1' });
+
+    const agentConfig = path.join(dir, 'agent.json');
+    fs.writeFileSync(
+      agentConfig,
+      JSON.stringify({
+        server: base,
+        dataDir: path.join(dir, 'agent'),
+        deviceType: 'generic-amd64',
+        name: 'kiosk-1',
+        provisioningKey: key,
+        allowedPorts: [22, devicePort],
+        backoff: { base: 0.2, cap: 2 },
+        logLevel: 'info',
+      }),
+    );
+    const agent = start(agentBin, ['run', '--config', agentConfig]);
+    const uuid: string = await eventually('the agent to enroll and come online', async () => {
+      const page = await api('GET', `/api/v1/devices?fleet=${fleet.id}&status=online`);
+      return page.items[0]?.uuid;
+    });
+    expect((await api('GET', `/api/v1/devices/${uuid}`)).name).toBe('kiosk-1');
+    await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [22, devicePort] });
+
+    const tunnel = start(cliBin, [
+      'tunnel',
+      'kiosk-1',
+      `0:${devicePort}`,
+      '--server',
+      base,
+      '--token',
+      session,
+    ]);
+    const localPort = await eventually('fleetgate tunnel to listen', () => {
+      const match = /forwarding 127\.0\.0\.1:(\d+)/.exec(tunnel.output());
+      return match ? Number(match[1]) : undefined;
+    });
+    expect(await curl(`http://127.0.0.1:${localPort}/first`)).toBe('hello from the device: /first\n');
+
+    // The server restarts: the agent reconnects with backoff, the CLI reconnects and keeps its local port.
+    server.child.kill('SIGTERM');
+    const [code] = await once(server.child, 'exit');
+    expect(code).toBe(0);
+    server = startServer();
+    await eventually('the agent back online after the restart', async () => {
+      const page = await api('GET', `/api/v1/devices?fleet=${fleet.id}&status=online`);
+      return page.items.length === 1 || undefined;
+    });
+    const body = await eventually(
+      'curl through the same local port after the restart',
+      () => curl(`http://127.0.0.1:${localPort}/again`),
+      20_000,
+    );
+    expect(body).toBe('hello from the device: /again\n');
+    expect(agent.output()).toMatch(/the server is shutting down/);
+
+    // Decommissioned: the tunnel closes at once and the agent stops for good with exit code 3.
+    await api('POST', `/api/v1/devices/${uuid}/decommission`);
+    const [agentCode] = await once(agent.child, 'exit');
+    expect(agentCode).toBe(3);
+    expect((await api('GET', `/api/v1/devices/${uuid}`)).status).toBe('decommissioned');
+    tunnel.child.kill('SIGTERM');
+    server.child.kill('SIGTERM');
+    await once(server.child, 'exit');
+  }, 120_000);
+});

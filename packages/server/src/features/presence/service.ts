@@ -1,0 +1,351 @@
+import type { AgentMessage } from '@fleetgate/protocol';
+import { type SqlBool, sql } from 'kysely';
+import type { Actor } from '../../infra/access/index.ts';
+import { type Db, json } from '../../infra/db/index.ts';
+import { iso } from '../../infra/http/schemas.ts';
+import type { Page, PageRequest, ServiceDeps } from '../../infra/service/index.ts';
+import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+
+/**
+ * Presence (DESIGN section 6): the instance holding a device's tunnel is the source of truth; the database
+ * gets connected-at / disconnected-at / last-seen, the connection history, the agent's state reports and its
+ * variables answers in batches, one transaction about every second, never one write per heartbeat. A device
+ * reporting ten times in a second costs one write.
+ */
+
+/** One tunnel connection as presence sees it. Fields are read at flush time (the agent version may arrive late). */
+export interface PresenceConnection {
+  readonly deviceId: number;
+  readonly connectedAt: number;
+  readonly remoteAddress: string | null;
+  readonly agentVersion: string | null;
+}
+
+export type StateReport = Omit<Extract<AgentMessage, { type: 'state-report' }>, 'type'>;
+
+interface Closing {
+  connection: PresenceConnection;
+  at: number;
+  code: number;
+  reason: string;
+  /** The device's current connection: its disconnect makes the device offline (a superseded one does not). */
+  current: boolean;
+}
+
+interface DeviceChange {
+  connectedAt?: number;
+  disconnectedAt?: number;
+  agentVersion?: string;
+  state?: { report: StateReport; at: number };
+  applied?: { revision: number; error: string | null; at: number };
+}
+
+/** Connection history rows kept, in days. */
+const HISTORY_DAYS = 90;
+/** Rows per multi-row INSERT and ids per IN list: well under both dialects' parameter limits. */
+const CHUNK = 500;
+
+export interface PresenceOptions {
+  /** How often the buffer is written, in milliseconds. */
+  flushMs: number;
+  /**
+   * A connection whose device showed no sign of life for this long, in milliseconds, is considered lost (the
+   * instance holding it stopped without saying so) and closed in the database.
+   */
+  staleAfterMs: number;
+}
+
+/** Buffers presence and writes it in batches; `start()` begins the timer, `stop()` writes what is left. */
+export class PresenceRecorder {
+  private opened = new Set<PresenceConnection>();
+  private closing: Closing[] = [];
+  private seenDevices = new Set<number>();
+  private changes = new Map<number, DeviceChange>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private lastSweep = 0;
+
+  constructor(
+    private readonly deps: ServiceDeps,
+    private readonly options: PresenceOptions,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.flush(), this.options.flushMs).unref();
+  }
+
+  /** Stops the timer and writes everything buffered. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  connected(connection: PresenceConnection): void {
+    this.opened.add(connection);
+    const change = this.changeOf(connection.deviceId);
+    change.connectedAt = connection.connectedAt;
+    delete change.disconnectedAt;
+  }
+
+  disconnected(
+    connection: PresenceConnection,
+    close: { code: number; reason: string },
+    current: boolean,
+  ): void {
+    const at = Date.now();
+    this.closing.push({ connection, at, code: close.code, reason: close.reason.slice(0, 256), current });
+    if (current) this.changeOf(connection.deviceId).disconnectedAt = Math.max(at, connection.connectedAt);
+  }
+
+  /** The device answered a ping or sent something: its last-seen time moves on at the next flush. */
+  sawDevice(deviceId: number): void {
+    this.seenDevices.add(deviceId);
+  }
+
+  stateReported(deviceId: number, report: StateReport): void {
+    const change = this.changeOf(deviceId);
+    change.state = { report, at: Date.now() };
+    if (report.agentVersion) change.agentVersion = report.agentVersion;
+  }
+
+  variablesApplied(deviceId: number, revision: number, error: string | undefined): void {
+    this.changeOf(deviceId).applied = { revision, error: error ?? null, at: Date.now() };
+  }
+
+  private changeOf(deviceId: number): DeviceChange {
+    let change = this.changes.get(deviceId);
+    if (!change) {
+      change = {};
+      this.changes.set(deviceId, change);
+    }
+    return change;
+  }
+
+  /** Writes the buffer in one transaction. Flushes never overlap; a failed one is retried with the next. */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    const now = Date.now();
+    const sweep = now - this.lastSweep >= 60_000;
+    if (!this.opened.size && !this.closing.length && !this.seenDevices.size && !this.changes.size && !sweep)
+      return;
+    const batch = {
+      opened: this.opened,
+      closing: this.closing,
+      seen: this.seenDevices,
+      changes: this.changes,
+    };
+    this.opened = new Set();
+    this.closing = [];
+    this.seenDevices = new Set();
+    this.changes = new Map();
+    try {
+      await this.deps.db.transaction().execute(async (trx) => {
+        await writeBatch(trx, batch, now);
+        if (sweep) await closeStale(trx, now, this.options.staleAfterMs);
+      });
+      if (sweep) this.lastSweep = now;
+    } catch (err) {
+      this.deps.log.error({ err }, 'writing presence failed; retrying with the next batch');
+      // Put the batch back under what arrived meanwhile, newer facts winning.
+      for (const c of batch.opened) this.opened.add(c);
+      this.closing = [...batch.closing, ...this.closing];
+      for (const id of batch.seen) this.seenDevices.add(id);
+      for (const [id, older] of batch.changes) this.changes.set(id, { ...older, ...this.changes.get(id) });
+    }
+  }
+}
+
+async function writeBatch(
+  trx: Db,
+  batch: {
+    opened: Set<PresenceConnection>;
+    closing: Closing[];
+    seen: Set<number>;
+    changes: Map<number, DeviceChange>;
+  },
+  now: number,
+): Promise<void> {
+  // Connections that opened and closed within one batch are written once, complete.
+  const closedNow = new Map<PresenceConnection, Closing>();
+  for (const c of batch.closing) if (batch.opened.has(c.connection)) closedNow.set(c.connection, c);
+  const rows = [...batch.opened].map((c) => {
+    const closed = closedNow.get(c);
+    return {
+      device_id: c.deviceId,
+      remote_address: c.remoteAddress,
+      agent_version: c.agentVersion,
+      connected_at: c.connectedAt,
+      disconnected_at: closed?.at ?? null,
+      duration_ms: closed ? closed.at - c.connectedAt : null,
+      close_code: closed?.code ?? null,
+      close_reason: closed?.reason ?? null,
+    };
+  });
+  for (let i = 0; i < rows.length; i += CHUNK) {
+    await trx
+      .insertInto('device_connections')
+      .values(rows.slice(i, i + CHUNK))
+      .execute();
+  }
+  for (const c of batch.closing) {
+    if (closedNow.has(c.connection)) continue;
+    await trx
+      .updateTable('device_connections')
+      .set({
+        disconnected_at: c.at,
+        duration_ms: c.at - c.connection.connectedAt,
+        close_code: c.code,
+        close_reason: c.reason,
+      })
+      .where('device_id', '=', c.connection.deviceId)
+      .where('connected_at', '=', c.connection.connectedAt)
+      .where('disconnected_at', 'is', null)
+      .execute();
+  }
+  // Agent versions that arrived after the connect (in the hello) for connections written earlier.
+  for (const c of batch.opened) {
+    if (c.agentVersion !== null) {
+      const change = batch.changes.get(c.deviceId);
+      if (change && change.agentVersion === undefined) change.agentVersion = c.agentVersion;
+    }
+  }
+  for (const [deviceId, change] of batch.changes) {
+    const set: Record<string, unknown> = {};
+    if (change.connectedAt !== undefined) {
+      set.connected_at = change.connectedAt;
+      set.last_seen_at = change.connectedAt;
+    }
+    if (change.disconnectedAt !== undefined) {
+      set.disconnected_at = change.disconnectedAt;
+      set.last_seen_at = change.disconnectedAt;
+    }
+    if (change.agentVersion !== undefined) set.agent_version = change.agentVersion.slice(0, 128);
+    if (change.state) {
+      set.state = json.encode(change.state.report);
+      set.state_reported_at = change.state.at;
+    }
+    if (change.applied) {
+      set.variables_applied_revision = change.applied.revision;
+      set.variables_applied_at = change.applied.at;
+      set.variables_error = change.applied.error?.slice(0, 1024) ?? null;
+    }
+    if (Object.keys(set).length === 0) continue;
+    await trx.updateTable('devices').set(set).where('id', '=', deviceId).execute();
+  }
+  const seen = [...batch.seen];
+  for (let i = 0; i < seen.length; i += CHUNK) {
+    await trx
+      .updateTable('devices')
+      .set({ last_seen_at: now })
+      .where('id', 'in', seen.slice(i, i + CHUNK))
+      .execute();
+  }
+}
+
+/**
+ * Connections the database holds open but nobody does: their instance stopped without writing the
+ * disconnect (a crash), so their devices would look online forever. Live tunnels refresh last-seen with
+ * every pong, so only lost ones go stale. Also drops history older than `HISTORY_DAYS`.
+ */
+async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<void> {
+  const cutoff = now - staleAfterMs;
+  await trx
+    .updateTable('devices')
+    .set({ disconnected_at: now })
+    .where(sql<SqlBool>`connected_at > coalesce(disconnected_at, 0)`)
+    .where(sql<SqlBool>`coalesce(last_seen_at, connected_at) < ${cutoff}`)
+    .execute();
+  // Open rows of devices that are not online, or that connected again since.
+  await trx
+    .updateTable('device_connections')
+    .set({
+      disconnected_at: now,
+      duration_ms: sql<number>`${now} - connected_at`,
+      close_reason: 'lost: the server holding the tunnel stopped',
+    })
+    .where('disconnected_at', 'is', null)
+    .where('connected_at', '<', cutoff)
+    .where((eb) =>
+      eb(
+        'device_id',
+        'in',
+        eb
+          .selectFrom('devices')
+          .select('devices.id')
+          .where(
+            sql<SqlBool>`devices.connected_at <= coalesce(devices.disconnected_at, 0) or devices.connected_at > device_connections.connected_at`,
+          ),
+      ),
+    )
+    .execute();
+  await trx
+    .deleteFrom('device_connections')
+    .where('connected_at', '<', now - HISTORY_DAYS * 24 * 3600 * 1000)
+    .where('disconnected_at', 'is not', null)
+    .execute();
+}
+
+export interface ConnectionView {
+  id: number;
+  connectedAt: string;
+  disconnectedAt: string | null;
+  /** Null while the connection is open. */
+  durationMs: number | null;
+  remoteAddress: string | null;
+  agentVersion: string | null;
+  closeCode: number | null;
+  closeReason: string | null;
+}
+
+/** A device's tunnel connections, newest first (written in batches: the newest may take a second to show). */
+export async function listDeviceConnections(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+  page: PageRequest,
+): Promise<Page<ConnectionView>> {
+  const device = await deviceForAction(deps.db, actor, ref, 'device.read');
+  const rows = await deps.db
+    .selectFrom('device_connections')
+    .selectAll()
+    .select((eb) => eb.fn.countAll<number>().over().as('total'))
+    .where('device_id', '=', device.id)
+    .orderBy('connected_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(page.limit)
+    .offset((page.page - 1) * page.limit)
+    .execute();
+  const total =
+    rows[0]?.total ??
+    (page.page > 1
+      ? (
+          await deps.db
+            .selectFrom('device_connections')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('device_id', '=', device.id)
+            .executeTakeFirstOrThrow()
+        ).n
+      : 0);
+  return {
+    items: rows.map((r) => ({
+      id: r.id,
+      connectedAt: iso(r.connected_at),
+      disconnectedAt: iso(r.disconnected_at),
+      durationMs: r.duration_ms,
+      remoteAddress: r.remote_address,
+      agentVersion: r.agent_version,
+      closeCode: r.close_code,
+      closeReason: r.close_reason,
+    })),
+    total: Number(total),
+    page: page.page,
+    limit: page.limit,
+  };
+}

@@ -1,0 +1,489 @@
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  CloseCode,
+  type ConnectionClose,
+  HEADER_SIZE,
+  type HelloMessage,
+  type IncomingControl,
+  MAX_FRAME_PAYLOAD,
+  type MultiplexerOptions,
+  type Role,
+} from '@fleetgate/protocol';
+import client from 'prom-client';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { DevicePrincipal } from '../../infra/access/index.ts';
+import { AppError, type ErrorCode, httpStatusOf } from '../../infra/errors/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
+import { onDeviceCredentialsRevoked, type RevokedCredentials } from '../device-keys/service.ts';
+import { type DecommissionedDevice, onDeviceDecommissioned } from '../devices/decommission.ts';
+import type { PresenceConnection, PresenceRecorder } from '../presence/service.ts';
+import { effectiveVariablesOf, onVariablesChanged, type VariablesChange } from '../variables/service.ts';
+import { TunnelPeer } from './peer.ts';
+import { decommissionedCredential } from './service.ts';
+
+/**
+ * The tunnel hub (DESIGN section 6): devices keep one WebSocket to `GET /api/v1/tunnel`, authenticated in the
+ * upgrade request; over it the server opens streams to the device's ports and both sides exchange control
+ * messages. One live connection per device: a newer one supersedes the older. Decommissioning the device or
+ * revoking the credential it connected with closes it at once.
+ *
+ * The hub owns the HTTP server's `upgrade` event: other features (the people's end of `fleetgate tunnel`)
+ * add their WebSocket endpoints with `route()` and get liveness from the same sweep.
+ */
+
+export interface TunnelHubOptions {
+  presence: PresenceRecorder;
+  /** How often each peer is pinged, in milliseconds (±10 % jitter). */
+  pingIntervalMs: number;
+  /** How long a ping may stay unanswered before the peer is closed, in milliseconds. */
+  pingTimeoutMs: number;
+  /** The server's software version, announced in hellos. */
+  software: string;
+}
+
+/** A device's live tunnel. */
+export class DeviceTunnel implements PresenceConnection {
+  agentVersion: string | null;
+  /** The highest variables revision sent, so a slower, older read never overwrites a newer set. */
+  sentRevision = -1;
+  /** Set once the peer's hello arrived. */
+  ready = false;
+
+  constructor(
+    readonly peer: TunnelPeer<'server'>,
+    readonly principal: DevicePrincipal,
+    readonly remoteAddress: string | null,
+    agentVersion: string | null,
+    readonly connectedAt: number,
+  ) {
+    this.agentVersion = agentVersion;
+  }
+
+  get deviceId(): number {
+    return this.principal.deviceId;
+  }
+}
+
+type UpgradeHandler = (
+  request: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  match: RegExpExecArray,
+) => Promise<void>;
+
+/** Revocations remembered this long, in milliseconds, for connections authenticated just before them. */
+const REVOCATION_MEMORY_MS = 60_000;
+
+/** The largest WebSocket message a peer may send: one frame of the largest payload. */
+export const MAX_MESSAGE = HEADER_SIZE + MAX_FRAME_PAYLOAD;
+
+export class TunnelHub {
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: MAX_MESSAGE,
+    clientTracking: false,
+  });
+  private readonly routes: { pattern: RegExp; handle: UpgradeHandler }[] = [];
+  private readonly devices = new Map<number, DeviceTunnel>();
+  private readonly peers = new Set<TunnelPeer<Role>>();
+  /** Device uuid → when its credentials were revoked or it was decommissioned. */
+  private readonly revoked = new Map<string, number>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private server: Server | undefined;
+  private closing = false;
+  private closed: Promise<void> | undefined;
+  /** Stream metrics, once `registerMetrics` ran. */
+  metrics: { streams: client.Counter<'outcome'>; bytes: client.Counter<'direction'>; open: number } = {
+    streams: new client.Counter({
+      name: 'unregistered_streams',
+      help: '-',
+      labelNames: ['outcome'],
+      registers: [],
+    }),
+    bytes: new client.Counter({
+      name: 'unregistered_bytes',
+      help: '-',
+      labelNames: ['direction'],
+      registers: [],
+    }),
+    open: 0,
+  };
+
+  constructor(
+    private readonly deps: ServiceDeps,
+    private readonly options: TunnelHubOptions,
+  ) {
+    this.route(/^\/api\/v1\/tunnel$/, (request, socket, head) => this.deviceUpgrade(request, socket, head));
+  }
+
+  /** Starts answering WebSocket upgrades on `server`, the liveness sweep and presence writes. */
+  listen(server: Server): void {
+    this.server = server;
+    server.on('upgrade', this.onUpgrade);
+    const { pingIntervalMs, pingTimeoutMs } = this.options;
+    const period = Math.max(50, Math.min(1000, Math.floor(Math.min(pingIntervalMs, pingTimeoutMs) / 5)));
+    this.sweepTimer = setInterval(() => this.sweep(), period).unref();
+    this.unsubscribe.push(
+      onDeviceDecommissioned((device) => this.decommissioned(device)),
+      onDeviceCredentialsRevoked((revoked) => this.credentialsRevoked(revoked)),
+      onVariablesChanged((change) => void this.variablesChanged(change)),
+    );
+    this.options.presence.start();
+  }
+
+  /** Adds a WebSocket endpoint: `handle` authenticates and then calls `openPeer`, or `refuse`. */
+  route(pattern: RegExp, handle: UpgradeHandler): void {
+    this.routes.push({ pattern, handle });
+  }
+
+  /** The device's live tunnel on this instance, if any. */
+  tunnelOf(deviceId: number): DeviceTunnel | undefined {
+    return this.devices.get(deviceId);
+  }
+
+  get deviceCount(): number {
+    return this.devices.size;
+  }
+
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
+  get stopping(): boolean {
+    return this.closing;
+  }
+
+  /**
+   * Closes every tunnel with `goingAway` (agents reconnect with backoff), waits up to two seconds for the
+   * closing handshakes, and writes the presence that is left. New upgrades get 503 from the first moment.
+   */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.closing = true;
+      clearInterval(this.sweepTimer);
+      for (const stop of this.unsubscribe) stop();
+      const peers = [...this.peers];
+      const gone = peers.map(
+        (peer) =>
+          new Promise<void>((resolve) => {
+            if (peer.ws.readyState === peer.ws.CLOSED) resolve();
+            else peer.ws.once('close', () => resolve());
+          }),
+      );
+      for (const peer of peers) peer.close(CloseCode.goingAway, 'the server is shutting down');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(gone),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 2_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      for (const peer of peers) peer.ws.terminate();
+      this.server?.off('upgrade', this.onUpgrade);
+      await this.options.presence.stop();
+    })();
+    return this.closed;
+  }
+
+  /** Answers an upgrade request with a plain HTTP error in the API's error shape, and drops the socket. */
+  refuse(
+    socket: Duplex,
+    code: ErrorCode,
+    message: string,
+    details?: unknown,
+    headers: Record<string, string> = {},
+  ): void {
+    if (socket.destroyed) return;
+    const status = httpStatusOf(code);
+    const body = JSON.stringify({ error: { code, message, ...(details === undefined ? {} : { details }) } });
+    const head = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+      'Content-Type: application/json; charset=utf-8',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'Connection: close',
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ];
+    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
+  }
+
+  /** `refuse` for an `AppError`, with `Retry-After` for `rate_limited`. */
+  refuseWith(socket: Duplex, error: AppError): void {
+    const retry = (error.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
+    this.refuse(
+      socket,
+      error.code,
+      error.message,
+      error.details,
+      error.code === 'rate_limited' && retry ? { 'Retry-After': String(retry) } : {},
+    );
+  }
+
+  /**
+   * Completes the WebSocket handshake and starts a multiplexer over it (hello sent at once), tracked by the
+   * liveness sweep until it closes.
+   */
+  async openPeer<R extends Role>(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    options: Omit<MultiplexerOptions<R>, 'send' | 'onClose' | 'software'> & {
+      onClose?: (close: ConnectionClose) => void;
+    },
+  ): Promise<TunnelPeer<R>> {
+    const ws = await new Promise<WebSocket>((resolve) =>
+      this.wss.handleUpgrade(request, socket, head, resolve),
+    );
+    const peer: TunnelPeer<R> = new TunnelPeer<R>(ws, {
+      ...options,
+      software: this.options.software,
+      onClose: (close) => {
+        this.peers.delete(peer as TunnelPeer<Role>);
+        options.onClose?.(close);
+      },
+    });
+    peer.nextPingAt = Date.now() + this.jitteredInterval();
+    this.peers.add(peer as TunnelPeer<Role>);
+    peer.mux.start();
+    if (this.closing) peer.close(CloseCode.goingAway, 'the server is shutting down');
+    return peer;
+  }
+
+  private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // Until ws takes the socket over, a reset must not become an uncaught exception.
+    socket.on('error', () => socket.destroy());
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
+    for (const route of this.routes) {
+      const match = route.pattern.exec(path);
+      if (!match) continue;
+      route.handle(request, socket, head, match).catch((err: unknown) => {
+        if (err instanceof AppError) {
+          this.refuseWith(socket, err);
+          return;
+        }
+        this.deps.log.error({ err, path }, 'WebSocket upgrade failed');
+        this.refuse(socket, 'internal', 'internal error; the server log has the details');
+      });
+      return;
+    }
+    this.refuse(socket, 'not_found', `no WebSocket endpoint at ${path.slice(0, 200)}`);
+  };
+
+  private async deviceUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.closing) return this.refuse(socket, 'unavailable', 'the server is stopping: reconnect later');
+    const sourceIp = request.socket.remoteAddress ?? null;
+    const credential = deviceCredentialOf(request.headers.authorization);
+    if (!credential) {
+      return this.refuse(
+        socket,
+        'unauthorized',
+        'a device credential is needed: Authorization: Bearer <device token>, or Basic <uuid:device key>',
+      );
+    }
+    const startedAt = Date.now();
+    let principal: DevicePrincipal;
+    try {
+      principal = await authenticateDevice(this.deps, credential, sourceIp);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'unauthorized') {
+        if (await decommissionedCredential(this.deps, credential)) {
+          return this.refuse(socket, 'forbidden', 'the device was decommissioned: it may not connect again', {
+            reason: 'decommissioned',
+          });
+        }
+      }
+      throw err;
+    }
+    if (socket.destroyed) return;
+    if (this.closing) return this.refuse(socket, 'unavailable', 'the server is stopping: reconnect later');
+    const header = request.headers['x-fleetgate-agent'];
+    const agentVersion = typeof header === 'string' && header ? header.slice(0, 128) : null;
+    let tunnel: DeviceTunnel | undefined;
+    const peer = await this.openPeer<'server'>(request, socket, head, {
+      role: 'server',
+      onHello: (hello) => tunnel && this.hello(tunnel, hello),
+      onControl: (message) => tunnel && this.control(tunnel, message),
+      onClose: (close) => tunnel && this.disconnected(tunnel, close),
+    });
+    if (peer.mux.closed) return; // the server began stopping meanwhile
+    peer.deviceId = principal.deviceId;
+    tunnel = new DeviceTunnel(peer, principal, sourceIp, agentVersion, Date.now());
+    const previous = this.devices.get(principal.deviceId);
+    this.devices.set(principal.deviceId, tunnel);
+    this.options.presence.connected(tunnel);
+    previous?.peer.close(CloseCode.superseded, 'a newer connection of this device replaced this one');
+    // Revoked or decommissioned while this connection was being authenticated.
+    const revokedAt = this.revoked.get(principal.uuid);
+    if (revokedAt !== undefined && revokedAt >= startedAt) {
+      peer.close(CloseCode.unauthorized, 'the device credential was revoked');
+    }
+  }
+
+  private hello(tunnel: DeviceTunnel, hello: HelloMessage): void {
+    tunnel.ready = true;
+    if (tunnel.agentVersion === null && hello.software) tunnel.agentVersion = hello.software.slice(0, 128);
+    void this.pushVariables([tunnel]);
+  }
+
+  private control(tunnel: DeviceTunnel, message: Exclude<IncomingControl<'server'>, HelloMessage>): void {
+    const presence = this.options.presence;
+    switch (message.type) {
+      case 'state-report': {
+        const { type: _type, ...report } = message;
+        presence.stateReported(tunnel.deviceId, report);
+        return;
+      }
+      case 'variables-applied':
+        presence.variablesApplied(tunnel.deviceId, message.revision, message.error);
+        return;
+      default:
+        assertNever(message);
+    }
+  }
+
+  private disconnected(tunnel: DeviceTunnel, close: ConnectionClose): void {
+    const current = this.devices.get(tunnel.deviceId) === tunnel;
+    if (current) this.devices.delete(tunnel.deviceId);
+    this.options.presence.disconnected(tunnel, close, current);
+  }
+
+  /** Sends each tunnel its device's effective variables, read in one batch. */
+  private async pushVariables(tunnels: DeviceTunnel[]): Promise<void> {
+    if (!tunnels.length) return;
+    try {
+      const sets = await effectiveVariablesOf(
+        this.deps.db,
+        tunnels.map((t) => t.deviceId),
+      );
+      for (const tunnel of tunnels) {
+        const set = sets.get(tunnel.deviceId);
+        if (!set || tunnel.peer.mux.closed || set.revision < tunnel.sentRevision) continue;
+        tunnel.sentRevision = set.revision;
+        tunnel.peer.mux.sendControl({ type: 'variables', revision: set.revision, variables: set.variables });
+      }
+    } catch (err) {
+      this.deps.log.error({ err }, 'could not send variables to devices');
+    }
+  }
+
+  private async variablesChanged(change: VariablesChange): Promise<void> {
+    if (change.deps !== this.deps || this.closing) return;
+    let tunnels: DeviceTunnel[];
+    if ('deviceId' in change) {
+      const tunnel = this.devices.get(change.deviceId);
+      tunnels = tunnel ? [tunnel] : [];
+    } else {
+      if (!this.devices.size) return;
+      const inFleet = await this.deps.db
+        .selectFrom('devices')
+        .select('id')
+        .where('fleet_id', '=', change.fleetId)
+        .execute();
+      tunnels = inFleet.flatMap((d) => this.devices.get(d.id) ?? []);
+    }
+    await this.pushVariables(tunnels.filter((t) => t.ready));
+  }
+
+  private decommissioned(device: DecommissionedDevice): void {
+    this.revoked.set(device.uuid, Date.now());
+    const tunnel = this.devices.get(device.deviceId);
+    if (tunnel && tunnel.principal.uuid === device.uuid) {
+      tunnel.peer.close(CloseCode.decommissioned, 'the device was decommissioned');
+    }
+  }
+
+  private credentialsRevoked(revoked: RevokedCredentials): void {
+    if (revoked.deps !== this.deps) return;
+    const tunnel = this.devices.get(revoked.deviceId);
+    if (revoked.uuid) this.revoked.set(revoked.uuid, Date.now());
+    if (!tunnel) return;
+    const credential = tunnel.principal.credential;
+    const affected =
+      credential.type === 'device_token' ||
+      (!revoked.tokensOnly && (revoked.keyId === undefined || revoked.keyId === credential.id));
+    if (affected) tunnel.peer.close(CloseCode.unauthorized, 'the device credential was revoked');
+  }
+
+  /** One timer for every peer: pings those due, closes those whose ping went unanswered too long. */
+  private sweep(): void {
+    const now = Date.now();
+    const timeout = this.options.pingTimeoutMs;
+    for (const peer of this.peers) {
+      if (peer.pingSentAt !== 0) {
+        if (now - peer.pingSentAt > timeout) {
+          peer.close(CloseCode.livenessTimeout, `no answer to a ping within ${timeout} ms`);
+        }
+        continue;
+      }
+      if (now < peer.nextPingAt) continue;
+      peer.pingSentAt = now;
+      peer.mux.ping().then(
+        () => this.answered(peer),
+        () => {},
+      );
+    }
+    for (const [uuid, at] of this.revoked) if (now - at > REVOCATION_MEMORY_MS) this.revoked.delete(uuid);
+  }
+
+  private answered(peer: TunnelPeer<Role>): void {
+    peer.pingSentAt = 0;
+    peer.nextPingAt = Date.now() + this.jitteredInterval();
+    if (peer.deviceId) this.options.presence.sawDevice(peer.deviceId);
+  }
+
+  private jitteredInterval(): number {
+    return Math.round(this.options.pingIntervalMs * (0.9 + Math.random() * 0.2));
+  }
+
+  /** Tunnel gauges and stream counters on the server's /metrics. */
+  registerMetrics(registry: client.Registry): void {
+    const hub = this;
+    new client.Gauge({
+      name: 'fleetgate_tunnels_connected',
+      help: 'Device tunnels connected to this instance',
+      registers: [registry],
+      collect() {
+        this.set(hub.deviceCount);
+      },
+    });
+    new client.Gauge({
+      name: 'fleetgate_tunnel_peers',
+      help: "WebSocket peers speaking the tunnel protocol (devices and people's `fleetgate tunnel`)",
+      registers: [registry],
+      collect() {
+        this.set(hub.peerCount);
+      },
+    });
+    new client.Gauge({
+      name: 'fleetgate_tunnel_streams_open',
+      help: 'Streams to device ports open now',
+      registers: [registry],
+      collect() {
+        this.set(hub.metrics.open);
+      },
+    });
+    this.metrics = {
+      open: this.metrics.open,
+      streams: new client.Counter({
+        name: 'fleetgate_tunnel_streams_total',
+        help: 'Streams to device ports asked for, by outcome',
+        labelNames: ['outcome'] as const,
+        registers: [registry],
+      }),
+      bytes: new client.Counter({
+        name: 'fleetgate_tunnel_stream_bytes_total',
+        help: 'Bytes relayed over streams to device ports, by direction',
+        labelNames: ['direction'] as const,
+        registers: [registry],
+      }),
+    };
+  }
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unexpected control message: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,207 @@
+import net from 'node:net';
+import {
+  type AgentMessage,
+  bridge,
+  type ConnectionClose,
+  HEADER_SIZE,
+  MAX_FRAME_PAYLOAD,
+  Multiplexer,
+  type ServerMessage,
+  StreamErrorCode,
+} from '@fleetgate/protocol';
+import WebSocket from 'ws';
+import { check } from '../api/helpers.ts';
+import { createProvisioningKey, registerNewDevice } from '../enrollment/helpers.ts';
+import { startTestServer, type TestServer } from '../harness.ts';
+
+/** A test server listening on 127.0.0.1 (so WebSockets can reach it), with short tunnel timings. */
+export async function startTunnelServer(): Promise<TestServer & { baseUrl: string; wsUrl: string }> {
+  const server = await startTestServer({
+    tunnelPingIntervalMs: 300,
+    tunnelPingTimeoutMs: 400,
+    presenceFlushMs: 50,
+  });
+  await server.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = server.app.server.address() as net.AddressInfo;
+  const baseUrl = `http://127.0.0.1:${address.port}`;
+  return { ...server, baseUrl, wsUrl: `ws://127.0.0.1:${address.port}` };
+}
+
+export function basicAuth(uuid: string, key: string): string {
+  return `Basic ${Buffer.from(`${uuid}:${key}`).toString('base64')}`;
+}
+
+/** A registered device in a new fleet of the default organization. */
+export async function newDevice(
+  server: TestServer,
+  fleetName = `fleet-${Math.random().toString(36).slice(2, 8)}`,
+) {
+  const fleet = check(
+    await server.api('POST', '/api/v1/fleets', {
+      token: server.adminToken,
+      body: { orgId: 1, name: fleetName, defaultDeviceType: 'raspberrypi4-64' },
+    }),
+    201,
+  );
+  const { key } = await createProvisioningKey(server, fleet.id);
+  const device = await registerNewDevice(server, key);
+  return { fleetId: fleet.id as number, ...device, authorization: basicAuth(device.uuid, device.apiKey) };
+}
+
+/** The answer to a refused upgrade. */
+export class UpgradeRefused extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: { error: { code: string; message: string } },
+  ) {
+    super(`upgrade refused: ${status} ${JSON.stringify(body)}`);
+  }
+}
+
+/** Opens a WebSocket; resolves once open, rejects with `UpgradeRefused` on a plain HTTP answer. */
+export function openSocket(url: string, headers: Record<string, string>): Promise<WebSocket> {
+  return opened(newSocket(url, headers));
+}
+
+export function newSocket(url: string, headers: Record<string, string>): WebSocket {
+  return new WebSocket(url, {
+    headers,
+    perMessageDeflate: false,
+    maxPayload: HEADER_SIZE + MAX_FRAME_PAYLOAD,
+  });
+}
+
+/**
+ * Resolves when `ws` is open. Message listeners must be attached before: the server's first frames can come
+ * in the same packet as the upgrade answer, and are emitted in the same tick as 'open'.
+ */
+export function opened(ws: WebSocket): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_request, response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: UpgradeRefused['body'];
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = { error: { code: 'not-json', message: text } };
+        }
+        reject(new UpgradeRefused(response.statusCode ?? 0, body));
+      });
+    });
+  });
+}
+
+/**
+ * A minimal device agent: the protocol over `ws`, answering pings, bridging streams to 127.0.0.1:<port>, and
+ * keeping every control message and the close for the test to look at.
+ */
+export class TestAgent {
+  readonly messages: ServerMessage[] = [];
+  readonly closed: Promise<ConnectionClose & { wsCode: number }>;
+  readonly mux: Multiplexer<'agent'>;
+  private waiters: (() => void)[] = [];
+
+  private constructor(readonly ws: WebSocket) {
+    let wsClosed!: (code: number) => void;
+    const wsCode = new Promise<number>((resolve) => {
+      wsClosed = resolve;
+    });
+    let muxClosed!: (close: ConnectionClose) => void;
+    const muxClose = new Promise<ConnectionClose>((resolve) => {
+      muxClosed = resolve;
+    });
+    this.closed = Promise.all([muxClose, wsCode]).then(([close, code]) => ({ ...close, wsCode: code }));
+    this.mux = new Multiplexer({
+      role: 'agent',
+      software: 'test-agent/1.0',
+      send: (frame) => ws.send(frame),
+      onControl: (message) => {
+        this.messages.push(message);
+        for (const wake of this.waiters.splice(0)) wake();
+      },
+      onStream: (open) => {
+        if (!('port' in open.target)) return open.reject(StreamErrorCode.notAllowed, 'ports only');
+        const socket = net.connect({ port: open.target.port, host: '127.0.0.1', allowHalfOpen: true });
+        let accepted = false;
+        socket.once('connect', () => {
+          accepted = true;
+          const stream = open.accept();
+          bridge(socket, stream).catch(() => {});
+        });
+        socket.once('error', (error: NodeJS.ErrnoException) => {
+          if (!accepted)
+            open.reject(
+              error.code === 'ECONNREFUSED' ? StreamErrorCode.refused : StreamErrorCode.unreachable,
+              error.message,
+            );
+        });
+      },
+      onClose: (close) => {
+        muxClosed(close);
+        ws.close(close.code, close.reason.slice(0, 100));
+      },
+    });
+    ws.on('message', (data, isBinary) => (isBinary ? this.mux.receive(data as Buffer) : undefined));
+    ws.on('close', (code) => {
+      wsClosed(code);
+      this.mux.transportClosed();
+    });
+    ws.on('error', () => {});
+  }
+
+  static async connect(wsUrl: string, authorization: string): Promise<TestAgent> {
+    const ws = newSocket(`${wsUrl}/api/v1/tunnel`, { authorization, 'x-fleetgate-agent': 'test-agent/1.0' });
+    const agent = new TestAgent(ws);
+    await opened(ws);
+    agent.mux.start();
+    return agent;
+  }
+
+  /** The first control message (from index `from` on) that satisfies `test`, waiting up to `ms`. */
+  async waitFor<T extends ServerMessage>(
+    test: (m: ServerMessage) => m is T,
+    from = 0,
+    ms = 3000,
+  ): Promise<T> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = this.messages.slice(from).find(test);
+      if (found) return found;
+      if (Date.now() > deadline)
+        throw new Error(`no such control message; got ${JSON.stringify(this.messages)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  send(message: Exclude<AgentMessage, { type: 'hello' }>): void {
+    this.mux.sendControl(message);
+  }
+
+  close(): void {
+    this.mux.close(4000, 'test done');
+  }
+}
+
+export const isVariables = (m: ServerMessage): m is Extract<ServerMessage, { type: 'variables' }> =>
+  m.type === 'variables';
+
+/** Polls `probe` until it answers true, up to `ms`. */
+export async function eventually(
+  probe: () => Promise<boolean> | boolean,
+  ms = 3000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
