@@ -1,0 +1,323 @@
+import type { Selectable } from 'kysely';
+import type { RemoteSessionTable } from '../../db/schema.ts';
+import { type Actor, authorize, readScope, requireUser, scopeCondition } from '../../infra/access/index.ts';
+import { appendAuditEvent } from '../../infra/audit/index.ts';
+import type { Db } from '../../infra/db/index.ts';
+import { AppError, notFound } from '../../infra/errors/index.ts';
+import { iso } from '../../infra/http/schemas.ts';
+import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
+
+/**
+ * People's sessions to devices (DESIGN section 7, issue 5 item 1): every stream opened through `openStream`
+ * (`fleetgate tunnel`, the SSH gateway, the CONNECT proxy) is a session, recorded from open to end with the
+ * bytes each way, the client's address and how it ended, beside its `device.stream.open`/`close` audit events.
+ * Live sessions are also held in memory on the instance that relays them, so an administrator can end one at
+ * once (`terminateSession`) and lists show their bytes so far.
+ */
+
+/** The surfaces a session can come through. */
+export const sessionSurfaces = ['tunnel', 'connect', 'ssh', 'terminal'] as const;
+export type SessionSurface = (typeof sessionSurfaces)[number];
+
+export interface SessionView {
+  id: string;
+  orgId: number;
+  fleetId: number;
+  device: { id: number; uuid: string; name: string };
+  user: { id: number | null; label: string };
+  surface: string;
+  /** The device port, or null when the target is not a port (the agent's exec service). */
+  port: number | null;
+  /** What was reached, for people: `port 22`, `exec`… */
+  target: string;
+  clientAddress: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  /** True while the session is open. */
+  live: boolean;
+  bytesToDevice: number;
+  bytesFromDevice: number;
+  /** How it ended (`closed`, `reset: …`, `terminated by …`); null while live. */
+  outcome: string | null;
+  terminatedBy: { id: number | null; label: string } | null;
+}
+
+/** A live session on this instance: what `terminateSession` and lists need from the relay that holds it. */
+export interface LiveSessionHandle {
+  /** Bytes relayed so far. */
+  bytes(): { toDevice: number; fromDevice: number };
+  /** Ends the session at once (resets the stream both ways), giving `reason` as its outcome. */
+  terminate(reason: string): void;
+  /** Resolves once the session's end is recorded. */
+  readonly ended: Promise<void>;
+}
+
+/** Live sessions of this process, by id (ids are random, so sessions of several apps in one process never mix). */
+const liveSessions = new Map<string, { db: Db; handle: LiveSessionHandle }>();
+
+/** Registers a live session; answers the function that forgets it (called once its end is recorded). */
+export function trackLiveSession(db: Db, id: string, handle: LiveSessionHandle): () => void {
+  liveSessions.set(id, { db, handle });
+  return () => {
+    liveSessions.delete(id);
+  };
+}
+
+/** How many sessions this process relays for `db` right now. */
+export function liveSessionCount(db: Db): number {
+  let count = 0;
+  for (const entry of liveSessions.values()) if (entry.db === db) count += 1;
+  return count;
+}
+
+/**
+ * Ends every live session relayed for `db` (the server is stopping) and waits, up to `timeoutMs`, until their
+ * ends are recorded: before the database closes, not after.
+ */
+export async function closeLiveSessions(db: Db, reason: string, timeoutMs = 3000): Promise<void> {
+  const ending: Promise<void>[] = [];
+  for (const entry of [...liveSessions.values()]) {
+    if (entry.db !== db) continue;
+    entry.handle.terminate(reason);
+    ending.push(entry.handle.ended);
+  }
+  if (!ending.length) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(ending),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+export interface SessionStart {
+  id: string;
+  device: { id: number; uuid: string; name: string; orgId: number; fleetId: number };
+  surface: string;
+  port: number | null;
+  target: string;
+  /** Details for the `device.stream.open` audit event. */
+  details: Record<string, unknown>;
+}
+
+function userOf(actor: Actor): { id: number | null; label: string } {
+  const p = actor.principal;
+  if (p.type === 'user') return { id: p.userId, label: p.email };
+  if (p.type === 'device') return { id: null, label: `device ${p.uuid}` };
+  return { id: null, label: 'anonymous' };
+}
+
+/** Records a session's start and its `device.stream.open` audit event, in one transaction. */
+export async function recordSessionStart(
+  deps: Pick<ServiceDeps, 'db'>,
+  actor: Actor,
+  start: SessionStart,
+): Promise<void> {
+  const user = userOf(actor);
+  await deps.db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('remote_sessions')
+      .values({
+        id: start.id,
+        org_id: start.device.orgId,
+        fleet_id: start.device.fleetId,
+        device_id: start.device.id,
+        device_uuid: start.device.uuid,
+        device_name: start.device.name.slice(0, 128),
+        user_id: user.id,
+        actor_label: user.label.slice(0, 320),
+        surface: start.surface.slice(0, 16),
+        port: start.port,
+        target: start.target.slice(0, 128),
+        client_address: actor.sourceIp?.slice(0, 64) ?? null,
+        started_at: Date.now(),
+        ended_at: null,
+        outcome: null,
+        terminated_by: null,
+        terminated_by_label: null,
+      })
+      .execute();
+    await appendAuditEvent(trx, actor, {
+      action: 'device.stream.open',
+      resourceType: 'device',
+      orgId: start.device.orgId,
+      resourceId: start.device.uuid,
+      outcome: 'success',
+      details: { ...start.details, session: start.id, surface: start.surface },
+    });
+  });
+}
+
+export interface SessionEnd {
+  bytesToDevice: number;
+  bytesFromDevice: number;
+  outcome: string;
+  /** Details for the `device.stream.close` audit event. */
+  details: Record<string, unknown>;
+}
+
+/** Records a session's end and its `device.stream.close` audit event, in one transaction. */
+export async function recordSessionEnd(
+  deps: Pick<ServiceDeps, 'db'>,
+  actor: Actor,
+  session: { id: string; orgId: number; deviceUuid: string },
+  end: SessionEnd,
+): Promise<void> {
+  await deps.db.transaction().execute(async (trx) => {
+    await trx
+      .updateTable('remote_sessions')
+      .set({
+        ended_at: Date.now(),
+        bytes_to_device: end.bytesToDevice,
+        bytes_from_device: end.bytesFromDevice,
+        outcome: end.outcome.slice(0, 256),
+      })
+      .where('id', '=', session.id)
+      .execute();
+    await appendAuditEvent(trx, actor, {
+      action: 'device.stream.close',
+      resourceType: 'device',
+      orgId: session.orgId,
+      resourceId: session.deviceUuid,
+      outcome: 'success',
+      details: { ...end.details, session: session.id },
+    });
+  });
+}
+
+type SessionRow = Selectable<RemoteSessionTable>;
+
+function viewOf(row: SessionRow): SessionView {
+  const live = row.ended_at === null;
+  const bytes = live ? liveSessions.get(row.id)?.handle.bytes() : undefined;
+  return {
+    id: row.id,
+    orgId: row.org_id,
+    fleetId: row.fleet_id,
+    device: { id: row.device_id, uuid: row.device_uuid, name: row.device_name },
+    user: { id: row.user_id, label: row.actor_label },
+    surface: row.surface,
+    port: row.port,
+    target: row.target,
+    clientAddress: row.client_address,
+    startedAt: iso(row.started_at),
+    endedAt: iso(row.ended_at),
+    live,
+    bytesToDevice: bytes?.toDevice ?? Number(row.bytes_to_device),
+    bytesFromDevice: bytes?.fromDevice ?? Number(row.bytes_from_device),
+    outcome: row.outcome,
+    terminatedBy:
+      row.terminated_by_label === null ? null : { id: row.terminated_by, label: row.terminated_by_label },
+  };
+}
+
+export interface SessionQuery extends PageRequest {
+  orgId?: number | undefined;
+  /** Device uuid. */
+  device?: string | undefined;
+  /** true: only live sessions; false: only ended ones. */
+  live?: boolean | undefined;
+  surface?: string | undefined;
+  /** E-mail of who opened the sessions. */
+  user?: string | undefined;
+}
+
+/**
+ * Sessions in the organizations (or fleets) where the caller may read devices: viewers and above. Newest
+ * first. Filtering on an organization the caller is not a member of answers `not_found`, as everywhere.
+ */
+export async function listSessions(
+  deps: ServiceDeps,
+  actor: Actor,
+  q: SessionQuery,
+): Promise<Page<SessionView>> {
+  const p = requireUser(actor.principal);
+  const scope = readScope(p, 'device.read');
+  if (q.orgId !== undefined && !scope.some((s) => s.orgId === q.orgId)) throw notFound('organization');
+  let query = deps.db
+    .selectFrom('remote_sessions')
+    .where(scopeCondition(scope, 'remote_sessions.org_id', 'remote_sessions.fleet_id'));
+  if (q.orgId !== undefined) query = query.where('org_id', '=', q.orgId);
+  if (q.device) query = query.where('device_uuid', '=', q.device.toLowerCase());
+  if (q.live !== undefined) query = query.where('ended_at', q.live ? 'is' : 'is not', null);
+  if (q.surface) query = query.where('surface', '=', q.surface);
+  if (q.user) query = query.where('actor_label', '=', q.user.toLowerCase());
+  const { total } = await query
+    .select((eb) => eb.fn.countAll<number>().as('total'))
+    .executeTakeFirstOrThrow();
+  const rows = await query
+    .selectAll()
+    .orderBy('started_at', 'desc')
+    .orderBy('id')
+    .limit(q.limit)
+    .offset((q.page - 1) * q.limit)
+    .execute();
+  return { items: rows.map(viewOf), total: Number(total), page: q.page, limit: q.limit };
+}
+
+async function sessionForAction(
+  db: Db,
+  actor: Actor,
+  id: string,
+  action: 'device.read' | 'session.terminate',
+): Promise<SessionRow> {
+  const row = await db.selectFrom('remote_sessions').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw notFound('session');
+  authorize(actor.principal, action, { orgId: row.org_id, fleetId: row.fleet_id }, 'session');
+  return row;
+}
+
+/** One session; viewers and above of its organization (or fleet) may read it, others get `not_found`. */
+export async function getSession(deps: ServiceDeps, actor: Actor, id: string): Promise<SessionView> {
+  requireUser(actor.principal);
+  return viewOf(await sessionForAction(deps.db, actor, id, 'device.read'));
+}
+
+/** How long `terminateSession` waits for the relay to record the session's end, in milliseconds. */
+const TERMINATE_WAIT_MS = 3000;
+
+/**
+ * Ends a live session at once (admins and owners of its organization): the device's stream and the person's
+ * connection are reset, and the session records who ended it. A session that is recorded as live but is not
+ * relayed by this process (its server stopped without recording the end) is closed in the record only.
+ * An ended session answers `conflict`.
+ */
+export async function terminateSession(deps: ServiceDeps, actor: Actor, id: string): Promise<SessionView> {
+  const p = requireUser(actor.principal);
+  const entry = liveSessions.get(id);
+  await write(deps, actor, { action: 'session.terminate', resourceType: 'session' }, async (trx) => {
+    const row = await sessionForAction(trx, actor, id, 'session.terminate');
+    if (row.ended_at !== null) {
+      throw new AppError('conflict', `session ${id} already ended (${row.outcome ?? 'closed'})`);
+    }
+    await trx
+      .updateTable('remote_sessions')
+      .set({
+        terminated_by: p.userId,
+        terminated_by_label: p.email,
+        ...(entry ? {} : { ended_at: Date.now(), outcome: `terminated by ${p.email} (not relayed here)` }),
+      })
+      .where('id', '=', id)
+      .execute();
+    return {
+      value: undefined,
+      orgId: row.org_id,
+      resourceId: id,
+      details: { device: row.device_uuid, surface: row.surface, live: !!entry },
+    };
+  });
+  if (entry) {
+    entry.handle.terminate(`terminated by ${p.email}`);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      entry.handle.ended.catch(() => {}),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, TERMINATE_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+  return viewOf(await sessionForAction(deps.db, actor, id, 'device.read'));
+}

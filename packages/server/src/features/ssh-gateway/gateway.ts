@@ -1,0 +1,565 @@
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import ssh2, {
+  type Accept,
+  type AuthContext,
+  type ClientInfo,
+  type Connection,
+  type PasswordAuthContext,
+  type PtyInfo,
+  type PublicKeyAuthContext,
+  type Reject,
+  type ServerChannel,
+  type Session,
+  type TcpipInfo,
+} from 'ssh2';
+import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
+import { appendAuditEvent } from '../../infra/audit/index.ts';
+import { AppError } from '../../infra/errors/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
+import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
+import { type DeviceCommand, openStream } from '../streams/service.ts';
+import type { TunnelHub } from '../tunnel/hub.ts';
+import { ExecChannel } from './exec-channel.ts';
+import { loadHostKeys } from './host-keys.ts';
+import { recordsSessions, SessionRecorder } from './recording.ts';
+import { parseSshUsername, resolveDevice } from './targets.ts';
+
+/**
+ * The SSH gateway (DESIGN section 7): people reach their devices with plain OpenSSH.
+ *
+ * - `ssh -J <login>@gw:2222 root@<device>`: a `direct-tcpip` channel → `openStream(principal, device, port)` →
+ *   the device's own sshd (or another allowed port), end to end.
+ * - `ssh -p 2222 <login>+<device>@gw [command]`: session channels run a shell (with a pty) or the command on the
+ *   device through the agent's exec service; the `sftp` subsystem runs the device's sftp-server, so `scp` and
+ *   `sftp` work. Exit status and signals come back; shells are recorded when the organization asks.
+ *
+ * People authenticate with their registered SSH public keys, or with one of their API keys as the password
+ * (for scripts). Both build the same user principal as the HTTP API, so `openStream`'s authorization applies
+ * unchanged. See targets.ts for how logins and devices are named.
+ */
+
+export interface SshGatewayOptions {
+  /** Most channels (sessions and forwardings) open at once on one connection. Default 16. */
+  maxChannelsPerConnection?: number;
+  /** Most channels open at once for one person, over all their connections. Default 64. */
+  maxChannelsPerUser?: number;
+  /** Time a connection has to authenticate, in milliseconds. Default 30 000. */
+  authTimeoutMs?: number;
+  /** Most connections not yet authenticated, from one source address (or IPv6 /64). Default 16. */
+  maxUnauthenticatedPerSource?: number;
+  /** Most connections not yet authenticated, in all. Default 256. */
+  maxUnauthenticated?: number;
+}
+
+/** SSH_MSG_CHANNEL_OPEN_FAILURE reason codes (RFC 4254 section 5.1). */
+const OpenFailure = { prohibited: 1, connectFailed: 2, resourceShortage: 4 } as const;
+
+/** Environment variables a client may pass to a command (`SendEnv`), as sshd's usual `AcceptEnv`. */
+const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+|TZ|COLORTERM)$/;
+const MAX_ENV = 16;
+
+const LOGIN_WINDOW_MS = 15 * 60 * 1000;
+/** An SSH key's last-used time is written at most this often. */
+const LAST_USED_PRECISION_MS = 60 * 1000;
+
+/** Who a connection authenticated as. */
+interface Authenticated {
+  userId: number;
+  credential: UserPrincipal['credential'];
+  login: string;
+  /** The device named in the username (`login+device`), for session channels. */
+  device: string | null;
+}
+
+/** One SSH connection's state. */
+interface GatewayConnection {
+  client: Connection;
+  sourceIp: string | null;
+  source: string;
+  user: Authenticated | undefined;
+  /** A key or password was tried (a failure counts once per connection, not once per offered key). */
+  attemptedLogin: string | undefined;
+  channels: number;
+}
+
+export class SshGateway {
+  private server: InstanceType<typeof ssh2.Server> | undefined;
+  private boundPort: number | undefined;
+  private readonly connections = new Set<GatewayConnection>();
+  private readonly unauthenticated = new Map<string, number>();
+  private unauthenticatedTotal = 0;
+  private readonly userChannels = new Map<number, number>();
+  private readonly perSource: FailureLimiter;
+  private readonly perLogin: FailureLimiter;
+  private readonly limits: Required<SshGatewayOptions>;
+
+  constructor(
+    private readonly deps: ServiceDeps,
+    private readonly hub: TunnelHub,
+    private readonly auth: AuthService,
+    options: SshGatewayOptions = {},
+  ) {
+    this.limits = {
+      maxChannelsPerConnection: options.maxChannelsPerConnection ?? 16,
+      maxChannelsPerUser: options.maxChannelsPerUser ?? 64,
+      authTimeoutMs: options.authTimeoutMs ?? 30_000,
+      maxUnauthenticatedPerSource: options.maxUnauthenticatedPerSource ?? 16,
+      maxUnauthenticated: options.maxUnauthenticated ?? 256,
+    };
+    this.perSource = new FailureLimiter(deps.config.loginAttempts, LOGIN_WINDOW_MS);
+    this.perLogin = new FailureLimiter(deps.config.loginAttempts, LOGIN_WINDOW_MS);
+  }
+
+  /** The port the gateway listens on, once `listen` resolved. */
+  get port(): number | undefined {
+    return this.boundPort;
+  }
+
+  /** Loads (or creates) the host keys and listens; resolves with the bound port. */
+  async listen(host: string, port: number): Promise<number> {
+    const { privateKeys } = loadHostKeys(this.deps.config.dataDir);
+    const server = new ssh2.Server({ hostKeys: privateKeys, ident: 'fleetgate' }, (client, info) =>
+      this.onConnection(client, info),
+    );
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err: Error) => this.deps.log.error({ err }, 'SSH gateway listener error'));
+    this.boundPort = (server.address() as AddressInfo).port;
+    return this.boundPort;
+  }
+
+  /** Stops listening and closes every connection (their streams reset; the agents hang up on shells). */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const connection of this.connections) connection.client.end();
+    await closed;
+  }
+
+  private onConnection(client: Connection, info: ClientInfo): void {
+    const sourceIp = info.ip ?? null;
+    const source = sourceKeyOf(sourceIp);
+    const connection: GatewayConnection = {
+      client,
+      sourceIp,
+      source,
+      user: undefined,
+      attemptedLogin: undefined,
+      channels: 0,
+    };
+    // Registered first: a client that breaks the protocol must never become an unhandled error.
+    client.on('error', (err: Error) => this.deps.log.debug({ err, source }, 'SSH connection error'));
+    const waiting = this.unauthenticated.get(source) ?? 0;
+    if (
+      waiting >= this.limits.maxUnauthenticatedPerSource ||
+      this.unauthenticatedTotal >= this.limits.maxUnauthenticated
+    ) {
+      // Like sshd's MaxStartups: connections that have not signed in yet are capped, so a flood of idle
+      // handshakes cannot starve everyone else.
+      client.end();
+      return;
+    }
+    this.unauthenticated.set(source, waiting + 1);
+    this.unauthenticatedTotal += 1;
+    let counted = true;
+    const leaveWaiting = () => {
+      if (!counted) return;
+      counted = false;
+      this.unauthenticatedTotal -= 1;
+      const left = (this.unauthenticated.get(source) ?? 1) - 1;
+      if (left <= 0) this.unauthenticated.delete(source);
+      else this.unauthenticated.set(source, left);
+    };
+    const authTimer = setTimeout(() => client.end(), this.limits.authTimeoutMs);
+    authTimer.unref();
+    this.connections.add(connection);
+
+    client.on('authentication', (context) => {
+      this.authenticate(connection, context).catch((err: unknown) => {
+        this.deps.log.error({ err }, 'SSH authentication failed with an error');
+        context.reject();
+      });
+    });
+    client.on('ready', () => {
+      clearTimeout(authTimer);
+      leaveWaiting();
+    });
+    client.on('session', (accept, reject) => this.onSession(connection, accept, reject));
+    client.on('tcpip', (accept, reject, target) => {
+      this.onForward(connection, accept, reject, target).catch((err: unknown) => {
+        this.deps.log.error({ err }, 'SSH forwarding failed with an error');
+      });
+    });
+    client.on('close', () => {
+      clearTimeout(authTimer);
+      leaveWaiting();
+      this.connections.delete(connection);
+      if (!connection.user && connection.attemptedLogin !== undefined) {
+        // One failure per connection that tried and never got in (OpenSSH offers several keys in one).
+        this.perSource.fail(source);
+        this.perLogin.fail(connection.attemptedLogin);
+        void appendAuditEvent(
+          this.deps.db,
+          { principal: { type: 'anonymous' }, sourceIp },
+          {
+            orgId: null,
+            action: 'auth.ssh',
+            resourceType: 'user',
+            resourceId: null,
+            outcome: 'failure',
+            details: { login: connection.attemptedLogin.slice(0, 320) },
+          },
+        ).catch((err: unknown) => this.deps.log.error({ err }, 'could not audit an SSH sign-in failure'));
+      }
+    });
+  }
+
+  // --- Authentication --------------------------------------------------------------------------------
+
+  private async authenticate(connection: GatewayConnection, context: AuthContext): Promise<void> {
+    if (context.method !== 'publickey' && context.method !== 'password') {
+      context.reject(['publickey', 'password']);
+      return;
+    }
+    const name = await parseSshUsername(this.deps.db, context.username);
+    const login = name.login.toLowerCase();
+    const wait = Math.max(this.perSource.retryAfter(connection.source), this.perLogin.retryAfter(login));
+    if (wait > 0) {
+      context.reject();
+      connection.client.end();
+      return;
+    }
+    connection.attemptedLogin = login;
+    const accepted =
+      context.method === 'publickey'
+        ? await this.checkPublicKey(context, name.userId)
+        : await this.checkPassword(context, connection, name.userId);
+    if (accepted === 'query') return;
+    if (!accepted) {
+      if (context.method === 'password') {
+        // A wrong password counts at once: unlike keys, a client does not try several in a row.
+        this.perSource.fail(connection.source);
+        this.perLogin.fail(login);
+      }
+      context.reject(['publickey', 'password']);
+      return;
+    }
+    this.perLogin.reset(login);
+    connection.user = { ...accepted, login, device: name.device };
+    context.accept();
+    await appendAuditEvent(
+      this.deps.db,
+      { principal: await this.principalOrAnonymous(connection.user), sourceIp: connection.sourceIp },
+      {
+        orgId: null,
+        action: 'auth.ssh',
+        resourceType: 'user',
+        resourceId: accepted.userId,
+        outcome: 'success',
+        details: { method: context.method, ...(name.device ? { device: name.device.slice(0, 255) } : {}) },
+      },
+    ).catch((err: unknown) => this.deps.log.error({ err }, 'could not audit an SSH sign-in'));
+  }
+
+  /**
+   * A public key: known (by its SHA-256 fingerprint, as `fleetgate ssh-keys` shows it) and registered by the
+   * user the login names. Without a signature the client only asks whether the key would do ('query').
+   */
+  private async checkPublicKey(
+    context: PublicKeyAuthContext,
+    userId: number | undefined,
+  ): Promise<Pick<Authenticated, 'userId' | 'credential'> | false | 'query'> {
+    if (userId === undefined) return false;
+    const fingerprint = `SHA256:${createHash('sha256').update(context.key.data).digest('base64').replace(/=+$/, '')}`;
+    const key = await this.deps.db
+      .selectFrom('ssh_keys')
+      .select(['id', 'user_id', 'public_key', 'last_used_at'])
+      .where('fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    if (!key || key.user_id !== userId) return false;
+    if (!context.signature || !context.blob) {
+      context.accept();
+      return 'query';
+    }
+    const parsed = ssh2.utils.parseKey(key.public_key);
+    const publicKey = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (!publicKey || publicKey instanceof Error) return false;
+    if (publicKey.verify(context.blob, context.signature, context.hashAlgo) !== true) return false;
+    const now = Date.now();
+    if (key.last_used_at === null || now - key.last_used_at > LAST_USED_PRECISION_MS) {
+      await this.deps.db
+        .updateTable('ssh_keys')
+        .set({ last_used_at: now })
+        .where('id', '=', key.id)
+        .execute();
+    }
+    return { userId, credential: { type: 'ssh_key', id: key.id } };
+  }
+
+  /** A password: one of the user's API keys, checked as the HTTP API checks `Authorization: Bearer`. */
+  private async checkPassword(
+    context: PasswordAuthContext,
+    connection: GatewayConnection,
+    userId: number | undefined,
+  ): Promise<Pick<Authenticated, 'userId' | 'credential'> | false> {
+    if (userId === undefined || !context.password.startsWith(API_KEY_PREFIX)) return false;
+    try {
+      const principal = await this.auth.authenticate(`Bearer ${context.password}`, connection.sourceIp);
+      if (principal.type !== 'user' || principal.userId !== userId) return false;
+      return { userId, credential: principal.credential };
+    } catch (err) {
+      if (err instanceof AppError) return false;
+      throw err;
+    }
+  }
+
+  private async principalOrAnonymous(user: Authenticated) {
+    return (await this.auth.principalOf(user.userId, user.credential)) ?? { type: 'anonymous' as const };
+  }
+
+  /**
+   * The person as they are now, for each channel: memberships are read again, so a removed membership or SSH
+   * key stops new channels on a connection that stays open.
+   */
+  private async actorOf(connection: GatewayConnection): Promise<Actor> {
+    const user = connection.user;
+    if (!user) throw new AppError('unauthorized', 'sign in first');
+    if (user.credential.type === 'ssh_key') {
+      const key = await this.deps.db
+        .selectFrom('ssh_keys')
+        .select('id')
+        .where('id', '=', user.credential.id)
+        .executeTakeFirst();
+      if (!key) throw new AppError('unauthorized', 'the SSH key this connection signed in with was removed');
+    }
+    const principal = await this.auth.principalOf(user.userId, user.credential);
+    if (!principal) throw new AppError('unauthorized', 'the account this connection signed in with is gone');
+    return { principal, sourceIp: connection.sourceIp };
+  }
+
+  // --- Channels --------------------------------------------------------------------------------------
+
+  /** Counts a channel against the limits; answers a release function, or a reason to refuse. */
+  private takeChannel(connection: GatewayConnection): (() => void) | string {
+    const userId = connection.user?.userId;
+    if (userId === undefined) return 'sign in first';
+    if (connection.channels >= this.limits.maxChannelsPerConnection) {
+      return `too many channels on this connection (at most ${this.limits.maxChannelsPerConnection})`;
+    }
+    const mine = this.userChannels.get(userId) ?? 0;
+    if (mine >= this.limits.maxChannelsPerUser) {
+      return `too many open channels for your account (at most ${this.limits.maxChannelsPerUser})`;
+    }
+    connection.channels += 1;
+    this.userChannels.set(userId, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      connection.channels -= 1;
+      const left = (this.userChannels.get(userId) ?? 1) - 1;
+      if (left <= 0) this.userChannels.delete(userId);
+      else this.userChannels.set(userId, left);
+    };
+  }
+
+  /** `ssh -J`: a TCP port on a device. */
+  private async onForward(
+    connection: GatewayConnection,
+    accept: Accept<ServerChannel>,
+    reject: Reject,
+    target: TcpipInfo,
+  ): Promise<void> {
+    const release = this.takeChannel(connection);
+    if (typeof release === 'string') {
+      rejectChannel(connection.client, reject, OpenFailure.resourceShortage, release);
+      return;
+    }
+    let session: Awaited<ReturnType<typeof openStream>>;
+    try {
+      const actor = await this.actorOf(connection);
+      const device = await resolveDevice(
+        this.deps.db,
+        actor.principal,
+        target.destIP,
+        this.deps.config.deviceSuffix,
+      );
+      session = await openStream(this.deps, this.hub, actor, device.uuid, target.destPort, {
+        surface: 'ssh',
+      });
+    } catch (err) {
+      release();
+      const { message, code } = this.refusalOf(err);
+      rejectChannel(connection.client, reject, code, message);
+      return;
+    }
+    const channel = accept();
+    channel.on('close', release);
+    await session.relay(channel).catch((err: unknown) => {
+      this.deps.log.debug({ err }, 'an SSH forwarding ended with an error');
+    });
+  }
+
+  /** `ssh login+device@gw [command]`, `scp`, `sftp`: a session channel. */
+  private onSession(connection: GatewayConnection, accept: Accept<Session>, reject: Reject): void {
+    const release = this.takeChannel(connection);
+    if (typeof release === 'string') {
+      rejectChannel(connection.client, reject, OpenFailure.resourceShortage, release);
+      return;
+    }
+    const session = accept();
+    session.on('close', release);
+    let pty: PtyInfo | undefined;
+    const env: Record<string, string> = {};
+    let running: ExecChannel | undefined;
+    session.on('pty', (acceptRequest, _reject, info) => {
+      pty = info;
+      acceptRequest?.();
+    });
+    session.on('window-change', (acceptRequest, _reject, info) => {
+      if (pty) pty = { ...pty, cols: info.cols, rows: info.rows };
+      if (info.cols > 0 && info.rows > 0) running?.send({ type: 'resize', cols: info.cols, rows: info.rows });
+      acceptRequest?.();
+    });
+    session.on('env', (acceptRequest, rejectRequest, { key, val }) => {
+      if (ACCEPTED_ENV.test(key) && Object.keys(env).length < MAX_ENV && val.length <= 1024) {
+        env[key] = val;
+        acceptRequest?.();
+      } else rejectRequest?.();
+    });
+    session.on('signal', (acceptRequest, rejectRequest, { name }) => {
+      if (!running || !/^[A-Z][A-Z0-9]{0,15}$/.test(name)) {
+        rejectRequest?.();
+        return;
+      }
+      running.send({ type: 'signal', name });
+      acceptRequest?.();
+    });
+    const start = (acceptChannel: Accept<ServerChannel>, command: string | undefined, sftp = false) => {
+      if (running) return;
+      const channel = acceptChannel();
+      const size = pty && { term: pty.term || 'xterm', cols: pty.cols || 80, rows: pty.rows || 24 };
+      const target: DeviceCommand = sftp
+        ? { service: 'sftp' }
+        : {
+            exec: {
+              ...(command === undefined ? {} : { command }),
+              ...(size ? { pty: size } : {}),
+              ...(Object.keys(env).length ? { env } : {}),
+            },
+          };
+      running = new ExecChannel(channel);
+      this.runCommand(connection, channel, running, target, size && command === undefined ? size : undefined);
+    };
+    session.on('shell', (acceptChannel) => start(acceptChannel, undefined));
+    session.on('exec', (acceptChannel, _reject, { command }) => start(acceptChannel, command));
+    session.on('subsystem', (acceptChannel, rejectChannelRequest, { name }) => {
+      if (name === 'sftp') start(acceptChannel, undefined, true);
+      else rejectChannelRequest();
+    });
+  }
+
+  private async runCommand(
+    connection: GatewayConnection,
+    channel: ServerChannel,
+    execChannel: ExecChannel,
+    target: DeviceCommand,
+    shell: { term: string; cols: number; rows: number } | undefined,
+  ): Promise<void> {
+    const user = connection.user;
+    const fail = (message: string) => {
+      channel.stderr.write(`fleetgate: ${message}\r\n`);
+      channel.exit(255);
+      channel.end();
+      execChannel.destroy();
+    };
+    if (!user?.device) {
+      fail(
+        `name a device to run commands on: ssh -p ${this.boundPort ?? 2222} ${user?.login ?? '<login>'}+<device>@<this server> [command]` +
+          ` (or reach its sshd: ssh -J ${user?.login ?? '<login>'}@<this server>:${this.boundPort ?? 2222} root@<device>)`,
+      );
+      return;
+    }
+    try {
+      const actor = await this.actorOf(connection);
+      const device = await resolveDevice(
+        this.deps.db,
+        actor.principal,
+        user.device,
+        this.deps.config.deviceSuffix,
+      );
+      const session = await openStream(this.deps, this.hub, actor, device.uuid, target, { surface: 'ssh' });
+      if (shell && (await recordsSessions(this.deps, session.device.orgId))) {
+        execChannel.record(
+          SessionRecorder.begin(this.deps, actor, {
+            sessionId: session.id,
+            orgId: session.device.orgId,
+            deviceUuid: session.device.uuid,
+            cols: shell.cols,
+            rows: shell.rows,
+            term: shell.term,
+            title: `${user.login} on ${session.device.name}`,
+          }),
+        );
+      }
+      await session.relay(execChannel).catch((err: unknown) => {
+        this.deps.log.debug({ err }, 'an SSH session ended with an error');
+      });
+    } catch (err) {
+      fail(this.refusalOf(err).message);
+    }
+  }
+
+  /** What a person is told when a channel cannot be opened; internal errors are logged, never shown. */
+  private refusalOf(err: unknown): { message: string; code: number } {
+    if (err instanceof AppError) {
+      switch (err.code) {
+        case 'unavailable':
+          return { message: err.message, code: OpenFailure.connectFailed };
+        case 'not_found':
+        case 'forbidden':
+        case 'conflict':
+        case 'unauthorized':
+        case 'bad_request':
+          return { message: err.message, code: OpenFailure.prohibited };
+        default:
+          break;
+      }
+    }
+    this.deps.log.error({ err }, 'opening an SSH channel failed');
+    return { message: 'internal error: try again later', code: OpenFailure.connectFailed };
+  }
+}
+
+/**
+ * Refuses a channel open with a description the person sees (OpenSSH prints "channel 0: open failed:
+ * administratively prohibited: <description>"). ssh2's `reject()` always sends an empty description and its own
+ * reason code, so its protocol's `channelOpenFail` is swapped for this one synchronous call.
+ */
+function rejectChannel(client: Connection, reject: Reject, code: number, description: string): void {
+  type Protocol = { channelOpenFail?: (recipient: number, reason: number, description: string) => void };
+  const protocol = (client as unknown as { _protocol?: Protocol })._protocol;
+  const original = protocol?.channelOpenFail;
+  if (!protocol || typeof original !== 'function') {
+    reject();
+    return;
+  }
+  protocol.channelOpenFail = (recipient: number) =>
+    original.call(protocol, recipient, code, description.slice(0, 512));
+  try {
+    reject();
+  } finally {
+    delete protocol.channelOpenFail;
+    if (protocol.channelOpenFail !== original) protocol.channelOpenFail = original;
+  }
+}

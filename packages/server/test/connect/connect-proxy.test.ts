@@ -1,0 +1,501 @@
+/**
+ * The HTTP CONNECT proxy with real `curl`, against the real server (`startServer`) and the real agent library
+ * in-process with an HTTP server on the "device" (127.0.0.1, a random port on both allow-lists): absolute-form
+ * and CONNECT requests reach it; wrong credentials, other organizations, offline devices, refused and
+ * forbidden ports, malformed, oversized and slow requests get their own answers; and every CONNECT is a
+ * session that `GET /api/v1/sessions` shows and an administrator can terminate.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../../agent/src/agent.ts';
+import { createLogger } from '../../../agent/src/log.ts';
+import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
+import { runCli } from '../../../cli/src/index.ts';
+import { memoryIo } from '../../../cli/src/memory-io.ts';
+import { ADMIN_EMAIL } from '../harness.ts';
+import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+
+const hasCurl = (() => {
+  try {
+    execFileSync('curl', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!hasCurl) console.warn('SKIPPED: CONNECT proxy tests need curl (Debian package: curl)');
+
+/** What `curl` printed and the status it saw (`-w`), never throwing on curl's own failure exit codes. */
+function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '10', ...args], (error, stdout, stderr) => {
+      const code = error ? Number((error as { code?: number }).code ?? 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Sends `text` on a raw connection to the proxy and answers everything it sent back until it closed. */
+async function rawExchange(port: number, text: string | Buffer, localAddress = '127.0.0.1'): Promise<string> {
+  const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(text);
+  await once(socket, 'close');
+  return Buffer.concat(chunks).toString('latin1');
+}
+
+describe.skipIf(!hasCurl)('HTTP CONNECT proxy', () => {
+  let server: ListeningServer;
+  let proxyPort: number;
+  let agent: Agent;
+  let uuid: string;
+  let device: http.Server;
+  let devicePort: number;
+  /** A port on the allow-lists where nothing listens on the device. */
+  let closedPort: number;
+  let offlineUuid: string;
+  const keys = { admin: '', outsider: '', viewer: '' };
+  const logins = { outsider: 'outsider@example.test', viewer: 'proxy-viewer@example.test' };
+  const asAdmin = async (method: string, url: string, body?: unknown, token = server.adminToken) =>
+    requestJson(`${server.url}${url}`, { method, token, ...(body === undefined ? {} : { body }) });
+  const must = async (method: string, url: string, body?: unknown, token?: string) => {
+    const answer = await asAdmin(method, url, body, token);
+    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
+    return answer.body;
+  };
+  const proxyAs = (login: string, key: string) => [
+    '-x',
+    `http://127.0.0.1:${proxyPort}`,
+    '-U',
+    `${login}:${key}`,
+  ];
+  const deviceUrl = (port = devicePort, host = `${uuid}.devices`) => `http://${host}:${port}/hello`;
+
+  beforeAll(async () => {
+    server = await startListeningServer({
+      flags: {
+        presenceFlushMs: 50,
+        tunnelPingIntervalMs: 1000,
+        tunnelPingTimeoutMs: 1000,
+        proxyHeaderTimeoutMs: 1000,
+        proxyMaxConnectionsPerSource: 20,
+      },
+    });
+    proxyPort = server.server.proxyPort;
+    device = http.createServer((request, response) => {
+      response.setHeader('content-type', 'text/plain');
+      response.end(`hello from the device: ${request.method} ${request.url}\n`);
+    });
+    device.listen(0, '127.0.0.1');
+    await once(device, 'listening');
+    devicePort = (device.address() as net.AddressInfo).port;
+    const spare = net.createServer().listen(0, '127.0.0.1');
+    await once(spare, 'listening');
+    closedPort = (spare.address() as net.AddressInfo).port;
+    await new Promise((resolve) => spare.close(resolve));
+
+    const fleet = await must('POST', '/api/v1/fleets', {
+      orgId: 1,
+      name: 'proxy',
+      defaultDeviceType: 'generic-amd64',
+    });
+    await must('PUT', `/api/v1/fleets/${fleet.id}/allowed-ports`, { ports: [devicePort, closedPort, 22] });
+    const { key } = await must('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'proxy' });
+    agent = new Agent({
+      ...testConfig(server.url, { provisioningKey: key, allowedPorts: [devicePort, closedPort] }),
+      agentVersion: '0.1.0-proxy-test',
+      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      log: createLogger('silent'),
+    });
+    void agent.run();
+    const credentials = await agent.enroll();
+    if (credentials.type !== 'device-key') throw new Error('expected a device key');
+    uuid = credentials.uuid;
+    await waitFor(
+      async () => (await asAdmin('GET', `/api/v1/devices/${uuid}`)).body.status === 'online',
+      10_000,
+      'the device to be online',
+    );
+    offlineUuid = (await must('POST', '/api/v1/devices', { fleetId: fleet.id, name: 'offline-one' })).uuid;
+
+    keys.admin = (await must('POST', '/api/v1/api-keys', { name: 'proxy' })).key;
+    // Another organization's owner, and a viewer of ours.
+    const beta = await must('POST', '/api/v1/orgs', { name: 'Beta proxy' });
+    for (const [who, orgId, role] of [
+      ['outsider', beta.id, 'owner'],
+      ['viewer', 1, 'viewer'],
+    ] as const) {
+      const member = await must('POST', `/api/v1/orgs/${orgId}/members`, { email: logins[who], role });
+      const login = await requestJson(`${server.url}/api/v1/auth/login`, {
+        method: 'POST',
+        body: { email: logins[who], password: member.password },
+      });
+      keys[who] = (await must('POST', '/api/v1/api-keys', { name: 'proxy' }, login.body.token)).key;
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    device?.close();
+    await server?.close();
+    removeTemporaryDirs();
+  });
+
+  it('forwards absolute-form requests to the device: curl -x reaches its web page', async () => {
+    const answer = await curl([...proxyAs(ADMIN_EMAIL, keys.admin), '-w', '\n%{http_code}', deviceUrl()]);
+    expect(answer.stderr).toBe('');
+    expect(answer.stdout).toBe('hello from the device: GET /hello\n\n200');
+    // The credentials in the proxy URL, as people write them (the @ of the e-mail escaped).
+    const inUrl = await curl([
+      '-x',
+      `http://${encodeURIComponent(ADMIN_EMAIL)}:${keys.admin}@127.0.0.1:${proxyPort}`,
+      '-w',
+      '%{http_code}',
+      '-o',
+      '/dev/null',
+      deviceUrl(devicePort, uuid),
+    ]);
+    expect(inUrl.stdout).toBe('200');
+    // Each request was a session that ended cleanly (the device closed after its answer).
+    const ended = await waitFor(
+      async () => {
+        const page = (await asAdmin('GET', `/api/v1/sessions?device=${uuid}&live=false`)).body;
+        return page.total === 2 ? page.items : undefined;
+      },
+      5000,
+      'two ended sessions',
+    );
+    for (const session of ended) expect(session).toMatchObject({ surface: 'connect', outcome: 'closed' });
+  });
+
+  it('tunnels with CONNECT: curl -p reaches the device through a raw stream', async () => {
+    const answer = await curl([
+      '-p',
+      ...proxyAs(ADMIN_EMAIL, keys.admin),
+      '-w',
+      '\n%{http_connect} %{http_code}',
+      deviceUrl(),
+    ]);
+    expect(answer.stdout).toBe('hello from the device: GET /hello\n\n200 200');
+  });
+
+  it('answers 407 to wrong keys, missing credentials and another organization’s people, alike', async () => {
+    const status = async (args: string[], url = deviceUrl()) =>
+      (await curl([...args, '-o', '/dev/null', '-w', '%{http_code}', url])).stdout;
+    expect(await status(proxyAs(ADMIN_EMAIL, 'fgk_not-the-key'))).toBe('407');
+    expect(await status(proxyAs(logins.viewer, keys.admin))).toBe('407');
+    expect(await status(['-x', `http://127.0.0.1:${proxyPort}`])).toBe('407');
+    expect(await status(proxyAs(logins.outsider, keys.outsider))).toBe('407');
+    // An unknown device answers as another organization's does.
+    expect(
+      await status(
+        proxyAs(logins.outsider, keys.outsider),
+        deviceUrl(devicePort, `${'0'.repeat(32)}.devices`),
+      ),
+    ).toBe('407');
+    const connect = await curl([
+      '-p',
+      ...proxyAs(logins.outsider, keys.outsider),
+      '-w',
+      '%{http_connect}',
+      deviceUrl(),
+    ]);
+    expect(connect.stdout).toBe('407');
+    const raw = await rawExchange(
+      proxyPort,
+      `CONNECT ${uuid}.devices:${devicePort} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    expect(raw).toMatch(/^HTTP\/1\.1 407 /);
+    expect(raw).toContain('Proxy-Authenticate: Basic realm="fleetgate"');
+  });
+
+  it('answers 503 for an offline device, 502 for a port the device refuses, 403 outside the allow-list', async () => {
+    const status = async (url: string, connect = false) =>
+      (
+        await curl([
+          ...(connect ? ['-p'] : []),
+          ...proxyAs(ADMIN_EMAIL, keys.admin),
+          '-o',
+          '/dev/null',
+          '-w',
+          connect ? '%{http_connect}' : '%{http_code}',
+          url,
+        ])
+      ).stdout;
+    expect(await status(deviceUrl(devicePort, `${offlineUuid}.devices`))).toBe('503');
+    expect(await status(deviceUrl(devicePort, `${offlineUuid}.devices`), true)).toBe('503');
+    expect(await status(deviceUrl(closedPort))).toBe('502');
+    expect(await status(deviceUrl(closedPort), true)).toBe('502');
+    expect(await status(deviceUrl(8))).toBe('403');
+    expect(await status(deviceUrl(8), true)).toBe('403');
+    // A viewer sees the device but may not connect to it.
+    const viewer = await curl([...proxyAs(logins.viewer, keys.viewer), '-w', '\n%{http_code}', deviceUrl()]);
+    expect(viewer.stdout).toMatch(/viewer.*\n403$/s);
+  });
+
+  it('answers 400 to malformed requests and 431 to huge headers', async () => {
+    for (const line of [
+      'CONNECT nonsense HTTP/1.1',
+      `CONNECT ${uuid}.devices HTTP/1.1`,
+      `CONNECT ${uuid}.devices:99999 HTTP/1.1`,
+      'CONNECT example.com:443 HTTP/1.1',
+      'GET /not-a-proxy-request HTTP/1.1',
+      'GARBAGE',
+      '\u0000\u0001\u0002 HTTP/1.1',
+    ]) {
+      const answer = await rawExchange(proxyPort, `${line}\r\nHost: x\r\n\r\n`);
+      expect(answer, line).toMatch(/^HTTP\/1\.1 400 /);
+    }
+    const huge = await rawExchange(
+      proxyPort,
+      `CONNECT ${uuid}.devices:${devicePort} HTTP/1.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+  });
+
+  it('cuts a slowloris client after the header timeout while others get through', async () => {
+    const slow = net.connect({ port: proxyPort, host: '127.0.0.1' });
+    const chunks: Buffer[] = [];
+    slow.on('data', (chunk: Buffer) => chunks.push(chunk));
+    slow.on('error', () => {});
+    await once(slow, 'connect');
+    const started = performance.now();
+    slow.write(`CONNECT ${uuid}.devices:${devicePort} HTTP/1.1\r\n`);
+    const drip = setInterval(() => {
+      if (!slow.destroyed) slow.write('X-Slow: a\r\n');
+    }, 100);
+    try {
+      // Meanwhile, somebody else is served at once.
+      const other = await curl([
+        ...proxyAs(ADMIN_EMAIL, keys.admin),
+        '-w',
+        '%{http_code}',
+        '-o',
+        '/dev/null',
+        deviceUrl(),
+      ]);
+      expect(other.stdout).toBe('200');
+      await once(slow, 'close');
+    } finally {
+      clearInterval(drip);
+    }
+    const elapsed = performance.now() - started;
+    expect(Buffer.concat(chunks).toString()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(5000);
+  });
+
+  it('limits failed authentications per source, without locking out other addresses', async () => {
+    const attempt = (localAddress: string, login: string, key: string) =>
+      rawExchange(
+        proxyPort,
+        `CONNECT ${uuid}.devices:${devicePort} HTTP/1.1\r\nProxy-Authorization: Basic ${Buffer.from(
+          `${login}:${key}`,
+        ).toString('base64')}\r\n\r\n`,
+        localAddress,
+      );
+    // The server's login allowance (FLEETGATE_LOGIN_ATTEMPTS, default 10) for guesses from 127.0.0.2.
+    for (let i = 0; i < 10; i++) {
+      expect(await attempt('127.0.0.2', `guess${i}@example.test`, 'fgk_wrong')).toMatch(/^HTTP\/1\.1 407 /);
+    }
+    const limited = await attempt('127.0.0.2', ADMIN_EMAIL, keys.admin);
+    expect(limited).toMatch(/^HTTP\/1\.1 429 /);
+    expect(limited).toMatch(/Retry-After: \d+/);
+    // Another address is still served.
+    const other = await curl([
+      ...proxyAs(ADMIN_EMAIL, keys.admin),
+      '-w',
+      '%{http_code}',
+      '-o',
+      '/dev/null',
+      deviceUrl(),
+    ]);
+    expect(other.stdout).toBe('200');
+  });
+
+  it('limits connections per source address', async () => {
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const socket = net.connect({ port: proxyPort, host: '127.0.0.1', localAddress: '127.0.0.3' });
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        held.push(socket);
+      }
+      // Accepted connections are counted as the server sees them: give it a moment.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const refused = await rawExchange(proxyPort, 'GET http://x/ HTTP/1.1\r\n\r\n', '127.0.0.3');
+      expect(refused).toMatch(/^HTTP\/1\.1 429 /);
+      const other = await curl([
+        ...proxyAs(ADMIN_EMAIL, keys.admin),
+        '-w',
+        '%{http_code}',
+        '-o',
+        '/dev/null',
+        deviceUrl(),
+      ]);
+      expect(other.stdout).toBe('200');
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+  });
+
+  describe('sessions', () => {
+    /** A CONNECT tunnel held open on a raw socket, after the proxy's 200. */
+    async function openTunnel(): Promise<{ socket: net.Socket; received: () => string }> {
+      const socket = net.connect({ port: proxyPort, host: '127.0.0.1' });
+      socket.on('error', () => {});
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+      });
+      await once(socket, 'connect');
+      const auth = Buffer.from(`${ADMIN_EMAIL}:${keys.admin}`).toString('base64');
+      socket.write(
+        `CONNECT ${uuid}.devices:${devicePort} HTTP/1.1\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`,
+      );
+      await waitFor(() => text.includes('\r\n\r\n'), 5000, 'the proxy to answer');
+      expect(text).toMatch(/^HTTP\/1\.1 200 Connection Established\r\n\r\n$/);
+      return { socket, received: () => text };
+    }
+
+    it('lists a CONNECT session with its bytes and outcome once it ended', async () => {
+      const answer = await curl([
+        '-p',
+        ...proxyAs(ADMIN_EMAIL, keys.admin),
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        deviceUrl(),
+      ]);
+      expect(answer.stdout).toBe('200');
+      const session = await waitFor(
+        async () => {
+          const page = (await asAdmin('GET', `/api/v1/sessions?surface=connect&device=${uuid}&live=false`))
+            .body;
+          return page.items[0];
+        },
+        5000,
+        'the ended CONNECT session',
+      );
+      expect(session).toMatchObject({
+        surface: 'connect',
+        port: devicePort,
+        device: { uuid },
+        user: { label: ADMIN_EMAIL },
+        clientAddress: '127.0.0.1',
+        live: false,
+        outcome: 'closed',
+        terminatedBy: null,
+      });
+      expect(session.bytesToDevice).toBeGreaterThan(20);
+      expect(session.bytesFromDevice).toBeGreaterThan(20);
+      expect((await asAdmin('GET', `/api/v1/sessions/${session.id}`)).body).toMatchObject({ id: session.id });
+      // Its audit events.
+      const audit = (await asAdmin('GET', `/api/v1/audit?action=device.stream.close&resourceId=${uuid}`))
+        .body;
+      expect(
+        audit.items.some((e: { details: { session: string } }) => e.details.session === session.id),
+      ).toBe(true);
+    });
+
+    it('shows a live session, lets viewers read it but not end it, hides it from other organizations, and an admin ends it', async () => {
+      const tunnel = await openTunnel();
+      tunnel.socket.write(`GET /live HTTP/1.1\r\nHost: device\r\n\r\n`);
+      await waitFor(() => tunnel.received().includes('hello from the device: GET /live'), 5000, 'the answer');
+      const live = await waitFor(
+        async () => (await asAdmin('GET', `/api/v1/sessions?live=true&device=${uuid}`)).body.items[0],
+        5000,
+        'the live session',
+      );
+      expect(live).toMatchObject({ live: true, endedAt: null, outcome: null, surface: 'connect' });
+      expect(live.bytesFromDevice).toBeGreaterThan(0);
+      // Outlives the header timeout: a tunnel is not a slow request.
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+      expect(tunnel.socket.destroyed).toBe(false);
+
+      // API keys are Bearer tokens for the API too.
+      const viewerToken = keys.viewer;
+      const outsiderToken = keys.outsider;
+      const viewerList = await asAdmin('GET', '/api/v1/sessions?live=true', undefined, viewerToken);
+      expect(viewerList.status).toBe(200);
+      expect(viewerList.body.items.map((s: { id: string }) => s.id)).toContain(live.id);
+      const viewerKill = await asAdmin(
+        'POST',
+        `/api/v1/sessions/${live.id}/terminate`,
+        undefined,
+        viewerToken,
+      );
+      expect(viewerKill.status).toBe(403);
+      expect((await asAdmin('GET', `/api/v1/sessions/${live.id}`, undefined, outsiderToken)).status).toBe(
+        404,
+      );
+      expect(
+        (await asAdmin('POST', `/api/v1/sessions/${live.id}/terminate`, undefined, outsiderToken)).status,
+      ).toBe(404);
+      const outsiderList = await asAdmin('GET', '/api/v1/sessions', undefined, outsiderToken);
+      expect(outsiderList.body.items).toEqual([]);
+      expect((await asAdmin('GET', '/api/v1/sessions?orgId=1', undefined, outsiderToken)).status).toBe(404);
+
+      // The client sees its connection reset, not a clean end.
+      const dropped = new Promise<string>((resolve) => {
+        tunnel.socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+        tunnel.socket.once('close', () => resolve('closed without a reset'));
+      });
+      const ended = await asAdmin('POST', `/api/v1/sessions/${live.id}/terminate`);
+      expect(ended.status).toBe(200);
+      expect(ended.body).toMatchObject({
+        live: false,
+        outcome: `terminated by ${ADMIN_EMAIL}`,
+        terminatedBy: { label: ADMIN_EMAIL },
+      });
+      expect(await dropped).toBe('ECONNRESET');
+      expect(
+        (await asAdmin('POST', `/api/v1/sessions/${live.id}/terminate`)).status,
+        'an ended session cannot be ended again',
+      ).toBe(409);
+      const audit = (await asAdmin('GET', `/api/v1/audit?action=session.terminate&resourceId=${live.id}`))
+        .body;
+      expect(audit.items).toHaveLength(1);
+    });
+
+    it('fleetgate sessions ls --live, show and kill', async () => {
+      const cli = async (...args: string[]) => {
+        const memory = memoryIo({ env: { FLEETGATE_SERVER: server.url, FLEETGATE_TOKEN: keys.admin } });
+        const code = await runCli(args, memory.io);
+        return { code, stdout: memory.stdout(), stderr: memory.stderr() };
+      };
+      const tunnel = await openTunnel();
+      const live = await waitFor(
+        async () => (await asAdmin('GET', `/api/v1/sessions?live=true&device=${uuid}`)).body.items[0],
+        5000,
+        'the live session',
+      );
+      const listed = await cli('sessions', 'ls', '--live');
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(
+        new RegExp(`${live.id} .*${ADMIN_EMAIL}.* connect .*port ${devicePort}.* live`),
+      );
+      const json = JSON.parse((await cli('--json', 'sessions', 'ls', '--live')).stdout);
+      expect(json.items.map((item: { id: string }) => item.id)).toContain(live.id);
+      const shown = await cli('sessions', 'show', live.id);
+      expect(shown.stdout).toMatch(/live: +yes/);
+      const dropped = new Promise<void>((resolve) => tunnel.socket.once('close', () => resolve()));
+      const killed = await cli('sessions', 'kill', live.id);
+      expect(killed).toMatchObject({ code: 0, stderr: '' });
+      expect(killed.stdout).toMatch(`ended session ${live.id}`);
+      await dropped;
+      const again = await cli('sessions', 'kill', live.id);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/already ended/);
+      expect((await cli('sessions', 'show', 'nonsense')).stderr).toMatch(/not a session id/);
+    });
+  });
+});

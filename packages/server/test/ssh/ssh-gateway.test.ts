@@ -1,0 +1,430 @@
+/**
+ * The SSH gateway with real OpenSSH clients: a real fleetgate server, a real agent (in-process, over real
+ * sockets) in front of a real `sshd` started from a temporary config (the device's sshd), and `ssh`, `scp` and
+ * `sftp` as people run them.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../../agent/src/agent.ts';
+import { createLogger } from '../../../agent/src/log.ts';
+import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
+import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(
+  file: string,
+  args: string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      file,
+      args,
+      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+        resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
+      },
+    );
+    if (options.input !== undefined) child.stdin?.end(options.input);
+    else child.stdin?.end();
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('SSH gateway with OpenSSH clients', () => {
+  let server: ListeningServer;
+  let dir: string;
+  let sshPort: number;
+  let sshd: ChildProcess;
+  let sshdPort: number;
+  let agent: Agent;
+  let uuid: string;
+  let adminKey: string;
+  let betaKey: string;
+  const agents: Agent[] = [];
+
+  const api = async (method: string, url: string, body?: unknown, token = server.adminToken) => {
+    const answer = await requestJson(`${server.url}${url}`, {
+      method,
+      ...(body === undefined ? {} : { body }),
+      token,
+    });
+    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
+    return answer.body;
+  };
+  const keygen = async (name: string) => {
+    const file = path.join(dir, name);
+    const made = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file]);
+    if (made.code !== 0) throw new Error(`ssh-keygen: ${made.stderr}`);
+    return file;
+  };
+  const clientOptions = (key: string) => [
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-i',
+    key,
+  ];
+  /**
+   * `ssh -J <login>@gw root@<target>` to the device's sshd, as a person writes it; the jump host's options come
+   * from an ssh_config (`-F`), which OpenSSH hands on to the ssh it starts for the jump.
+   */
+  const jump = (key: string, login: string, target: string, port: number, command: string[]) => {
+    const config = path.join(dir, `ssh_config_${randomBytes(4).toString('hex')}`);
+    fs.writeFileSync(
+      config,
+      [
+        'Host *',
+        '  StrictHostKeyChecking no',
+        '  UserKnownHostsFile /dev/null',
+        '  BatchMode yes',
+        '  IdentitiesOnly yes',
+        `  IdentityFile ${key}`,
+        '',
+      ].join('\n'),
+    );
+    return run('ssh', [
+      '-F',
+      config,
+      '-J',
+      `${login}@127.0.0.1:${sshPort}`,
+      '-p',
+      String(port),
+      `root@${target}`,
+      ...command,
+    ]);
+  };
+  const direct = (key: string, user: string, command: string[], extra: string[] = []) =>
+    run('ssh', [...clientOptions(key), ...extra, '-p', String(sshPort), `${user}@127.0.0.1`, ...command]);
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-ssh-'));
+    server = await startListeningServer({ flags: { presenceFlushMs: 50 } });
+    sshPort = server.server.sshPort;
+
+    // People: the admin (owner of the default organization) and beta's owner, each with a key.
+    adminKey = await keygen('id_admin');
+    await api('POST', '/api/v1/ssh-keys', { publicKey: fs.readFileSync(`${adminKey}.pub`, 'utf8') });
+    await api('POST', '/api/v1/users', { email: 'beta@example.test', password: 'beta owner password' });
+    const betaToken = (
+      await requestJson(`${server.url}/api/v1/auth/login`, {
+        method: 'POST',
+        body: { email: 'beta@example.test', password: 'beta owner password' },
+      })
+    ).body.token as string;
+    await api('POST', '/api/v1/orgs', { name: 'Beta' }, betaToken);
+    betaKey = await keygen('id_beta');
+    await api(
+      'POST',
+      '/api/v1/ssh-keys',
+      { publicKey: fs.readFileSync(`${betaKey}.pub`, 'utf8') },
+      betaToken,
+    );
+
+    // The device's own sshd, on a free high port, trusting the admin's key.
+    sshdPort = await freePort();
+    const hostKey = await keygen('device_host_key');
+    fs.copyFileSync(`${adminKey}.pub`, path.join(dir, 'authorized_keys'));
+    fs.mkdirSync('/run/sshd', { recursive: true });
+    const sshdConfig = path.join(dir, 'sshd_config');
+    fs.writeFileSync(
+      sshdConfig,
+      [
+        `Port ${sshdPort}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${hostKey}`,
+        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
+        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        'UsePAM no',
+        'StrictModes no',
+        'PermitRootLogin yes',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'Subsystem sftp /usr/lib/openssh/sftp-server',
+        'LogLevel ERROR',
+        '',
+      ].join('\n'),
+    );
+    sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', sshdConfig], { stdio: 'ignore' });
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const socket = net.connect(sshdPort, '127.0.0.1', () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.on('error', () => resolve(false));
+        }),
+      10_000,
+      'the device sshd',
+    );
+
+    // The device: a real agent, enrolled with a provisioning key, allowed to reach its sshd.
+    const fleet = await api('POST', '/api/v1/fleets', {
+      orgId: 1,
+      name: 'ssh-fleet',
+      defaultDeviceType: 'generic-amd64',
+    });
+    const { key } = await api('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'ssh' });
+    agent = new Agent({
+      ...testConfig(server.url, { provisioningKey: key, allowedPorts: [sshdPort] }),
+      agentVersion: '0.1.0-ssh',
+      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
+      log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
+    });
+    agents.push(agent);
+    const credentials = await agent.enroll();
+    if (credentials.type !== 'device-key') throw new Error('expected a device key');
+    uuid = credentials.uuid;
+    void agent.run();
+    await waitFor(
+      async () => (await api('GET', `/api/v1/devices/${uuid}`)).status === 'online',
+      10_000,
+      'the device to be online',
+    );
+    await api('PATCH', `/api/v1/devices/${uuid}`, { name: 'kitchen-pi' });
+    await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [22, sshdPort] });
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    sshd?.kill();
+    await server?.close();
+    removeTemporaryDirs();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps its host keys in the data dir (0600) and offers Ed25519', () => {
+    for (const name of ['ssh_host_ed25519_key', 'ssh_host_rsa_key']) {
+      const stat = fs.statSync(path.join(server.dataDir, 'ssh', name));
+      expect(stat.mode & 0o777).toBe(0o600);
+    }
+  });
+
+  it('ssh -J reaches the device sshd by uuid, uuid prefix, <uuid>.devices and name', async () => {
+    for (const target of [uuid, uuid.slice(0, 8), `${uuid}.devices`, 'kitchen-pi']) {
+      const answer = await jump(adminKey, 'admin', target, sshdPort, ['echo', 'hello-from', '$((6*7))']);
+      expect(answer.stdout).toBe('hello-from 42\n');
+      expect(answer.code).toBe(0);
+    }
+  });
+
+  it('runs a command through the agent and returns its exit status, stdout and stderr apart', async () => {
+    const seven = await direct(adminKey, `admin+${uuid}`, ['exit 7']);
+    expect(seven.code).toBe(7);
+    const both = await direct(adminKey, 'admin@example.test+kitchen-pi', ['echo out; echo err >&2; exit 3']);
+    expect(both).toEqual({ code: 3, stdout: 'out\n', stderr: 'err\n' });
+    // stdin reaches the command, and its end (EOF) ends the command's input.
+    const piped = await run(
+      'ssh',
+      [...clientOptions(adminKey), '-p', String(sshPort), `admin+${uuid}@127.0.0.1`, 'wc -c'],
+      { input: 'x'.repeat(100_000) },
+    );
+    expect(piped.stdout.trim()).toBe('100000');
+    // A command killed by a signal: OpenSSH reports the signal (exit status 255, "killed by signal").
+    const killed = await direct(adminKey, `admin+${uuid}`, ['kill -TERM $$']);
+    expect(killed.code).toBe(255);
+  });
+
+  it('gives a shell a terminal whose size follows window changes', async () => {
+    const privateKey = fs.readFileSync(adminKey);
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      client.on('ready', () => resolve());
+      client.on('error', reject);
+      client.connect({ host: '127.0.0.1', port: sshPort, username: `admin+${uuid}`, privateKey });
+    });
+    try {
+      const channel = await new Promise<ClientChannel>((resolve, reject) =>
+        client.shell({ term: 'xterm', cols: 91, rows: 20 }, (error, stream) =>
+          error ? reject(error) : resolve(stream),
+        ),
+      );
+      let output = '';
+      channel.on('data', (data: Buffer) => {
+        output += data.toString();
+      });
+      channel.write('echo "cols=$(tput cols)"\n');
+      await waitFor(() => output.includes('cols=91'), 10_000, 'the first size');
+      channel.setWindow(33, 132, 0, 0);
+      channel.write('echo "cols=$(tput cols) lines=$(tput lines)"\n');
+      await waitFor(() => output.includes('cols=132 lines=33'), 10_000, 'the new size');
+      const closed = new Promise<number>((resolve) => channel.on('exit', (code: number) => resolve(code)));
+      channel.write('exit 4\n');
+      expect(await closed).toBe(4);
+    } finally {
+      client.end();
+    }
+  });
+
+  it('copies a 50 MB file both ways with scp (SFTP) and lists a directory with sftp', async () => {
+    const local = path.join(dir, 'big.bin');
+    fs.writeFileSync(local, randomBytes(50 * 1024 * 1024));
+    const remote = path.join(dir, `remote-${randomBytes(4).toString('hex')}.bin`);
+    const back = path.join(dir, 'back.bin');
+    const scp = (from: string, to: string) =>
+      run('scp', [...clientOptions(adminKey), '-q', '-P', String(sshPort), from, to], { timeoutMs: 120_000 });
+    const up = await scp(local, `admin+${uuid}@127.0.0.1:${remote}`);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    const down = await scp(`admin+${uuid}@127.0.0.1:${remote}`, back);
+    expect(down.code).toBe(0);
+    const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    expect(sha(back)).toBe(sha(local));
+    expect(sha(remote)).toBe(sha(local));
+
+    const listing = await run(
+      'sftp',
+      [...clientOptions(adminKey), '-P', String(sshPort), '-b', '-', `admin+${uuid}@127.0.0.1`],
+      { input: `ls -1 ${dir}\n` },
+    );
+    expect(listing.code).toBe(0);
+    expect(listing.stdout).toContain('big.bin');
+    expect(listing.stdout).toContain('sshd_config');
+  }, 180_000);
+
+  it("refuses another organization's user without revealing the device", async () => {
+    const viaJump = await jump(betaKey, 'beta', uuid, sshdPort, ['true']);
+    expect(viaJump.code).toBe(255);
+    expect(viaJump.stderr).toContain(`no device "${uuid}" among your devices`);
+    const viaExec = await direct(betaKey, `beta+${uuid}`, ['true']);
+    expect(viaExec.code).toBe(255);
+    expect(viaExec.stderr).toContain(`no device "${uuid}" among your devices`);
+    // The same words as for a device that does not exist at all.
+    const unknown = await direct(betaKey, `beta+${'0'.repeat(32)}`, ['true']);
+    expect(unknown.stderr).toContain('among your devices');
+    // A key nobody registered, or registered by someone else, does not sign in.
+    const wrongUser = await direct(betaKey, `admin+${uuid}`, ['true']);
+    expect(wrongUser.code).toBe(255);
+    expect(wrongUser.stderr).toContain('Permission denied');
+  });
+
+  it('refuses a port outside the allow-list when the channel opens', async () => {
+    const answer = await jump(adminKey, 'admin', uuid, 2, ['true']);
+    expect(answer.code).toBe(255);
+    expect(answer.stderr).toMatch(
+      /open failed: administratively prohibited: port 2 is not on the device's port allow-list/,
+    );
+  });
+
+  it('accepts an API key as the password (for scripts)', async () => {
+    const { key } = await api('POST', '/api/v1/api-keys', { name: 'ssh-script' });
+    const askpass = path.join(dir, 'askpass.sh');
+    fs.writeFileSync(askpass, `#!/bin/sh\necho '${key}'\n`, { mode: 0o700 });
+    const answer = await new Promise<Run>((resolve) => {
+      execFile(
+        'ssh',
+        [
+          '-o',
+          'StrictHostKeyChecking=no',
+          '-o',
+          'UserKnownHostsFile=/dev/null',
+          '-o',
+          'PreferredAuthentications=password',
+          '-o',
+          'PubkeyAuthentication=no',
+          '-o',
+          'LogLevel=ERROR',
+          '-p',
+          String(sshPort),
+          `admin+${uuid}@127.0.0.1`,
+          'echo via-api-key',
+        ],
+        { env: { ...process.env, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ':0' } },
+        (error, stdout, stderr) =>
+          resolve({
+            code: error ? (error.code as number) : 0,
+            stdout: stdout.toString(),
+            stderr: stderr.toString(),
+          }),
+      ).stdin?.end();
+    });
+    expect(answer.stdout).toBe('via-api-key\n');
+  });
+
+  it('records shell sessions when the organization turns recording on', async () => {
+    expect(await api('PUT', '/api/v1/orgs/1/session-recording', { enabled: true })).toEqual({
+      orgId: 1,
+      enabled: true,
+    });
+    const recorded = await run(
+      'ssh',
+      [...clientOptions(adminKey), '-tt', '-p', String(sshPort), `admin+${uuid}@127.0.0.1`],
+      { input: 'echo recorded-$((40+2))\nexit\n' },
+    );
+    expect(recorded.stdout).toContain('recorded-42');
+    const sessions = await api('GET', `/api/v1/sessions?device=${uuid}&surface=ssh&limit=100`);
+    const shells = (sessions.items as { id: string; target: string; live: boolean }[]).filter(
+      (s) => s.target === 'shell',
+    );
+    expect(shells.length).toBeGreaterThan(0);
+    const cast = await waitFor(
+      async () => {
+        for (const session of shells) {
+          const answer = await requestJson(`${server.url}/api/v1/sessions/${session.id}/recording`, {
+            token: server.adminToken,
+          });
+          if (answer.status === 200 && answer.text.includes('recorded-42')) return answer;
+        }
+        return undefined;
+      },
+      10_000,
+      'the recording',
+    );
+    if (!cast) throw new Error('no recording');
+    expect(cast.headers['content-type']).toContain('application/x-asciicast');
+    const [headerLine, ...events] = cast.text.trimEnd().split('\n');
+    const header = JSON.parse(headerLine ?? '');
+    expect(header).toMatchObject({ version: 2, width: expect.any(Number), height: expect.any(Number) });
+    let last = 0;
+    for (const line of events) {
+      const [time, kind, data] = JSON.parse(line);
+      expect(time).toBeGreaterThanOrEqual(last);
+      last = time;
+      expect(['o', 'r']).toContain(kind);
+      expect(typeof data).toBe('string');
+    }
+    await api('PUT', '/api/v1/orgs/1/session-recording', { enabled: false });
+  });
+
+  it('tells a person clearly when the device is offline', async () => {
+    await agent.stop();
+    await waitFor(
+      async () => (await api('GET', `/api/v1/devices/${uuid}`)).status !== 'online',
+      10_000,
+      'the device to be offline',
+    );
+    const viaJump = await jump(adminKey, 'admin', uuid, sshdPort, ['true']);
+    expect(viaJump.code).toBe(255);
+    expect(viaJump.stderr).toMatch(/open failed: connect failed: device kitchen-pi \(\w+\) is offline/);
+    const viaExec = await direct(adminKey, `admin+${uuid}`, ['true']);
+    expect(viaExec.code).toBe(255);
+    expect(viaExec.stderr).toContain('is offline');
+  });
+});
