@@ -26,6 +26,8 @@ const hasCurl = (() => {
     return false;
   }
 })();
+// CI installs curl (.ci/run): there, a missing curl is a failure, never a skip.
+if (!hasCurl && process.env.CI) throw new Error('the CONNECT proxy tests need curl (Debian package: curl)');
 if (!hasCurl) console.warn('SKIPPED: CONNECT proxy tests need curl (Debian package: curl)');
 
 /** What `curl` printed and the status it saw (`-w`), never throwing on curl's own failure exit codes. */

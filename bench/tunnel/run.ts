@@ -1,0 +1,584 @@
+/**
+ * Tunnel benchmark (issue 4). Starts a real fleetgate on 127.0.0.1 (SQLite) in a child process and measures:
+ *
+ *   (1) throughput laptop → server → agent → device port: a client in this process writes 1 GiB into
+ *       `fleetgate tunnel`'s local port (a real CLI process), through the server to a real fleetgate-agent
+ *       process, which writes it to a TCP sink on "the device" (this process); once on one stream, once over
+ *       16 parallel streams. Baseline in the same run: the same client and sink through a plain Node TCP
+ *       relay process (bench/tunnel/relay.ts). Target: ≥ 0.75× the relay's throughput.
+ *   (4) the agent's footprint: fleetgate-agent's RSS while connected and idle. Target: ≤ 60 MB.
+ *   (2) idle tunnels: N devices (default 15,000) seeded with device keys, their tunnels held by load
+ *       generator processes (bench/tunnel/generator.ts, one 127.0.0.x source address each); the server's
+ *       memory after a full GC before and after. Target: ≤ 10 KiB per tunnel.
+ *   (3) reconnect storm: with M tunnels up (default 10,000), the server restarts (graceful stop, new process
+ *       on the same port and database); the generators reconnect with the agent's own backoff. Measured: time
+ *       from the stop until every tunnel is up again (target ≤ 30 s), the peak of tunnels coming up per second,
+ *       and the refused answers (target: none).
+ *
+ *   npm run bench:tunnel -- [--mib 1024] [--parallel 16] [--idle 15000] [--storm 10000] [--generators 4]
+ *                           [--parts throughput,tunnels]
+ *
+ * It exits 0 whether targets are met or not, 1 when the bench itself fails (bytes lost, a process that
+ * dies, a tunnel that never comes up).
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { openDatabase } from '@fleetgate/server';
+import {
+  api,
+  type Flags,
+  type MemoryFigures,
+  ratio,
+  type ServerProcess,
+  startServerProcess,
+  wholeNumber,
+} from '../lib/server-process.ts';
+
+const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
+const ADMIN_PASSWORD = 'bench-password-not-secret';
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI_BIN = path.join(ROOT, 'packages/cli/bin/fleetgate.js');
+const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/fleetgate-agent.js');
+const MiB = 1024 * 1024;
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Child processes started by the bench, ended in `finally` whatever happens. */
+const children = new Set<ChildProcess>();
+function track<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+// ─── (1) Throughput ───────────────────────────────────────────────────────────────────────────────────
+
+/** "The device's port": a TCP server that counts what it receives and says when a connection is done. */
+function startSink(): Promise<{ port: number; close(): void; received: () => number }> {
+  let received = 0;
+  const server = net.createServer((socket) => {
+    socket.on('data', (chunk) => {
+      received += chunk.length;
+    });
+    socket.on('end', () => socket.end());
+    socket.on('error', () => {});
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        close: () => server.close(),
+        received: () => received,
+      }),
+    );
+  });
+}
+
+/**
+ * Writes `bytes` into each of `streams` connections to 127.0.0.1:`port` at once and half-closes them; done
+ * when the far end closed each (the sink ends its side after reading everything). Answers MiB/s overall.
+ */
+async function push(port: number, streams: number, bytes: number, sink: { received: () => number }) {
+  const chunk = randomBytes(MiB);
+  const before = sink.received();
+  const start = performance.now();
+  await Promise.all(
+    Array.from(
+      { length: streams },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const socket = net.connect({ host: '127.0.0.1', port });
+          let left = bytes;
+          const write = () => {
+            while (left > 0) {
+              const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+              left -= piece.length;
+              if (!socket.write(piece)) return void socket.once('drain', write);
+            }
+            socket.end();
+          };
+          socket.once('connect', write);
+          socket.on('data', () => {});
+          socket.once('close', () => resolve());
+          socket.once('error', reject);
+        }),
+    ),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  const got = sink.received() - before;
+  if (got !== streams * bytes) throw new Error(`the sink received ${got} bytes, not ${streams * bytes}`);
+  return (streams * bytes) / MiB / seconds;
+}
+
+interface Throughput {
+  label: string;
+  streams: number;
+  /** MiB/s through one plain TCP relay process: the issue's baseline. */
+  relay: number;
+  /** MiB/s through three relay processes in a row: as many hops as laptop → CLI → server → agent. */
+  chain: number;
+  fleetgate: number;
+}
+
+/** A chain of `hops` relay processes in front of `targetPort`; answers the first one's port. */
+async function startRelayChain(targetPort: number, hops: number): Promise<number> {
+  let port = targetPort;
+  for (let i = 0; i < hops; i++) port = await startRelay(port);
+  return port;
+}
+
+async function startRelay(targetPort: number): Promise<number> {
+  const relay = track(
+    fork(path.join(ROOT, 'bench/tunnel/relay.ts'), [String(targetPort)], { execArgv: process.execArgv }),
+  );
+  return new Promise((resolve, reject) => {
+    relay.once('message', (message: { port: number }) => resolve(message.port));
+    relay.once('exit', (code) => reject(new Error(`the relay ended (code ${code})`)));
+  });
+}
+
+/** Runs `fleetgate tunnel` as a user would; resolves once its local port accepts connections. */
+async function startCliTunnel(base: string, token: string, uuid: string, remotePort: number) {
+  const localPort = await freePort();
+  const cli = track(
+    spawn(
+      process.execPath,
+      [CLI_BIN, 'tunnel', uuid, `${localPort}:${remotePort}`, '--server', base, '--token', token],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    ),
+  );
+  cli.stdout.resume();
+  await until(
+    'fleetgate tunnel to listen',
+    30_000,
+    async () =>
+      new Promise<true | undefined>((resolve) => {
+        const probe = net.connect({ host: '127.0.0.1', port: localPort });
+        probe.once('connect', () => {
+          probe.destroy();
+          resolve(true);
+        });
+        probe.once('error', () => resolve(undefined));
+      }),
+  );
+  return { localPort, cli };
+}
+
+/** Enrolls a real fleetgate-agent with a provisioning key; answers the process and the device's uuid. */
+async function startAgent(base: string, session: string, fleetId: number, dir: string, ports: number[]) {
+  const { key } = await api(base, 'POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, session, {
+    name: 'bench agent',
+  });
+  const configFile = path.join(dir, 'agent.json');
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({
+      server: base,
+      dataDir: path.join(dir, 'agent-data'),
+      deviceType: 'generic-amd64',
+      provisioningKey: key,
+      allowedPorts: ports,
+    }),
+  );
+  const agent = track(
+    spawn(process.execPath, [AGENT_BIN, 'run', '--config', configFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  agent.stdout.resume();
+  const uuid = await until('the agent to enroll and connect', 60_000, async () => {
+    const page = await api(base, 'GET', `/api/v1/devices?fleet=${fleetId}&status=online`, session);
+    return page.items[0]?.uuid as string | undefined;
+  });
+  return { agent, uuid };
+}
+
+function rssOf(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+  return kib * 1024;
+}
+
+async function throughput(
+  base: string,
+  session: string,
+  fleetId: number,
+  dir: string,
+  mib: number,
+  parallel: number,
+) {
+  const sink = await startSink();
+  try {
+    const relayPort = await startRelay(sink.port);
+    const chainPort = await startRelayChain(sink.port, 3);
+    const { agent, uuid } = await startAgent(base, session, fleetId, dir, [sink.port]);
+    await api(base, 'PUT', `/api/v1/devices/${uuid}/allowed-ports`, session, { ports: [22, sink.port] });
+    const { localPort } = await startCliTunnel(base, session, uuid, sink.port);
+    // The agent connected, reported its state and got its variables: idle, before any traffic.
+    await sleep(10_000);
+    const agentIdleRss = rssOf(agent.pid!);
+
+    const results: Throughput[] = [];
+    for (const streams of [1, parallel]) {
+      const bytes = Math.floor((mib * MiB) / streams);
+      // Warm both paths (JIT, socket buffers) with a 64 MiB run that is not counted.
+      for (const port of [relayPort, chainPort, localPort])
+        await push(port, streams, Math.min(bytes, 64 * MiB), sink);
+      const relay = await push(relayPort, streams, bytes, sink);
+      const chain = await push(chainPort, streams, bytes, sink);
+      const fleetgate = await push(localPort, streams, bytes, sink);
+      const label = `${mib.toLocaleString('en')} MiB over ${streams} stream${streams > 1 ? 's' : ''}`;
+      log(
+        `  ${label}: relay ${relay.toFixed(0)} MiB/s, 3 relays ${chain.toFixed(0)} MiB/s, fleetgate ${fleetgate.toFixed(0)} MiB/s`,
+      );
+      results.push({ label, streams, relay, chain, fleetgate });
+    }
+    await sleep(5_000);
+    return { results, agentIdleRss, agentBusyRss: rssOf(agent.pid!) };
+  } finally {
+    sink.close();
+  }
+}
+
+// ─── (2) and (3) Idle tunnels and the reconnect storm ─────────────────────────────────────────────────
+
+interface SeededDevice {
+  uuid: string;
+  key: string;
+}
+
+/** Inserts `count` devices with a device key each, straight into the database (as bench/auth does). */
+async function seedDevices(sqliteFile: string, fleet: { id: number; orgId: number }, count: number) {
+  const devices: SeededDevice[] = Array.from({ length: count }, () => ({
+    uuid: randomBytes(16).toString('hex'),
+    key: randomBytes(16).toString('hex'),
+  }));
+  const seeding = await openDatabase({ databaseUrl: undefined, schema: undefined, sqliteFile });
+  try {
+    const now = Date.now();
+    for (let first = 0; first < count; first += 500) {
+      const batch = devices.slice(first, first + 500);
+      await seeding.db.transaction().execute(async (trx) => {
+        const inserted = await trx
+          .insertInto('devices')
+          .values(
+            batch.map((d, i) => ({
+              uuid: d.uuid,
+              org_id: fleet.orgId,
+              fleet_id: fleet.id,
+              name: `idle-${first + i}`,
+              device_type: 'generic-amd64',
+              notes: '',
+              created_at: now,
+              updated_at: now,
+            })),
+          )
+          .returning(['id', 'uuid'])
+          .execute();
+        const idOf = new Map(inserted.map((r) => [r.uuid, r.id]));
+        await trx
+          .insertInto('device_keys')
+          .values(
+            batch.map((d) => ({
+              device_id: idOf.get(d.uuid)!,
+              key_hash: createHash('sha256').update(d.key, 'utf8').digest('hex'),
+              origin: 'import' as const,
+              created_at: now,
+              last_used_at: null,
+              revoked_at: null,
+            })),
+          )
+          .execute();
+      });
+    }
+  } finally {
+    await seeding.close();
+  }
+  return devices;
+}
+
+interface Generators {
+  connected(): number;
+  /** Times (Date.now()) at which tunnels came up, since the last `resetCounts()`. */
+  online: number[];
+  refused: Record<string, number>;
+  failed: number;
+  resetCounts(): void;
+  trim(total: number): void;
+  stop(): void;
+}
+
+function startGenerators(base: string, devices: SeededDevice[], processes: number): Generators {
+  const url = `${base.replace(/^http/, 'ws')}/api/v1/tunnel`;
+  const connected = new Array<number>(processes).fill(0);
+  const perProcess = Math.ceil(devices.length / processes);
+  const state: Generators = {
+    connected: () => connected.reduce((a, b) => a + b, 0),
+    online: [],
+    refused: {},
+    failed: 0,
+    resetCounts() {
+      state.online = [];
+      state.refused = {};
+      state.failed = 0;
+    },
+    trim(total) {
+      let left = total;
+      for (const [g, child] of generators.entries()) {
+        const keep = Math.max(0, Math.min(perProcess, left));
+        left -= keep;
+        child.send({ trim: keep });
+        void g;
+      }
+    },
+    stop() {
+      for (const child of generators) if (child.connected) child.disconnect();
+    },
+  };
+  const generators = Array.from({ length: processes }, (_, g) => {
+    const options = {
+      url,
+      localAddress: `127.0.0.${2 + g}`,
+      devices: devices.slice(g * perProcess, (g + 1) * perProcess),
+      concurrency: 64,
+    };
+    const child = track(
+      fork(path.join(ROOT, 'bench/tunnel/generator.ts'), [JSON.stringify(options)], {
+        execArgv: process.execArgv,
+      }),
+    );
+    child.on(
+      'message',
+      (message: {
+        connected?: number;
+        online?: number[];
+        refused?: Record<string, number>;
+        failed?: number;
+      }) => {
+        if (message.connected !== undefined) connected[g] = message.connected;
+        if (message.online) state.online.push(...message.online);
+        for (const [status, n] of Object.entries(message.refused ?? {}))
+          state.refused[status] = (state.refused[status] ?? 0) + n;
+        state.failed += message.failed ?? 0;
+      },
+    );
+    child.once('exit', (code) => {
+      if (code !== 0 && code !== null) log(`a load generator ended with code ${code}`);
+    });
+    return child;
+  });
+  return state;
+}
+
+async function idleAndStorm(
+  server: ServerProcess,
+  restart: () => Promise<ServerProcess>,
+  base: string,
+  sqliteFile: string,
+  fleet: { id: number; orgId: number },
+  idle: number,
+  storm: number,
+  processes: number,
+) {
+  const seedStart = performance.now();
+  const devices = await seedDevices(sqliteFile, fleet, Math.max(idle, storm));
+  log(
+    `  seeded ${devices.length.toLocaleString('en')} devices with keys in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`,
+  );
+
+  const before = await server.memory();
+  const generators = startGenerators(base, devices.slice(0, idle), processes);
+  const rampStart = performance.now();
+  await until(`${idle} tunnels up`, 300_000, async () => (generators.connected() >= idle ? true : undefined));
+  log(
+    `  ${idle.toLocaleString('en')} tunnels up in ${((performance.now() - rampStart) / 1000).toFixed(1)} s`,
+  );
+  await sleep(5_000);
+  const after = await server.memory();
+  const perTunnel = (a: keyof MemoryFigures) => (after[a] - before[a]) / idle;
+
+  generators.trim(storm);
+  await until(`${storm} tunnels left`, 60_000, async () =>
+    generators.connected() <= storm ? true : undefined,
+  );
+  await sleep(2_000);
+  generators.resetCounts();
+  const stopAt = Date.now();
+  const next = await restart();
+  const upAt = Date.now();
+  await until(`${storm} tunnels back after the restart`, 300_000, async () =>
+    generators.connected() >= storm ? true : undefined,
+  );
+  const allBack = Math.max(...generators.online) - stopAt;
+  const perSecond = new Map<number, number>();
+  for (const t of generators.online) {
+    const second = Math.floor((t - stopAt) / 1000);
+    perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+  }
+  const peak = Math.max(...perSecond.values());
+  const storming = {
+    restartMs: upAt - stopAt,
+    allBackMs: allBack,
+    peakPerSecond: peak,
+    cameBack: generators.online.length,
+    refused: { ...generators.refused },
+    failedWhileDown: generators.failed,
+  };
+  generators.stop();
+  return { before, after, perTunnel, storming, server: next };
+}
+
+// ─── Command line ─────────────────────────────────────────────────────────────────────────────────────
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      mib: { type: 'string', default: '1024' },
+      parallel: { type: 'string', default: '16' },
+      idle: { type: 'string', default: '15000' },
+      storm: { type: 'string', default: '10000' },
+      generators: { type: 'string', default: '4' },
+      parts: { type: 'string', default: 'throughput,tunnels' },
+    },
+  });
+  const parts = new Set(values.parts.split(','));
+  for (const part of parts)
+    if (part !== 'throughput' && part !== 'tunnels')
+      throw new Error(`--parts: throughput and/or tunnels, not ${part}`);
+  const mib = wholeNumber('mib', values.mib, 16);
+  const parallel = wholeNumber('parallel', values.parallel, 2);
+  const idle = wholeNumber('idle', values.idle, 10);
+  const storm = wholeNumber('storm', values.storm, 10);
+  const processes = wholeNumber('generators', values.generators, 1);
+  if (storm > idle) throw new Error('--storm must not be more than --idle');
+  log(
+    `fleetgate tunnel benchmark: ${mib} MiB, ${parallel} parallel streams, ${idle.toLocaleString('en')} idle ` +
+      `tunnels, storm of ${storm.toLocaleString('en')}; Node ${process.versions.node}, ${os.cpus().length} cores, ` +
+      `load average ${os.loadavg()[0]!.toFixed(2)}, ${new Date().toISOString()}`,
+  );
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-tunnel-'));
+  const sqliteFile = path.join(dir, 'data', 'fleetgate.db');
+  let server: ServerProcess | undefined;
+  try {
+    const flags: Flags = {
+      dataDir: path.join(dir, 'data'),
+      listen: '127.0.0.1',
+      httpPort: await freePort(),
+      proxyPort: 0,
+      sshPort: 0,
+      logLevel: 'warn',
+      adminEmail: ADMIN_EMAIL,
+      adminPassword: ADMIN_PASSWORD,
+    };
+    server = await startServerProcess(flags);
+    const base = `http://127.0.0.1:${flags.httpPort}`;
+    const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
+      email: ADMIN_EMAIL,
+      password: ADMIN_PASSWORD,
+    });
+    const org = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
+    const fleetBody = { orgId: org.id, name: 'bench-tunnel', defaultDeviceType: 'generic-amd64' };
+    const fleet = { id: (await api(base, 'POST', '/api/v1/fleets', session, fleetBody)).id, orgId: org.id };
+
+    let through: Awaited<ReturnType<typeof throughput>> | undefined;
+    if (parts.has('throughput')) {
+      log('\n(1) throughput and (4) agent footprint');
+      through = await throughput(base, session, fleet.id, dir, mib, parallel);
+      for (const child of children) child.kill('SIGKILL');
+    }
+    log('\nResults');
+    for (const r of through?.results ?? []) {
+      const met = r.fleetgate / r.relay >= 0.75;
+      log(
+        `  throughput, ${r.label}: fleetgate ${r.fleetgate.toFixed(0)} MiB/s, plain TCP relay ${r.relay.toFixed(0)} MiB/s, ` +
+          `ratio ${ratio(r.fleetgate, r.relay)} (target ≥ 0.75×: ${met ? 'met' : 'NOT met'}); through 3 relays in a row ` +
+          `${r.chain.toFixed(0)} MiB/s, ratio ${ratio(r.fleetgate, r.chain)}`,
+      );
+    }
+    if (through) {
+      const { agentIdleRss, agentBusyRss } = through;
+      log(
+        `  agent RSS: idle ${(agentIdleRss / MiB).toFixed(1)} MiB (target ≤ 60 MB: ${agentIdleRss <= 60e6 ? 'met' : 'NOT met'}), ` +
+          `${(agentBusyRss / MiB).toFixed(1)} MiB 5 s after the transfers`,
+      );
+    }
+    if (!parts.has('tunnels')) return 0;
+
+    log('\n(2) idle tunnels and (3) reconnect storm');
+    // A fresh server process, so that the throughput runs' buffers do not blur its memory figures.
+    await server.stop();
+    server = await startServerProcess(flags);
+    await sleep(3_000);
+    const { before, after, perTunnel, storming } = await idleAndStorm(
+      server,
+      async () => {
+        await server!.stop();
+        server = await startServerProcess(flags);
+        return server;
+      },
+      base,
+      sqliteFile,
+      fleet,
+      idle,
+      storm,
+      processes,
+    );
+
+    const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
+    log(
+      `  idle tunnels: ${idle.toLocaleString('en')}; server RSS ${(before.rssBytes / MiB).toFixed(0)} → ` +
+        `${(after.rssBytes / MiB).toFixed(0)} MiB, heap ${(before.heapUsedBytes / MiB).toFixed(0)} → ` +
+        `${(after.heapUsedBytes / MiB).toFixed(0)} MiB; per tunnel: RSS ${kib(perTunnel('rssBytes'))}, heap ` +
+        `${kib(perTunnel('heapUsedBytes'))}, external ${kib(perTunnel('externalBytes'))} ` +
+        `(target ≤ 10 KiB RSS: ${perTunnel('rssBytes') <= 10 * 1024 ? 'met' : 'NOT met'})`,
+    );
+    const refusedCount = Object.values(storming.refused).reduce((a, b) => a + b, 0);
+    log(
+      `  reconnect storm, ${storm.toLocaleString('en')} tunnels: server back in ${(storming.restartMs / 1000).toFixed(1)} s, ` +
+        `all tunnels back ${(storming.allBackMs / 1000).toFixed(1)} s after the stop (target ≤ 30 s: ` +
+        `${storming.allBackMs <= 30_000 ? 'met' : 'NOT met'}), peak ${storming.peakPerSecond.toLocaleString('en')} ` +
+        `tunnels up per second, ${storming.failedWhileDown.toLocaleString('en')} attempts while the server was down, ` +
+        `refused answers: ${refusedCount === 0 ? 'none' : JSON.stringify(storming.refused)}`,
+    );
+    log(`load average at the end: ${os.loadavg()[0]!.toFixed(2)}`);
+    return 0;
+  } catch (err) {
+    log(`\nBENCH FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  } finally {
+    for (const child of children) child.kill('SIGKILL');
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+process.exit(await main());
