@@ -149,4 +149,5 @@ function run(options: GeneratorOptions): void {
   });
 }
 
-run(JSON.parse(process.argv[2]!) as GeneratorOptions);
+// The options come as the first IPC message: thousands of credentials do not fit in a command line.
+process.once('message', (options: GeneratorOptions) => run(options));
