@@ -12,6 +12,7 @@ import { registerImportCommands } from './commands/import.ts';
 import { registerInitCommand } from './commands/init.ts';
 import { registerKeygenCommand } from './commands/keygen.ts';
 import { registerMemberCommands } from './commands/members.ts';
+import { registerOpenSshCommands } from './commands/openssh.ts';
 import { registerOrgCommands } from './commands/orgs.ts';
 import { registerPreauthCommand } from './commands/preauth.ts';
 import { registerProvisioningKeyCommands } from './commands/provisioning-keys.ts';
@@ -80,6 +81,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerApiKeyCommands(program, io);
   registerSshKeyCommands(program, io);
   registerTunnelCommand(program, io);
+  registerOpenSshCommands(program, io);
   registerSessionPlayCommand(registerSessionCommands(program, io), io);
   registerAuditCommand(program, io);
   return program;
@@ -104,7 +106,8 @@ export function reportFailure(error: unknown, io: Pick<CliIo, 'stderr' | 'env'>)
   // Commander has printed its own message (or the help) already.
   if (error instanceof CommanderError) return error.exitCode;
   if (error instanceof CliError) {
-    io.stderr.write(`fleetgate: ${error.message}\n`);
+    // No message: an exit status handed on as it is (`ssh-proxy` returning the remote command's).
+    if (error.message) io.stderr.write(`fleetgate: ${error.message}\n`);
     return error.exitCode;
   }
   if (error instanceof ApiError) {

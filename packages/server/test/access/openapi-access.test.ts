@@ -162,6 +162,11 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     outsider: { status: [403] },
     viewer: { status: [403] },
   },
+  'GET /api/v1/ssh/authorized-keys': {
+    why: "the OpenSSH host's service credential (a server administrator's) only: keys are server-wide, no organization's",
+    outsider: { status: [403] },
+    control: { as: 'owner', holdsAlpha: false },
+  },
   'POST /api/v1/auth-sets/reject': {
     why: 'names auth sets by id only: each id the caller cannot see or act on is reported as an error row in a 200 answer, without its details',
     outsider: { status: [200], leakFree: true },

@@ -3,6 +3,7 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import type { TunnelHub } from '../tunnel/hub.ts';
 import { SshGateway } from './gateway.ts';
+import { registerOpenSsh } from './openssh.ts';
 import { registerSshGatewayRoutes } from './routes.ts';
 
 export { SshGateway, type SshGatewayOptions } from './gateway.ts';
@@ -25,9 +26,10 @@ export function registerSshGateway(
   hub: TunnelHub,
   auth: AuthService,
 ): void {
-  const gateway = new SshGateway(deps, hub, auth);
+  const gateway = new SshGateway(deps, hub, auth, { authTimeoutMs: deps.config.sshAuthTimeoutMs });
   app.decorate('sshGateway', gateway);
   registerSshGatewayRoutes(app, deps);
+  registerOpenSsh(app, deps, hub, auth);
   app.addHook('preClose', async () => {
     await gateway.close();
   });

@@ -169,6 +169,8 @@ export interface StreamSession {
 export interface OpenStreamOptions {
   /** Which surface opens the stream, recorded with the session: `tunnel` (default), `connect`, `ssh`… */
   surface?: string;
+  /** Extra facts for the session's audit events (e.g. the service an OpenSSH host acted through); no secrets. */
+  details?: Record<string, unknown>;
 }
 
 /** Why a stream could not be opened, as a stream error code the person's client understands. */
@@ -211,7 +213,7 @@ export async function openStream(
   // applies to it: the agent runs it, or refuses when its exec service is off.
   const port = typeof target === 'number' ? target : 0;
   const command = typeof target === 'number' ? undefined : commandLabel(target);
-  const what = command === undefined ? { port } : { command };
+  const what = { ...(command === undefined ? { port } : { command }), ...options.details };
   const surface = options.surface ?? 'tunnel';
   const audit = (
     outcome: 'success' | 'denied' | 'failure',

@@ -1,0 +1,186 @@
+import { StreamErrorCode } from '@fleetgate/protocol';
+import { z } from 'zod';
+import type { Actor, Principal, UserPrincipal } from '../../infra/access/index.ts';
+import { requireUser } from '../../infra/access/index.ts';
+import { AppError, badRequest } from '../../infra/errors/index.ts';
+import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import type { AuthService } from '../auth/service.ts';
+import { openStream, streamRefusalOf } from '../streams/service.ts';
+import type { TunnelHub } from '../tunnel/hub.ts';
+import { resolveDevice, userOfLogin } from './targets.ts';
+
+/**
+ * The OpenSSH integration mode (DESIGN section 7, seed 004): operators keep OpenSSH's `sshd` at the edge (a
+ * bastion), and fleetgate supplies its keys and relays its sessions.
+ *
+ * - `GET /api/v1/ssh/authorized-keys?login=…|fingerprint=…` answers the registered SSH keys that sshd's
+ *   `AuthorizedKeysCommand` (`fleetgate ssh-authorized-keys`) turns into forced-command lines.
+ * - The WebSocket `GET /api/v1/ssh/proxy?device=<typed>` with header `x-fleetgate-ssh-key-id: <key id>` is where
+ *   the forced command (`fleetgate ssh-proxy <key id>`) opens ONE exec stream to the device, acting as the user
+ *   who owns that key: the device is resolved among that user's devices and `openStream` authorizes that user,
+ *   never the credential's owner. Sessions show the person, with surface `openssh` and the service in the audit.
+ *
+ * Both take only the **service credential**: an API key of a server administrator, kept in a root-only file on
+ * the sshd host. Anything else (a session token, any other user's key) gets 403, so a person's own API key can
+ * never act on behalf of someone else's SSH key.
+ */
+
+/** Header naming the registered SSH key sshd authenticated: the session acts as that key's owner. */
+export const SSH_KEY_ID_HEADER = 'x-fleetgate-ssh-key-id';
+
+const serviceOnly = () =>
+  new AppError(
+    'forbidden',
+    "only the OpenSSH host's service credential (a server administrator's API key) may do this",
+  );
+
+/** Listing keys: a server administrator (any credential: it reads public keys only). */
+function requireKeyReader(principal: Principal): UserPrincipal {
+  const user = requireUser(principal);
+  if (!user.serverAdmin) throw serviceOnly();
+  return user;
+}
+
+/** Acting on behalf of a key's owner: a server administrator's API key, nothing else. */
+function requireService(principal: Principal): UserPrincipal {
+  const user = requireKeyReader(principal);
+  if (user.credential.type !== 'api_key') throw serviceOnly();
+  return user;
+}
+
+const authorizedKeySchema = z.object({
+  id: z.number().describe('the key id, for `fleetgate ssh-proxy <id>`'),
+  algorithm: z.string(),
+  publicKey: z.string().describe('"<algorithm> <base64>", as in authorized_keys'),
+  fingerprint: z.string().describe('SHA256:… as OpenSSH prints it (sshd `%f`)'),
+});
+
+export interface AuthorizedKey {
+  id: number;
+  algorithm: string;
+  publicKey: string;
+  fingerprint: string;
+}
+
+/**
+ * The registered SSH keys of a login (`alice@example.com`, or a unique local part `alice`), or the key with a
+ * fingerprint (sshd's `%f`, for one shared local account), or both filters at once. Unknown → an empty list, as
+ * for a login without keys; neither filter → an empty list too (nothing was asked for).
+ */
+export async function listAuthorizedKeys(
+  deps: ServiceDeps,
+  actor: Actor,
+  filter: { login?: string | undefined; fingerprint?: string | undefined },
+): Promise<AuthorizedKey[]> {
+  requireKeyReader(actor.principal);
+  if (filter.login === undefined && filter.fingerprint === undefined) return [];
+  let query = deps.db
+    .selectFrom('ssh_keys')
+    .select(['id', 'algorithm', 'public_key', 'fingerprint'])
+    .orderBy('id');
+  if (filter.login !== undefined) {
+    const userId = await userOfLogin(deps.db, filter.login);
+    if (userId === undefined) return [];
+    query = query.where('user_id', '=', userId);
+  }
+  if (filter.fingerprint !== undefined) query = query.where('fingerprint', '=', filter.fingerprint);
+  const rows = await query.limit(500).execute();
+  return rows.map((r) => ({
+    id: r.id,
+    algorithm: r.algorithm,
+    publicKey: r.public_key,
+    fingerprint: r.fingerprint,
+  }));
+}
+
+/** The routes and the WebSocket endpoint of the OpenSSH integration mode. */
+export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub, auth: AuthService): void {
+  app.get(
+    '/api/v1/ssh/authorized-keys',
+    {
+      schema: {
+        tags: ['remote access'],
+        summary:
+          "Registered SSH keys for sshd's AuthorizedKeysCommand (`fleetgate ssh-authorized-keys`): by login, " +
+          "by fingerprint, or both; for the OpenSSH host's service credential (server administrators) only",
+        querystring: z.object({
+          login: z.string().min(1).max(320).optional().describe("the person's e-mail or unique local part"),
+          fingerprint: z
+            .string()
+            .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'an OpenSSH SHA256 fingerprint')
+            .optional()
+            .describe('SHA256:… (sshd %f)'),
+        }),
+        response: { 200: z.object({ items: z.array(authorizedKeySchema) }) },
+      },
+    },
+    async (request) => ({ items: await listAuthorizedKeys(deps, actorOf(request), request.query) }),
+  );
+
+  hub.route(/^\/api\/v1\/ssh\/proxy$/, async (request, socket, head) => {
+    if (hub.stopping) return hub.refuse(socket, 'unavailable', 'the server is stopping: try again later');
+    const sourceIp = request.socket.remoteAddress ?? null;
+    const service = requireService(await auth.authenticate(request.headers.authorization, sourceIp));
+    const keyText = request.headers[SSH_KEY_ID_HEADER];
+    if (typeof keyText !== 'string' || !/^[1-9]\d{0,9}$/.test(keyText))
+      throw badRequest(`send ${SSH_KEY_ID_HEADER}: the id of the SSH key sshd accepted`);
+    const typed = new URL(request.url ?? '/', 'http://x').searchParams.get('device') ?? '';
+    if (!typed.trim()) throw badRequest('name a device: ssh <account>@<host> <device> [command]');
+    const key = await deps.db
+      .selectFrom('ssh_keys')
+      .select(['id', 'user_id'])
+      .where('id', '=', Number(keyText))
+      .executeTakeFirst();
+    if (!key) throw new AppError('unauthorized', 'this SSH key is no longer registered with fleetgate');
+    const owner = await auth.principalOf(key.user_id, { type: 'ssh_key', id: key.id });
+    if (!owner) throw new AppError('unauthorized', 'the account of this SSH key is gone');
+    // The person acts; the service only vouches for them. The audit keeps both.
+    const actor: Actor = { principal: owner, sourceIp };
+    const via = { service: service.email, apiKey: service.credential.id, sshKey: key.id };
+    const device = await resolveDevice(deps.db, owner, typed, deps.config.deviceSuffix);
+    await deps.db
+      .updateTable('ssh_keys')
+      .set({ last_used_at: Date.now() })
+      .where('id', '=', key.id)
+      .execute();
+    if (socket.destroyed) return;
+    let opened = false;
+    await hub.openPeer<'agent'>(request, socket, head, {
+      role: 'agent',
+      onStream: (open) => {
+        const target = open.target;
+        if (!('exec' in target) || opened) {
+          open.reject(StreamErrorCode.notAllowed, 'one command or shell per connection: open {exec}');
+          return;
+        }
+        opened = true;
+        openStream(
+          deps,
+          hub,
+          actor,
+          device.uuid,
+          { exec: target.exec },
+          { surface: 'openssh', details: { via } },
+        ).then(
+          (session) => {
+            session
+              .relay(open.accept())
+              .catch((err: unknown) => deps.log.debug({ err }, 'an OpenSSH session ended with an error'));
+          },
+          (err: unknown) => {
+            const { code, reason } = streamRefusalOf(err);
+            if (code === StreamErrorCode.internal)
+              deps.log.error({ err }, 'opening an OpenSSH session failed');
+            try {
+              open.reject(code, reason);
+            } catch {
+              // The client went away meanwhile.
+            }
+          },
+        );
+      },
+      onControl: () => {},
+    });
+  });
+}

@@ -1,0 +1,375 @@
+/**
+ * The OpenSSH integration mode with a real `sshd`: its `AuthorizedKeysCommand` is `fleetgate
+ * ssh-authorized-keys` (through a root-owned wrapper, as sshd requires), each key's forced command is `fleetgate
+ * ssh-proxy <key id>`, and people run `ssh <account>@<bastion> '<device> <command>'` with their registered keys
+ * against a real server and a real agent (in-process, over real sockets).
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../../agent/src/agent.ts';
+import { createLogger } from '../../../agent/src/log.ts';
+import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
+import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+
+const cli = fileURLToPath(new URL('../../../cli/bin/fleetgate.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(
+  file: string,
+  args: string[],
+  options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      file,
+      args,
+      {
+        timeout: options.timeoutMs ?? 60_000,
+        maxBuffer: 16 * 1024 * 1024,
+        ...(options.env ? { env: options.env } : {}),
+      },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+        resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
+      },
+    );
+    if (options.input !== undefined) child.stdin?.end(options.input);
+    else child.stdin?.end();
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+// Each ssh here starts fleetgate twice (sshd's AuthorizedKeysCommand, then the forced command), a few seconds
+// each on a busy machine: the tests get minutes, not the default 30 s.
+describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () => {
+  let server: ListeningServer;
+  let dir: string;
+  let commandDir: string;
+  let sshd: ChildProcess;
+  let port: number;
+  let uuid: string;
+  let adminKey: string;
+  let betaKey: string;
+  let strangerKey: string;
+  let betaToken: string;
+  let tokenFile: string;
+  const agents: Agent[] = [];
+
+  const api = async (method: string, url: string, body?: unknown, token = server.adminToken) => {
+    const answer = await requestJson(`${server.url}${url}`, {
+      method,
+      ...(body === undefined ? {} : { body }),
+      token,
+    });
+    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
+    return answer.body;
+  };
+  const keygen = async (name: string) => {
+    const file = path.join(dir, name);
+    const made = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file]);
+    if (made.code !== 0) throw new Error(`ssh-keygen: ${made.stderr}`);
+    return file;
+  };
+  const clientOptions = (key: string) => [
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-i',
+    key,
+  ];
+  /** `ssh -p <port> root@127.0.0.1 '<remote>'`, as a person types it (root is the shared local account). */
+  const ssh = (key: string, remote: string | undefined, options: { input?: string; extra?: string[] } = {}) =>
+    run(
+      'ssh',
+      [
+        ...clientOptions(key),
+        ...(options.extra ?? []),
+        '-p',
+        String(port),
+        'root@127.0.0.1',
+        ...(remote === undefined ? [] : [remote]),
+      ],
+      options.input === undefined ? {} : { input: options.input },
+    );
+  const fleetgate = (args: string[], env: Record<string, string> = {}) =>
+    run(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-openssh-'));
+    server = await startListeningServer({ flags: { presenceFlushMs: 50 } });
+
+    // The service credential: an API key of the server administrator, in a root-only file.
+    const serviceKey = (await api('POST', '/api/v1/api-keys', { name: 'bastion sshd' })).key as string;
+    tokenFile = path.join(dir, 'ssh-service-token');
+    fs.writeFileSync(tokenFile, `${serviceKey}\n`, { mode: 0o600 });
+
+    // People: the admin (owner of the default organization) and beta's owner (another organization), each with
+    // a registered key; and a key nobody registered.
+    adminKey = await keygen('id_admin');
+    await api('POST', '/api/v1/ssh-keys', { publicKey: fs.readFileSync(`${adminKey}.pub`, 'utf8') });
+    await api('POST', '/api/v1/users', { email: 'beta@example.test', password: 'beta owner password' });
+    betaToken = (
+      await requestJson(`${server.url}/api/v1/auth/login`, {
+        method: 'POST',
+        body: { email: 'beta@example.test', password: 'beta owner password' },
+      })
+    ).body.token as string;
+    await api('POST', '/api/v1/orgs', { name: 'Beta' }, betaToken);
+    betaKey = await keygen('id_beta');
+    await api(
+      'POST',
+      '/api/v1/ssh-keys',
+      { publicKey: fs.readFileSync(`${betaKey}.pub`, 'utf8') },
+      betaToken,
+    );
+    strangerKey = await keygen('id_stranger');
+
+    // The device: a real agent with its exec service, named kiosk-17.
+    const fleet = await api('POST', '/api/v1/fleets', {
+      orgId: 1,
+      name: 'openssh-fleet',
+      defaultDeviceType: 'generic-amd64',
+    });
+    const { key } = await api('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'openssh' });
+    const agent = new Agent({
+      ...testConfig(server.url, { provisioningKey: key }),
+      agentVersion: '0.1.0-openssh',
+      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
+      log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
+    });
+    agents.push(agent);
+    const credentials = await agent.enroll();
+    if (credentials.type !== 'device-key') throw new Error('expected a device key');
+    uuid = credentials.uuid;
+    void agent.run();
+    await waitFor(
+      async () => (await api('GET', `/api/v1/devices/${uuid}`)).status === 'online',
+      10_000,
+      'the device to be online',
+    );
+    await api('PATCH', `/api/v1/devices/${uuid}`, { name: 'kiosk-17' });
+
+    // The bastion's sshd. sshd runs the AuthorizedKeysCommand only when it and every directory above it are
+    // root-owned and not group/world-writable, so the wrapper lives in a fresh 0755 directory under /run (not
+    // under /tmp, which is world-writable). One shared account (root here) for everyone: keys by fingerprint.
+    commandDir = fs.mkdtempSync('/run/fleetgate-openssh-');
+    fs.chmodSync(commandDir, 0o755);
+    const wrapper = path.join(commandDir, 'fleetgate-authorized-keys');
+    fs.writeFileSync(
+      wrapper,
+      [
+        '#!/bin/sh',
+        `export PATH=${JSON.stringify(process.env.PATH ?? '/usr/bin:/bin')} HOME=/root`,
+        `exec ${process.execPath} ${cli} --server ${server.url} ssh-authorized-keys --token-file ${tokenFile} --fingerprint "$1"`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    port = await freePort();
+    const hostKey = await keygen('bastion_host_key');
+    fs.mkdirSync('/run/sshd', { recursive: true });
+    const config = path.join(dir, 'sshd_config');
+    fs.writeFileSync(
+      config,
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${hostKey}`,
+        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        'AuthorizedKeysFile none',
+        `AuthorizedKeysCommand ${wrapper} %f`,
+        'AuthorizedKeysCommandUser root',
+        'UsePAM no',
+        'PermitRootLogin yes',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'LogLevel ERROR',
+        '',
+      ].join('\n'),
+    );
+    sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const socket = net.connect(port, '127.0.0.1', () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.on('error', () => resolve(false));
+        }),
+      10_000,
+      'the bastion sshd',
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    sshd?.kill();
+    await Promise.all(agents.map((a) => a.stop()));
+    await server?.close();
+    removeTemporaryDirs();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (commandDir) fs.rmSync(commandDir, { recursive: true, force: true });
+  });
+
+  it('prints forced-command lines for a login, and nothing for an unknown one', async () => {
+    const env = { FLEETGATE_SERVER: server.url, FLEETGATE_TOKEN_FILE: tokenFile };
+    const keys = await fleetgate(
+      ['ssh-authorized-keys', 'admin@example.test', '--proxy-command', '/usr/local/bin/fleetgate'],
+      env,
+    );
+    expect(keys.stderr).toBe('');
+    expect(keys.code).toBe(0);
+    const [id] = (await api('GET', '/api/v1/ssh-keys')).items.map((k: { id: number }) => k.id);
+    const publicKey = fs.readFileSync(`${adminKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+    expect(keys.stdout).toBe(
+      `restrict,pty,command="/usr/local/bin/fleetgate --server ${server.url} ssh-proxy --token-file ${tokenFile} ${id}" ${publicKey}\n`,
+    );
+    const unknown = await fleetgate(['ssh-authorized-keys', 'nobody'], env);
+    expect(unknown).toEqual({ code: 0, stdout: '', stderr: '' });
+  });
+
+  it('lists keys for the service credential only', async () => {
+    const asBeta = await requestJson(`${server.url}/api/v1/ssh/authorized-keys?login=admin`, {
+      token: betaToken,
+    });
+    expect(asBeta.status).toBe(403);
+    const refused = await fleetgate(['ssh-authorized-keys', 'admin'], {
+      FLEETGATE_SERVER: server.url,
+      FLEETGATE_TOKEN: betaToken,
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain('service credential');
+  });
+
+  it('runs "<device> <command>" with stdout, stderr, stdin and the exit status', async () => {
+    const hi = await ssh(adminKey, 'kiosk-17 echo hi; exit 3');
+    expect(hi).toEqual({ code: 3, stdout: 'hi\n', stderr: '' });
+    const apart = await ssh(adminKey, `${uuid.slice(0, 8)} echo out; echo err >&2`);
+    expect(apart).toEqual({ code: 0, stdout: 'out\n', stderr: 'err\n' });
+    const piped = await ssh(adminKey, `${uuid} wc -c`, { input: 'x'.repeat(100_000) });
+    expect(piped.stdout.trim()).toBe('100000');
+    expect(piped.code).toBe(0);
+  });
+
+  it('gives a shell a terminal whose size follows window changes', async () => {
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      client.on('ready', () => resolve());
+      client.on('error', reject);
+      client.connect({ host: '127.0.0.1', port, username: 'root', privateKey: fs.readFileSync(adminKey) });
+    });
+    try {
+      // ssh2's exec with a pty (`ssh -t host 'kiosk-17'`); src/features/ssh-gateway/ssh2.d.ts declares only
+      // the form without options.
+      const withPty = client as unknown as {
+        exec(
+          command: string,
+          options: { pty: { term: string; cols: number; rows: number } },
+          callback: (error: Error | undefined, channel: ClientChannel) => void,
+        ): void;
+      };
+      const channel = await new Promise<ClientChannel>((resolve, reject) =>
+        withPty.exec('kiosk-17', { pty: { term: 'xterm', cols: 91, rows: 20 } }, (error, stream) =>
+          error ? reject(error) : resolve(stream),
+        ),
+      );
+      let output = '';
+      channel.on('data', (data: Buffer) => {
+        output += data.toString();
+      });
+      channel.write('echo "tty=$(tty) cols=$(tput cols)"\n');
+      await waitFor(() => /tty=\/dev\/pts\/\d+ cols=91/.test(output), 15_000, 'the first size');
+      channel.setWindow(33, 132, 0, 0);
+      channel.write('echo "cols=$(tput cols) lines=$(tput lines)"\n');
+      await waitFor(() => output.includes('cols=132 lines=33'), 10_000, 'the new size');
+      const closed = new Promise<number>((resolve) => channel.on('exit', (code: number) => resolve(code)));
+      channel.write('exit 4\n');
+      expect(await closed).toBe(4);
+    } finally {
+      client.end();
+    }
+  });
+
+  it('records the session as the key owner, through the service', async () => {
+    const sessions = await api('GET', '/api/v1/sessions?surface=openssh');
+    expect(sessions.items.length).toBeGreaterThan(0);
+    expect(sessions.items[0].user.label).toBe('admin@example.test');
+    expect(sessions.items[0].device.uuid).toBe(uuid);
+    const audit = await api('GET', '/api/v1/audit?action=device.stream.open&limit=200');
+    const opened = audit.items.find(
+      (e: { details?: { surface?: string } }) => e.details?.surface === 'openssh',
+    );
+    expect(opened?.details?.via).toMatchObject({ service: 'admin@example.test' });
+  });
+
+  it("refuses another organization's user, a missing device name and an unregistered key", async () => {
+    const beta = await ssh(betaKey, 'kiosk-17 echo hi');
+    expect(beta.code).toBe(255);
+    expect(beta.stdout).toBe('');
+    expect(beta.stderr).toContain('fleetgate: no device "kiosk-17" among your devices');
+    const nothing = await ssh(adminKey, undefined, { extra: ['-T'] });
+    expect(nothing.code).toBe(255);
+    expect(nothing.stderr).toContain('name a device');
+    const stranger = await ssh(strangerKey, 'kiosk-17 echo hi');
+    expect(stranger.code).toBe(255);
+    expect(stranger.stdout).toBe('');
+    expect(stranger.stderr).toContain('Permission denied');
+  });
+
+  it('acts on behalf of a key for the service credential only', async () => {
+    const [id] = (await api('GET', '/api/v1/ssh-keys')).items.map((k: { id: number }) => k.id);
+    const asBeta = await fleetgate(['ssh-proxy', String(id)], {
+      FLEETGATE_SERVER: server.url,
+      FLEETGATE_TOKEN: betaToken,
+      SSH_ORIGINAL_COMMAND: 'kiosk-17 echo hi',
+    });
+    expect(asBeta.code).toBe(255);
+    expect(asBeta.stdout).toBe('');
+    expect(asBeta.stderr).toContain('service credential');
+    const removedKey = await fleetgate(['ssh-proxy', '999999'], {
+      FLEETGATE_SERVER: server.url,
+      FLEETGATE_TOKEN_FILE: tokenFile,
+      SSH_ORIGINAL_COMMAND: 'kiosk-17 echo hi',
+    });
+    expect(removedKey.code).toBe(255);
+    expect(removedKey.stderr).toContain('no longer registered');
+  });
+
+  it('says so when the device is offline', async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    await waitFor(
+      async () => (await api('GET', `/api/v1/devices/${uuid}`)).status === 'offline',
+      10_000,
+      'the device to be offline',
+    );
+    const offline = await ssh(adminKey, 'kiosk-17 true');
+    expect(offline.code).toBe(255);
+    expect(offline.stderr).toContain('is offline');
+  });
+});
