@@ -23,6 +23,8 @@ export interface MemoryFigures {
 
 export interface ServerProcess {
   url: string;
+  /** The SSH gateway's port (the one it bound with `sshPort: 0`). */
+  sshPort: number;
   pid: number;
   /** The server process's CPU time so far (user + system), in microseconds. */
   cpuMicros(): Promise<number>;
@@ -55,7 +57,7 @@ async function serve(flags: Flags): Promise<void> {
       process.send!({ memory: { rssBytes: rss, heapUsedBytes: heapUsed, externalBytes: external } });
     }
   });
-  process.send!({ url: server.url });
+  process.send!({ url: server.url, sshPort: server.sshPort });
 }
 
 export function startServerProcess(
@@ -97,9 +99,10 @@ export function startServerProcess(
     });
   }
   return new Promise((resolve, reject) => {
-    child.once('message', (message: { url: string }) =>
+    child.once('message', (message: { url: string; sshPort: number }) =>
       resolve({
         url: message.url,
+        sshPort: message.sshPort,
         pid: child.pid!,
         cpuMicros: () => ask<number>('cpu', 'cpuMicros'),
         memory: () => ask<MemoryFigures>('memory', 'memory'),

@@ -184,7 +184,7 @@ function banner(what: {
     `  API docs     ${url}/api/docs`,
     `  health       ${url}/healthz   metrics ${url}/metrics`,
     `  database     ${database.dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} ${database.location}`,
-    `  proxy        ${proxy}  (curl -x http://<e-mail>:<API key>@${proxy.slice(7)} http://<uuid>.${config.deviceSuffix}/)`,
+    `  proxy        ${proxy}  (curl -x ${proxy.slice(7)} -U <e-mail>:<API key> http://<uuid>.${config.deviceSuffix}/)`,
     `  SSH          ssh -J <login>@${new URL(url).hostname}:${sshPort} root@<device>   or   ssh -p ${sshPort} <login>+<device>@${new URL(url).hostname}`,
   ];
   if (tlsFiles && tlsPair) {

@@ -81,6 +81,8 @@ interface GatewayConnection {
   user: Authenticated | undefined;
   /** A key or password was tried (a failure counts once per connection, not once per offered key). */
   attemptedLogin: string | undefined;
+  /** A failure was already counted (a wrong password), so closing without signing in does not count again. */
+  failureCounted: boolean;
   channels: number;
 }
 
@@ -155,6 +157,7 @@ export class SshGateway {
       source,
       user: undefined,
       attemptedLogin: undefined,
+      failureCounted: false,
       channels: 0,
     };
     // Registered first: a client that breaks the protocol must never become an unhandled error.
@@ -205,9 +208,12 @@ export class SshGateway {
       leaveWaiting();
       this.connections.delete(connection);
       if (!connection.user && connection.attemptedLogin !== undefined) {
-        // One failure per connection that tried and never got in (OpenSSH offers several keys in one).
-        this.perSource.fail(source);
-        this.perLogin.fail(connection.attemptedLogin);
+        // One failure per connection that tried and never got in (OpenSSH offers several keys in one),
+        // unless its wrong passwords were counted already.
+        if (!connection.failureCounted) {
+          this.perSource.fail(source);
+          this.perLogin.fail(connection.attemptedLogin);
+        }
         void appendAuditEvent(
           this.deps.db,
           { principal: { type: 'anonymous' }, sourceIp },
@@ -250,6 +256,7 @@ export class SshGateway {
         // A wrong password counts at once: unlike keys, a client does not try several in a row.
         this.perSource.fail(connection.source);
         this.perLogin.fail(login);
+        connection.failureCounted = true;
       }
       context.reject(['publickey', 'password']);
       return;

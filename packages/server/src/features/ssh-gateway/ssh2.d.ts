@@ -142,6 +142,8 @@ declare module 'ssh2' {
   export interface ClientChannel extends Duplex {
     stderr: Duplex;
     setWindow(rows: number, cols: number, height: number, width: number): void;
+    /** Closes the channel (SSH_MSG_CHANNEL_CLOSE). */
+    close(): void;
   }
   export class Client extends EventEmitter {
     connect(config: {
@@ -151,7 +153,22 @@ declare module 'ssh2' {
       privateKey?: string | Buffer;
       password?: string;
       readyTimeout?: number;
+      /** An already connected socket (a test's chosen source address). */
+      sock?: Duplex;
+      /** Picks each authentication method; a handler that never calls back never signs in. */
+      authHandler?: (
+        methodsLeft: string[] | null,
+        partialSuccess: boolean | null,
+        next: (method: unknown) => void,
+      ) => void;
     }): this;
+    forwardOut(
+      srcIP: string,
+      srcPort: number,
+      dstIP: string,
+      dstPort: number,
+      callback: (error: (Error & { reason?: number }) | undefined, channel: ClientChannel) => void,
+    ): this;
     shell(
       window: { term?: string; cols?: number; rows?: number },
       callback: (error: Error | undefined, channel: ClientChannel) => void,

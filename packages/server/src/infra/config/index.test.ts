@@ -36,6 +36,7 @@ describe('loadConfig', () => {
       proxyHeaderTimeoutMs: 10_000,
       proxyMaxConnectionsPerSource: 128,
       proxyMaxSessionsPerUser: 64,
+      sshAuthTimeoutMs: 30_000,
     });
     expect(config.adminPassword).toBeUndefined();
     expect(config.databaseUrl).toBeUndefined();
@@ -68,6 +69,7 @@ describe('loadConfig', () => {
       FLEETGATE_PROXY_HEADER_TIMEOUT_MS: '2000',
       FLEETGATE_PROXY_MAX_CONNECTIONS_PER_SOURCE: '16',
       FLEETGATE_PROXY_MAX_SESSIONS_PER_USER: '4',
+      FLEETGATE_SSH_AUTH_TIMEOUT_MS: '5000',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -93,6 +95,7 @@ describe('loadConfig', () => {
       proxyHeaderTimeoutMs: 2000,
       proxyMaxConnectionsPerSource: 16,
       proxyMaxSessionsPerUser: 4,
+      sshAuthTimeoutMs: 5000,
     });
   });
 

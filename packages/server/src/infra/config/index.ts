@@ -75,6 +75,8 @@ const configSchema = z.object({
   tunnelPingTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** How often presence, state reports and connection history are written, in milliseconds. Default 1000. (`FLEETGATE_PRESENCE_FLUSH_MS`) */
   presenceFlushMs: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /** How long an SSH gateway connection has to sign in before it is cut, in milliseconds. Default 30 000. (`FLEETGATE_SSH_AUTH_TIMEOUT_MS`) */
+  sshAuthTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -105,6 +107,7 @@ export const envNames: Record<keyof Config, string> = {
   tunnelPingIntervalMs: 'FLEETGATE_TUNNEL_PING_INTERVAL_MS',
   tunnelPingTimeoutMs: 'FLEETGATE_TUNNEL_PING_TIMEOUT_MS',
   presenceFlushMs: 'FLEETGATE_PRESENCE_FLUSH_MS',
+  sshAuthTimeoutMs: 'FLEETGATE_SSH_AUTH_TIMEOUT_MS',
 };
 
 export class ConfigError extends Error {
