@@ -56,6 +56,7 @@ function run(options: GeneratorOptions): void {
   let reportedConnected = -1;
 
   const report = setInterval(() => {
+    if (!process.connected) return;
     if (connected !== reportedConnected) {
       reportedConnected = connected;
       process.send!({ connected });
