@@ -23,8 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { dropPostgresSchema, openDatabase } from '@fleetgate/server';
-import autocannon, { type Result } from 'autocannon';
 import { sql } from 'kysely';
+import { type Figures, measure as measureLoad } from '../lib/load.ts';
 import {
   api,
   type Flags,
@@ -137,13 +137,8 @@ interface Scenario {
   target?: { metric: 'p99'; maxMs: number } | { metric: 'rps'; min: number };
 }
 
-interface Measured {
+interface Measured extends Figures {
   scenario: Scenario;
-  rps: number;
-  p50: number;
-  p99: number;
-  /** Server CPU time (user + system) per answered request: what other load on the machine disturbs least. */
-  cpuMicros: number;
 }
 
 function randomOf<T>(list: readonly T[]): T {
@@ -182,61 +177,15 @@ function scenarios(session: string, apiKey: string, uuids: string[]): Scenario[]
   ];
 }
 
-/** One autocannon run; stops early when `signal` is aborted. */
-function fire(url: string, scenario: Scenario, seconds: number, signal: AbortSignal): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const instance = autocannon(
-      {
-        url,
-        connections: scenario.connections,
-        duration: seconds,
-        headers: scenario.headers,
-        requests: [{ setupRequest: (request) => ({ ...request, path: scenario.nextPath() }) }],
-      },
-      (error, result) => {
-        signal.removeEventListener('abort', stop);
-        if (error) reject(error);
-        else resolve(result);
-      },
-    );
-    const stop = () => instance.stop();
-    signal.addEventListener('abort', stop, { once: true });
-  });
-}
-
-/**
- * At its deadline autocannon drops its connections with requests in flight, which the server still
- * answers: a pause keeps that tail out of the next measurement.
- */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 500));
-
+/** One scenario measured: warm-up, then `seconds` of load. */
 async function measure(
   server: ServerProcess,
   scenario: Scenario,
   seconds: number,
   signal: AbortSignal,
 ): Promise<Measured> {
-  await fire(server.url, scenario, WARMUP_SECONDS, signal);
-  await settle();
-  signal.throwIfAborted();
-  const cpuBefore = await server.cpuMicros();
-  const result = await fire(server.url, scenario, seconds, signal);
-  await settle();
-  const cpu = (await server.cpuMicros()) - cpuBefore;
-  signal.throwIfAborted();
-  if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
-    throw new Error(
-      `${scenario.label}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts ` +
-        `(status codes ${JSON.stringify(result.statusCodeStats)})`,
-    );
-  }
-  return {
-    scenario,
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    cpuMicros: cpu / result.requests.total,
-  };
+  const load = { ...scenario, next: () => ({ path: scenario.nextPath() }) };
+  return { scenario, ...(await measureLoad(server, load, seconds, WARMUP_SECONDS, signal)) };
 }
 
 // ─── The server under test ────────────────────────────────────────────────────────────────────────────

@@ -22,7 +22,6 @@
  * p99 ≤ 10 ms at 50 connections; ≥ 1,000 registrations/s. It exits 0 whether targets are met or not, 1 when
  * the bench itself fails (a non-2xx answer, a socket error, a timeout, a wrong answer).
  */
-import { fork } from 'node:child_process';
 import {
   createHash,
   createPublicKey,
@@ -36,16 +35,23 @@ import {
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { dropPostgresSchema, openDatabase, type StartOptions, startServer } from '@fleetgate/server';
-import autocannon, { type Result } from 'autocannon';
+import { dropPostgresSchema, openDatabase } from '@fleetgate/server';
 import { sql } from 'kysely';
 import {
   canonicalIdentity,
   identityHash,
   parsePublicKey,
 } from '../../packages/server/src/features/auth-sets/keys.ts';
+import { type Figures, measure as measureLoad } from '../lib/load.ts';
+import {
+  api,
+  type Flags,
+  ratio,
+  type ServerProcess,
+  startServerProcess,
+  wholeNumber,
+} from '../lib/server-process.ts';
 
 const POSTGRES_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
@@ -65,7 +71,6 @@ const BURST_SECONDS = 5;
 const BURST_CONNECTIONS = 500;
 
 type DbName = 'sqlite' | 'postgres';
-type Flags = NonNullable<StartOptions['flags']>;
 type Db = Awaited<ReturnType<typeof openDatabase>>['db'];
 type KeyType = 'ed25519' | 'ecdsa-p256' | 'rsa';
 const keyTypes: KeyType[] = ['ed25519', 'ecdsa-p256', 'rsa'];
@@ -309,12 +314,8 @@ interface Scenario {
   seconds?: number;
 }
 
-interface Measured {
+interface Measured extends Figures {
   scenario: Scenario;
-  rps: number;
-  p50: number;
-  p99: number;
-  cpuMicros: number;
 }
 
 function rotating<T>(pool: readonly T[]): () => T {
@@ -325,55 +326,14 @@ function rotating<T>(pool: readonly T[]): () => T {
   };
 }
 
-function fire(url: string, scenario: Scenario, seconds: number, signal: AbortSignal): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const instance = autocannon(
-      {
-        url,
-        connections: scenario.connections,
-        duration: seconds,
-        requests: [{ setupRequest: (request) => ({ ...request, ...scenario.next() }) }],
-      },
-      (error, result) => {
-        signal.removeEventListener('abort', stop);
-        if (error) reject(error);
-        else resolve(result);
-      },
-    );
-    const stop = () => instance.stop();
-    signal.addEventListener('abort', stop, { once: true });
-  });
-}
-
-const settle = () => new Promise((resolve) => setTimeout(resolve, 500));
-
 async function measure(
   server: ServerProcess,
   scenario: Scenario,
   seconds: number,
   signal: AbortSignal,
 ): Promise<Measured> {
-  await fire(server.url, scenario, WARMUP_SECONDS, signal);
-  await settle();
-  signal.throwIfAborted();
-  const cpuBefore = await server.cpuMicros();
-  const result = await fire(server.url, scenario, scenario.seconds ?? seconds, signal);
-  await settle();
-  const cpu = (await server.cpuMicros()) - cpuBefore;
-  signal.throwIfAborted();
-  if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
-    throw new Error(
-      `${scenario.label}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts ` +
-        `(status codes ${JSON.stringify(result.statusCodeStats)})`,
-    );
-  }
-  return {
-    scenario,
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    cpuMicros: cpu / result.requests.total,
-  };
+  const figures = await measureLoad(server, scenario, scenario.seconds ?? seconds, WARMUP_SECONDS, signal);
+  return { scenario, ...figures };
 }
 
 /** Operations per second of `op` run in a loop for about `ms` milliseconds on this thread. */
@@ -414,80 +374,6 @@ function cryptoLimits(devices: BenchDevice[]): {
   const key = devices[0]!.apiKey;
   const sha256 = loopRate(() => createHash('sha256').update(key, 'utf8').digest('hex'));
   return { verify: verifyRates, parseVerify: parseRates, sha256 };
-}
-
-// ─── The server under test (as bench/api) ─────────────────────────────────────────────────────────────
-
-async function serve(flags: Flags): Promise<void> {
-  const server = await startServer({ flags, env: {}, print: () => {} });
-  let closing = false;
-  const close = async () => {
-    if (closing) return;
-    closing = true;
-    await server.close();
-    process.exit(0);
-  };
-  process.on('disconnect', close);
-  process.on('SIGINT', close);
-  process.on('message', (message) => {
-    if (message === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send!({ cpuMicros: user + system });
-    }
-  });
-  process.send!({ url: server.url });
-}
-
-interface ServerProcess {
-  url: string;
-  cpuMicros(): Promise<number>;
-  stop(): Promise<void>;
-}
-
-function startServerProcess(flags: Flags, cpuProfDir: string | undefined): Promise<ServerProcess> {
-  const child = fork(fileURLToPath(import.meta.url), ['serve', JSON.stringify(flags)], {
-    execArgv: [...process.execArgv, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [])],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    if (child.connected) child.disconnect();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const cpuMicros = () =>
-    new Promise<number>((resolve) => {
-      const onMessage = (message: { cpuMicros?: number }) => {
-        if (message.cpuMicros === undefined) return;
-        child.off('message', onMessage);
-        resolve(message.cpuMicros);
-      };
-      child.on('message', onMessage);
-      child.send('cpu');
-    });
-  return new Promise((resolve, reject) => {
-    child.once('message', (message: { url: string }) => resolve({ url: message.url, cpuMicros, stop }));
-    child.once('exit', (code) =>
-      reject(new Error(`the server process ended before listening (code ${code})`)),
-    );
-  });
-}
-
-// biome-ignore lint/suspicious/noExplicitAny: set-up reads answers loosely and checks what it uses.
-async function api(base: string, method: string, url: string, token?: string, body?: unknown): Promise<any> {
-  const response = await fetch(base + url, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${url} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : undefined;
 }
 
 /** One request as autocannon would send it; answers the status and the text. */
@@ -533,7 +419,7 @@ async function benchDatabase(
     };
     const keygenStart = performance.now();
     const rsaPromise = rsaKeys(RSA_KEYS);
-    server = await startServerProcess(flags, undefined);
+    server = await startServerProcess(flags);
     let base = server.url;
     log(`\n${db === 'sqlite' ? `SQLite ${sqliteFile}` : `PostgreSQL schema ${schema}`}, server ${base}`);
 
@@ -605,7 +491,7 @@ async function benchDatabase(
 
     // Restart on the populated database (SQLite's planner statistics are gathered when it opens).
     await server.stop();
-    server = await startServerProcess(flags, cpuProfDir);
+    server = await startServerProcess(flags, { cpuProfDir });
     base = server.url;
 
     // Check that every scenario answers what it claims, and fetch device tokens.
@@ -735,11 +621,6 @@ function targetText(scenario: Scenario): string {
     .join(', ');
 }
 
-function ratio(rps: number, baseline: number): string {
-  const r = rps / baseline;
-  return `${r >= 1 ? r.toFixed(2) : r.toPrecision(2)}×`;
-}
-
 function printReport(db: DbName, measured: Measured[], limits: ReturnType<typeof cryptoLimits>): void {
   const rows = [
     [
@@ -796,12 +677,6 @@ function printReport(db: DbName, measured: Measured[], limits: ReturnType<typeof
 
 // ─── Command line ─────────────────────────────────────────────────────────────────────────────────────
 
-function wholeNumber(name: string, text: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, not ${text}`);
-  return n;
-}
-
 async function main(): Promise<number> {
   const abort = new AbortController();
   const interrupt = () => abort.abort(new Error('interrupted'));
@@ -844,5 +719,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv[2] === 'serve') await serve(JSON.parse(process.argv[3]!) as Flags);
-else process.exit(await main());
+process.exit(await main());

@@ -22,14 +22,13 @@
  * It exits 0 whether the target is met or not, 1 when the bench itself fails (a transfer that loses bytes, an
  * `ssh` that fails, a process that never starts).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
   api,
   type Flags,
@@ -43,52 +42,10 @@ const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
 const ADMIN_PASSWORD = 'bench-password-not-secret';
 /** The admin's SSH login: the local part of their e-mail, unique among users. */
 const LOGIN = 'admin';
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/fleetgate-agent.js');
 const CIPHER = 'aes128-gcm@openssh.com';
 const MB = 1_000_000;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port: number): Promise<true | undefined> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(undefined));
-  });
-}
-
-/** Child processes started by the bench, ended in `finally` whatever happens. */
-const children = new Set<ChildProcess>();
-function track<T extends ChildProcess>(child: T): T {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
 
 interface Run {
   code: number | null;
@@ -160,35 +117,6 @@ async function startSshd(dir: string, name: string, authorizedKeys: string) {
   });
   await until(`sshd ${name} to listen`, 10_000, () => accepts(port));
   return { port, pid: sshd.pid! };
-}
-
-/** Enrolls a real fleetgate-agent with a provisioning key; answers the device's uuid once it is online. */
-async function startAgent(base: string, session: string, fleetId: number, dir: string, ports: number[]) {
-  const { key } = await api(base, 'POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, session, {
-    name: 'bench agent',
-  });
-  const configFile = path.join(dir, 'agent.json');
-  fs.writeFileSync(
-    configFile,
-    JSON.stringify({
-      server: base,
-      dataDir: path.join(dir, 'agent-data'),
-      deviceType: 'generic-amd64',
-      provisioningKey: key,
-      allowedPorts: ports,
-    }),
-  );
-  const agent = track(
-    spawn(process.execPath, [AGENT_BIN, 'run', '--config', configFile], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }),
-  );
-  agent.stdout.resume();
-  const uuid = await until('the agent to enroll and connect', 60_000, async () => {
-    const page = await api(base, 'GET', `/api/v1/devices?fleet=${fleetId}&status=online`, session);
-    return page.items[0]?.uuid as string | undefined;
-  });
-  return { uuid, pid: agent.pid! };
 }
 
 /**
@@ -274,7 +202,8 @@ async function main(): Promise<number> {
     const org = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
     const fleetBody = { orgId: org.id, name: 'bench-ssh', defaultDeviceType: 'generic-amd64' };
     const fleetId = (await api(base, 'POST', '/api/v1/fleets', session, fleetBody)).id as number;
-    const { uuid, pid: agentPid } = await startAgent(base, session, fleetId, dir, [devicePort]);
+    const { uuid, agent } = await startAgent(base, session, fleetId, dir, [devicePort]);
+    const agentPid = agent.pid!;
     await api(base, 'PUT', `/api/v1/devices/${uuid}/allowed-ports`, session, { ports: [devicePort] });
 
     const crypto = nativeCrypto(server.pid);
@@ -399,7 +328,7 @@ async function main(): Promise<number> {
     log(`\nBENCH FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return 1;
   } finally {
-    for (const child of children) child.kill('SIGKILL');
+    killChildren();
     await server?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

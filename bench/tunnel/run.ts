@@ -21,15 +21,15 @@
  * It exits 0 whether targets are met or not, 1 when the bench itself fails (bytes lost, a process that
  * dies, a tunnel that never comes up).
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openDatabase } from '@fleetgate/server';
+import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
   api,
   type Flags,
@@ -42,42 +42,10 @@ import {
 
 const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
 const ADMIN_PASSWORD = 'bench-password-not-secret';
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI_BIN = path.join(ROOT, 'packages/cli/bin/fleetgate.js');
-const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/fleetgate-agent.js');
 const MiB = 1024 * 1024;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-/** Child processes started by the bench, ended in `finally` whatever happens. */
-const children = new Set<ChildProcess>();
-function track<T extends ChildProcess>(child: T): T {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
 
 // ─── (1) Throughput ───────────────────────────────────────────────────────────────────────────────────
 
@@ -176,49 +144,8 @@ async function startCliTunnel(base: string, token: string, uuid: string, remoteP
     ),
   );
   cli.stdout.resume();
-  await until(
-    'fleetgate tunnel to listen',
-    30_000,
-    async () =>
-      new Promise<true | undefined>((resolve) => {
-        const probe = net.connect({ host: '127.0.0.1', port: localPort });
-        probe.once('connect', () => {
-          probe.destroy();
-          resolve(true);
-        });
-        probe.once('error', () => resolve(undefined));
-      }),
-  );
+  await until('fleetgate tunnel to listen', 30_000, () => accepts(localPort));
   return { localPort, cli };
-}
-
-/** Enrolls a real fleetgate-agent with a provisioning key; answers the process and the device's uuid. */
-async function startAgent(base: string, session: string, fleetId: number, dir: string, ports: number[]) {
-  const { key } = await api(base, 'POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, session, {
-    name: 'bench agent',
-  });
-  const configFile = path.join(dir, 'agent.json');
-  fs.writeFileSync(
-    configFile,
-    JSON.stringify({
-      server: base,
-      dataDir: path.join(dir, 'agent-data'),
-      deviceType: 'generic-amd64',
-      provisioningKey: key,
-      allowedPorts: ports,
-    }),
-  );
-  const agent = track(
-    spawn(process.execPath, [AGENT_BIN, 'run', '--config', configFile], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }),
-  );
-  agent.stdout.resume();
-  const uuid = await until('the agent to enroll and connect', 60_000, async () => {
-    const page = await api(base, 'GET', `/api/v1/devices?fleet=${fleetId}&status=online`, session);
-    return page.items[0]?.uuid as string | undefined;
-  });
-  return { agent, uuid };
 }
 
 function rssOf(pid: number): number {
@@ -512,7 +439,7 @@ async function main(): Promise<number> {
     if (parts.has('throughput')) {
       log('\n(1) throughput and (4) agent footprint');
       through = await throughput(base, session, fleet.id, dir, mib, parallel);
-      for (const child of children) child.kill('SIGKILL');
+      killChildren();
     }
     log('\nResults');
     for (const r of through?.results ?? []) {
@@ -581,7 +508,7 @@ async function main(): Promise<number> {
     log(`\nBENCH FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return 1;
   } finally {
-    for (const child of children) child.kill('SIGKILL');
+    killChildren();
     await server?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

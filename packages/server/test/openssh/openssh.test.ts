@@ -4,9 +4,8 @@
  * ssh-proxy <key id>`, and people run `ssh <account>@<bastion> '<device> <command>'` with their registered keys
  * against a real server and a real agent (in-process, over real sockets).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,46 +15,17 @@ import { Agent } from '../../../agent/src/agent.ts';
 import { createLogger } from '../../../agent/src/log.ts';
 import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+import {
+  api as callApi,
+  clientOptions,
+  freePort,
+  keygen as keygenIn,
+  run,
+  startSshd,
+  untilListening,
+} from '../ssh/openssh-tools.ts';
 
 const cli = fileURLToPath(new URL('../../../cli/bin/fleetgate.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  file: string,
-  args: string[],
-  options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      file,
-      args,
-      {
-        timeout: options.timeoutMs ?? 60_000,
-        maxBuffer: 16 * 1024 * 1024,
-        ...(options.env ? { env: options.env } : {}),
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-        resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
-      },
-    );
-    if (options.input !== undefined) child.stdin?.end(options.input);
-    else child.stdin?.end();
-  });
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 // Each ssh here starts fleetgate twice (sshd's AuthorizedKeysCommand, then the forced command), a few seconds
 // each on a busy machine: the tests get minutes, not the default 30 s.
@@ -73,35 +43,9 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
   let tokenFile: string;
   const agents: Agent[] = [];
 
-  const api = async (method: string, url: string, body?: unknown, token = server.adminToken) => {
-    const answer = await requestJson(`${server.url}${url}`, {
-      method,
-      ...(body === undefined ? {} : { body }),
-      token,
-    });
-    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
-    return answer.body;
-  };
-  const keygen = async (name: string) => {
-    const file = path.join(dir, name);
-    const made = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file]);
-    if (made.code !== 0) throw new Error(`ssh-keygen: ${made.stderr}`);
-    return file;
-  };
-  const clientOptions = (key: string) => [
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'LogLevel=ERROR',
-    '-i',
-    key,
-  ];
+  const api = (method: string, url: string, body?: unknown, token?: string) =>
+    callApi(server, method, url, body, token);
+  const keygen = (name: string) => keygenIn(dir, name);
   /** `ssh -p <port> root@127.0.0.1 '<remote>'`, as a person types it (root is the shared local account). */
   const ssh = (key: string, remote: string | undefined, options: { input?: string; extra?: string[] } = {}) =>
     run(
@@ -191,40 +135,17 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
       { mode: 0o755 },
     );
     port = await freePort();
-    const hostKey = await keygen('bastion_host_key');
-    fs.mkdirSync('/run/sshd', { recursive: true });
-    const config = path.join(dir, 'sshd_config');
-    fs.writeFileSync(
-      config,
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${hostKey}`,
-        `PidFile ${path.join(dir, 'sshd.pid')}`,
-        'AuthorizedKeysFile none',
-        `AuthorizedKeysCommand ${wrapper} %f`,
-        'AuthorizedKeysCommandUser root',
-        'UsePAM no',
-        'PermitRootLogin yes',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'LogLevel ERROR',
-        '',
-      ].join('\n'),
-    );
-    sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = net.connect(port, '127.0.0.1', () => {
-            socket.destroy();
-            resolve(true);
-          });
-          socket.on('error', () => resolve(false));
-        }),
-      10_000,
-      'the bastion sshd',
-    );
+    sshd = await startSshd(dir, port, 'bastion_host_key', [
+      'AuthorizedKeysFile none',
+      `AuthorizedKeysCommand ${wrapper} %f`,
+      'AuthorizedKeysCommandUser root',
+      'UsePAM no',
+      'PermitRootLogin yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'LogLevel ERROR',
+    ]);
+    await untilListening(port, 'the bastion sshd');
   }, 60_000);
 
   afterAll(async () => {

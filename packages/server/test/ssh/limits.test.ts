@@ -4,7 +4,6 @@
  * never sign in, or guess passwords. Sources other than 127.0.0.1 are other loopback addresses (127.0.0.2…),
  * so that one source's flood and everybody else can be told apart.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,6 +14,7 @@ import { Agent } from '../../../agent/src/agent.ts';
 import { createLogger } from '../../../agent/src/log.ts';
 import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+import { api as callApi, keygen } from './openssh-tools.ts';
 
 /** The sign-in timeout of this test's server (FLEETGATE_SSH_AUTH_TIMEOUT_MS; 30 s by default). */
 const AUTH_TIMEOUT_MS = 1500;
@@ -49,15 +49,7 @@ describe('SSH gateway limits', () => {
   });
   const clients = new Set<Client>();
 
-  const api = async (method: string, url: string, body?: unknown) => {
-    const answer = await requestJson(`${server.url}${url}`, {
-      method,
-      ...(body === undefined ? {} : { body }),
-      token: server.adminToken,
-    });
-    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
-    return answer.body;
-  };
+  const api = (method: string, url: string, body?: unknown) => callApi(server, method, url, body);
 
   /** A socket to the gateway from `localAddress`, connected. */
   const socketFrom = (localAddress: string) =>
@@ -138,12 +130,7 @@ describe('SSH gateway limits', () => {
     });
     sshPort = server.server.sshPort;
 
-    const keyFile = path.join(dir, 'id_admin');
-    await new Promise<void>((resolve, reject) =>
-      execFile('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'admin', '-f', keyFile], (error) =>
-        error ? reject(error) : resolve(),
-      ),
-    );
+    const keyFile = await keygen(dir, 'id_admin', 'admin');
     adminKey = fs.readFileSync(keyFile);
     await api('POST', '/api/v1/ssh-keys', { publicKey: fs.readFileSync(`${keyFile}.pub`, 'utf8') });
     await api('POST', '/api/v1/users', { email: 'victim@example.test', password: 'victim password 1' });

@@ -3,10 +3,9 @@
  * sockets) in front of a real `sshd` started from a temporary config (the device's sshd), and `ssh`, `scp` and
  * `sftp` as people run them.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import ssh2, { type ClientChannel } from 'ssh2';
@@ -15,40 +14,16 @@ import { Agent } from '../../../agent/src/agent.ts';
 import { createLogger } from '../../../agent/src/log.ts';
 import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  file: string,
-  args: string[],
-  options: { input?: string; timeoutMs?: number } = {},
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      file,
-      args,
-      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-        resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
-      },
-    );
-    if (options.input !== undefined) child.stdin?.end(options.input);
-    else child.stdin?.end();
-  });
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import {
+  api as callApi,
+  clientOptions,
+  freePort,
+  keygen as keygenIn,
+  type Run,
+  run,
+  startSshd,
+  untilListening,
+} from './openssh-tools.ts';
 
 describe('SSH gateway with OpenSSH clients', () => {
   let server: ListeningServer;
@@ -62,35 +37,9 @@ describe('SSH gateway with OpenSSH clients', () => {
   let betaKey: string;
   const agents: Agent[] = [];
 
-  const api = async (method: string, url: string, body?: unknown, token = server.adminToken) => {
-    const answer = await requestJson(`${server.url}${url}`, {
-      method,
-      ...(body === undefined ? {} : { body }),
-      token,
-    });
-    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
-    return answer.body;
-  };
-  const keygen = async (name: string) => {
-    const file = path.join(dir, name);
-    const made = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file]);
-    if (made.code !== 0) throw new Error(`ssh-keygen: ${made.stderr}`);
-    return file;
-  };
-  const clientOptions = (key: string) => [
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'LogLevel=ERROR',
-    '-i',
-    key,
-  ];
+  const api = (method: string, url: string, body?: unknown, token?: string) =>
+    callApi(server, method, url, body, token);
+  const keygen = (name: string) => keygenIn(dir, name);
   /**
    * `ssh -J <login>@gw root@<target>` to the device's sshd, as a person writes it; the jump host's options come
    * from an ssh_config (`-F`), which OpenSSH hands on to the ssh it starts for the jump.
@@ -149,41 +98,18 @@ describe('SSH gateway with OpenSSH clients', () => {
 
     // The device's own sshd, on a free high port, trusting the admin's key.
     sshdPort = await freePort();
-    const hostKey = await keygen('device_host_key');
     fs.copyFileSync(`${adminKey}.pub`, path.join(dir, 'authorized_keys'));
-    fs.mkdirSync('/run/sshd', { recursive: true });
-    const sshdConfig = path.join(dir, 'sshd_config');
-    fs.writeFileSync(
-      sshdConfig,
-      [
-        `Port ${sshdPort}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${hostKey}`,
-        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-        `PidFile ${path.join(dir, 'sshd.pid')}`,
-        'UsePAM no',
-        'StrictModes no',
-        'PermitRootLogin yes',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'Subsystem sftp /usr/lib/openssh/sftp-server',
-        'LogLevel ERROR',
-        '',
-      ].join('\n'),
-    );
-    sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', sshdConfig], { stdio: 'ignore' });
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = net.connect(sshdPort, '127.0.0.1', () => {
-            socket.destroy();
-            resolve(true);
-          });
-          socket.on('error', () => resolve(false));
-        }),
-      10_000,
-      'the device sshd',
-    );
+    sshd = await startSshd(dir, sshdPort, 'device_host_key', [
+      `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
+      'UsePAM no',
+      'StrictModes no',
+      'PermitRootLogin yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'Subsystem sftp /usr/lib/openssh/sftp-server',
+      'LogLevel ERROR',
+    ]);
+    await untilListening(sshdPort, 'the device sshd');
 
     // The device: a real agent, enrolled with a provisioning key, allowed to reach its sshd.
     const fleet = await api('POST', '/api/v1/fleets', {
