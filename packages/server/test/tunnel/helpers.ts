@@ -14,11 +14,14 @@ import { check } from '../api/helpers.ts';
 import { createProvisioningKey, registerNewDevice } from '../enrollment/helpers.ts';
 import { startTestServer, type TestServer } from '../harness.ts';
 
-/** A test server listening on 127.0.0.1 (so WebSockets can reach it), with short tunnel timings. */
+/**
+ * A test server listening on 127.0.0.1 (so WebSockets can reach it), with short tunnel timings: pings every
+ * 300 ms, but 2 s to answer one, so that a test agent on a loaded CI machine is not dropped mid-test.
+ */
 export async function startTunnelServer(): Promise<TestServer & { baseUrl: string; wsUrl: string }> {
   const server = await startTestServer({
     tunnelPingIntervalMs: 300,
-    tunnelPingTimeoutMs: 400,
+    tunnelPingTimeoutMs: 2000,
     presenceFlushMs: 50,
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

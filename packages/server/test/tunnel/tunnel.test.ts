@@ -248,10 +248,10 @@ describe('liveness', () => {
     const silent = await openSocket(`${server.wsUrl}/api/v1/tunnel`, { authorization: d.authorization });
     const started = Date.now();
     const code = await new Promise<number>((resolve) => silent.once('close', (c) => resolve(c)));
-    // Pinged after ~300 ms (±10 %), closed after 400 ms more without an answer; terminated, so 1006.
+    // Pinged after ~300 ms (±10 %), closed after 2 s more without an answer; terminated, so 1006.
     expect([CloseCode.livenessTimeout, 1006]).toContain(code);
-    expect(Date.now() - started).toBeGreaterThan(500);
-    expect(Date.now() - started).toBeLessThan(3000);
+    expect(Date.now() - started).toBeGreaterThan(2000);
+    expect(Date.now() - started).toBeLessThan(15_000);
     await eventually(async () => {
       const history = check(
         await server.api('GET', `/api/v1/devices/${d.uuid}/connections`, { token: server.adminToken }),
