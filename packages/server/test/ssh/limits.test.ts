@@ -17,7 +17,7 @@ import { type ListeningServer, requestJson, startListeningServer } from '../list
 import { api as callApi, keygen } from './openssh-tools.ts';
 
 /** The sign-in timeout of this test's server (FLEETGATE_SSH_AUTH_TIMEOUT_MS; 30 s by default). */
-const AUTH_TIMEOUT_MS = 1500;
+const AUTH_TIMEOUT_MS = 3000;
 /** Failed sign-ins allowed per source and per login in 15 minutes (FLEETGATE_LOGIN_ATTEMPTS, the default). */
 const LOGIN_ATTEMPTS = 10;
 
@@ -238,7 +238,8 @@ describe('SSH gateway limits', () => {
     // Give the server time to count all 16 before the 17th arrives.
     await new Promise((resolve) => setTimeout(resolve, 200));
     const seventeenth = await idle('127.0.0.3');
-    expect(await seventeenth.closed).toBeLessThan(AUTH_TIMEOUT_MS / 2);
+    // Cut at once, not by the sign-in timeout (with margin for a loaded machine).
+    expect(await seventeenth.closed).toBeLessThan(AUTH_TIMEOUT_MS - 1000);
     const other = await signIn('admin', { privateKey: adminKey }, '127.0.0.1');
     expect(other.signedIn).toBe(true);
     await end(other.client);
@@ -289,6 +290,7 @@ describe('SSH gateway limits', () => {
       await end(other.client);
     }
     expect(healthy).toBeGreaterThan(0);
-    expect(slowestMs).toBeLessThan(2_000);
+    // Responsive: no /healthz waits for the flood to end (generous, for a loaded CI machine).
+    expect(slowestMs).toBeLessThan(5_000);
   }, 60_000);
 });
