@@ -391,6 +391,10 @@ function decodeJson<T>(schema: z.ZodType<T>, payload: Uint8Array, what: string):
 
 // ─── 4. Multiplexer ────────────────────────────────────────────────────────────────────────────
 
+/**
+ * What a multiplexer is built with. It keeps the object and calls the functions as its methods, so an
+ * object holding many connections can pass one instance per connection whose functions live on a prototype.
+ */
 export interface MultiplexerOptions<R extends Role> {
   /** `agent` opens odd stream ids, `server` even ones, so both may open without colliding. */
   role: R;
@@ -673,15 +677,15 @@ export class Multiplexer<R extends Role> {
   private readonly window: number;
   private readonly maxFramePayload: number;
   private readonly maxStreams: number;
-  private readonly streams = new Map<number, TunnelStream>();
-  private readonly pendingOpens = new Map<
-    number,
-    { resolve: (stream: TunnelStream) => void; reject: (error: Error) => void }
-  >();
-  private readonly pendingPings = new Map<
-    bigint,
-    { sentAt: number; resolve: (rttMs: number) => void; reject: (error: Error) => void }
-  >();
+  // The three maps are made on first use: a server holds thousands of idle connections that never open a
+  // stream, and an empty Map still costs a backing store.
+  private streams: Map<number, TunnelStream> | undefined;
+  private pendingOpens:
+    | Map<number, { resolve: (stream: TunnelStream) => void; reject: (error: Error) => void }>
+    | undefined;
+  private pendingPings:
+    | Map<bigint, { sentAt: number; resolve: (rttMs: number) => void; reject: (error: Error) => void }>
+    | undefined;
   private nextStreamId: number;
   private highestPeerStreamId = 0;
   private nextPing = 0n;
@@ -708,7 +712,7 @@ export class Multiplexer<R extends Role> {
 
   /** Number of streams open or opening. */
   get streamCount(): number {
-    return this.streams.size;
+    return this.streams?.size ?? 0;
   }
 
   /** @internal Payload size this side sends: the smaller of both sides' limits. */
@@ -737,7 +741,7 @@ export class Multiplexer<R extends Role> {
       return Promise.reject(new StreamError(StreamErrorCode.connectionClosed, this.closedWith.reason));
     }
     if (!this.started) return Promise.reject(new Error('open() before start()'));
-    if (this.streams.size >= this.maxStreams) {
+    if (this.streamCount >= this.maxStreams) {
       return Promise.reject(
         new StreamError(StreamErrorCode.tooManyStreams, `${this.maxStreams} streams open`),
       );
@@ -745,8 +749,9 @@ export class Multiplexer<R extends Role> {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const stream = new TunnelStream(id, this, this.window, true);
-    this.streams.set(id, stream);
+    this.streamMap().set(id, stream);
     return new Promise((resolve, reject) => {
+      this.pendingOpens ??= new Map();
       this.pendingOpens.set(id, { resolve, reject });
       this.sendFrame('open', id, encodeJson(openTargetSchema.parse(target)));
     });
@@ -764,6 +769,7 @@ export class Multiplexer<R extends Role> {
     const payload = new Uint8Array(8);
     new DataView(payload.buffer).setBigUint64(0, id);
     return new Promise((resolve, reject) => {
+      this.pendingPings ??= new Map();
       this.pendingPings.set(id, { sentAt: performance.now(), resolve, reject });
       this.sendFrame('ping', 0, payload);
     });
@@ -814,8 +820,8 @@ export class Multiplexer<R extends Role> {
         const stream = this.localOpening(frame.streamId, 'openOk');
         if (!stream) return;
         stream.markOpen(this.peerHello!.window);
-        this.pendingOpens.get(stream.id)?.resolve(stream);
-        this.pendingOpens.delete(stream.id);
+        this.pendingOpens?.get(stream.id)?.resolve(stream);
+        this.pendingOpens?.delete(stream.id);
         return;
       }
       case 'openErr': {
@@ -823,8 +829,8 @@ export class Multiplexer<R extends Role> {
         if (!stream) return;
         const { code, reason } = decodeJson(streamErrorSchema, frame.payload, 'openErr');
         const error = new StreamError(code, reason);
-        this.pendingOpens.get(stream.id)?.reject(error);
-        this.pendingOpens.delete(stream.id);
+        this.pendingOpens?.get(stream.id)?.reject(error);
+        this.pendingOpens?.delete(stream.id);
         stream.abort(null);
         return;
       }
@@ -845,10 +851,10 @@ export class Multiplexer<R extends Role> {
         const { code, reason } = decodeJson(streamErrorSchema, frame.payload, 'reset');
         if (!stream) return;
         const error = new StreamError(code, reason);
-        const pending = this.pendingOpens.get(stream.id);
+        const pending = this.pendingOpens?.get(stream.id);
         if (pending) {
           // Reset while we waited for OPEN_OK: the opener sees it as a refusal.
-          this.pendingOpens.delete(stream.id);
+          this.pendingOpens!.delete(stream.id);
           pending.reject(error);
           stream.abort(null);
         } else if (stream.opening) {
@@ -864,9 +870,11 @@ export class Multiplexer<R extends Role> {
         return;
       case 'pong': {
         const id = new DataView(frame.payload.buffer, frame.payload.byteOffset, 8).getBigUint64(0);
-        const pending = this.pendingPings.get(id);
+        const pending = this.pendingPings?.get(id);
         if (!pending) return; // late or unsolicited pongs are harmless
-        this.pendingPings.delete(id);
+        this.pendingPings!.delete(id);
+        // Idle connections have one ping out at a time: drop the map between pings.
+        if (this.pendingPings!.size === 0) this.pendingPings = undefined;
         pending.resolve(performance.now() - pending.sentAt);
         return;
       }
@@ -917,19 +925,18 @@ export class Multiplexer<R extends Role> {
     const target = decodeJson(openTargetSchema, payload, 'open target');
     const refuse = (code: StreamErrorCodeValue, reason: string) =>
       this.sendFrame('openErr', id, encodeJson({ code, reason: reason.slice(0, 512) }));
-    const onStream = this.options.onStream;
-    if (!onStream) {
+    if (!this.options.onStream) {
       refuse(StreamErrorCode.refused, 'this side accepts no streams');
       return;
     }
-    if (this.streams.size >= this.maxStreams) {
+    if (this.streamCount >= this.maxStreams) {
       refuse(StreamErrorCode.tooManyStreams, `${this.maxStreams} streams open`);
       return;
     }
     const stream = new TunnelStream(id, this as Multiplexer<Role>, this.window, true);
-    this.streams.set(id, stream);
+    this.streamMap().set(id, stream);
     let answered = false;
-    onStream({
+    this.options.onStream({
       streamId: id,
       target,
       accept: () => {
@@ -955,7 +962,7 @@ export class Multiplexer<R extends Role> {
    * when it closed are dropped); a protocol error when the id was never opened.
    */
   private streamFor(frame: Frame): TunnelStream | undefined {
-    const stream = this.streams.get(frame.streamId);
+    const stream = this.streams?.get(frame.streamId);
     if (stream) return stream;
     if (this.wasOpened(frame.streamId)) return undefined;
     throw new ProtocolError(`${frame.type} frame for unknown stream ${frame.streamId}`);
@@ -965,8 +972,14 @@ export class Multiplexer<R extends Role> {
   private localOpening(id: number, type: FrameTypeName): TunnelStream | undefined {
     const stream = this.streamFor({ type, streamId: id, payload: new Uint8Array(0) });
     if (!stream) return undefined;
-    if (!this.pendingOpens.has(id)) throw new ProtocolError(`${type} for stream ${id}, which is not opening`);
+    if (!this.pendingOpens?.has(id))
+      throw new ProtocolError(`${type} for stream ${id}, which is not opening`);
     return stream;
+  }
+
+  private streamMap(): Map<number, TunnelStream> {
+    this.streams ??= new Map();
+    return this.streams;
   }
 
   private wasOpened(id: number): boolean {
@@ -976,13 +989,13 @@ export class Multiplexer<R extends Role> {
 
   /** @internal */
   sendStreamFrame(type: FrameTypeName, streamId: number, payload: Uint8Array): void {
-    if (this.closedWith || !this.streams.has(streamId)) return;
+    if (this.closedWith || !this.streams?.has(streamId)) return;
     this.sendFrame(type, streamId, payload);
   }
 
   /** @internal Sends a DATA frame for a received chunk, reusing the bytes before it (see `relayableChunks`). */
   sendRelayedData(streamId: number, chunk: Uint8Array): void {
-    if (this.closedWith || !this.streams.has(streamId)) return;
+    if (this.closedWith || !this.streams?.has(streamId)) return;
     const message = Buffer.from(chunk.buffer, chunk.byteOffset - HEADER_SIZE, HEADER_SIZE + chunk.length);
     writeHeader(message, 0, FrameType.data, streamId, chunk.length);
     this.sendEncoded(message);
@@ -990,10 +1003,10 @@ export class Multiplexer<R extends Role> {
 
   /** @internal */
   forget(id: number): void {
-    this.streams.delete(id);
-    const pending = this.pendingOpens.get(id);
+    this.streams?.delete(id);
+    const pending = this.pendingOpens?.get(id);
     if (pending) {
-      this.pendingOpens.delete(id);
+      this.pendingOpens!.delete(id);
       pending.reject(new StreamError(StreamErrorCode.cancelled, 'stream destroyed while opening'));
     }
   }
@@ -1017,12 +1030,15 @@ export class Multiplexer<R extends Role> {
     const close: ConnectionClose = { code, name: closeCodeNames.get(code) ?? 'unknown', reason, remote };
     this.closedWith = close;
     const error = new StreamError(StreamErrorCode.connectionClosed, reason);
-    for (const pending of this.pendingOpens.values()) pending.reject(error);
-    this.pendingOpens.clear();
-    for (const stream of [...this.streams.values()]) stream.abort(stream.opening ? null : error);
-    this.streams.clear();
-    for (const ping of this.pendingPings.values()) ping.reject(new Error(`connection closed: ${reason}`));
-    this.pendingPings.clear();
+    const pendingOpens = this.pendingOpens;
+    this.pendingOpens = undefined;
+    for (const pending of pendingOpens?.values() ?? []) pending.reject(error);
+    const streams = this.streams;
+    this.streams = undefined;
+    for (const stream of streams?.values() ?? []) stream.abort(stream.opening ? null : error);
+    const pendingPings = this.pendingPings;
+    this.pendingPings = undefined;
+    for (const ping of pendingPings?.values() ?? []) ping.reject(new Error(`connection closed: ${reason}`));
     this.options.onClose?.(close);
   }
 }

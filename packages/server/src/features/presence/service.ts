@@ -64,6 +64,8 @@ export class PresenceRecorder {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private lastSweep = 0;
+  /** Set when the server stops: the time every connection closed from then on is recorded with. */
+  private stoppedAt: number | undefined;
 
   constructor(
     private readonly deps: ServiceDeps,
@@ -88,12 +90,21 @@ export class PresenceRecorder {
     delete change.disconnectedAt;
   }
 
+  /**
+   * The server is stopping and closes every connection: they are recorded as closed at `at` (epoch ms), one
+   * time for all, so that their history and their devices are written in a few statements rather than two
+   * per connection while the agents wait for the new server.
+   */
+  stopping(at: number): void {
+    this.stoppedAt = at;
+  }
+
   disconnected(
     connection: PresenceConnection,
     close: { code: number; reason: string },
     current: boolean,
   ): void {
-    const at = Date.now();
+    const at = this.stoppedAt ?? Date.now();
     this.closing.push({ connection, at, code: close.code, reason: close.reason.slice(0, 256), current });
     if (current) this.changeOf(connection.deviceId).disconnectedAt = Math.max(at, connection.connectedAt);
   }
@@ -194,20 +205,33 @@ async function writeBatch(
       .values(rows.slice(i, i + CHUNK))
       .execute();
   }
-  for (const c of batch.closing) {
-    if (closedNow.has(c.connection)) continue;
-    await trx
-      .updateTable('device_connections')
-      .set({
-        disconnected_at: c.at,
-        duration_ms: c.at - c.connection.connectedAt,
-        close_code: c.code,
-        close_reason: c.reason,
-      })
-      .where('device_id', '=', c.connection.deviceId)
-      .where('connected_at', '=', c.connection.connectedAt)
-      .where('disconnected_at', 'is', null)
-      .execute();
+  // Closes with the same time, code and reason (all of them when the server stops) share one UPDATE.
+  const closeGroups = groupBy(
+    batch.closing.filter((c) => !closedNow.has(c.connection)),
+    (c) => `${c.at}\u0000${c.code}\u0000${c.reason}`,
+  );
+  for (const group of closeGroups) {
+    const { at, code, reason } = group[0]!;
+    for (let i = 0; i < group.length; i += CHUNK) {
+      const chunk = group.slice(i, i + CHUNK);
+      await trx
+        .updateTable('device_connections')
+        .set({
+          disconnected_at: at,
+          duration_ms: sql<number>`${at} - connected_at`,
+          close_code: code,
+          close_reason: reason,
+        })
+        .where((eb) =>
+          eb(
+            eb.refTuple('device_id', 'connected_at'),
+            'in',
+            chunk.map((c) => eb.tuple(c.connection.deviceId, c.connection.connectedAt)),
+          ),
+        )
+        .where('disconnected_at', 'is', null)
+        .execute();
+    }
   }
   // Agent versions that arrived after the connect (in the hello) for connections written earlier.
   for (const c of batch.opened) {
@@ -216,6 +240,8 @@ async function writeBatch(
       if (change && change.agentVersion === undefined) change.agentVersion = c.agentVersion;
     }
   }
+  // Devices with the same change (all of them going offline when the server stops) share one UPDATE.
+  const updates = new Map<string, { set: Record<string, unknown>; ids: number[] }>();
   for (const [deviceId, change] of batch.changes) {
     const set: Record<string, unknown> = {};
     if (change.connectedAt !== undefined) {
@@ -237,7 +263,19 @@ async function writeBatch(
       set.variables_error = change.applied.error?.slice(0, 1024) ?? null;
     }
     if (Object.keys(set).length === 0) continue;
-    await trx.updateTable('devices').set(set).where('id', '=', deviceId).execute();
+    const key = JSON.stringify(set);
+    const update = updates.get(key);
+    if (update) update.ids.push(deviceId);
+    else updates.set(key, { set, ids: [deviceId] });
+  }
+  for (const { set, ids } of updates.values()) {
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      await trx
+        .updateTable('devices')
+        .set(set)
+        .where('id', 'in', ids.slice(i, i + CHUNK))
+        .execute();
+    }
   }
   const seen = [...batch.seen];
   for (let i = 0; i < seen.length; i += CHUNK) {
@@ -247,6 +285,17 @@ async function writeBatch(
       .where('id', 'in', seen.slice(i, i + CHUNK))
       .execute();
   }
+}
+
+function groupBy<T>(items: T[], keyOf: (item: T) => string): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return [...groups.values()];
 }
 
 /**

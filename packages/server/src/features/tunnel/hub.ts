@@ -7,11 +7,10 @@ import {
   type HelloMessage,
   type IncomingControl,
   MAX_FRAME_PAYLOAD,
-  type MultiplexerOptions,
   type Role,
 } from '@fleetgate/protocol';
 import client from 'prom-client';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { AppError, type ErrorCode, httpStatusOf } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
@@ -20,7 +19,7 @@ import { onDeviceCredentialsRevoked, type RevokedCredentials } from '../device-k
 import { type DecommissionedDevice, onDeviceDecommissioned } from '../devices/decommission.ts';
 import type { PresenceConnection, PresenceRecorder } from '../presence/service.ts';
 import { effectiveVariablesOf, onVariablesChanged, type VariablesChange } from '../variables/service.ts';
-import { TunnelPeer } from './peer.ts';
+import { type PeerEvents, type PeerSettings, PeerSocket, TunnelPeer } from './peer.ts';
 import { decommissionedCredential } from './service.ts';
 
 /**
@@ -43,8 +42,18 @@ export interface TunnelHubOptions {
   software: string;
 }
 
-/** A device's live tunnel. */
-export class DeviceTunnel implements PresenceConnection {
+/** What a device tunnel reports to the hub; the hub's own methods, kept off its public face. */
+interface DeviceTunnelOwner {
+  deviceHello(tunnel: DeviceTunnel, hello: HelloMessage): void;
+  deviceControl(tunnel: DeviceTunnel, message: Exclude<IncomingControl<'server'>, HelloMessage>): void;
+  deviceDisconnected(tunnel: DeviceTunnel, close: ConnectionClose): void;
+}
+
+/**
+ * A device's live tunnel. It receives its peer's events itself (methods on the prototype, not closures made
+ * for every connection: the hub holds thousands of idle tunnels).
+ */
+export class DeviceTunnel implements PresenceConnection, PeerEvents<'server'> {
   agentVersion: string | null;
   /** The highest variables revision sent, so a slower, older read never overwrites a newer set. */
   sentRevision = -1;
@@ -52,6 +61,7 @@ export class DeviceTunnel implements PresenceConnection {
   ready = false;
 
   constructor(
+    private readonly owner: DeviceTunnelOwner,
     readonly peer: TunnelPeer<'server'>,
     readonly principal: DevicePrincipal,
     readonly remoteAddress: string | null,
@@ -63,6 +73,18 @@ export class DeviceTunnel implements PresenceConnection {
 
   get deviceId(): number {
     return this.principal.deviceId;
+  }
+
+  onHello(hello: HelloMessage): void {
+    this.owner.deviceHello(this, hello);
+  }
+
+  onControl(message: Exclude<IncomingControl<'server'>, HelloMessage>): void {
+    this.owner.deviceControl(this, message);
+  }
+
+  onClose(close: ConnectionClose): void {
+    this.owner.deviceDisconnected(this, close);
   }
 }
 
@@ -79,8 +101,21 @@ const REVOCATION_MEMORY_MS = 60_000;
 /** The largest WebSocket message a peer may send: one frame of the largest payload. */
 export const MAX_MESSAGE = HEADER_SIZE + MAX_FRAME_PAYLOAD;
 
-export class TunnelHub {
+/**
+ * At shutdown, how long the CLOSE frames may take to leave, in milliseconds, before the sockets still open are
+ * destroyed. The peers' answers are not waited for: the close code is all an agent needs, and every second the
+ * server takes to stop widens the agents' backoff.
+ */
+const SHUTDOWN_FLUSH_MS = 1_000;
+
+/** Until `ws` takes an upgrading socket over, a reset must not become an uncaught exception. */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+export class TunnelHub implements DeviceTunnelOwner {
   private readonly wss = new WebSocketServer({
+    WebSocket: PeerSocket,
     noServer: true,
     perMessageDeflate: false,
     maxPayload: MAX_MESSAGE,
@@ -158,8 +193,9 @@ export class TunnelHub {
   }
 
   /**
-   * Closes every tunnel with `goingAway` (agents reconnect with backoff), waits up to two seconds for the
-   * closing handshakes, and writes the presence that is left. New upgrades get 503 from the first moment.
+   * Closes every tunnel with `goingAway` (agents reconnect with backoff) and ends each socket after its CLOSE
+   * frames, without waiting for the peers' closing handshakes; destroys what has not flushed within
+   * `SHUTDOWN_FLUSH_MS`, and writes the presence that is left. New upgrades get 503 from the first moment.
    */
   close(): Promise<void> {
     this.closed ??= (async () => {
@@ -167,19 +203,17 @@ export class TunnelHub {
       clearInterval(this.sweepTimer);
       for (const stop of this.unsubscribe) stop();
       const peers = [...this.peers];
-      const gone = peers.map(
-        (peer) =>
-          new Promise<void>((resolve) => {
-            if (peer.ws.readyState === peer.ws.CLOSED) resolve();
-            else peer.ws.once('close', () => resolve());
-          }),
-      );
+      // One time for every connection the stop closes: their presence is then written in a few statements.
+      this.options.presence.stopping(Date.now());
       for (const peer of peers) peer.close(CloseCode.goingAway, 'the server is shutting down');
+      // The CLOSE frames sit in the sockets' write buffers; `end()` queues the FIN behind them, so a socket
+      // has finished once the peer's close code is on its way. Its answer is not waited for.
+      const flushed = peers.map((peer) => peer.ws.endAfterWrites());
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.all(gone),
+        Promise.all(flushed),
         new Promise((resolve) => {
-          timer = setTimeout(resolve, 2_000);
+          timer = setTimeout(resolve, SHUTDOWN_FLUSH_MS);
         }),
       ]);
       clearTimeout(timer);
@@ -231,31 +265,41 @@ export class TunnelHub {
     request: IncomingMessage,
     socket: Duplex,
     head: Buffer,
-    options: Omit<MultiplexerOptions<R>, 'send' | 'onClose' | 'software'> & {
-      onClose?: (close: ConnectionClose) => void;
-    },
+    options: Omit<PeerSettings<R>, 'software'> & PeerEvents<R>,
   ): Promise<TunnelPeer<R>> {
-    const ws = await new Promise<WebSocket>((resolve) =>
-      this.wss.handleUpgrade(request, socket, head, resolve),
+    const ws = await this.upgrade(request, socket, head);
+    return this.admit(new TunnelPeer<R>(ws, this.settings(options), options, this.peers));
+  }
+
+  /**
+   * Completes the WebSocket handshake. Its own function, so that no closure of the long-lived connection
+   * keeps the upgrade request (headers and all) alive.
+   */
+  private upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<PeerSocket> {
+    return new Promise((resolve) =>
+      this.wss.handleUpgrade(request, socket, head, (ws) => {
+        // ws listens for socket errors from now on.
+        socket.off('error', destroyOnError);
+        ws.transport = socket;
+        resolve(ws);
+      }),
     );
-    const peer: TunnelPeer<R> = new TunnelPeer<R>(ws, {
-      ...options,
-      software: this.options.software,
-      onClose: (close) => {
-        this.peers.delete(peer as TunnelPeer<Role>);
-        options.onClose?.(close);
-      },
-    });
+  }
+
+  private settings<R extends Role>(options: Omit<PeerSettings<R>, 'software'>): PeerSettings<R> {
+    return { ...options, software: this.options.software };
+  }
+
+  /** Starts a new peer's multiplexer (hello sent at once) and its liveness schedule. */
+  private admit<R extends Role>(peer: TunnelPeer<R>): TunnelPeer<R> {
     peer.nextPingAt = Date.now() + this.jitteredInterval();
-    this.peers.add(peer as TunnelPeer<Role>);
     peer.mux.start();
     if (this.closing) peer.close(CloseCode.goingAway, 'the server is shutting down');
     return peer;
   }
 
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    // Until ws takes the socket over, a reset must not become an uncaught exception.
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const path = (request.url ?? '/').split('?')[0] ?? '/';
     for (const route of this.routes) {
       const match = route.pattern.exec(path);
@@ -302,16 +346,13 @@ export class TunnelHub {
     if (this.closing) return this.refuse(socket, 'unavailable', 'the server is stopping: reconnect later');
     const header = request.headers['x-fleetgate-agent'];
     const agentVersion = typeof header === 'string' && header ? header.slice(0, 128) : null;
-    let tunnel: DeviceTunnel | undefined;
-    const peer = await this.openPeer<'server'>(request, socket, head, {
-      role: 'server',
-      onHello: (hello) => tunnel && this.hello(tunnel, hello),
-      onControl: (message) => tunnel && this.control(tunnel, message),
-      onClose: (close) => tunnel && this.disconnected(tunnel, close),
-    });
+    const ws = await this.upgrade(request, socket, head);
+    // No event can arrive before `listen`: it runs in the same tick as the hello is sent.
+    const peer = this.admit(new TunnelPeer<'server'>(ws, this.settings({ role: 'server' }), {}, this.peers));
     if (peer.mux.closed) return; // the server began stopping meanwhile
     peer.deviceId = principal.deviceId;
-    tunnel = new DeviceTunnel(peer, principal, sourceIp, agentVersion, Date.now());
+    const tunnel = new DeviceTunnel(this, peer, principal, sourceIp, agentVersion, Date.now());
+    peer.listen(tunnel);
     const previous = this.devices.get(principal.deviceId);
     this.devices.set(principal.deviceId, tunnel);
     this.options.presence.connected(tunnel);
@@ -323,13 +364,15 @@ export class TunnelHub {
     }
   }
 
-  private hello(tunnel: DeviceTunnel, hello: HelloMessage): void {
+  /** @internal A device's hello arrived. */
+  deviceHello(tunnel: DeviceTunnel, hello: HelloMessage): void {
     tunnel.ready = true;
     if (tunnel.agentVersion === null && hello.software) tunnel.agentVersion = hello.software.slice(0, 128);
     void this.pushVariables([tunnel]);
   }
 
-  private control(tunnel: DeviceTunnel, message: Exclude<IncomingControl<'server'>, HelloMessage>): void {
+  /** @internal A device sent a control message. */
+  deviceControl(tunnel: DeviceTunnel, message: Exclude<IncomingControl<'server'>, HelloMessage>): void {
     const presence = this.options.presence;
     switch (message.type) {
       case 'state-report': {
@@ -345,7 +388,8 @@ export class TunnelHub {
     }
   }
 
-  private disconnected(tunnel: DeviceTunnel, close: ConnectionClose): void {
+  /** @internal A device's tunnel closed. */
+  deviceDisconnected(tunnel: DeviceTunnel, close: ConnectionClose): void {
     const current = this.devices.get(tunnel.deviceId) === tunnel;
     if (current) this.devices.delete(tunnel.deviceId);
     this.options.presence.disconnected(tunnel, close, current);

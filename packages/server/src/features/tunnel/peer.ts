@@ -1,11 +1,51 @@
+import type { Duplex } from 'node:stream';
 import {
   CloseCode,
   type ConnectionClose,
+  type HelloMessage,
+  type IncomingControl,
+  type IncomingOpen,
   Multiplexer,
   type MultiplexerOptions,
   type Role,
 } from '@fleetgate/protocol';
-import type { WebSocket } from 'ws';
+import { WebSocket } from 'ws';
+
+/** What the owner of a peer hears from its multiplexer. */
+export type PeerEvents<R extends Role> = Pick<
+  MultiplexerOptions<R>,
+  'onStream' | 'onControl' | 'onHello' | 'onClose'
+>;
+
+/** The multiplexer settings a peer's owner chooses; the peer supplies `send` and the events. */
+export type PeerSettings<R extends Role> = Pick<
+  MultiplexerOptions<R>,
+  'role' | 'software' | 'window' | 'maxFramePayload' | 'maxStreams'
+>;
+
+/**
+ * The WebSocket class the hub's server makes for each connection: a `ws` WebSocket that knows its peer, so
+ * that its listeners are shared functions rather than closures made for every connection.
+ */
+export class PeerSocket extends WebSocket {
+  peer: TunnelPeer<Role> | undefined;
+  /** The connection under the WebSocket, set by the hub once the handshake completed. */
+  transport: Duplex | undefined;
+
+  /**
+   * Half-closes the connection once everything written to it (a CLOSE frame, say) has gone to the operating
+   * system, without waiting for the peer's closing handshake. Resolves then, or at once when it already ended.
+   */
+  endAfterWrites(): Promise<void> {
+    const transport = this.transport;
+    if (!transport || transport.destroyed || transport.writableFinished) return Promise.resolve();
+    // end()'s callback also runs when the stream errors or ended before: the promise always settles.
+    return new Promise((resolve) => transport.end(() => resolve()));
+  }
+}
+
+/** `ws.send` options for every frame: shared, since `ws` copies them. */
+const BINARY = { binary: true } as const;
 
 /**
  * One WebSocket carrying one `Multiplexer`: a device's tunnel, or a person's (`fleetgate tunnel`). One binary
@@ -13,10 +53,16 @@ import type { WebSocket } from 'ws';
  * code and reason, whichever side closed first.
  *
  * Liveness is not timed here: the hub's one sweep timer looks at `nextPingAt` and `pingSentAt` of every peer,
- * so an idle peer costs no timer of its own.
+ * so an idle peer costs no timer of its own. The peer is its multiplexer's options object (its methods are on
+ * the prototype), so an idle peer costs no closures either: the hub holds thousands.
  */
-export class TunnelPeer<R extends Role> {
+export class TunnelPeer<R extends Role> implements MultiplexerOptions<R> {
   readonly mux: Multiplexer<R>;
+  readonly role: R;
+  readonly software: string | undefined;
+  readonly window: number | undefined;
+  readonly maxFramePayload: number | undefined;
+  readonly maxStreams: number | undefined;
   /** When the sweep sends the next ping (epoch ms). */
   nextPingAt = 0;
   /** When the unanswered ping was sent (epoch ms); 0 when none is outstanding. */
@@ -24,43 +70,91 @@ export class TunnelPeer<R extends Role> {
   /** The device at the other end of a device tunnel (its answers to pings count as signs of life); else 0. */
   deviceId = 0;
 
+  /**
+   * @param live the owner's set of open peers: the peer leaves it when it closes.
+   * @param events where the multiplexer's events go; replaceable with `listen` until the peer's hello.
+   */
   constructor(
-    readonly ws: WebSocket,
-    options: Omit<MultiplexerOptions<R>, 'send' | 'onClose'> & { onClose: (close: ConnectionClose) => void },
+    readonly ws: PeerSocket,
+    settings: PeerSettings<R>,
+    private events: PeerEvents<R>,
+    private readonly live: Set<TunnelPeer<Role>>,
   ) {
-    const { onClose, ...muxOptions } = options;
-    this.mux = new Multiplexer<R>({
-      ...muxOptions,
-      // ws queues while the socket is busy and drops (with an error to a callback we do not pass) once it
-      // is closing: a send never throws for a closed transport.
-      send: (frame) => ws.send(frame, { binary: true }),
-      onClose: (close) => {
-        if (close.code === CloseCode.livenessTimeout) {
-          // A silent peer would not answer the closing handshake either: do not wait for it.
-          ws.terminate();
-        } else {
-          ws.close(close.code, truncateReason(close.reason));
-        }
-        onClose(close);
-      },
-    });
-    ws.on('message', (data, isBinary) => {
-      if (!isBinary) {
-        this.mux.close(CloseCode.protocolError, 'text messages are not part of the protocol');
-        return;
-      }
-      this.mux.receive(data as Buffer);
-    });
-    ws.on('close', () => this.mux.transportClosed('the WebSocket closed'));
+    this.role = settings.role;
+    this.software = settings.software;
+    this.window = settings.window;
+    this.maxFramePayload = settings.maxFramePayload;
+    this.maxStreams = settings.maxStreams;
+    this.mux = new Multiplexer<R>(this);
+    ws.peer = this as TunnelPeer<Role>;
+    ws.on('message', onMessage);
+    ws.on('close', onClose);
     // Socket errors end in 'close' as well; without a listener they would be thrown.
-    ws.on('error', () => {});
+    ws.on('error', ignore);
+    live.add(this as TunnelPeer<Role>);
+  }
+
+  /** Sends the events from now on to `events` (an owner that could only be made once the peer existed). */
+  listen(events: PeerEvents<R>): void {
+    this.events = events;
   }
 
   /** Closes with a code and reason (idempotent). */
   close(code: number, reason: string): void {
     this.mux.close(code, reason);
   }
+
+  /** @internal Multiplexer option. */
+  send(frame: Uint8Array): void {
+    // ws queues while the socket is busy and drops (with an error to a callback we do not pass) once it
+    // is closing: a send never throws for a closed transport.
+    this.ws.send(frame, BINARY);
+  }
+
+  /** @internal Multiplexer option: without the owner's handler, the multiplexer refuses every OPEN. */
+  get onStream(): ((open: IncomingOpen) => void) | undefined {
+    return this.events.onStream;
+  }
+
+  /** @internal Multiplexer option. */
+  onHello(hello: HelloMessage): void {
+    this.events.onHello?.(hello);
+  }
+
+  /** @internal Multiplexer option. */
+  onControl(message: Exclude<IncomingControl<R>, HelloMessage>): void {
+    this.events.onControl?.(message);
+  }
+
+  /** @internal Multiplexer option. */
+  onClose(close: ConnectionClose): void {
+    if (close.code === CloseCode.livenessTimeout) {
+      // A silent peer would not answer the closing handshake either: do not wait for it.
+      this.ws.terminate();
+    } else {
+      this.ws.close(close.code, truncateReason(close.reason));
+    }
+    this.live.delete(this as TunnelPeer<Role>);
+    this.events.onClose?.(close);
+  }
 }
+
+// Listeners shared by every peer's WebSocket: `this` is the socket, a `PeerSocket` made by the hub.
+function onMessage(this: WebSocket, data: WebSocket.RawData, isBinary: boolean): void {
+  const mux = (this as PeerSocket).peer?.mux;
+  if (!mux) return;
+  if (!isBinary) {
+    mux.close(CloseCode.protocolError, 'text messages are not part of the protocol');
+    return;
+  }
+  mux.receive(data as Buffer);
+}
+
+function onClose(this: WebSocket): void {
+  (this as PeerSocket).peer?.mux.transportClosed('the WebSocket closed');
+}
+
+function ignore(): void {}
 
 /** A WebSocket close reason is at most 123 bytes of UTF-8. */
 export function truncateReason(reason: string): string {
