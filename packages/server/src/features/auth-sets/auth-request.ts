@@ -1,6 +1,7 @@
 import type { Actor } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
+import type { Db } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter } from '../auth/rate-limit.ts';
@@ -82,7 +83,7 @@ export async function handleAuthRequest(
   const { db } = deps;
   const now = Date.now();
 
-  let target: { orgId: number; fleetId: number | null; provisioningKeyId: number | null };
+  let target: Target | undefined;
   if (tenantToken) {
     const pk = await db
       .selectFrom('provisioning_keys')
@@ -100,30 +101,26 @@ export async function handleAuthRequest(
         'bad_tenant_token',
       );
     target = { orgId: pk.org_id, fleetId: pk.fleet_id, provisioningKeyId: pk.id };
-  } else {
-    const org = await db.selectFrom('organizations').select('id').orderBy('id').executeTakeFirst();
-    if (!org) throw unauthorized('the server has no organization yet', 'no_organization');
-    target = { orgId: org.id, fleetId: null, provisioningKeyId: null };
   }
 
   // The same identity + key anywhere: a device preauthorized in another organization needs no tenant token.
-  // Each set comes with its device, in the same query.
-  const candidates = await db
-    .selectFrom('auth_sets')
-    .leftJoin('devices', 'devices.id', 'auth_sets.device_id')
-    .selectAll('auth_sets')
-    .select([
-      'devices.uuid as device_uuid',
-      'devices.org_id as device_org_id',
-      'devices.fleet_id as device_fleet_id',
-      'devices.decommissioned_at as device_decommissioned_at',
-    ])
-    .where('auth_sets.identity_hash', '=', identity.hash)
-    .where('auth_sets.public_key_hash', '=', key.hash)
-    .$if(tenantToken !== '', (q) => q.where('auth_sets.org_id', '=', target.orgId))
-    .execute();
+  // Each set comes with its device, and without a tenant token with the first organization (the target of a
+  // new pending set), in the same query: one statement per request instead of two.
+  const query: CandidatesQuery = {
+    ...candidatesQuery(db, target !== undefined),
+    parameters: target === undefined ? [identity.hash, key.hash] : [identity.hash, key.hash, target.orgId],
+  };
+  const { rows: candidates } = await db.executeQuery(query);
+  if (!target) {
+    // No candidate row, no first organization from it: ask for it alone (a new device's first request).
+    const orgId = candidates[0]?.first_org_id ?? (await firstOrganizationId(deps));
+    if (orgId === null || orgId === undefined)
+      throw unauthorized('the server has no organization yet', 'no_organization');
+    target = { orgId, fleetId: null, provisioningKeyId: null };
+  }
+  const orgId = target.orgId;
   const rank = { accepted: 0, preauthorized: 1, pending: 2, rejected: 3 } as const;
-  candidates.sort((a, b) => rank[a.status] - rank[b.status] || (a.org_id === target.orgId ? -1 : 1));
+  candidates.sort((a, b) => rank[a.status] - rank[b.status] || (a.org_id === orgId ? -1 : 1));
   const set = candidates[0];
 
   if (!set) {
@@ -157,6 +154,77 @@ export async function handleAuthRequest(
   }
   const { token } = await deps.deviceTokens.issue({ id: device.id, uuid: device.uuid, orgId: device.org_id });
   return { token, deviceId: device.id };
+}
+
+const IDENTITY_PLACEHOLDER = '<identity hash>';
+const KEY_PLACEHOLDER = '<public key hash>';
+const ORG_PLACEHOLDER = -1;
+
+/**
+ * The auth sets with an identity and key hash (in one organization when `inOrg`), each with its device and the
+ * first organization's id, with placeholders for the parameters.
+ */
+function candidatesBuilder(db: Db, inOrg: boolean) {
+  return db
+    .selectFrom('auth_sets')
+    .leftJoin('devices', 'devices.id', 'auth_sets.device_id')
+    .selectAll('auth_sets')
+    .select((eb) => [
+      'devices.uuid as device_uuid',
+      'devices.org_id as device_org_id',
+      'devices.fleet_id as device_fleet_id',
+      'devices.decommissioned_at as device_decommissioned_at',
+      eb
+        .selectFrom('organizations')
+        .select((inner) => inner.fn.min('organizations.id').as('id'))
+        .as('first_org_id'),
+    ])
+    .where('auth_sets.identity_hash', '=', IDENTITY_PLACEHOLDER)
+    .where('auth_sets.public_key_hash', '=', KEY_PLACEHOLDER)
+    .$if(inOrg, (q) => q.where('auth_sets.org_id', '=', ORG_PLACEHOLDER));
+}
+
+type CandidatesQuery = ReturnType<ReturnType<typeof candidatesBuilder>['compile']>;
+const compiledCandidates = new WeakMap<Db, { any?: CandidatesQuery; inOrg?: CandidatesQuery }>();
+
+/**
+ * `candidatesBuilder` compiled once per database and variant: Kysely's building and compiling cost more than
+ * SQLite's run of the (cached) statement. The caller passes the parameters by position — identity hash, key
+ * hash, then the organization — which is checked here once, so a change that reorders them fails loudly.
+ */
+function candidatesQuery(db: Db, inOrg: boolean): CandidatesQuery {
+  const variant = inOrg ? 'inOrg' : 'any';
+  let compiled = compiledCandidates.get(db);
+  if (!compiled) {
+    compiled = {};
+    compiledCandidates.set(db, compiled);
+  }
+  const known = compiled[variant];
+  if (known) return known;
+  const query = candidatesBuilder(db, inOrg).compile();
+  const expected: unknown[] = [IDENTITY_PLACEHOLDER, KEY_PLACEHOLDER, ...(inOrg ? [ORG_PLACEHOLDER] : [])];
+  if (query.parameters.length !== expected.length || query.parameters.some((p, i) => p !== expected[i]))
+    throw new Error(`the auth set query's parameters are not in the expected order: ${query.sql}`);
+  compiled[variant] = query;
+  return query;
+}
+
+/** Where a new pending set goes, and whose organization a set is preferred from. */
+interface Target {
+  orgId: number;
+  fleetId: number | null;
+  provisioningKeyId: number | null;
+}
+
+/** The first organization's id: where a device without a tenant token asks to join. */
+async function firstOrganizationId(deps: ServiceDeps): Promise<number | undefined> {
+  const org = await deps.db
+    .selectFrom('organizations')
+    .select('id')
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirst();
+  return org?.id;
 }
 
 /** A preauthorized set on its first valid request: accepted, unless the organization is at its limit. */
@@ -197,7 +265,7 @@ async function acceptPreauthorized(
 async function addPending(
   deps: ServiceDeps,
   actor: Actor,
-  target: { orgId: number; fleetId: number | null; provisioningKeyId: number | null },
+  target: Target,
   identity: { canonical: string; hash: string },
   key: { pem: string; hash: string; type: AuthSetRow['key_type'] },
   sourceIp: string | null,

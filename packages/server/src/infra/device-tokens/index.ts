@@ -1,4 +1,4 @@
-import { createPrivateKey, type JsonWebKey, randomBytes, sign } from 'node:crypto';
+import { createPrivateKey, type JsonWebKey, randomBytes, randomFillSync, sign } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, jwtVerify } from 'jose';
@@ -63,7 +63,7 @@ export async function openDeviceTokens(options: {
         iss: ISSUER,
         aud: AUDIENCE,
         sub: device.uuid,
-        jti: randomBytes(12).toString('hex'),
+        jti: tokenId(),
         iat: Math.floor(now / 1000),
         exp: Math.floor(expiresAt / 1000),
       });
@@ -117,6 +117,26 @@ function signerOf(key: KeyFile['keys'][number]): { sign(claims: Record<string, u
       return `${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`;
     },
   };
+}
+
+/** Token ids drawn per `randomFillSync` call: one call into OpenSSL per 256 tokens instead of one each. */
+const TOKEN_IDS_PER_FILL = 256;
+const TOKEN_ID_BYTES = 12;
+const tokenIdPool = Buffer.alloc(TOKEN_IDS_PER_FILL * TOKEN_ID_BYTES);
+let tokenIdOffset = tokenIdPool.length;
+
+/**
+ * 12 random bytes, hex: a token's `jti`. From the same CSPRNG as `randomBytes`, filled ahead in a block that
+ * only this function reads and that each id is cut from once.
+ */
+function tokenId(): string {
+  if (tokenIdOffset === tokenIdPool.length) {
+    randomFillSync(tokenIdPool);
+    tokenIdOffset = 0;
+  }
+  const id = tokenIdPool.toString('hex', tokenIdOffset, tokenIdOffset + TOKEN_ID_BYTES);
+  tokenIdOffset += TOKEN_ID_BYTES;
+  return id;
 }
 
 const base64url = (text: string) => Buffer.from(text).toString('base64url');
