@@ -19,6 +19,7 @@ import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
+import { markSshKeyUsed, sshKeyByFingerprint, sshKeyById } from '../ssh-keys/service.ts';
 import { type DeviceCommand, openStream } from '../streams/service.ts';
 import type { TunnelHub } from '../tunnel/hub.ts';
 import { ExecChannel } from './exec-channel.ts';
@@ -61,8 +62,6 @@ const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+|TZ|COLORTERM)$/;
 const MAX_ENV = 16;
 
 const LOGIN_WINDOW_MS = 15 * 60 * 1000;
-/** An SSH key's last-used time is written at most this often. */
-const LAST_USED_PRECISION_MS = 60 * 1000;
 
 /** Who a connection authenticated as. */
 interface Authenticated {
@@ -288,11 +287,7 @@ export class SshGateway {
   ): Promise<Pick<Authenticated, 'userId' | 'credential'> | false | 'query'> {
     if (userId === undefined) return false;
     const fingerprint = `SHA256:${createHash('sha256').update(context.key.data).digest('base64').replace(/=+$/, '')}`;
-    const key = await this.deps.db
-      .selectFrom('ssh_keys')
-      .select(['id', 'user_id', 'public_key', 'last_used_at'])
-      .where('fingerprint', '=', fingerprint)
-      .executeTakeFirst();
+    const key = await sshKeyByFingerprint(this.deps, fingerprint);
     if (!key || key.user_id !== userId) return false;
     if (!context.signature || !context.blob) {
       context.accept();
@@ -302,14 +297,7 @@ export class SshGateway {
     const publicKey = Array.isArray(parsed) ? parsed[0] : parsed;
     if (!publicKey || publicKey instanceof Error) return false;
     if (publicKey.verify(context.blob, context.signature, context.hashAlgo) !== true) return false;
-    const now = Date.now();
-    if (key.last_used_at === null || now - key.last_used_at > LAST_USED_PRECISION_MS) {
-      await this.deps.db
-        .updateTable('ssh_keys')
-        .set({ last_used_at: now })
-        .where('id', '=', key.id)
-        .execute();
-    }
+    await markSshKeyUsed(this.deps, key);
     return { userId, credential: { type: 'ssh_key', id: key.id } };
   }
 
@@ -342,11 +330,7 @@ export class SshGateway {
     const user = connection.user;
     if (!user) throw new AppError('unauthorized', 'sign in first');
     if (user.credential.type === 'ssh_key') {
-      const key = await this.deps.db
-        .selectFrom('ssh_keys')
-        .select('id')
-        .where('id', '=', user.credential.id)
-        .executeTakeFirst();
+      const key = await sshKeyById(this.deps, user.credential.id);
       if (!key) throw new AppError('unauthorized', 'the SSH key this connection signed in with was removed');
     }
     const principal = await this.auth.principalOf(user.userId, user.credential);

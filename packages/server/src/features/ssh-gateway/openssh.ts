@@ -6,6 +6,7 @@ import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
+import { markSshKeyUsed, sshKeyById } from '../ssh-keys/service.ts';
 import { openStream, streamRefusalOf } from '../streams/service.ts';
 import type { TunnelHub } from '../tunnel/hub.ts';
 import { resolveDevice, userOfLogin } from './targets.ts';
@@ -127,11 +128,7 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
       throw badRequest(`send ${SSH_KEY_ID_HEADER}: the id of the SSH key sshd accepted`);
     const typed = new URL(request.url ?? '/', 'http://x').searchParams.get('device') ?? '';
     if (!typed.trim()) throw badRequest('name a device: ssh <account>@<host> <device> [command]');
-    const key = await deps.db
-      .selectFrom('ssh_keys')
-      .select(['id', 'user_id'])
-      .where('id', '=', Number(keyText))
-      .executeTakeFirst();
+    const key = await sshKeyById(deps, Number(keyText));
     if (!key) throw new AppError('unauthorized', 'this SSH key is no longer registered with fleetgate');
     const owner = await auth.principalOf(key.user_id, { type: 'ssh_key', id: key.id });
     if (!owner) throw new AppError('unauthorized', 'the account of this SSH key is gone');
@@ -139,11 +136,7 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
     const actor: Actor = { principal: owner, sourceIp };
     const via = { service: service.email, apiKey: service.credential.id, sshKey: key.id };
     const device = await resolveDevice(deps.db, owner, typed, deps.config.deviceSuffix);
-    await deps.db
-      .updateTable('ssh_keys')
-      .set({ last_used_at: Date.now() })
-      .where('id', '=', key.id)
-      .execute();
+    await markSshKeyUsed(deps, key);
     if (socket.destroyed) return;
     let opened = false;
     await hub.openPeer<'agent'>(request, socket, head, {

@@ -112,3 +112,44 @@ export async function removeSshKey(deps: ServiceDeps, actor: Actor, keyId: numbe
     return { value: undefined, orgId: null, resourceId: keyId, details: { fingerprint: row.fingerprint } };
   });
 }
+
+// --- Signing in with a key (the SSH gateway, the OpenSSH integration mode) ------------------------------
+
+/** A registered key as the sign-in paths need it: the key itself is the credential, so no actor is checked. */
+export interface SshKeyCredential {
+  id: number;
+  user_id: number;
+  public_key: string;
+  last_used_at: number | null;
+}
+
+/** The registered key with this fingerprint (`SHA256:…`), if any. */
+export function sshKeyByFingerprint(
+  deps: ServiceDeps,
+  fingerprint: string,
+): Promise<SshKeyCredential | undefined> {
+  return deps.db
+    .selectFrom('ssh_keys')
+    .select(['id', 'user_id', 'public_key', 'last_used_at'])
+    .where('fingerprint', '=', fingerprint)
+    .executeTakeFirst();
+}
+
+/** The registered key with this id, if it still exists. */
+export function sshKeyById(deps: ServiceDeps, id: number): Promise<SshKeyCredential | undefined> {
+  return deps.db
+    .selectFrom('ssh_keys')
+    .select(['id', 'user_id', 'public_key', 'last_used_at'])
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+/** `last_used_at` is kept to the minute: a key used all day costs one write a minute, not one per sign-in. */
+const LAST_USED_PRECISION_MS = 60 * 1000;
+
+/** Records that a key signed someone in. */
+export async function markSshKeyUsed(deps: ServiceDeps, key: SshKeyCredential): Promise<void> {
+  const now = Date.now();
+  if (key.last_used_at !== null && now - key.last_used_at <= LAST_USED_PRECISION_MS) return;
+  await deps.db.updateTable('ssh_keys').set({ last_used_at: now }).where('id', '=', key.id).execute();
+}
