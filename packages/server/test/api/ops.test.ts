@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseReady, dropPostgresSchema, openDatabase } from '../../src/infra/db/index.ts';
 import { startTestServer, type TestServer } from '../harness.ts';
@@ -63,6 +64,34 @@ describe('database schemas', () => {
         }
       } finally {
         await dropPostgresSchema(databaseUrl, schema);
+      }
+    },
+  );
+  // Another fleetgate dropping its schema while this one migrates must not fail this one's start (a CI run
+  // failed that way: the migrator's table lookup read every schema and met one being dropped). A snapshot taken
+  // before the drop makes the timing certain: the catalog rows still show the dropped schema.
+  it.skipIf(!process.env.DATABASE_URL)(
+    'looks up its tables while another instance drops its schema',
+    async () => {
+      const databaseUrl = process.env.DATABASE_URL!;
+      const other = `fg_test_${randomBytes(6).toString('hex')}`;
+      const otherHandle = await openDatabase({ databaseUrl, schema: other, sqliteFile: ':memory:' });
+      await otherHandle.close();
+      try {
+        const tables = await server.database.db
+          .transaction()
+          .setIsolationLevel('repeatable read')
+          .execute(async (trx) => {
+            await sql`select 1`.execute(trx);
+            await dropPostgresSchema(databaseUrl, other);
+            return trx.introspection.getTables({ withInternalKyselyTables: true });
+          });
+        expect(tables.map((t) => t.name)).toEqual(
+          expect.arrayContaining(['devices', 'kysely_migration', 'kysely_migration_lock']),
+        );
+        expect(new Set(tables.map((t) => t.schema))).toEqual(new Set([server.config.dbSchema]));
+      } finally {
+        await dropPostgresSchema(databaseUrl, other);
       }
     },
   );

@@ -1,7 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import {
+  type DatabaseIntrospector,
+  type DatabaseMetadataOptions,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  type SchemaMetadata,
+  SqliteDialect,
+  sql,
+  type TableMetadata,
+} from 'kysely';
 import pg from 'pg';
 import { migrationProvider } from '../../db/migrations/index.ts';
 import type { Database } from '../../db/schema.ts';
@@ -114,7 +124,7 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     max: 10,
     options: schema === 'public' ? undefined : `-c search_path="${schema}"`,
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }, schema) });
   const redacted = new URL(url);
   if (redacted.password) redacted.password = '***';
   return {
@@ -124,6 +134,90 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: () => db.destroy(),
   };
+}
+
+/**
+ * Kysely's PostgreSQL introspector reads the tables of every schema and resolves each schema by name as it goes
+ * (`has_schema_privilege`, `pg_get_serial_sequence`), so it fails with "schema … does not exist" when another
+ * fleetgate sharing the database drops its schema meanwhile (CI runs test files that way). The migrator asks it
+ * whether its bookkeeping tables exist: this one reads only our own schema.
+ */
+class OwnSchemaPostgresDialect extends PostgresDialect {
+  readonly #schema: string;
+  constructor(config: ConstructorParameters<typeof PostgresDialect>[0], schema: string) {
+    super(config);
+    this.#schema = schema;
+  }
+  override createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
+    return new OwnSchemaIntrospector(db, this.#schema);
+  }
+}
+
+class OwnSchemaIntrospector implements DatabaseIntrospector {
+  readonly #db: Kysely<unknown>;
+  readonly #schema: string;
+  constructor(db: Kysely<unknown>, schema: string) {
+    this.#db = db;
+    this.#schema = schema;
+  }
+
+  async getSchemas(): Promise<SchemaMetadata[]> {
+    const { rows } = await sql<{ name: string }>`select nspname as name from pg_catalog.pg_namespace`.execute(
+      this.#db,
+    );
+    return rows;
+  }
+
+  async getTables(
+    options: DatabaseMetadataOptions = { withInternalKyselyTables: false },
+  ): Promise<TableMetadata[]> {
+    // The WHERE clause keeps only our schema's rows before the select list's functions run.
+    const { rows } = await sql<{
+      table: string;
+      kind: string;
+      column: string;
+      not_null: boolean;
+      has_default: boolean;
+      type: string;
+      type_schema: string;
+      comment: string | null;
+      serial: string | null;
+    }>`
+      select c.relname as table, c.relkind as kind, a.attname as column, a.attnotnull as not_null,
+        a.atthasdef as has_default, t.typname as type, tns.nspname as type_schema,
+        col_description(a.attrelid, a.attnum) as comment,
+        pg_get_serial_sequence(quote_ident(ns.nspname) || '.' || quote_ident(c.relname), a.attname) as serial
+      from pg_catalog.pg_attribute a
+        join pg_catalog.pg_class c on a.attrelid = c.oid
+        join pg_catalog.pg_namespace ns on c.relnamespace = ns.oid
+        join pg_catalog.pg_type t on a.atttypid = t.oid
+        join pg_catalog.pg_namespace tns on t.typnamespace = tns.oid
+      where ns.nspname = ${this.#schema} and c.relkind in ('r', 'v', 'p') and a.attnum >= 0 and not a.attisdropped
+      order by c.relname, a.attnum`.execute(this.#db);
+    const tables = new Map<string, TableMetadata & { columns: TableMetadata['columns'][number][] }>();
+    for (const row of rows) {
+      if (!options.withInternalKyselyTables && row.table.startsWith('kysely_migration')) continue;
+      let table = tables.get(row.table);
+      if (!table) {
+        table = { name: row.table, schema: this.#schema, isView: row.kind === 'v', columns: [] };
+        tables.set(row.table, table);
+      }
+      table.columns.push({
+        name: row.column,
+        dataType: row.type,
+        dataTypeSchema: row.type_schema,
+        isNullable: !row.not_null,
+        isAutoIncrementing: row.serial !== null,
+        hasDefaultValue: row.has_default,
+        ...(row.comment === null ? {} : { comment: row.comment }),
+      });
+    }
+    return [...tables.values()];
+  }
+
+  async getMetadata(options?: DatabaseMetadataOptions) {
+    return { tables: await this.getTables(options) };
+  }
 }
 
 async function migrate(handle: DatabaseHandle, schema: string): Promise<void> {
