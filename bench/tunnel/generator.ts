@@ -17,8 +17,8 @@ import { CloseCode, Multiplexer } from '@fleetgate/protocol';
 import WebSocket from 'ws';
 import { Backoff } from '../../packages/agent/src/backoff.ts';
 
-/** fleetgate-agent's default reconnect policy (packages/agent/src/config.ts: backoff base, cap, stableAfter). */
-const AGENT_BACKOFF = { baseMs: 1_000, capMs: 300_000 };
+/** fleetgate-agent's default reconnect policy (packages/agent/src/config.ts: backoff base, cap, restartCap, stableAfter). */
+const AGENT_BACKOFF = { baseMs: 1_000, capMs: 300_000, restartCapMs: 10_000 };
 const STABLE_AFTER_MS = 30_000;
 
 export interface GeneratorOptions {
@@ -118,6 +118,8 @@ function run(options: GeneratorOptions): void {
         tunnel.up = false;
         // As the agent: the backoff starts over only after a connection that stayed up long enough.
         if (Date.now() - tunnel.upSince >= STABLE_AFTER_MS) tunnel.backoff.reset();
+        if (code === CloseCode.goingAway) tunnel.backoff.serverRestarting();
+        else tunnel.backoff.restartOver();
         connected--;
       } else if (code === 1006) {
         failed++;

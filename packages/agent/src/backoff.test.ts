@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, backoffWindow, fullJitterDelay } from './backoff.ts';
+import { Backoff, backoffWindow, fullJitterDelay, RESTART_WINDOW_MS } from './backoff.ts';
 
 const defaults = { baseMs: 1000, capMs: 300_000 };
 
@@ -50,5 +50,42 @@ describe('full-jitter backoff', () => {
     expect(backoff.next()).toBe(50);
     backoff.toCap();
     expect(backoff.next()).toBe(500);
+  });
+
+  it('keeps windows at the restart cap for a few minutes after the server said it was restarting', () => {
+    let now = 0;
+    const backoff = new Backoff({
+      ...defaults,
+      restartCapMs: 10_000,
+      random: () => 0.999_999,
+      now: () => now,
+    });
+    backoff.serverRestarting();
+    // While the restarting server is down: 1, 2, 4, 8 s windows, then never wider than 10 s.
+    const windows = Array.from({ length: 12 }, () => backoff.next() + 1);
+    expect(windows).toEqual([
+      1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000,
+    ]);
+    // A server still down after the restart window gets the normal, widening windows again.
+    now += RESTART_WINDOW_MS;
+    expect(backoff.next() + 1).toBe(300_000);
+  });
+
+  it('drops the restart cap when the tunnel ends another way, or when told to wait ("not now")', () => {
+    const backoff = new Backoff({ baseMs: 100, capMs: 100_000, restartCapMs: 1000, random: () => 0.999_999 });
+    const windowsAfter = (times: number) => Array.from({ length: times }, () => backoff.next() + 1).at(-1);
+    backoff.serverRestarting();
+    expect(windowsAfter(8)).toBe(1000);
+    backoff.restartOver();
+    expect(windowsAfter(1)).toBe(25_600);
+    backoff.serverRestarting();
+    backoff.toCap();
+    expect(windowsAfter(1)).toBe(100_000);
+  });
+
+  it('without a restart cap, "going away" changes nothing', () => {
+    const backoff = new Backoff({ baseMs: 100, capMs: 1000, random: () => 0.999_999 });
+    backoff.serverRestarting();
+    expect(Array.from({ length: 6 }, () => backoff.next() + 1)).toEqual([100, 200, 400, 800, 1000, 1000]);
   });
 });

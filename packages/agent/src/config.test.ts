@@ -15,7 +15,7 @@ describe('agent configuration', () => {
       connectTimeoutMs: 10_000,
       variables: { envFile: '/var/lib/fleetgate-agent/variables.env', hookTimeoutMs: 60_000 },
       stateReport: { checkIntervalMs: 30_000, maxIntervalMs: 300_000 },
-      backoff: { baseMs: 1000, capMs: 300_000, stableAfterMs: 30_000 },
+      backoff: { baseMs: 1000, capMs: 300_000, restartCapMs: 10_000, stableAfterMs: 30_000 },
       liveness: { intervalMs: 30_000, timeoutMs: 10_000 },
       exec: { enabled: true },
       logLevel: 'info',

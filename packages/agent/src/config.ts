@@ -96,10 +96,12 @@ export const agentConfigFileSchema = z.strictObject({
       base: seconds(1, 3600),
       /** The largest reconnect window, in seconds. Default 300. */
       cap: seconds(300),
+      /** The largest window for 5 minutes after the server closed with "going away" (a restart). Default 10. */
+      restartCap: seconds(10),
       /** A connection that stayed up this long resets the backoff, in seconds. Default 30. */
       stableAfter: seconds(30, 3600),
     })
-    .default({ base: 1, cap: 300, stableAfter: 30 }),
+    .default({ base: 1, cap: 300, restartCap: 10, stableAfter: 30 }),
   liveness: z
     .strictObject({
       /** Ping interval, in seconds. Default 30. */
@@ -143,7 +145,7 @@ export interface AgentConfig {
   connectTimeoutMs: number;
   variables: { envFile: string; hook?: string; hookTimeoutMs: number };
   stateReport: { checkIntervalMs: number; maxIntervalMs: number };
-  backoff: { baseMs: number; capMs: number; stableAfterMs: number };
+  backoff: { baseMs: number; capMs: number; restartCapMs: number; stableAfterMs: number };
   liveness: { intervalMs: number; timeoutMs: number };
   exec: { enabled: boolean };
   logLevel: LogLevel;
@@ -237,6 +239,7 @@ export function parseConfig(value: unknown, options: { source?: string } = {}): 
     backoff: {
       baseMs: ms(file.backoff.base),
       capMs: ms(file.backoff.cap),
+      restartCapMs: ms(file.backoff.restartCap),
       stableAfterMs: ms(file.backoff.stableAfter),
     },
     liveness: { intervalMs: ms(file.liveness.interval), timeoutMs: ms(file.liveness.timeout) },

@@ -10,7 +10,8 @@
  *   merely on the server's hello: a server that accepts and drops at once (or another agent with the
  *   same credentials superseding this one) would otherwise be retried at the base rate forever.
  * - Close codes: 4006 decommissioned → stop for good; 4004 unauthorized → new credential, then retry with
- *   backoff; anything else (4001 going away, 4005 superseded, 4007 liveness, socket loss) → retry.
+ *   backoff; anything else (4001 going away, 4005 superseded, 4007 liveness, socket loss) → retry. After
+ *   4001 (the server restarts on purpose) the window grows only to `restartCapMs` for a few minutes.
  * - Liveness: a PING every `intervalMs`; no PONG within `timeoutMs` → the socket is dropped and the
  *   agent reconnects (a half-dead NAT mapping otherwise keeps a "connected" agent unreachable for hours).
  */
@@ -37,7 +38,13 @@ export interface TunnelClientOptions {
   authenticator: DeviceAuthenticator;
   /** Announced in the hello and the `x-fleetgate-agent` header, e.g. `0.1.0`. */
   agentVersion: string;
-  backoff: { baseMs: number; capMs: number; stableAfterMs: number; random?: () => number };
+  backoff: {
+    baseMs: number;
+    capMs: number;
+    restartCapMs?: number;
+    stableAfterMs: number;
+    random?: () => number;
+  };
   liveness: { intervalMs: number; timeoutMs: number };
   log: Logger;
   /** The server opens a stream. */
@@ -131,6 +138,8 @@ export class TunnelClient extends EventEmitter {
           if (outcome.code === CloseCode.unauthorized) this.options.authenticator.invalidate();
           if (outcome.code === CloseCode.unsupportedVersion) this.backoff.toCap();
           if (outcome.upMs >= this.options.backoff.stableAfterMs) this.backoff.reset();
+          if (outcome.code === CloseCode.goingAway) this.backoff.serverRestarting();
+          else this.backoff.restartOver();
           log.warn('tunnel closed', {
             code: outcome.code,
             reason: outcome.reason,

@@ -73,6 +73,25 @@ describe('tunnel client', () => {
     expect(hub.attempts.length).toBe(attempts);
   });
 
+  it('after "going away" (a server restart) keeps retrying within the restart cap while the server is down', async () => {
+    let down = false;
+    const hub = await hubWith({ authorize: () => (down ? 503 : undefined) });
+    const { agent } = agentOn(hub, { backoff: { base: 0.05, cap: 300, restartCap: 0.2, stableAfter: 30 } });
+    const first = await hub.nextConnection();
+    await first.hello;
+    const delays: number[] = [];
+    agent.tunnelClient!.on('retry', ({ delayMs }: { delayMs: number }) => delays.push(delayMs));
+    down = true;
+    first.mux.close(CloseCode.goingAway, 'server restarting');
+    // Eight refused attempts: without the restart cap the windows would reach 0.05 s · 2^7 = 6.4 s.
+    while (hub.attempts.filter((a) => a.status === 503).length < 8)
+      await new Promise((r) => setTimeout(r, 20));
+    down = false;
+    expect(await (await hub.nextConnection(5000)).hello).toMatch(/fleetgate-agent/);
+    expect(delays.length).toBeGreaterThanOrEqual(9);
+    for (const delay of delays) expect(delay).toBeLessThan(200);
+  });
+
   it('stops when the upgrade is refused because the device was decommissioned (403)', async () => {
     const hub = await hubWith({
       authorize: () => 403,
