@@ -113,6 +113,52 @@ describe('a connected device', () => {
     agent.close();
   });
 
+  it("gets the new fleet's variables when it is moved to another fleet, its own values still winning", async () => {
+    const d = await newDevice(server);
+    const token = server.adminToken;
+    check(
+      await server.api('PUT', `/api/v1/fleets/${d.fleetId}/variables/SITE`, {
+        token,
+        body: { value: 'old' },
+      }),
+      200,
+    );
+    const target = check(
+      await server.api('POST', '/api/v1/fleets', {
+        token,
+        body: { orgId: 1, name: `moved-${d.uuid.slice(0, 8)}`, defaultDeviceType: 'raspberrypi4-64' },
+      }),
+      201,
+    );
+    check(
+      await server.api('PUT', `/api/v1/fleets/${target.id}/variables/SITE`, {
+        token,
+        body: { value: 'new' },
+      }),
+      200,
+    );
+    check(
+      await server.api('PUT', `/api/v1/fleets/${target.id}/variables/MODE`, { token, body: { value: 'x' } }),
+      200,
+    );
+    check(
+      await server.api('PUT', `/api/v1/devices/${d.uuid}/variables/MODE`, { token, body: { value: 'mine' } }),
+      200,
+    );
+    const agent = await TestAgent.connect(server.wsUrl, d.authorization);
+    const first = await agent.waitFor(isVariables);
+    expect(first.variables).toEqual({ SITE: 'old', MODE: 'mine' });
+
+    check(
+      await server.api('PATCH', `/api/v1/devices/${d.uuid}`, { token, body: { fleetId: target.id } }),
+      200,
+    );
+    const second = await agent.waitFor(isVariables, 1);
+    expect(second.variables).toEqual({ SITE: 'new', MODE: 'mine' });
+    expect(second.revision).toBeGreaterThan(first.revision);
+    agent.close();
+  });
+
   it('shows its state report on the device', async () => {
     const d = await newDevice(server);
     const agent = await TestAgent.connect(server.wsUrl, d.authorization);

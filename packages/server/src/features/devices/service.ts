@@ -9,6 +9,7 @@ import { type Page, type PageRequest, type ServiceDeps, write } from '../../infr
 import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
+import { bumpVariablesRevision, notifyVariablesChanged } from '../variables/changes.ts';
 import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
 
 export interface DeviceView {
@@ -275,31 +276,40 @@ export async function updateDevice(
     fleetId?: number | undefined;
   },
 ): Promise<DeviceView> {
-  const id = await write(deps, actor, { action: 'device.update', resourceType: 'device' }, async (trx) => {
-    const device = await deviceForAction(trx, actor, ref, 'device.update');
-    if (input.fleetId !== undefined && input.fleetId !== device.fleet_id) {
-      // Moving needs the right to add devices to the target fleet, which must be in the same organization.
-      const target = await fleetForAction(trx, actor, input.fleetId, 'device.create');
-      if (target.org_id !== device.org_id)
-        throw new AppError('bad_request', 'a device moves only between fleets of its organization');
-    }
-    if (input.deviceType !== undefined) await assertDeviceType(trx, device.org_id, input.deviceType);
-    await trx
-      .updateTable('devices')
-      .set({
-        ...(input.name !== undefined ? { name: input.name } : {}),
-        ...(input.notes !== undefined ? { notes: input.notes } : {}),
-        ...(input.deviceType !== undefined ? { device_type: input.deviceType } : {}),
-        ...(input.fleetId !== undefined ? { fleet_id: input.fleetId } : {}),
-        updated_at: Date.now(),
-      })
-      .where('id', '=', device.id)
-      .execute();
-    const details: Record<string, unknown> = { ...input };
-    if (input.fleetId !== undefined) details.fromFleetId = device.fleet_id;
-    return { value: device.id, orgId: device.org_id, resourceId: device.uuid, details };
-  });
-  return getDevice(deps, actor, id);
+  const updated = await write(
+    deps,
+    actor,
+    { action: 'device.update', resourceType: 'device' },
+    async (trx) => {
+      const device = await deviceForAction(trx, actor, ref, 'device.update');
+      if (input.fleetId !== undefined && input.fleetId !== device.fleet_id) {
+        // Moving needs the right to add devices to the target fleet, which must be in the same organization.
+        const target = await fleetForAction(trx, actor, input.fleetId, 'device.create');
+        if (target.org_id !== device.org_id)
+          throw new AppError('bad_request', 'a device moves only between fleets of its organization');
+      }
+      if (input.deviceType !== undefined) await assertDeviceType(trx, device.org_id, input.deviceType);
+      await trx
+        .updateTable('devices')
+        .set({
+          ...(input.name !== undefined ? { name: input.name } : {}),
+          ...(input.notes !== undefined ? { notes: input.notes } : {}),
+          ...(input.deviceType !== undefined ? { device_type: input.deviceType } : {}),
+          ...(input.fleetId !== undefined ? { fleet_id: input.fleetId } : {}),
+          updated_at: Date.now(),
+        })
+        .where('id', '=', device.id)
+        .execute();
+      const details: Record<string, unknown> = { ...input };
+      const moved = input.fleetId !== undefined && input.fleetId !== device.fleet_id;
+      // In another fleet, the device's effective variables are the new fleet's (and its own).
+      if (moved) await bumpVariablesRevision(trx, { deviceId: device.id });
+      if (input.fleetId !== undefined) details.fromFleetId = device.fleet_id;
+      return { value: { id: device.id, moved }, orgId: device.org_id, resourceId: device.uuid, details };
+    },
+  );
+  if (updated.moved) notifyVariablesChanged({ deps, deviceId: updated.id });
+  return getDevice(deps, actor, updated.id);
 }
 
 export async function deleteDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef): Promise<void> {

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Actor } from '../../infra/access/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
@@ -6,6 +5,9 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
+import { bumpVariablesRevision, notifyVariablesChanged } from './changes.ts';
+
+export { onVariablesChanged, type VariablesChange } from './changes.ts';
 
 /**
  * Environment variables for devices: fleet-wide values and per-device values, the device's value overriding
@@ -24,53 +26,6 @@ export interface EffectiveVariableView extends VariableView {
   source: 'device' | 'fleet';
   /** For a device value: it hides a fleet value of the same name. */
   overridesFleet: boolean;
-}
-
-/** Which devices' effective variables changed: a whole fleet's, or one device's. */
-export type VariablesChange = { deps: ServiceDeps } & ({ fleetId: number } | { deviceId: number });
-type VariablesListener = (change: VariablesChange) => void;
-
-/** In-process listeners: the tunnel pushes the new set to connected devices from here. */
-const listeners = new Set<VariablesListener>();
-
-/** Calls `listener` after each committed variable change. Answers a function that removes it. */
-export function onVariablesChanged(listener: VariablesListener): () => void {
-  listeners.add(listener);
-  return () => {
-    listeners.delete(listener);
-  };
-}
-
-function notifyChanged(change: VariablesChange): void {
-  for (const listener of [...listeners]) {
-    try {
-      listener(change);
-    } catch (err) {
-      change.deps.log.error({ err }, 'a variables listener failed');
-    }
-  }
-}
-
-/**
- * Moves the fleet's or device's variables revision on, in the writing transaction: the epoch milliseconds of
- * the change, and always above the previous value (two changes in one millisecond differ).
- */
-async function bumpRevision(trx: Db, owner: { fleetId: number } | { deviceId: number }): Promise<void> {
-  const now = Date.now();
-  const next = sql<number>`case when coalesce(variables_changed_at, 0) >= ${now} then variables_changed_at + 1 else ${now} end`;
-  if ('fleetId' in owner) {
-    await trx
-      .updateTable('fleets')
-      .set({ variables_changed_at: next })
-      .where('id', '=', owner.fleetId)
-      .execute();
-  } else {
-    await trx
-      .updateTable('devices')
-      .set({ variables_changed_at: next })
-      .where('id', '=', owner.deviceId)
-      .execute();
-  }
 }
 
 /** What a device is sent: its effective variables (secrets included: they are for the device) and their revision. */
@@ -183,7 +138,7 @@ export async function setFleetVariable(
             .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
         )
         .execute();
-      await bumpRevision(trx, { fleetId });
+      await bumpVariablesRevision(trx, { fleetId });
       return {
         value: variableView(row),
         orgId: fleet.org_id,
@@ -192,7 +147,7 @@ export async function setFleetVariable(
       };
     },
   );
-  notifyChanged({ deps, fleetId });
+  notifyVariablesChanged({ deps, fleetId });
   return view;
 }
 
@@ -210,10 +165,10 @@ export async function deleteFleetVariable(
       .where('name', '=', name)
       .executeTakeFirst();
     if (!Number(result.numDeletedRows)) throw notFound('variable');
-    await bumpRevision(trx, { fleetId });
+    await bumpVariablesRevision(trx, { fleetId });
     return { value: undefined, orgId: fleet.org_id, resourceId: fleetId, details: { name } };
   });
-  notifyChanged({ deps, fleetId });
+  notifyVariablesChanged({ deps, fleetId });
 }
 
 /** The device's effective variables: its own values, then the fleet values it does not override. */
@@ -271,7 +226,7 @@ export async function setDeviceVariable(
             .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
         )
         .execute();
-      await bumpRevision(trx, { deviceId: device.id });
+      await bumpVariablesRevision(trx, { deviceId: device.id });
       return {
         value: { view: variableView(row), deviceId: device.id },
         orgId: device.org_id,
@@ -280,7 +235,7 @@ export async function setDeviceVariable(
       };
     },
   );
-  notifyChanged({ deps, deviceId });
+  notifyVariablesChanged({ deps, deviceId });
   return view;
 }
 
@@ -302,9 +257,9 @@ export async function deleteDeviceVariable(
         .where('name', '=', name)
         .executeTakeFirst();
       if (!Number(result.numDeletedRows)) throw notFound('variable');
-      await bumpRevision(trx, { deviceId: device.id });
+      await bumpVariablesRevision(trx, { deviceId: device.id });
       return { value: device.id, orgId: device.org_id, resourceId: device.uuid, details: { name } };
     },
   );
-  notifyChanged({ deps, deviceId });
+  notifyVariablesChanged({ deps, deviceId });
 }
