@@ -1,9 +1,10 @@
 /**
  * The HTTP CONNECT proxy with real `curl`, against the real server (`startServer`) and the real agent library
  * in-process with an HTTP server on the "device" (127.0.0.1, a random port on both allow-lists): absolute-form
- * and CONNECT requests reach it; wrong credentials, other organizations, offline devices, refused and
- * forbidden ports, malformed, oversized and slow requests get their own answers; and every CONNECT is a
- * session that `GET /api/v1/sessions` shows and an administrator can terminate.
+ * and CONNECT requests reach it by uuid, uuid prefix and name; wrong credentials, other organizations (their
+ * devices' names too), ambiguous names, offline devices, refused and forbidden ports, malformed, oversized and
+ * slow requests get their own answers; and every CONNECT is a session that `GET /api/v1/sessions` shows and an
+ * administrator can terminate.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -346,6 +347,129 @@ describe.skipIf(!hasCurl)('HTTP CONNECT proxy', () => {
     } finally {
       for (const socket of held) socket.destroy();
     }
+  });
+
+  describe('devices by name and uuid prefix', () => {
+    const port = () => devicePort;
+    /** The proxy's whole answer to a request (CONNECT or absolute-form) for `host`, without its Date line. */
+    const rawAnswer = async (login: string, key: string, host: string, connect: boolean) => {
+      const auth = Buffer.from(`${login}:${key}`).toString('base64');
+      const line = connect ? `CONNECT ${host}:${port()}` : `GET http://${host}:${port()}/hello`;
+      const answer = await rawExchange(
+        proxyPort,
+        `${line} HTTP/1.1\r\nHost: ${host}:${port()}\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`,
+      );
+      return answer.replace(/^Date: .*\r\n/m, '');
+    };
+    /** What curl saw: the body, then the status (of the CONNECT with `connect`). */
+    const viaCurl = async (host: string, connect = false, login = ADMIN_EMAIL, key = keys.admin) =>
+      (
+        await curl([
+          ...(connect ? ['-p'] : []),
+          ...proxyAs(login, key),
+          '-w',
+          connect ? '\n%{http_connect}' : '\n%{http_code}',
+          `http://${host}:${port()}/hello`,
+        ])
+      ).stdout;
+    const ourPrefix = 'abcdef1';
+    const ourUuid = `${ourPrefix}${'0'.repeat(25)}`;
+    const betaUuid = `${ourPrefix}${'f'.repeat(25)}`;
+
+    beforeAll(async () => {
+      await must('PATCH', `/api/v1/devices/${uuid}`, { name: 'Lobby-Kiosk' });
+      const fleetId = (await must('GET', `/api/v1/devices/${uuid}`)).fleetId as number;
+      const ours: Array<{ name: string; uuid?: string }> = [
+        { name: 'küche' },
+        { name: 'twin' },
+        { name: 'twin' },
+        { name: 'Pair' },
+        { name: 'PAIR' },
+        { name: 'Echo' },
+        { name: 'echo' },
+        { name: 'shared-name' },
+        { name: 'prefixed', uuid: ourUuid },
+        { name: 'Hall display' },
+      ];
+      for (const device of ours) await must('POST', '/api/v1/devices', { fleetId, ...device });
+      // The other organization: a name of its own, a name we use too, and a uuid sharing our device's prefix.
+      const beta = (await must('GET', '/api/v1/orgs', undefined, keys.outsider)).items[0];
+      const betaFleet = await must(
+        'POST',
+        '/api/v1/fleets',
+        { orgId: beta.id, name: 'beta-proxy', defaultDeviceType: 'generic-amd64' },
+        keys.outsider,
+      );
+      await must(
+        'PUT',
+        `/api/v1/fleets/${betaFleet.id}/allowed-ports`,
+        { ports: [devicePort] },
+        keys.outsider,
+      );
+      for (const device of [{ name: 'beta-only' }, { name: 'shared-name' }, { name: 'beta', uuid: betaUuid }])
+        await must('POST', '/api/v1/devices', { fleetId: betaFleet.id, ...device }, keys.outsider);
+    });
+
+    it('reaches a device by its name in any case, and by a uuid prefix, with curl -x and curl -p', async () => {
+      for (const host of ['lobby-kiosk.devices', 'LOBBY-KIOSK.devices', `${uuid.slice(0, 8)}.devices`]) {
+        expect(await viaCurl(host), host).toBe('hello from the device: GET /hello\n\n200');
+        expect(await viaCurl(host, true), host).toBe('hello from the device: GET /hello\n\n200');
+      }
+      // The offline devices answer 503 (they were found) rather than 407 (unknown): a name with letters outside
+      // ASCII (curl sends it as punycode), another prefix.
+      expect(await viaCurl('küche.devices', true)).toBe('\n503');
+      expect(await viaCurl(`${ourPrefix}0.devices`)).toMatch(/device prefixed .* is offline.*\n503$/s);
+    });
+
+    it('never counts another organization’s devices: the same name or prefix here, and theirs is reached', async () => {
+      // The outsider belongs to Beta only (the admin, who created Beta, belongs to both).
+      const theirs = (host: string) => viaCurl(host, false, logins.outsider, keys.outsider);
+      expect(await theirs('shared-name.devices')).toMatch(/device shared-name .* is offline.*\n503$/s);
+      expect(await theirs(`${ourPrefix}.devices`)).toMatch(
+        new RegExp(`device beta \\(${betaUuid}\\) is offline.*\\n503$`, 's'),
+      );
+    });
+
+    it('refuses another organization’s device name or prefix exactly as an unknown one', async () => {
+      /** `host`'s answer is byte for byte that of an unknown name of the same length, but for the name. */
+      const sameAsUnknown = async (login: string, key: string, host: string, connect: boolean) => {
+        const unknownHost = `${'z'.repeat(host.length - '.devices'.length)}.devices`;
+        const unknown = await rawAnswer(login, key, unknownHost, connect);
+        expect(unknown).toMatch(/^HTTP\/1\.1 407 /);
+        expect(unknown).toContain('Proxy-Authenticate: Basic realm="fleetgate"');
+        expect(unknown).toContain(`your credentials do not reach ${unknownHost}:${port()}`);
+        const answer = await rawAnswer(login, key, host, connect);
+        expect(answer.replaceAll(host, unknownHost), host).toBe(unknown);
+      };
+      for (const connect of [true, false]) {
+        // Our viewer (organization 1 only) and Beta's device name.
+        await sameAsUnknown(logins.viewer, keys.viewer, 'beta-only.devices', connect);
+        // Beta's owner and our device's name and uuid prefix.
+        await sameAsUnknown(logins.outsider, keys.outsider, 'lobby-kiosk.devices', connect);
+        await sameAsUnknown(logins.outsider, keys.outsider, `${uuid.slice(0, 8)}.devices`, connect);
+      }
+    });
+
+    it('answers 409 to a name several of the person’s devices share, telling them to use the uuid', async () => {
+      for (const host of ['twin.devices', 'pair.devices']) {
+        for (const connect of [true, false]) {
+          const answer = await rawAnswer(ADMIN_EMAIL, keys.admin, host, connect);
+          expect(answer, host).toMatch(/^HTTP\/1\.1 409 /);
+          expect(answer, host).toMatch(/names several of your devices .*: use the uuid\n$/);
+        }
+      }
+      // A name written exactly as the host wins over the same name in another case.
+      expect(await viaCurl('echo.devices')).toMatch(/device echo \([0-9a-f]{32}\) is offline.*\n503$/s);
+    });
+
+    it('takes no bare names or prefixes (only a bare uuid), and no names with characters a host cannot hold', async () => {
+      const bare = await viaCurl('lobby-kiosk');
+      expect(bare).toMatch(/reaches devices only: name a device as <name>\.devices:<port>.*\n400$/s);
+      expect(await viaCurl(uuid.slice(0, 8), true)).toBe('\n400');
+      expect(await viaCurl(uuid)).toBe('hello from the device: GET /hello\n\n200');
+      // "Hall display" has a space: no host name reaches it, not even one with a dash in its place.
+      expect(await viaCurl('hall-display.devices')).toMatch(/\n407$/);
+    });
   });
 
   describe('sessions', () => {

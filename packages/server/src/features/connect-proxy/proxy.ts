@@ -12,6 +12,7 @@ import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 import type { AuthService } from '../auth/service.ts';
+import { resolveDevice } from '../streams/device-names.ts';
 import { openStream, type StreamSession } from '../streams/service.ts';
 import type { TunnelHub } from '../tunnel/hub.ts';
 import {
@@ -24,14 +25,16 @@ import {
 
 /**
  * The HTTP CONNECT proxy to devices (DESIGN section 7, issue 5 item 4), a plain `node:http` server beside the
- * API: `CONNECT <uuid>.<suffix>:<port>` with `Proxy-Authorization: Basic base64(<e-mail>:<API key>)` goes
+ * API: `CONNECT <device>.<suffix>:<port>` with `Proxy-Authorization: Basic base64(<e-mail>:<API key>)` goes
  * through `openStream` (the same router as `fleetgate tunnel` and the SSH gateway) and becomes a raw stream;
- * absolute-form requests (`GET http://<uuid>.devices:8080/path`) are forwarded to the device port (80 by default)
- * with `Connection: close`, so `curl -x` and browsers reach device web pages.
+ * absolute-form requests (`GET http://<device>.devices:8080/path`) are forwarded to the device port (80 by
+ * default) with `Connection: close`, so `curl -x` and browsers reach device web pages. `<device>` is a name, a
+ * uuid or a uuid prefix (target.ts), resolved among the person's devices as the SSH gateway resolves it.
  *
  * Answers: 407 (with `Proxy-Authenticate`) for missing or wrong credentials and for devices the person cannot
- * see (another organization's answer the same as unknown ones); 403 when the person sees the device but may
- * not reach that port (port allow-list) or their role may not connect (viewers); 503 when the device is offline;
+ * see (another organization's answer the same as unknown ones, names included); 409 when a name or prefix
+ * matches several of the person's devices; 403 when the person sees the device but may not reach that port
+ * (port allow-list) or their role may not connect (viewers); 503 when the device is offline;
  * 502 when the device refuses or cannot reach the port; 400 for malformed requests; 431 for headers over 16 KiB;
  * 408 when the headers do not arrive within the header timeout (slowloris); 429 past the per-source
  * connection limit, the per-person session limit or the failed-authentication limit.
@@ -41,7 +44,7 @@ export interface ConnectProxyOptions {
   host: string;
   /** TCP port; 0 picks a free one. */
   port: number;
-  /** Host name suffix naming devices: `<uuid>.<suffix>`. */
+  /** Host name suffix naming devices: `<name or uuid>.<suffix>`. */
   deviceSuffix: string;
   /** How long a request's headers may take to arrive, in milliseconds. */
   headerTimeoutMs: number;
@@ -244,11 +247,22 @@ export class ConnectProxy {
     return { principal, sourceIp };
   }
 
-  /** Authorizes and opens the session for `target`, within the person's session limit. */
+  /** Finds the device among the person's, then authorizes and opens the session, within their session limit. */
   private async open(
     actor: Actor & { principal: UserPrincipal },
     target: ProxyTarget,
   ): Promise<StreamSession> {
+    let uuid: string;
+    try {
+      ({ uuid } = await resolveDevice(
+        this.deps.db,
+        actor.principal,
+        target.device,
+        this.options.deviceSuffix,
+      ));
+    } catch (err) {
+      throw refusalOf(err, target);
+    }
     const userId = actor.principal.userId;
     const held = this.perUserSessions.get(userId) ?? 0;
     if (held >= this.options.maxSessionsPerUser) {
@@ -265,12 +279,10 @@ export class ConnectProxy {
     };
     let session: StreamSession;
     try {
-      session = await openStream(this.deps, this.hub, actor, target.uuid, target.port, {
-        surface: 'connect',
-      });
+      session = await openStream(this.deps, this.hub, actor, uuid, target.port, { surface: 'connect' });
     } catch (err) {
       release();
-      throw refusalOf(err, target, this.options.deviceSuffix);
+      throw refusalOf(err, target);
     }
     session.stream.once('close', release);
     return session;
@@ -373,15 +385,21 @@ function parseTarget<T>(parse: () => T): T {
   }
 }
 
-/** An openStream refusal as the proxy's answer. */
-function refusalOf(err: unknown, target: ProxyTarget, suffix: string): unknown {
+/** A refusal of resolveDevice or openStream as the proxy's answer. */
+function refusalOf(err: unknown, target: ProxyTarget): unknown {
   if (!(err instanceof AppError)) return err;
-  const name = `${target.uuid}.${suffix}:${target.port}`;
   switch (err.code) {
     case 'not_found':
     case 'unauthorized':
-      // Unknown devices and other organizations' answer alike.
-      return new ProxyRefusal(407, `your credentials do not reach ${name}`, authenticateHeader);
+      // Unknown devices and other organizations' answer alike, in words naming only what the request wrote.
+      return new ProxyRefusal(
+        407,
+        `your credentials do not reach ${target.host}:${target.port}`,
+        authenticateHeader,
+      );
+    case 'conflict':
+      // Only the person's own devices are counted, so this says nothing about other organizations.
+      return new ProxyRefusal(409, err.message);
     case 'forbidden':
       return new ProxyRefusal(403, err.message);
     case 'bad_request':

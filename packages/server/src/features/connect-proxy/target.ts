@@ -1,21 +1,38 @@
+import { domainToUnicode } from 'node:url';
+
 /**
- * What a proxy request names: `<uuid>.<suffix>:<port>` (or a bare `<uuid>`) in a CONNECT line, or in the
- * URL of an absolute-form request (`GET http://<uuid>.devices:8080/path`).
+ * What a proxy request names: `<device>.<suffix>:<port>` in a CONNECT line, or the host of an absolute-form
+ * request's URL (`GET http://kiosk-17.devices:8080/path`). `<device>` is what `resolveDevice`
+ * (features/streams/device-names.ts) takes after authentication: a name, a uuid or a uuid prefix of at least 7
+ * characters. Without the suffix only a full uuid names a device: a proxy also sees host names meant for
+ * elsewhere (a browser or a script with the proxy set for everything), and `intranet:443` or `cafe123:443`
+ * must not quietly reach a device that happens to be named so.
+ *
+ * Host names are lower-case ASCII letters, digits, `-`, `_` and dots: a name with other letters arrives as
+ * punycode (curl and URL parsers encode `küche` as `xn--kche-0ra`) and is decoded here; a name with spaces or
+ * other characters that cannot appear in a host name is reached by its uuid or a uuid prefix.
  */
 
 export interface ProxyTarget {
-  /** The device's uuid, lower-case. */
-  uuid: string;
+  /** The device as the request names it, the suffix removed: a name, a uuid or a uuid prefix. */
+  device: string;
+  /** The host as the request wrote it, lower-cased: for messages. */
+  host: string;
   port: number;
 }
 
 const uuidPattern = /^[0-9a-f]{32}$/;
 
-/** The device uuid a host name names, or undefined when it names no device. */
-export function deviceUuidOfHost(host: string, suffix: string): string | undefined {
+/** What a host name says about the device, or undefined when it names none (see the top of this file). */
+export function deviceOfHost(host: string, suffix: string): string | undefined {
   let name = host.toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
-  if (name.endsWith(`.${suffix}`)) name = name.slice(0, -(suffix.length + 1));
+  const ending = `.${suffix.toLowerCase()}`;
+  if (name.endsWith(ending)) {
+    const label = name.slice(0, -ending.length);
+    // domainToUnicode answers '' for punycode that does not decode: such a label is looked up as written.
+    return label ? domainToUnicode(label) || label : undefined;
+  }
   return uuidPattern.test(name) ? name : undefined;
 }
 
@@ -28,17 +45,19 @@ function portOf(text: string): number | undefined {
 /** Why a request names no device, for the 400 answer. */
 export class TargetError extends Error {}
 
-const usage = (suffix: string) => `name a device as <uuid>.${suffix}:<port>`;
+const usage = (suffix: string) =>
+  `name a device as <name>.${suffix}:<port>, <uuid>.${suffix}:<port> or <uuid prefix>.${suffix}:<port>`;
 
 /** The target of `CONNECT <authority>`: `host:port`, the port required. */
 export function parseConnectAuthority(authority: string, suffix: string): ProxyTarget {
-  const match = /^([A-Za-z0-9.-]{1,253}):([0-9]{1,5})$/.exec(authority);
+  const match = /^([A-Za-z0-9._-]{1,253}):([0-9]{1,5})$/.exec(authority);
   if (!match) throw new TargetError(`the CONNECT target must be host:port: ${usage(suffix)}`);
-  const uuid = deviceUuidOfHost(match[1]!, suffix);
-  if (!uuid) throw new TargetError(`fleetgate's proxy reaches devices only: ${usage(suffix)}`);
+  const host = match[1]!.toLowerCase();
+  const device = deviceOfHost(host, suffix);
+  if (!device) throw new TargetError(`fleetgate's proxy reaches devices only: ${usage(suffix)}`);
   const port = portOf(match[2]!);
   if (port === undefined) throw new TargetError('the port must be a number from 1 to 65535');
-  return { uuid, port };
+  return { device, host, port };
 }
 
 /** The target and origin-form path of an absolute-form request URL (`http://` only; HTTPS goes by CONNECT). */
@@ -47,7 +66,7 @@ export function parseAbsoluteUrl(url: string, suffix: string): ProxyTarget & { p
     throw new TargetError(
       /^https:\/\//i.test(url)
         ? 'HTTPS goes through CONNECT: let the client tunnel (curl does so for https:// URLs)'
-        : `this is fleetgate's proxy: send absolute-form requests (GET http://<uuid>.${suffix}/path) or CONNECT`,
+        : `this is fleetgate's proxy: send absolute-form requests (GET http://<name>.${suffix}/path) or CONNECT`,
     );
   }
   let parsed: URL;
@@ -59,11 +78,12 @@ export function parseAbsoluteUrl(url: string, suffix: string): ProxyTarget & { p
   if (parsed.username || parsed.password) {
     throw new TargetError('credentials go in Proxy-Authorization, not in the URL');
   }
-  const uuid = deviceUuidOfHost(parsed.hostname, suffix);
-  if (!uuid) throw new TargetError(`fleetgate's proxy reaches devices only: ${usage(suffix)}`);
+  // URL parsing lower-cased the host and turned other letters into punycode.
+  const device = deviceOfHost(parsed.hostname, suffix);
+  if (!device) throw new TargetError(`fleetgate's proxy reaches devices only: ${usage(suffix)}`);
   const port = parsed.port === '' ? 80 : portOf(parsed.port);
   if (port === undefined) throw new TargetError('the port must be a number from 1 to 65535');
-  return { uuid, port, path: `${parsed.pathname}${parsed.search}` };
+  return { device, host: parsed.hostname, port, path: `${parsed.pathname}${parsed.search}` };
 }
 
 /** `Proxy-Authorization: Basic base64(login:key)` → login and key; undefined when absent or not Basic. */
