@@ -115,6 +115,15 @@ describe('POST /api/v1/devices/register', () => {
       200,
     );
     expect(device).toMatchObject({ fleetId: seed.alpha.fleet.id, name: 'kiosk-7' });
+    // The device sees a change the moment it is answered (on SQLite it reads through a second connection).
+    check(
+      await server.api('PATCH', `/api/v1/devices/${identity.uuid}`, {
+        token: server.adminToken,
+        body: { name: 'kiosk-8' },
+      }),
+      200,
+    );
+    expect(check(await deviceSelf(server, basic(identity.uuid, identity.apiKey)), 200).name).toBe('kiosk-8');
 
     // Someone else's key (or a wrong one) does not work for this uuid.
     check(await deviceSelf(server, basic(identity.uuid, `${identity.apiKey}x`)), 401);
