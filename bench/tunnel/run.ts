@@ -16,17 +16,22 @@
  *       and the refused answers (target: none).
  *
  *   npm run bench:tunnel -- [--mib 1024] [--parallel 16] [--idle 15000] [--storm 10000] [--generators 4]
- *                           [--parts throughput,tunnels]
+ *                           [--parts throughput,tunnels] [--cpu-prof]
+ *
+ * Beside each throughput figure it prints the CPU time each process spent per MiB moved (from /proc/<pid>/stat),
+ * which moves much less than MiB/s when other work shares the machine. `--cpu-prof` writes V8 CPU profiles of the
+ * server, the agent and the CLI (throughput part) into a directory it prints.
  *
  * It exits 0 whether targets are met or not, 1 when the bench itself fails (bytes lost, a process that
  * dies, a tunnel that never comes up).
  */
-import { fork, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openDatabase } from '@fleetgate/server';
 import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
@@ -114,21 +119,51 @@ interface Throughput {
   /** MiB/s through three relay processes in a row: as many hops as laptop → CLI → server → agent. */
   chain: number;
   fleetgate: number;
+  /** CPU milliseconds per MiB moved: the relay process; the three chained relays together. */
+  relayCpuPerMiB: number;
+  chainCpuPerMiB: number;
+  /** CPU milliseconds per MiB moved in fleetgate's CLI, server and agent processes. */
+  fleetgateCpuPerMiB: { cli: number; server: number; agent: number };
 }
 
-/** A chain of `hops` relay processes in front of `targetPort`; answers the first one's port. */
-async function startRelayChain(targetPort: number, hops: number): Promise<number> {
+/** A chain of `hops` relay processes in front of `targetPort`; answers the first one's port and every pid. */
+async function startRelayChain(targetPort: number, hops: number): Promise<{ port: number; pids: number[] }> {
   let port = targetPort;
-  for (let i = 0; i < hops; i++) port = await startRelay(port);
-  return port;
+  const pids: number[] = [];
+  for (let i = 0; i < hops; i++) {
+    const relay = await startRelay(port);
+    port = relay.port;
+    pids.push(relay.pid);
+  }
+  return { port, pids };
 }
 
-async function startRelay(targetPort: number): Promise<number> {
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+/** CPU time (user + system, all threads) process `pid` used so far, in milliseconds, from /proc/<pid>/stat. */
+function cpuMsOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // After "pid (comm) ": state is field 3, utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** Runs `transfer` and answers its result with the CPU milliseconds each of `pids` spent meanwhile. */
+async function withCpu<T>(
+  pids: number[],
+  transfer: () => Promise<T>,
+): Promise<{ value: T; cpuMs: number[] }> {
+  const before = pids.map(cpuMsOf);
+  const value = await transfer();
+  return { value, cpuMs: pids.map((pid, i) => cpuMsOf(pid) - before[i]!) };
+}
+
+async function startRelay(targetPort: number): Promise<{ port: number; pid: number }> {
   const relay = track(
     fork(path.join(ROOT, 'bench/tunnel/relay.ts'), [String(targetPort)], { execArgv: process.execArgv }),
   );
   return new Promise((resolve, reject) => {
-    relay.once('message', (message: { port: number }) => resolve(message.port));
+    relay.once('message', (message: { port: number }) => resolve({ port: message.port, pid: relay.pid! }));
     relay.once('exit', (code) => reject(new Error(`the relay ended (code ${code})`)));
   });
 }
@@ -154,42 +189,84 @@ function rssOf(pid: number): number {
   return kib * 1024;
 }
 
+/** Asks a child process to stop (SIGTERM) and waits for it, so that `--cpu-prof` writes its profile. */
+async function stopGracefully(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
 async function throughput(
+  server: ServerProcess,
   base: string,
   session: string,
   fleetId: number,
   dir: string,
   mib: number,
   parallel: number,
+  cpuProfDir: string | undefined,
 ) {
   const sink = await startSink();
   try {
-    const relayPort = await startRelay(sink.port);
-    const chainPort = await startRelayChain(sink.port, 3);
+    const relay = await startRelay(sink.port);
+    const chain = await startRelayChain(sink.port, 3);
+    // With --cpu-prof, the agent and the CLI (not the relays) write V8 CPU profiles when they stop: through a
+    // preloaded module, since Node 20 refuses --cpu-prof in NODE_OPTIONS.
+    const { NODE_OPTIONS } = process.env;
+    if (cpuProfDir) {
+      const preload = pathToFileURL(path.join(ROOT, 'bench/tunnel/cpu-profile.mjs')).href;
+      process.env.NODE_OPTIONS = `${NODE_OPTIONS ?? ''} --import=${preload}`;
+      process.env.FLEETGATE_CPU_PROF_DIR = cpuProfDir;
+    }
     const { agent, uuid } = await startAgent(base, session, fleetId, dir, [sink.port]);
     await api(base, 'PUT', `/api/v1/devices/${uuid}/allowed-ports`, session, { ports: [22, sink.port] });
-    const { localPort } = await startCliTunnel(base, session, uuid, sink.port);
+    const { localPort, cli } = await startCliTunnel(base, session, uuid, sink.port);
+    if (NODE_OPTIONS === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = NODE_OPTIONS;
+    delete process.env.FLEETGATE_CPU_PROF_DIR;
     // The agent connected, reported its state and got its variables: idle, before any traffic.
     await sleep(10_000);
     const agentIdleRss = rssOf(agent.pid!);
+    const fleetgatePids = [cli.pid!, server.pid, agent.pid!];
 
     const results: Throughput[] = [];
     for (const streams of [1, parallel]) {
       const bytes = Math.floor((mib * MiB) / streams);
+      const moved = (streams * bytes) / MiB;
       // Warm both paths (JIT, socket buffers) with a 64 MiB run that is not counted.
-      for (const port of [relayPort, chainPort, localPort])
+      for (const port of [relay.port, chain.port, localPort])
         await push(port, streams, Math.min(bytes, 64 * MiB), sink);
-      const relay = await push(relayPort, streams, bytes, sink);
-      const chain = await push(chainPort, streams, bytes, sink);
-      const fleetgate = await push(localPort, streams, bytes, sink);
-      const label = `${mib.toLocaleString('en')} MiB over ${streams} stream${streams > 1 ? 's' : ''}`;
+      const viaRelay = await withCpu([relay.pid], () => push(relay.port, streams, bytes, sink));
+      const viaChain = await withCpu(chain.pids, () => push(chain.port, streams, bytes, sink));
+      const viaFleetgate = await withCpu(fleetgatePids, () => push(localPort, streams, bytes, sink));
+      const perMiB = (ms: number) => ms / moved;
+      const [cliMs, serverMs, agentMs] = viaFleetgate.cpuMs as [number, number, number];
+      const result: Throughput = {
+        label: `${mib.toLocaleString('en')} MiB over ${streams} stream${streams > 1 ? 's' : ''}`,
+        streams,
+        relay: viaRelay.value,
+        chain: viaChain.value,
+        fleetgate: viaFleetgate.value,
+        relayCpuPerMiB: perMiB(viaRelay.cpuMs[0]!),
+        chainCpuPerMiB: perMiB(viaChain.cpuMs.reduce((a, b) => a + b, 0)),
+        fleetgateCpuPerMiB: { cli: perMiB(cliMs), server: perMiB(serverMs), agent: perMiB(agentMs) },
+      };
+      const cpu = result.fleetgateCpuPerMiB;
       log(
-        `  ${label}: relay ${relay.toFixed(0)} MiB/s, 3 relays ${chain.toFixed(0)} MiB/s, fleetgate ${fleetgate.toFixed(0)} MiB/s`,
+        `  ${result.label}: relay ${result.relay.toFixed(0)} MiB/s, 3 relays ${result.chain.toFixed(0)} MiB/s, ` +
+          `fleetgate ${result.fleetgate.toFixed(0)} MiB/s; CPU per MiB: relay ${result.relayCpuPerMiB.toFixed(2)} ms, ` +
+          `3 relays ${result.chainCpuPerMiB.toFixed(2)} ms, fleetgate ${(cpu.cli + cpu.server + cpu.agent).toFixed(2)} ms ` +
+          `(CLI ${cpu.cli.toFixed(2)}, server ${cpu.server.toFixed(2)}, agent ${cpu.agent.toFixed(2)})`,
       );
-      results.push({ label, streams, relay, chain, fleetgate });
+      results.push(result);
     }
     await sleep(5_000);
-    return { results, agentIdleRss, agentBusyRss: rssOf(agent.pid!) };
+    const agentBusyRss = rssOf(agent.pid!);
+    if (cpuProfDir) await Promise.all([stopGracefully(cli), stopGracefully(agent)]);
+    return { results, agentIdleRss, agentBusyRss };
   } finally {
     sink.close();
   }
@@ -393,6 +470,7 @@ async function main(): Promise<number> {
       storm: { type: 'string', default: '10000' },
       generators: { type: 'string', default: '4' },
       parts: { type: 'string', default: 'throughput,tunnels' },
+      'cpu-prof': { type: 'boolean', default: false },
     },
   });
   const parts = new Set(values.parts.split(','));
@@ -412,6 +490,10 @@ async function main(): Promise<number> {
   );
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-tunnel-'));
+  const cpuProfDir =
+    values['cpu-prof'] && parts.has('throughput')
+      ? fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-prof-'))
+      : undefined;
   const sqliteFile = path.join(dir, 'data', 'fleetgate.db');
   let server: ServerProcess | undefined;
   try {
@@ -425,7 +507,7 @@ async function main(): Promise<number> {
       adminEmail: ADMIN_EMAIL,
       adminPassword: ADMIN_PASSWORD,
     };
-    server = await startServerProcess(flags);
+    server = await startServerProcess(flags, { cpuProfDir });
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
       email: ADMIN_EMAIL,
@@ -438,7 +520,7 @@ async function main(): Promise<number> {
     let through: Awaited<ReturnType<typeof throughput>> | undefined;
     if (parts.has('throughput')) {
       log('\n(1) throughput and (4) agent footprint');
-      through = await throughput(base, session, fleet.id, dir, mib, parallel);
+      through = await throughput(server, base, session, fleet.id, dir, mib, parallel, cpuProfDir);
       killChildren();
     }
     log('\nResults');
@@ -449,6 +531,12 @@ async function main(): Promise<number> {
           `ratio ${ratio(r.fleetgate, r.relay)} (target ≥ 0.75×: ${met ? 'met' : 'NOT met'}); through 3 relays in a row ` +
           `${r.chain.toFixed(0)} MiB/s, ratio ${ratio(r.fleetgate, r.chain)}`,
       );
+      const cpu = r.fleetgateCpuPerMiB;
+      log(
+        `    CPU per MiB: fleetgate ${(cpu.cli + cpu.server + cpu.agent).toFixed(2)} ms (CLI ${cpu.cli.toFixed(2)}, ` +
+          `server ${cpu.server.toFixed(2)}, agent ${cpu.agent.toFixed(2)}); one relay ${r.relayCpuPerMiB.toFixed(2)} ms, ` +
+          `3 relays ${r.chainCpuPerMiB.toFixed(2)} ms`,
+      );
     }
     if (through) {
       const { agentIdleRss, agentBusyRss } = through;
@@ -457,10 +545,16 @@ async function main(): Promise<number> {
           `${(agentBusyRss / MiB).toFixed(1)} MiB 5 s after the transfers`,
       );
     }
+    if (cpuProfDir) {
+      // The server writes its profile as it exits; the agent and the CLI wrote theirs when they stopped.
+      await server.stop();
+      log(`  CPU profiles of the server, the agent and the CLI: ${cpuProfDir}`);
+    }
     if (!parts.has('tunnels')) return 0;
 
     log('\n(2) idle tunnels and (3) reconnect storm');
-    // A fresh server process, so that the throughput runs' buffers do not blur its memory figures.
+    // A fresh server process (without a profiler), so that the throughput runs' buffers do not blur its memory
+    // figures.
     await server.stop();
     server = await startServerProcess(flags);
     await sleep(3_000);
