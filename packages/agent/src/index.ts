@@ -23,5 +23,5 @@ export {
 } from './enroll.ts';
 export { createLogger, type Logger, type LogLevel } from './log.ts';
 export { StateCollector, type StateReport } from './state.ts';
-export { TunnelClient, type TunnelClientOptions, type TunnelStopReason } from './tunnel.ts';
+export { MaskedSender, TunnelClient, type TunnelClientOptions, type TunnelStopReason } from './tunnel.ts';
 export { renderEnvFile, shellQuote } from './variables.ts';

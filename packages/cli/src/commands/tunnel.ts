@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { Backoff } from '@fleetgate/agent';
+import { Backoff, MaskedSender } from '@fleetgate/agent';
 import {
   bridge,
   CloseCode,
@@ -108,12 +108,12 @@ async function connect(
   const ws = new WebSocket(url, {
     headers: { authorization: `Bearer ${setup.token}` },
     perMessageDeflate: false,
-    // Over TLS no proxy sees the frames, so masking them (RFC 6455 section 5.3, against proxies that misread
-    // WebSocket payloads as HTTP) protects nothing, and costs ws an allocation and a copy of every byte sent:
-    // an all-zero mask lets ws send the frame as it is. Plain ws:// keeps random masks.
+    // ws's own sends (the close frame) unmasked over TLS too, as MaskedSender's.
     ...(url.startsWith('wss:') ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}),
     maxPayload: HEADER_SIZE + MAX_FRAME_PAYLOAD,
   });
+  // Frames masked in place rather than copied by ws.send (see MaskedSender).
+  const sender = new MaskedSender(ws, url);
   let closed!: (close: ConnectionClose) => void;
   const ended = new Promise<ConnectionClose>((resolve) => {
     closed = resolve;
@@ -122,7 +122,7 @@ async function connect(
   const mux = new Multiplexer({
     role: 'server',
     software: 'fleetgate-cli',
-    send: (frame) => ws.send(frame),
+    send: (frame) => sender.send(frame),
     onClose: (close) => {
       ws.close(close.code, close.reason.slice(0, 120));
       closed(close);
