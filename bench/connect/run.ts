@@ -20,6 +20,8 @@
  *   (b) set-up: time from opening the TCP connection to the proxy's `200 Connection Established` (for direct:
  *       to the TCP connection), p50 and p99 over `--connects` connections each way.
  *
+ * Before both, uncounted: 20 connections and min(`--mb`, 100) MB each way on every path.
+ *
  *   npm run bench:connect -- [--mb 500] [--rounds 3] [--connects 200]
  *
  * It exits 0 with its figures, 1 when the bench itself fails (bytes lost, a refused CONNECT, a process that
@@ -212,19 +214,17 @@ async function main(): Promise<number> {
       return ms;
     };
 
-    // Warm-up, not counted: JIT, socket buffers, the agent's first streams, the API key's first check.
+    // Warm-up, not counted: JIT, socket buffers, heaps, the agent's first streams, the API key's first check.
+    // With 16 MB the server still spent 1.5–4× its later CPU per GB in the first counted round.
+    const bytes = mb * MB;
+    const warmUpBytes = Math.min(bytes, 100 * MB);
     for (const way of ways) {
       for (let i = 0; i < 20; i++) await setUp(way);
-      await transfer(way, 'upload', 16 * MB);
-      await transfer(way, 'download', 16 * MB);
+      await transfer(way, 'upload', warmUpBytes);
+      await transfer(way, 'download', warmUpBytes);
     }
 
-    log(`\n(b) set-up × ${connects} each way, interleaved`);
-    const setup: Record<Way, number[]> = { direct: [], relay: [], fleetgate: [] };
-    for (let i = 0; i < connects; i++) for (const way of ways) setup[way].push(await setUp(way));
-
-    log(`(a) ${mb} MB each way, ${rounds} rounds, interleaved`);
-    const bytes = mb * MB;
+    log(`\n(a) ${mb} MB each way, ${rounds} rounds, interleaved`);
     const rates: Record<Way, Record<Direction, number[]>> = {
       direct: { upload: [], download: [] },
       relay: { upload: [], download: [] },
@@ -246,6 +246,10 @@ async function main(): Promise<number> {
         }
       }
     }
+
+    log(`(b) set-up × ${connects} each way, interleaved`);
+    const setup: Record<Way, number[]> = { direct: [], relay: [], fleetgate: [] };
+    for (let i = 0; i < connects; i++) for (const way of ways) setup[way].push(await setUp(way));
 
     const median = (values: number[]) => percentile(values, 50);
     const gigabytes = (2 * rounds * bytes) / 1e9;
