@@ -68,6 +68,8 @@ export interface ApiKey {
   expiresAt: string | null;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /** Null for a person's own key; the service of a service credential (`openssh`). */
+  service?: string | null;
 }
 
 export interface SshKey {

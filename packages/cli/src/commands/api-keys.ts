@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { ApiKey, Items } from '../api.ts';
 import { parseCount, parseId } from '../arguments.ts';
 import { apiPath } from '../client.ts';
@@ -8,6 +8,7 @@ import type { Column } from '../output.ts';
 const apiKeyColumns: Column<ApiKey>[] = [
   { header: 'ID', value: (key) => key.id },
   { header: 'NAME', value: (key) => key.name },
+  { header: 'SERVICE', value: (key) => key.service ?? null },
   { header: 'PREFIX', value: (key) => key.prefix },
   { header: 'CREATED', value: (key) => key.createdAt },
   { header: 'EXPIRES', value: (key) => key.expiresAt ?? 'never' },
@@ -15,7 +16,10 @@ const apiKeyColumns: Column<ApiKey>[] = [
   { header: 'REVOKED', value: (key) => key.revokedAt },
 ];
 
-/** `api-keys ls|create|revoke`: my keys for scripts and CI. */
+/** The services a service credential can be made for (the server's `serviceKinds`). */
+const services = ['openssh'] as const;
+
+/** `api-keys ls|create|revoke`: my keys for scripts and CI, and service credentials. */
 export function registerApiKeyCommands(program: Command, io: CliIo): void {
   const apiKeys = program.command('api-keys').description('my API keys, for scripts (FLEETGATE_TOKEN)');
 
@@ -32,22 +36,38 @@ export function registerApiKeyCommands(program: Command, io: CliIo): void {
     .description('create an API key; it is shown once')
     .argument('<name>', 'what it is for, e.g. ci-pipeline')
     .option('--expires-in-days <days>', 'lifetime in days (default: no expiry)', parseCount)
-    .action(async (name: string, options: { expiresInDays?: number }, command: Command) => {
-      const ctx = new CommandContext(io, command);
-      const created = await ctx.api<ApiKey & { key: string }>('POST', '/api-keys', {
-        body: { name, expiresInDays: options.expiresInDays },
-      });
-      ctx.out.result(created, () =>
-        [
-          `created API key ${created.id} "${created.name}" (expires ${created.expiresAt ?? 'never'})`,
-          '',
-          `  ${created.key}`,
-          '',
-          'Copy it now: it cannot be shown again. Use it as FLEETGATE_TOKEN or --token.',
-          '',
-        ].join('\n'),
-      );
-    });
+    .addOption(
+      new Option(
+        '--service <service>',
+        'a service credential instead (server administrators): openssh = the OpenSSH bastion, which may only ' +
+          'look up SSH keys and open sessions as their owners',
+      ).choices(services),
+    )
+    .action(
+      async (
+        name: string,
+        options: { expiresInDays?: number; service?: (typeof services)[number] },
+        command: Command,
+      ) => {
+        const ctx = new CommandContext(io, command);
+        const created = await ctx.api<ApiKey & { key: string }>('POST', '/api-keys', {
+          body: { name, expiresInDays: options.expiresInDays, service: options.service },
+        });
+        const kind = created.service ? `${created.service} service key` : 'API key';
+        ctx.out.result(created, () =>
+          [
+            `created ${kind} ${created.id} "${created.name}" (expires ${created.expiresAt ?? 'never'})`,
+            '',
+            `  ${created.key}`,
+            '',
+            created.service
+              ? 'Copy it now: it cannot be shown again. Put it in the file given to --token-file (root-only).'
+              : 'Copy it now: it cannot be shown again. Use it as FLEETGATE_TOKEN or --token.',
+            '',
+          ].join('\n'),
+        );
+      },
+    );
 
   apiKeys
     .command('revoke')

@@ -26,8 +26,8 @@ import { CliError } from '../errors.ts';
  * - `ssh-proxy <key id>` is that forced command: it reads `SSH_ORIGINAL_COMMAND` (`<device> [command…]`) and runs
  *   the command, or a shell, on the device through the agent's exec service, as the owner of the key.
  *
- * Both speak to the server with the host's service credential: an API key of a server administrator, read from
- * a root-only file (`--token-file`), never from the command line sshd writes into its logs.
+ * Both speak to the server with the bastion's service credential (`fleetgate api-keys create <name> --service
+ * openssh`), read from a root-only file (`--token-file`), never from the command line sshd writes into its logs.
  */
 
 /** Characters a path or URL may hold to go into `command="…"` unquoted (no quotes, spaces or shell syntax). */
@@ -62,7 +62,9 @@ async function serviceConnection(
     }
   }
   if (!token)
-    throw new CliError("no service credential: give --token-file FILE (a server administrator's API key)");
+    throw new CliError(
+      'no service credential: give --token-file FILE (a key from fleetgate api-keys create <name> --service openssh)',
+    );
   return { server, token, tokenFile };
 }
 
@@ -91,7 +93,10 @@ export function registerOpenSshCommands(program: Command, io: CliIo): void {
       '--fingerprint <fingerprint>',
       'only the key with this SHA256 fingerprint (sshd %f, for a shared account)',
     )
-    .option('--token-file <file>', "file holding the service credential (a server administrator's API key)")
+    .option(
+      '--token-file <file>',
+      'file holding the service credential (api-keys create <name> --service openssh)',
+    )
     .option(
       '--proxy-command <command>',
       'how sshd starts fleetgate (default: this fleetgate, by absolute path)',
@@ -147,7 +152,10 @@ export function registerOpenSshCommands(program: Command, io: CliIo): void {
       '(sshd forced command) run SSH_ORIGINAL_COMMAND "<device> [command]" on the device as the key\'s owner',
     )
     .argument('<key-id>', 'the registered SSH key sshd accepted (written by ssh-authorized-keys)')
-    .option('--token-file <file>', "file holding the service credential (a server administrator's API key)")
+    .option(
+      '--token-file <file>',
+      'file holding the service credential (api-keys create <name> --service openssh)',
+    )
     .option('--timeout <seconds>', 'give up connecting after this long', '15')
     .action(async (keyId: string, options: ServiceOptions, command: Command) => {
       const ctx = new CommandContext(io, command);

@@ -1,4 +1,4 @@
-import type { Generated } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 
 /**
  * The database schema as Kysely sees it. Times are UTC epoch milliseconds (integers), booleans are 0/1
@@ -83,6 +83,8 @@ export interface ApiKeyTable {
   expires_at: number | null;
   last_used_at: number | null;
   revoked_at: number | null;
+  /** Null: the person's own key. A service (`openssh`): a service credential that may do only what it needs. */
+  service: ColumnType<string | null, string | null | undefined, never>;
 }
 
 export interface SshKeyTable {

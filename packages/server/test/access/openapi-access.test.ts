@@ -163,7 +163,7 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     viewer: { status: [403] },
   },
   'GET /api/v1/ssh/authorized-keys': {
-    why: "the OpenSSH host's service credential (a server administrator's) only: keys are server-wide, no organization's",
+    why: "the OpenSSH bastion's service credential and server administrators only: keys are server-wide, no organization's",
     outsider: { status: [403] },
     control: { as: 'owner', holdsAlpha: false },
   },
@@ -186,6 +186,22 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     why: "replaces the calling device's own key: a device credential is needed, a person's token gets 401",
     outsider: { status: [401] },
     viewer: { status: [401] },
+  },
+};
+
+/**
+ * A service credential (an API key made with `service: 'openssh'`, for the OpenSSH bastion) may call only the
+ * routes made for it; every other operation refuses it with 403, before looking at anything it names. The
+ * exceptions, each with its reason:
+ */
+const SERVICE_ROUTES: Record<string, { why: string; status: number }> = {
+  'GET /api/v1/ssh/authorized-keys': {
+    why: "sshd's AuthorizedKeysCommand on the bastion: looking up registered SSH keys is what the key is for",
+    status: 200,
+  },
+  'POST /api/v1/devices/register': {
+    why: 'takes a provisioning key in Authorization, not an API key: any API key is an invalid one there',
+    status: 401,
   },
 };
 
@@ -216,11 +232,19 @@ const cases = documented
   .map((op) => ({ ...op, rule: ruleFor(op) }));
 
 let resources: AlphaResources;
+/** The OpenSSH bastion's service credential, made by the server administrator. */
+let serviceKey: string;
 /** Which callers each operation was actually tried with: `METHOD /path as anonymous`… */
 const exercised = new Set<string>();
 
 beforeAll(async () => {
   resources = await seedAlphaResources(server);
+  const created = await server.api('POST', '/api/v1/api-keys', {
+    token: server.adminToken,
+    body: { name: 'bastion sshd', service: 'openssh' },
+  });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  serviceKey = created.body.key;
 });
 
 afterAll(async () => {
@@ -271,6 +295,14 @@ describe.each(cases)('$key', (op) => {
       expect(answer.status, shown(op, answer)).toBe(401);
       expect(answer.body.error.code, shown(op, answer)).toBe('unauthorized');
     }
+  });
+
+  const served = SERVICE_ROUTES[op.key];
+  it(`answers the OpenSSH bastion's service key ${served ? `${served.status} (${served.why})` : '403'}`, async () => {
+    exercised.add(`${op.key} as service`);
+    const answer = await ask(op, serviceKey);
+    expect(answer.status, shown(op, answer)).toBe(served?.status ?? 403);
+    if (!served) expect(answer.body.error.code, shown(op, answer)).toBe('forbidden');
   });
 
   const rule = op.rule;
@@ -344,6 +376,7 @@ describe('coverage', () => {
     expect(documented.filter((op) => !op.path.startsWith('/api/v1/')).map((op) => op.key)).toEqual([]);
     const expected = cases.flatMap((op) => [
       `${op.key} as anonymous`,
+      `${op.key} as service`,
       ...(op.rule ? [`${op.key} as outsider`, `${op.key} as ${op.isWrite ? 'viewer' : 'control'}`] : []),
     ]);
     expect([...exercised].sort()).toEqual(expected.sort());
@@ -353,5 +386,6 @@ describe('coverage', () => {
   it('lists no route in its tables that the document does not have', () => {
     const keys = new Set(documented.map((op) => op.key));
     expect(Object.keys(CALLER_SCOPED_ROUTES).filter((key) => !keys.has(key))).toEqual([]);
+    expect(Object.keys(SERVICE_ROUTES).filter((key) => !keys.has(key))).toEqual([]);
   });
 });

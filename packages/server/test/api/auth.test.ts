@@ -317,6 +317,101 @@ describe('API keys', () => {
   });
 });
 
+describe('service credentials (API keys made for the OpenSSH bastion)', () => {
+  it('are made by server administrators only, listed among their keys, and shown once', async () => {
+    await createUser(server, 'mona@example.test', 'mona password 1');
+    const mona = await server.login('mona@example.test', 'mona password 1');
+    const refused = await server.api('POST', '/api/v1/api-keys', {
+      token: mona,
+      body: { name: 'my bastion', service: 'openssh' },
+    });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toContain('server administrators');
+    expect(check(await server.api('GET', '/api/v1/api-keys', { token: mona }), 200).items).toEqual([]);
+    const unknown = await server.api('POST', '/api/v1/api-keys', {
+      token: server.adminToken,
+      body: { name: 'x', service: 'gitolite' },
+    });
+    expect(unknown.status).toBe(400);
+
+    const created = check(
+      await server.api('POST', '/api/v1/api-keys', {
+        token: server.adminToken,
+        body: { name: 'bastion sshd', service: 'openssh' },
+      }),
+      201,
+    );
+    expect(created).toMatchObject({ name: 'bastion sshd', service: 'openssh', lastUsedAt: null });
+    expect(created.key).toMatch(/^fgk_/);
+    const listed = check(await server.api('GET', '/api/v1/api-keys', { token: server.adminToken }), 200);
+    expect(listed.items.find((k: { id: number }) => k.id === created.id)).toEqual(
+      expect.objectContaining({ service: 'openssh', name: 'bastion sshd' }),
+    );
+    expect(JSON.stringify(listed)).not.toContain(created.key);
+    const row = await server.database.db
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('id', '=', created.id)
+      .executeTakeFirstOrThrow();
+    expect(row.token_hash.trim()).toBe(sha256Hex(created.key));
+    expect(JSON.stringify(row)).not.toContain(created.key);
+  });
+
+  it('look up SSH keys and nothing else: no account, no devices, no new keys', async () => {
+    const { key, id } = check(
+      await server.api('POST', '/api/v1/api-keys', {
+        token: server.adminToken,
+        body: { name: 'bastion 2', service: 'openssh' },
+      }),
+      201,
+    );
+    const lookup = check(
+      await server.api('GET', `/api/v1/ssh/authorized-keys?login=${ADMIN_EMAIL}`, { token: key }),
+      200,
+    );
+    expect(lookup.items).toEqual([]);
+    for (const [method, url, body] of [
+      ['GET', '/api/v1/me'],
+      ['GET', '/api/v1/devices'],
+      ['GET', '/api/v1/orgs'],
+      ['GET', '/api/v1/api-keys'],
+      ['POST', '/api/v1/api-keys', { name: 'escalate' }],
+      ['POST', '/api/v1/auth/logout'],
+    ] as const) {
+      const answer = await server.api(method, url, { token: key, body });
+      expect(answer.status, `${method} ${url}: ${JSON.stringify(answer.body)}`).toBe(403);
+      expect(answer.body.error.message).toContain('service credential (openssh)');
+    }
+    const afterUse = check(await server.api('GET', '/api/v1/api-keys', { token: server.adminToken }), 200);
+    expect(afterUse.items.find((k: { id: number }) => k.id === id).lastUsedAt).not.toBeNull();
+
+    check(await server.api('DELETE', `/api/v1/api-keys/${id}`, { token: server.adminToken }), 204);
+    const revoked = await server.api('GET', `/api/v1/ssh/authorized-keys?login=${ADMIN_EMAIL}`, {
+      token: key,
+    });
+    expect(revoked.status).toBe(401);
+  });
+
+  it('stop working when their creator is no longer a server administrator', async () => {
+    const userId = await createUser(server, 'nils@example.test', 'nils password 1');
+    const db = server.database.db;
+    await db.updateTable('users').set({ is_server_admin: 1 }).where('id', '=', userId).execute();
+    const nils = await server.login('nils@example.test', 'nils password 1');
+    const { key } = check(
+      await server.api('POST', '/api/v1/api-keys', {
+        token: nils,
+        body: { name: 'nils bastion', service: 'openssh' },
+      }),
+      201,
+    );
+    check(await server.api('GET', '/api/v1/ssh/authorized-keys?login=nils', { token: key }), 200);
+    await db.updateTable('users').set({ is_server_admin: 0 }).where('id', '=', userId).execute();
+    const after = await server.api('GET', '/api/v1/ssh/authorized-keys?login=nils', { token: key });
+    expect(after.status).toBe(401);
+    expect(after.body.error.message).toContain('no longer a server administrator');
+  });
+});
+
 describe('secrets at rest', () => {
   it('stores passwords, session tokens and API keys only as hashes', async () => {
     const password = 'kim secret password 1';

@@ -2,7 +2,8 @@
  * The OpenSSH integration mode with a real `sshd`: its `AuthorizedKeysCommand` is `fleetgate
  * ssh-authorized-keys` (through a root-owned wrapper, as sshd requires), each key's forced command is `fleetgate
  * ssh-proxy <key id>`, and people run `ssh <account>@<bastion> '<device> <command>'` with their registered keys
- * against a real server and a real agent (in-process, over real sockets).
+ * against a real server and a real agent (in-process, over real sockets). The bastion holds a service credential
+ * made with `fleetgate api-keys create … --service openssh`.
  */
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -41,6 +42,7 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
   let strangerKey: string;
   let betaToken: string;
   let tokenFile: string;
+  let serviceKeyName: string;
   const agents: Agent[] = [];
 
   const api = (method: string, url: string, body?: unknown, token?: string) =>
@@ -67,8 +69,14 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-openssh-'));
     server = await startListeningServer({ flags: { presenceFlushMs: 50 } });
 
-    // The service credential: an API key of the server administrator, in a root-only file.
-    const serviceKey = (await api('POST', '/api/v1/api-keys', { name: 'bastion sshd' })).key as string;
+    // The service credential, made by the server administrator with the CLI, in a root-only file.
+    serviceKeyName = 'bastion-sshd';
+    const made = await fleetgate(['api-keys', 'create', serviceKeyName, '--service', 'openssh', '--json'], {
+      FLEETGATE_SERVER: server.url,
+      FLEETGATE_TOKEN: server.adminToken,
+    });
+    if (made.code !== 0) throw new Error(`api-keys create --service openssh: ${made.stderr}`);
+    const serviceKey = JSON.parse(made.stdout).key as string;
     tokenFile = path.join(dir, 'ssh-service-token');
     fs.writeFileSync(tokenFile, `${serviceKey}\n`, { mode: 0o600 });
 
@@ -246,7 +254,8 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     const opened = audit.items.find(
       (e: { details?: { surface?: string } }) => e.details?.surface === 'openssh',
     );
-    expect(opened?.details?.via).toMatchObject({ service: 'admin@example.test' });
+    expect(opened?.details?.via).toMatchObject({ service: 'openssh', name: serviceKeyName });
+    expect(opened?.actor?.label).toBe('admin@example.test');
   });
 
   it("refuses another organization's user, a missing device name and an unregistered key", async () => {
@@ -265,14 +274,18 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
 
   it('acts on behalf of a key for the service credential only', async () => {
     const [id] = (await api('GET', '/api/v1/ssh-keys')).items.map((k: { id: number }) => k.id);
-    const asBeta = await fleetgate(['ssh-proxy', String(id)], {
-      FLEETGATE_SERVER: server.url,
-      FLEETGATE_TOKEN: betaToken,
-      SSH_ORIGINAL_COMMAND: 'kiosk-17 echo hi',
-    });
-    expect(asBeta.code).toBe(255);
-    expect(asBeta.stdout).toBe('');
-    expect(asBeta.stderr).toContain('service credential');
+    // A person's token, and even a server administrator's own API key, may not act for a key's owner.
+    const adminApiKey = (await api('POST', '/api/v1/api-keys', { name: 'not a service key' })).key as string;
+    for (const token of [betaToken, adminApiKey]) {
+      const refused = await fleetgate(['ssh-proxy', String(id)], {
+        FLEETGATE_SERVER: server.url,
+        FLEETGATE_TOKEN: token,
+        SSH_ORIGINAL_COMMAND: 'kiosk-17 echo hi',
+      });
+      expect(refused.code).toBe(255);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toContain('service credential');
+    }
     const removedKey = await fleetgate(['ssh-proxy', '999999'], {
       FLEETGATE_SERVER: server.url,
       FLEETGATE_TOKEN_FILE: tokenFile,

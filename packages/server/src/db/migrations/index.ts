@@ -6,6 +6,7 @@ import * as presence from './0004_presence.ts';
 import * as authSetIdentityIndex from './0005_auth_set_identity_index.ts';
 import * as sessions from './0006_sessions.ts';
 import * as sessionRecordings from './0007_session_recordings.ts';
+import * as serviceApiKeys from './0008_service_api_keys.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -30,6 +31,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0005_auth_set_identity_index': authSetIdentityIndex,
   '0006_sessions': sessions,
   '0007_session_recordings': sessionRecordings,
+  '0008_service_api_keys': serviceApiKeys,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

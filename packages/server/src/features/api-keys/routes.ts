@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { serviceKinds } from '../../infra/access/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, nameString } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
@@ -12,6 +13,10 @@ const apiKeySchema = z.object({
   expiresAt: z.string().nullable(),
   lastUsedAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
+  service: z
+    .enum(serviceKinds)
+    .nullable()
+    .describe("null: the person's own key; else the service this service credential is for"),
 });
 
 export function registerApiKeyRoutes(app: TypedApp, deps: ServiceDeps): void {
@@ -36,6 +41,13 @@ export function registerApiKeyRoutes(app: TypedApp, deps: ServiceDeps): void {
         body: z.strictObject({
           name: nameString,
           expiresInDays: z.number().int().min(1).max(3650).optional(),
+          service: z
+            .enum(serviceKinds)
+            .optional()
+            .describe(
+              'make a service credential (server administrators only) that may do only what the service needs: ' +
+                "`openssh`, for the OpenSSH bastion (look up SSH keys, open sessions as the SSH key's owner)",
+            ),
         }),
         response: { 201: apiKeySchema.extend({ key: z.string() }) },
       },

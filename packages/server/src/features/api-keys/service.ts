@@ -1,4 +1,4 @@
-import { type Actor, requireUser } from '../../infra/access/index.ts';
+import { type Actor, authorize, requireUser, type ServiceKind } from '../../infra/access/index.ts';
 import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
@@ -13,6 +13,8 @@ export interface ApiKeyView {
   expiresAt: string | null;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /** Null for a person's own key; the service a service credential is for (`openssh`). */
+  service: ServiceKind | null;
 }
 
 type ApiKeyRow = {
@@ -23,6 +25,7 @@ type ApiKeyRow = {
   expires_at: number | null;
   last_used_at: number | null;
   revoked_at: number | null;
+  service: string | null;
 };
 
 const columns = [
@@ -33,6 +36,7 @@ const columns = [
   'expires_at',
   'last_used_at',
   'revoked_at',
+  'service',
 ] as const;
 
 function apiKeyView(r: ApiKeyRow): ApiKeyView {
@@ -44,6 +48,7 @@ function apiKeyView(r: ApiKeyRow): ApiKeyView {
     expiresAt: iso(r.expires_at),
     lastUsedAt: iso(r.last_used_at),
     revokedAt: iso(r.revoked_at),
+    service: r.service as ServiceKind | null,
   };
 }
 
@@ -59,14 +64,19 @@ export async function listApiKeys(deps: ServiceDeps, actor: Actor): Promise<ApiK
   return rows.map(apiKeyView);
 }
 
-/** Creates an API key for the caller. The key itself is in the answer once and stored only as a hash. */
+/**
+ * Creates an API key for the caller. The key itself is in the answer once and stored only as a hash. With
+ * `service`, a service credential (server administrators only): it acts as no one and may do only what that
+ * service needs (see `serviceActions` in src/infra/access), listed and revoked among the creator's keys.
+ */
 export async function createApiKey(
   deps: ServiceDeps,
   actor: Actor,
-  input: { name: string; expiresInDays?: number | undefined },
+  input: { name: string; expiresInDays?: number | undefined; service?: ServiceKind | undefined },
 ): Promise<ApiKeyView & { key: string }> {
   return write(deps, actor, { action: 'api_key.create', resourceType: 'api_key' }, async (trx) => {
     const p = requireUser(actor.principal);
+    if (input.service !== undefined) authorize(p, 'service_key.create');
     const key = randomToken(API_KEY_PREFIX);
     const now = Date.now();
     const row = await trx
@@ -80,6 +90,7 @@ export async function createApiKey(
         expires_at: input.expiresInDays ? now + input.expiresInDays * 86_400_000 : null,
         last_used_at: null,
         revoked_at: null,
+        service: input.service ?? null,
       })
       .returning(columns)
       .executeTakeFirstOrThrow();
@@ -87,7 +98,7 @@ export async function createApiKey(
       value: { ...apiKeyView(row), key },
       orgId: null,
       resourceId: row.id,
-      details: { name: input.name },
+      details: { name: input.name, ...(input.service ? { service: input.service } : {}) },
     };
   });
 }

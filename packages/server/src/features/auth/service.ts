@@ -1,4 +1,12 @@
-import type { Actor, Membership, Principal, Role, UserPrincipal } from '../../infra/access/index.ts';
+import {
+  type Actor,
+  type Membership,
+  type Principal,
+  type Role,
+  type ServicePrincipal,
+  serviceKinds,
+  type UserPrincipal,
+} from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infra/crypto/index.ts';
 import { json } from '../../infra/db/index.ts';
@@ -25,7 +33,10 @@ export interface AuthService {
     sourceIp: string,
   ): Promise<{ token: string; expiresAt: number; userId: number }>;
   logout(actor: Actor): Promise<void>;
-  /** Resolves `Authorization: Bearer <session token or API key>` to a principal; throws `unauthorized`. */
+  /**
+   * Resolves `Authorization: Bearer <session token or API key>` to a principal (a service credential's key to a
+   * `service` principal); throws `unauthorized`.
+   */
   authenticate(header: string | undefined, sourceIp: string | null): Promise<Principal>;
   /** The principal of a user as it is now (memberships read from the database). */
   principalOf(userId: number, credential: UserPrincipal['credential']): Promise<UserPrincipal | undefined>;
@@ -63,6 +74,37 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       serverAdmin: user.is_server_admin === 1,
       memberships,
       credential,
+    };
+  }
+
+  /**
+   * A service credential's principal: it acts as no one, and only while the server administrator who created
+   * it still is one (a key never has more rights than its creator).
+   */
+  async function servicePrincipalOf(key: {
+    id: number;
+    user_id: number;
+    name: string;
+    service: string;
+  }): Promise<ServicePrincipal | undefined> {
+    const service = serviceKinds.find((kind) => kind === key.service);
+    const creator = await db
+      .selectFrom('users')
+      .select(['email', 'is_server_admin'])
+      .where('id', '=', key.user_id)
+      .executeTakeFirst();
+    if (!service || !creator) return undefined;
+    if (creator.is_server_admin !== 1)
+      throw new AppError(
+        'unauthorized',
+        `service key "${key.name}" stopped working: ${creator.email}, who created it, is no longer a server administrator`,
+      );
+    return {
+      type: 'service',
+      service,
+      keyId: key.id,
+      name: key.name,
+      createdBy: { userId: key.user_id, email: creator.email },
     };
   }
 
@@ -189,12 +231,15 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       if (token.startsWith(API_KEY_PREFIX)) {
         const key = await db
           .selectFrom('api_keys')
-          .select(['id', 'user_id', 'expires_at', 'revoked_at', 'last_used_at'])
+          .select(['id', 'user_id', 'name', 'service', 'expires_at', 'revoked_at', 'last_used_at'])
           .where('token_hash', '=', hash)
           .executeTakeFirst();
         if (!key || key.revoked_at !== null || (key.expires_at !== null && key.expires_at <= now))
           throw invalidToken();
-        const principal = await principalOf(key.user_id, { type: 'api_key', id: key.id });
+        const principal =
+          key.service === null
+            ? await principalOf(key.user_id, { type: 'api_key', id: key.id })
+            : await servicePrincipalOf({ ...key, service: key.service });
         if (!principal) throw invalidToken();
         if (key.last_used_at === null || now - key.last_used_at > LAST_USED_PRECISION_MS) {
           await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', key.id).execute();

@@ -1,7 +1,6 @@
 import { StreamErrorCode } from '@fleetgate/protocol';
 import { z } from 'zod';
-import type { Actor, Principal, UserPrincipal } from '../../infra/access/index.ts';
-import { requireUser } from '../../infra/access/index.ts';
+import { type Actor, authorize } from '../../infra/access/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
@@ -20,35 +19,15 @@ import { resolveDevice, userOfLogin } from './targets.ts';
  * - The WebSocket `GET /api/v1/ssh/proxy?device=<typed>` with header `x-fleetgate-ssh-key-id: <key id>` is where
  *   the forced command (`fleetgate ssh-proxy <key id>`) opens ONE exec stream to the device, acting as the user
  *   who owns that key: the device is resolved among that user's devices and `openStream` authorizes that user,
- *   never the credential's owner. Sessions show the person, with surface `openssh` and the service in the audit.
+ *   never the credential. Sessions show the person, with surface `openssh` and the service key in the audit.
  *
- * Both take only the **service credential**: an API key of a server administrator, kept in a root-only file on
- * the sshd host. Anything else (a session token, any other user's key) gets 403, so a person's own API key can
- * never act on behalf of someone else's SSH key.
+ * Both are for the bastion's **service credential**: an API key made with `service: 'openssh'` (by a server
+ * administrator), which may do these two things and nothing else in the API. Server administrators may list
+ * keys too; nobody else may do either (403), so a person's own API key can never act for someone else's SSH key.
  */
 
-/** Header naming the registered SSH key sshd authenticated: the session acts as that key's owner. */
+/** Header naming the registered SSH key sshd accepted: the session acts as that key's owner. */
 export const SSH_KEY_ID_HEADER = 'x-fleetgate-ssh-key-id';
-
-const serviceOnly = () =>
-  new AppError(
-    'forbidden',
-    "only the OpenSSH host's service credential (a server administrator's API key) may do this",
-  );
-
-/** Listing keys: a server administrator (any credential: it reads public keys only). */
-function requireKeyReader(principal: Principal): UserPrincipal {
-  const user = requireUser(principal);
-  if (!user.serverAdmin) throw serviceOnly();
-  return user;
-}
-
-/** Acting on behalf of a key's owner: a server administrator's API key, nothing else. */
-function requireService(principal: Principal): UserPrincipal {
-  const user = requireKeyReader(principal);
-  if (user.credential.type !== 'api_key') throw serviceOnly();
-  return user;
-}
 
 const authorizedKeySchema = z.object({
   id: z.number().describe('the key id, for `fleetgate ssh-proxy <id>`'),
@@ -74,7 +53,7 @@ export async function listAuthorizedKeys(
   actor: Actor,
   filter: { login?: string | undefined; fingerprint?: string | undefined },
 ): Promise<AuthorizedKey[]> {
-  requireKeyReader(actor.principal);
+  authorize(actor.principal, 'ssh_key.lookup');
   if (filter.login === undefined && filter.fingerprint === undefined) return [];
   let query = deps.db
     .selectFrom('ssh_keys')
@@ -100,11 +79,12 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
   app.get(
     '/api/v1/ssh/authorized-keys',
     {
+      config: { serves: 'ssh_key.lookup' },
       schema: {
         tags: ['remote access'],
         summary:
           "Registered SSH keys for sshd's AuthorizedKeysCommand (`fleetgate ssh-authorized-keys`): by login, " +
-          "by fingerprint, or both; for the OpenSSH host's service credential (server administrators) only",
+          "by fingerprint, or both; for the OpenSSH bastion's service credential (and server administrators) only",
         querystring: z.object({
           login: z.string().min(1).max(320).optional().describe("the person's e-mail or unique local part"),
           fingerprint: z
@@ -122,7 +102,10 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
   hub.route(/^\/api\/v1\/ssh\/proxy$/, async (request, socket, head) => {
     if (hub.stopping) return hub.refuse(socket, 'unavailable', 'the server is stopping: try again later');
     const sourceIp = request.socket.remoteAddress ?? null;
-    const service = requireService(await auth.authenticate(request.headers.authorization, sourceIp));
+    const service = await auth.authenticate(request.headers.authorization, sourceIp);
+    authorize(service, 'ssh_key.act_as_owner');
+    // authorize allows acting for a key's owner to service credentials only; the check keeps TypeScript told.
+    if (service.type !== 'service') throw new AppError('forbidden', 'a service credential is needed');
     const keyText = request.headers[SSH_KEY_ID_HEADER];
     if (typeof keyText !== 'string' || !/^[1-9]\d{0,9}$/.test(keyText))
       throw badRequest(`send ${SSH_KEY_ID_HEADER}: the id of the SSH key sshd accepted`);
@@ -134,7 +117,7 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
     if (!owner) throw new AppError('unauthorized', 'the account of this SSH key is gone');
     // The person acts; the service only vouches for them. The audit keeps both.
     const actor: Actor = { principal: owner, sourceIp };
-    const via = { service: service.email, apiKey: service.credential.id, sshKey: key.id };
+    const via = { service: service.service, apiKey: service.keyId, name: service.name, sshKey: key.id };
     const device = await resolveDevice(deps.db, owner, typed, deps.config.deviceSuffix);
     await markSshKeyUsed(deps, key);
     if (socket.destroyed) return;

@@ -37,10 +37,47 @@ export type Principal =
       /** How the device proved who it is: a device API key (its row id) or a device token (its jti). */
       credential: { type: 'device_key'; id: number } | { type: 'device_token'; id: string };
     }
+  | {
+      /** A service credential: an API key made for one service, which may do only `serviceActions[service]`. */
+      type: 'service';
+      service: ServiceKind;
+      /** The API key's row id and name. */
+      keyId: number;
+      name: string;
+      /** The server administrator who created the key (it stops working when they no longer are one). */
+      createdBy: { userId: number; email: string };
+    }
   | { type: 'anonymous' };
 
 export type UserPrincipal = Extract<Principal, { type: 'user' }>;
 export type DevicePrincipal = Extract<Principal, { type: 'device' }>;
+export type ServicePrincipal = Extract<Principal, { type: 'service' }>;
+
+/** The services a service credential can be made for. `openssh`: the OpenSSH bastion (DESIGN section 7). */
+export const serviceKinds = ['openssh'] as const;
+export type ServiceKind = (typeof serviceKinds)[number];
+
+/**
+ * Server-wide actions: about no organization's resources, so no membership grants them. Service credentials
+ * exist for some of them (`serviceActions`); server administrators may do the others.
+ */
+export const serverActions = [
+  /** Read registered SSH public keys by login or fingerprint (sshd's AuthorizedKeysCommand). */
+  'ssh_key.lookup',
+  /** Open sessions to devices as the owner of a registered SSH key (the OpenSSH mode's forced command). */
+  'ssh_key.act_as_owner',
+  /** Create a service credential (it may look up everyone's SSH keys): server administrators only. */
+  'service_key.create',
+] as const;
+export type ServerAction = (typeof serverActions)[number];
+
+/** What each kind of service credential may do; everything else, in the whole API, is refused to it. */
+const serviceActions: Record<ServiceKind, ReadonlySet<ServerAction>> = {
+  openssh: new Set(['ssh_key.lookup', 'ssh_key.act_as_owner']),
+};
+
+/** What server administrators may do of the server-wide actions (acting for an SSH key is a service's only). */
+const serverAdminActions: ReadonlySet<ServerAction> = new Set(['ssh_key.lookup', 'service_key.create']);
 
 /** Everything a principal can be asked to be allowed to do. */
 export const actions = [
@@ -137,17 +174,63 @@ export function membershipFor(principal: Principal, resource: ResourceRef): Memb
   return m;
 }
 
+const serverActionSet: ReadonlySet<string> = new Set(serverActions);
+
+function isServerAction(action: Action | ServerAction): action is ServerAction {
+  return serverActionSet.has(action);
+}
+
+function authorizeServerAction(principal: Principal, action: ServerAction): void {
+  if (principal.type === 'service') {
+    if (serviceActions[principal.service].has(action)) return;
+    throw serviceRefusal(principal, action);
+  }
+  if (principal.type === 'user' && principal.serverAdmin && serverAdminActions.has(action)) return;
+  switch (action) {
+    case 'ssh_key.act_as_owner':
+      throw new AppError(
+        'forbidden',
+        "only the OpenSSH bastion's service credential may act for an SSH key's owner " +
+          '(a server administrator creates one: fleetgate api-keys create <name> --service openssh)',
+      );
+    case 'ssh_key.lookup':
+      throw new AppError(
+        'forbidden',
+        "only the OpenSSH bastion's service credential (or a server administrator) may look up SSH keys",
+      );
+    case 'service_key.create':
+      throw new AppError('forbidden', 'only server administrators create service credentials');
+  }
+}
+
+function serviceRefusal(principal: ServicePrincipal, action: Action | ServerAction): AppError {
+  return new AppError(
+    'forbidden',
+    `a service credential (${principal.service}) may not ${action}: it may only ${[...serviceActions[principal.service]].join(', ')}`,
+  );
+}
+
 /**
  * Allows the action or throws. A principal that cannot even see the resource gets `not_found` (so the
  * existence of other organizations' resources does not leak); one that sees it but may not act gets
- * `forbidden`.
+ * `forbidden`. A server-wide action (no resource) is allowed by the principal's service or server role, else
+ * `forbidden`; a service credential gets `forbidden` for everything it was not made for.
  */
+export function authorize(principal: Principal, action: ServerAction): void;
+export function authorize(principal: Principal, action: Action, resource: ResourceRef, what?: string): void;
 export function authorize(
   principal: Principal,
-  action: Action,
-  resource: ResourceRef,
+  action: Action | ServerAction,
+  resource?: ResourceRef,
   what = 'resource',
 ): void {
+  if (isServerAction(action)) {
+    authorizeServerAction(principal, action);
+    return;
+  }
+  if (principal.type === 'service') throw serviceRefusal(principal, action);
+  // The overloads pair every organization action with its resource; a caller that got around them is a bug.
+  if (!resource) throw new AppError('internal', `${action} was asked about no resource`);
   const m = membershipFor(principal, resource);
   if (!m) throw notFound(what);
   if (!roleAllows(m.role, action)) {
@@ -160,6 +243,22 @@ export function authorize(
       details: { orgId: resource.orgId },
     });
   }
+}
+
+/**
+ * The first check on every authenticated HTTP request, before the route reads anything: a service credential
+ * may call only the routes made for its service (each declares the server action it serves, and `authorize`
+ * decides); every other route answers it 403, whatever that route would do next. People and devices pass on
+ * to the route's own checks.
+ */
+export function authorizeRoute(principal: Principal, serves: ServerAction | undefined): void {
+  if (principal.type !== 'service') return;
+  if (serves === undefined)
+    throw new AppError(
+      'forbidden',
+      `a service credential (${principal.service}) may only call the routes made for it: use a person's token or API key`,
+    );
+  authorize(principal, serves);
 }
 
 export function can(principal: Principal, action: Action, resource: ResourceRef): boolean {

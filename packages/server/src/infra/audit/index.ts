@@ -1,4 +1,4 @@
-import type { Actor } from '../access/index.ts';
+import type { Actor, Principal } from '../access/index.ts';
 import type { Db } from '../db/index.ts';
 
 export type AuditOutcome = 'success' | 'denied' | 'failure';
@@ -28,7 +28,7 @@ export async function appendAuditEvent(
       org_id: event.orgId,
       actor_type: p.type,
       actor_id: p.type === 'user' ? p.userId : p.type === 'device' ? p.deviceId : null,
-      actor_label: p.type === 'user' ? p.email : p.type === 'device' ? `device ${p.uuid}` : 'anonymous',
+      actor_label: actorLabelOf(p).slice(0, 254),
       action: event.action,
       resource_type: event.resourceType,
       resource_id: event.resourceId === null ? null : String(event.resourceId),
@@ -37,4 +37,17 @@ export async function appendAuditEvent(
       details: event.details ? JSON.stringify(event.details) : null,
     })
     .execute();
+}
+
+function actorLabelOf(p: Principal): string {
+  switch (p.type) {
+    case 'user':
+      return p.email;
+    case 'device':
+      return `device ${p.uuid}`;
+    case 'service':
+      return `service key ${p.keyId} "${p.name}" (${p.service})`;
+    case 'anonymous':
+      return 'anonymous';
+  }
 }

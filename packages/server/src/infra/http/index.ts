@@ -19,7 +19,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import client from 'prom-client';
-import type { Actor, Principal } from '../access/index.ts';
+import { type Actor, authorizeRoute, type Principal, type ServerAction } from '../access/index.ts';
 import { AppError, type ErrorCode, httpStatusOf } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
 import { errorBody } from './schemas.ts';
@@ -41,6 +41,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The route answers without authentication. */
     public?: boolean;
+    /** The server action the route is made for: service credentials allowed that action may call it. */
+    serves?: ServerAction;
   }
 }
 
@@ -148,6 +150,7 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
       return;
     }
     request.principal = await options.authenticate(request.headers.authorization, request);
+    authorizeRoute(request.principal, request.routeOptions.config.serves);
   });
 
   // PostgreSQL cannot store U+0000 in text, and no name, note or value needs it: refuse it everywhere.
