@@ -22,7 +22,9 @@
  *
  * Before both, uncounted: 20 connections and min(`--mb`, 100) MB each way on every path.
  *
- *   npm run bench:connect -- [--mb 500] [--rounds 3] [--connects 200]
+ *   npm run bench:connect -- [--mb 500] [--rounds 3] [--connects 200] [--cpu-prof]
+ *
+ * `--cpu-prof` writes a V8 CPU profile of the server into a directory that is kept (when the server stops).
  *
  * It exits 0 with its figures, 1 when the bench itself fails (bytes lost, a refused CONNECT, a process that
  * never starts).
@@ -133,6 +135,7 @@ async function main(): Promise<number> {
       mb: { type: 'string', default: '500' },
       rounds: { type: 'string', default: '3' },
       connects: { type: 'string', default: '200' },
+      'cpu-prof': { type: 'boolean', default: false },
     },
   });
   const mb = wholeNumber('mb', values.mb, 1);
@@ -161,7 +164,11 @@ async function main(): Promise<number> {
       adminEmail: ADMIN_EMAIL,
       adminPassword: ADMIN_PASSWORD,
     };
-    server = await startServerProcess(flags);
+    const cpuProfDir = values['cpu-prof']
+      ? fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-connect-prof-'))
+      : undefined;
+    server = await startServerProcess(flags, { cpuProfDir });
+    if (cpuProfDir) log(`  CPU profile of the server (written when it stops): ${cpuProfDir}`);
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
       email: ADMIN_EMAIL,
