@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseOriginalCommand } from './openssh.ts';
+import { clientAddressOf, parseOriginalCommand } from './openssh.ts';
 
 describe('parseOriginalCommand', () => {
   it('takes the first word as the device and the rest, as typed, as the command', () => {
@@ -18,5 +18,20 @@ describe('parseOriginalCommand', () => {
     expect(parseOriginalCommand('kiosk-17   ')).toEqual({ device: 'kiosk-17', command: undefined });
     expect(parseOriginalCommand('')).toBeUndefined();
     expect(parseOriginalCommand(' \n ')).toBeUndefined();
+  });
+});
+
+describe('clientAddressOf', () => {
+  it("takes the person's address from SSH_CONNECTION, else SSH_CLIENT", () => {
+    expect(clientAddressOf({ SSH_CONNECTION: '198.51.100.7 51234 10.0.0.2 22' })).toBe('198.51.100.7');
+    expect(clientAddressOf({ SSH_CLIENT: '2001:db8::7 51234 22' })).toBe('2001:db8::7');
+    expect(
+      clientAddressOf({ SSH_CONNECTION: '198.51.100.7 1 10.0.0.2 22', SSH_CLIENT: '192.0.2.1 1 22' }),
+    ).toBe('198.51.100.7');
+  });
+
+  it('sends nothing when sshd set neither, or set something that is not an address', () => {
+    expect(clientAddressOf({})).toBeUndefined();
+    expect(clientAddressOf({ SSH_CONNECTION: 'not-an-address 1 2 3' })).toBeUndefined();
   });
 });

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { constants } from 'node:os';
 import {
   ExecDecoder,
@@ -24,7 +25,8 @@ import { CliError } from '../errors.ts';
  * - `ssh-authorized-keys` is sshd's `AuthorizedKeysCommand`: one `restrict,pty,command="… ssh-proxy <key id>"`
  *   line per registered key, so whoever signs in with that key runs nothing but the proxy for that key.
  * - `ssh-proxy <key id>` is that forced command: it reads `SSH_ORIGINAL_COMMAND` (`<device> [command…]`) and runs
- *   the command, or a shell, on the device through the agent's exec service, as the owner of the key.
+ *   the command, or a shell, on the device through the agent's exec service, as the owner of the key, and tells
+ *   the server the address the person came from (`SSH_CONNECTION`).
  *
  * Both speak to the server with the bastion's service credential (`fleetgate api-keys create <name> --service
  * openssh`), read from a root-only file (`--token-file`), never from the command line sshd writes into its logs.
@@ -172,6 +174,7 @@ export function registerOpenSshCommands(program: Command, io: CliIo): void {
         keyId,
         device: request.device,
         command: request.command,
+        clientAddress: clientAddressOf(io.env),
         env: io.env,
         timeoutMs: timeoutMsOf(options.timeout),
       });
@@ -192,12 +195,23 @@ export function parseOriginalCommand(
   return { device: match[1]!, command: command ? command : undefined };
 }
 
+/** The address the person connected from: the first field of sshd's `SSH_CONNECTION` (or `SSH_CLIENT`). */
+export function clientAddressOf(env: NodeJS.ProcessEnv): string | undefined {
+  for (const value of [env.SSH_CONNECTION, env.SSH_CLIENT]) {
+    const first = value?.trim().split(/\s+/)[0];
+    if (first && isIP(first) !== 0) return first;
+  }
+  return undefined;
+}
+
 interface ProxySetup {
   server: string;
   token: string;
   keyId: string;
   device: string;
   command: string | undefined;
+  /** The person's address, for the session record. */
+  clientAddress: string | undefined;
   env: NodeJS.ProcessEnv;
   timeoutMs: number;
 }
@@ -227,7 +241,11 @@ async function runProxy(setup: ProxySetup): Promise<number> {
   const url = new URL('/api/v1/ssh/proxy', setup.server.replace(/^http/, 'ws'));
   url.searchParams.set('device', setup.device);
   const ws = new WebSocket(url, {
-    headers: { authorization: `Bearer ${setup.token}`, 'x-fleetgate-ssh-key-id': setup.keyId },
+    headers: {
+      authorization: `Bearer ${setup.token}`,
+      'x-fleetgate-ssh-key-id': setup.keyId,
+      ...(setup.clientAddress ? { 'x-fleetgate-client-address': setup.clientAddress } : {}),
+    },
     perMessageDeflate: false,
     maxPayload: HEADER_SIZE + MAX_FRAME_PAYLOAD,
     handshakeTimeout: setup.timeoutMs,

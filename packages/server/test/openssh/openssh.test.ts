@@ -6,7 +6,10 @@
  * made with `fleetgate api-keys create … --service openssh`.
  */
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +47,8 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
   let tokenFile: string;
   let serviceKeyName: string;
   const agents: Agent[] = [];
+  /** People connect to the bastion from here, a loopback address of its own, so their address is told apart. */
+  const personAddress = '127.0.0.2';
 
   const api = (method: string, url: string, body?: unknown, token?: string) =>
     callApi(server, method, url, body, token);
@@ -55,6 +60,8 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
       [
         ...clientOptions(key),
         ...(options.extra ?? []),
+        '-b',
+        personAddress,
         '-p',
         String(port),
         'root@127.0.0.1',
@@ -62,6 +69,28 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
       ],
       options.input === undefined ? {} : { input: options.input },
     );
+  /** A WebSocket upgrade request that the server refuses: its HTTP status. */
+  const upgrade = (url: string, headers: Record<string, string>) =>
+    new Promise<{ status: number }>((resolve, reject) => {
+      const request = http.get(`${server.url}${url}`, {
+        headers: {
+          connection: 'Upgrade',
+          upgrade: 'websocket',
+          'sec-websocket-version': '13',
+          ...headers,
+          'sec-websocket-key': randomBytes(16).toString('base64'),
+        },
+      });
+      request.on('response', (response) => {
+        response.resume();
+        resolve({ status: response.statusCode ?? 0 });
+      });
+      request.on('upgrade', (_response, socket) => {
+        socket.destroy();
+        reject(new Error(`${url} was upgraded`));
+      });
+      request.on('error', reject);
+    });
   const fleetgate = (args: string[], env: Record<string, string> = {}) =>
     run(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
 
@@ -211,7 +240,14 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     await new Promise<void>((resolve, reject) => {
       client.on('ready', () => resolve());
       client.on('error', reject);
-      client.connect({ host: '127.0.0.1', port, username: 'root', privateKey: fs.readFileSync(adminKey) });
+      client.connect({
+        host: '127.0.0.1',
+        port,
+        username: 'root',
+        privateKey: fs.readFileSync(adminKey),
+        // From the person's address, like every client here.
+        sock: net.connect({ host: '127.0.0.1', port, localAddress: personAddress }),
+      });
     });
     try {
       // ssh2's exec with a pty (`ssh -t host 'kiosk-17'`); src/features/ssh-gateway/ssh2.d.ts declares only
@@ -245,17 +281,23 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     }
   });
 
-  it('records the session as the key owner, through the service', async () => {
+  it("records the session as the key owner, from the person's address, through the service", async () => {
     const sessions = await api('GET', '/api/v1/sessions?surface=openssh');
     expect(sessions.items.length).toBeGreaterThan(0);
     expect(sessions.items[0].user.label).toBe('admin@example.test');
     expect(sessions.items[0].device.uuid).toBe(uuid);
+    // The person came from 127.0.0.2 (sshd's SSH_CONNECTION); the bastion reached the server from 127.0.0.1.
+    expect(sessions.items.map((item: { clientAddress: string }) => item.clientAddress)).toEqual(
+      sessions.items.map(() => personAddress),
+    );
     const audit = await api('GET', '/api/v1/audit?action=device.stream.open&limit=200');
     const opened = audit.items.find(
       (e: { details?: { surface?: string } }) => e.details?.surface === 'openssh',
     );
     expect(opened?.details?.via).toMatchObject({ service: 'openssh', name: serviceKeyName });
+    expect(opened?.details?.via?.bastion).toMatch(/127\.0\.0\.1$/);
     expect(opened?.actor?.label).toBe('admin@example.test');
+    expect(opened?.sourceIp).toBe(personAddress);
   });
 
   it("refuses another organization's user, a missing device name and an unregistered key", async () => {
@@ -272,20 +314,38 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     expect(stranger.stderr).toContain('Permission denied');
   });
 
-  it('acts on behalf of a key for the service credential only', async () => {
+  it("acts on behalf of a key for the service credential only, and takes only its word for the person's address", async () => {
     const [id] = (await api('GET', '/api/v1/ssh-keys')).items.map((k: { id: number }) => k.id);
-    // A person's token, and even a server administrator's own API key, may not act for a key's owner.
+    const before = (await api('GET', '/api/v1/sessions?surface=openssh&limit=200')).total;
+    // A person's token, and even a server administrator's own API key, may not act for a key's owner (nor say
+    // where the person is).
     const adminApiKey = (await api('POST', '/api/v1/api-keys', { name: 'not a service key' })).key as string;
     for (const token of [betaToken, adminApiKey]) {
       const refused = await fleetgate(['ssh-proxy', String(id)], {
         FLEETGATE_SERVER: server.url,
         FLEETGATE_TOKEN: token,
         SSH_ORIGINAL_COMMAND: 'kiosk-17 echo hi',
+        SSH_CONNECTION: '203.0.113.9 40000 127.0.0.1 22',
       });
       expect(refused.code).toBe(255);
       expect(refused.stdout).toBe('');
       expect(refused.stderr).toContain('service credential');
     }
+    const spoofed = await upgrade('/api/v1/ssh/proxy?device=kiosk-17', {
+      authorization: `Bearer ${adminApiKey}`,
+      'x-fleetgate-ssh-key-id': String(id),
+      'x-fleetgate-client-address': '203.0.113.9',
+    });
+    expect(spoofed.status).toBe(403);
+    const malformed = await upgrade('/api/v1/ssh/proxy?device=kiosk-17', {
+      authorization: `Bearer ${fs.readFileSync(tokenFile, 'utf8').trim()}`,
+      'x-fleetgate-ssh-key-id': String(id),
+      'x-fleetgate-client-address': '203.0.113.9, 10.0.0.1',
+    });
+    expect(malformed.status).toBe(400);
+    const after = await api('GET', '/api/v1/sessions?surface=openssh&limit=200');
+    expect(after.total).toBe(before);
+    expect(JSON.stringify(after)).not.toContain('203.0.113.9');
     const removedKey = await fleetgate(['ssh-proxy', '999999'], {
       FLEETGATE_SERVER: server.url,
       FLEETGATE_TOKEN_FILE: tokenFile,

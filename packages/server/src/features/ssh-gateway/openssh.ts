@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
 import { StreamErrorCode } from '@fleetgate/protocol';
 import { z } from 'zod';
 import { type Actor, authorize } from '../../infra/access/index.ts';
@@ -28,6 +30,22 @@ import { resolveDevice, userOfLogin } from './targets.ts';
 
 /** Header naming the registered SSH key sshd accepted: the session acts as that key's owner. */
 export const SSH_KEY_ID_HEADER = 'x-fleetgate-ssh-key-id';
+
+/**
+ * Header with the address the person connected to the bastion from (the first field of sshd's
+ * `SSH_CONNECTION`): recorded as the session's client address. Only the service credential's word is taken
+ * for it — nobody else may open these sessions at all — and the bastion's own address stays in the audit.
+ */
+export const CLIENT_ADDRESS_HEADER = 'x-fleetgate-client-address';
+
+/** The person's address from `CLIENT_ADDRESS_HEADER`, or the bastion's when the header is absent. */
+function clientAddressOf(request: IncomingMessage, bastion: string | null): string | null {
+  const given = request.headers[CLIENT_ADDRESS_HEADER];
+  if (given === undefined) return bastion;
+  if (typeof given !== 'string' || net.isIP(given) === 0)
+    throw badRequest(`${CLIENT_ADDRESS_HEADER} must be one IPv4 or IPv6 address`);
+  return given;
+}
 
 const authorizedKeySchema = z.object({
   id: z.number().describe('the key id, for `fleetgate ssh-proxy <id>`'),
@@ -101,11 +119,12 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
 
   hub.route(/^\/api\/v1\/ssh\/proxy$/, async (request, socket, head) => {
     if (hub.stopping) return hub.refuse(socket, 'unavailable', 'the server is stopping: try again later');
-    const sourceIp = request.socket.remoteAddress ?? null;
-    const service = await auth.authenticate(request.headers.authorization, sourceIp);
+    const bastion = request.socket.remoteAddress ?? null;
+    const service = await auth.authenticate(request.headers.authorization, bastion);
     authorize(service, 'ssh_key.act_as_owner');
     // authorize allows acting for a key's owner to service credentials only; the check keeps TypeScript told.
     if (service.type !== 'service') throw new AppError('forbidden', 'a service credential is needed');
+    const sourceIp = clientAddressOf(request, bastion);
     const keyText = request.headers[SSH_KEY_ID_HEADER];
     if (typeof keyText !== 'string' || !/^[1-9]\d{0,9}$/.test(keyText))
       throw badRequest(`send ${SSH_KEY_ID_HEADER}: the id of the SSH key sshd accepted`);
@@ -115,9 +134,15 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
     if (!key) throw new AppError('unauthorized', 'this SSH key is no longer registered with fleetgate');
     const owner = await auth.principalOf(key.user_id, { type: 'ssh_key', id: key.id });
     if (!owner) throw new AppError('unauthorized', 'the account of this SSH key is gone');
-    // The person acts; the service only vouches for them. The audit keeps both.
+    // The person acts, from where they are; the service only vouches for them. The audit keeps both.
     const actor: Actor = { principal: owner, sourceIp };
-    const via = { service: service.service, apiKey: service.keyId, name: service.name, sshKey: key.id };
+    const via = {
+      service: service.service,
+      apiKey: service.keyId,
+      name: service.name,
+      sshKey: key.id,
+      bastion,
+    };
     const device = await resolveDevice(deps.db, owner, typed, deps.config.deviceSuffix);
     await markSshKeyUsed(deps, key);
     if (socket.destroyed) return;
