@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientAddressOf, parseOriginalCommand } from './openssh.ts';
+import { clientAddressOf, parseOriginalCommand, proxyRequestOf } from './openssh.ts';
 
 describe('parseOriginalCommand', () => {
   it('takes the first word as the device and the rest, as typed, as the command', () => {
@@ -18,6 +18,50 @@ describe('parseOriginalCommand', () => {
     expect(parseOriginalCommand('kiosk-17   ')).toEqual({ device: 'kiosk-17', command: undefined });
     expect(parseOriginalCommand('')).toBeUndefined();
     expect(parseOriginalCommand(' \n ')).toBeUndefined();
+  });
+});
+
+describe('proxyRequestOf', () => {
+  it('names the device with the first word when FLEETGATE_DEVICE is not set', () => {
+    expect(proxyRequestOf('kiosk-17 uptime', undefined)).toEqual({ device: 'kiosk-17', command: 'uptime' });
+    expect(proxyRequestOf('kiosk-17', '')).toEqual({ device: 'kiosk-17', command: undefined });
+  });
+
+  it('takes the whole command as the command when FLEETGATE_DEVICE names the device', () => {
+    expect(proxyRequestOf('scp -t -- /tmp/x', 'kiosk-17')).toEqual({
+      device: 'kiosk-17',
+      command: 'scp -t -- /tmp/x',
+    });
+    expect(proxyRequestOf('', ' kiosk-17 ')).toEqual({ device: 'kiosk-17', command: undefined });
+  });
+
+  it("turns sshd's sftp subsystem command, whatever the bastion configured, into the device's sftp-server", () => {
+    for (const subsystem of [
+      '/usr/lib/openssh/sftp-server',
+      '/usr/lib/openssh/sftp-server -l INFO',
+      '/usr/libexec/openssh/sftp-server',
+      'sftp-server',
+      'internal-sftp',
+      'internal-sftp -u 0022',
+    ]) {
+      expect(proxyRequestOf(subsystem, 'kiosk-17'), subsystem).toEqual({ device: 'kiosk-17', sftp: true });
+    }
+    expect(proxyRequestOf('internal-sftpx', 'kiosk-17')).toEqual({
+      device: 'kiosk-17',
+      command: 'internal-sftpx',
+    });
+    expect(proxyRequestOf('/usr/bin/not-sftp-server', 'kiosk-17')).toEqual({
+      device: 'kiosk-17',
+      command: '/usr/bin/not-sftp-server',
+    });
+  });
+
+  it('says how to name the device for scp and sftp, and for nothing at all', () => {
+    expect(() => proxyRequestOf('/usr/lib/openssh/sftp-server', undefined)).toThrow(
+      /SetEnv=FLEETGATE_DEVICE=<device>/,
+    );
+    expect(() => proxyRequestOf('scp -t /tmp/x', undefined)).toThrow(/SetEnv=FLEETGATE_DEVICE=<device>/);
+    expect(() => proxyRequestOf('  ', undefined)).toThrow(/name a device/);
   });
 });
 

@@ -24,9 +24,10 @@ import { CliError } from '../errors.ts';
  *
  * - `ssh-authorized-keys` is sshd's `AuthorizedKeysCommand`: one `restrict,pty,command="… ssh-proxy <key id>"`
  *   line per registered key, so whoever signs in with that key runs nothing but the proxy for that key.
- * - `ssh-proxy <key id>` is that forced command: it reads `SSH_ORIGINAL_COMMAND` (`<device> [command…]`) and runs
- *   the command, or a shell, on the device through the agent's exec service, as the owner of the key, and tells
- *   the server the address the person came from (`SSH_CONNECTION`).
+ * - `ssh-proxy <key id>` is that forced command: it reads `SSH_ORIGINAL_COMMAND` (`<device> [command…]`, or just
+ *   the command when `FLEETGATE_DEVICE` names the device) and runs the command, a shell, or — for sftp and
+ *   scp — the device's sftp-server on the device through the agent's exec service, as the owner of the key, and
+ *   tells the server the address the person came from (`SSH_CONNECTION`).
  *
  * Both speak to the server with the bastion's service credential (`fleetgate api-keys create <name> --service
  * openssh`), read from a root-only file (`--token-file`), never from the command line sshd writes into its logs.
@@ -34,6 +35,9 @@ import { CliError } from '../errors.ts';
 
 /** Characters a path or URL may hold to go into `command="…"` unquoted (no quotes, spaces or shell syntax). */
 const SAFE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** The environment variable that names the device when the command has no room for it (scp, sftp). */
+export const DEVICE_ENV = 'FLEETGATE_DEVICE';
 
 /** The exit status of a remote command, handed back to sshd without a message. */
 class RemoteExit extends CliError {
@@ -159,21 +163,25 @@ export function registerOpenSshCommands(program: Command, io: CliIo): void {
       'file holding the service credential (api-keys create <name> --service openssh)',
     )
     .option('--timeout <seconds>', 'give up connecting after this long', '15')
+    .addHelpText(
+      'after',
+      `\nThe device is the first word of the command, or ${DEVICE_ENV} when set (ssh -o SetEnv=${DEVICE_ENV}=<device>;\n` +
+        `the bastion's sshd needs AcceptEnv ${DEVICE_ENV}): scp and sftp have no other place for it. The sftp\n` +
+        "subsystem (sshd's Subsystem sftp command: internal-sftp or a path to sftp-server) runs the device's\n" +
+        'sftp-server, which sftp and scp use; legacy scp (scp -O) runs scp on the device.',
+    )
     .action(async (keyId: string, options: ServiceOptions, command: Command) => {
       const ctx = new CommandContext(io, command);
       if (!/^[1-9]\d{0,9}$/.test(keyId))
         throw new CliError(`a key id is a number, got "${keyId}"`, { exitCode: 255 });
-      const request = parseOriginalCommand(io.env.SSH_ORIGINAL_COMMAND ?? '');
-      if (!request)
-        throw new CliError('name a device: ssh <account>@<bastion> <device> [command]', { exitCode: 255 });
+      const request = proxyRequestOf(io.env.SSH_ORIGINAL_COMMAND ?? '', io.env[DEVICE_ENV]);
       const connection = await serviceConnection(ctx, options).catch((error: CliError) => {
         throw new CliError(error.message, { exitCode: 255 });
       });
       const code = await runProxy({
         ...connection,
         keyId,
-        device: request.device,
-        command: request.command,
+        request,
         clientAddress: clientAddressOf(io.env),
         env: io.env,
         timeoutMs: timeoutMsOf(options.timeout),
@@ -195,6 +203,42 @@ export function parseOriginalCommand(
   return { device: match[1]!, command: command ? command : undefined };
 }
 
+/** What ssh-proxy runs on the device: a command (a shell when undefined), or the device's sftp-server. */
+export type ProxyRequest =
+  | { device: string; command: string | undefined; sftp?: undefined }
+  | { device: string; sftp: true };
+
+/**
+ * sshd's sftp subsystem under a forced command: sshd puts its `Subsystem sftp` command line into
+ * `SSH_ORIGINAL_COMMAND` — `internal-sftp`, or the path of sftp-server with its arguments.
+ */
+const SFTP_SUBSYSTEM = /^(?:internal-sftp|(?:\S*\/)?sftp-server)(?:\s[\s\S]*)?$/;
+
+/**
+ * What to run, from `SSH_ORIGINAL_COMMAND` and `FLEETGATE_DEVICE`: with the variable set, it names the device and
+ * the whole command is the command; without it, the command's first word is the device. The sftp subsystem (as
+ * sftp and OpenSSH 9's scp ask for it) becomes the device's sftp-server. Throws with exit status 255 (as ssh does
+ * when it cannot connect) when no device is named.
+ */
+export function proxyRequestOf(originalCommand: string, deviceVariable: string | undefined): ProxyRequest {
+  const device = deviceVariable?.trim();
+  const command = originalCommand.trim();
+  if (device) {
+    if (SFTP_SUBSYSTEM.test(command)) return { device, sftp: true };
+    return { device, command: command || undefined };
+  }
+  const parsed = parseOriginalCommand(originalCommand);
+  const fileTransfer = SFTP_SUBSYSTEM.test(command) || /^scp\s/.test(command);
+  if (!parsed || fileTransfer)
+    throw new CliError(
+      fileTransfer
+        ? `scp and sftp name the device with -o SetEnv=${DEVICE_ENV}=<device> (the bastion's sshd needs AcceptEnv ${DEVICE_ENV})`
+        : 'name a device: ssh <account>@<bastion> <device> [command]',
+      { exitCode: 255 },
+    );
+  return parsed;
+}
+
 /** The address the person connected from: the first field of sshd's `SSH_CONNECTION` (or `SSH_CLIENT`). */
 export function clientAddressOf(env: NodeJS.ProcessEnv): string | undefined {
   for (const value of [env.SSH_CONNECTION, env.SSH_CLIENT]) {
@@ -208,8 +252,7 @@ interface ProxySetup {
   server: string;
   token: string;
   keyId: string;
-  device: string;
-  command: string | undefined;
+  request: ProxyRequest;
   /** The person's address, for the session record. */
   clientAddress: string | undefined;
   env: NodeJS.ProcessEnv;
@@ -239,7 +282,7 @@ function upgradeRefusal(response: import('node:http').IncomingMessage): Promise<
  */
 async function runProxy(setup: ProxySetup): Promise<number> {
   const url = new URL('/api/v1/ssh/proxy', setup.server.replace(/^http/, 'ws'));
-  url.searchParams.set('device', setup.device);
+  url.searchParams.set('device', setup.request.device);
   const ws = new WebSocket(url, {
     headers: {
       authorization: `Bearer ${setup.token}`,
@@ -274,9 +317,11 @@ async function runProxy(setup: ProxySetup): Promise<number> {
 
   const stdin = process.stdin;
   const stdout = process.stdout;
-  const terminal = stdin.isTTY && stdout.isTTY;
+  const request = setup.request;
+  // sftp speaks its binary protocol on plain pipes: never a terminal, whatever sshd was asked for.
+  const terminal = !request.sftp && stdin.isTTY && stdout.isTTY;
   const exec: ExecRequest = {
-    ...(setup.command === undefined ? {} : { command: setup.command }),
+    ...(request.sftp || request.command === undefined ? {} : { command: request.command }),
     ...(terminal
       ? {
           pty: {
@@ -291,7 +336,7 @@ async function runProxy(setup: ProxySetup): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
   try {
     stream = await Promise.race([
-      mux.open({ exec }),
+      mux.open(request.sftp ? { service: 'sftp' } : { exec }),
       new Promise<never>((_resolve, reject) => {
         timer = setTimeout(
           () =>

@@ -1,12 +1,12 @@
 /**
  * The OpenSSH integration mode with a real `sshd`: its `AuthorizedKeysCommand` is `fleetgate
  * ssh-authorized-keys` (through a root-owned wrapper, as sshd requires), each key's forced command is `fleetgate
- * ssh-proxy <key id>`, and people run `ssh <account>@<bastion> '<device> <command>'` with their registered keys
- * against a real server and a real agent (in-process, over real sockets). The bastion holds a service credential
- * made with `fleetgate api-keys create … --service openssh`.
+ * ssh-proxy <key id>`, and people run `ssh <account>@<bastion> '<device> <command>'`, `scp` and `sftp` with their
+ * registered keys against a real server and a real agent (in-process, over real sockets). The bastion holds a
+ * service credential made with `fleetgate api-keys create … --service openssh`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -180,6 +180,10 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
       'PermitRootLogin yes',
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
+      // scp and sftp name the device in this variable (ssh -o SetEnv=FLEETGATE_DEVICE=…).
+      'AcceptEnv FLEETGATE_DEVICE',
+      // Under the forced command, sshd hands this command line to ssh-proxy as SSH_ORIGINAL_COMMAND.
+      'Subsystem sftp /usr/lib/openssh/sftp-server -l INFO',
       'LogLevel ERROR',
     ]);
     await untilListening(port, 'the bastion sshd');
@@ -298,6 +302,74 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     expect(opened?.details?.via?.bastion).toMatch(/127\.0\.0\.1$/);
     expect(opened?.actor?.label).toBe('admin@example.test');
     expect(opened?.sourceIp).toBe(personAddress);
+  });
+
+  it('copies a file up and down with scp (SFTP and legacy) and lists a directory with sftp', async () => {
+    const onDevice = fs.mkdtempSync(path.join(dir, 'device-'));
+    const original = path.join(dir, 'firmware.bin');
+    fs.writeFileSync(original, randomBytes(3 * 1024 * 1024 + 17));
+    const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    const transfer = (program: 'scp' | 'sftp', args: string[], input?: string) =>
+      run(
+        program,
+        [
+          ...clientOptions(adminKey),
+          '-o',
+          'SetEnv=FLEETGATE_DEVICE=kiosk-17',
+          '-o',
+          `BindAddress=${personAddress}`,
+          '-P',
+          String(port),
+          ...args,
+        ],
+        input === undefined ? {} : { input },
+      );
+    const remote = (file: string) => `root@127.0.0.1:${path.join(onDevice, file)}`;
+
+    // OpenSSH 9's scp speaks SFTP: sshd runs the forced command for the sftp subsystem.
+    const up = await transfer('scp', [original, remote('up.bin')]);
+    expect(up, up.stderr).toMatchObject({ code: 0 });
+    expect(sha256(path.join(onDevice, 'up.bin'))).toBe(sha256(original));
+    const down = await transfer('scp', [remote('up.bin'), path.join(dir, 'down.bin')]);
+    expect(down, down.stderr).toMatchObject({ code: 0 });
+    expect(sha256(path.join(dir, 'down.bin'))).toBe(sha256(original));
+
+    // scp -O: the legacy protocol, `scp -t`/`scp -f` run on the device.
+    const legacyUp = await transfer('scp', ['-O', original, remote('legacy.bin')]);
+    expect(legacyUp, legacyUp.stderr).toMatchObject({ code: 0 });
+    expect(sha256(path.join(onDevice, 'legacy.bin'))).toBe(sha256(original));
+    const legacyDown = await transfer('scp', ['-O', remote('legacy.bin'), path.join(dir, 'legacy-down.bin')]);
+    expect(legacyDown, legacyDown.stderr).toMatchObject({ code: 0 });
+    expect(sha256(path.join(dir, 'legacy-down.bin'))).toBe(sha256(original));
+
+    const listing = await transfer('sftp', ['-b', '-', 'root@127.0.0.1'], `ls -1 ${onDevice}\n`);
+    expect(listing, listing.stderr).toMatchObject({ code: 0 });
+    expect(listing.stdout).toContain(path.join(onDevice, 'legacy.bin'));
+    expect(listing.stdout).toContain(path.join(onDevice, 'up.bin'));
+
+    const sessions = await api('GET', '/api/v1/sessions?surface=openssh&limit=100');
+    expect(sessions.items.some((item: { target: string }) => /sftp/.test(item.target))).toBe(true);
+  });
+
+  it('refuses scp without a device, saying how to name it where sshd lets it say anything', async () => {
+    const file = path.join(dir, 'small.txt');
+    fs.writeFileSync(file, 'hello\n');
+    const scp = (extra: string[]) =>
+      run('scp', [
+        ...clientOptions(adminKey),
+        ...extra,
+        '-P',
+        String(port),
+        file,
+        `root@127.0.0.1:${path.join(dir, 'nowhere.txt')}`,
+      ]);
+    // sshd drops a subsystem's stderr, so SFTP-based scp only sees the connection close.
+    const overSftp = await scp([]);
+    expect(overSftp.code).not.toBe(0);
+    const legacy = await scp(['-O']);
+    expect(legacy.code).not.toBe(0);
+    expect(legacy.stderr).toContain('SetEnv=FLEETGATE_DEVICE=<device>');
+    expect(fs.existsSync(path.join(dir, 'nowhere.txt'))).toBe(false);
   });
 
   it("refuses another organization's user, a missing device name and an unregistered key", async () => {

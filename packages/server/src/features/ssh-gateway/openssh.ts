@@ -8,7 +8,7 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { markSshKeyUsed, sshKeyById } from '../ssh-keys/service.ts';
-import { openStream, streamRefusalOf } from '../streams/service.ts';
+import { type DeviceCommand, openStream, streamRefusalOf } from '../streams/service.ts';
 import type { TunnelHub } from '../tunnel/hub.ts';
 import { resolveDevice, userOfLogin } from './targets.ts';
 
@@ -19,9 +19,10 @@ import { resolveDevice, userOfLogin } from './targets.ts';
  * - `GET /api/v1/ssh/authorized-keys?login=…|fingerprint=…` answers the registered SSH keys that sshd's
  *   `AuthorizedKeysCommand` (`fleetgate ssh-authorized-keys`) turns into forced-command lines.
  * - The WebSocket `GET /api/v1/ssh/proxy?device=<typed>` with header `x-fleetgate-ssh-key-id: <key id>` is where
- *   the forced command (`fleetgate ssh-proxy <key id>`) opens ONE exec stream to the device, acting as the user
- *   who owns that key: the device is resolved among that user's devices and `openStream` authorizes that user,
- *   never the credential. Sessions show the person, with surface `openssh` and the service key in the audit.
+ *   the forced command (`fleetgate ssh-proxy <key id>`) opens ONE stream to the device — a command or shell
+ *   (`{exec}`), or the device's sftp-server (`{service: 'sftp'}`, for `sftp` and `scp`) — acting as the user who
+ *   owns that key: the device is resolved among that user's devices and `openStream` authorizes that user, never
+ *   the credential. Sessions show the person, with surface `openssh` and the service key in the audit.
  *
  * Both are for the bastion's **service credential**: an API key made with `service: 'openssh'` (by a server
  * administrator), which may do these two things and nothing else in the API. Server administrators may list
@@ -151,19 +152,21 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
       role: 'agent',
       onStream: (open) => {
         const target = open.target;
-        if (!('exec' in target) || opened) {
-          open.reject(StreamErrorCode.notAllowed, 'one command or shell per connection: open {exec}');
+        const command: DeviceCommand | undefined =
+          'exec' in target
+            ? { exec: target.exec }
+            : 'service' in target && target.service === 'sftp'
+              ? { service: 'sftp' }
+              : undefined;
+        if (!command || opened) {
+          open.reject(
+            StreamErrorCode.notAllowed,
+            "one command, shell or sftp session per connection: open {exec} or {service: 'sftp'}",
+          );
           return;
         }
         opened = true;
-        openStream(
-          deps,
-          hub,
-          actor,
-          device.uuid,
-          { exec: target.exec },
-          { surface: 'openssh', details: { via } },
-        ).then(
+        openStream(deps, hub, actor, device.uuid, command, { surface: 'openssh', details: { via } }).then(
           (session) => {
             session
               .relay(open.accept())
