@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Multiplexer, StreamError, type TunnelStream } from '@fleetgate/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthService } from '../../src/features/auth/service.ts';
 import { openStream } from '../../src/features/streams/service.ts';
-import type { Actor, Membership } from '../../src/infra/access/index.ts';
+import type { Actor } from '../../src/infra/access/index.ts';
 import { AppError } from '../../src/infra/errors/index.ts';
 import { createLogger } from '../../src/infra/logging/index.ts';
 import type { ServiceDeps } from '../../src/infra/service/index.ts';
@@ -54,6 +55,8 @@ beforeAll(async () => {
   echo = net.createServer({ allowHalfOpen: true }, (socket) => {
     // Echoes, and ends its side when the client ends its own: half-close crosses the tunnel both ways.
     socket.pipe(socket);
+    // A stream reset on the way (a terminated session) reaches this end as ECONNRESET.
+    socket.on('error', () => {});
   });
   echoPort = await listen(echo);
   web = http.createServer((_request, response) => response.end('hello from the device\n'));
@@ -79,18 +82,10 @@ afterAll(async () => {
   await server?.close();
 });
 
-function actorWith(memberships: Membership[]): Actor {
-  return {
-    principal: {
-      type: 'user',
-      userId: 999,
-      email: 'someone@example.test',
-      serverAdmin: false,
-      memberships,
-      credential: { type: 'session', id: 0 },
-    },
-    sourceIp: '127.0.0.1',
-  };
+/** The actor a person's token stands for, as the server authenticates it. */
+async function actorOf(token: string): Promise<Actor> {
+  const principal = await createAuthService(deps()).authenticate(`Bearer ${token}`, '127.0.0.1');
+  return { principal, sourceIp: '127.0.0.1' };
 }
 
 function deps(): ServiceDeps {
@@ -113,22 +108,23 @@ async function refusedWith(promise: Promise<unknown>): Promise<AppError> {
 
 describe('openStream', () => {
   it('answers not_found to another organization and to a membership narrowed to other fleets', async () => {
-    const outsider = actorWith([{ orgId: seed.beta.orgId, role: 'owner', fleetIds: null }]);
+    const outsider = await actorOf(seed.people.betaOwner.token);
     expect(
       (await refusedWith(openStream(deps(), server.app.tunnels, outsider, device.uuid, echoPort))).code,
     ).toBe('not_found');
-    const narrowed = actorWith([{ orgId: 1, role: 'operator', fleetIds: [seed.alpha.fleet.id] }]);
+    // An operator of the organization narrowed to alpha-fleet; the device is in ports-fleet.
+    const narrowed = await actorOf(seed.people.alphaFleetOperator.token);
     expect(
       (await refusedWith(openStream(deps(), server.app.tunnels, narrowed, device.uuid, echoPort))).code,
     ).toBe('not_found');
   });
 
   it('refuses viewers with forbidden, and ports outside the allow-list', async () => {
-    const viewer = actorWith([{ orgId: 1, role: 'viewer', fleetIds: null }]);
+    const viewer = await actorOf(seed.people.alphaViewer.token);
     expect(
       (await refusedWith(openStream(deps(), server.app.tunnels, viewer, device.uuid, echoPort))).code,
     ).toBe('forbidden');
-    const operator = actorWith([{ orgId: 1, role: 'operator', fleetIds: null }]);
+    const operator = await actorOf(seed.people.alphaOperator.token);
     const outside = await refusedWith(openStream(deps(), server.app.tunnels, operator, device.uuid, 22));
     expect(outside.code).toBe('forbidden');
     expect(outside.message).toMatch(/allow-list/);
@@ -137,7 +133,7 @@ describe('openStream', () => {
 
   it('says clearly that an offline device is offline', async () => {
     const offline = await newDevice(server, 'offline-fleet');
-    const operator = actorWith([{ orgId: 1, role: 'operator', fleetIds: null }]);
+    const operator = await actorOf(seed.people.alphaOperator.token);
     const error = await refusedWith(openStream(deps(), server.app.tunnels, operator, offline.uuid, 22));
     expect(error.code).toBe('unavailable');
     expect(error.message).toMatch(/offline/);
@@ -145,7 +141,7 @@ describe('openStream', () => {
   });
 
   it('opens a stream for an operator, to the TCP port on the device', async () => {
-    const operator = actorWith([{ orgId: 1, role: 'operator', fleetIds: null }]);
+    const operator = await actorOf(seed.people.alphaOperator.token);
     const session = await openStream(deps(), server.app.tunnels, operator, device.uuid, echoPort);
     const back: Buffer[] = [];
     session.stream.on('data', (chunk: Buffer) => back.push(chunk));
@@ -254,6 +250,95 @@ describe('GET /api/v1/devices/:device/tunnel', () => {
     expect((unreachable as StreamError).code).toBe('unreachable');
     expect((unreachable as StreamError).reason).toMatch(/offline/);
     other.ws.close();
+  });
+});
+
+describe('access taken away while streams are open', () => {
+  /** A new operator of the device's organization, signed in. */
+  async function newOperator(name: string) {
+    const email = `${name}-${Math.random().toString(36).slice(2, 8)}@example.test`;
+    const created = check(
+      await server.api('POST', '/api/v1/orgs/1/members', {
+        token: server.adminToken,
+        body: { email, role: 'operator' },
+      }),
+      201,
+    );
+    return { userId: created.userId as number, token: await server.login(email, created.password) };
+  }
+
+  /** An echo stream through the person's tunnel, proven to work, and how it ends. */
+  async function liveEcho(token: string) {
+    const tunnel = await userTunnel(token);
+    const stream = await tunnel.mux.open({ port: echoPort });
+    const ended = new Promise<unknown>((resolve) => {
+      stream.once('error', resolve);
+      stream.once('close', () => resolve('closed without an error'));
+    });
+    const first = new Promise<string>((resolve) =>
+      stream.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+    );
+    stream.write('still here?');
+    expect(await first).toBe('still here?');
+    return { ...tunnel, stream, ended };
+  }
+
+  it('signing out ends the streams the sign-in held open and refuses new ones', async () => {
+    const person = await newOperator('signs-out');
+    const { mux, ws, ended } = await liveEcho(person.token);
+    check(await server.api('POST', '/api/v1/auth/logout', { token: person.token }), 204);
+    const error = await ended;
+    expect(error).toBeInstanceOf(StreamError);
+    expect((error as StreamError).reason).toMatch(/access revoked/);
+    // The open tunnel gets no new stream either, and the token no longer opens a tunnel.
+    const again = await mux.open({ port: echoPort }).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(StreamError);
+    expect((again as StreamError).code).toBe('not-allowed');
+    expect((again as StreamError).reason).toMatch(/revoked or has expired/);
+    ws.close();
+    expect(await upgradeStatus(person.token)).toBe(401);
+    // The session's end says why.
+    await eventually(async () => {
+      const sessions = check(
+        await server.api('GET', `/api/v1/sessions?deviceId=${device.uuid}&limit=100`, {
+          token: server.adminToken,
+        }),
+        200,
+      );
+      return sessions.items.some(
+        (x: { user: { id: number }; outcome: string | null }) =>
+          x.user.id === person.userId && /access revoked/.test(x.outcome ?? ''),
+      );
+    });
+  });
+
+  it("a role lowered to viewer, or a removed membership, ends the person's streams; others go on", async () => {
+    const lowered = await newOperator('lowered');
+    const removed = await newOperator('removed');
+    const bystander = await newOperator('bystander');
+    const a = await liveEcho(lowered.token);
+    const b = await liveEcho(removed.token);
+    const c = await liveEcho(bystander.token);
+    check(
+      await server.api('PATCH', `/api/v1/orgs/1/members/${lowered.userId}`, {
+        token: server.adminToken,
+        body: { role: 'viewer' },
+      }),
+      200,
+    );
+    expect(((await a.ended) as StreamError).reason).toMatch(/may no longer reach this device/);
+    check(
+      await server.api('DELETE', `/api/v1/orgs/1/members/${removed.userId}`, { token: server.adminToken }),
+      204,
+    );
+    expect(await b.ended).toBeInstanceOf(StreamError);
+    // The bystander's stream still echoes.
+    const echoed = new Promise<string>((resolve) =>
+      c.stream.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+    );
+    c.stream.write('and me?');
+    expect(await echoed).toBe('and me?');
+    for (const t of [a, b, c]) t.ws.close();
   });
 });
 

@@ -9,9 +9,9 @@ import {
 } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infra/crypto/index.ts';
-import { json } from '../../infra/db/index.ts';
+import { type Db, json } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import type { ServiceDeps } from '../../infra/service/index.ts';
+import { type ServiceDeps, writeCommitted } from '../../infra/service/index.ts';
 import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
 import { FailureLimiter, sourceKeyOf } from './rate-limit.ts';
 
@@ -42,6 +42,79 @@ export interface AuthService {
   principalOf(userId: number, credential: UserPrincipal['credential']): Promise<UserPrincipal | undefined>;
 }
 
+/** The principal of a user as it is now: memberships read from the database; undefined when the user is gone. */
+async function userPrincipalOf(
+  db: Db,
+  userId: number,
+  credential: UserPrincipal['credential'],
+): Promise<UserPrincipal | undefined> {
+  // The user and their memberships in one query (it runs on every request): a row per membership, or
+  // one with nulls for a user without any.
+  const rows = await db
+    .selectFrom('users')
+    .leftJoin('memberships', 'memberships.user_id', 'users.id')
+    .select(['users.id', 'users.email', 'users.is_server_admin'])
+    .select(['memberships.org_id', 'memberships.role', 'memberships.fleet_ids'])
+    .where('users.id', '=', userId)
+    .execute();
+  const user = rows[0];
+  if (!user) return undefined;
+  const memberships: Membership[] = rows.flatMap((r) =>
+    r.org_id === null
+      ? []
+      : [{ orgId: r.org_id, role: r.role as Role, fleetIds: json.decode<number[]>(r.fleet_ids) }],
+  );
+  return {
+    type: 'user' as const,
+    userId: user.id,
+    email: user.email,
+    serverAdmin: user.is_server_admin === 1,
+    memberships,
+    credential,
+  };
+}
+
+/**
+ * The person behind `principal` as they are now, or undefined when the credential they signed in with no longer
+ * holds — a session logged out or expired, an API key revoked or expired, an SSH key removed — or the user is
+ * gone. Streams and sessions held open on a person's behalf are checked against it: a person whose access is
+ * taken away loses what they had open, not only what they open next.
+ */
+export async function currentUserPrincipal(
+  db: Db,
+  principal: UserPrincipal,
+): Promise<UserPrincipal | undefined> {
+  const { credential } = principal;
+  const now = Date.now();
+  let holds: boolean;
+  if (credential.type === 'session') {
+    const row = await db
+      .selectFrom('sessions')
+      .select(['expires_at', 'revoked_at'])
+      .where('id', '=', credential.id)
+      .where('user_id', '=', principal.userId)
+      .executeTakeFirst();
+    holds = row !== undefined && row.revoked_at === null && row.expires_at > now;
+  } else if (credential.type === 'api_key') {
+    const row = await db
+      .selectFrom('api_keys')
+      .select(['expires_at', 'revoked_at'])
+      .where('id', '=', credential.id)
+      .where('user_id', '=', principal.userId)
+      .executeTakeFirst();
+    holds = row !== undefined && row.revoked_at === null && (row.expires_at === null || row.expires_at > now);
+  } else {
+    const row = await db
+      .selectFrom('ssh_keys')
+      .select('id')
+      .where('id', '=', credential.id)
+      .where('user_id', '=', principal.userId)
+      .executeTakeFirst();
+    holds = row !== undefined;
+  }
+  return holds ? userPrincipalOf(db, principal.userId, credential) : undefined;
+}
+
 /** A scrypt hash of nothing in particular, checked when the e-mail is unknown so both paths take as long. */
 let decoyHash: Promise<string> | undefined;
 
@@ -50,32 +123,8 @@ export function createAuthService(deps: ServiceDeps): AuthService {
   const perSource = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
   const perAccount = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
 
-  async function principalOf(userId: number, credential: UserPrincipal['credential']) {
-    // The user and their memberships in one query (it runs on every request): a row per membership, or
-    // one with nulls for a user without any.
-    const rows = await db
-      .selectFrom('users')
-      .leftJoin('memberships', 'memberships.user_id', 'users.id')
-      .select(['users.id', 'users.email', 'users.is_server_admin'])
-      .select(['memberships.org_id', 'memberships.role', 'memberships.fleet_ids'])
-      .where('users.id', '=', userId)
-      .execute();
-    const user = rows[0];
-    if (!user) return undefined;
-    const memberships: Membership[] = rows.flatMap((r) =>
-      r.org_id === null
-        ? []
-        : [{ orgId: r.org_id, role: r.role as Role, fleetIds: json.decode<number[]>(r.fleet_ids) }],
-    );
-    return {
-      type: 'user' as const,
-      userId: user.id,
-      email: user.email,
-      serverAdmin: user.is_server_admin === 1,
-      memberships,
-      credential,
-    };
-  }
+  const principalOf = (userId: number, credential: UserPrincipal['credential']) =>
+    userPrincipalOf(db, userId, credential);
 
   /**
    * A service credential's principal: it acts as no one, and only while the server administrator who created
@@ -204,6 +253,8 @@ export function createAuthService(deps: ServiceDeps): AuthService {
           outcome: 'success',
         });
       });
+      // What the session held open (streams, tunnels) ends with it.
+      writeCommitted({ action: 'auth.logout', resourceType: 'session' });
     },
 
     async authenticate(header, sourceIp) {

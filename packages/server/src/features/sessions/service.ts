@@ -1,6 +1,14 @@
 import type { Selectable } from 'kysely';
 import type { RemoteSessionTable } from '../../db/schema.ts';
-import { type Actor, authorize, readScope, requireUser, scopeCondition } from '../../infra/access/index.ts';
+import {
+  type Action,
+  type Actor,
+  authorize,
+  readScope,
+  requireUser,
+  scopeCondition,
+  type UserPrincipal,
+} from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
@@ -44,6 +52,10 @@ export interface SessionView {
 
 /** A live session on this instance: what `terminateSession` and lists need from the relay that holds it. */
 export interface LiveSessionHandle {
+  /** Who the session is for: their rights are checked again whenever people's access changes. */
+  actor: Actor;
+  /** What those rights must still allow for the session to go on. */
+  access: { action: Action; scope: { orgId: number; fleetId: number } };
   /** Bytes relayed so far. */
   bytes(): { toDevice: number; fromDevice: number };
   /** Ends the session at once (resets the stream both ways), giving `reason` as its outcome. */
@@ -61,6 +73,47 @@ export function trackLiveSession(db: Db, id: string, handle: LiveSessionHandle):
   return () => {
     liveSessions.delete(id);
   };
+}
+
+/**
+ * Checks each live session relayed for `db` against its person's rights as they are now (`current`: undefined
+ * when their credential no longer holds) and terminates those the person may no longer have: signed out,
+ * credential revoked or expired, membership removed, narrowed to other fleets or lowered to a role that may not
+ * connect. Answers how many it ended. Each person is looked up once.
+ */
+export async function recheckLiveSessions(
+  db: Db,
+  current: (principal: UserPrincipal) => Promise<UserPrincipal | undefined>,
+): Promise<number> {
+  const now = new Map<string, Promise<UserPrincipal | undefined>>();
+  let ended = 0;
+  for (const entry of [...liveSessions.values()]) {
+    if (entry.db !== db) continue;
+    const { actor, access } = entry.handle;
+    const principal = actor.principal;
+    if (principal.type !== 'user') continue;
+    const key = `${principal.userId}:${principal.credential.type}:${principal.credential.id}`;
+    let lookup = now.get(key);
+    if (!lookup) {
+      lookup = current(principal);
+      now.set(key, lookup);
+    }
+    const fresh = await lookup;
+    let reason: string | undefined;
+    if (!fresh) reason = 'access revoked: the sign-in it was opened with was revoked or has expired';
+    else {
+      try {
+        authorize(fresh, access.action, access.scope, 'device');
+      } catch {
+        reason = 'access revoked: the person may no longer reach this device';
+      }
+    }
+    if (reason) {
+      entry.handle.terminate(reason);
+      ended += 1;
+    }
+  }
+  return ended;
 }
 
 /** How many sessions this process relays for `db` right now. */

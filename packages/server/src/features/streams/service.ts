@@ -13,6 +13,7 @@ import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { json } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
+import { currentUserPrincipal } from '../auth/service.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 import { recordSessionEnd, recordSessionStart, trackLiveSession } from '../sessions/service.ts';
@@ -193,6 +194,15 @@ export function streamRefusalOf(error: unknown): { code: StreamErrorCodeValue; r
   return { code: StreamErrorCode.internal, reason: 'internal error' };
 }
 
+/** `caller` with their rights as they are now; `unauthorized` when the credential they used no longer holds. */
+async function currentActor(deps: ServiceDeps, caller: Actor): Promise<Actor> {
+  if (caller.principal.type !== 'user') return caller;
+  const principal = await currentUserPrincipal(deps.db, caller.principal);
+  if (!principal)
+    throw new AppError('unauthorized', 'your sign-in was revoked or has expired: sign in again');
+  return { ...caller, principal };
+}
+
 /**
  * Opens a stream to TCP `port` on the device, for a person: authorizes `device.connect` (operators and above in
  * the device's organization, or in its fleet for a narrowed membership; others get `not_found`, viewers
@@ -204,7 +214,7 @@ export function streamRefusalOf(error: unknown): { code: StreamErrorCodeValue; r
 export async function openStream(
   deps: ServiceDeps,
   hub: TunnelHub,
-  actor: Actor,
+  caller: Actor,
   ref: DeviceRef,
   target: number | DeviceCommand,
   options: OpenStreamOptions = {},
@@ -215,6 +225,9 @@ export async function openStream(
   const command = typeof target === 'number' ? undefined : commandLabel(target);
   const what = { ...(command === undefined ? { port } : { command }), ...options.details };
   const surface = options.surface ?? 'tunnel';
+  // A person's rights as they are now, not as they were when their connection (an SSH connection, a
+  // `fleetgate tunnel`) signed in: a revoked credential or a lost membership stops new streams at once.
+  const actor = await currentActor(deps, caller);
   const audit = (
     outcome: 'success' | 'denied' | 'failure',
     orgId: number | null,
@@ -332,6 +345,11 @@ export async function openStream(
     markEnded = resolve;
   });
   const forget = trackLiveSession(deps.db, id, {
+    actor,
+    access: {
+      action: command === undefined ? 'device.connect' : 'device.ssh',
+      scope: { orgId: device.org_id, fleetId: device.fleet_id },
+    },
     bytes: () => ({ toDevice, fromDevice }),
     terminate(reason) {
       terminated ??= reason;
