@@ -28,7 +28,7 @@ export function loadHostKeys(dataDir: string): HostKeys {
   for (const kind of kinds) {
     const file = path.join(dir, kind.file);
     if (!fs.existsSync(file)) {
-      const pair = ssh2.utils.generateKeyPairSync(kind.type, { ...kind.options, comment: 'fleetgate' });
+      const pair = generateUsablePair(kind.type, kind.options);
       // Written under a temporary name and renamed: two servers starting on one data dir never read half a key.
       const temporary = `${file}.${process.pid}.tmp`;
       fs.writeFileSync(temporary, pair.private, { mode: 0o600 });
@@ -45,4 +45,16 @@ export function loadHostKeys(dataDir: string): HostKeys {
     publicKeys.push(`${key.type} ${key.getPublicSSH().toString('base64')}`);
   }
   return { privateKeys, publicKeys };
+}
+
+/**
+ * A new key pair that ssh2 itself can read back. ssh2's generator drops a leading zero byte of an Ed25519 public
+ * key, so about one key in 256 comes out malformed ("Malformed OpenSSH private key"): such a key is made again.
+ */
+export function generateUsablePair(type: 'ed25519' | 'rsa', options: { bits?: number }) {
+  for (let attempt = 1; ; attempt++) {
+    const pair = ssh2.utils.generateKeyPairSync(type, { ...options, comment: 'fleetgate' });
+    const parsed = ssh2.utils.parseKey(pair.private);
+    if (!(parsed instanceof Error) || attempt >= 16) return pair;
+  }
 }
