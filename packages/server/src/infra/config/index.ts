@@ -20,7 +20,7 @@ const configSchema = z.object({
   proxyMaxConnectionsPerSource: z.coerce.number().int().min(1).max(100_000).default(128),
   /** Sessions one person may hold open through the CONNECT proxy at once. Default 64. (`FLEETGATE_PROXY_MAX_SESSIONS_PER_USER`) */
   proxyMaxSessionsPerUser: z.coerce.number().int().min(1).max(100_000).default(64),
-  /** Host name suffix that names a device by uuid, as in `<uuid>.devices`. Default `devices`. (`FLEETGATE_DEVICE_SUFFIX`) */
+  /** Host name suffix that names a device, as in `<uuid>.devices`, `<name>.devices` or `<uuid prefix>.devices`. Default `devices`. (`FLEETGATE_DEVICE_SUFFIX`) */
   deviceSuffix: z
     .string()
     .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'must be a lower-case host name')
