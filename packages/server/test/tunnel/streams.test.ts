@@ -193,6 +193,15 @@ describe('GET /api/v1/devices/:device/tunnel', () => {
     expect(await upgradeStatus(seed.people.betaOwner.token)).toBe(404);
     expect(await upgradeStatus(seed.people.alphaViewer.token)).toBe(403);
     expect(await upgradeStatus(server.adminToken, 'not-a-device')).toBe(404);
+    // A service credential (the OpenSSH bastion's) acts for no one: 403, as on every route not made for it.
+    const service = check(
+      await server.api('POST', '/api/v1/api-keys', {
+        token: server.adminToken,
+        body: { name: 'bastion', service: 'openssh' },
+      }),
+      201,
+    );
+    expect(await upgradeStatus(service.key)).toBe(403);
   });
 
   it("relays a stream to a TCP server on the device, half-close included, and audits the session's bytes", async () => {

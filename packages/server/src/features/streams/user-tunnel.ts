@@ -1,6 +1,6 @@
 import { StreamErrorCode } from '@fleetgate/protocol';
 import type { Actor } from '../../infra/access/index.ts';
-import { notFound } from '../../infra/errors/index.ts';
+import { AppError, notFound } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { deviceForAction, parseDeviceRef } from '../devices/service.ts';
@@ -22,7 +22,11 @@ export function registerUserTunnel(deps: ServiceDeps, hub: TunnelHub, auth: Auth
     const ref = parseDeviceRef(text);
     const sourceIp = request.socket.remoteAddress ?? null;
     const principal = await auth.authenticate(request.headers.authorization, sourceIp);
-    if (principal.type !== 'user') throw notFound('device');
+    if (principal.type !== 'user')
+      throw new AppError(
+        'forbidden',
+        'only people open tunnels to devices: sign in with your own token or API key',
+      );
     const actor: Actor = { principal, sourceIp };
     // Refused here, in plain HTTP, so the client can say why before listening for connections.
     await deviceForAction(deps.db, actor, ref, 'device.connect');
