@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CloseCode,
   type ConnectionClose,
+  decodeFrame,
   encodeFrame,
   type IncomingOpen,
   Multiplexer,
@@ -15,14 +16,31 @@ import {
 
 type Extra<R extends Role> = Omit<MultiplexerOptions<R>, 'role' | 'send'>;
 
-/** Two multiplexers back to back in memory; each message is delivered on a later macrotask, like a socket. */
-function connectedPair(agentOptions: Extra<'agent'> = {}, serverOptions: Extra<'server'> = {}) {
+/**
+ * Two multiplexers back to back in memory; each message is delivered on a later macrotask, like a socket. With
+ * `framing`, DATA frames go through `sendData`, joined to their header at once as a socket write would.
+ */
+function connectedPair(
+  agentOptions: Extra<'agent'> = {},
+  serverOptions: Extra<'server'> = {},
+  framing = false,
+) {
   let agent!: Multiplexer<'agent'>;
   let server!: Multiplexer<'server'>;
   const closes: { agent?: ConnectionClose; server?: ConnectionClose } = {};
+  const joined = (deliver: (bytes: Uint8Array) => void) =>
+    framing
+      ? {
+          sendData: (header: Uint8Array, payload: Uint8Array) => {
+            const bytes = Buffer.concat([header, payload]);
+            setImmediate(() => deliver(bytes));
+          },
+        }
+      : {};
   agent = new Multiplexer({
     role: 'agent',
     send: (bytes) => setImmediate(() => server.receive(bytes)),
+    ...joined((bytes) => server.receive(bytes)),
     onClose: (close) => {
       closes.agent = close;
     },
@@ -31,6 +49,7 @@ function connectedPair(agentOptions: Extra<'agent'> = {}, serverOptions: Extra<'
   server = new Multiplexer({
     role: 'server',
     send: (bytes) => setImmediate(() => agent.receive(bytes)),
+    ...joined((bytes) => agent.receive(bytes)),
     onClose: (close) => {
       closes.server = close;
     },
@@ -87,34 +106,69 @@ describe('multiplexer', () => {
     expect(server.streamCount).toBe(0);
   });
 
-  it('relays a stream into another connection byte-exactly, both ways, as the server does', async () => {
-    // person → (first connection) → relay → (second connection) → device echo. The relay writes the chunks it
-    // reads into the other connection's stream, which sends them on without copying them (their headers are
-    // rewritten in place); a reader of the same chunks on the relay must still see the payload unchanged.
-    const seenOnRelay: Buffer[] = [];
-    const device = connectedPair({
-      onStream: (open) => {
-        const stream = open.accept();
-        stream.pipe(stream);
-      },
-    });
-    const person = connectedPair({
-      onStream: (open) => {
-        const inbound = open.accept();
-        void device.server.open({ port: 22 }).then((outbound) => {
-          inbound.on('data', (chunk: Buffer) => seenOnRelay.push(Buffer.from(chunk)));
-          inbound.pipe(outbound);
-          outbound.pipe(inbound);
-        });
-      },
-    });
-    const stream = await person.server.open({ port: 22 });
-    const data = randomBytes(3 * 1024 * 1024 + 17);
-    const received = readAll(stream);
-    await writeAll(stream, data, 70_000);
-    stream.end();
-    expect(sha256(await received)).toBe(sha256([data]));
-    expect(sha256(seenOnRelay)).toBe(sha256([data]));
+  it.each([
+    ['encoded frames', false],
+    ['DATA payloads sent where they lie (sendData)', true],
+  ])(
+    'relays a stream into another connection byte-exactly, both ways, as the server does: %s',
+    async (_, framing) => {
+      // person → (first connection) → relay → (second connection) → device echo. The relay writes the chunks it
+      // reads into the other connection's stream, which hands them on without copying them (with `sendData`); a
+      // reader of the same chunks on the relay must still see the payload unchanged.
+      const seenOnRelay: Buffer[] = [];
+      const device = connectedPair(
+        {
+          onStream: (open) => {
+            const stream = open.accept();
+            stream.pipe(stream);
+          },
+        },
+        {},
+        framing,
+      );
+      const person = connectedPair(
+        {
+          onStream: (open) => {
+            const inbound = open.accept();
+            void device.server.open({ port: 22 }).then((outbound) => {
+              inbound.on('data', (chunk: Buffer) => seenOnRelay.push(Buffer.from(chunk)));
+              inbound.pipe(outbound);
+              outbound.pipe(inbound);
+            });
+          },
+        },
+        {},
+        framing,
+      );
+      const stream = await person.server.open({ port: 22 });
+      const data = randomBytes(3 * 1024 * 1024 + 17);
+      const received = readAll(stream);
+      await writeAll(stream, data, 70_000);
+      stream.end();
+      expect(sha256(await received)).toBe(sha256([data]));
+      expect(sha256(seenOnRelay)).toBe(sha256([data]));
+    },
+  );
+
+  it('hands DATA payloads to sendData as views into the written chunk, split at the credit and frame size', async () => {
+    // The server's DATA frames stop here (the OPEN handshake needs none).
+    const sent: { header: Uint8Array; payload: Uint8Array }[] = [];
+    const { server } = connectedPair(
+      { onStream: (open) => void open.accept() },
+      { maxFramePayload: 16 * 1024, sendData: (header, payload) => void sent.push({ header, payload }) },
+    );
+    const stream = await server.open({ port: 22 });
+    const chunk = randomBytes(40 * 1024);
+    stream.write(chunk);
+    expect(sent.map((s) => s.payload.length)).toEqual([16 * 1024, 16 * 1024, 8 * 1024]);
+    let offset = 0;
+    for (const { header, payload } of sent) {
+      expect(payload.buffer).toBe(chunk.buffer);
+      expect(payload.byteOffset).toBe(chunk.byteOffset + offset);
+      const frame = decodeFrame(Buffer.concat([header, payload]));
+      expect(frame).toMatchObject({ type: 'data', streamId: stream.id });
+      offset += payload.length;
+    }
   });
 
   it('half-closes each way independently', async () => {

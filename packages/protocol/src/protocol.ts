@@ -173,14 +173,6 @@ function writeHeader(bytes: Uint8Array, at: number, type: number, streamId: numb
 }
 
 /**
- * DATA payloads this process received, handed to a stream's reader as views into the received message,
- * whose own header still sits in the `HEADER_SIZE` bytes before them. When such a chunk is written, whole,
- * into another stream (the server relaying a person's stream to a device's), the new header is written over
- * the old one and the message goes out again without a copy. One use each: the entry is deleted when used.
- */
-const relayableChunks = new WeakSet<Uint8Array>();
-
-/**
  * Decodes exactly one frame from one transport message and checks its shape: known type, zero
  * flags, payload length matching the message and at most `maxPayload` bytes, stream 0 for
  * connection frames and not for stream frames, and fixed payload sizes. Throws `ProtocolError`.
@@ -400,10 +392,19 @@ export interface MultiplexerOptions<R extends Role> {
   role: R;
   /**
    * Sends one encoded frame as one transport message. Must not throw for a closed transport. The bytes are
-   * the transport's from then on: the multiplexer does not change them (it may send a view into a message it
-   * received, see `receive`).
+   * the transport's from then on: it may change them (mask them in place, say).
    */
   send: (frame: Uint8Array) => void;
+  /**
+   * Sends one DATA frame, given as its `HEADER_SIZE` header bytes and its payload, as one transport message.
+   * Optional: a transport that writes its own message framing (a WebSocket frame header) can send the payload
+   * where it lies, behind its header and this one, instead of a copy made to join them; without it DATA frames
+   * are encoded and go through `send`. The header is the transport's; the payload is a view into a chunk
+   * written to a stream (or received from the peer, when the server relays one stream into another): the
+   * transport must not change it, and must send it or copy it before anything else changes it, i.e. hand it to
+   * its socket at once. Must not throw for a closed transport.
+   */
+  sendData?: (header: Uint8Array, payload: Uint8Array) => void;
   /** Receive window per stream, in bytes: the most this side buffers for one stream. Default `DEFAULT_WINDOW` (1 MiB). */
   window?: number;
   /** Largest frame payload this side accepts, in bytes. Default `MAX_FRAME_PAYLOAD` (64 KiB). */
@@ -449,22 +450,17 @@ interface PendingWrite {
 /**
  * The chunk a reader gets for a received DATA payload: a view into the received message rather than a copy,
  * unless the view would keep alive a message buffer more than twice its size (small frames that the
- * transport sliced out of a larger read), so the bytes held per stream stay within twice the window. A copy
- * keeps `HEADER_SIZE` bytes of room in front, so that it can be relayed without another copy as well.
+ * transport sliced out of a larger read), so the bytes held per stream stay within twice the window.
  */
 function readerChunkOf(payload: Uint8Array): Buffer {
   // Small payloads: a copy from Node's shared pool is cheaper than an ArrayBuffer of their own.
   if (payload.length < 4096) return Buffer.from(payload);
-  let chunk: Buffer;
   if (payload.length < payload.buffer.byteLength >> 1) {
-    const copy = Buffer.allocUnsafeSlow(HEADER_SIZE + payload.length);
-    copy.set(payload, HEADER_SIZE);
-    chunk = copy.subarray(HEADER_SIZE);
-  } else {
-    chunk = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+    const copy = Buffer.allocUnsafeSlow(payload.length);
+    copy.set(payload);
+    return copy;
   }
-  relayableChunks.add(chunk);
-  return chunk;
+  return Buffer.from(payload.buffer, payload.byteOffset, payload.length);
 }
 
 /**
@@ -475,7 +471,9 @@ function readerChunkOf(payload: Uint8Array): Buffer {
  * socket)` then gives backpressure, half-close and error propagation with no glue code. Flow control
  * maps onto it directly:
  * - writing: `_write` hands bytes to the peer only as far as the credit goes and calls back when the
- *   whole chunk is sent, so a writer beyond the window sees `write() === false` and waits for 'drain';
+ *   whole chunk is sent, so a writer beyond the window sees `write() === false` and waits for 'drain'.
+ *   The bytes go to the transport without a copy where it allows (`sendData`), as with a socket: a chunk
+ *   must not change once written;
  * - reading: every DATA frame is pushed at once (the peer never has more than our window in flight,
  *   so `readableLength <= window` always holds) and credit is returned when bytes leave the readable
  *   buffer, i.e. when the application actually consumed them. `read()` is the single exit for both
@@ -598,24 +596,9 @@ export class TunnelStream extends Duplex {
     const pending = this.pendingWrite;
     if (pending === null) return;
     const maxPayload = this.mux.sendPayloadLimit;
-    const { chunk } = pending;
-    if (
-      pending.offset === 0 &&
-      chunk.length <= this.sendCredit &&
-      chunk.length <= maxPayload &&
-      relayableChunks.delete(chunk)
-    ) {
-      this.sendCredit -= chunk.length;
-      pending.offset = chunk.length;
-      this.mux.sendRelayedData(this.id, chunk);
-    }
     while (this.sendCredit > 0 && pending.offset < pending.chunk.length) {
       const size = Math.min(this.sendCredit, maxPayload, pending.chunk.length - pending.offset);
-      this.mux.sendStreamFrame(
-        'data',
-        this.id,
-        pending.chunk.subarray(pending.offset, pending.offset + size),
-      );
+      this.mux.sendData(this.id, pending.chunk.subarray(pending.offset, pending.offset + size));
       pending.offset += size;
       this.sendCredit -= size;
     }
@@ -792,8 +775,7 @@ export class Multiplexer<R extends Role> {
 
   /**
    * Feeds one incoming transport message (one frame). Never throws. The message is handed over: DATA
-   * payloads reach readers as views into it, and a payload relayed whole into another stream is sent on
-   * with its header bytes rewritten in place, so the caller must not reuse its memory.
+   * payloads reach readers as views into it, so the caller must not reuse its memory.
    */
   receive(message: Uint8Array): void {
     if (this.closedWith) return;
@@ -993,12 +975,21 @@ export class Multiplexer<R extends Role> {
     this.sendFrame(type, streamId, payload);
   }
 
-  /** @internal Sends a DATA frame for a received chunk, reusing the bytes before it (see `relayableChunks`). */
-  sendRelayedData(streamId: number, chunk: Uint8Array): void {
+  /** @internal Sends a DATA frame: through the transport's `sendData` when it has one, else encoded. */
+  sendData(streamId: number, payload: Uint8Array): void {
     if (this.closedWith || !this.streams?.has(streamId)) return;
-    const message = Buffer.from(chunk.buffer, chunk.byteOffset - HEADER_SIZE, HEADER_SIZE + chunk.length);
-    writeHeader(message, 0, FrameType.data, streamId, chunk.length);
-    this.sendEncoded(message);
+    if (!this.options.sendData) {
+      this.sendFrame('data', streamId, payload);
+      return;
+    }
+    // From Node's shared pool: a header costs no ArrayBuffer of its own.
+    const header = Buffer.allocUnsafe(HEADER_SIZE);
+    writeHeader(header, 0, FrameType.data, streamId, payload.length);
+    try {
+      this.options.sendData(header, payload);
+    } catch {
+      this.shutdown(CloseCode.internalError, 'transport send failed', false);
+    }
   }
 
   /** @internal */
