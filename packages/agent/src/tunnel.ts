@@ -52,7 +52,7 @@ export interface TunnelClientOptions {
   onStream: (open: IncomingOpen, mux: AgentMultiplexer) => void;
   /** A control message from the server (after its hello). */
   onControl: (message: ServerControl, mux: AgentMultiplexer) => void;
-  /** Receive window per stream, in bytes. Default: the multiplexer's (`DEFAULT_WINDOW`, 1 MiB). */
+  /** Receive window per stream, in bytes. Default: the multiplexer's (`DEFAULT_WINDOW`, 4 MiB). */
   window?: number;
 }
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+  DEFAULT_WINDOW,
   type ExecAgentMessage,
   type ExecClientMessage,
   ExecDecoder,
@@ -91,9 +92,9 @@ describe('exec service', () => {
     await waitFor(() => blocks() > 0, 5000, 'the producer to start');
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const stalledAt = blocks();
-    // The window (256 KiB), a pipe buffer and a few stream buffers: well under 2 MiB. Without the pause
-    // the loop runs free (about 200 blocks a second here, each a new `head`).
-    expect(stalledAt).toBeLessThan(32);
+    // The window (DEFAULT_WINDOW, 4 MiB: 64 blocks), a pipe buffer and a few stream buffers: under 24 blocks
+    // more. Without the pause the loop runs free (about 200 blocks a second here, each a new `head`).
+    expect(stalledAt).toBeLessThan(DEFAULT_WINDOW / 65536 + 24);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(blocks()).toBe(stalledAt);
     // Reading lets it run again.
