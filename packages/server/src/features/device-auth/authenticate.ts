@@ -1,5 +1,6 @@
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
+import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
@@ -131,21 +132,12 @@ export async function authenticateDevice(
   }
 
   const snapshot = limits.verifiedKeys.snapshot();
-  const found = await db
-    .selectFrom('device_keys')
-    .innerJoin('devices', 'devices.id', 'device_keys.device_id')
-    .select([
-      'device_keys.id as key_id',
-      'device_keys.revoked_at',
-      'device_keys.last_used_at',
-      'devices.id',
-      'devices.uuid',
-      'devices.org_id',
-      'devices.fleet_id',
-      'devices.decommissioned_at',
-    ])
-    .where('device_keys.key_hash', '=', keyHash)
-    .executeTakeFirst();
+  let query = keyQueries.get(db);
+  if (!query) {
+    query = keyQueryOf(db);
+    keyQueries.set(db, query);
+  }
+  const [found] = await readNow(db, query, [keyHash]);
   // Lookup by the key's hash, then the uuid must match: a key works only for its own device.
   if (!found || found.uuid !== credential.uuid) {
     if (!found) await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
@@ -161,6 +153,29 @@ export async function authenticateDevice(
   limits.verifiedKeys.put(keyHash, { keyId: found.key_id, device, lastUsedAt }, snapshot, now);
   return principalOf(device, { type: 'device_key', id: found.key_id });
 }
+
+/**
+ * A device key and its device, by the key's hash: compiled once per database and run on the read connection
+ * (`readNow`), since every device's first request after a while asks it.
+ */
+function keyQueryOf(db: Db) {
+  return db
+    .selectFrom('device_keys')
+    .innerJoin('devices', 'devices.id', 'device_keys.device_id')
+    .select([
+      'device_keys.id as key_id',
+      'device_keys.revoked_at',
+      'device_keys.last_used_at',
+      'devices.id',
+      'devices.uuid',
+      'devices.org_id',
+      'devices.fleet_id',
+      'devices.decommissioned_at',
+    ])
+    .where('device_keys.key_hash', '=', '')
+    .compile();
+}
+const keyQueries = new WeakMap<Db, ReturnType<typeof keyQueryOf>>();
 
 function principalOf(
   device: { id: number; uuid: string; org_id: number; fleet_id: number },
