@@ -26,6 +26,8 @@ import { dropPostgresSchema, openDatabase } from '@fleetgate/server';
 import { sql } from 'kysely';
 import { type Figures, measure as measureLoad } from '../lib/load.ts';
 import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
   api,
   type Flags,
   ratio,
@@ -35,8 +37,6 @@ import {
 } from '../lib/server-process.ts';
 
 const POSTGRES_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
-const ADMIN_PASSWORD = 'bench-password-not-secret';
 /** Unrecorded seconds before each measurement, so that the JIT and the page cache are warm. */
 const WARMUP_SECONDS = 2;
 

@@ -45,6 +45,8 @@ import {
 } from '../../packages/server/src/features/auth-sets/keys.ts';
 import { type Figures, measure as measureLoad } from '../lib/load.ts';
 import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
   api,
   type Flags,
   ratio,
@@ -54,8 +56,6 @@ import {
 } from '../lib/server-process.ts';
 
 const POSTGRES_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
-const ADMIN_PASSWORD = 'bench-password-not-secret';
 /** Unrecorded seconds before each measurement, so that the JIT and the page cache are warm. */
 const WARMUP_SECONDS = 2;
 /** RSA-3072 key pairs generated; the RSA devices share them round-robin. */

@@ -39,6 +39,8 @@ import { type ByteService, download, startByteService, upload } from '../lib/byt
 import { cpuSeconds, percentile } from '../lib/figures.ts';
 import { freePort, killChildren, ROOT, startAgent, track } from '../lib/processes.ts';
 import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
   api,
   type Flags,
   ratio,
@@ -47,8 +49,6 @@ import {
   wholeNumber,
 } from '../lib/server-process.ts';
 
-const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
-const ADMIN_PASSWORD = 'bench-password-not-secret';
 const DEVICE_NAME = 'bench-device';
 const MB = 1_000_000;
 

@@ -15,6 +15,10 @@ import { type StartOptions, startServer } from '@fleetgate/server';
 /** `fleetgate serve` flags: the server's configuration. */
 export type Flags = NonNullable<StartOptions['flags']>;
 
+/** The first owner every benchmark's server is started with (FLEETGATE_ADMIN_EMAIL / _PASSWORD). */
+export const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
+export const ADMIN_PASSWORD = 'bench-password-not-secret';
+
 export interface MemoryFigures {
   rssBytes: number;
   heapUsedBytes: number;

@@ -36,8 +36,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuSeconds } from '../lib/figures.ts';
 import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
   api,
   type Flags,
   ratio,
@@ -46,8 +49,6 @@ import {
   wholeNumber,
 } from '../lib/server-process.ts';
 
-const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
-const ADMIN_PASSWORD = 'bench-password-not-secret';
 /** The admin's SSH login: the local part of their e-mail, unique among users. */
 const LOGIN = 'admin';
 /** The cipher of both legs unless `--cipher` names another; `--cipher default` leaves the choice to OpenSSH. */
@@ -126,17 +127,6 @@ async function startSshd(dir: string, name: string, authorizedKeys: string) {
   });
   await until(`sshd ${name} to listen`, 10_000, () => accepts(port));
   return { port, pid: sshd.pid! };
-}
-
-/**
- * CPU time of a process and of its children it has reaped (sshd's per-connection processes), in seconds:
- * utime + stime + cutime + cstime of /proc/<pid>/stat, at Linux's 100 ticks per second.
- */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14–17 of proc(5), counted from the state (field 3) at index 0.
-  return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) / 100;
 }
 
 /**

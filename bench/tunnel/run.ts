@@ -25,7 +25,7 @@
  * It exits 0 whether targets are met or not, 1 when the bench itself fails (bytes lost, a process that
  * dies, a tunnel that never comes up).
  */
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -34,8 +34,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openDatabase } from '@fleetgate/server';
+import { cpuSeconds } from '../lib/figures.ts';
 import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
   api,
   type Flags,
   type MemoryFigures,
@@ -45,8 +48,6 @@ import {
   wholeNumber,
 } from '../lib/server-process.ts';
 
-const ADMIN_EMAIL = 'admin@bench.fleetgate.test';
-const ADMIN_PASSWORD = 'bench-password-not-secret';
 const CLI_BIN = path.join(ROOT, 'packages/cli/bin/fleetgate.js');
 const MiB = 1024 * 1024;
 
@@ -138,15 +139,8 @@ async function startRelayChain(targetPort: number, hops: number): Promise<{ port
   return { port, pids };
 }
 
-const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-
-/** CPU time (user + system, all threads) process `pid` used so far, in milliseconds, from /proc/<pid>/stat. */
-function cpuMsOf(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // After "pid (comm) ": state is field 3, utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-}
+/** CPU time process `pid` used so far, in milliseconds (bench/lib/figures.ts). */
+const cpuMsOf = (pid: number) => cpuSeconds(pid) * 1000;
 
 /** Runs `transfer` and answers its result with the CPU milliseconds each of `pids` spent meanwhile. */
 async function withCpu<T>(
