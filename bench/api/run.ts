@@ -32,6 +32,7 @@ import {
   type Flags,
   ratio,
   type ServerProcess,
+  signInAsAdmin,
   startServerProcess,
   wholeNumber,
 } from '../lib/server-process.ts';
@@ -254,10 +255,7 @@ async function benchDatabase(
     log(`\n${db === 'sqlite' ? `SQLite ${sqliteFile}` : `PostgreSQL schema ${schema}`}, server ${base}`);
 
     // People, organizations and fleets through the API, as an administrator would make them.
-    const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
-      email: ADMIN_EMAIL,
-      password: ADMIN_PASSWORD,
-    });
+    const session = await signInAsAdmin(base);
     const { key: apiKey } = await api(base, 'POST', '/api/v1/api-keys', session, { name: 'bench' });
     const firstOrg = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
     const secondOrg = await api(base, 'POST', '/api/v1/orgs', session, { name: 'Bench Industries' });

@@ -51,6 +51,7 @@ import {
   type Flags,
   ratio,
   type ServerProcess,
+  signInAsAdmin,
   startServerProcess,
   wholeNumber,
 } from '../lib/server-process.ts';
@@ -423,10 +424,7 @@ async function benchDatabase(
     let base = server.url;
     log(`\n${db === 'sqlite' ? `SQLite ${sqliteFile}` : `PostgreSQL schema ${schema}`}, server ${base}`);
 
-    const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
-      email: ADMIN_EMAIL,
-      password: ADMIN_PASSWORD,
-    });
+    const session = await signInAsAdmin(base);
     const org = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
     const fleetBody = { orgId: org.id, name: 'bench-auth', defaultDeviceType: 'raspberrypi4-64' };
     const fleet = { id: (await api(base, 'POST', '/api/v1/fleets', session, fleetBody)).id, orgId: org.id };

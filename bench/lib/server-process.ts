@@ -145,6 +145,15 @@ export async function api(
   return text ? JSON.parse(text) : undefined;
 }
 
+/** Signs in as the bench admin (`ADMIN_EMAIL`); answers the session token. */
+export async function signInAsAdmin(base: string): Promise<string> {
+  const { token } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
+    email: ADMIN_EMAIL,
+    password: ADMIN_PASSWORD,
+  });
+  return token as string;
+}
+
 /** A command-line integer option, checked. */
 export function wholeNumber(name: string, text: string, min: number): number {
   const n = Number(text);

@@ -45,6 +45,7 @@ import {
   type Flags,
   ratio,
   type ServerProcess,
+  signInAsAdmin,
   startServerProcess,
   wholeNumber,
 } from '../lib/server-process.ts';
@@ -218,10 +219,7 @@ async function main(): Promise<number> {
     if (cpuProfDir) log(`  CPU profile of the server (written when it stops): ${cpuProfDir}`);
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const gatewayPort = server.sshPort;
-    const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
-      email: ADMIN_EMAIL,
-      password: ADMIN_PASSWORD,
-    });
+    const session = await signInAsAdmin(base);
 
     // One key for everything: registered with fleetgate, and trusted by both sshds (as root).
     const key = await keygen(dir, 'id_bench');

@@ -44,6 +44,7 @@ import {
   type MemoryFigures,
   ratio,
   type ServerProcess,
+  signInAsAdmin,
   startServerProcess,
   wholeNumber,
 } from '../lib/server-process.ts';
@@ -503,10 +504,7 @@ async function main(): Promise<number> {
     };
     server = await startServerProcess(flags, { cpuProfDir });
     const base = `http://127.0.0.1:${flags.httpPort}`;
-    const { token: session } = await api(base, 'POST', '/api/v1/auth/login', undefined, {
-      email: ADMIN_EMAIL,
-      password: ADMIN_PASSWORD,
-    });
+    const session = await signInAsAdmin(base);
     const org = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
     const fleetBody = { orgId: org.id, name: 'bench-tunnel', defaultDeviceType: 'generic-amd64' };
     const fleet = { id: (await api(base, 'POST', '/api/v1/fleets', session, fleetBody)).id, orgId: org.id };
