@@ -67,6 +67,32 @@ export function runAgent(
   return { agent, config, uuid, done, stop: () => agent.stop() };
 }
 
+/**
+ * A real agent in this process that enrolls with `provisioningKey` (generating its uuid and key), then runs;
+ * resolves once `online(uuid)` (the server's view of the device) says it is connected.
+ */
+export async function enrollAgent(
+  serverUrl: string,
+  provisioningKey: string,
+  options: { agentVersion: string; allowedPorts?: number[] },
+  online: (uuid: string) => Promise<boolean>,
+): Promise<{ agent: Agent; uuid: string }> {
+  const agent = new Agent({
+    ...testConfig(serverUrl, {
+      provisioningKey,
+      ...(options.allowedPorts ? { allowedPorts: options.allowedPorts } : {}),
+    }),
+    agentVersion: options.agentVersion,
+    baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
+    log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
+  });
+  const credentials = await agent.enroll();
+  if (credentials.type !== 'device-key') throw new Error('expected a device key');
+  void agent.run();
+  await waitFor(() => online(credentials.uuid), 10_000, 'the device to be online');
+  return { agent, uuid: credentials.uuid };
+}
+
 /** Polls `check` until it answers a truthy value or `timeoutMs` passes. */
 export async function waitFor<T>(
   check: () => T | Promise<T>,

@@ -11,9 +11,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../../agent/src/agent.ts';
-import { createLogger } from '../../../agent/src/log.ts';
-import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
+import type { Agent } from '../../../agent/src/agent.ts';
+import { enrollAgent, removeTemporaryDirs, waitFor } from '../../../agent/test/helpers.ts';
 import { runCli } from '../../../cli/src/index.ts';
 import { memoryIo } from '../../../cli/src/memory-io.ts';
 import { ADMIN_EMAIL } from '../harness.ts';
@@ -110,21 +109,12 @@ describe.skipIf(!hasCurl)('HTTP CONNECT proxy', () => {
     });
     await must('PUT', `/api/v1/fleets/${fleet.id}/allowed-ports`, { ports: [devicePort, closedPort, 22] });
     const { key } = await must('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'proxy' });
-    agent = new Agent({
-      ...testConfig(server.url, { provisioningKey: key, allowedPorts: [devicePort, closedPort] }),
-      agentVersion: '0.1.0-proxy-test',
-      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      log: createLogger('silent'),
-    });
-    void agent.run();
-    const credentials = await agent.enroll();
-    if (credentials.type !== 'device-key') throw new Error('expected a device key');
-    uuid = credentials.uuid;
-    await waitFor(
-      async () => (await asAdmin('GET', `/api/v1/devices/${uuid}`)).body.status === 'online',
-      10_000,
-      'the device to be online',
-    );
+    ({ agent, uuid } = await enrollAgent(
+      server.url,
+      key,
+      { agentVersion: '0.1.0-proxy-test', allowedPorts: [devicePort, closedPort] },
+      async (id) => (await asAdmin('GET', `/api/v1/devices/${id}`)).body.status === 'online',
+    ));
     offlineUuid = (await must('POST', '/api/v1/devices', { fleetId: fleet.id, name: 'offline-one' })).uuid;
 
     keys.admin = (await must('POST', '/api/v1/api-keys', { name: 'proxy' })).key;

@@ -15,9 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ssh2, { type ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../../agent/src/agent.ts';
-import { createLogger } from '../../../agent/src/log.ts';
-import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
+import type { Agent } from '../../../agent/src/agent.ts';
+import { enrollAgent, removeTemporaryDirs, waitFor } from '../../../agent/test/helpers.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
 import {
   api as callApi,
@@ -137,22 +136,14 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
       defaultDeviceType: 'generic-amd64',
     });
     const { key } = await api('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'openssh' });
-    const agent = new Agent({
-      ...testConfig(server.url, { provisioningKey: key }),
-      agentVersion: '0.1.0-openssh',
-      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
-      log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
-    });
-    agents.push(agent);
-    const credentials = await agent.enroll();
-    if (credentials.type !== 'device-key') throw new Error('expected a device key');
-    uuid = credentials.uuid;
-    void agent.run();
-    await waitFor(
-      async () => (await api('GET', `/api/v1/devices/${uuid}`)).status === 'online',
-      10_000,
-      'the device to be online',
+    const enrolled = await enrollAgent(
+      server.url,
+      key,
+      { agentVersion: '0.1.0-openssh' },
+      async (id) => (await api('GET', `/api/v1/devices/${id}`)).status === 'online',
     );
+    agents.push(enrolled.agent);
+    uuid = enrolled.uuid;
     await api('PATCH', `/api/v1/devices/${uuid}`, { name: 'kiosk-17' });
 
     // The bastion's sshd. sshd runs the AuthorizedKeysCommand only when it and every directory above it are

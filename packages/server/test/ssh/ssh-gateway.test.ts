@@ -10,9 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import ssh2, { type ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../../agent/src/agent.ts';
-import { createLogger } from '../../../agent/src/log.ts';
-import { removeTemporaryDirs, testConfig, waitFor } from '../../../agent/test/helpers.ts';
+import type { Agent } from '../../../agent/src/agent.ts';
+import { enrollAgent, removeTemporaryDirs, waitFor } from '../../../agent/test/helpers.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
 import {
   api as callApi,
@@ -118,22 +117,13 @@ describe('SSH gateway with OpenSSH clients', () => {
       defaultDeviceType: 'generic-amd64',
     });
     const { key } = await api('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'ssh' });
-    agent = new Agent({
-      ...testConfig(server.url, { provisioningKey: key, allowedPorts: [sshdPort] }),
-      agentVersion: '0.1.0-ssh',
-      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
-      log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
-    });
+    ({ agent, uuid } = await enrollAgent(
+      server.url,
+      key,
+      { agentVersion: '0.1.0-ssh', allowedPorts: [sshdPort] },
+      async (id) => (await api('GET', `/api/v1/devices/${id}`)).status === 'online',
+    ));
     agents.push(agent);
-    const credentials = await agent.enroll();
-    if (credentials.type !== 'device-key') throw new Error('expected a device key');
-    uuid = credentials.uuid;
-    void agent.run();
-    await waitFor(
-      async () => (await api('GET', `/api/v1/devices/${uuid}`)).status === 'online',
-      10_000,
-      'the device to be online',
-    );
     await api('PATCH', `/api/v1/devices/${uuid}`, { name: 'kitchen-pi' });
     await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [22, sshdPort] });
   }, 60_000);
