@@ -263,13 +263,13 @@ describe('GET /api/v1/devices/:device/tunnel', () => {
 });
 
 describe('access taken away while streams are open', () => {
-  /** A new operator of the device's organization, signed in. */
-  async function newOperator(name: string) {
+  /** A new operator of the device's organization (narrowed to `fleetIds` when given), signed in. */
+  async function newOperator(name: string, fleetIds?: number[]) {
     const email = `${name}-${Math.random().toString(36).slice(2, 8)}@example.test`;
     const created = check(
       await server.api('POST', '/api/v1/orgs/1/members', {
         token: server.adminToken,
-        body: { email, role: 'operator' },
+        body: { email, role: 'operator', ...(fleetIds ? { fleetIds } : {}) },
       }),
       201,
     );
@@ -348,6 +348,137 @@ describe('access taken away while streams are open', () => {
     c.stream.write('and me?');
     expect(await echoed).toBe('and me?');
     for (const t of [a, b, c]) t.ws.close();
+  });
+
+  /** How `ended` settles, or a note that the stream was still open after `ms`: a failure, not a hang. */
+  function within(ended: Promise<unknown>, ms = 5000): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      ended,
+      new Promise((resolve) => {
+        timer = setTimeout(() => resolve(`still open after ${ms} ms`), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** Sets the device's own port allow-list (null: its fleet's), as an administrator. */
+  async function setDevicePorts(ports: number[] | null) {
+    check(
+      await server.api('PUT', `/api/v1/devices/${device.uuid}/allowed-ports`, {
+        token: server.adminToken,
+        body: { ports },
+      }),
+      200,
+    );
+  }
+
+  /** The device's stream to the HTTP server answers a request: it is still relayed. */
+  async function stillAnswers(stream: TunnelStream) {
+    const answered = new Promise<string>((resolve) =>
+      stream.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+    );
+    stream.write('GET / HTTP/1.1\r\nHost: device\r\n\r\n');
+    expect(await answered).toMatch(/^HTTP\/1\.1 200/);
+  }
+
+  it("moving the device to another fleet ends the streams of a member narrowed to its old fleet, not others'", async () => {
+    const narrowed = await newOperator('narrowed', [device.fleetId]);
+    const whole = await newOperator('whole-org');
+    const a = await liveEcho(narrowed.token);
+    const b = await liveEcho(whole.token);
+    try {
+      check(
+        await server.api('PATCH', `/api/v1/devices/${device.uuid}`, {
+          token: server.adminToken,
+          body: { fleetId: seed.alpha.fleet.id },
+        }),
+        200,
+      );
+      const error = await within(a.ended);
+      expect(error).toBeInstanceOf(StreamError);
+      expect((error as StreamError).reason).toMatch(/^access revoked: the person may no longer reach/);
+      // The operator of the whole organization reaches the device in its new fleet: their stream goes on.
+      const echoed = new Promise<string>((resolve) =>
+        b.stream.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+      );
+      b.stream.write('moved with it');
+      expect(await echoed).toBe('moved with it');
+      await eventually(async () => {
+        const sessions = check(
+          await server.api('GET', `/api/v1/sessions?device=${device.uuid}&limit=100`, {
+            token: server.adminToken,
+          }),
+          200,
+        );
+        return sessions.items.some(
+          (x: { user: { id: number }; outcome: string | null }) =>
+            x.user.id === narrowed.userId && /access revoked/.test(x.outcome ?? ''),
+        );
+      });
+    } finally {
+      check(
+        await server.api('PATCH', `/api/v1/devices/${device.uuid}`, {
+          token: server.adminToken,
+          body: { fleetId: device.fleetId },
+        }),
+        200,
+      );
+      for (const t of [a, b]) t.ws.close();
+    }
+  });
+
+  it("taking a port off the device's or the fleet's allow-list ends the streams to it, not to other ports", async () => {
+    const person = await newOperator('ports');
+    const toEcho = await liveEcho(person.token);
+    const toWeb = await userTunnel(person.token);
+    // The HTTP server keeps the connection between requests longer than this test takes.
+    web.keepAliveTimeout = 30_000;
+    const webStream = await toWeb.mux.open({ port: webPort });
+    webStream.on('error', () => {});
+    try {
+      // The device's own list.
+      await setDevicePorts([webPort, closedPort]);
+      const error = await within(toEcho.ended);
+      expect(error).toBeInstanceOf(StreamError);
+      expect((error as StreamError).reason).toBe(
+        `access revoked: port ${echoPort} is no longer on the device's port allow-list`,
+      );
+      await stillAnswers(webStream);
+
+      // The fleet's list, which the device follows once it has none of its own.
+      check(
+        await server.api('PUT', `/api/v1/fleets/${device.fleetId}/allowed-ports`, {
+          token: server.adminToken,
+          body: { ports: [echoPort, webPort] },
+        }),
+        200,
+      );
+      await setDevicePorts(null);
+      const again = await liveEcho(person.token);
+      check(
+        await server.api('PUT', `/api/v1/fleets/${device.fleetId}/allowed-ports`, {
+          token: server.adminToken,
+          body: { ports: [webPort] },
+        }),
+        200,
+      );
+      const ended = await within(again.ended);
+      again.ws.close();
+      expect(ended).toBeInstanceOf(StreamError);
+      expect((ended as StreamError).reason).toMatch(/^access revoked: port \d+ is no longer/);
+      await stillAnswers(webStream);
+    } finally {
+      check(
+        await server.api('PUT', `/api/v1/fleets/${device.fleetId}/allowed-ports`, {
+          token: server.adminToken,
+          body: { ports: null },
+        }),
+        200,
+      );
+      await setDevicePorts([echoPort, webPort, closedPort]);
+      toEcho.ws.close();
+      toWeb.ws.close();
+    }
   });
 });
 

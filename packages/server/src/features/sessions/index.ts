@@ -1,8 +1,9 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import { onWriteCommitted, type ServiceDeps } from '../../infra/service/index.ts';
 import { currentUserPrincipal } from '../auth/service.ts';
+import { currentDeviceReach } from '../streams/service.ts';
 import { registerSessionRoutes } from './routes.ts';
-import { closeLiveSessions, recheckLiveSessions } from './service.ts';
+import { type AccessNow, closeLiveSessions, liveSessionCount, recheckLiveSessions } from './service.ts';
 
 export {
   type LiveSessionHandle,
@@ -12,7 +13,10 @@ export {
   trackLiveSession,
 } from './service.ts';
 
-/** Writes that may take access away from people: their sign-ins, keys, memberships, organizations, accounts. */
+/**
+ * Writes that may take access away from people: their sign-ins, keys, memberships, organizations, accounts;
+ * fleets (and their port allow-lists).
+ */
 const ACCESS_CHANGES = new Set([
   'session',
   'api_key',
@@ -24,12 +28,24 @@ const ACCESS_CHANGES = new Set([
 ]);
 
 /**
+ * Device writes that may put a device out of people's reach: moved to another fleet (`device.update`), its own
+ * port allow-list changed, deleted. Other device writes (inventory, tags, variables…) change no access and are
+ * frequent, so they check nothing.
+ */
+const DEVICE_REACH_CHANGES = new Set(['device.update', 'device.ports.set', 'device.delete']);
+
+/**
  * The sessions API (`GET /api/v1/sessions`, `…/:sessionId`, `POST …/:sessionId/terminate`); live sessions checked
- * again after every change to people's access, and ended when their person lost it; and, when the app closes,
- * the end of every session it still relays, recorded before the database closes.
+ * again after every change to people's access or to devices' reach, and ended when their person lost it, the
+ * device moved out of it or the port left its allow-list; and, when the app closes, the end of every session it
+ * still relays, recorded before the database closes.
  */
 export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
   registerSessionRoutes(app, deps);
+  const now: AccessNow = {
+    person: (principal) => currentUserPrincipal(deps.db, principal),
+    device: (deviceId) => currentDeviceReach(deps.db, deviceId),
+  };
   let checking: Promise<void> | undefined;
   let again = false;
   const recheck = (): void => {
@@ -37,7 +53,9 @@ export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
       again = true;
       return;
     }
-    checking = recheckLiveSessions(deps.db, (principal) => currentUserPrincipal(deps.db, principal))
+    // It runs after every write that may change access: with no session live, it has nothing to read.
+    if (liveSessionCount(deps.db) === 0) return;
+    checking = recheckLiveSessions(deps.db, now)
       .then(
         (ended) => {
           if (ended) deps.log.info({ ended }, 'ended sessions whose person lost access');
@@ -52,8 +70,8 @@ export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
         }
       });
   };
-  const stopWatching = onWriteCommitted(({ resourceType }) => {
-    if (ACCESS_CHANGES.has(resourceType)) recheck();
+  const stopWatching = onWriteCommitted(({ action, resourceType }) => {
+    if (ACCESS_CHANGES.has(resourceType) || DEVICE_REACH_CHANGES.has(action)) recheck();
   });
   app.addHook('onClose', async () => {
     stopWatching();

@@ -54,8 +54,12 @@ export interface SessionView {
 export interface LiveSessionHandle {
   /** Who the session is for: their rights are checked again whenever people's access changes. */
   actor: Actor;
-  /** What those rights must still allow for the session to go on. */
-  access: { action: Action; scope: { orgId: number; fleetId: number } };
+  /**
+   * What those rights must still allow for the session to go on: `action` on the device where it is now (its
+   * organization and fleet are read again at each check, as it may have moved), and `port` (null for a command)
+   * still on the device's port allow-list.
+   */
+  access: { action: Action; deviceId: number; port: number | null };
   /** Bytes relayed so far. */
   bytes(): { toDevice: number; fromDevice: number };
   /** Ends the session at once (resets the stream both ways), giving `reason` as its outcome. */
@@ -75,39 +79,69 @@ export function trackLiveSession(db: Db, id: string, handle: LiveSessionHandle):
   };
 }
 
+/** Where a device is now, and the ports its port allow-list (its own, its fleet's or the default) opens. */
+export interface DeviceReach {
+  orgId: number;
+  fleetId: number;
+  ports: readonly number[];
+}
+
 /**
- * Checks each live session relayed for `db` against its person's rights as they are now (`current`: undefined
- * when their credential no longer holds) and terminates those the person may no longer have: signed out,
- * credential revoked or expired, membership removed, narrowed to other fleets or lowered to a role that may not
- * connect. Answers how many it ended. Each person is looked up once.
+ * How `recheckLiveSessions` reads access as it is now; each lookup answers undefined when what it looks up no
+ * longer holds.
  */
-export async function recheckLiveSessions(
-  db: Db,
-  current: (principal: UserPrincipal) => Promise<UserPrincipal | undefined>,
-): Promise<number> {
-  const now = new Map<string, Promise<UserPrincipal | undefined>>();
+export interface AccessNow {
+  /** The person behind `principal` as they are now; undefined when the credential they used no longer holds. */
+  person(principal: UserPrincipal): Promise<UserPrincipal | undefined>;
+  /** Where the device is now and what its allow-list opens; undefined when the device is gone. */
+  device(deviceId: number): Promise<DeviceReach | undefined>;
+}
+
+/** The answer of `lookup` for `key`, asked once per recheck however many sessions need it. */
+function once<K, V>(answers: Map<K, Promise<V>>, key: K, lookup: () => Promise<V>): Promise<V> {
+  let answer = answers.get(key);
+  if (!answer) {
+    answer = lookup();
+    answers.set(key, answer);
+  }
+  return answer;
+}
+
+/**
+ * Checks each live session relayed for `db` against access as it is now and terminates those the person may no
+ * longer have: signed out, credential revoked or expired, membership removed, narrowed to other fleets or lowered
+ * to a role that may not connect; the device moved to a fleet out of their reach, or its port taken off the
+ * allow-list. Answers how many it ended. Each person and device is looked up once; nothing when no session is
+ * live.
+ */
+export async function recheckLiveSessions(db: Db, now: AccessNow): Promise<number> {
+  const people = new Map<string, Promise<UserPrincipal | undefined>>();
+  const devices = new Map<number, Promise<DeviceReach | undefined>>();
+  const whyRevoked = async (handle: LiveSessionHandle): Promise<string | undefined> => {
+    const { actor, access } = handle;
+    const principal = actor.principal;
+    // Only people open sessions (devices and anonymous callers never reach `openStream`).
+    if (principal.type !== 'user') return undefined;
+    const { credential } = principal;
+    const person = await once(people, `${principal.userId}:${credential.type}:${credential.id}`, () =>
+      now.person(principal),
+    );
+    if (!person) return 'access revoked: the sign-in it was opened with was revoked or has expired';
+    const device = await once(devices, access.deviceId, () => now.device(access.deviceId));
+    if (!device) return 'access revoked: the device was deleted';
+    try {
+      authorize(person, access.action, { orgId: device.orgId, fleetId: device.fleetId }, 'device');
+    } catch {
+      return 'access revoked: the person may no longer reach this device';
+    }
+    if (access.port !== null && !device.ports.includes(access.port))
+      return `access revoked: port ${access.port} is no longer on the device's port allow-list`;
+    return undefined;
+  };
   let ended = 0;
   for (const entry of [...liveSessions.values()]) {
     if (entry.db !== db) continue;
-    const { actor, access } = entry.handle;
-    const principal = actor.principal;
-    if (principal.type !== 'user') continue;
-    const key = `${principal.userId}:${principal.credential.type}:${principal.credential.id}`;
-    let lookup = now.get(key);
-    if (!lookup) {
-      lookup = current(principal);
-      now.set(key, lookup);
-    }
-    const fresh = await lookup;
-    let reason: string | undefined;
-    if (!fresh) reason = 'access revoked: the sign-in it was opened with was revoked or has expired';
-    else {
-      try {
-        authorize(fresh, access.action, access.scope, 'device');
-      } catch {
-        reason = 'access revoked: the person may no longer reach this device';
-      }
-    }
+    const reason = await whyRevoked(entry.handle);
     if (reason) {
       entry.handle.terminate(reason);
       ended += 1;

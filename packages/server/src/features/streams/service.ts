@@ -10,13 +10,18 @@ import {
 } from '@fleetgate/protocol';
 import { type Actor, authorize } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
-import { json } from '../../infra/db/index.ts';
+import { type Db, json } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { currentUserPrincipal } from '../auth/service.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
-import { recordSessionEnd, recordSessionStart, trackLiveSession } from '../sessions/service.ts';
+import {
+  type DeviceReach,
+  recordSessionEnd,
+  recordSessionStart,
+  trackLiveSession,
+} from '../sessions/service.ts';
 import type { TunnelHub } from '../tunnel/hub.ts';
 
 /**
@@ -89,6 +94,23 @@ export async function setFleetAllowedPorts(
       details: { ports: list },
     };
   });
+}
+
+/**
+ * Where the device is now (its organization and fleet) and the ports people may reach on it, or undefined when
+ * it is gone: what live sessions to it are checked against when devices, fleets or allow-lists change.
+ */
+export async function currentDeviceReach(db: Db, deviceId: number): Promise<DeviceReach | undefined> {
+  const row = await db
+    .selectFrom('devices')
+    .innerJoin('fleets', 'fleets.id', 'devices.fleet_id')
+    .select(['devices.org_id', 'devices.fleet_id', 'devices.allowed_ports'])
+    .select('fleets.allowed_ports as fleet_allowed_ports')
+    .where('devices.id', '=', deviceId)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { ports } = effectivePorts(row, { allowed_ports: row.fleet_allowed_ports });
+  return { orgId: row.org_id, fleetId: row.fleet_id, ports };
 }
 
 async function fleetOfDevice(deps: ServiceDeps, fleetId: number) {
@@ -348,7 +370,8 @@ export async function openStream(
     actor,
     access: {
       action: command === undefined ? 'device.connect' : 'device.ssh',
-      scope: { orgId: device.org_id, fleetId: device.fleet_id },
+      deviceId: device.id,
+      port: command === undefined ? port : null,
     },
     bytes: () => ({ toDevice, fromDevice }),
     terminate(reason) {
