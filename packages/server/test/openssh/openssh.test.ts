@@ -5,7 +5,7 @@
  * registered keys against a real server and a real agent (in-process, over real sockets). The bastion holds a
  * service credential made with `fleetgate api-keys create … --service openssh`.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -416,6 +416,46 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
     });
     expect(removedKey.code).toBe(255);
     expect(removedKey.stderr).toContain('no longer registered');
+  });
+
+  it("revoking the bastion's service key ends the sessions it opened, and the person's ssh says why", async () => {
+    const serviceKey = (await api('GET', '/api/v1/api-keys')).items.find(
+      (k: { name: string }) => k.name === serviceKeyName,
+    );
+    // A person's `cat` on the device, held open through the bastion.
+    const held = spawn(
+      'ssh',
+      [...clientOptions(adminKey), '-b', personAddress, '-p', String(port), 'root@127.0.0.1', 'kiosk-17 cat'],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    held.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    held.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => held.once('exit', (code) => resolve(code)));
+    try {
+      held.stdin.write('held open\n');
+      await waitFor(() => stdout.includes('held open\n'), 30_000, `the session to echo (${stderr})`);
+      await api('DELETE', `/api/v1/api-keys/${serviceKey.id}`);
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([
+        exited,
+        new Promise((resolve) => {
+          timer = setTimeout(() => resolve('still running after 15 s'), 15_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      expect(code).toBe(255);
+      expect(stderr).toMatch(/access revoked: the service key it was opened through was revoked/);
+    } finally {
+      held.kill();
+      // The bastion gets a new key for the tests after this one (sshd's commands read the file each time).
+      const made = await api('POST', '/api/v1/api-keys', { name: serviceKeyName, service: 'openssh' });
+      fs.writeFileSync(tokenFile, `${made.key}\n`, { mode: 0o600 });
+    }
   });
 
   it('says so when the device is offline', async () => {

@@ -115,6 +115,31 @@ export async function currentUserPrincipal(
   return holds ? userPrincipalOf(db, principal.userId, credential) : undefined;
 }
 
+/**
+ * The service credential behind `principal` as it is now, or undefined when it no longer holds: the key revoked
+ * or expired, or its creator gone or no longer a server administrator (see `servicePrincipalOf`). Sessions a
+ * service opened on a person's behalf (the OpenSSH bastion's) are checked against it, beside the person.
+ */
+export async function currentServicePrincipal(
+  db: Db,
+  principal: ServicePrincipal,
+): Promise<ServicePrincipal | undefined> {
+  const row = await db
+    .selectFrom('api_keys')
+    .innerJoin('users', 'users.id', 'api_keys.user_id')
+    .select(['api_keys.expires_at', 'api_keys.revoked_at', 'users.is_server_admin'])
+    .where('api_keys.id', '=', principal.keyId)
+    .where('api_keys.user_id', '=', principal.createdBy.userId)
+    .where('api_keys.service', '=', principal.service)
+    .executeTakeFirst();
+  const holds =
+    row !== undefined &&
+    row.revoked_at === null &&
+    (row.expires_at === null || row.expires_at > Date.now()) &&
+    row.is_server_admin === 1;
+  return holds ? principal : undefined;
+}
+
 /** A scrypt hash of nothing in particular, checked when the e-mail is unknown so both paths take as long. */
 let decoyHash: Promise<string> | undefined;
 

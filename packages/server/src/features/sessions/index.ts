@@ -1,6 +1,6 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import { onWriteCommitted, type ServiceDeps } from '../../infra/service/index.ts';
-import { currentUserPrincipal } from '../auth/service.ts';
+import { currentServicePrincipal, currentUserPrincipal } from '../auth/service.ts';
 import { currentDeviceReach } from '../streams/service.ts';
 import { registerSessionRoutes } from './routes.ts';
 import { type AccessNow, closeLiveSessions, liveSessionCount, recheckLiveSessions } from './service.ts';
@@ -14,8 +14,8 @@ export {
 } from './service.ts';
 
 /**
- * Writes that may take access away from people: their sign-ins, keys, memberships, organizations, accounts;
- * fleets (and their port allow-lists).
+ * Writes that may take access away from people: their sign-ins, keys (service keys too), memberships,
+ * organizations, accounts; fleets (and their port allow-lists).
  */
 const ACCESS_CHANGES = new Set([
   'session',
@@ -37,13 +37,15 @@ const DEVICE_REACH_CHANGES = new Set(['device.update', 'device.ports.set', 'devi
 /**
  * The sessions API (`GET /api/v1/sessions`, `…/:sessionId`, `POST …/:sessionId/terminate`); live sessions checked
  * again after every change to people's access or to devices' reach, and ended when their person lost it, the
- * device moved out of it or the port left its allow-list; and, when the app closes, the end of every session it
- * still relays, recorded before the database closes.
+ * device moved out of it or the port left its allow-list, or the service key that opened them for the person no
+ * longer holds; and, when the app closes, the end of every session it still relays, recorded before the database
+ * closes.
  */
 export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
   registerSessionRoutes(app, deps);
   const now: AccessNow = {
     person: (principal) => currentUserPrincipal(deps.db, principal),
+    service: (principal) => currentServicePrincipal(deps.db, principal),
     device: (deviceId) => currentDeviceReach(deps.db, deviceId),
   };
   let checking: Promise<void> | undefined;

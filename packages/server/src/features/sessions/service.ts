@@ -6,6 +6,7 @@ import {
   authorize,
   readScope,
   requireUser,
+  type ServicePrincipal,
   scopeCondition,
   type UserPrincipal,
 } from '../../infra/access/index.ts';
@@ -55,6 +56,11 @@ export interface LiveSessionHandle {
   /** Who the session is for: their rights are checked again whenever people's access changes. */
   actor: Actor;
   /**
+   * The service credential that opened the session on the person's behalf (the OpenSSH bastion's key), if any:
+   * the session goes on only while it still holds.
+   */
+  vouchedBy?: ServicePrincipal;
+  /**
    * What those rights must still allow for the session to go on: `action` on the device where it is now (its
    * organization and fleet are read again at each check, as it may have moved), and `port` (null for a command)
    * still on the device's port allow-list.
@@ -93,6 +99,8 @@ export interface DeviceReach {
 export interface AccessNow {
   /** The person behind `principal` as they are now; undefined when the credential they used no longer holds. */
   person(principal: UserPrincipal): Promise<UserPrincipal | undefined>;
+  /** The service credential as it is now; undefined when revoked, expired or its creator lost their rights. */
+  service(principal: ServicePrincipal): Promise<ServicePrincipal | undefined>;
   /** Where the device is now and what its allow-list opens; undefined when the device is gone. */
   device(deviceId: number): Promise<DeviceReach | undefined>;
 }
@@ -111,17 +119,24 @@ function once<K, V>(answers: Map<K, Promise<V>>, key: K, lookup: () => Promise<V
  * Checks each live session relayed for `db` against access as it is now and terminates those the person may no
  * longer have: signed out, credential revoked or expired, membership removed, narrowed to other fleets or lowered
  * to a role that may not connect; the device moved to a fleet out of their reach, or its port taken off the
- * allow-list. Answers how many it ended. Each person and device is looked up once; nothing when no session is
+ * allow-list; the service credential that opened the session for them (OpenSSH mode) revoked or expired. Answers
+ * how many it ended. Each person, service credential and device is looked up once; nothing when no session is
  * live.
  */
 export async function recheckLiveSessions(db: Db, now: AccessNow): Promise<number> {
   const people = new Map<string, Promise<UserPrincipal | undefined>>();
+  const services = new Map<number, Promise<ServicePrincipal | undefined>>();
   const devices = new Map<number, Promise<DeviceReach | undefined>>();
   const whyRevoked = async (handle: LiveSessionHandle): Promise<string | undefined> => {
-    const { actor, access } = handle;
+    const { actor, vouchedBy, access } = handle;
     const principal = actor.principal;
     // Only people open sessions (devices and anonymous callers never reach `openStream`).
     if (principal.type !== 'user') return undefined;
+    if (vouchedBy) {
+      const service = await once(services, vouchedBy.keyId, () => now.service(vouchedBy));
+      if (!service)
+        return "access revoked: the service key it was opened through was revoked, has expired or lost its creator's rights";
+    }
     const { credential } = principal;
     const person = await once(people, `${principal.userId}:${credential.type}:${credential.id}`, () =>
       now.person(principal),

@@ -166,7 +166,11 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
           return;
         }
         opened = true;
-        openStream(deps, hub, actor, device.uuid, command, { surface: 'openssh', details: { via } }).then(
+        openStream(deps, hub, actor, device.uuid, command, {
+          surface: 'openssh',
+          details: { via },
+          vouchedBy: service,
+        }).then(
           (session) => {
             session
               .relay(open.accept())

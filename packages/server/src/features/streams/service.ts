@@ -8,7 +8,7 @@ import {
   type StreamErrorCodeValue,
   type TunnelStream,
 } from '@fleetgate/protocol';
-import { type Actor, authorize } from '../../infra/access/index.ts';
+import { type Actor, authorize, type ServicePrincipal } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { type Db, json } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
@@ -194,6 +194,12 @@ export interface OpenStreamOptions {
   surface?: string;
   /** Extra facts for the session's audit events (e.g. the service an OpenSSH host acted through); no secrets. */
   details?: Record<string, unknown>;
+  /**
+   * The service credential that opens the stream on the person's behalf (the OpenSSH bastion's key): the session
+   * ends when it no longer holds (revoked, expired, its creator no longer a server administrator), as when the
+   * person's own access goes.
+   */
+  vouchedBy?: ServicePrincipal;
 }
 
 /** Why a stream could not be opened, as a stream error code the person's client understands. */
@@ -368,6 +374,7 @@ export async function openStream(
   });
   const forget = trackLiveSession(deps.db, id, {
     actor,
+    ...(options.vouchedBy ? { vouchedBy: options.vouchedBy } : {}),
     access: {
       action: command === undefined ? 'device.connect' : 'device.ssh',
       deviceId: device.id,
