@@ -35,11 +35,17 @@ const ACCESS_CHANGES = new Set([
 const DEVICE_REACH_CHANGES = new Set(['device.update', 'device.ports.set', 'device.delete']);
 
 /**
+ * How often live sessions are checked even without a write, in milliseconds (1 minute): credentials also stop
+ * holding when they expire (sign-ins, API keys, service keys), which no write announces.
+ */
+const EXPIRY_CHECK_MS = 60_000;
+
+/**
  * The sessions API (`GET /api/v1/sessions`, `…/:sessionId`, `POST …/:sessionId/terminate`); live sessions checked
- * again after every change to people's access or to devices' reach, and ended when their person lost it, the
- * device moved out of it or the port left its allow-list, or the service key that opened them for the person no
- * longer holds; and, when the app closes, the end of every session it still relays, recorded before the database
- * closes.
+ * again after every change to people's access or to devices' reach (and every minute, for credentials that
+ * expire), and ended when their person lost it, the device moved out of it or the port left its allow-list, or
+ * the service key that opened them for the person no longer holds; and, when the app closes, the end of every
+ * session it still relays, recorded before the database closes.
  */
 export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
   registerSessionRoutes(app, deps);
@@ -75,8 +81,10 @@ export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
   const stopWatching = onWriteCommitted(({ action, resourceType }) => {
     if (ACCESS_CHANGES.has(resourceType) || DEVICE_REACH_CHANGES.has(action)) recheck();
   });
+  const expiryCheck = setInterval(recheck, EXPIRY_CHECK_MS).unref();
   app.addHook('onClose', async () => {
     stopWatching();
+    clearInterval(expiryCheck);
     await checking;
     await closeLiveSessions(deps.db, 'the server stopped');
   });
