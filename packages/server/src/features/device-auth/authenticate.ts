@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
@@ -47,6 +48,13 @@ function limitsOf(deps: ServiceDeps): DeviceAuthLimits {
   }
   return limits;
 }
+
+/**
+ * SHA-256 of a device key, in hex. `crypto.hash` (Node ≥ 20.12) hashes in one call, ~0.4 µs for a device
+ * key where a `Hash` object costs ~1.8 µs; a device check asks for it on every request.
+ */
+const keyHashOf: (key: string) => string =
+  typeof crypto.hash === 'function' ? (key) => crypto.hash('sha256', key, 'hex') : sha256Hex;
 
 const refused = () =>
   new AppError('unauthorized', 'the device credential is unknown, revoked or expired', {
@@ -113,13 +121,7 @@ export async function authenticateDevice(
       details: { retryAfterSeconds: Math.ceil(wait / 1000) },
     });
   }
-  const fail = () => {
-    limits.failuresPerSource.fail(source);
-    limits.failuresPerUuid.fail(credential.uuid);
-    return refused();
-  };
-
-  const keyHash = sha256Hex(credential.key);
+  const keyHash = keyHashOf(credential.key);
   const now = Date.now();
   // A key verified a moment ago, for this same uuid: nothing changed since, or the cache would be empty.
   const cached = limits.verifiedKeys.get(keyHash, now);
@@ -141,9 +143,10 @@ export async function authenticateDevice(
   // Lookup by the key's hash, then the uuid must match: a key works only for its own device.
   if (!found || found.uuid !== credential.uuid) {
     if (!found) await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
-    throw fail();
+    throw failed(limits, source, credential.uuid);
   }
-  if (found.revoked_at !== null || found.decommissioned_at !== null) throw fail();
+  if (found.revoked_at !== null || found.decommissioned_at !== null)
+    throw failed(limits, source, credential.uuid);
   let lastUsedAt = found.last_used_at;
   if (lastUsedAt === null || now - lastUsedAt > LAST_USED_PRECISION_MS) {
     recordDeviceKeyUse(deps, found.key_id, now);
@@ -152,6 +155,17 @@ export async function authenticateDevice(
   const device = { id: found.id, uuid: found.uuid, org_id: found.org_id, fleet_id: found.fleet_id };
   limits.verifiedKeys.put(keyHash, { keyId: found.key_id, device, lastUsedAt }, snapshot, now);
   return principalOf(device, { type: 'device_key', id: found.key_id });
+}
+
+/**
+ * Counts a refused device key against its source network and its uuid, and answers the refusal. Not a closure
+ * inside `authenticateDevice`: that would be made on every check, and under tsx (which runs the server)
+ * named with an `Object.defineProperty` each time, ~2 % of the server's CPU in bench/auth's device-key checks.
+ */
+function failed(limits: DeviceAuthLimits, source: string, uuid: string): AppError {
+  limits.failuresPerSource.fail(source);
+  limits.failuresPerUuid.fail(uuid);
+  return refused();
 }
 
 /**
