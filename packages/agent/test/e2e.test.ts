@@ -8,10 +8,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { HEADER_SIZE, MAX_FRAME_PAYLOAD, Multiplexer } from '@fleetgate/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { type ListeningServer, requestJson, startListeningServer } from '../../server/test/listening.ts';
+import { requestPortStream } from '../../server/test/tunnel/helpers.ts';
 import { Agent } from '../src/agent.ts';
 import { createLogger } from '../src/log.ts';
 import type { TunnelStopReason } from '../src/tunnel.ts';
@@ -112,24 +111,11 @@ describe('agent and fleetgate server', () => {
 
     // A person's stream through the server to the device's echo port (the `fleetgate tunnel` path).
     await must('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [echoPort] });
-    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/api/v1/devices/${uuid}/tunnel`, {
-      headers: { authorization: `Bearer ${server.adminToken}` },
-      perMessageDeflate: false,
-      maxPayload: HEADER_SIZE + MAX_FRAME_PAYLOAD,
-    });
-    const person = new Multiplexer({
-      role: 'server',
-      send: (frame) => ws.readyState === WebSocket.OPEN && ws.send(frame),
-    });
-    ws.on('message', (data: Buffer) => person.receive(data));
-    ws.on('close', () => person.transportClosed());
-    await once(ws, 'open');
-    person.start();
-    const stream = await person.open({ port: echoPort });
-    const received = readUntilEnd(stream);
-    stream.end('through the tunnel');
+    const answer = await requestPortStream(server.url, server.adminToken, uuid, echoPort);
+    if ('status' in answer) throw new Error(`the stream was refused: ${answer.error.message}`);
+    const received = readUntilEnd(answer.socket);
+    answer.socket.end('through the tunnel');
     expect((await received).toString()).toBe('through the tunnel');
-    ws.close();
 
     await must('POST', `/api/v1/devices/${uuid}/decommission`);
     expect(await done).toBe('decommissioned');

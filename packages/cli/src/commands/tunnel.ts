@@ -1,18 +1,11 @@
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
-import { Backoff, MaskedSender } from '@fleetgate/agent';
-import {
-  bridge,
-  CloseCode,
-  type ConnectionClose,
-  HEADER_SIZE,
-  MAX_FRAME_PAYLOAD,
-  Multiplexer,
-  StreamError,
-} from '@fleetgate/protocol';
+import type { Duplex } from 'node:stream';
+import { bridge } from '@fleetgate/protocol';
 import { type Command, InvalidArgumentError } from 'commander';
-import WebSocket from 'ws';
 import type { Device, Page } from '../api.ts';
-import { apiPath } from '../client.ts';
+import { ApiError, apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
 
@@ -47,8 +40,9 @@ interface TunnelOptions {
 
 /**
  * `tunnel <device> <localPort>:<remotePort>…`: listens on the laptop (127.0.0.1 by default) and makes each
- * accepted TCP connection a stream to the device's port, over one WebSocket to the server speaking the tunnel
- * protocol (`GET /api/v1/devices/:device/tunnel`). Half-close and resets cross over; refusals print one line.
+ * accepted TCP connection a stream to the device's port, through a connection of its own to the server
+ * (`GET /api/v1/devices/:device/ports/:port`, `Upgrade: fleetgate-stream`). Half-close and resets cross over;
+ * refusals print one line.
  */
 export function registerTunnelCommand(program: Command, io: CliIo): void {
   program
@@ -68,6 +62,7 @@ export function registerTunnelCommand(program: Command, io: CliIo): void {
       const ctx = new CommandContext(io, command);
       await ctx.client(); // fails early, with how to sign in, when there is no login
       const device = await resolveDevice(ctx, deviceText);
+      for (const mapping of mappings) await checkPort(ctx, io, device, mapping.remote);
       const { server, token } = await ctx.connection();
       await runTunnel({ io, server: server!, token: token!, device, mappings, bind: options.bind });
     });
@@ -88,6 +83,33 @@ async function resolveDevice(ctx: CommandContext, text: string): Promise<Device>
   );
 }
 
+/**
+ * Asks the server first whether I may open streams to the port: a role that may not connect (viewer) ends the
+ * command with the server's reason; a port off the allow-list only gets a note, since an admin may add it
+ * while the tunnel runs.
+ */
+async function checkPort(ctx: CommandContext, io: CliIo, device: Device, port: number): Promise<void> {
+  let answer: PortAccess;
+  try {
+    answer = await ctx.api<PortAccess>('GET', apiPath`/devices/${device.uuid}/ports/${String(port)}`);
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    throw new CliError(`the server refused the tunnel to ${device.name}: ${error.message}`);
+  }
+  if (!answer.allowed) {
+    io.stderr.write(
+      `fleetgate: note: port ${port} is not on ${device.name}'s port allow-list (${answer.ports.join(', ') || 'empty'}); ` +
+        'connections to it are refused until an admin adds it\n',
+    );
+  }
+}
+
+interface PortAccess {
+  port: number;
+  allowed: boolean;
+  ports: number[];
+}
+
 interface TunnelSetup {
   io: CliIo;
   server: string;
@@ -97,83 +119,84 @@ interface TunnelSetup {
   bind: string;
 }
 
-/** An answer that ends the command: the server refused the tunnel (not allowed, no such device, bad token). */
-class Refused extends CliError {}
+/** Why a connection to the device port could not be made: said once per local connection. */
+class StreamRefused extends Error {
+  constructor(
+    message: string,
+    /** The server no longer takes the sign-in: no later connection will work either. */
+    readonly signedOut = false,
+  ) {
+    super(message);
+  }
+}
 
-/** One WebSocket to the server speaking the tunnel protocol; resolves once it is open. */
-async function connect(
-  setup: TunnelSetup,
-): Promise<{ mux: Multiplexer<'server'>; ended: Promise<ConnectionClose> }> {
-  const url = `${setup.server.replace(/^http/, 'ws')}/api/v1/devices/${setup.device.uuid}/tunnel`;
-  const ws = new WebSocket(url, {
-    headers: { authorization: `Bearer ${setup.token}` },
-    perMessageDeflate: false,
-    // ws's own sends (the close frame) unmasked over TLS too, as MaskedSender's.
-    ...(url.startsWith('wss:') ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}),
-    maxPayload: HEADER_SIZE + MAX_FRAME_PAYLOAD,
-  });
-  // Frames masked in place rather than copied by ws.send (see MaskedSender).
-  const sender = new MaskedSender(ws, url);
-  let closed!: (close: ConnectionClose) => void;
-  const ended = new Promise<ConnectionClose>((resolve) => {
-    closed = resolve;
-  });
-  // Role 'server': on this connection the CLI opens the streams (the server side answers as 'agent').
-  const mux = new Multiplexer({
-    role: 'server',
-    software: 'fleetgate-cli',
-    send: (frame) => sender.send(frame),
-    onClose: (close) => {
-      ws.close(close.code, close.reason.slice(0, 120));
-      closed(close);
+/**
+ * One connection to the server per local connection: `GET /api/v1/devices/:uuid/ports/:port` with
+ * `Upgrade: fleetgate-stream`; once the device accepted the port, the server answers 101 and the connection
+ * carries the port's bytes. Resolves to that connection, or rejects with the server's reason.
+ */
+function openPortStream(setup: TunnelSetup, port: number): Promise<Duplex> {
+  const url = new URL(`/api/v1/devices/${setup.device.uuid}/ports/${port}`, setup.server);
+  const request = (url.protocol === 'https:' ? https : http).request(url, {
+    headers: {
+      authorization: `Bearer ${setup.token}`,
+      connection: 'Upgrade',
+      upgrade: 'fleetgate-stream',
     },
+    agent: false,
   });
-  // Before 'open': the server's hello may arrive in the same packet as the upgrade answer.
-  ws.on('message', (data, isBinary) => {
-    if (isBinary) mux.receive(data as Buffer);
-  });
-  ws.on('close', () => mux.transportClosed('the connection to the server closed'));
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', (error) => reject(new CliError(`cannot reach ${setup.server}: ${error.message}`)));
-    ws.once('unexpected-response', (_request, response) => {
+  return new Promise((resolve, reject) => {
+    request.once('upgrade', (_response, socket, head) => {
+      socket.setNoDelay(true);
+      if (head.length) socket.unshift(head);
+      resolve(socket);
+    });
+    request.once('response', (response) => {
       const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => {
+      response.on('data', (chunk: Buffer) => chunks.length < 64 && chunks.push(chunk));
+      response.once('end', () => {
         let message = `HTTP ${response.statusCode}`;
         try {
           message = JSON.parse(Buffer.concat(chunks).toString('utf8')).error.message ?? message;
         } catch {}
-        const text = `the server refused the tunnel to ${setup.device.name}: ${message}`;
-        // 5xx and 429 say "not now"; anything else will not change by retrying.
-        const status = response.statusCode ?? 0;
-        reject(status >= 500 || status === 429 ? new CliError(text) : new Refused(text));
+        reject(new StreamRefused(message, response.statusCode === 401));
       });
+      response.once('error', () => reject(new StreamRefused(`HTTP ${response.statusCode}`)));
     });
+    request.once('error', (error) =>
+      reject(new StreamRefused(`cannot reach ${setup.server}: ${error.message}`)),
+    );
+    request.end();
   });
-  ws.on('error', () => {});
-  mux.start();
-  return { mux, ended };
 }
 
 /**
- * Listens on the mapped local ports and keeps one tunnel connection to the server for them. When the
- * connection drops (the server restarts, the network goes away), it reconnects with backoff and full jitter
- * while the local ports stay open: a connection accepted meanwhile waits for the new tunnel. It ends on
- * Ctrl-C, or when the server refuses the tunnel outright (no such device, not allowed, token revoked).
+ * Listens on the mapped local ports; each accepted connection becomes its own connection to the server and
+ * stream to the device port, so nothing is held open while no local connection is, and a server restart only
+ * fails the connections made while it is down. A refusal prints one line and resets the local connection;
+ * a sign-in the server no longer takes ends the command. Ends on Ctrl-C.
  */
 async function runTunnel(setup: TunnelSetup): Promise<void> {
   const { io, device } = setup;
-  let live = await connect(setup);
-  // Resolves to the connection in use, or to the next one while reconnecting.
-  let current: Promise<Multiplexer<'server'>> = Promise.resolve(live.mux);
-
   const label = `${device.name} (${device.uuid})`;
+  let failed!: (error: Error) => void;
+  const signedOut = new Promise<never>((_resolve, reject) => {
+    failed = reject;
+  });
   const listeners: net.Server[] = [];
+  const stop = () => failed(new Stopped());
   try {
     for (const mapping of setup.mappings) {
       const listener = net.createServer({ allowHalfOpen: true }, (socket) =>
-        forward(io, current, socket, mapping, label),
+        forward(setup, socket, mapping, label).catch((error: unknown) => {
+          if (error instanceof StreamRefused && error.signedOut) {
+            failed(
+              new CliError(
+                `the server refused your sign-in: ${error.message}; sign in again (fleetgate login)`,
+              ),
+            );
+          }
+        }),
       );
       await new Promise<void>((resolve, reject) => {
         listener.once('error', (error: NodeJS.ErrnoException) =>
@@ -187,73 +210,17 @@ async function runTunnel(setup: TunnelSetup): Promise<void> {
       const port = (listener.address() as net.AddressInfo).port;
       io.stdout.write(`forwarding ${setup.bind}:${port} → ${label} port ${mapping.remote}\n`);
     }
-  } catch (error) {
-    live.mux.close(CloseCode.normal, 'the CLI stopped');
-    throw error;
-  }
-  if (device.status !== 'online') {
-    io.stderr.write(
-      `fleetgate: note: ${device.name} is ${device.status}; connections fail until it is online\n`,
-    );
-  }
-  io.stdout.write('press Ctrl-C to stop\n');
-
-  let stopping = false;
-  let wake = () => {};
-  const stop = () => {
-    stopping = true;
-    live.mux.close(CloseCode.normal, 'the CLI stopped');
-    wake();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  try {
-    const backoff = new Backoff({ baseMs: 500, capMs: 15_000 });
-    for (;;) {
-      const close = await live.ended;
-      if (stopping) return;
-      if (close.code === CloseCode.unauthorized) {
-        throw new CliError(
-          `the tunnel closed: ${close.reason || close.name}; sign in again (fleetgate login)`,
-        );
-      }
+    if (device.status !== 'online') {
       io.stderr.write(
-        `fleetgate: the tunnel closed: ${close.reason || close.name} (${close.code}); reconnecting\n`,
+        `fleetgate: note: ${device.name} is ${device.status}; connections fail until it is online\n`,
       );
-      let resolveNext!: (mux: Multiplexer<'server'>) => void;
-      let rejectNext!: (error: Error) => void;
-      current = new Promise((resolve, reject) => {
-        resolveNext = resolve;
-        rejectNext = reject;
-      });
-      current.catch(() => {});
-      for (;;) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, backoff.next());
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        if (stopping) {
-          rejectNext(new Error('the CLI stopped'));
-          return;
-        }
-        try {
-          live = await connect(setup);
-          backoff.reset();
-          resolveNext(live.mux);
-          io.stderr.write('fleetgate: reconnected\n');
-          break;
-        } catch (error) {
-          if (error instanceof Refused) {
-            rejectNext(error);
-            throw error;
-          }
-          io.stderr.write(`fleetgate: ${(error as Error).message}; retrying\n`);
-        }
-      }
     }
+    io.stdout.write('press Ctrl-C to stop\n');
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    await signedOut;
+  } catch (error) {
+    if (!(error instanceof Stopped)) throw error;
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
@@ -261,31 +228,30 @@ async function runTunnel(setup: TunnelSetup): Promise<void> {
   }
 }
 
+class Stopped extends Error {}
+
 /**
- * One accepted local connection → one stream to the device port, over the live tunnel connection (or the
- * next one, while reconnecting); a refusal prints one line and resets the local connection.
+ * One accepted local connection → one stream to the device port; a refusal prints one line and resets the
+ * local connection. Rejects with the refusal, for `runTunnel` to see a sign-in the server no longer takes.
  */
-function forward(
-  io: CliIo,
-  connection: Promise<Multiplexer<'server'>>,
-  socket: net.Socket,
-  mapping: PortMapping,
-  label: string,
-): void {
+async function forward(setup: TunnelSetup, socket: net.Socket, mapping: PortMapping, label: string) {
   socket.on('error', () => {});
   socket.pause();
-  connection
-    .then((mux) => mux.open({ port: mapping.remote }))
-    .then(
-      (stream) => {
-        bridge(socket, stream).catch(() => {});
-        socket.resume();
-      },
-      (error: unknown) => {
-        const reason =
-          error instanceof StreamError ? `${error.code}: ${error.reason}` : (error as Error).message;
-        io.stderr.write(`fleetgate: ${label} port ${mapping.remote}: ${reason}\n`);
-        socket.resetAndDestroy();
-      },
+  let remote: Duplex;
+  try {
+    remote = await openPortStream(setup, mapping.remote);
+  } catch (error) {
+    setup.io.stderr.write(
+      `fleetgate: a connection to ${label} port ${mapping.remote} was refused: ${(error as Error).message}\n`,
     );
+    socket.resetAndDestroy();
+    throw error;
+  }
+  if (socket.destroyed) {
+    remote.destroy();
+    return;
+  }
+  const bridged = bridge(socket, remote);
+  socket.resume();
+  await bridged.catch(() => {});
 }

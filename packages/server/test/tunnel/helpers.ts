@@ -1,4 +1,6 @@
+import http from 'node:http';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   type AgentMessage,
   bridge,
@@ -207,4 +209,47 @@ export async function eventually(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** A stream to a device port, opened; or the server's refusal. */
+export type PortStreamAnswer =
+  | { socket: Duplex; headers: http.IncomingHttpHeaders }
+  | { status: number; error: { code: string; message: string } };
+
+/**
+ * A person's stream to a device port, as `fleetgate tunnel` opens one: `GET /api/v1/devices/:ref/ports/:port`
+ * with `Upgrade: fleetgate-stream`. `first` is written right behind the request, as a client that does not
+ * wait for the answer would; `upgrade` replaces the protocol asked for.
+ */
+export function requestPortStream(
+  baseUrl: string,
+  token: string | undefined,
+  ref: string,
+  port: number | string,
+  options: { upgrade?: string; first?: string } = {},
+): Promise<PortStreamAnswer> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(`${baseUrl}/api/v1/devices/${ref}/ports/${port}`, {
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        connection: 'Upgrade',
+        upgrade: options.upgrade ?? 'fleetgate-stream',
+      },
+      agent: false,
+    });
+    request.once('upgrade', (response, socket, head) => {
+      if (head.length) socket.unshift(head);
+      resolve({ socket, headers: response.headers });
+    });
+    request.once('response', (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.once('end', () =>
+        resolve({ status: response.statusCode ?? 0, ...JSON.parse(Buffer.concat(chunks).toString()) }),
+      );
+    });
+    request.once('error', reject);
+    if (options.first) request.write(options.first);
+    request.end();
+  });
 }

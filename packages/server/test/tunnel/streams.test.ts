@@ -534,11 +534,20 @@ describe('fleetgate tunnel', () => {
         `http://127.0.0.1:${ports[0]!.local}/`,
       ]);
       expect(body).toBe('hello from the device\n');
-      // A port the device's allow-list does not hold: the connection is reset and the CLI says why.
+      // A port the device's allow-list does not hold: a note at start; then each connection is reset and the
+      // CLI says why.
+      expect(stderr).toMatch(/note: port 22 is not on .*'s port allow-list/);
       await execFileAsync('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${ports[2]!.local}/`]).catch(
         () => {},
       );
-      await eventually(() => /port 22: not-allowed/.test(stderr), 5000, `the refusal line (${stderr})`);
+      await eventually(
+        () =>
+          /a connection to .* port 22 was refused: port 22 is not on the device's port allow-list/.test(
+            stderr,
+          ),
+        5000,
+        `the refusal line (${stderr})`,
+      );
       // Half-close through the CLI: the echo answers everything and ends after our end.
       const socket = net.connect(ports[1]!.local, '127.0.0.1');
       const chunks: Buffer[] = [];

@@ -3,6 +3,7 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { deviceRefParam } from '../devices/routes.ts';
+import { deviceForAction } from '../devices/service.ts';
 import {
   getDeviceAllowedPorts,
   getFleetAllowedPorts,
@@ -70,5 +71,34 @@ export function registerStreamRoutes(app: TypedApp, deps: ServiceDeps): void {
     },
     async (request) =>
       setDeviceAllowedPorts(deps, actorOf(request), request.params.device, request.body.ports),
+  );
+  app.get(
+    '/api/v1/devices/:device/ports/:port',
+    {
+      schema: {
+        tags,
+        summary: 'Whether I may open streams to this port of the device (`fleetgate tunnel` asks first)',
+        description:
+          'Answers for people who may connect to the device (operators and above; viewers get 403). ' +
+          '`allowed` says whether the port is on the allow-list now. With `Connection: Upgrade` and ' +
+          '`Upgrade: fleetgate-stream`, the same URL opens a stream to the port: `101 Switching Protocols` ' +
+          "once the device accepted, then the port's bytes both ways; refusals answer as here, and 503 when " +
+          'the device is offline or refuses the port.',
+        params: z.object({ device: deviceRefParam, port: z.coerce.number().int().min(1).max(65535) }),
+        response: {
+          200: allowedPortsSchema.extend({
+            port: z.number(),
+            allowed: z.boolean().describe('whether the port is on the allow-list (`ports`)'),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const actor = actorOf(request);
+      await deviceForAction(deps.db, actor, request.params.device, 'device.connect');
+      const list = await getDeviceAllowedPorts(deps, actor, request.params.device);
+      const { port } = request.params;
+      return { ...list, port, allowed: list.ports.includes(port) };
+    },
   );
 }

@@ -1,0 +1,280 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { check } from '../api/helpers.ts';
+import { seedTwoOrgs } from '../harness.ts';
+import {
+  eventually,
+  isVariables,
+  newDevice,
+  type PortStreamAnswer,
+  requestPortStream,
+  startTunnelServer,
+  TestAgent,
+} from './helpers.ts';
+
+/**
+ * People's streams to device ports, one per connection (`fleetgate tunnel`'s way): `GET
+ * /api/v1/devices/:device/ports/:port` asks whether I may, and the same URL with `Upgrade: fleetgate-stream`
+ * opens the stream, with a real TCP server behind the in-test agent.
+ */
+
+const cliBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../cli/bin/fleetgate.js');
+
+let server: Awaited<ReturnType<typeof startTunnelServer>>;
+let seed: Awaited<ReturnType<typeof seedTwoOrgs>>;
+let device: Awaited<ReturnType<typeof newDevice>>;
+let agent: TestAgent;
+let echo: net.Server;
+let echoPort: number;
+let closedPort: number;
+
+async function listen(s: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  return (s.address() as net.AddressInfo).port;
+}
+
+beforeAll(async () => {
+  server = await startTunnelServer();
+  seed = await seedTwoOrgs(server);
+  device = await newDevice(server, 'port-streams-fleet');
+  echo = net.createServer({ allowHalfOpen: true }, (socket) => {
+    // Echoes, and ends its side when the client ends its own: half-close crosses both ways.
+    socket.pipe(socket);
+    socket.on('error', () => {});
+  });
+  echoPort = await listen(echo);
+  const probe = net.createServer();
+  closedPort = await listen(probe);
+  await new Promise((resolve) => probe.close(resolve));
+  check(
+    await server.api('PUT', `/api/v1/devices/${device.uuid}/allowed-ports`, {
+      token: server.adminToken,
+      body: { ports: [echoPort, closedPort] },
+    }),
+    200,
+  );
+  agent = await TestAgent.connect(server.wsUrl, device.authorization);
+  await agent.waitFor(isVariables);
+});
+
+afterAll(async () => {
+  agent?.close();
+  echo?.close();
+  await server?.close();
+});
+
+/** Asks for a stream to `port` of the test device as `token` (see `requestPortStream`). */
+function portStream(
+  token: string | undefined,
+  port: number | string,
+  options: { ref?: string; upgrade?: string; first?: string } = {},
+) {
+  return requestPortStream(server.baseUrl, token, options.ref ?? device.uuid, port, options);
+}
+
+function opened(result: PortStreamAnswer) {
+  if ('status' in result) throw new Error(`refused: ${result.status} ${result.error.message}`);
+  return result;
+}
+
+function refused(result: PortStreamAnswer) {
+  if (!('status' in result)) {
+    result.socket.destroy();
+    throw new Error('the stream opened');
+  }
+  return result;
+}
+
+/** Everything the socket sends until it ends. */
+function readAll(socket: Duplex): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve, reject) => {
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('error', reject);
+  });
+}
+
+describe('GET /api/v1/devices/:device/ports/:port', () => {
+  it('tells an operator whether the port is on the allow-list; viewers 403, other organizations 404', async () => {
+    const operator = seed.people.alphaOperator.token;
+    const allowed = check(
+      await server.api('GET', `/api/v1/devices/${device.uuid}/ports/${echoPort}`, { token: operator }),
+      200,
+    );
+    expect(allowed).toMatchObject({ port: echoPort, allowed: true, source: 'device' });
+    const off = check(
+      await server.api('GET', `/api/v1/devices/${device.uuid}/ports/22`, { token: operator }),
+      200,
+    );
+    expect(off).toMatchObject({
+      port: 22,
+      allowed: false,
+      ports: [echoPort, closedPort].sort((a, b) => a - b),
+    });
+    const viewer = await server.api('GET', `/api/v1/devices/${device.uuid}/ports/${echoPort}`, {
+      token: seed.people.alphaViewer.token,
+    });
+    expect(viewer.status).toBe(403);
+    const outsider = await server.api('GET', `/api/v1/devices/${device.uuid}/ports/${echoPort}`, {
+      token: seed.people.betaOwner.token,
+    });
+    expect(outsider.status).toBe(404);
+    expect(
+      (await server.api('GET', `/api/v1/devices/${device.uuid}/ports/0`, { token: operator })).status,
+    ).toBe(400);
+  });
+});
+
+describe('Upgrade: fleetgate-stream', () => {
+  it('relays the port both ways, half-close included, and records the session with its bytes', async () => {
+    const { socket, headers } = opened(await portStream(seed.people.alphaOperator.token, echoPort));
+    expect(headers.upgrade).toBe('fleetgate-stream');
+    const sessionId = headers['fleetgate-session'];
+    expect(sessionId).toMatch(/^[0-9a-f]{16}$/);
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    const back = readAll(socket);
+    socket.end(big);
+    expect((await back).equals(big)).toBe(true);
+    await eventually(
+      async () => {
+        const session = check(
+          await server.api('GET', `/api/v1/sessions/${sessionId}`, { token: server.adminToken }),
+          200,
+        );
+        return (
+          !session.live &&
+          session.surface === 'tunnel' &&
+          session.port === echoPort &&
+          session.bytesToDevice === big.length &&
+          session.bytesFromDevice === big.length &&
+          session.outcome === 'closed'
+        );
+      },
+      5000,
+      'the session recorded as closed with its bytes',
+    );
+  });
+
+  it('keeps bytes the client sent right behind the request', async () => {
+    const { socket } = opened(
+      await portStream(seed.people.alphaOperator.token, echoPort, { first: 'sent before the answer' }),
+    );
+    const back = readAll(socket);
+    socket.end();
+    expect((await back).toString()).toBe('sent before the answer');
+  });
+
+  it('refuses with the reason, in plain HTTP: no token, another organization, viewer, port, device state', async () => {
+    const operator = seed.people.alphaOperator.token;
+    expect(refused(await portStream(undefined, echoPort)).status).toBe(401);
+    expect(refused(await portStream(seed.people.betaOwner.token, echoPort)).status).toBe(404);
+    const viewer = refused(await portStream(seed.people.alphaViewer.token, echoPort));
+    expect(viewer.status).toBe(403);
+    expect(viewer.error.message).toMatch(/viewer/);
+    const offList = refused(await portStream(operator, 22));
+    expect(offList.status).toBe(403);
+    expect(offList.error.message).toMatch(/port 22 is not on the device's port allow-list/);
+    const closed = refused(await portStream(operator, closedPort));
+    expect(closed.status).toBe(503);
+    expect(closed.error.message).toMatch(/refused/);
+    const offline = await newDevice(server, 'port-streams-offline');
+    const down = refused(await portStream(server.adminToken, 22, { ref: offline.uuid }));
+    expect(down.status).toBe(503);
+    expect(down.error.message).toMatch(/offline/);
+    expect(refused(await portStream(operator, 'http')).status).toBe(400);
+    expect(refused(await portStream(operator, 70000)).status).toBe(400);
+    expect(refused(await portStream(operator, echoPort, { ref: 'not-a-device' })).status).toBe(404);
+    const websocket = refused(await portStream(operator, echoPort, { upgrade: 'websocket' }));
+    expect(websocket.status).toBe(400);
+    expect(websocket.error.message).toMatch(/fleetgate-stream/);
+    // A device cannot open streams to itself, nor can a service key.
+    expect(refused(await portStream(device.apiKey, echoPort)).status).toBe(401);
+  });
+
+  it('signing out resets the streams the sign-in holds open; the token opens none after', async () => {
+    const email = `streams-${Math.random().toString(36).slice(2, 8)}@example.test`;
+    const created = check(
+      await server.api('POST', '/api/v1/orgs/1/members', {
+        token: server.adminToken,
+        body: { email, role: 'operator' },
+      }),
+      201,
+    );
+    const token = await server.login(email, created.password);
+    const { socket } = opened(await portStream(token, echoPort));
+    const first = new Promise<string>((resolve) =>
+      socket.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+    );
+    socket.write('still here?');
+    expect(await first).toBe('still here?');
+    const ended = new Promise<unknown>((resolve) => {
+      socket.once('error', resolve);
+      socket.once('close', () => resolve('closed without an error'));
+    });
+    check(await server.api('POST', '/api/v1/auth/logout', { token }), 204);
+    expect(await ended).toMatchObject({ code: 'ECONNRESET' });
+    expect(refused(await portStream(token, echoPort)).status).toBe(401);
+  });
+});
+
+describe('fleetgate tunnel, one connection to the server per local connection', () => {
+  it('holds nothing open while idle, and ends with a clear line once the server no longer takes the sign-in', async () => {
+    const email = `cli-${Math.random().toString(36).slice(2, 8)}@example.test`;
+    const created = check(
+      await server.api('POST', '/api/v1/orgs/1/members', {
+        token: server.adminToken,
+        body: { email, role: 'operator' },
+      }),
+      201,
+    );
+    const token = await server.login(email, created.password);
+    const child = spawn(
+      process.execPath,
+      [cliBin, 'tunnel', device.uuid, `0:${echoPort}`, '--server', server.baseUrl, '--token', token],
+      {
+        env: { ...process.env, FLEETGATE_CONFIG_DIR: '/nonexistent-fleetgate-test' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await eventually(() => /press Ctrl-C/.test(stdout), 20_000, `the CLI to listen (${stderr})`);
+      const localPort = Number(/forwarding 127\.0\.0\.1:(\d+)/.exec(stdout)?.[1]);
+      const echoOnce = async (text: string) => {
+        const socket = net.connect(localPort, '127.0.0.1');
+        socket.on('error', () => {});
+        const back = readAll(socket);
+        socket.end(text);
+        return (await back).toString();
+      };
+      expect(await echoOnce('first')).toBe('first');
+      // Idle: no session live for this person (the first one ended with its connection).
+      await eventually(async () => {
+        const live = check(
+          await server.api('GET', `/api/v1/sessions?live=true&user=${email}`, { token: server.adminToken }),
+          200,
+        );
+        return live.total === 0;
+      });
+      check(await server.api('POST', '/api/v1/auth/logout', { token }), 204);
+      await echoOnce('refused').catch(() => '');
+      expect(await exited).toBe(1);
+      expect(stderr).toMatch(/the server refused your sign-in: .*; sign in again \(fleetgate login\)/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
+});
