@@ -438,6 +438,9 @@ export function alphaPathValue(resources: AlphaResources, path: string, name: st
       return String(resources.alphaDeviceTypeId);
     case 'sessionId':
       return resources.alphaSessionId;
+    case 'port':
+      // /devices/{device}/ports/{port}: the default allow-list's port.
+      return '22';
     case 'keyId':
       return byRoute([
         [/^\/api\/v1\/api-keys\//, resources.alphaApiKeyId],
