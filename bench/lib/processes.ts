@@ -7,11 +7,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AGENT_BIN, nodeFlagsOf } from './bins.ts';
 import { api } from './server-process.ts';
 
 /** The repository's root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/fleetgate-agent.js');
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -92,7 +92,7 @@ export async function startAgent(
     }),
   );
   const agent = track(
-    spawn(process.execPath, [AGENT_BIN, 'run', '--config', configFile], {
+    spawn(process.execPath, [...nodeFlagsOf(AGENT_BIN), AGENT_BIN, 'run', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'inherit'],
     }),
   );

@@ -66,13 +66,14 @@ async function serve(flags: Flags): Promise<void> {
 
 export function startServerProcess(
   flags: Flags,
-  options: { cpuProfDir?: string | undefined } = {},
+  options: { cpuProfDir?: string | undefined; nodeFlags?: string[] } = {},
 ): Promise<ServerProcess> {
   const child = fork(fileURLToPath(import.meta.url), ['serve', JSON.stringify(flags)], {
     // process.execArgv carries tsx's loader, so the child runs TypeScript too.
     execArgv: [
       ...process.execArgv,
       '--expose-gc',
+      ...(options.nodeFlags ?? []),
       ...(options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : []),
     ],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

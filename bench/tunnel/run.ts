@@ -34,6 +34,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openDatabase } from '@fleetgate/server';
+import { CLI_BIN, nodeFlagsOf } from '../lib/bins.ts';
 import { cpuSeconds } from '../lib/figures.ts';
 import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
@@ -49,7 +50,6 @@ import {
   wholeNumber,
 } from '../lib/server-process.ts';
 
-const CLI_BIN = path.join(ROOT, 'packages/cli/bin/fleetgate.js');
 const MiB = 1024 * 1024;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
@@ -169,7 +169,17 @@ async function startCliTunnel(base: string, token: string, uuid: string, remoteP
   const cli = track(
     spawn(
       process.execPath,
-      [CLI_BIN, 'tunnel', uuid, `${localPort}:${remotePort}`, '--server', base, '--token', token],
+      [
+        ...nodeFlagsOf(CLI_BIN),
+        CLI_BIN,
+        'tunnel',
+        uuid,
+        `${localPort}:${remotePort}`,
+        '--server',
+        base,
+        '--token',
+        token,
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     ),
   );
@@ -502,7 +512,7 @@ async function main(): Promise<number> {
       adminEmail: ADMIN_EMAIL,
       adminPassword: ADMIN_PASSWORD,
     };
-    server = await startServerProcess(flags, { cpuProfDir });
+    server = await startServerProcess(flags, { cpuProfDir, nodeFlags: nodeFlagsOf(CLI_BIN) });
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const session = await signInAsAdmin(base);
     const org = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
@@ -548,7 +558,7 @@ async function main(): Promise<number> {
     // A fresh server process (without a profiler), so that the throughput runs' buffers do not blur its memory
     // figures.
     await server.stop();
-    server = await startServerProcess(flags);
+    server = await startServerProcess(flags, { nodeFlags: nodeFlagsOf(CLI_BIN) });
     await sleep(3_000);
     const { before, after, perTunnel, storming } = await idleAndStorm(
       server,
@@ -556,7 +566,7 @@ async function main(): Promise<number> {
         const stopping = performance.now();
         await server!.stop();
         const starting = performance.now();
-        server = await startServerProcess(flags);
+        server = await startServerProcess(flags, { nodeFlags: nodeFlagsOf(CLI_BIN) });
         log(
           `  restart: the old server stopped in ${((starting - stopping) / 1000).toFixed(1)} s (closing its tunnels, ` +
             `writing their presence), the new one listened ${((performance.now() - starting) / 1000).toFixed(1)} s later`,
