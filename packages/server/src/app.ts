@@ -20,8 +20,8 @@ import { registerRecoveryRoutes } from './features/recovery/routes.ts';
 import { registerSessions } from './features/sessions/index.ts';
 import { registerSshGateway } from './features/ssh-gateway/index.ts';
 import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
+import { registerPortStreams } from './features/streams/port-streams.ts';
 import { registerStreamRoutes } from './features/streams/routes.ts';
-import { registerPortStreams, registerUserTunnel } from './features/streams/user-tunnel.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariableRoutes } from './features/variables/routes.ts';
@@ -83,11 +83,9 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerStreamRoutes(app, deps);
   registerSessions(app, deps);
   registerAuditRoutes(app, deps);
-  // Upgrade endpoints: devices' tunnels; people's streams to device ports (`fleetgate tunnel`), one per
-  // connection, and the multiplexed WebSocket tunnel for programs that hold many.
+  // Upgrade endpoints: devices' tunnels; people's streams to device ports (`fleetgate tunnel`).
   registerTunnel(app, tunnels);
   registerPortStreams(deps, tunnels, auth);
-  registerUserTunnel(deps, tunnels, auth);
   // The HTTP CONNECT proxy: its own listener (startServer starts it), the same router as the tunnel.
   registerConnectProxy(app, deps, tunnels, auth);
   // The SSH gateway: its own listener (startServer starts it), the same router; and session recordings.

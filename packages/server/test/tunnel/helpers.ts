@@ -253,3 +253,59 @@ export function requestPortStream(
     request.end();
   });
 }
+
+/** The stream `answer` opened; throws with the server's refusal when it refused. */
+export function streamOpened(answer: PortStreamAnswer) {
+  if ('status' in answer) throw new Error(`refused: ${answer.status} ${answer.error.message}`);
+  return answer;
+}
+
+/**
+ * A person's stream to an echo server on the device, proven to echo, with its session's id and how it ends: the
+ * socket's error (`ECONNRESET` when the server resets it, as when access is taken away) or a note that it closed
+ * without one.
+ */
+export async function liveEcho(baseUrl: string, token: string, ref: string, port: number) {
+  const { socket, headers } = streamOpened(await requestPortStream(baseUrl, token, ref, port));
+  const ended = new Promise<unknown>((resolve) => {
+    socket.once('error', resolve);
+    socket.once('close', () => resolve('closed without an error'));
+  });
+  const first = new Promise<string>((resolve) =>
+    socket.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+  );
+  socket.write('still here?');
+  const echoed = await first;
+  if (echoed !== 'still here?') throw new Error(`the stream echoed ${JSON.stringify(echoed)}`);
+  return { socket, sessionId: String(headers['fleetgate-session']), ended };
+}
+
+/** How `ended` settles, or a note that it had not after `ms`: a failure, not a hang. */
+export function within(ended: Promise<unknown>, ms = 5000): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    ended,
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve(`still open after ${ms} ms`), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** How session `id` ended, as `GET /api/v1/sessions/:id` records it, once it has (waiting up to `ms`). */
+export async function sessionOutcome(server: TestServer, id: string, ms = 5000): Promise<string> {
+  let outcome = '';
+  await eventually(
+    async () => {
+      const session = check(
+        await server.api('GET', `/api/v1/sessions/${id}`, { token: server.adminToken }),
+        200,
+      );
+      if (session.live) return false;
+      outcome = session.outcome;
+      return true;
+    },
+    ms,
+    `session ${id} to end`,
+  );
+  return outcome;
+}

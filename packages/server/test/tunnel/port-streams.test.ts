@@ -9,11 +9,15 @@ import { seedTwoOrgs } from '../harness.ts';
 import {
   eventually,
   isVariables,
+  liveEcho,
   newDevice,
   type PortStreamAnswer,
   requestPortStream,
+  sessionOutcome,
   startTunnelServer,
+  streamOpened,
   TestAgent,
+  within,
 } from './helpers.ts';
 
 /**
@@ -76,11 +80,6 @@ function portStream(
   return requestPortStream(server.baseUrl, token, options.ref ?? device.uuid, port, options);
 }
 
-function opened(result: PortStreamAnswer) {
-  if ('status' in result) throw new Error(`refused: ${result.status} ${result.error.message}`);
-  return result;
-}
-
 function refused(result: PortStreamAnswer) {
   if (!('status' in result)) {
     result.socket.destroy();
@@ -131,8 +130,8 @@ describe('GET /api/v1/devices/:device/ports/:port', () => {
 });
 
 describe('Upgrade: fleetgate-stream', () => {
-  it('relays the port both ways, half-close included, and records the session with its bytes', async () => {
-    const { socket, headers } = opened(await portStream(seed.people.alphaOperator.token, echoPort));
+  it('relays the port both ways, half-close included, and records the session and its audit event with its bytes', async () => {
+    const { socket, headers } = streamOpened(await portStream(seed.people.alphaOperator.token, echoPort));
     expect(headers.upgrade).toBe('fleetgate-stream');
     const sessionId = headers['fleetgate-session'];
     expect(sessionId).toMatch(/^[0-9a-f]{16}$/);
@@ -158,10 +157,21 @@ describe('Upgrade: fleetgate-stream', () => {
       5000,
       'the session recorded as closed with its bytes',
     );
+    // The session's end and its audit event are written together.
+    const closes = check(
+      await server.api('GET', `/api/v1/audit?action=device.stream.close&resourceId=${device.uuid}`, {
+        token: server.adminToken,
+      }),
+      200,
+    );
+    expect(
+      closes.items.find((e: { details: { session?: string } | null }) => e.details?.session === sessionId)
+        ?.details,
+    ).toMatchObject({ bytesToDevice: big.length, bytesFromDevice: big.length });
   });
 
   it('keeps bytes the client sent right behind the request', async () => {
-    const { socket } = opened(
+    const { socket } = streamOpened(
       await portStream(seed.people.alphaOperator.token, echoPort, { first: 'sent before the answer' }),
     );
     const back = readAll(socket);
@@ -192,11 +202,20 @@ describe('Upgrade: fleetgate-stream', () => {
     const websocket = refused(await portStream(operator, echoPort, { upgrade: 'websocket' }));
     expect(websocket.status).toBe(400);
     expect(websocket.error.message).toMatch(/fleetgate-stream/);
-    // A device cannot open streams to itself, nor can a service key.
+    // A device cannot open streams to itself; a service credential (the OpenSSH bastion's) acts for no one: 403,
+    // as on every route not made for it.
     expect(refused(await portStream(device.apiKey, echoPort)).status).toBe(401);
+    const service = check(
+      await server.api('POST', '/api/v1/api-keys', {
+        token: server.adminToken,
+        body: { name: 'bastion', service: 'openssh' },
+      }),
+      201,
+    );
+    expect(refused(await portStream(service.key, echoPort)).status).toBe(403);
   });
 
-  it('signing out resets the streams the sign-in holds open; the token opens none after', async () => {
+  it('signing out resets the streams the sign-in holds open, with the reason in the session; the token opens none after', async () => {
     const email = `streams-${Math.random().toString(36).slice(2, 8)}@example.test`;
     const created = check(
       await server.api('POST', '/api/v1/orgs/1/members', {
@@ -206,18 +225,12 @@ describe('Upgrade: fleetgate-stream', () => {
       201,
     );
     const token = await server.login(email, created.password);
-    const { socket } = opened(await portStream(token, echoPort));
-    const first = new Promise<string>((resolve) =>
-      socket.once('data', (chunk: Buffer) => resolve(chunk.toString())),
-    );
-    socket.write('still here?');
-    expect(await first).toBe('still here?');
-    const ended = new Promise<unknown>((resolve) => {
-      socket.once('error', resolve);
-      socket.once('close', () => resolve('closed without an error'));
-    });
+    const { sessionId, ended } = await liveEcho(server.baseUrl, token, device.uuid, echoPort);
     check(await server.api('POST', '/api/v1/auth/logout', { token }), 204);
-    expect(await ended).toMatchObject({ code: 'ECONNRESET' });
+    expect(await within(ended)).toMatchObject({ code: 'ECONNRESET' });
+    expect(await sessionOutcome(server, sessionId)).toBe(
+      'access revoked: the sign-in it was opened with was revoked or has expired',
+    );
     expect(refused(await portStream(token, echoPort)).status).toBe(401);
   });
 });

@@ -28,8 +28,9 @@ import { decommissionedCredential } from './service.ts';
  * messages. One live connection per device: a newer one supersedes the older. Decommissioning the device or
  * revoking the credential it connected with closes it at once.
  *
- * The hub owns the HTTP server's `upgrade` event: other features (the people's end of `fleetgate tunnel`)
- * add their WebSocket endpoints with `route()` and get liveness from the same sweep.
+ * The hub owns the HTTP server's `upgrade` event: other features add their upgrade endpoints with `route()`
+ * (people's streams to device ports, the OpenSSH bastion's WebSocket), and WebSocket peers they open with
+ * `openPeer` get liveness from the same sweep.
  */
 
 export interface TunnelHubOptions {
@@ -170,7 +171,10 @@ export class TunnelHub implements DeviceTunnelOwner {
     this.options.presence.start();
   }
 
-  /** Adds a WebSocket endpoint: `handle` authenticates and then calls `openPeer`, or `refuse`. */
+  /**
+   * Adds an upgrade endpoint: `handle` authenticates and then takes the socket (a WebSocket through `openPeer`),
+   * or `refuse`s it.
+   */
   route(pattern: RegExp, handle: UpgradeHandler): void {
     this.routes.push({ pattern, handle });
   }
@@ -496,7 +500,7 @@ export class TunnelHub implements DeviceTunnelOwner {
     });
     new client.Gauge({
       name: 'fleetgate_tunnel_peers',
-      help: "WebSocket peers speaking the tunnel protocol (devices and people's `fleetgate tunnel`)",
+      help: "WebSocket peers speaking the tunnel protocol (devices, and the OpenSSH bastion's connections)",
       registers: [registry],
       collect() {
         this.set(hub.peerCount);
