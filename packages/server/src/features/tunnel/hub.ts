@@ -313,12 +313,12 @@ export class TunnelHub implements DeviceTunnelOwner {
           this.refuseWith(socket, err);
           return;
         }
-        this.deps.log.error({ err, path }, 'WebSocket upgrade failed');
+        this.deps.log.error({ err, path }, 'upgrade failed');
         this.refuse(socket, 'internal', 'internal error; the server log has the details');
       });
       return;
     }
-    this.refuse(socket, 'not_found', `no WebSocket endpoint at ${path.slice(0, 200)}`);
+    this.refuse(socket, 'not_found', `no upgrade endpoint at ${path.slice(0, 200)}`);
   };
 
   private async deviceUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

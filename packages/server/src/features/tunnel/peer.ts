@@ -48,7 +48,7 @@ export class PeerSocket extends WebSocket {
 const BINARY = { binary: true } as const;
 
 /**
- * One WebSocket carrying one `Multiplexer`: a device's tunnel, or a person's (`fleetgate tunnel`). One binary
+ * One WebSocket carrying one `Multiplexer`: a device's tunnel, or the OpenSSH bastion's relay. One binary
  * message is one frame; a text message is a protocol error. The WebSocket closes with the multiplexer's close
  * code and reason, whichever side closed first.
  *
