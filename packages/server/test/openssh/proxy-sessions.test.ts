@@ -5,26 +5,19 @@
  * key), without sshd itself: the route, the credential and the client are the real ones, against a real server
  * and a real agent (in-process, over real sockets).
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../../agent/src/agent.ts';
 import { enrollAgent, removeTemporaryDirs, waitFor } from '../../../agent/test/helpers.ts';
 import { type ListeningServer, startListeningServer } from '../listening.ts';
 import { api as callApi, keygen } from '../ssh/openssh-tools.ts';
+import { type RunningCli, runCli, within } from '../tunnel/helpers.ts';
 
-const cli = fileURLToPath(new URL('../../../cli/bin/fleetgate.js', import.meta.url));
-
-/** A running `fleetgate ssh-proxy`: what it printed so far, and its exit status once it exits. */
-interface Proxy {
-  child: ChildProcessWithoutNullStreams;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-}
+/** A running `fleetgate ssh-proxy`, its standard input the test's. */
+type Proxy = RunningCli<ChildProcessWithoutNullStreams>;
 
 describe('OpenSSH-mode sessions and the service key they were opened through', { timeout: 120_000 }, () => {
   let server: ListeningServer;
@@ -41,26 +34,16 @@ describe('OpenSSH-mode sessions and the service key they were opened through', {
 
   /** The forced command sshd runs for the admin's key: `<device> cat`, through `key`. */
   function sshProxy(key: string): Proxy {
-    const child = spawn(process.execPath, [cli, 'ssh-proxy', String(sshKeyId)], {
+    // As sshd starts it: an environment of its own, not this process's.
+    return runCli(['ssh-proxy', String(sshKeyId)], {
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
-        FLEETGATE_CONFIG_DIR: '/nonexistent-fleetgate-test',
         FLEETGATE_SERVER: server.url,
         FLEETGATE_TOKEN: key,
         SSH_ORIGINAL_COMMAND: `${uuid} cat`,
       },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdin: 'pipe',
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    return { child, stdout: () => stdout, stderr: () => stderr, exited };
   }
 
   /** Writes a line to the remote `cat` and waits until it comes back: the session is live. */
@@ -71,17 +54,6 @@ describe('OpenSSH-mode sessions and the service key they were opened through', {
       20_000,
       `"${line}" back through the session (stderr: ${proxy.stderr()})`,
     );
-  }
-
-  /** The proxy's exit status, or a note that it still ran after `ms`: a failure, not a hang. */
-  function exitWithin(proxy: Proxy, ms = 10_000): Promise<number | null | string> {
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      proxy.exited,
-      new Promise<string>((resolve) => {
-        timer = setTimeout(() => resolve(`still running after ${ms} ms`), ms);
-      }),
-    ]).finally(() => clearTimeout(timer));
   }
 
   beforeAll(async () => {
@@ -126,12 +98,12 @@ describe('OpenSSH-mode sessions and the service key they were opened through', {
 
       // The person's `cat` through the revoked key is cut off, and the forced command says why (sshd passes
       // its stderr and exit status 255 on to the person's ssh).
-      expect(await exitWithin(a)).toBe(255);
+      expect(await within(a.exited, 10_000)).toBe(255);
       expect(a.stderr()).toMatch(/access revoked: the service key it was opened through was revoked/);
       // The other bastion's key still holds: its session goes on, and ends normally.
       await echoes(b, 'still through b');
       b.child.stdin.end();
-      expect(await exitWithin(b)).toBe(0);
+      expect(await within(b.exited, 10_000)).toBe(0);
 
       // The sessions' ends are recorded as they close.
       const outcomes = await waitFor(
@@ -169,7 +141,7 @@ describe('OpenSSH-mode sessions and the service key they were opened through', {
         .execute();
       // Live sessions are checked every minute, and at once after any change to access: another key made.
       await serviceKey('bastion-next');
-      expect(await exitWithin(c)).toBe(255);
+      expect(await within(c.exited, 10_000)).toBe(255);
       expect(c.stderr()).toMatch(
         /access revoked: the service key it was opened through was revoked, has expired/,
       );

@@ -1,6 +1,8 @@
+import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import {
   type AgentMessage,
   bridge,
@@ -12,6 +14,7 @@ import {
   StreamErrorCode,
 } from '@fleetgate/protocol';
 import WebSocket from 'ws';
+import type { Role } from '../../src/infra/access/index.ts';
 import { check } from '../api/helpers.ts';
 import { createProvisioningKey, registerNewDevice } from '../enrollment/helpers.ts';
 import { startTestServer, type TestServer } from '../harness.ts';
@@ -51,6 +54,145 @@ export async function newDevice(
   const { key } = await createProvisioningKey(server, fleet.id);
   const device = await registerNewDevice(server, key);
   return { fleetId: fleet.id as number, ...device, authorization: basicAuth(device.uuid, device.apiKey) };
+}
+
+/** Sets the device's own port allow-list (null: it follows its fleet's), as an administrator. */
+export async function setDevicePorts(
+  server: TestServer,
+  uuid: string,
+  ports: number[] | null,
+): Promise<void> {
+  check(
+    await server.api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, {
+      token: server.adminToken,
+      body: { ports },
+    }),
+    200,
+  );
+}
+
+/** Sets a fleet's port allow-list (null: back to the default, [22]), as an administrator. */
+export async function setFleetPorts(
+  server: TestServer,
+  fleetId: number,
+  ports: number[] | null,
+): Promise<void> {
+  check(
+    await server.api('PUT', `/api/v1/fleets/${fleetId}/allowed-ports`, {
+      token: server.adminToken,
+      body: { ports },
+    }),
+    200,
+  );
+}
+
+/**
+ * A registered device in a new fleet `fleetName`, with `ports` as its own port allow-list, and a `TestAgent`
+ * connected for it that has had its variables: the device is online and takes streams to those ports.
+ */
+export async function onlineDevice(
+  server: TestServer & { wsUrl: string },
+  fleetName: string,
+  ports: number[],
+) {
+  const device = await newDevice(server, fleetName);
+  await setDevicePorts(server, device.uuid, ports);
+  const agent = await TestAgent.connect(server.wsUrl, device.authorization);
+  await agent.waitFor(isVariables);
+  return { device, agent };
+}
+
+/**
+ * A new member of organization 1 (the default one) with `role`, narrowed to `fleetIds` when given, signed in.
+ * `name` starts their e-mail address (default: the role), which a random suffix makes unique.
+ */
+export async function newMember(
+  server: TestServer,
+  options: { role: Role; fleetIds?: number[]; name?: string },
+) {
+  const email = `${options.name ?? options.role}-${Math.random().toString(36).slice(2, 8)}@example.test`;
+  const created = check(
+    await server.api('POST', '/api/v1/orgs/1/members', {
+      token: server.adminToken,
+      body: { email, role: options.role, ...(options.fleetIds ? { fleetIds: options.fleetIds } : {}) },
+    }),
+    201,
+  );
+  return { email, userId: created.userId as number, token: await server.login(email, created.password) };
+}
+
+/** Listens on 127.0.0.1, on a port the system picks; resolves with that port. */
+export async function listen(service: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+  return (service.address() as net.AddressInfo).port;
+}
+
+/** A TCP server on 127.0.0.1 that sends back what it receives, and the port it listens on. */
+export async function startEchoService(): Promise<{ service: net.Server; port: number }> {
+  const service = net.createServer({ allowHalfOpen: true }, (socket) => {
+    // Echoes, and ends its side when the client ends its own: half-close crosses the tunnel both ways.
+    socket.pipe(socket);
+    // A stream reset on the way (a terminated session) reaches this end as ECONNRESET.
+    socket.on('error', () => {});
+  });
+  return { service, port: await listen(service) };
+}
+
+/**
+ * A port on 127.0.0.1 that nothing listens on (one the system handed out, closed again): connections to it are
+ * refused.
+ */
+export async function unusedPort(): Promise<number> {
+  const probe = net.createServer();
+  const port = await listen(probe);
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+const cliBin = fileURLToPath(new URL('../../../cli/bin/fleetgate.js', import.meta.url));
+
+/** A running `fleetgate`: what it printed so far, and its exit status once it has exited. */
+export interface RunningCli<Child extends ChildProcess = ChildProcess> {
+  child: Child;
+  stdout(): string;
+  stderr(): string;
+  /** The exit status, once the process has exited and its output has all been read. */
+  exited: Promise<number | null>;
+}
+
+/** Options of `runCli`. */
+export interface CliOptions {
+  /**
+   * Its environment (default: this process's). FLEETGATE_CONFIG_DIR is always set, to a directory that does not
+   * exist, so that no sign-in saved on this machine is read.
+   */
+  env?: NodeJS.ProcessEnv;
+  /** `pipe` gives the test its standard input (`child.stdin`); by default it has none. */
+  stdin?: 'pipe' | 'ignore';
+}
+
+/** Runs the real CLI (`packages/cli/bin/fleetgate.js`) with `args`, as a child process of this Node. */
+export function runCli(
+  args: string[],
+  options: CliOptions & { stdin: 'pipe' },
+): RunningCli<ChildProcessWithoutNullStreams>;
+export function runCli(args: string[], options?: CliOptions & { stdin?: 'ignore' }): RunningCli;
+export function runCli(args: string[], options: CliOptions = {}): RunningCli {
+  const child = spawn(process.execPath, [cliBin, ...args], {
+    env: { ...(options.env ?? process.env), FLEETGATE_CONFIG_DIR: '/nonexistent-fleetgate-test' },
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  // 'close', not 'exit': its output may still be in the pipes when the process exits.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
 /** The answer to a refused upgrade. */

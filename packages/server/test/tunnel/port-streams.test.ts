@@ -1,22 +1,23 @@
-import { spawn } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { check } from '../api/helpers.ts';
 import { seedTwoOrgs } from '../harness.ts';
 import {
   eventually,
-  isVariables,
   liveEcho,
   newDevice,
+  newMember,
+  onlineDevice,
   type PortStreamAnswer,
   requestPortStream,
+  runCli,
   sessionOutcome,
+  startEchoService,
   startTunnelServer,
   streamOpened,
-  TestAgent,
+  type TestAgent,
+  unusedPort,
   within,
 } from './helpers.ts';
 
@@ -26,8 +27,6 @@ import {
  * opens the stream, with a real TCP server behind the in-test agent.
  */
 
-const cliBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../cli/bin/fleetgate.js');
-
 let server: Awaited<ReturnType<typeof startTunnelServer>>;
 let seed: Awaited<ReturnType<typeof seedTwoOrgs>>;
 let device: Awaited<ReturnType<typeof newDevice>>;
@@ -36,33 +35,12 @@ let echo: net.Server;
 let echoPort: number;
 let closedPort: number;
 
-async function listen(s: net.Server): Promise<number> {
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  return (s.address() as net.AddressInfo).port;
-}
-
 beforeAll(async () => {
   server = await startTunnelServer();
   seed = await seedTwoOrgs(server);
-  device = await newDevice(server, 'port-streams-fleet');
-  echo = net.createServer({ allowHalfOpen: true }, (socket) => {
-    // Echoes, and ends its side when the client ends its own: half-close crosses both ways.
-    socket.pipe(socket);
-    socket.on('error', () => {});
-  });
-  echoPort = await listen(echo);
-  const probe = net.createServer();
-  closedPort = await listen(probe);
-  await new Promise((resolve) => probe.close(resolve));
-  check(
-    await server.api('PUT', `/api/v1/devices/${device.uuid}/allowed-ports`, {
-      token: server.adminToken,
-      body: { ports: [echoPort, closedPort] },
-    }),
-    200,
-  );
-  agent = await TestAgent.connect(server.wsUrl, device.authorization);
-  await agent.waitFor(isVariables);
+  ({ service: echo, port: echoPort } = await startEchoService());
+  closedPort = await unusedPort();
+  ({ device, agent } = await onlineDevice(server, 'port-streams-fleet', [echoPort, closedPort]));
 });
 
 afterAll(async () => {
@@ -216,15 +194,7 @@ describe('Upgrade: fleetgate-stream', () => {
   });
 
   it('signing out resets the streams the sign-in holds open, with the reason in the session; the token opens none after', async () => {
-    const email = `streams-${Math.random().toString(36).slice(2, 8)}@example.test`;
-    const created = check(
-      await server.api('POST', '/api/v1/orgs/1/members', {
-        token: server.adminToken,
-        body: { email, role: 'operator' },
-      }),
-      201,
-    );
-    const token = await server.login(email, created.password);
+    const { token } = await newMember(server, { role: 'operator', name: 'streams' });
     const { sessionId, ended } = await liveEcho(server.baseUrl, token, device.uuid, echoPort);
     check(await server.api('POST', '/api/v1/auth/logout', { token }), 204);
     expect(await within(ended)).toMatchObject({ code: 'ECONNRESET' });
@@ -237,35 +207,23 @@ describe('Upgrade: fleetgate-stream', () => {
 
 describe('fleetgate tunnel, one connection to the server per local connection', () => {
   it('holds nothing open while idle, and ends with a clear line once the server no longer takes the sign-in', async () => {
-    const email = `cli-${Math.random().toString(36).slice(2, 8)}@example.test`;
-    const created = check(
-      await server.api('POST', '/api/v1/orgs/1/members', {
-        token: server.adminToken,
-        body: { email, role: 'operator' },
-      }),
-      201,
-    );
-    const token = await server.login(email, created.password);
-    const child = spawn(
-      process.execPath,
-      [cliBin, 'tunnel', device.uuid, `0:${echoPort}`, '--server', server.baseUrl, '--token', token],
-      {
-        env: { ...process.env, FLEETGATE_CONFIG_DIR: '/nonexistent-fleetgate-test' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { email, token } = await newMember(server, { role: 'operator', name: 'cli' });
+    const cli = runCli([
+      'tunnel',
+      device.uuid,
+      `0:${echoPort}`,
+      '--server',
+      server.baseUrl,
+      '--token',
+      token,
+    ]);
     try {
-      await eventually(() => /press Ctrl-C/.test(stdout), 20_000, `the CLI to listen (${stderr})`);
-      const localPort = Number(/forwarding 127\.0\.0\.1:(\d+)/.exec(stdout)?.[1]);
+      await eventually(
+        () => /press Ctrl-C/.test(cli.stdout()),
+        20_000,
+        `the CLI to listen (${cli.stderr()})`,
+      );
+      const localPort = Number(/forwarding 127\.0\.0\.1:(\d+)/.exec(cli.stdout())?.[1]);
       const echoOnce = async (text: string) => {
         const socket = net.connect(localPort, '127.0.0.1');
         socket.on('error', () => {});
@@ -284,10 +242,10 @@ describe('fleetgate tunnel, one connection to the server per local connection', 
       });
       check(await server.api('POST', '/api/v1/auth/logout', { token }), 204);
       await echoOnce('refused').catch(() => '');
-      expect(await exited).toBe(1);
-      expect(stderr).toMatch(/the server refused your sign-in: .*; sign in again \(fleetgate login\)/);
+      expect(await cli.exited).toBe(1);
+      expect(cli.stderr()).toMatch(/the server refused your sign-in: .*; sign in again \(fleetgate login\)/);
     } finally {
-      child.kill('SIGKILL');
+      cli.child.kill('SIGKILL');
     }
   }, 60_000);
 });

@@ -4,18 +4,18 @@
  * The minute passes on fake intervals only (`setInterval`); timeouts, clocks and sockets stay real, and the
  * server, the agent's tunnel and the person's stream are real listeners and clients.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { sha256Hex } from '../../src/infra/crypto/index.ts';
-import { check } from '../api/helpers.ts';
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from '../harness.ts';
 import {
-  isVariables,
   liveEcho,
-  newDevice,
+  type newDevice,
+  onlineDevice,
   sessionOutcome,
+  startEchoService,
   startTunnelServer,
-  TestAgent,
+  type TestAgent,
   within,
 } from './helpers.ts';
 
@@ -29,22 +29,8 @@ beforeAll(async () => {
   // Before the server starts, so that its once-a-minute check is one of the fake intervals.
   vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   server = await startTunnelServer();
-  device = await newDevice(server, 'expiry-fleet');
-  echo = net.createServer((socket) => {
-    socket.pipe(socket);
-    socket.on('error', () => {});
-  });
-  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
-  echoPort = (echo.address() as net.AddressInfo).port;
-  check(
-    await server.api('PUT', `/api/v1/devices/${device.uuid}/allowed-ports`, {
-      token: server.adminToken,
-      body: { ports: [echoPort] },
-    }),
-    200,
-  );
-  agent = await TestAgent.connect(server.wsUrl, device.authorization);
-  await agent.waitFor(isVariables);
+  ({ service: echo, port: echoPort } = await startEchoService());
+  ({ device, agent } = await onlineDevice(server, 'expiry-fleet', [echoPort]));
 });
 
 afterAll(async () => {

@@ -1,9 +1,7 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthService } from '../../src/features/auth/service.ts';
@@ -16,14 +14,20 @@ import { check } from '../api/helpers.ts';
 import { seedTwoOrgs } from '../harness.ts';
 import {
   eventually,
-  isVariables,
+  listen,
   liveEcho,
   newDevice,
+  newMember,
+  onlineDevice,
   requestPortStream,
+  runCli,
   sessionOutcome,
+  setDevicePorts,
+  setFleetPorts,
+  startEchoService,
   startTunnelServer,
   streamOpened,
-  TestAgent,
+  type TestAgent,
   within,
 } from './helpers.ts';
 
@@ -34,7 +38,6 @@ import {
  */
 
 const execFileAsync = promisify(execFile);
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 
 let server: Awaited<ReturnType<typeof startTunnelServer>>;
 let seed: Awaited<ReturnType<typeof seedTwoOrgs>>;
@@ -45,33 +48,13 @@ let echoPort: number;
 let web: http.Server;
 let webPort: number;
 
-async function listen(s: net.Server): Promise<number> {
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  return (s.address() as net.AddressInfo).port;
-}
-
 beforeAll(async () => {
   server = await startTunnelServer();
   seed = await seedTwoOrgs(server);
-  device = await newDevice(server, 'ports-fleet');
-  echo = net.createServer({ allowHalfOpen: true }, (socket) => {
-    // Echoes, and ends its side when the client ends its own: half-close crosses the tunnel both ways.
-    socket.pipe(socket);
-    // A stream reset on the way (a terminated session) reaches this end as ECONNRESET.
-    socket.on('error', () => {});
-  });
-  echoPort = await listen(echo);
+  ({ service: echo, port: echoPort } = await startEchoService());
   web = http.createServer((_request, response) => response.end('hello from the device\n'));
   webPort = await listen(web);
-  check(
-    await server.api('PUT', `/api/v1/devices/${device.uuid}/allowed-ports`, {
-      token: server.adminToken,
-      body: { ports: [echoPort, webPort] },
-    }),
-    200,
-  );
-  agent = await TestAgent.connect(server.wsUrl, device.authorization);
-  await agent.waitFor(isVariables);
+  ({ device, agent } = await onlineDevice(server, 'ports-fleet', [echoPort, webPort]));
 });
 
 afterAll(async () => {
@@ -153,19 +136,6 @@ describe('openStream', () => {
 describe('access taken away while streams are open', () => {
   // Signing out ends them too: tested with the endpoint's own tests, in port-streams.test.ts.
 
-  /** A new operator of the device's organization (narrowed to `fleetIds` when given), signed in. */
-  async function newOperator(name: string, fleetIds?: number[]) {
-    const email = `${name}-${Math.random().toString(36).slice(2, 8)}@example.test`;
-    const created = check(
-      await server.api('POST', '/api/v1/orgs/1/members', {
-        token: server.adminToken,
-        body: { email, role: 'operator', ...(fleetIds ? { fleetIds } : {}) },
-      }),
-      201,
-    );
-    return { userId: created.userId as number, token: await server.login(email, created.password) };
-  }
-
   /** A stream to the device's echo server as `token`, proven to echo (see `liveEcho`). */
   function echoAs(token: string) {
     return liveEcho(server.baseUrl, token, device.uuid, echoPort);
@@ -186,9 +156,9 @@ describe('access taken away while streams are open', () => {
   }
 
   it("a role lowered to viewer, or a removed membership, ends the person's streams; others go on", async () => {
-    const lowered = await newOperator('lowered');
-    const removed = await newOperator('removed');
-    const bystander = await newOperator('bystander');
+    const lowered = await newMember(server, { role: 'operator', name: 'lowered' });
+    const removed = await newMember(server, { role: 'operator', name: 'removed' });
+    const bystander = await newMember(server, { role: 'operator', name: 'bystander' });
     const a = await echoAs(lowered.token);
     const b = await echoAs(removed.token);
     const c = await echoAs(bystander.token);
@@ -216,25 +186,18 @@ describe('access taken away while streams are open', () => {
     }
   });
 
-  /** Sets the device's own port allow-list (null: its fleet's), as an administrator. */
-  async function setDevicePorts(ports: number[] | null) {
-    check(
-      await server.api('PUT', `/api/v1/devices/${device.uuid}/allowed-ports`, {
-        token: server.adminToken,
-        body: { ports },
-      }),
-      200,
-    );
-  }
-
   /** The device's HTTP server answers a request on `socket`: the stream is still relayed. */
   async function stillAnswers(socket: Duplex) {
     expect(await answerTo(socket, 'GET / HTTP/1.1\r\nHost: device\r\n\r\n')).toMatch(/^HTTP\/1\.1 200/);
   }
 
   it("moving the device to another fleet ends the streams of a member narrowed to its old fleet, not others'", async () => {
-    const narrowed = await newOperator('narrowed', [device.fleetId]);
-    const whole = await newOperator('whole-org');
+    const narrowed = await newMember(server, {
+      role: 'operator',
+      fleetIds: [device.fleetId],
+      name: 'narrowed',
+    });
+    const whole = await newMember(server, { role: 'operator', name: 'whole-org' });
     const a = await echoAs(narrowed.token);
     const b = await echoAs(whole.token);
     try {
@@ -264,7 +227,7 @@ describe('access taken away while streams are open', () => {
   });
 
   it("taking a port off the device's or the fleet's allow-list ends the streams to it, not to other ports", async () => {
-    const person = await newOperator('ports');
+    const person = await newMember(server, { role: 'operator', name: 'ports' });
     // The HTTP server keeps the connection between requests longer than this test takes.
     web.keepAliveTimeout = 30_000;
     const toEcho = await echoAs(person.token);
@@ -273,7 +236,7 @@ describe('access taken away while streams are open', () => {
     let again: Awaited<ReturnType<typeof echoAs>> | undefined;
     try {
       // The device's own list.
-      await setDevicePorts([webPort]);
+      await setDevicePorts(server, device.uuid, [webPort]);
       expect(await within(toEcho.ended)).toMatchObject({ code: 'ECONNRESET' });
       expect(await sessionOutcome(server, toEcho.sessionId)).toBe(
         `access revoked: port ${echoPort} is no longer on the device's port allow-list`,
@@ -281,34 +244,16 @@ describe('access taken away while streams are open', () => {
       await stillAnswers(toWeb.socket);
 
       // The fleet's list, which the device follows once it has none of its own.
-      check(
-        await server.api('PUT', `/api/v1/fleets/${device.fleetId}/allowed-ports`, {
-          token: server.adminToken,
-          body: { ports: [echoPort, webPort] },
-        }),
-        200,
-      );
-      await setDevicePorts(null);
+      await setFleetPorts(server, device.fleetId, [echoPort, webPort]);
+      await setDevicePorts(server, device.uuid, null);
       again = await echoAs(person.token);
-      check(
-        await server.api('PUT', `/api/v1/fleets/${device.fleetId}/allowed-ports`, {
-          token: server.adminToken,
-          body: { ports: [webPort] },
-        }),
-        200,
-      );
+      await setFleetPorts(server, device.fleetId, [webPort]);
       expect(await within(again.ended)).toMatchObject({ code: 'ECONNRESET' });
       expect(await sessionOutcome(server, again.sessionId)).toMatch(/^access revoked: port \d+ is no longer/);
       await stillAnswers(toWeb.socket);
     } finally {
-      check(
-        await server.api('PUT', `/api/v1/fleets/${device.fleetId}/allowed-ports`, {
-          token: server.adminToken,
-          body: { ports: null },
-        }),
-        200,
-      );
-      await setDevicePorts([echoPort, webPort]);
+      await setFleetPorts(server, device.fleetId, null);
+      await setDevicePorts(server, device.uuid, [echoPort, webPort]);
       for (const socket of [toEcho.socket, toWeb.socket, again?.socket]) socket?.destroy();
     }
   });
@@ -320,41 +265,24 @@ describe('fleetgate tunnel', () => {
       await server.api('GET', `/api/v1/devices/${device.uuid}`, { token: server.adminToken }),
       200,
     );
-    const child = spawn(
-      process.execPath,
-      [
-        path.join(repoRoot, 'packages/cli/bin/fleetgate.js'),
-        'tunnel',
-        name,
-        `0:${webPort}`,
-        `0:${echoPort + 0}`,
-        '0:22',
-        '--server',
-        server.baseUrl,
-        '--token',
-        seed.people.alphaOperator.token,
-      ],
-      {
-        env: { ...process.env, FLEETGATE_CONFIG_DIR: '/nonexistent-fleetgate-test' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const cli = runCli([
+      'tunnel',
+      name,
+      `0:${webPort}`,
+      `0:${echoPort + 0}`,
+      '0:22',
+      '--server',
+      server.baseUrl,
+      '--token',
+      seed.people.alphaOperator.token,
+    ]);
     try {
       await eventually(
-        () => /press Ctrl-C/.test(stdout) || child.exitCode !== null,
+        () => /press Ctrl-C/.test(cli.stdout()) || cli.child.exitCode !== null,
         20_000,
-        `the CLI to listen (${stderr})`,
+        `the CLI to listen (${cli.stderr()})`,
       );
-      const ports = [...stdout.matchAll(/forwarding 127\.0\.0\.1:(\d+) → .* port (\d+)/g)].map((m) => ({
+      const ports = [...cli.stdout().matchAll(/forwarding 127\.0\.0\.1:(\d+) → .* port (\d+)/g)].map((m) => ({
         local: Number(m[1]),
         remote: Number(m[2]),
       }));
@@ -368,17 +296,17 @@ describe('fleetgate tunnel', () => {
       expect(body).toBe('hello from the device\n');
       // A port the device's allow-list does not hold: a note at start; then each connection is reset and the
       // CLI says why.
-      expect(stderr).toMatch(/note: port 22 is not on .*'s port allow-list/);
+      expect(cli.stderr()).toMatch(/note: port 22 is not on .*'s port allow-list/);
       await execFileAsync('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${ports[2]!.local}/`]).catch(
         () => {},
       );
       await eventually(
         () =>
           /a connection to .* port 22 was refused: port 22 is not on the device's port allow-list/.test(
-            stderr,
+            cli.stderr(),
           ),
         5000,
-        `the refusal line (${stderr})`,
+        `the refusal line (${cli.stderr()})`,
       );
       // Half-close through the CLI: the echo answers everything and ends after our end.
       const socket = net.connect(ports[1]!.local, '127.0.0.1');
@@ -388,29 +316,22 @@ describe('fleetgate tunnel', () => {
       await new Promise((resolve) => socket.once('end', resolve));
       expect(Buffer.concat(chunks).toString()).toBe('through the cli');
     } finally {
-      child.kill('SIGINT');
-      expect(await exited).toBe(0);
+      cli.child.kill('SIGINT');
+      expect(await cli.exited).toBe(0);
     }
   }, 60_000);
 
   it('prints a one-line reason when the server refuses the tunnel', async () => {
-    const result = await execFileAsync(
-      process.execPath,
-      [
-        path.join(repoRoot, 'packages/cli/bin/fleetgate.js'),
-        'tunnel',
-        device.uuid,
-        '0:22',
-        '--server',
-        server.baseUrl,
-        '--token',
-        seed.people.alphaViewer.token,
-      ],
-      { env: { ...process.env, FLEETGATE_CONFIG_DIR: '/nonexistent-fleetgate-test' } },
-    ).catch((e: { code: number; stderr: string }) => e);
-    expect((result as { code: number }).code).toBe(1);
-    expect((result as { stderr: string }).stderr).toMatch(
-      /^fleetgate: the server refused the tunnel to .*: your role \(viewer\)/m,
-    );
+    const cli = runCli([
+      'tunnel',
+      device.uuid,
+      '0:22',
+      '--server',
+      server.baseUrl,
+      '--token',
+      seed.people.alphaViewer.token,
+    ]);
+    expect(await cli.exited).toBe(1);
+    expect(cli.stderr()).toMatch(/^fleetgate: the server refused the tunnel to .*: your role \(viewer\)/m);
   }, 30_000);
 });
