@@ -266,8 +266,16 @@ describe('OpenSSH integration mode with a real sshd', { timeout: 120_000 }, () =
       channel.write('echo "tty=$(tty) cols=$(tput cols)"\n');
       await waitFor(() => /tty=\/dev\/pts\/\d+ cols=91/.test(output), 15_000, 'the first size');
       channel.setWindow(33, 132, 0, 0);
-      channel.write('echo "cols=$(tput cols) lines=$(tput lines)"\n');
-      await waitFor(() => output.includes('cols=132 lines=33'), 10_000, 'the new size');
+      // The new size travels apart from the keystrokes (sshd signals ssh-proxy, which tells the device), so a
+      // command typed right after may still see the old size: ask again until the new one shows.
+      const ask = () => channel.write('echo "cols=$(tput cols) lines=$(tput lines)"\n');
+      ask();
+      const asking = setInterval(ask, 500);
+      try {
+        await waitFor(() => output.includes('cols=132 lines=33'), 10_000, 'the new size');
+      } finally {
+        clearInterval(asking);
+      }
       const closed = new Promise<number>((resolve) => channel.on('exit', (code: number) => resolve(code)));
       channel.write('exit 4\n');
       expect(await closed).toBe(4);
