@@ -11,7 +11,9 @@
  *   (3) registrations (`POST /api/v1/devices/register`) with one provisioning key, a new uuid and key each;
  *   (4) every device route at 500 connections: no timeouts, no errors, p99.
  * Each against a baseline measured in the same run, GET /healthz, and with the server's CPU time per request.
- * Every request body is signed before the measurement, so that autocannon's side only sends bytes.
+ * Every request body is signed before the measurement, so that autocannon's side only sends bytes. A second
+ * table says what held either event loop during each measured run (event-loop delay, GC; the server's from its
+ * /metrics), since autocannon runs in this process on the same two cores and its pauses are in the latencies too.
  *
  *   npm run bench:auth -- [--db sqlite|postgres] [--devices 10000] [--duration 10] [--cpu-prof]
  *
@@ -35,6 +37,7 @@ import {
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import { dropPostgresSchema, openDatabase } from '@fleetgate/server';
 import { sql } from 'kysely';
@@ -43,7 +46,7 @@ import {
   identityHash,
   parsePublicKey,
 } from '../../packages/server/src/features/auth-sets/keys.ts';
-import { type Figures, measure as measureLoad } from '../lib/load.ts';
+import { type Figures, fire, settle } from '../lib/load.ts';
 import {
   ADMIN_EMAIL,
   ADMIN_PASSWORD,
@@ -317,6 +320,19 @@ interface Scenario {
 
 interface Measured extends Figures {
   scenario: Scenario;
+  pauses: Pauses;
+}
+
+/**
+ * What held either event loop during a measured window. The load generator (autocannon, in this process) shares
+ * the two cores with the server, and a pause of either one delays every request in flight by as much: a p99
+ * alone does not say whose it was.
+ */
+interface Pauses {
+  /** How late the server's 10 ms event-loop timer fired (its `/metrics`), and its garbage collection. */
+  server: { delayP99Ms: number; delayMaxMs: number; gcMs: number };
+  /** The same for this process, and its CPU time per request sent. */
+  loadGenerator: { delayP99Ms: number; delayMaxMs: number; gcMs: number; cpuMicros: number };
 }
 
 function rotating<T>(pool: readonly T[]): () => T {
@@ -327,14 +343,80 @@ function rotating<T>(pool: readonly T[]): () => T {
   };
 }
 
+/**
+ * Both event-loop delay monitors (the server's, under its `/metrics`, and this process's) fire a timer every
+ * `DELAY_RESOLUTION_MS` and record the time between firings: how late a firing was is that time less the period.
+ */
+const DELAY_RESOLUTION_MS = 10;
+const lateness = (intervalMs: number) => Math.max(0, intervalMs - DELAY_RESOLUTION_MS);
+
+/** The server's event-loop delay since the last scrape (reading `/metrics` starts it anew) and its GC time so far. */
+async function serverLoop(base: string): Promise<{ delayP99Ms: number; delayMaxMs: number; gcMs: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  let gcSeconds = 0;
+  for (const match of text.matchAll(/^fleetgate_nodejs_gc_duration_seconds_sum\{kind="\w+"\} (\S+)$/gm))
+    gcSeconds += Number(match[1]);
+  return {
+    delayP99Ms: lateness(value('fleetgate_nodejs_eventloop_lag_p99_seconds') * 1000),
+    delayMaxMs: lateness(value('fleetgate_nodejs_eventloop_lag_max_seconds') * 1000),
+    gcMs: gcSeconds * 1000,
+  };
+}
+
+/**
+ * As bench/lib/load.ts's `measure` (an unrecorded warm-up, then the run), with both event loops' pauses read
+ * over the measured run (the server's up to the end of the half-second settle after it, when it is idle).
+ */
 async function measure(
   server: ServerProcess,
   scenario: Scenario,
   seconds: number,
   signal: AbortSignal,
 ): Promise<Measured> {
-  const figures = await measureLoad(server, scenario, scenario.seconds ?? seconds, WARMUP_SECONDS, signal);
-  return { scenario, ...figures };
+  await fire(server.url, scenario, WARMUP_SECONDS, signal);
+  await settle();
+  signal.throwIfAborted();
+  const serverGcBefore = (await serverLoop(server.url)).gcMs;
+  const delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS });
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMs += entry.duration;
+  });
+  const cpuBefore = await server.cpuMicros();
+  const ownCpuBefore = process.cpuUsage();
+  delay.enable();
+  gc.observe({ entryTypes: ['gc'] });
+  const result = await fire(server.url, scenario, scenario.seconds ?? seconds, signal);
+  delay.disable();
+  gc.disconnect();
+  const ownCpu = process.cpuUsage(ownCpuBefore);
+  await settle();
+  const cpu = (await server.cpuMicros()) - cpuBefore;
+  const serverAfter = await serverLoop(server.url);
+  signal.throwIfAborted();
+  if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+    throw new Error(
+      `${scenario.label}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts ` +
+        `(status codes ${JSON.stringify(result.statusCodeStats)})`,
+    );
+  }
+  return {
+    scenario,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    cpuMicros: cpu / result.requests.total,
+    pauses: {
+      server: { ...serverAfter, gcMs: serverAfter.gcMs - serverGcBefore },
+      loadGenerator: {
+        delayP99Ms: lateness(delay.percentile(99) / 1e6),
+        delayMaxMs: lateness(delay.max / 1e6),
+        gcMs,
+        cpuMicros: (ownCpu.user + ownCpu.system) / result.requests.total,
+      },
+    },
+  };
 }
 
 /** Operations per second of `op` run in a loop for about `ms` milliseconds on this thread. */
@@ -619,6 +701,15 @@ function targetText(scenario: Scenario): string {
     .join(', ');
 }
 
+/** A table with a header row: the first column left-aligned, the others right-aligned. */
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) =>
+    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)));
+  log(`  ${line(rows[0]!).join('  ')}\n  ${widths.map((w) => '─'.repeat(w)).join('  ')}`);
+  for (const r of rows.slice(1)) log(`  ${line(r).join('  ')}`);
+}
+
 function printReport(db: DbName, measured: Measured[], limits: ReturnType<typeof cryptoLimits>): void {
   const rows = [
     [
@@ -651,15 +742,41 @@ function printReport(db: DbName, measured: Measured[], limits: ReturnType<typeof
       met === undefined ? '—' : met ? 'met' : 'NOT met',
     ]);
   }
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) =>
-    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)));
   log(
     `\n${db === 'sqlite' ? 'SQLite' : 'PostgreSQL'} (latencies in whole milliseconds, as autocannon records them; ` +
       `${BURST_CONNECTIONS}-connection runs: no errors, no timeouts)`,
   );
-  log(`  ${line(rows[0]!).join('  ')}\n  ${widths.map((w) => '─'.repeat(w)).join('  ')}`);
-  for (const r of rows.slice(1)) log(`  ${line(r).join('  ')}`);
+  printTable(rows);
+  const pauseRows = [
+    [
+      'pauses in the measured run',
+      'conns',
+      'p99 ms',
+      'server delay p99 / max ms',
+      'server GC ms',
+      'load generator delay p99 / max ms',
+      'its GC ms',
+      'its CPU/req',
+    ],
+  ];
+  for (const m of measured) {
+    const { server, loadGenerator } = m.pauses;
+    pauseRows.push([
+      m.scenario.label,
+      String(m.scenario.connections),
+      String(m.p99),
+      `${server.delayP99Ms.toFixed(1)} / ${server.delayMaxMs.toFixed(1)}`,
+      server.gcMs.toFixed(0),
+      `${loadGenerator.delayP99Ms.toFixed(1)} / ${loadGenerator.delayMaxMs.toFixed(1)}`,
+      loadGenerator.gcMs.toFixed(0),
+      `${Math.round(loadGenerator.cpuMicros)} µs`,
+    ]);
+  }
+  log(
+    `\nWhat held the event loops meanwhile (delay: how late a ${DELAY_RESOLUTION_MS} ms timer fired; the load generator ` +
+      'is autocannon in this process, on the same two cores):',
+  );
+  printTable(pauseRows);
   log(
     `  parse PEM + verify (what the route did per request before it kept parsed keys): ${keyTypes
       .map((t) => `${keyLabel[t]} ${Math.round(limits.parseVerify[t]).toLocaleString('en')}/s`)
