@@ -35,7 +35,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI_BIN, nodeFlagsOf } from '../lib/bins.ts';
 import { type ByteService, download, startByteService, upload } from '../lib/byte-service.ts';
 import { cpuSeconds, percentile } from '../lib/figures.ts';
 import { freePort, killChildren, ROOT, startAgent, track } from '../lib/processes.ts';
@@ -169,7 +168,7 @@ async function main(): Promise<number> {
     const cpuProfDir = values['cpu-prof']
       ? fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-connect-prof-'))
       : undefined;
-    server = await startServerProcess(flags, { cpuProfDir, nodeFlags: nodeFlagsOf(CLI_BIN) });
+    server = await startServerProcess(flags, { cpuProfDir });
     if (cpuProfDir) log(`  CPU profile of the server (written when it stops): ${cpuProfDir}`);
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const session = await signInAsAdmin(base);

@@ -11,6 +11,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type StartOptions, startServer } from '@fleetgate/server';
+import { CLI_BIN, nodeFlagsOf } from './bins.ts';
 
 /** `fleetgate serve` flags: the server's configuration. */
 export type Flags = NonNullable<StartOptions['flags']>;
@@ -66,14 +67,15 @@ async function serve(flags: Flags): Promise<void> {
 
 export function startServerProcess(
   flags: Flags,
-  options: { cpuProfDir?: string | undefined; nodeFlags?: string[] } = {},
+  options: { cpuProfDir?: string | undefined } = {},
 ): Promise<ServerProcess> {
   const child = fork(fileURLToPath(import.meta.url), ['serve', JSON.stringify(flags)], {
     // process.execArgv carries tsx's loader, so the child runs TypeScript too.
     execArgv: [
       ...process.execArgv,
       '--expose-gc',
-      ...(options.nodeFlags ?? []),
+      // As `fleetgate serve` runs: with the Node flags of the CLI's first line.
+      ...nodeFlagsOf(CLI_BIN),
       ...(options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : []),
     ],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -36,7 +36,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CLI_BIN, nodeFlagsOf } from '../lib/bins.ts';
 import { cpuSeconds } from '../lib/figures.ts';
 import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
@@ -216,7 +215,7 @@ async function main(): Promise<number> {
     const cpuProfDir = values['cpu-prof']
       ? fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-ssh-prof-'))
       : undefined;
-    server = await startServerProcess(flags, { cpuProfDir, nodeFlags: nodeFlagsOf(CLI_BIN) });
+    server = await startServerProcess(flags, { cpuProfDir });
     if (cpuProfDir) log(`  CPU profile of the server (written when it stops): ${cpuProfDir}`);
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const gatewayPort = server.sshPort;

@@ -512,7 +512,7 @@ async function main(): Promise<number> {
       adminEmail: ADMIN_EMAIL,
       adminPassword: ADMIN_PASSWORD,
     };
-    server = await startServerProcess(flags, { cpuProfDir, nodeFlags: nodeFlagsOf(CLI_BIN) });
+    server = await startServerProcess(flags, { cpuProfDir });
     const base = `http://127.0.0.1:${flags.httpPort}`;
     const session = await signInAsAdmin(base);
     const org = (await api(base, 'GET', '/api/v1/orgs', session)).items[0];
@@ -558,7 +558,7 @@ async function main(): Promise<number> {
     // A fresh server process (without a profiler), so that the throughput runs' buffers do not blur its memory
     // figures.
     await server.stop();
-    server = await startServerProcess(flags, { nodeFlags: nodeFlagsOf(CLI_BIN) });
+    server = await startServerProcess(flags);
     await sleep(3_000);
     const { before, after, perTunnel, storming } = await idleAndStorm(
       server,
@@ -566,7 +566,7 @@ async function main(): Promise<number> {
         const stopping = performance.now();
         await server!.stop();
         const starting = performance.now();
-        server = await startServerProcess(flags, { nodeFlags: nodeFlagsOf(CLI_BIN) });
+        server = await startServerProcess(flags);
         log(
           `  restart: the old server stopped in ${((starting - stopping) / 1000).toFixed(1)} s (closing its tunnels, ` +
             `writing their presence), the new one listened ${((performance.now() - starting) / 1000).toFixed(1)} s later`,
