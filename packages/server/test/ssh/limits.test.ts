@@ -12,6 +12,7 @@ import ssh2, { type ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../../agent/src/agent.ts';
 import { enrollAgent, removeTemporaryDirs, waitFor } from '../../../agent/test/helpers.ts';
+import { FORWARDING_WINDOW, WIDE_WINDOWS_PER_USER } from '../../src/features/ssh-gateway/window.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
 import { api as callApi, keygen } from './openssh-tools.ts';
 
@@ -193,6 +194,41 @@ describe('SSH gateway limits', () => {
       'a channel once another closed',
     );
     expect(again).toBeDefined();
+    await end(client);
+  });
+
+  it(`lets a client send ${FORWARDING_WINDOW / 2 ** 20} MiB on ${WIDE_WINDOWS_PER_USER} forwarding channels at once before it waits (ssh2 alone: 2 MiB)`, async () => {
+    const { client, signedIn } = await signIn('admin', { privateKey: adminKey });
+    expect(signedIn).toBe(true);
+    const channels: ClientChannel[] = [];
+    for (let i = 0; i <= WIDE_WINDOWS_PER_USER; i++) channels.push((await forward(client)).channel!);
+    // The client's own count of what it may still send on a channel (ssh2 client internals).
+    const mayStillSend = (channel: ClientChannel) =>
+      (channel as unknown as { outgoing: { window: number } }).outgoing.window;
+    const wide = channels.slice(0, WIDE_WINDOWS_PER_USER);
+    await waitFor(
+      async () => (wide.every((c) => mayStillSend(c) === FORWARDING_WINDOW) ? true : undefined),
+      5_000,
+      `windows of ${FORWARDING_WINDOW} bytes (now ${wide.map(mayStillSend).join(', ')})`,
+    );
+    /** Sends `bytes` through the channel to the device's echo and counts what comes back. */
+    const roundTrip = (channel: ClientChannel, bytes: number) =>
+      new Promise<number>((resolve) => {
+        let back = 0;
+        channel.on('data', (data: Buffer) => {
+          back += data.length;
+          if (back === bytes) resolve(back);
+        });
+        channel.write(Buffer.alloc(bytes, 7));
+      });
+    // One more than the person's wide windows keeps ssh2's 2 MiB, and still carries data.
+    // (A grant sent with its opening would have arrived before the echo.)
+    const extra = channels[WIDE_WINDOWS_PER_USER]!;
+    expect(await roundTrip(extra, 1000)).toBe(1000);
+    expect(mayStillSend(extra)).toBe(2 * 1024 * 1024 - 1000);
+    // More than one window crosses to the device and back, the grants following the reads.
+    const bytes = FORWARDING_WINDOW + 3 * 1024 * 1024;
+    expect(await roundTrip(wide[0]!, bytes)).toBe(bytes);
     await end(client);
   });
 

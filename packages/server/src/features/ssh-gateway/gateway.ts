@@ -26,6 +26,7 @@ import { ExecChannel } from './exec-channel.ts';
 import { loadHostKeys } from './host-keys.ts';
 import { recordsSessions, SessionRecorder } from './recording.ts';
 import { parseSshUsername, resolveDevice } from './targets.ts';
+import { WIDE_WINDOWS_PER_USER, widenReceiveWindow } from './window.ts';
 
 /**
  * The SSH gateway (DESIGN section 7): people reach their devices with plain OpenSSH.
@@ -92,6 +93,8 @@ export class SshGateway {
   private readonly unauthenticated = new Map<string, number>();
   private unauthenticatedTotal = 0;
   private readonly userChannels = new Map<number, number>();
+  /** User id → their forwarding channels open with a wide window (window.ts). */
+  private readonly userWideWindows = new Map<number, number>();
   private readonly perSource: FailureLimiter;
   private readonly perLogin: FailureLimiter;
   private readonly limits: Required<SshGatewayOptions>;
@@ -364,6 +367,21 @@ export class SshGateway {
     };
   }
 
+  /** A wide receive window on a forwarding channel, while the person holds fewer than `WIDE_WINDOWS_PER_USER`. */
+  private widenWindow(connection: GatewayConnection, channel: ServerChannel): void {
+    const userId = connection.user?.userId;
+    if (userId === undefined) return;
+    const wide = this.userWideWindows.get(userId) ?? 0;
+    if (wide >= WIDE_WINDOWS_PER_USER) return;
+    this.userWideWindows.set(userId, wide + 1);
+    widenReceiveWindow(channel);
+    channel.once('close', () => {
+      const left = (this.userWideWindows.get(userId) ?? 1) - 1;
+      if (left <= 0) this.userWideWindows.delete(userId);
+      else this.userWideWindows.set(userId, left);
+    });
+  }
+
   /** `ssh -J`: a TCP port on a device. */
   private async onForward(
     connection: GatewayConnection,
@@ -396,6 +414,8 @@ export class SshGateway {
     }
     const channel = accept();
     channel.on('close', release);
+    // The reader (the relay's pipe) is attached in this same tick, before the data flows.
+    this.widenWindow(connection, channel);
     await session.relay(channel).catch((err: unknown) => {
       this.deps.log.debug({ err }, 'an SSH forwarding ended with an error');
     });
