@@ -3,10 +3,10 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { deviceRefParam } from '../devices/routes.ts';
-import { deviceForAction } from '../devices/service.ts';
 import {
   getDeviceAllowedPorts,
   getFleetAllowedPorts,
+  getPortAccess,
   MAX_ALLOWED_PORTS,
   setDeviceAllowedPorts,
   setFleetAllowedPorts,
@@ -93,12 +93,6 @@ export function registerStreamRoutes(app: TypedApp, deps: ServiceDeps): void {
         },
       },
     },
-    async (request) => {
-      const actor = actorOf(request);
-      await deviceForAction(deps.db, actor, request.params.device, 'device.connect');
-      const list = await getDeviceAllowedPorts(deps, actor, request.params.device);
-      const { port } = request.params;
-      return { ...list, port, allowed: list.ports.includes(port) };
-    },
+    async (request) => getPortAccess(deps, actorOf(request), request.params.device, request.params.port),
   );
 }

@@ -130,6 +130,21 @@ export async function getDeviceAllowedPorts(
   return effectivePorts(device, await fleetOfDevice(deps, device.fleet_id));
 }
 
+/**
+ * Whether the caller may open streams to `port` on the device now: people who may connect to it (operators and
+ * above; viewers get `forbidden`, others `not_found`) learn the device's allow-list and whether `port` is on it.
+ */
+export async function getPortAccess(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+  port: number,
+): Promise<AllowedPortsView & { port: number; allowed: boolean }> {
+  const device = await deviceForAction(deps.db, actor, ref, 'device.connect');
+  const list = effectivePorts(device, await fleetOfDevice(deps, device.fleet_id));
+  return { ...list, port, allowed: list.ports.includes(port) };
+}
+
 /** Sets the device's own allow-list; `null` goes back to its fleet's. */
 export async function setDeviceAllowedPorts(
   deps: ServiceDeps,
