@@ -86,6 +86,9 @@ const { Sender } = wsExports as unknown as { Sender: WebSocketFrameEncoder };
  */
 export class MaskedSender {
   private socket: Duplex | undefined;
+  /** Called once the socket drains after a `send` answered false (the multiplexer's `transportDrained`). */
+  onDrain: (() => void) | undefined;
+  private drainWatched = false;
   private readonly options: Parameters<WebSocketFrameEncoder['frame']>[1];
 
   /** Call before the WebSocket opens: the socket is taken from the upgrade response. */
@@ -108,16 +111,27 @@ export class MaskedSender {
     });
   }
 
-  /** Sends one frame; drops it once the WebSocket is closing or closed (the multiplexer's contract). */
-  send(frame: Uint8Array): void {
+  /**
+   * Sends one frame; drops it once the WebSocket is closing or closed (the multiplexer's contract). Answers
+   * false when the socket's buffer is full, and calls `onDrain` once it drained.
+   */
+  send(frame: Uint8Array): boolean {
     const socket = this.socket;
-    if (this.ws.readyState !== WebSocket.OPEN || socket === undefined) return;
+    if (this.ws.readyState !== WebSocket.OPEN || socket === undefined) return true;
     const data = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     const [header, payload] = Sender.frame(data, this.options);
     socket.cork();
-    socket.write(header!);
-    if (payload) socket.write(payload);
+    let room = socket.write(header!);
+    if (payload) room = socket.write(payload);
     socket.uncork();
+    if (!room && !this.drainWatched) {
+      this.drainWatched = true;
+      socket.once('drain', () => {
+        this.drainWatched = false;
+        this.onDrain?.();
+      });
+    }
+    return room;
   }
 }
 
@@ -363,6 +377,7 @@ export class TunnelClient extends EventEmitter {
           socket.close(close.code, close.reason.slice(0, 120));
       },
     });
+    sender.onDrain = () => mux.transportDrained();
     return mux;
   }
 

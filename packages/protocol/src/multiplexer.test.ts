@@ -266,6 +266,48 @@ describe('multiplexer', () => {
     expect(maxBuffered).toBeLessThanOrEqual(window);
   });
 
+  it('holds writers back while the transport is full, one chunk per stream, until it drains', async () => {
+    const accepted: TunnelStream[] = [];
+    let full = true;
+    let handedOver = 0;
+    let pair: ReturnType<typeof connectedPair> | undefined;
+    pair = connectedPair(
+      { onStream: (open) => accepted.push(open.accept()) },
+      {
+        // A socket whose buffer stays full until the test says it drained.
+        sendData: (header, payload) => {
+          handedOver += payload.length;
+          const bytes = Buffer.concat([header, payload]);
+          setImmediate(() => pair?.agent.receive(bytes));
+          return !full;
+        },
+      },
+    );
+    const { server } = pair;
+    const streams = [await server.open({ port: 1 }), await server.open({ port: 2 })];
+    const data = streams.map(() => randomBytes(1024 * 1024));
+    const reads = accepted.map(readAll);
+    let written = 0;
+    const writes = streams.map((stream, i) =>
+      writeAll(stream, data[i]!).then(() => {
+        written += 1;
+        stream.end();
+      }),
+    );
+
+    await settle();
+    // Each stream handed the transport its first chunk (50,000 bytes) and waits; nothing is lost meanwhile.
+    expect(handedOver).toBe(2 * 50_000);
+    expect(written).toBe(0);
+    expect(streams.every((stream) => stream.credit > 0)).toBe(true);
+
+    full = false;
+    server.transportDrained();
+    await Promise.all(writes);
+    const received = await Promise.all(reads);
+    expect(received.map(sha256)).toEqual(data.map((bytes) => sha256([bytes])));
+  });
+
   it('delivers validated control messages and answers pings', async () => {
     const received: unknown[] = [];
     const { agent, server } = connectedPair({}, { onControl: (message) => received.push(message) });

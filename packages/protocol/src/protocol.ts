@@ -395,9 +395,10 @@ export interface MultiplexerOptions<R extends Role> {
   role: R;
   /**
    * Sends one encoded frame as one transport message. Must not throw for a closed transport. The bytes are
-   * the transport's from then on: it may change them (mask them in place, say).
+   * the transport's from then on: it may change them (mask them in place, say). Answers `false`, as a socket's
+   * `write` does, when the transport's buffer is full: see `transportDrained`.
    */
-  send: (frame: Uint8Array) => void;
+  send: (frame: Uint8Array) => unknown;
   /**
    * Sends one DATA frame, given as its `HEADER_SIZE` header bytes and its payload, as one transport message.
    * Optional: a transport that writes its own message framing (a WebSocket frame header) can send the payload
@@ -405,9 +406,10 @@ export interface MultiplexerOptions<R extends Role> {
    * are encoded and go through `send`. The header is the transport's; the payload is a view into a chunk
    * written to a stream (or received from the peer, when the server relays one stream into another): the
    * transport must not change it, and must send it or copy it before anything else changes it, i.e. hand it to
-   * its socket at once. Must not throw for a closed transport.
+   * its socket at once. Must not throw for a closed transport. Answers `false` when the transport's buffer is
+   * full, as `send` does.
    */
-  sendData?: (header: Uint8Array, payload: Uint8Array) => void;
+  sendData?: (header: Uint8Array, payload: Uint8Array) => unknown;
   /** Receive window per stream, in bytes: the most this side buffers for one stream. Default `DEFAULT_WINDOW` (4 MiB). */
   window?: number;
   /** Largest frame payload this side accepts, in bytes. Default `MAX_FRAME_PAYLOAD` (64 KiB). */
@@ -475,6 +477,9 @@ function readerChunkOf(payload: Uint8Array): Buffer {
  * maps onto it directly:
  * - writing: `_write` hands bytes to the peer only as far as the credit goes and calls back when the
  *   whole chunk is sent, so a writer beyond the window sees `write() === false` and waits for 'drain'.
+ *   While the transport's own buffer is full (`send` answered false) the callback also waits for the
+ *   transport to drain: a fast writer's bytes then wait in its own socket, not in the transport's buffer
+ *   (on the server, 16 streams' windows of 4 MiB each would otherwise queue up to 64 MiB for one device).
  *   The bytes go to the transport without a copy where it allows (`sendData`), as with a socket: a chunk
  *   must not change once written;
  * - reading: every DATA frame is pushed at once (the peer never has more than our window in flight,
@@ -486,6 +491,8 @@ export class TunnelStream extends Duplex {
   /** Bytes this side may still send before the peer grants more. */
   private sendCredit = 0;
   private pendingWrite: PendingWrite | null = null;
+  /** The pending write is sent and waits for the transport to drain before it is called back. */
+  private waitingForTransport = false;
   /** Totals for the receive window: bytes received and bytes whose credit was returned. */
   private received = 0;
   private credited = 0;
@@ -607,10 +614,24 @@ export class TunnelStream extends Duplex {
     }
     // Sending can close the connection (a failing transport), which aborts this stream meanwhile.
     if (this.pendingWrite !== pending) return;
-    if (pending.offset === pending.chunk.length) {
+    if (pending.offset === pending.chunk.length && !this.waitingForTransport) {
+      if (this.mux.transportFull) {
+        this.waitingForTransport = true;
+        this.mux.callBackWhenDrained(this);
+        return;
+      }
       this.pendingWrite = null;
       pending.callback();
     }
+  }
+
+  /** @internal The transport drained: the write it held back is done. */
+  transportDrained(): void {
+    const pending = this.pendingWrite;
+    this.waitingForTransport = false;
+    if (pending === null) return;
+    this.pendingWrite = null;
+    pending.callback();
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -672,6 +693,12 @@ export class Multiplexer<R extends Role> {
   private pendingPings:
     | Map<bigint, { sentAt: number; resolve: (rttMs: number) => void; reject: (error: Error) => void }>
     | undefined;
+  /**
+   * The transport said its buffer is full: streams whose write is sent wait for `transportDrained` before they
+   * take the next, so a fast writer's bytes wait in its own socket (paused), not in the transport's buffer.
+   */
+  private full = false;
+  private waitingForTransport: TunnelStream[] | undefined;
   private nextStreamId: number;
   private highestPeerStreamId = 0;
   private nextPing = 0n;
@@ -699,6 +726,29 @@ export class Multiplexer<R extends Role> {
   /** Number of streams open or opening. */
   get streamCount(): number {
     return this.streams?.size ?? 0;
+  }
+
+  /** @internal The transport's buffer is full: streams wait for it to drain before writing more. */
+  get transportFull(): boolean {
+    return this.full;
+  }
+
+  /** @internal */
+  callBackWhenDrained(stream: TunnelStream): void {
+    this.waitingForTransport ??= [];
+    this.waitingForTransport.push(stream);
+  }
+
+  /**
+   * Call when the transport, after answering `false` to a send, drained (a socket's 'drain'): the streams
+   * whose writes waited for it go on. Streams wait only for a transport that answers `false`; one that never
+   * does buffers whatever the streams' credit allows.
+   */
+  transportDrained(): void {
+    this.full = false;
+    const waiting = this.waitingForTransport;
+    this.waitingForTransport = undefined;
+    for (const stream of waiting ?? []) stream.transportDrained();
   }
 
   /** @internal Payload size this side sends: the smaller of both sides' limits. */
@@ -989,7 +1039,7 @@ export class Multiplexer<R extends Role> {
     const header = Buffer.allocUnsafe(HEADER_SIZE);
     writeHeader(header, 0, FrameType.data, streamId, payload.length);
     try {
-      this.options.sendData(header, payload);
+      if (this.options.sendData(header, payload) === false) this.full = true;
     } catch {
       this.shutdown(CloseCode.internalError, 'transport send failed', false);
     }
@@ -1012,7 +1062,7 @@ export class Multiplexer<R extends Role> {
 
   private sendEncoded(message: Uint8Array): void {
     try {
-      this.options.send(message);
+      if (this.options.send(message) === false) this.full = true;
     } catch {
       // A transport that throws is gone: close without trying to send again, so nothing escapes.
       this.shutdown(CloseCode.internalError, 'transport send failed', false);
@@ -1027,6 +1077,7 @@ export class Multiplexer<R extends Role> {
     const pendingOpens = this.pendingOpens;
     this.pendingOpens = undefined;
     for (const pending of pendingOpens?.values() ?? []) pending.reject(error);
+    this.waitingForTransport = undefined;
     const streams = this.streams;
     this.streams = undefined;
     for (const stream of streams?.values() ?? []) stream.abort(stream.opening ? null : error);

@@ -105,7 +105,7 @@ export class TunnelPeer<R extends Role> implements MultiplexerOptions<R> {
   }
 
   /** @internal Multiplexer option. */
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array): undefined {
     // ws queues while the socket is busy and drops (with an error to a callback we do not pass) once it
     // is closing: a send never throws for a closed transport.
     this.ws.send(frame, BINARY);
@@ -118,14 +118,18 @@ export class TunnelPeer<R extends Role> implements MultiplexerOptions<R> {
    * out in order with ws's own writes (`send` above, pongs, the close frame): ws writes to the socket at once
    * when, as here, it compresses nothing.
    */
-  sendData(header: Uint8Array, payload: Uint8Array): void {
+  sendData(header: Uint8Array, payload: Uint8Array): boolean {
     const socket = this.ws.transport;
     // Nothing more once the close handshake began (RFC 6455 section 5.5.1), as ws.send would.
-    if (this.ws.readyState !== WebSocket.OPEN || socket === undefined) return;
+    if (this.ws.readyState !== WebSocket.OPEN || socket === undefined) return true;
     socket.cork();
     socket.write(binaryMessageStart(header, header.length + payload.length));
-    socket.write(payload);
+    const room = socket.write(payload);
     socket.uncork();
+    // The multiplexer holds its streams' writes back from a full socket until 'drain'. One listener per
+    // filling: the multiplexer is full exactly from the first `false` (this listener) until the drain.
+    if (!room && !this.mux.transportFull) socket.once('drain', () => this.mux.transportDrained());
+    return room;
   }
 
   /** @internal Multiplexer option: without the owner's handler, the multiplexer refuses every OPEN. */
