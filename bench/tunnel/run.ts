@@ -19,7 +19,12 @@
  *                           [--parts throughput,tunnels] [--cpu-prof]
  *
  * Beside each throughput figure it prints the CPU time each process spent per MiB moved (from /proc/<pid>/stat),
- * which moves much less than MiB/s when other work shares the machine. `--cpu-prof` writes V8 CPU profiles of the
+ * which moves much less than MiB/s when other work shares the machine.
+ *
+ * This process is the client and the sink of every path, so `npm run bench:tunnel` starts it with a larger
+ * initial heap (`--initial-heap-size=96`, as fleetgate's bins): without it, its own full garbage collections
+ * depended on the path measured (3 while one relay was measured, 28 each while three relays or fleetgate were,
+ * 2026-11-28), which slowed the multi-hop paths for reasons of the bench's own. The relays run without it. `--cpu-prof` writes V8 CPU profiles of the
  * server, the agent and the CLI (throughput part) into a directory it prints.
  *
  * It exits 0 whether targets are met or not, 1 when the bench itself fails (bytes lost, a process that
@@ -126,6 +131,8 @@ interface Throughput {
   chainCpuPerMiB: number;
   /** CPU milliseconds per MiB moved in fleetgate's CLI, server and agent processes. */
   fleetgateCpuPerMiB: { cli: number; server: number; agent: number };
+  /** CPU milliseconds per MiB this process (client and sink) spent on each path: relay, 3 relays, fleetgate. */
+  ownCpuPerMiB: [number, number, number];
 }
 
 /** A chain of `hops` relay processes in front of `targetPort`; answers the first one's port and every pid. */
@@ -143,19 +150,30 @@ async function startRelayChain(targetPort: number, hops: number): Promise<{ port
 /** CPU time process `pid` used so far, in milliseconds (bench/lib/figures.ts). */
 const cpuMsOf = (pid: number) => cpuSeconds(pid) * 1000;
 
-/** Runs `transfer` and answers its result with the CPU milliseconds each of `pids` spent meanwhile. */
+/**
+ * Runs `transfer` and answers its result with the CPU milliseconds each of `pids` spent meanwhile, and this
+ * process (the client and the sink) as `ownMs`.
+ */
 async function withCpu<T>(
   pids: number[],
   transfer: () => Promise<T>,
-): Promise<{ value: T; cpuMs: number[] }> {
-  const before = pids.map(cpuMsOf);
+): Promise<{ value: T; cpuMs: number[]; ownMs: number }> {
+  const all = [process.pid, ...pids];
+  const before = all.map(cpuMsOf);
   const value = await transfer();
-  return { value, cpuMs: pids.map((pid, i) => cpuMsOf(pid) - before[i]!) };
+  const [ownMs, ...cpuMs] = all.map((pid, i) => cpuMsOf(pid) - before[i]!);
+  return { value, cpuMs, ownMs: ownMs! };
 }
+
+/**
+ * The relays run as plain Node, without the heap flags this process may have (see `npm run bench:tunnel` in
+ * package.json): the issue's baseline is a plain TCP relay in Node.
+ */
+const RELAY_EXEC_ARGV = process.execArgv.filter((flag) => !/^--(initial|max|min)-[a-z-]*size\b/.test(flag));
 
 async function startRelay(targetPort: number): Promise<{ port: number; pid: number }> {
   const relay = track(
-    fork(path.join(ROOT, 'bench/tunnel/relay.ts'), [String(targetPort)], { execArgv: process.execArgv }),
+    fork(path.join(ROOT, 'bench/tunnel/relay.ts'), [String(targetPort)], { execArgv: RELAY_EXEC_ARGV }),
   );
   return new Promise((resolve, reject) => {
     relay.once('message', (message: { port: number }) => resolve({ port: message.port, pid: relay.pid! }));
@@ -258,6 +276,7 @@ async function throughput(
         relayCpuPerMiB: perMiB(viaRelay.cpuMs[0]!),
         chainCpuPerMiB: perMiB(viaChain.cpuMs.reduce((a, b) => a + b, 0)),
         fleetgateCpuPerMiB: { cli: perMiB(cliMs), server: perMiB(serverMs), agent: perMiB(agentMs) },
+        ownCpuPerMiB: [perMiB(viaRelay.ownMs), perMiB(viaChain.ownMs), perMiB(viaFleetgate.ownMs)],
       };
       const cpu = result.fleetgateCpuPerMiB;
       log(
@@ -537,7 +556,8 @@ async function main(): Promise<number> {
       log(
         `    CPU per MiB: fleetgate ${(cpu.cli + cpu.server + cpu.agent).toFixed(2)} ms (CLI ${cpu.cli.toFixed(2)}, ` +
           `server ${cpu.server.toFixed(2)}, agent ${cpu.agent.toFixed(2)}); one relay ${r.relayCpuPerMiB.toFixed(2)} ms, ` +
-          `3 relays ${r.chainCpuPerMiB.toFixed(2)} ms`,
+          `3 relays ${r.chainCpuPerMiB.toFixed(2)} ms; the client and sink ` +
+          `${r.ownCpuPerMiB.map((ms) => ms.toFixed(2)).join(' / ')} ms (relay / 3 relays / fleetgate)`,
       );
     }
     if (through) {
