@@ -3,9 +3,10 @@
  *
  *   (1) throughput laptop → server → agent → device port: a client in this process writes 1 GiB into
  *       `fleetgate tunnel`'s local port (a real CLI process), through the server to a real fleetgate-agent
- *       process, which writes it to a TCP sink on "the device" (this process); once on one stream, once over
- *       16 parallel streams. Baseline in the same run: the same client and sink through a plain Node TCP
- *       relay process (bench/tunnel/relay.ts). Target: ≥ 0.75× the relay's throughput.
+ *       process, which writes it to a TCP service on "the device" (this process); once on one stream, once
+ *       over 16 parallel streams; then the other way (device → laptop, as a download: the service sends, the
+ *       client reads). Baseline in the same run: the same client and service through a plain Node TCP relay
+ *       process (bench/tunnel/relay.ts). Target: ≥ 0.75× the relay's throughput.
  *   (4) the agent's footprint: fleetgate-agent's RSS while connected and idle. Target: ≤ 60 MB.
  *   (2) idle tunnels: N devices (default 15,000) seeded with device keys, their tunnels held by load
  *       generator processes (bench/tunnel/generator.ts, one 127.0.0.x source address each); the server's
@@ -21,11 +22,14 @@
  * Beside each throughput figure it prints the CPU time each process spent per MiB moved (from /proc/<pid>/stat),
  * which moves much less than MiB/s when other work shares the machine.
  *
- * This process is the client and the sink of every path, so `npm run bench:tunnel` starts it with a larger
- * initial heap (`--initial-heap-size=96`, as fleetgate's bins): without it, its own full garbage collections
- * depended on the path measured (3 while one relay was measured, 28 each while three relays or fleetgate were,
- * 2026-11-28), which slowed the multi-hop paths for reasons of the bench's own. The relays run without it. `--cpu-prof` writes V8 CPU profiles of the
- * server, the agent and the CLI (throughput part) into a directory it prints.
+ * `--cpu-prof` writes V8 CPU profiles of the server, the agent and the CLI (throughput part) into a directory it
+ * prints.
+ *
+ * This process is the client and the device service of every path, so `npm run bench:tunnel` starts it with a
+ * larger initial heap (`--initial-heap-size=96`, as fleetgate's bins): without it, its own full garbage
+ * collections depended on the path measured (3 while one relay was measured, 28 each while three relays or
+ * fleetgate were, 2026-11-28), which slowed the multi-hop paths for reasons of the bench's own. The relays run
+ * without it.
  *
  * It exits 0 whether targets are met or not, 1 when the bench itself fails (bytes lost, a process that
  * dies, a tunnel that never comes up).
@@ -61,14 +65,53 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 
 // ─── (1) Throughput ───────────────────────────────────────────────────────────────────────────────────
 
-/** "The device's port": a TCP server that counts what it receives and says when a connection is done. */
-function startSink(): Promise<{ port: number; close(): void; received: () => number }> {
+/** What a connection to the device service asks first: 'U' (upload) or 'D' (download), then a u64 length. */
+const REQUEST_SIZE = 9;
+
+function requestOf(kind: 'U' | 'D', bytes: number): Buffer {
+  const request = Buffer.alloc(REQUEST_SIZE);
+  request.write(kind, 0, 'latin1');
+  request.writeBigUInt64BE(BigInt(bytes), 1);
+  return request;
+}
+
+/**
+ * "The device's port": a TCP service that, after a 9-byte request, either counts what it receives until the
+ * client's FIN and then ends its side (upload, 'U'), or sends the requested number of bytes and ends (download,
+ * 'D'). One service for both directions, so every path (relay, 3 relays, fleetgate) leads to the same port.
+ */
+function startDeviceService(): Promise<{ port: number; close(): void; received: () => number }> {
   let received = 0;
+  const chunk = randomBytes(MiB);
   const server = net.createServer((socket) => {
-    socket.on('data', (chunk) => {
-      received += chunk.length;
-    });
-    socket.on('end', () => socket.end());
+    let head = Buffer.alloc(0);
+    const onData = (data: Buffer) => {
+      head = Buffer.concat([head, data]);
+      if (head.length < REQUEST_SIZE) return;
+      socket.off('data', onData);
+      const kind = head.toString('latin1', 0, 1);
+      const rest = head.subarray(REQUEST_SIZE);
+      if (kind === 'U') {
+        received += rest.length;
+        socket.on('data', (more: Buffer) => {
+          received += more.length;
+        });
+        socket.on('end', () => socket.end());
+        return;
+      }
+      let left = Number(head.readBigUInt64BE(1));
+      socket.resume();
+      const write = () => {
+        while (left > 0) {
+          const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+          left -= piece.length;
+          if (!socket.write(piece)) return void socket.once('drain', write);
+        }
+        socket.end();
+      };
+      write();
+    };
+    socket.on('data', onData);
     socket.on('error', () => {});
   });
   return new Promise((resolve) => {
@@ -82,44 +125,61 @@ function startSink(): Promise<{ port: number; close(): void; received: () => num
   });
 }
 
+type Direction = 'upload' | 'download';
+
 /**
- * Writes `bytes` into each of `streams` connections to 127.0.0.1:`port` at once and half-closes them; done
- * when the far end closed each (the sink ends its side after reading everything). Answers MiB/s overall.
+ * Moves `bytes` over each of `streams` connections to 127.0.0.1:`port` at once, to the device service
+ * (upload: written, then half-closed; done when the service ended its side after reading everything) or from it
+ * (download: read until its end). Answers MiB/s overall; throws when a byte is missing.
  */
-async function push(port: number, streams: number, bytes: number, sink: { received: () => number }) {
+async function transfer(
+  direction: Direction,
+  port: number,
+  streams: number,
+  bytes: number,
+  service: { received: () => number },
+) {
   const chunk = randomBytes(MiB);
-  const before = sink.received();
+  const before = service.received();
   const start = performance.now();
-  await Promise.all(
+  const got = await Promise.all(
     Array.from(
       { length: streams },
       () =>
-        new Promise<void>((resolve, reject) => {
+        new Promise<number>((resolve, reject) => {
           const socket = net.connect({ host: '127.0.0.1', port });
-          let left = bytes;
+          let read = 0;
+          let left = direction === 'upload' ? bytes : 0;
           const write = () => {
             while (left > 0) {
               const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
               left -= piece.length;
               if (!socket.write(piece)) return void socket.once('drain', write);
             }
-            socket.end();
+            if (direction === 'upload') socket.end();
           };
-          socket.once('connect', write);
-          socket.on('data', () => {});
-          socket.once('close', () => resolve());
+          socket.once('connect', () => {
+            socket.write(requestOf(direction === 'upload' ? 'U' : 'D', bytes));
+            write();
+          });
+          socket.on('data', (data: Buffer) => {
+            read += data.length;
+          });
+          socket.once('end', () => socket.end());
+          socket.once('close', () => resolve(read));
           socket.once('error', reject);
         }),
     ),
   );
   const seconds = (performance.now() - start) / 1000;
-  const got = sink.received() - before;
-  if (got !== streams * bytes) throw new Error(`the sink received ${got} bytes, not ${streams * bytes}`);
+  const moved = direction === 'upload' ? service.received() - before : got.reduce((a, b) => a + b, 0);
+  if (moved !== streams * bytes) throw new Error(`${direction}: ${moved} bytes arrived, not ${streams * bytes}`);
   return (streams * bytes) / MiB / seconds;
 }
 
 interface Throughput {
   label: string;
+  direction: Direction;
   streams: number;
   /** MiB/s through one plain TCP relay process: the issue's baseline. */
   relay: number;
@@ -131,7 +191,7 @@ interface Throughput {
   chainCpuPerMiB: number;
   /** CPU milliseconds per MiB moved in fleetgate's CLI, server and agent processes. */
   fleetgateCpuPerMiB: { cli: number; server: number; agent: number };
-  /** CPU milliseconds per MiB this process (client and sink) spent on each path: relay, 3 relays, fleetgate. */
+  /** CPU milliseconds per MiB this process (client and device service) spent on each path: relay, 3 relays, fleetgate. */
   ownCpuPerMiB: [number, number, number];
 }
 
@@ -152,7 +212,7 @@ const cpuMsOf = (pid: number) => cpuSeconds(pid) * 1000;
 
 /**
  * Runs `transfer` and answers its result with the CPU milliseconds each of `pids` spent meanwhile, and this
- * process (the client and the sink) as `ownMs`.
+ * process (the client and the device service) as `ownMs`.
  */
 async function withCpu<T>(
   pids: number[],
@@ -232,10 +292,10 @@ async function throughput(
   parallel: number,
   cpuProfDir: string | undefined,
 ) {
-  const sink = await startSink();
+  const service = await startDeviceService();
   try {
-    const relay = await startRelay(sink.port);
-    const chain = await startRelayChain(sink.port, 3);
+    const relay = await startRelay(service.port);
+    const chain = await startRelayChain(service.port, 3);
     // With --cpu-prof, the agent and the CLI (not the relays) write V8 CPU profiles when they stop: through a
     // preloaded module, since Node 20 refuses --cpu-prof in NODE_OPTIONS.
     const { NODE_OPTIONS } = process.env;
@@ -244,9 +304,9 @@ async function throughput(
       process.env.NODE_OPTIONS = `${NODE_OPTIONS ?? ''} --import=${preload}`;
       process.env.FLEETGATE_CPU_PROF_DIR = cpuProfDir;
     }
-    const { agent, uuid } = await startAgent(base, session, fleetId, dir, [sink.port]);
-    await api(base, 'PUT', `/api/v1/devices/${uuid}/allowed-ports`, session, { ports: [22, sink.port] });
-    const { localPort, cli } = await startCliTunnel(base, session, uuid, sink.port);
+    const { agent, uuid } = await startAgent(base, session, fleetId, dir, [service.port]);
+    await api(base, 'PUT', `/api/v1/devices/${uuid}/allowed-ports`, session, { ports: [22, service.port] });
+    const { localPort, cli } = await startCliTunnel(base, session, uuid, service.port);
     if (NODE_OPTIONS === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = NODE_OPTIONS;
     delete process.env.FLEETGATE_CPU_PROF_DIR;
@@ -256,19 +316,24 @@ async function throughput(
     const fleetgatePids = [cli.pid!, server.pid, agent.pid!];
 
     const results: Throughput[] = [];
-    for (const streams of [1, parallel]) {
+    for (const [streams, direction] of [1, parallel].flatMap((n) =>
+      (['upload', 'download'] as const).map((d) => [n, d] as const),
+    )) {
       const bytes = Math.floor((mib * MiB) / streams);
       const moved = (streams * bytes) / MiB;
-      // Warm both paths (JIT, socket buffers) with a 64 MiB run that is not counted.
-      for (const port of [relay.port, chain.port, localPort])
-        await push(port, streams, Math.min(bytes, 64 * MiB), sink);
-      const viaRelay = await withCpu([relay.pid], () => push(relay.port, streams, bytes, sink));
-      const viaChain = await withCpu(chain.pids, () => push(chain.port, streams, bytes, sink));
-      const viaFleetgate = await withCpu(fleetgatePids, () => push(localPort, streams, bytes, sink));
+      const run = (port: number, size: number) => transfer(direction, port, streams, size, service);
+      // Warm every path (JIT, socket buffers) with a 64 MiB run that is not counted.
+      for (const port of [relay.port, chain.port, localPort]) await run(port, Math.min(bytes, 64 * MiB));
+      const viaRelay = await withCpu([relay.pid], () => run(relay.port, bytes));
+      const viaChain = await withCpu(chain.pids, () => run(chain.port, bytes));
+      const viaFleetgate = await withCpu(fleetgatePids, () => run(localPort, bytes));
       const perMiB = (ms: number) => ms / moved;
       const [cliMs, serverMs, agentMs] = viaFleetgate.cpuMs as [number, number, number];
       const result: Throughput = {
-        label: `${mib.toLocaleString('en')} MiB over ${streams} stream${streams > 1 ? 's' : ''}`,
+        label:
+          `${mib.toLocaleString('en')} MiB over ${streams} stream${streams > 1 ? 's' : ''}, ` +
+          (direction === 'upload' ? 'laptop → device' : 'device → laptop'),
+        direction,
         streams,
         relay: viaRelay.value,
         chain: viaChain.value,
@@ -292,7 +357,7 @@ async function throughput(
     if (cpuProfDir) await Promise.all([stopGracefully(cli), stopGracefully(agent)]);
     return { results, agentIdleRss, agentBusyRss };
   } finally {
-    sink.close();
+    service.close();
   }
 }
 
@@ -556,7 +621,7 @@ async function main(): Promise<number> {
       log(
         `    CPU per MiB: fleetgate ${(cpu.cli + cpu.server + cpu.agent).toFixed(2)} ms (CLI ${cpu.cli.toFixed(2)}, ` +
           `server ${cpu.server.toFixed(2)}, agent ${cpu.agent.toFixed(2)}); one relay ${r.relayCpuPerMiB.toFixed(2)} ms, ` +
-          `3 relays ${r.chainCpuPerMiB.toFixed(2)} ms; the client and sink ` +
+          `3 relays ${r.chainCpuPerMiB.toFixed(2)} ms; client and service ` +
           `${r.ownCpuPerMiB.map((ms) => ms.toFixed(2)).join(' / ')} ms (relay / 3 relays / fleetgate)`,
       );
     }
