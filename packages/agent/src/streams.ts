@@ -8,7 +8,13 @@
  * sees `refused` / `unreachable` / `timeout` as an OPEN_ERR instead of a stream that dies at once.
  */
 import net from 'node:net';
-import { bridge, type IncomingOpen, StreamErrorCode, type StreamErrorCodeValue } from '@fleetgate/protocol';
+import {
+  bridge,
+  type IncomingOpen,
+  StreamErrorCode,
+  type StreamErrorCodeValue,
+  type TunnelStream,
+} from '@fleetgate/protocol';
 import type { Logger } from './log.ts';
 
 export interface PortStreamOptions {
@@ -35,8 +41,16 @@ export function handlePortStream(
     open.reject(StreamErrorCode.notAllowed, `host ${host} is not in the device's allow-list`);
     return;
   }
+  const reads = new ReusedReads();
   // allowHalfOpen: the local service closing its side (FIN) must not close ours; the FIN travels on.
-  const socket = net.connect({ host, port: target.port, allowHalfOpen: true, noDelay: true });
+  const socket = net.connect({
+    host,
+    port: target.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    onread: reads,
+  });
+  reads.socket = socket;
   const timer = setTimeout(
     () => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
     options.connectTimeoutMs,
@@ -52,6 +66,7 @@ export function handlePortStream(
     clearTimeout(timer);
     socket.off('error', onConnectError);
     const stream = open.accept();
+    reads.stream = stream;
     if (stream.destroyed) {
       // The opener cancelled while we connected.
       socket.destroy();
@@ -60,6 +75,40 @@ export function handlePortStream(
     // Failures end in resets both ways (see `bridge`); there is nothing more to do about them here.
     bridge(socket, stream).catch(() => {});
   });
+}
+
+/** Bytes of one read from the device's service. */
+const READ_SIZE = 64 * 1024;
+
+/**
+ * The `onread` option of the socket to the device's service: each read lands in one buffer of the stream's own,
+ * written to the tunnel stream at once, and reused for the next read while the stream took the bytes before the
+ * write returned (it copies them into a frame when it has credit); when it holds on to them (no credit yet), the
+ * next read gets a new buffer. Node otherwise allocates 64 KiB for every read and hands it through the socket's
+ * `Readable` machinery; this way a read costs neither (bench/tunnel, device → laptop: the agent's CPU per MiB,
+ * BENCHMARKS.md).
+ *
+ * The socket still ends, errors and closes as usual (`bridge` pipes its end into the stream), but emits no
+ * 'data': its bytes reach the stream only here. A full stream pauses the reads until it drains.
+ */
+class ReusedReads {
+  socket: net.Socket | undefined;
+  /** Where the bytes go: set once the stream is accepted, in the socket's 'connect', before any read. */
+  stream: TunnelStream | undefined;
+  private current = Buffer.allocUnsafe(READ_SIZE);
+
+  /** The buffer of the next read (Node asks after every read). */
+  readonly buffer = (): Buffer => this.current;
+
+  /** Called by Node with each read; answering false stops reading until `socket.resume()`. */
+  readonly callback = (length: number, buffer: Uint8Array): boolean => {
+    const stream = this.stream;
+    if (stream === undefined || stream.destroyed || stream.writableEnded) return false;
+    const room = stream.write(buffer.subarray(0, length));
+    if (stream.writableLength > 0) this.current = Buffer.allocUnsafe(READ_SIZE);
+    if (!room) stream.once('drain', () => this.socket?.resume());
+    return room;
+  };
 }
 
 /** ECONNREFUSED → refused; timeouts → timeout; anything else (no route, host down, DNS) → unreachable. */

@@ -361,6 +361,8 @@ export class TunnelClient extends EventEmitter {
       role: 'agent',
       software: `fleetgate-agent/${options.agentVersion}`,
       ...(options.window ? { window: options.window } : {}),
+      // No `sendData`: each DATA frame is a copy of the bytes written to the stream, made before `write` returns,
+      // which is what lets streams.ts read the device's service into a reused buffer.
       send: (frame) => sender.send(frame),
       onHello: () => {
         options.log.info('tunnel connected', {

@@ -1,3 +1,4 @@
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { StreamError, type TunnelStream } from '@fleetgate/protocol';
@@ -33,6 +34,8 @@ describe('port streams', () => {
   const heardByGreeter: Promise<string>[] = [];
   let echoResets = 0;
   let flood: { written: number; paused: boolean; socket?: net.Socket } = { written: 0, paused: false };
+  /** The SHA-256 of everything the talker sent, per connection, once it ended. */
+  const toldByTalker: Promise<string>[] = [];
 
   beforeAll(async () => {
     // Echo, and when the client half-closes: a last line, then our own FIN.
@@ -65,7 +68,33 @@ describe('port streams', () => {
       socket.on('error', () => {});
       pump();
     });
-    servers.push(echo.server, greeter.server, flooder.server);
+    // Sends 1 MiB in small writes of 100 to 6,000 bytes, one per turn of the event loop, then ends: the agent
+    // reads them one by one, and runs out of credit (64 KiB) with part of a read still to send.
+    const talker = await tcpServer((socket) => {
+      const hash = createHash('sha256');
+      let left = 1024 * 1024;
+      socket.on('error', () => {});
+      toldByTalker.push(
+        new Promise((resolve) => {
+          const talk = () => {
+            if (socket.destroyed) return;
+            if (left === 0) {
+              socket.end();
+              resolve(hash.digest('hex'));
+              return;
+            }
+            const piece = randomBytes(Math.min(left, randomInt(100, 6000)));
+            left -= piece.length;
+            hash.update(piece);
+            socket.write(piece);
+            setImmediate(talk);
+          };
+          talk();
+        }),
+      );
+    });
+    servers.push(echo.server, greeter.server, flooder.server, talker.server);
+    ports.talker = talker.port;
     ports.echo = echo.port;
     ports.greeter = greeter.port;
     ports.flooder = flooder.port;
@@ -73,7 +102,7 @@ describe('port streams', () => {
 
     hub = await startTestHub({ window: 64 * 1024 });
     agent = runAgent(hub.url, {
-      allowedPorts: [ports.echo, ports.greeter, ports.flooder, ports.closed],
+      allowedPorts: [ports.echo, ports.greeter, ports.flooder, ports.closed, ports.talker],
       connectTimeout: 2,
     });
     connection = await hub.nextConnection();
@@ -147,6 +176,18 @@ describe('port streams', () => {
     stalled.resume();
     await waitFor(() => flood.written > resumedFrom + 4 * 1024 * 1024, 10_000, 'the flood to flow again');
     stalled.destroy();
+  });
+
+  it("carries many small writes intact while the reader waits and the agent's credit runs out", async () => {
+    const stream = await connection.open({ port: ports.talker! });
+    // Not read until the service sent everything: the agent holds reads back while it has no credit.
+    await waitFor(() => toldByTalker.length > 0, 5000, 'the talker connection');
+    const told = await toldByTalker.at(-1)!;
+    const received = await readUntilEnd(stream);
+    expect(received.length).toBe(1024 * 1024);
+    expect(createHash('sha256').update(received).digest('hex')).toBe(told);
+    stream.end();
+    await once(stream, 'close');
   });
 
   it('a reset from the server resets the local connection (the service sees ECONNRESET, not a FIN)', async () => {
