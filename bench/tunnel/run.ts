@@ -173,7 +173,8 @@ async function transfer(
   );
   const seconds = (performance.now() - start) / 1000;
   const moved = direction === 'upload' ? service.received() - before : got.reduce((a, b) => a + b, 0);
-  if (moved !== streams * bytes) throw new Error(`${direction}: ${moved} bytes arrived, not ${streams * bytes}`);
+  if (moved !== streams * bytes)
+    throw new Error(`${direction}: ${moved} bytes arrived, not ${streams * bytes}`);
   return (streams * bytes) / MiB / seconds;
 }
 
