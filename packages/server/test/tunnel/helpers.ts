@@ -22,12 +22,16 @@ import { startTestServer, type TestServer } from '../harness.ts';
 /**
  * A test server listening on 127.0.0.1 (so WebSockets can reach it), with short tunnel timings: pings every
  * 300 ms, but 2 s to answer one, so that a test agent on a loaded CI machine is not dropped mid-test.
+ * `overrides` replace any of these (a longer time to answer for an agent the test stops reading, say).
  */
-export async function startTunnelServer(): Promise<TestServer & { baseUrl: string; wsUrl: string }> {
+export async function startTunnelServer(
+  overrides: Parameters<typeof startTestServer>[0] = {},
+): Promise<TestServer & { baseUrl: string; wsUrl: string }> {
   const server = await startTestServer({
     tunnelPingIntervalMs: 300,
     tunnelPingTimeoutMs: 2000,
     presenceFlushMs: 50,
+    ...overrides,
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });
   const address = server.app.server.address() as net.AddressInfo;
