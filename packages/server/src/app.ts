@@ -28,6 +28,7 @@ import { registerVariableRoutes } from './features/variables/routes.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
 import { openDeviceTokens } from './infra/device-tokens/index.ts';
+import { EventBus } from './infra/events/index.ts';
 import { createHttpApp, sendError, type TypedApp } from './infra/http/index.ts';
 import type { Logger } from './infra/logging/index.ts';
 import type { ServiceDeps } from './infra/service/index.ts';
@@ -43,7 +44,8 @@ export interface AppOptions {
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
 export async function buildApp({ config, database, log, tls }: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
-  const deps: ServiceDeps = { db: database.db, config, log, deviceTokens };
+  const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
+  const deps: ServiceDeps = { db: database.db, config, log, deviceTokens, events };
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);
   const app = await createHttpApp({

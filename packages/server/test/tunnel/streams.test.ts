@@ -8,6 +8,7 @@ import { createAuthService } from '../../src/features/auth/service.ts';
 import { openStream } from '../../src/features/streams/service.ts';
 import type { Actor } from '../../src/infra/access/index.ts';
 import { AppError } from '../../src/infra/errors/index.ts';
+import { EventBus } from '../../src/infra/events/index.ts';
 import { createLogger } from '../../src/infra/logging/index.ts';
 import type { ServiceDeps } from '../../src/infra/service/index.ts';
 import { check } from '../api/helpers.ts';
@@ -76,6 +77,9 @@ function deps(): ServiceDeps {
     config: server.config,
     log: createLogger('silent'),
     deviceTokens: undefined as never,
+    events: new EventBus((err) => {
+      throw err;
+    }),
   };
 }
 

@@ -280,6 +280,7 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       });
       // What the session held open (streams, tunnels) ends with it.
       writeCommitted({ action: 'auth.logout', resourceType: 'session' });
+      deps.events.emit('write.committed', { action: 'auth.logout', resourceType: 'session', orgId: null });
     },
 
     async authenticate(header, sourceIp) {

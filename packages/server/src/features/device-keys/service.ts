@@ -323,6 +323,7 @@ export async function rotateOwnDeviceKey(
     });
     // The old key stops working from the next request on, also where it was cached as verified.
     writeCommitted({ action: 'device.key.rotate', resourceType: 'device' });
+    deps.events.emit('write.committed', { action: 'device.key.rotate', resourceType: 'device', orgId: null });
     return rotated;
   } catch (err) {
     throw rethrowConstraint(err);

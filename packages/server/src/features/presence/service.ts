@@ -162,6 +162,10 @@ export class PresenceRecorder {
         if (sweep) await closeStale(trx, now, this.options.staleAfterMs);
       });
       if (sweep) this.lastSweep = now;
+      const deviceIds = new Set<number>([...batch.changes.keys(), ...batch.seen]);
+      for (const c of batch.opened) deviceIds.add(c.deviceId);
+      for (const c of batch.closing) deviceIds.add(c.connection.deviceId);
+      if (deviceIds.size) this.deps.events.emit('presence.written', { deviceIds: [...deviceIds] });
     } catch (err) {
       this.deps.log.error({ err }, 'writing presence failed; retrying with the next batch');
       // Put the batch back under what arrived meanwhile, newer facts winning.

@@ -4,6 +4,7 @@ import type { Config } from '../config/index.ts';
 import type { Db } from '../db/index.ts';
 import type { DeviceTokens } from '../device-tokens/index.ts';
 import { AppError } from '../errors/index.ts';
+import type { EventBus } from '../events/index.ts';
 import type { Logger } from '../logging/index.ts';
 
 /** What every service needs. Services are plain functions `(deps, actor, input)`. */
@@ -12,6 +13,8 @@ export interface ServiceDeps {
   config: Config;
   log: Logger;
   deviceTokens: DeviceTokens;
+  /** This app's event bus: see infra/events. */
+  events: EventBus;
 }
 
 /** What a write reports about itself, for the audit log. */
@@ -56,8 +59,10 @@ export async function write<T>(
   apply: (trx: Db) => Promise<WriteOutcome<T>>,
 ): Promise<T> {
   try {
+    let orgId: number | null = null;
     const value = await deps.db.transaction().execute(async (trx) => {
       const outcome = await apply(trx);
+      orgId = outcome.orgId;
       await appendAuditEvent(trx, actor, {
         ...what,
         orgId: outcome.orgId,
@@ -68,6 +73,7 @@ export async function write<T>(
       return outcome.value;
     });
     writeCommitted(what);
+    deps.events.emit('write.committed', { ...what, orgId });
     return value;
   } catch (err) {
     if (err instanceof AppError && err.code === 'forbidden') {
