@@ -23,7 +23,9 @@ export function useLiveUpdates(enabled: boolean): void {
       );
     };
     source.addEventListener('device', (event) => {
-      patchPresence(queryClient, JSON.parse((event as MessageEvent<string>).data) as Presence);
+      const shown = patchPresence(queryClient, JSON.parse((event as MessageEvent<string>).data) as Presence);
+      // A device no list on screen holds yet (one that just enrolled): the lists fetch again to take it in.
+      if (!shown) void queryClient.invalidateQueries({ queryKey: ['devices'] });
       // Counts by status change with presence; lists keep their rows (a device that went offline under an
       // "online" filter stays in view, marked offline, rather than vanishing under the reader's pointer).
       void queryClient.invalidateQueries({ queryKey: ['dashboard'] });
@@ -46,19 +48,23 @@ export function useLiveUpdates(enabled: boolean): void {
   }, [enabled, queryClient]);
 }
 
-function patchPresence(queryClient: QueryClient, presence: Presence): void {
-  const patch = (device: Device): Device =>
-    device.id === presence.id
-      ? {
-          ...device,
-          status: presence.status,
-          connectedAt: presence.connectedAt,
-          disconnectedAt: presence.disconnectedAt,
-          lastSeenAt: presence.lastSeenAt,
-        }
-      : device;
+/** Patches the device into every cached list and page; answers whether any of them held it. */
+function patchPresence(queryClient: QueryClient, presence: Presence): boolean {
+  let shown = false;
+  const patch = (device: Device): Device => {
+    if (device.id !== presence.id) return device;
+    shown = true;
+    return {
+      ...device,
+      status: presence.status,
+      connectedAt: presence.connectedAt,
+      disconnectedAt: presence.disconnectedAt,
+      lastSeenAt: presence.lastSeenAt,
+    };
+  };
   queryClient.setQueriesData<DevicePage>({ queryKey: ['devices'] }, (page) =>
     page ? { ...page, items: page.items.map(patch) } : page,
   );
   queryClient.setQueriesData<Device>({ queryKey: ['device'] }, (device) => (device ? patch(device) : device));
+  return shown;
 }

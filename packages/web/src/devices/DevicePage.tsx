@@ -366,7 +366,7 @@ function Connections({ device }: { device: Device }) {
                   {c.disconnectedAt ? (
                     duration(c.durationMs)
                   ) : (
-                    <Badge color="green" variant="light">
+                    <Badge color="green" variant="dot">
                       open
                     </Badge>
                   )}
@@ -418,7 +418,7 @@ function DeviceSessions({ device }: { device: Device }) {
                 <Table.Td>{ago(s.startedAt)}</Table.Td>
                 <Table.Td>
                   {s.live ? (
-                    <Badge color="green" variant="light">
+                    <Badge color="green" variant="dot">
                       live
                     </Badge>
                   ) : (
@@ -481,7 +481,7 @@ function Credentials({ device }: { device: Device }) {
                     {k.revokedAt ? (
                       <Badge color="gray">revoked</Badge>
                     ) : (
-                      <Badge color="green" variant="light">
+                      <Badge color="green" variant="dot">
                         active
                       </Badge>
                     )}

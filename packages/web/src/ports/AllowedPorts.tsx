@@ -78,7 +78,7 @@ export function AllowedPorts({ owner, canManage }: { owner: Owner; canManage: bo
         <>
           <Group gap="xs">
             {allowed.ports.map((p) => (
-              <Badge key={p} variant="light">
+              <Badge key={p} variant="dot">
                 {p}
               </Badge>
             ))}

@@ -64,14 +64,14 @@ export function TagsEditor({
     <>
       <Group gap="xs">
         {entries.length === 0 && (
-          <Badge variant="outline" color="gray">
+          <Badge variant="dot" color="gray">
             no tags
           </Badge>
         )}
         {entries.map(([key, value]) => (
           <Badge
             key={key}
-            variant="light"
+            variant="dot"
             rightSection={
               canWrite ? (
                 <ActionIcon

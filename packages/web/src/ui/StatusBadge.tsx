@@ -13,7 +13,7 @@ export const statuses = Object.keys(colors) as DeviceStatus[];
 
 export function StatusBadge({ status }: { status: DeviceStatus }) {
   return (
-    <Badge color={colors[status]} variant="light" data-status={status}>
+    <Badge color={colors[status]} variant="dot" data-status={status}>
       {status}
     </Badge>
   );

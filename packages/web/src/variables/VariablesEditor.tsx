@@ -121,7 +121,7 @@ export function VariablesEditor({ owner, canWrite }: { owner: Owner; canWrite: b
                   </Table.Td>
                   <Table.Td>
                     {row.secret ? (
-                      <Badge variant="outline" color="gray">
+                      <Badge variant="dot" color="gray">
                         secret (write-only)
                       </Badge>
                     ) : (
@@ -131,11 +131,11 @@ export function VariablesEditor({ owner, canWrite }: { owner: Owner; canWrite: b
                   {owner.kind === 'device' && (
                     <Table.Td>
                       {row.source === 'device' ? (
-                        <Badge variant="light">
+                        <Badge variant="dot">
                           {row.overridesFleet ? 'device (overrides fleet)' : 'device'}
                         </Badge>
                       ) : (
-                        <Badge variant="light" color="gray">
+                        <Badge variant="dot" color="gray">
                           fleet
                         </Badge>
                       )}
