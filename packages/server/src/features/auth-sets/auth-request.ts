@@ -5,7 +5,6 @@ import type { Db } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter } from '../auth/rate-limit.ts';
-import { recordAuthRequest } from './activity.ts';
 import { decodeBase64Strict, identityOf, parseJsonStrict, parsePublicKey, verifySignature } from './keys.ts';
 import { type AuthSetRow, markAccepted, wouldExceedLimit } from './service.ts';
 
@@ -24,14 +23,16 @@ export const PENDING_MAX_PER_ORG = 10_000;
 export const PENDING_NEW_PER_SOURCE = 100;
 export const PENDING_WINDOW_MS = 10 * 60 * 1000;
 
-const limiters = new WeakMap<ServiceDeps, FailureLimiter>();
-function limiterOf(deps: ServiceDeps): FailureLimiter {
-  let limiter = limiters.get(deps);
-  if (!limiter) {
-    limiter = new FailureLimiter(PENDING_NEW_PER_SOURCE, PENDING_WINDOW_MS);
-    limiters.set(deps, limiter);
+declare module '../../infra/service/index.ts' {
+  interface ServiceDeps {
+    /** New pending auth sets counted per source address, one count per app (made in `buildApp`). */
+    pendingAuthSetsPerSource: FailureLimiter;
   }
-  return limiter;
+}
+
+/** The per-source limit of new pending sets, for `buildApp` to make one per app. */
+export function createPendingAuthSetLimiter(): FailureLimiter {
+  return new FailureLimiter(PENDING_NEW_PER_SOURCE, PENDING_WINDOW_MS);
 }
 
 export interface AuthRequestInput {
@@ -131,7 +132,7 @@ export async function handleAuthRequest(
     );
   }
 
-  recordAuthRequest(deps, set.id, now);
+  deps.authSetActivity.record(set.id, now);
   const device =
     set.device_id === null || set.device_uuid === null
       ? undefined
@@ -271,7 +272,7 @@ async function addPending(
   sourceIp: string | null,
 ): Promise<void> {
   const { db } = deps;
-  const limiter = limiterOf(deps);
+  const limiter = deps.pendingAuthSetsPerSource;
   const source = sourceIp ?? 'unknown';
   const wait = limiter.retryAfter(source);
   if (wait > 0)

@@ -9,7 +9,6 @@ import { type Page, type PageRequest, type ServiceDeps, write } from '../../infr
 import { notifyCredentialsRevoked } from '../device-keys/service.ts';
 import { newDeviceUuid } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
-import { flushAuthSetActivity } from './activity.ts';
 import { type Identity, identityOf, nameFromIdentity, parsePublicKey } from './keys.ts';
 
 /**
@@ -84,7 +83,7 @@ export async function listAuthSets(
   q: AuthSetQuery,
 ): Promise<Page<AuthSetView>> {
   // Request counts are written in batches: the ones already answered first.
-  await flushAuthSetActivity(deps);
+  await deps.authSetActivity.flush();
   let query = deps.db
     .selectFrom('auth_sets')
     .where(
@@ -112,7 +111,7 @@ export async function listAuthSets(
 }
 
 export async function getAuthSet(deps: ServiceDeps, actor: Actor, id: number): Promise<AuthSetView> {
-  await flushAuthSetActivity(deps);
+  await deps.authSetActivity.flush();
   const row = await withDeviceUuid(deps.db).where('auth_sets.id', '=', id).executeTakeFirst();
   if (!row) throw notFound('auth set');
   authorize(
