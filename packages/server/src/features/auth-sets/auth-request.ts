@@ -5,8 +5,9 @@ import type { Db } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { FailureLimiter } from '../auth/rate-limit.ts';
+import { assertRoomForDevice, isDeviceLimitReached } from '../devices/service.ts';
 import { decodeBase64Strict, identityOf, parseJsonStrict, parsePublicKey, verifySignature } from './keys.ts';
-import { type AuthSetRow, markAccepted, wouldExceedLimit } from './service.ts';
+import { type AuthSetRow, markAccepted } from './service.ts';
 
 /**
  * A device's signed auth request (Mender's `POST /api/devices/v1/authentication/auth_requests`): the
@@ -243,7 +244,12 @@ async function acceptPreauthorized(
       .executeTakeFirst();
     if (current?.status === 'accepted') return true;
     if (current?.status !== 'preauthorized') return false;
-    if (await wouldExceedLimit(trx, set.org_id, device.id)) return false;
+    try {
+      await assertRoomForDevice(trx, set.org_id, device.id);
+    } catch (err) {
+      if (isDeviceLimitReached(err)) return false;
+      throw err;
+    }
     const rejectedOthers = await markAccepted(trx, set, device);
     await appendAuditEvent(trx, actor, {
       orgId: set.org_id,
