@@ -215,7 +215,7 @@ export function registerAuthSetRoutes(app: TypedApp, deps: ServiceDeps): void {
     {
       schema: {
         tags,
-        summary: 'The number of devices the organization may accept (null: unlimited) and how many it has',
+        summary: "The organization's device limit (null: unlimited) and how many devices it counts now",
         params: z.object({ orgId: idParam }),
         response: { 200: limitSchema },
       },
