@@ -1,0 +1,3 @@
+export function FleetsPage() {
+  return null;
+}
