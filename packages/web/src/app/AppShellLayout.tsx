@@ -21,6 +21,7 @@ import { useEffect, useMemo, useState } from 'react';
 import { ApiError, api, onSignedOut } from '../api/client.ts';
 import { useLiveUpdates } from '../api/live.ts';
 import {
+  meQuery,
   OrgContext,
   type OrgContextValue,
   storedOrgId,
@@ -54,8 +55,13 @@ export function AppShellLayout() {
   useEffect(
     () =>
       onSignedOut((reason) => {
+        // Only a person who was signed in has a session that ended; a first visit just signs in.
+        const wasSignedIn = queryClient.getQueryData(meQuery.queryKey) !== undefined;
         queryClient.clear();
-        void navigate({ to: '/sign-in', search: { reason, next: window.location.pathname } });
+        void navigate({
+          to: '/sign-in',
+          search: { ...(wasSignedIn ? { reason } : {}), next: window.location.pathname },
+        });
       }),
     [navigate, queryClient],
   );

@@ -293,7 +293,9 @@ function NoDevices({ filtered }: { filtered: boolean }) {
       <Text size="sm">
         Create a provisioning key on a <AnchorLink to="/fleets">fleet's page</AnchorLink>, then on the device:
       </Text>
-      <Code block>fleetgate-agent enroll --server {window.location.origin} --provisioning-key fgp_…</Code>
+      <Code block>
+        {`# /etc/fleetgate/agent.json\n{"server": "${window.location.origin}", "enrollment": {"provisioningKey": "fgp_…"}}\n\nfleetgate-agent run --config /etc/fleetgate/agent.json`}
+      </Code>
       <Text size="sm">
         Mender devices running <Code>mender-client</Code> appear under{' '}
         <AnchorLink to="/pending">Pending devices</AnchorLink>.
