@@ -4,8 +4,12 @@ import { registerApiKeyRoutes } from './features/api-keys/routes.ts';
 import { registerAuditRoutes } from './features/audit/routes.ts';
 import { registerAuthRoutes } from './features/auth/routes.ts';
 import { createAuthService } from './features/auth/service.ts';
+import { createAuthSetActivity } from './features/auth-sets/activity.ts';
+import { createPendingAuthSetLimiter } from './features/auth-sets/auth-request.ts';
 import { registerAuthSetRoutes } from './features/auth-sets/routes.ts';
 import { registerConnectProxy } from './features/connect-proxy/index.ts';
+import { createDeviceAuthState } from './features/device-auth/authenticate.ts';
+import { createDeviceKeyUsage } from './features/device-auth/last-used.ts';
 import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
@@ -43,11 +47,29 @@ export interface AppOptions {
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** What this app's services run with (for work done outside a request: first-run setup, tests). */
+    deps: ServiceDeps;
+  }
+}
+
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
 export async function buildApp({ config, database, log, tls }: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
-  const deps: ServiceDeps = { db: database.db, config, log, deviceTokens, events };
+  // Everything per app lives here, made once: two apps in one process (tests) share none of it.
+  const deps: ServiceDeps = {
+    db: database.db,
+    config,
+    log,
+    deviceTokens,
+    events,
+    authSetActivity: createAuthSetActivity(database.db, log),
+    deviceKeyUsage: createDeviceKeyUsage(database.db, log),
+    deviceAuth: createDeviceAuthState(),
+    pendingAuthSetsPerSource: createPendingAuthSetLimiter(),
+  };
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);
   const app = await createHttpApp({
@@ -59,6 +81,11 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
       tunnels.registerMetrics(registry);
     },
     ...(tls ? { https: tls } : {}),
+  });
+  app.decorate('deps', deps);
+  // Counts and times still waiting to be written go to the database before it closes.
+  app.addHook('onClose', async () => {
+    await Promise.all([deps.authSetActivity.flush(), deps.deviceKeyUsage.flush()]);
   });
 
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>

@@ -117,7 +117,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       log,
       tls: tlsPair && { cert: tlsPair.cert, key: tlsPair.key },
     });
-    const firstRun = await ensureFirstOwner({ db: database.db, config, log });
+    const firstRun = await ensureFirstOwner(app.deps);
     await app.listen({ host: config.listen, port: config.httpPort });
     const proxyPort = await app.connectProxy.listen();
     const sshPort = await app.sshGateway.listen(config.listen, config.sshPort);

@@ -72,7 +72,7 @@ export async function startTestServer(
     sqliteFile: path.join(dataDir, 'fleetgate.db'),
   });
   const app = await buildApp({ config, database, log });
-  await ensureFirstOwner({ db: database.db, config, log });
+  await ensureFirstOwner(app.deps);
   await app.ready();
 
   const api: TestServer['api'] = async (method, url, options = {}) => {

@@ -84,7 +84,8 @@ export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
     {
       schema: {
         tags,
-        summary: 'Add a device record to a fleet (devices enroll themselves in a later release)',
+        summary:
+          'Add a device to a fleet by hand (devices also enroll themselves: provisioning key, signed auth request)',
         body: z.strictObject({
           fleetId: idField,
           deviceType: deviceTypeSlug.optional().describe("default: the fleet's default device type"),

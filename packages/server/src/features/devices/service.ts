@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Selectable } from 'kysely';
-import type { DeviceTable } from '../../db/schema.ts';
+import type { ExpressionBuilder, Selectable } from 'kysely';
+import type { Database, DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { containsText, type Db, json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
@@ -8,6 +8,7 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
+import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/service.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision, notifyVariablesChanged } from '../variables/changes.ts';
 import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
@@ -197,26 +198,148 @@ export function newDeviceUuid(): string {
 }
 
 /**
- * Throws `unprocessable` when the organization may not hold another (not decommissioned) device: its
- * `device_limit` is set and reached. Call it inside the transaction that creates the device; it first takes
- * the organization's row lock (a no-op UPDATE, portable to SQLite), so concurrent creations count in turn.
+ * The device limit: one rule for every way a device comes to be. An organization's `device_limit` bounds its
+ * **admitted** devices (unset: unlimited; 0: none). A device is admitted when it is not decommissioned and
+ * either enrolls without auth sets (made by a person, a provisioning key, a recovery adoption or an import:
+ * it may work at once) or holds an accepted auth set. A device that only waits with preauthorized, pending or
+ * rejected auth sets is outside the limit until one is accepted: preauthorizing more devices than the limit is
+ * allowed (as in Mender), the limit applies when they are accepted.
+ *
+ * `assertRoomForDevice` is called, inside the transaction that admits the device, by `insertDevice` and when
+ * an auth set is accepted. It takes the organization's row lock before it counts, so admissions from every
+ * path at once count in turn and never go past the limit. Over the limit it throws `unprocessable` (422, as
+ * the Mender management API answers an accept); a device's own auth request answers 401 instead
+ * (`isDeviceLimitReached`). Lowering the limit below the count removes no device; it only stops new ones.
  */
-export async function assertDeviceLimit(trx: Db, orgId: number): Promise<void> {
-  const org = await trx
-    .updateTable('organizations')
-    .set((eb) => ({ device_limit: eb.ref('device_limit') }))
-    .where('id', '=', orgId)
-    .returning('device_limit')
-    .executeTakeFirst();
-  if (!org || org.device_limit === null) return;
-  const { n } = await trx
+export async function assertRoomForDevice(trx: Db, orgId: number, admitting?: number): Promise<void> {
+  const org = await lockOrganization(trx, orgId);
+  if (!org || org.deviceLimit === null) return;
+  // A device admitted already (a second accepted key of the same device) takes no new place.
+  if (admitting !== undefined) {
+    const already = await admittedDevices(trx, orgId).where('devices.id', '=', admitting).executeTakeFirst();
+    if (Number(already?.n) > 0) return;
+  }
+  const { n } = await admittedDevices(trx, orgId).executeTakeFirstOrThrow();
+  if (Number(n) >= org.deviceLimit)
+    throw new AppError(
+      'unprocessable',
+      `the organization's device limit (${org.deviceLimit}) is reached: raise it (PUT /api/v1/orgs/${orgId}/device-limit), or decommission or reject a device`,
+      { details: { limit: org.deviceLimit, reason: DEVICE_LIMIT_REACHED } },
+    );
+}
+
+const DEVICE_LIMIT_REACHED = 'device_limit';
+
+/** Whether `err` is `assertRoomForDevice`'s refusal. */
+export function isDeviceLimitReached(err: unknown): boolean {
+  return (
+    err instanceof AppError &&
+    (err.details as { reason?: string } | undefined)?.reason === DEVICE_LIMIT_REACHED
+  );
+}
+
+/** Counts the organization's admitted devices (see `assertRoomForDevice`). */
+function admittedDevices(db: Db, orgId: number) {
+  const setsOf = (eb: ExpressionBuilder<Database, 'devices'>) =>
+    eb.selectFrom('auth_sets').select('auth_sets.id').whereRef('auth_sets.device_id', '=', 'devices.id');
+  return db
     .selectFrom('devices')
     .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('org_id', '=', orgId)
-    .where('decommissioned_at', 'is', null)
+    .where('devices.org_id', '=', orgId)
+    .where('devices.decommissioned_at', 'is', null)
+    .where((eb) =>
+      eb.or([
+        eb.not(eb.exists(setsOf(eb))),
+        eb.exists(setsOf(eb).where('auth_sets.status', '=', 'accepted')),
+      ]),
+    );
+}
+
+/** The organization's device limit and how many devices it counts (admin and Mender's `limits/max_devices`). */
+export async function getDeviceLimit(
+  deps: ServiceDeps,
+  actor: Actor,
+  orgId: number,
+): Promise<{ orgId: number; limit: number | null; accepted: number }> {
+  authorize(actor.principal, 'org.read', { orgId }, 'organization');
+  const limit = await orgDeviceLimit(deps.db, orgId);
+  if (limit === undefined) throw notFound('organization');
+  const { n } = await admittedDevices(deps.db, orgId).executeTakeFirstOrThrow();
+  return { orgId, limit, accepted: Number(n) };
+}
+
+/** Sets the organization's device limit (owners and admins; null: unlimited). */
+export async function setDeviceLimit(
+  deps: ServiceDeps,
+  actor: Actor,
+  orgId: number,
+  limit: number | null,
+): Promise<{ orgId: number; limit: number | null; accepted: number }> {
+  await write(deps, actor, { action: 'org.device_limit', resourceType: 'organization' }, async (trx) => {
+    authorize(actor.principal, 'org.read', { orgId }, 'organization');
+    authorize(actor.principal, 'org.update', { orgId }, 'organization');
+    const changed = await setOrgDeviceLimit(trx, orgId, limit);
+    if (!changed) throw notFound('organization');
+    return { value: undefined, orgId, resourceId: orgId, details: { from: changed.from, to: limit } };
+  });
+  return getDeviceLimit(deps, actor, orgId);
+}
+
+/** A device to create: see `insertDevice`. */
+export interface NewDevice {
+  fleet: { id: number; org_id: number };
+  deviceType: string;
+  /** 32 hex digits (any case), chosen by the device or a person; unset: the server picks one. */
+  uuid?: string | undefined;
+  /** Unset: `device-` and the uuid's first 7 digits. */
+  name?: string | undefined;
+  notes?: string | undefined;
+  osVersion?: string | null | undefined;
+  agentVersion?: string | null | undefined;
+  /**
+   * `admitted`: the device may work at once and takes its place under the device limit now. `awaiting`: a
+   * preauthorized device that waits for its auth set to be accepted; it takes its place then.
+   */
+  admission: 'admitted' | 'awaiting';
+}
+
+/**
+ * Creates a device row: the one way every feature makes one, inside the caller's transaction (which has
+ * authorized the creation and audits it). Checks the uuid (well formed, not taken), the device type (built in
+ * or the organization's own), the device limit for an admitted device (`assertRoomForDevice`), gives the
+ * default name, and drops the recovery candidates of the uuid: the device is known again. Throws `bad_request`,
+ * `conflict` or `unprocessable` after reads only, so the caller's transaction stays usable (PostgreSQL).
+ */
+export async function insertDevice(
+  trx: Db,
+  input: NewDevice,
+): Promise<{ id: number; uuid: string; name: string; org_id: number; fleet_id: number }> {
+  const uuid = input.uuid?.toLowerCase() ?? newDeviceUuid();
+  if (!/^[0-9a-f]{32}$/.test(uuid)) throw new AppError('bad_request', 'a device uuid is 32 hex digits');
+  const orgId = input.fleet.org_id;
+  await assertDeviceType(trx, orgId, input.deviceType);
+  const taken = await trx.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
+  if (taken) throw new AppError('conflict', `a device with uuid ${uuid} already exists`);
+  if (input.admission === 'admitted') await assertRoomForDevice(trx, orgId);
+  const now = Date.now();
+  const device = await trx
+    .insertInto('devices')
+    .values({
+      uuid,
+      org_id: orgId,
+      fleet_id: input.fleet.id,
+      name: input.name ?? `device-${uuid.slice(0, 7)}`,
+      device_type: input.deviceType,
+      notes: input.notes ?? '',
+      os_version: input.osVersion ?? null,
+      agent_version: input.agentVersion ?? null,
+      created_at: now,
+      updated_at: now,
+    })
+    .returning(['id', 'uuid', 'name', 'org_id', 'fleet_id'])
     .executeTakeFirstOrThrow();
-  if (Number(n) >= org.device_limit)
-    throw new AppError('unprocessable', `the organization's device limit (${org.device_limit}) is reached`);
+  await trx.deleteFrom('recovery_candidates').where('uuid', '=', uuid).execute();
+  return device;
 }
 
 export async function createDevice(
@@ -235,30 +358,18 @@ export async function createDevice(
     const deviceType = input.deviceType ?? fleet.default_device_type;
     if (!deviceType)
       throw new AppError('bad_request', 'deviceType is required (the fleet has no default device type)');
-    await assertDeviceType(trx, fleet.org_id, deviceType);
-    await assertDeviceLimit(trx, fleet.org_id);
-    const uuid = input.uuid?.toLowerCase() ?? newDeviceUuid();
-    const existing = await trx.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
-    if (existing) throw new AppError('conflict', `a device with uuid ${uuid} already exists`);
-    const now = Date.now();
-    const row = await trx
-      .insertInto('devices')
-      .values({
-        uuid,
-        org_id: fleet.org_id,
-        fleet_id: fleet.id,
-        name: input.name ?? `device-${uuid.slice(0, 7)}`,
-        device_type: deviceType,
-        notes: input.notes ?? '',
-        created_at: now,
-        updated_at: now,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+    const row = await insertDevice(trx, {
+      fleet,
+      deviceType,
+      uuid: input.uuid,
+      name: input.name,
+      notes: input.notes,
+      admission: 'admitted',
+    });
     return {
       value: row.id,
       orgId: fleet.org_id,
-      resourceId: uuid,
+      resourceId: row.uuid,
       details: { fleetId: fleet.id, deviceType },
     };
   });

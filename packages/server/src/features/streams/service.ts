@@ -25,8 +25,8 @@ import {
 import type { TunnelHub } from '../tunnel/hub.ts';
 
 /**
- * People reaching TCP ports on devices (DESIGN section 7): every surface (`fleetgate tunnel`, later the SSH
- * gateway and the CONNECT proxy) calls `openStream`, which authorizes, checks the port allow-list, finds the
+ * People reaching TCP ports on devices (DESIGN section 7): every surface (`fleetgate tunnel`, the SSH gateway,
+ * the CONNECT proxy) calls `openStream`, which authorizes, checks the port allow-list, finds the
  * device's live tunnel and opens a stream over it; `relay` pipes it to the person's end, counts the bytes and
  * audits the session's end.
  */
