@@ -13,6 +13,7 @@ import type { EventBus } from '../../infra/events/index.ts';
  */
 export class DeviceTotals {
   private readonly entries = new Map<string, { total: number; at: number; byStatus: boolean }>();
+  private readonly counting = new Map<string, Promise<number>>();
   /** Bumped on every drop: a count that started before it may have read the rows as they were, so is not kept. */
   private generation = 0;
 
@@ -34,8 +35,18 @@ export class DeviceTotals {
     const now = Date.now();
     const kept = this.entries.get(key);
     if (kept && now - kept.at < this.maxAgeMs) return kept.total;
+    // Requests that miss together wait for one count, not one each.
+    const counting = this.counting.get(key);
+    if (counting) return counting;
     const generation = this.generation;
-    const total = await count();
+    const promise = count();
+    this.counting.set(key, promise);
+    let total: number;
+    try {
+      total = await promise;
+    } finally {
+      this.counting.delete(key);
+    }
     if (generation === this.generation) {
       this.entries.delete(key);
       if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
