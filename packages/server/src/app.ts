@@ -11,6 +11,7 @@ import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
+import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
@@ -25,6 +26,7 @@ import { registerStreamRoutes } from './features/streams/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariableRoutes } from './features/variables/routes.ts';
+import { registerWebUi } from './features/web-ui/index.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
 import { openDeviceTokens } from './infra/device-tokens/index.ts';
@@ -85,6 +87,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerStreamRoutes(app, deps);
   registerSessions(app, deps);
   registerAuditRoutes(app, deps);
+  registerLiveEvents(app, deps);
   // Upgrade endpoints: devices' tunnels; people's streams to device ports (`fleetgate tunnel`).
   registerTunnel(app, tunnels);
   registerPortStreams(deps, tunnels, auth);
@@ -92,6 +95,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerConnectProxy(app, deps, tunnels, auth);
   // The SSH gateway: its own listener (startServer starts it), the same router; and session recordings.
   registerSshGateway(app, deps, tunnels, auth);
+  // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
+  await registerWebUi(app, config.webRoot);
   return app;
 }
 

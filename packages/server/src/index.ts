@@ -180,6 +180,7 @@ function banner(what: {
   const lines = [
     '',
     `fleetgate is running at ${url}`,
+    `  web UI       ${url}/${config.webRoot ? '' : '  (not served: FLEETGATE_WEB_ROOT is unset)'}`,
     `  API          ${url}/api/v1`,
     `  API docs     ${url}/api/docs`,
     `  health       ${url}/healthz   metrics ${url}/metrics`,
@@ -219,6 +220,10 @@ function banner(what: {
         : ['  password     the one in FLEETGATE_ADMIN_PASSWORD']),
     );
   }
-  lines.push('', `Sign in from the CLI: npx fleetgate login --server ${url}`, '');
+  lines.push(
+    '',
+    `Open ${url}/ in a browser and sign in as ${firstRun?.email ?? config.adminEmail}, or from the CLI: npx fleetgate login --server ${url}`,
+    '',
+  );
   return lines.join('\n');
 }

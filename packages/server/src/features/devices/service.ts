@@ -510,3 +510,53 @@ export async function removeDeviceTag(
     return { value: undefined, orgId: device.org_id, resourceId: device.uuid, details: { key } };
   });
 }
+
+/** What live views show of a device's presence (the web UI's device lists; `GET /api/v1/events`). */
+export interface DevicePresence {
+  id: number;
+  uuid: string;
+  orgId: number;
+  fleetId: number;
+  status: DeviceStatus;
+  connectedAt: string | null;
+  disconnectedAt: string | null;
+  lastSeenAt: string | null;
+}
+
+/**
+ * The presence of the devices `ids` (those that still exist), unscoped: the caller shows each one only to the
+ * people who may read it (`can(principal, 'device.read', …)`).
+ */
+export async function devicePresence(db: Db, ids: readonly number[]): Promise<DevicePresence[]> {
+  const views: DevicePresence[] = [];
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await db
+      .selectFrom('devices')
+      .select([
+        'id',
+        'uuid',
+        'org_id',
+        'fleet_id',
+        'connected_at',
+        'disconnected_at',
+        'last_seen_at',
+        'decommissioned_at',
+      ])
+      .select(pendingAuthExpression().as('pending_auth'))
+      .where('id', 'in', ids.slice(i, i + 500))
+      .execute();
+    for (const r of rows) {
+      views.push({
+        id: r.id,
+        uuid: r.uuid,
+        orgId: r.org_id,
+        fleetId: r.fleet_id,
+        status: deviceStatus(r),
+        connectedAt: iso(r.connected_at),
+        disconnectedAt: iso(r.disconnected_at),
+        lastSeenAt: iso(r.last_seen_at),
+      });
+    }
+  }
+  return views;
+}

@@ -261,6 +261,17 @@ export function authorizeRoute(principal: Principal, serves: ServerAction | unde
   authorize(principal, serves);
 }
 
+/**
+ * Every action a membership allows in its organization (fleet-scoped ones only in its fleets when narrowed):
+ * what `/api/v1/me` tells clients so they show only the controls that will work. The server still decides each
+ * request with `authorize`.
+ */
+export function allowedActions(membership: Membership): Action[] {
+  return actions.filter(
+    (action) => roleAllows(membership.role, action) && !(membership.fleetIds && organizationWide.has(action)),
+  );
+}
+
 export function can(principal: Principal, action: Action, resource: ResourceRef): boolean {
   const m = membershipFor(principal, resource);
   return !!m && roleAllows(m.role, action) && !(m.fleetIds && organizationWide.has(action));
