@@ -12,6 +12,7 @@ import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/ser
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision, notifyVariablesChanged } from '../variables/changes.ts';
 import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
+import type { DeviceTotals } from './totals.ts';
 
 export interface DeviceView {
   id: number;
@@ -116,7 +117,9 @@ export async function deviceForAction(
   return row;
 }
 
-export type DeviceSort = 'name' | '-name' | 'createdAt' | '-createdAt';
+export const deviceSorts = ['name', '-name', 'createdAt', '-createdAt', 'lastSeenAt', '-lastSeenAt'] as const;
+/** A list's order; `-` is descending. Ties go by id, ascending; devices never seen come last either way. */
+export type DeviceSort = (typeof deviceSorts)[number];
 
 export interface DeviceQuery extends PageRequest {
   orgId?: number | undefined;
@@ -126,17 +129,68 @@ export interface DeviceQuery extends PageRequest {
   /** Free text matched against name and uuid. */
   q?: string | undefined;
   status?: DeviceStatus | undefined;
+  deviceType?: string | undefined;
   sort?: DeviceSort | undefined;
+  /** A `nextCursor` from the previous page of the same sort: the page starts after that device. */
+  after?: string | undefined;
 }
 
+export interface DevicePage extends Page<DeviceView> {
+  /** Pass as `after` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** Where a page stopped: the sort, the last device's sort value and its id. Opaque to clients. */
+type Cursor = [sort: DeviceSort, value: string | number | null, id: number];
+
+function encodeCursor(sort: DeviceSort, row: Pick<DeviceRow, 'id' | 'name' | 'last_seen_at'>): string {
+  const value = sort.endsWith('name') ? row.name : sort.endsWith('lastSeenAt') ? row.last_seen_at : row.id;
+  return Buffer.from(JSON.stringify([sort, value, row.id] satisfies Cursor)).toString('base64url');
+}
+
+function decodeCursor(text: string, sort: DeviceSort): Cursor {
+  let cursor: unknown;
+  try {
+    cursor = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    cursor = undefined;
+  }
+  const value: unknown = Array.isArray(cursor) ? cursor[1] : undefined;
+  const valid =
+    Array.isArray(cursor) &&
+    cursor.length === 3 &&
+    Number.isSafeInteger(cursor[2]) &&
+    (sort.endsWith('name')
+      ? typeof value === 'string'
+      : sort.endsWith('lastSeenAt')
+        ? value === null || Number.isSafeInteger(value)
+        : Number.isSafeInteger(value));
+  if (!valid) throw new AppError('bad_request', 'after: not a cursor this list gave (use nextCursor)');
+  const [cursorSort] = cursor as Cursor;
+  if (cursorSort !== sort)
+    throw new AppError('bad_request', `after: the cursor is for sort=${cursorSort}, not sort=${sort}`);
+  return cursor as Cursor;
+}
+
+/**
+ * One page of the devices the actor may read, with the total matching the filters.
+ *
+ * What a page costs, with 100,000 devices in an organization: the page is read along an index in the sort's
+ * order (`devices_org_name`, `devices_org_last_seen`, the primary key), stopping after `limit + 1` matching
+ * rows, and the filters are checked on the rows read; `after` (keyset paging) starts the read where the last
+ * page ended, while `page` skips `(page - 1) × limit` rows first. The total comes from `totals` when given
+ * (kept between requests, see `DeviceTotals`), else from a count of every matching row.
+ */
 export async function listDevices(
   deps: ServiceDeps,
   actor: Actor,
   q: DeviceQuery,
-): Promise<Page<DeviceView>> {
+  totals?: DeviceTotals,
+): Promise<DevicePage> {
+  const scope = readScope(actor.principal, 'device.read');
   let query = deps.db
     .selectFrom('devices')
-    .where(scopeCondition(readScope(actor.principal, 'device.read'), 'devices.org_id', 'devices.fleet_id'));
+    .where(scopeCondition(scope, 'devices.org_id', 'devices.fleet_id'));
   if (q.orgId !== undefined) query = query.where('devices.org_id', '=', q.orgId);
   if (q.fleetId !== undefined) query = query.where('devices.fleet_id', '=', q.fleetId);
   if (q.tag) {
@@ -152,35 +206,131 @@ export async function listDevices(
     );
   }
   const text = q.q;
-  if (text)
+  // A uuid is 32 hex digits: text with any other character can only be in the name, and the list saves
+  // checking every uuid it reads.
+  if (text && /^[0-9a-f]+$/i.test(text))
     query = query.where((eb) =>
       eb.or([containsText('devices.name', text), containsText('devices.uuid', text)]),
     );
+  else if (text) query = query.where(containsText('devices.name', text));
   if (q.status) query = query.where(statusCondition(q.status));
+  if (q.deviceType !== undefined) query = query.where('devices.device_type', '=', q.deviceType);
 
   const sort = q.sort ?? 'name';
-  // The page and the total in one pass over the matching devices: `count(*) over ()` counts before the limit.
-  const ids = await query
-    .select((eb) => ['devices.id', eb.fn.countAll<number>().over().as('total')])
-    .orderBy(sort.endsWith('name') ? 'devices.name' : 'devices.id', sort.startsWith('-') ? 'desc' : 'asc')
-    .orderBy('devices.id')
-    .limit(q.limit)
-    .offset((q.page - 1) * q.limit)
-    .execute();
-  // A page past the end has no row to carry the total: only then count on its own.
-  const total =
-    ids[0]?.total ??
-    (q.page > 1
-      ? (await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow()).total
-      : 0);
-  const order = new Map(ids.map((r, i) => [r.id, i]));
-  const rows = ids.length
+  const after = q.after === undefined ? undefined : decodeCursor(q.after, sort);
+  if (after && q.page !== 1) throw new AppError('bad_request', 'after and page do not go together');
+  const descending = sort.startsWith('-');
+  const offset = (q.page - 1) * q.limit;
+  // One row more than the page tells whether another page follows.
+  const wanted = q.limit + 1;
+
+  // The page's ids first, read along the sort's index alone; their rows, fleets' names and statuses after,
+  // for those ids only (joined in one query, the planner may read every device of a fleet and sort them).
+  const page = (
+    where: typeof query,
+    orderBy: 'devices.name' | 'devices.id' | 'devices.last_seen_at',
+    direction: 'asc' | 'desc' = descending ? 'desc' : 'asc',
+  ) =>
+    where
+      .select(['devices.id', 'devices.name', 'devices.last_seen_at'])
+      .orderBy(orderBy, direction)
+      .$if(orderBy !== 'devices.id', (qb) => qb.orderBy('devices.id', 'asc'));
+
+  let rows: Pick<DeviceRow, 'id' | 'name' | 'last_seen_at'>[];
+  if (sort.endsWith('lastSeenAt')) {
+    // Devices never seen come last in both directions. Read as two runs, the seen ones along
+    // devices_org_last_seen and then the never-seen ones by id, since neither database reads an index in
+    // "nulls last" order for both directions.
+    const seen = query.where('devices.last_seen_at', 'is not', null);
+    const never = query.where('devices.last_seen_at', 'is', null);
+    if (offset > 0) {
+      // Offset paging: skip across both runs. Counting the seen devices reads every one of them; keyset
+      // paging (`after`) does not.
+      const seenCount = Number(
+        (await seen.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n,
+      );
+      rows =
+        offset < seenCount
+          ? await page(seen, 'devices.last_seen_at').limit(wanted).offset(offset).execute()
+          : [];
+      if (rows.length < wanted)
+        rows.push(
+          ...(await page(never, 'devices.id', 'asc')
+            .limit(wanted - rows.length)
+            .offset(Math.max(0, offset - seenCount))
+            .execute()),
+        );
+    } else {
+      const [, cursorValue, id] = after ?? [sort, undefined, 0];
+      const value = cursorValue as number | null | undefined;
+      rows =
+        value === null
+          ? []
+          : await page(
+              value === undefined
+                ? seen
+                : seen
+                    .where('devices.last_seen_at', descending ? '<=' : '>=', value)
+                    .where((eb) =>
+                      eb.or([
+                        eb('devices.last_seen_at', descending ? '<' : '>', value),
+                        eb('devices.id', '>', id),
+                      ]),
+                    ),
+              'devices.last_seen_at',
+            )
+              .limit(wanted)
+              .execute();
+      if (rows.length < wanted)
+        rows.push(
+          ...(await page(value === null ? never.where('devices.id', '>', id) : never, 'devices.id', 'asc')
+            .limit(wanted - rows.length)
+            .execute()),
+        );
+    }
+  } else {
+    const column = sort.endsWith('name') ? 'devices.name' : 'devices.id';
+    let where = query;
+    if (after) {
+      const [, value, id] = after;
+      where =
+        column === 'devices.id'
+          ? query.where('devices.id', descending ? '<' : '>', id)
+          : // The range bound (<= or >=) lets the index be read from the cursor on; the `or` alone would not.
+            query
+              .where('devices.name', descending ? '<=' : '>=', value as string)
+              .where((eb) =>
+                eb.or([
+                  eb('devices.name', descending ? '<' : '>', value as string),
+                  eb('devices.id', '>', id),
+                ]),
+              );
+    }
+    rows = await page(where, column).limit(wanted).offset(offset).execute();
+  }
+
+  const more = rows.length > q.limit;
+  if (more) rows = rows.slice(0, q.limit);
+  const count = async () =>
+    Number((await query.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+  const filters = [scope, q.orgId, q.fleetId, q.tag, q.q, q.status, q.deviceType];
+  const total = totals
+    ? await totals.total(JSON.stringify(filters), q.status !== undefined, count)
+    : await count();
+  const order = new Map(rows.map((r, i) => [r.id, i]));
+  const full = rows.length
     ? await deviceColumns(deps.db)
         .where('devices.id', 'in', [...order.keys()])
         .execute()
     : [];
-  rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
-  return { items: await deviceViews(deps.db, rows), total: Number(total), page: q.page, limit: q.limit };
+  full.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  return {
+    items: await deviceViews(deps.db, full),
+    total,
+    page: q.page,
+    limit: q.limit,
+    nextCursor: more ? encodeCursor(sort, rows[rows.length - 1]!) : null,
+  };
 }
 
 export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef): Promise<DeviceView> {
