@@ -1503,7 +1503,12 @@ export interface paths {
                     /** @description text in the name or uuid */
                     q?: string;
                     status?: "online" | "offline" | "pending" | "never-connected" | "decommissioned";
-                    sort?: "name" | "-name" | "createdAt" | "-createdAt";
+                    /** @description only devices of this device type */
+                    deviceType?: string;
+                    /** @description default name; "-" sorts descending; ties go by id, ascending; lastSeenAt puts devices never seen last either way */
+                    sort?: "name" | "-name" | "createdAt" | "-createdAt" | "lastSeenAt" | "-lastSeenAt";
+                    /** @description keyset paging: the nextCursor of the previous page, with the same sort and filters (then leave page out). Cheaper than page for deep pages: the server starts where the last page ended instead of skipping (page - 1) × limit devices */
+                    after?: string;
                 };
                 header?: never;
                 path?: never;
@@ -1557,13 +1562,15 @@ export interface paths {
                             total: number;
                             page: number;
                             limit: number;
+                            /** @description pass as after to get the next page; null on the last page */
+                            nextCursor: string | null;
                         };
                     };
                 };
             };
         };
         put?: never;
-        /** Add a device record to a fleet (devices enroll themselves in a later release) */
+        /** Add a device to a fleet by hand (devices also enroll themselves: provisioning key, signed auth request) */
         post: {
             parameters: {
                 query?: never;
@@ -3008,7 +3015,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The number of devices the organization may accept (null: unlimited) and how many it has */
+        /** The organization's device limit (null: unlimited) and how many devices it counts now */
         get: {
             parameters: {
                 query?: never;
@@ -3029,6 +3036,7 @@ export interface paths {
                         "application/json": {
                             orgId: number;
                             limit: number | null;
+                            /** @description devices the limit counts: not decommissioned, and accepted (an auth set accepted, or enrolled without auth sets) */
                             accepted: number;
                         };
                     };
@@ -3062,6 +3070,7 @@ export interface paths {
                         "application/json": {
                             orgId: number;
                             limit: number | null;
+                            /** @description devices the limit counts: not decommissioned, and accepted (an auth set accepted, or enrolled without auth sets) */
                             accepted: number;
                         };
                     };

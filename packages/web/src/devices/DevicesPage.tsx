@@ -32,6 +32,8 @@ const PAGE_SIZE = 50;
 const sorts = [
   { value: 'name', label: 'Name A–Z' },
   { value: '-name', label: 'Name Z–A' },
+  { value: '-lastSeenAt', label: 'Seen most recently' },
+  { value: 'lastSeenAt', label: 'Seen longest ago' },
   { value: '-createdAt', label: 'Newest first' },
   { value: 'createdAt', label: 'Oldest first' },
 ] as const;
@@ -78,6 +80,7 @@ export function DevicesPage() {
     ...(search.status ? { status: search.status as Device['status'] } : {}),
     ...(search.fleetId ? { fleetId: search.fleetId } : {}),
     ...(search.tag ? { tag: search.tag } : {}),
+    ...(search.deviceType ? { deviceType: search.deviceType } : {}),
   };
   const devices = useQuery({
     queryKey: ['devices', query],
@@ -142,6 +145,16 @@ export function DevicesPage() {
           }}
           onBlur={(e) => setSearch({ tag: e.currentTarget.value.trim() || undefined })}
         />
+        <TextInput
+          label="Device type"
+          placeholder="any"
+          w={170}
+          defaultValue={search.deviceType ?? ''}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter') setSearch({ deviceType: e.currentTarget.value.trim() || undefined });
+          }}
+          onBlur={(e) => setSearch({ deviceType: e.currentTarget.value.trim() || undefined })}
+        />
         <Select
           label="Sort"
           w={160}
@@ -185,7 +198,11 @@ export function DevicesPage() {
       <QueryState
         query={devices}
         isEmpty={(p) => p.total === 0}
-        empty={<NoDevices filtered={Boolean(search.q || search.status || search.fleetId || search.tag)} />}
+        empty={
+          <NoDevices
+            filtered={Boolean(search.q || search.status || search.fleetId || search.tag || search.deviceType)}
+          />
+        }
       >
         {(result) => (
           <>
