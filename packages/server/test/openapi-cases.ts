@@ -276,7 +276,18 @@ export async function seedAlphaResources(server: TestServer) {
   const imported = await must(
     'POST',
     '/api/v1/devices/import',
-    { items: [{ uuid: device.uuid, apiKey: device.key, fleetId: fleet.id, name: 'alpha-keyed-device' }] },
+    {
+      // Alpha's own device type, so lists filtered by it (`?deviceType=`) still hold alpha's data.
+      items: [
+        {
+          uuid: device.uuid,
+          apiKey: device.key,
+          fleetId: fleet.id,
+          name: 'alpha-keyed-device',
+          deviceType: alphaDeviceTypeSlug,
+        },
+      ],
+    },
     200,
   );
   if (imported.items[0]?.outcome !== 'created')

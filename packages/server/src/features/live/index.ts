@@ -112,6 +112,9 @@ export function registerLiveEvents(app: TypedApp, deps: ServiceDeps): void {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-store',
         'x-accel-buffering': 'no',
+        // A stream holds its connection for as long as the page is open; once it ends, so does the connection
+        // (kept alive, it would sit idle in the browser's pool and hold up the server's shutdown).
+        connection: 'close',
       });
       // A reconnecting browser waits 3 s; the first line also tells the page the stream is open.
       reply.raw.write('retry: 3000\n: connected\n\n');
