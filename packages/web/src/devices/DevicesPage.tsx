@@ -197,7 +197,7 @@ export function DevicesPage() {
       )}
       <QueryState
         query={devices}
-        isEmpty={(p) => p.total === 0}
+        isEmpty={(p) => p.items.length === 0}
         empty={
           <NoDevices
             filtered={Boolean(search.q || search.status || search.fleetId || search.tag || search.deviceType)}

@@ -261,6 +261,12 @@ async function acceptPreauthorized(
     });
     return true;
   });
+  if (accepted)
+    deps.events.emit('write.committed', {
+      action: 'auth_set.accept',
+      resourceType: 'auth_set',
+      orgId: set.org_id,
+    });
   if (!accepted)
     throw unauthorized(
       "the organization's device limit is reached: an admin has to raise it or remove a device",
@@ -312,7 +318,7 @@ async function addPending(
     .where('devices.decommissioned_at', 'is', null)
     .executeTakeFirst();
   const now = Date.now();
-  await db.transaction().execute(async (trx) => {
+  const added = await db.transaction().execute(async (trx) => {
     const inserted = await trx
       .insertInto('auth_sets')
       .values({
@@ -334,7 +340,7 @@ async function addPending(
       .onConflict((oc) => oc.columns(['org_id', 'identity_hash', 'public_key_hash']).doNothing())
       .returning('id')
       .executeTakeFirst();
-    if (!inserted) return;
+    if (!inserted) return false;
     await appendAuditEvent(trx, actor, {
       orgId: target.orgId,
       action: 'auth_set.request',
@@ -347,6 +353,15 @@ async function addPending(
         deviceId: owner?.id ?? null,
       },
     });
+    return true;
   });
+  // Committed outside `write()` (the device is its own actor): told as every write is, so the pending queue on
+  // an admin's screen takes the new device in at once.
+  if (added)
+    deps.events.emit('write.committed', {
+      action: 'auth_set.request',
+      resourceType: 'auth_set',
+      orgId: target.orgId,
+    });
   limiter.fail(source);
 }

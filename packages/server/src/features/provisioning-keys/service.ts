@@ -194,7 +194,8 @@ export async function registerDevice(
   const keyHash = sha256Hex(provisioningKey);
   const uuid = input.uuid.toLowerCase();
   try {
-    return await deps.db.transaction().execute(async (trx) => {
+    let orgId: number | null = null;
+    const registered = await deps.db.transaction().execute(async (trx) => {
       const now = Date.now();
       const key = await trx
         .updateTable('provisioning_keys')
@@ -206,6 +207,7 @@ export async function registerDevice(
         .returning(['id', 'org_id', 'fleet_id'])
         .executeTakeFirst();
       if (!key) throw provisioningKeyRefused();
+      orgId = key.org_id;
       // The key the device generated, then the device (uuid, type, limit): every check before any insert.
       const apiKeyHash = sha256Hex(input.apiKey);
       if (await deviceKeyHashTaken(trx, apiKeyHash))
@@ -244,6 +246,10 @@ export async function registerDevice(
       );
       return { id: device.id, uuid };
     });
+    // Committed outside `write()` (the device is its own actor, known only inside): told as every write is, so
+    // device lists and their totals take the new device in at once.
+    deps.events.emit('write.committed', { action: 'device.register', resourceType: 'device', orgId });
+    return registered;
   } catch (err) {
     throw rethrowConstraint(err);
   }
