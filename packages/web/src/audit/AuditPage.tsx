@@ -1,22 +1,11 @@
-import {
-  Alert,
-  Badge,
-  Button,
-  Code,
-  Group,
-  Pagination,
-  Stack,
-  Table,
-  Text,
-  TextInput,
-  Title,
-} from '@mantine/core';
+import { Alert, Badge, Button, Code, Group, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { Fragment, useState } from 'react';
 import { type AuditEvent, api, data } from '../api/client.ts';
 import { useCan, useOrg } from '../session/session.ts';
 import { ago, when } from '../ui/format.ts';
+import { Pager } from '../ui/Pager.tsx';
 import { EmptyState, QueryState } from '../ui/QueryState.tsx';
 
 const PAGE_SIZE = 50;
@@ -249,15 +238,7 @@ function AuditLog() {
                 </Table.Tbody>
               </Table>
             </Table.ScrollContainer>
-            {result.total > PAGE_SIZE && (
-              <Pagination
-                total={Math.ceil(result.total / PAGE_SIZE)}
-                value={page}
-                onChange={setPage}
-                aria-label="Pages"
-                getControlProps={(control) => ({ 'aria-label': `${control} page` })}
-              />
-            )}
+            <Pager total={result.total} pageSize={PAGE_SIZE} page={page} onChange={setPage} label="Pages" />
           </>
         )}
       </QueryState>

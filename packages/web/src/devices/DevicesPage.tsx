@@ -5,7 +5,6 @@ import {
   Group,
   Menu,
   Modal,
-  Pagination,
   Select,
   Stack,
   Table,
@@ -25,6 +24,7 @@ import { type BulkOutcome, BulkResults, runBulk } from '../ui/BulkResults.tsx';
 import { Confirm } from '../ui/Confirm.tsx';
 import { ago } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
+import { Pager } from '../ui/Pager.tsx';
 import { EmptyState, QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge, statuses } from '../ui/StatusBadge.tsx';
 
@@ -279,16 +279,12 @@ export function DevicesPage() {
                 </Table.Tbody>
               </Table>
             </Table.ScrollContainer>
-            {result.total > PAGE_SIZE && (
-              <Pagination
-                total={Math.ceil(result.total / PAGE_SIZE)}
-                value={page}
-                onChange={(p) =>
-                  void navigate({ search: (old: DevicesSearch) => clean({ ...old, page: p }) })
-                }
-                aria-label="Pages"
-              />
-            )}
+            <Pager
+              total={result.total}
+              pageSize={PAGE_SIZE}
+              page={page}
+              onChange={(p) => void navigate({ search: (old: DevicesSearch) => clean({ ...old, page: p }) })}
+            />
           </>
         )}
       </QueryState>

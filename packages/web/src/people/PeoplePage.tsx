@@ -6,7 +6,6 @@ import {
   Group,
   Modal,
   MultiSelect,
-  Pagination,
   PasswordInput,
   Select,
   Stack,
@@ -25,6 +24,7 @@ import { useFleets } from '../fleets/queries.ts';
 import { type Role, useCan, useOrg } from '../session/session.ts';
 import { Confirm } from '../ui/Confirm.tsx';
 import { ago, when } from '../ui/format.ts';
+import { Pager } from '../ui/Pager.tsx';
 import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { ApiKeys, ShownOnce } from './AccountPage.tsx';
 
@@ -513,16 +513,13 @@ function Users() {
                 </Table.Tbody>
               </Table>
             </Table.ScrollContainer>
-            {result.total > USERS_PAGE_SIZE && (
-              <Pagination
-                mt="sm"
-                total={Math.ceil(result.total / USERS_PAGE_SIZE)}
-                value={page}
-                onChange={setPage}
-                aria-label="User pages"
-                getControlProps={(control) => ({ 'aria-label': `${control} page` })}
-              />
-            )}
+            <Pager
+              total={result.total}
+              pageSize={USERS_PAGE_SIZE}
+              page={page}
+              onChange={setPage}
+              label="User pages"
+            />
           </>
         )}
       </QueryState>

@@ -3,7 +3,6 @@ import {
   Button,
   Code,
   Group,
-  Pagination,
   SegmentedControl,
   Select,
   Stack,
@@ -22,6 +21,7 @@ import { useCan, useOrg } from '../session/session.ts';
 import { Confirm } from '../ui/Confirm.tsx';
 import { ago, bytes, duration, when } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
+import { Pager } from '../ui/Pager.tsx';
 import { EmptyState, ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 
 const PAGE_SIZE = 50;
@@ -217,15 +217,7 @@ export function SessionsPage() {
                 </Table.Tbody>
               </Table>
             </Table.ScrollContainer>
-            {result.total > PAGE_SIZE && (
-              <Pagination
-                total={Math.ceil(result.total / PAGE_SIZE)}
-                value={page}
-                onChange={setPage}
-                aria-label="Pages"
-                getControlProps={(control) => ({ 'aria-label': `${control} page` })}
-              />
-            )}
+            <Pager total={result.total} pageSize={PAGE_SIZE} page={page} onChange={setPage} label="Pages" />
           </>
         )}
       </QueryState>
