@@ -33,6 +33,13 @@ import { createHttpApp, sendError, type TypedApp } from './infra/http/index.ts';
 import type { Logger } from './infra/logging/index.ts';
 import type { ServiceDeps } from './infra/service/index.ts';
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The app's event bus (infra/events), the one its services tell through `ServiceDeps.events`. */
+    events: EventBus;
+  }
+}
+
 export interface AppOptions {
   config: Config;
   database: DatabaseHandle;
@@ -58,6 +65,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     },
     ...(tls ? { https: tls } : {}),
   });
+  app.decorate('events', events);
 
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
     (await databaseReady(database.db))

@@ -41,7 +41,7 @@ function limitsOf(deps: ServiceDeps): DeviceAuthLimits {
       candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
       failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
       failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
-      verifiedKeys: new DeviceKeyCache(),
+      verifiedKeys: new DeviceKeyCache(deps.events),
     };
     limitsByServer.set(deps, limits);
   }

@@ -1,5 +1,5 @@
 import type { TypedApp } from '../../infra/http/index.ts';
-import { onWriteCommitted, type ServiceDeps } from '../../infra/service/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
 import { currentServicePrincipal, currentUserPrincipal } from '../auth/service.ts';
 import { currentDeviceReach } from '../streams/service.ts';
 import { registerSessionRoutes } from './routes.ts';
@@ -78,7 +78,7 @@ export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
         }
       });
   };
-  const stopWatching = onWriteCommitted(({ action, resourceType }) => {
+  const stopWatching = deps.events.on('write.committed', ({ action, resourceType }) => {
     if (ACCESS_CHANGES.has(resourceType) || DEVICE_REACH_CHANGES.has(action)) recheck();
   });
   const expiryCheck = setInterval(recheck, EXPIRY_CHECK_MS).unref();

@@ -13,12 +13,12 @@ import client from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { AppError, type ErrorCode, httpStatusOf } from '../../infra/errors/index.ts';
+import type { AppEvents } from '../../infra/events/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
-import { onDeviceCredentialsRevoked, type RevokedCredentials } from '../device-keys/service.ts';
-import { type DecommissionedDevice, onDeviceDecommissioned } from '../devices/decommission.ts';
+import type { DecommissionedDevice } from '../devices/decommission.ts';
 import type { PresenceConnection, PresenceRecorder } from '../presence/service.ts';
-import { effectiveVariablesOf, onVariablesChanged, type VariablesChange } from '../variables/service.ts';
+import { effectiveVariablesOf } from '../variables/service.ts';
 import { type PeerEvents, type PeerSettings, PeerSocket, TunnelPeer } from './peer.ts';
 import { decommissionedCredential } from './service.ts';
 
@@ -164,9 +164,9 @@ export class TunnelHub implements DeviceTunnelOwner {
     const period = Math.max(50, Math.min(1000, Math.floor(Math.min(pingIntervalMs, pingTimeoutMs) / 5)));
     this.sweepTimer = setInterval(() => this.sweep(), period).unref();
     this.unsubscribe.push(
-      onDeviceDecommissioned((device) => this.decommissioned(device)),
-      onDeviceCredentialsRevoked((revoked) => this.credentialsRevoked(revoked)),
-      onVariablesChanged((change) => void this.variablesChanged(change)),
+      this.deps.events.on('device.decommissioned', (device) => this.decommissioned(device)),
+      this.deps.events.on('device.credentials.revoked', (revoked) => this.credentialsRevoked(revoked)),
+      this.deps.events.on('variables.changed', (change) => void this.variablesChanged(change)),
     );
     this.options.presence.start();
   }
@@ -418,8 +418,8 @@ export class TunnelHub implements DeviceTunnelOwner {
     }
   }
 
-  private async variablesChanged(change: VariablesChange): Promise<void> {
-    if (change.deps !== this.deps || this.closing) return;
+  private async variablesChanged(change: AppEvents['variables.changed']): Promise<void> {
+    if (this.closing) return;
     let tunnels: DeviceTunnel[];
     if ('deviceId' in change) {
       const tunnel = this.devices.get(change.deviceId);
@@ -444,8 +444,7 @@ export class TunnelHub implements DeviceTunnelOwner {
     }
   }
 
-  private credentialsRevoked(revoked: RevokedCredentials): void {
-    if (revoked.deps !== this.deps) return;
+  private credentialsRevoked(revoked: AppEvents['device.credentials.revoked']): void {
     const tunnel = this.devices.get(revoked.deviceId);
     if (revoked.uuid) this.revoked.set(revoked.uuid, Date.now());
     if (!tunnel) return;
