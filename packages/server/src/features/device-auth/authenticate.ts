@@ -2,8 +2,8 @@ import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 import { DeviceKeyCache } from './credential-cache.ts';
 import { recordDeviceKeyUse } from './last-used.ts';
 

@@ -6,7 +6,7 @@ import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { flushDeviceKeyUsage } from '../device-auth/authenticate.ts';
+import { flushDeviceKeyUsage } from '../device-auth/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { type DeviceStatus, deviceStatus } from '../devices/status.ts';
 

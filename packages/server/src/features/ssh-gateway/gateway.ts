@@ -16,8 +16,8 @@ import ssh2, {
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
 import { markSshKeyUsed, sshKeyByFingerprint, sshKeyById } from '../ssh-keys/service.ts';
 import { type DeviceCommand, openStream } from '../streams/service.ts';

@@ -15,12 +15,11 @@ import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { AppError, type ErrorCode, httpStatusOf } from '../../infra/errors/index.ts';
 import type { AppEvents } from '../../infra/events/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
+import { authenticateDevice, decommissionedCredential, deviceCredentialOf } from '../device-auth/index.ts';
 import type { DecommissionedDevice } from '../devices/decommission.ts';
 import type { PresenceConnection, PresenceRecorder } from '../presence/service.ts';
 import { effectiveVariablesOf } from '../variables/service.ts';
 import { type PeerEvents, type PeerSettings, PeerSocket, TunnelPeer } from './peer.ts';
-import { decommissionedCredential } from './service.ts';
 
 /**
  * The tunnel hub (DESIGN section 6): devices keep one WebSocket to `GET /api/v1/tunnel`, authenticated in the
