@@ -24,7 +24,7 @@ import { registerPortStreams } from './features/streams/port-streams.ts';
 import { registerStreamRoutes } from './features/streams/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
-import { registerVariableRoutes } from './features/variables/routes.ts';
+import { registerVariables } from './features/variables/index.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
 import { openDeviceTokens } from './infra/device-tokens/index.ts';
@@ -88,14 +88,14 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerDecommissionRoutes(app, deps);
   registerAuthSetRoutes(app, deps);
   registerMenderRoutes(app, deps, auth);
-  registerVariableRoutes(app, deps);
+  registerVariables(app, deps, tunnels);
   registerPresenceRoutes(app, deps);
   registerStreamRoutes(app, deps);
   registerSessions(app, deps);
   registerAuditRoutes(app, deps);
   // Upgrade endpoints: devices' tunnels; people's streams to device ports (`fleetgate tunnel`).
   registerTunnel(app, tunnels);
-  registerPortStreams(deps, tunnels, auth);
+  registerPortStreams(app, deps, tunnels, auth);
   // The HTTP CONNECT proxy: its own listener (startServer starts it), the same router as the tunnel.
   registerConnectProxy(app, deps, tunnels, auth);
   // The SSH gateway: its own listener (startServer starts it), the same router; and session recordings.

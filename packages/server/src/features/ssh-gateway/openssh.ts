@@ -4,7 +4,7 @@ import { StreamErrorCode } from '@fleetgate/protocol';
 import { z } from 'zod';
 import { type Actor, authorize } from '../../infra/access/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
-import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import { actorOf, refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { markSshKeyUsed, sshKeyById } from '../ssh-keys/service.ts';
@@ -118,8 +118,8 @@ export function registerOpenSsh(app: TypedApp, deps: ServiceDeps, hub: TunnelHub
     async (request) => ({ items: await listAuthorizedKeys(deps, actorOf(request), request.query) }),
   );
 
-  hub.route(/^\/api\/v1\/ssh\/proxy$/, async (request, socket, head) => {
-    if (hub.stopping) return hub.refuse(socket, 'unavailable', 'the server is stopping: try again later');
+  app.upgrades.route(/^\/api\/v1\/ssh\/proxy$/, async (request, socket, head) => {
+    if (hub.stopping) return refuseUpgrade(socket, 'unavailable', 'the server is stopping: try again later');
     const bastion = request.socket.remoteAddress ?? null;
     const service = await auth.authenticate(request.headers.authorization, bastion);
     authorize(service, 'ssh_key.act_as_owner');

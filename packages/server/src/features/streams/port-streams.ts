@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
+import { refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { parseDeviceRef } from '../devices/service.ts';
@@ -20,33 +21,42 @@ export const PORT_STREAM_PROTOCOL = 'fleetgate-stream';
  * `fleetgate tunnel` makes one such connection per local connection: no framing of its own on the person's
  * side, and nothing held open to the server while no local connection is.
  */
-export function registerPortStreams(deps: ServiceDeps, hub: TunnelHub, auth: AuthService): void {
-  hub.route(/^\/api\/v1\/devices\/([^/]+)\/ports\/([^/]+)$/, async (request, socket, head, match) => {
-    if (hub.stopping) return hub.refuse(socket, 'unavailable', 'the server is stopping: try again later');
-    if (request.headers.upgrade?.toLowerCase() !== PORT_STREAM_PROTOCOL) {
-      throw new AppError('bad_request', `this endpoint upgrades to "${PORT_STREAM_PROTOCOL}" only`);
-    }
-    const text = match[1] ?? '';
-    if (!/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text)) throw notFound('device');
-    const port = /^\d{1,5}$/.test(match[2] ?? '') ? Number(match[2]) : Number.NaN;
-    if (!(port >= 1 && port <= 65535))
-      throw new AppError('bad_request', 'a port is a number from 1 to 65535');
-    const actor = await personOf(request, auth);
-    const session = await openStream(deps, hub, actor, parseDeviceRef(text), port);
-    if (socket.destroyed) {
-      session.stream.destroy(new Error('the person went away before the stream was relayed'));
+export function registerPortStreams(
+  app: TypedApp,
+  deps: ServiceDeps,
+  hub: TunnelHub,
+  auth: AuthService,
+): void {
+  app.upgrades.route(
+    /^\/api\/v1\/devices\/([^/]+)\/ports\/([^/]+)$/,
+    async (request, socket, head, match) => {
+      if (hub.stopping)
+        return refuseUpgrade(socket, 'unavailable', 'the server is stopping: try again later');
+      if (request.headers.upgrade?.toLowerCase() !== PORT_STREAM_PROTOCOL) {
+        throw new AppError('bad_request', `this endpoint upgrades to "${PORT_STREAM_PROTOCOL}" only`);
+      }
+      const text = match[1] ?? '';
+      if (!/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text)) throw notFound('device');
+      const port = /^\d{1,5}$/.test(match[2] ?? '') ? Number(match[2]) : Number.NaN;
+      if (!(port >= 1 && port <= 65535))
+        throw new AppError('bad_request', 'a port is a number from 1 to 65535');
+      const actor = await personOf(request, auth);
+      const session = await openStream(deps, hub, actor, parseDeviceRef(text), port);
+      if (socket.destroyed) {
+        session.stream.destroy(new Error('the person went away before the stream was relayed'));
+        await session.relay(socket);
+        return;
+      }
+      (socket as Partial<Socket>).setNoDelay?.(true);
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${PORT_STREAM_PROTOCOL}\r\n` +
+          `Fleetgate-Session: ${session.id}\r\n\r\n`,
+      );
+      // Bytes the client sent right behind the request belong to the stream.
+      if (head.length) socket.unshift(head);
       await session.relay(socket);
-      return;
-    }
-    (socket as Partial<Socket>).setNoDelay?.(true);
-    socket.write(
-      `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${PORT_STREAM_PROTOCOL}\r\n` +
-        `Fleetgate-Session: ${session.id}\r\n\r\n`,
-    );
-    // Bytes the client sent right behind the request belong to the stream.
-    if (head.length) socket.unshift(head);
-    await session.relay(socket);
-  });
+    },
+  );
 }
 
 /** The person in an upgrade request's `Authorization` (session token or API key); devices and services are refused. */

@@ -36,6 +36,8 @@ export interface AppEvents {
    * one device's (its own variable written, or the device moved to another fleet).
    */
   'variables.changed': { fleetId: number } | { deviceId: number };
+  /** A device's tunnel to this instance said hello: it now takes control messages (its variables first). */
+  'tunnel.ready': { deviceId: number };
 }
 
 export type AppEventName = keyof AppEvents;
