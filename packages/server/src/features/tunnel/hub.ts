@@ -117,23 +117,6 @@ export class TunnelHub implements DeviceTunnelOwner {
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private closed: Promise<void> | undefined;
-  /** Stream metrics, once `registerMetrics` ran. */
-  metrics: { streams: client.Counter<'outcome'>; bytes: client.Counter<'direction'>; open: number } = {
-    streams: new client.Counter({
-      name: 'unregistered_streams',
-      help: '-',
-      labelNames: ['outcome'],
-      registers: [],
-    }),
-    bytes: new client.Counter({
-      name: 'unregistered_bytes',
-      help: '-',
-      labelNames: ['direction'],
-      registers: [],
-    }),
-    open: 0,
-  };
-
   constructor(
     private readonly deps: ServiceDeps,
     private readonly options: TunnelHubOptions,
@@ -377,7 +360,7 @@ export class TunnelHub implements DeviceTunnelOwner {
     return Math.round(this.options.pingIntervalMs * (0.9 + Math.random() * 0.2));
   }
 
-  /** Tunnel gauges and stream counters on the server's /metrics. */
+  /** Tunnel gauges on the server's /metrics. */
   registerMetrics(registry: client.Registry): void {
     const hub = this;
     new client.Gauge({
@@ -396,29 +379,6 @@ export class TunnelHub implements DeviceTunnelOwner {
         this.set(hub.peerCount);
       },
     });
-    new client.Gauge({
-      name: 'fleetgate_tunnel_streams_open',
-      help: 'Streams to device ports open now',
-      registers: [registry],
-      collect() {
-        this.set(hub.metrics.open);
-      },
-    });
-    this.metrics = {
-      open: this.metrics.open,
-      streams: new client.Counter({
-        name: 'fleetgate_tunnel_streams_total',
-        help: 'Streams to device ports asked for, by outcome',
-        labelNames: ['outcome'] as const,
-        registers: [registry],
-      }),
-      bytes: new client.Counter({
-        name: 'fleetgate_tunnel_stream_bytes_total',
-        help: 'Bytes relayed over streams to device ports, by direction',
-        labelNames: ['direction'] as const,
-        registers: [registry],
-      }),
-    };
   }
 }
 

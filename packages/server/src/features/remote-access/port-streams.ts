@@ -3,18 +3,16 @@ import type { Socket } from 'node:net';
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
-import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { parseDeviceRef } from '../devices/service.ts';
-import type { TunnelHub } from '../tunnel/hub.ts';
-import { openStream } from './service.ts';
+import type { StreamRouter } from './router.ts';
 
 /** The `Upgrade` token of a raw stream to a device port. */
 export const PORT_STREAM_PROTOCOL = 'fleetgate-stream';
 
 /**
  * One connection, one stream: `GET /api/v1/devices/:device/ports/:port` with `Upgrade: fleetgate-stream` and
- * the person's `Authorization: Bearer <session token or API key>` goes through `openStream` (so a refusal is a
+ * the person's `Authorization: Bearer <session token or API key>` goes through the stream router (so a refusal is a
  * plain HTTP answer in the API's error shape: 401, 403 for a port off the allow-list or a viewer, 404, 503 when
  * the device is offline or refuses the port), and once the device accepted, `101 Switching Protocols` and the
  * connection carries the port's bytes both ways, half-close included, like a `CONNECT` through the proxy.
@@ -23,15 +21,14 @@ export const PORT_STREAM_PROTOCOL = 'fleetgate-stream';
  */
 export function registerPortStreams(
   app: TypedApp,
-  deps: ServiceDeps,
-  hub: TunnelHub,
+  router: StreamRouter,
   auth: AuthService,
+  stopping: () => boolean,
 ): void {
   app.upgrades.route(
     /^\/api\/v1\/devices\/([^/]+)\/ports\/([^/]+)$/,
     async (request, socket, head, match) => {
-      if (hub.stopping)
-        return refuseUpgrade(socket, 'unavailable', 'the server is stopping: try again later');
+      if (stopping()) return refuseUpgrade(socket, 'unavailable', 'the server is stopping: try again later');
       if (request.headers.upgrade?.toLowerCase() !== PORT_STREAM_PROTOCOL) {
         throw new AppError('bad_request', `this endpoint upgrades to "${PORT_STREAM_PROTOCOL}" only`);
       }
@@ -41,7 +38,13 @@ export function registerPortStreams(
       if (!(port >= 1 && port <= 65535))
         throw new AppError('bad_request', 'a port is a number from 1 to 65535');
       const actor = await personOf(request, auth);
-      const session = await openStream(deps, hub, actor, parseDeviceRef(text), port);
+      const session = await router.open({
+        // Authenticated for this request just now: the router need not read the person again.
+        caller: { actor, current: true },
+        device: { ref: parseDeviceRef(text) },
+        target: port,
+        surface: 'tunnel',
+      });
       if (socket.destroyed) {
         session.stream.destroy(new Error('the person went away before the stream was relayed'));
         await session.relay(socket);
