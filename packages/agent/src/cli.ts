@@ -164,7 +164,7 @@ async function enroll(config: AgentConfig, io: AgentCliIo, wait: boolean): Promi
   }
   if (outcome.reason === 'pending') {
     io.stdout.write(
-      `pending: an admin must accept ${authenticator.label} (fleetgate pending, or the admin UI)\n`,
+      `pending: an admin must accept ${authenticator.label} (the admin UI's Pending devices page, or: fleetgate devices pending && fleetgate devices accept <id> --fleet <fleet>)\n`,
     );
     return 4;
   }

@@ -323,7 +323,7 @@ export class KeyPairAuthenticator implements DeviceAuthenticator {
       if (outcome.reason === 'pending') {
         // Said loudly once, then quietly: the device waits, possibly for days, on a person.
         (loggedPending ? log.debug : log.warn)(
-          'waiting for an admin to accept this device: its auth set is pending (fleetgate pending / the admin UI)',
+          'waiting for an admin to accept this device: its auth set is pending (the admin UI: Pending devices; or fleetgate devices pending)',
           { identity: this.label },
         );
         loggedPending = true;

@@ -4,13 +4,18 @@ import { registerApiKeyRoutes } from './features/api-keys/routes.ts';
 import { registerAuditRoutes } from './features/audit/routes.ts';
 import { registerAuthRoutes } from './features/auth/routes.ts';
 import { createAuthService } from './features/auth/service.ts';
+import { createAuthSetActivity } from './features/auth-sets/activity.ts';
+import { createPendingAuthSetLimiter } from './features/auth-sets/auth-request.ts';
 import { registerAuthSetRoutes } from './features/auth-sets/routes.ts';
 import { registerConnectProxy } from './features/connect-proxy/index.ts';
+import { createDeviceAuthState } from './features/device-auth/authenticate.ts';
+import { createDeviceKeyUsage } from './features/device-auth/last-used.ts';
 import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
+import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
 import { registerOpenSsh } from './features/openssh/index.ts';
@@ -30,6 +35,7 @@ import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariables } from './features/variables/index.ts';
+import { registerWebUi } from './features/web-ui/index.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
 import { openDeviceTokens } from './infra/device-tokens/index.ts';
@@ -37,13 +43,6 @@ import { EventBus } from './infra/events/index.ts';
 import { createHttpApp, sendError, type TypedApp } from './infra/http/index.ts';
 import type { Logger } from './infra/logging/index.ts';
 import type { ServiceDeps } from './infra/service/index.ts';
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The app's event bus (infra/events), the one its services tell through `ServiceDeps.events`. */
-    events: EventBus;
-  }
-}
 
 export interface AppOptions {
   config: Config;
@@ -53,11 +52,29 @@ export interface AppOptions {
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** What this app's services run with (for work done outside a request: first-run setup, tests). */
+    deps: ServiceDeps;
+  }
+}
+
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
 export async function buildApp({ config, database, log, tls }: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
-  const deps: ServiceDeps = { db: database.db, config, log, deviceTokens, events };
+  // Everything per app lives here, made once: two apps in one process (tests) share none of it.
+  const deps: ServiceDeps = {
+    db: database.db,
+    config,
+    log,
+    deviceTokens,
+    events,
+    authSetActivity: createAuthSetActivity(database.db, log),
+    deviceKeyUsage: createDeviceKeyUsage(database.db, log),
+    deviceAuth: createDeviceAuthState(events),
+    pendingAuthSetsPerSource: createPendingAuthSetLimiter(),
+  };
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);
   const streams = createStreamRouter(deps, [tunnelLinks(tunnels)]);
@@ -72,7 +89,11 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     },
     ...(tls ? { https: tls } : {}),
   });
-  app.decorate('events', events);
+  app.decorate('deps', deps);
+  // Counts and times still waiting to be written go to the database before it closes.
+  app.addHook('onClose', async () => {
+    await Promise.all([deps.authSetActivity.flush(), deps.deviceKeyUsage.flush()]);
+  });
 
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
     (await databaseReady(database.db))
@@ -102,6 +123,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerRemoteAccess(app, deps, streams, auth, () => tunnels.stopping);
   registerSessions(app, deps, (deviceId) => currentDeviceReach(deps.db, deviceId));
   registerAuditRoutes(app, deps);
+  registerLiveEvents(app, deps);
   // Devices' tunnels (an upgrade endpoint).
   registerTunnel(app, tunnels);
   // The HTTP CONNECT proxy and the SSH gateway (with its session recordings), each on its own listener
@@ -109,6 +131,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerConnectProxy(app, deps, streams, auth);
   registerSshGateway(app, deps, streams, auth);
   registerOpenSsh(app, deps, streams, tunnels, auth);
+  // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
+  await registerWebUi(app, config.webRoot);
   return app;
 }
 

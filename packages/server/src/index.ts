@@ -119,7 +119,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       log,
       tls: tlsPair && { cert: tlsPair.cert, key: tlsPair.key },
     });
-    const firstRun = await ensureFirstOwner({ db: database.db, config, log });
+    const firstRun = await ensureFirstOwner(app.deps);
     await app.listen({ host: config.listen, port: config.httpPort });
     const proxyPort = await app.connectProxy.listen();
     const sshPort = await app.sshGateway.listen(config.listen, config.sshPort);
@@ -182,6 +182,7 @@ function banner(what: {
   const lines = [
     '',
     `fleetgate is running at ${url}`,
+    `  web UI       ${url}/${config.webRoot ? '' : '  (not served: FLEETGATE_WEB_ROOT is unset)'}`,
     `  API          ${url}/api/v1`,
     `  API docs     ${url}/api/docs`,
     `  health       ${url}/healthz   metrics ${url}/metrics`,
@@ -221,6 +222,10 @@ function banner(what: {
         : ['  password     the one in FLEETGATE_ADMIN_PASSWORD']),
     );
   }
-  lines.push('', `Sign in from the CLI: npx fleetgate login --server ${url}`, '');
+  lines.push(
+    '',
+    `Open ${url}/ in a browser and sign in as ${firstRun?.email ?? config.adminEmail}, or from the CLI: npx fleetgate login --server ${url}`,
+    '',
+  );
   return lines.join('\n');
 }

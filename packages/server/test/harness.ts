@@ -23,7 +23,13 @@ export interface TestServer {
   api(
     method: string,
     url: string,
-    options?: { token?: string | undefined; body?: unknown; headers?: Record<string, string> },
+    options?: {
+      token?: string | undefined;
+      body?: unknown;
+      headers?: Record<string, string>;
+      /** The answer may be a stream that stays open (server-sent events): read up to its first event. */
+      firstEvent?: boolean;
+    },
   ): Promise<ApiAnswer>;
   /** Signs in and answers the session token. */
   login(email: string, password: string): Promise<string>;
@@ -66,10 +72,11 @@ export async function startTestServer(
     sqliteFile: path.join(dataDir, 'fleetgate.db'),
   });
   const app = await buildApp({ config, database, log });
-  await ensureFirstOwner({ db: database.db, config, log });
+  await ensureFirstOwner(app.deps);
   await app.ready();
 
   const api: TestServer['api'] = async (method, url, options = {}) => {
+    if (options.firstEvent) return firstEventOf(app, url, options.token);
     const response = await app.inject({
       method: method as 'GET',
       url,
@@ -218,4 +225,25 @@ export async function seedTwoOrgs(server: TestServer) {
     },
     beta: { orgId: beta.id as number, fleet: betaFleet, device: betaDevice },
   };
+}
+
+/** A GET whose 2xx answer is an event stream that stays open: the status, headers and text up to its first event. */
+async function firstEventOf(app: TypedApp, url: string, token: string | undefined): Promise<ApiAnswer> {
+  const abort = new AbortController();
+  const response = await app.inject({
+    method: 'GET',
+    url,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    payloadAsStream: true,
+    signal: abort.signal,
+  });
+  let text = '';
+  for await (const chunk of response.stream()) {
+    text += chunk.toString();
+    if (text.includes('\n\n')) break;
+  }
+  abort.abort();
+  let body: unknown = text;
+  if ((response.headers['content-type'] ?? '').toString().includes('json') && text) body = JSON.parse(text);
+  return { status: response.statusCode, body, headers: response.headers };
 }

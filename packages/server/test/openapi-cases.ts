@@ -41,6 +41,7 @@ export interface OpenApiParameter {
 interface OpenApiOperation {
   parameters?: OpenApiParameter[];
   requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonSchema }> };
+  responses?: Record<string, { content?: Record<string, unknown> }>;
   security?: unknown[];
 }
 
@@ -63,6 +64,8 @@ export interface Operation {
   security: unknown[] | undefined;
   /** POST, PUT, PATCH and DELETE change something. */
   isWrite: boolean;
+  /** Its 200 answer is a server-sent event stream, which stays open: read its first event only. */
+  isEventStream: boolean;
 }
 
 const httpMethods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'] as const;
@@ -86,6 +89,7 @@ export function operationsOf(doc: OpenApiDocument): Operation[] {
           bodySchema: op.requestBody?.content?.['application/json']?.schema,
           security: op.security,
           isWrite: ['POST', 'PUT', 'PATCH', 'DELETE'].includes(method),
+          isEventStream: op.responses?.['200']?.content?.['text/event-stream'] !== undefined,
         };
       });
   });

@@ -59,6 +59,11 @@ export function registerServeCommand(program: Command, io: CliIo): void {
       const value = values[option.attributeName()];
       if (value !== undefined) flags[key] = value;
     }
+    // The admin web UI: built on the first start (and after its sources change), then served at `/`.
+    if (flags.webRoot === undefined && !io.env.FLEETGATE_WEB_ROOT) {
+      const { ensureWebBuilt } = await import('@fleetgate/web/build');
+      flags.webRoot = await ensureWebBuilt((line) => io.stderr.write(`${line}\n`));
+    }
     let server: Awaited<ReturnType<typeof startServer>>;
     try {
       server = await startServer({ flags, env: io.env, print: (text) => io.stdout.write(text) });

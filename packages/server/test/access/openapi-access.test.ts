@@ -100,6 +100,11 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     throwawaySession: true,
   },
   'GET /api/v1/me': { why: 'the caller themself', outsider: { status: [200], leakFree: true } },
+  'GET /api/v1/events': {
+    why: "the caller's own live updates: each event goes only to people who may read what it names (test/live)",
+    outsider: { status: [200], leakFree: true },
+    control: { as: 'owner', holdsAlpha: false },
+  },
   'PATCH /api/v1/me': {
     why: "changes the caller's own account: anyone signed in may, whatever their role",
     outsider: { status: [200], leakFree: true },
@@ -268,7 +273,7 @@ function shown(op: Operation, answer: ApiAnswer): string {
 
 async function ask(op: Operation, token: string | undefined): Promise<ApiAnswer> {
   const request = alphaRequest(openapi, op, resources);
-  return server.api(op.method, request.url, { token, body: request.body });
+  return server.api(op.method, request.url, { token, body: request.body, firstEvent: op.isEventStream });
 }
 
 function expectOutcome(op: Operation, answer: ApiAnswer, outcome: Outcome) {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureFirstOwner } from '../../src/features/setup/service.ts';
 import { ADMIN_EMAIL, seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
 import { apiFrom, check } from './helpers.ts';
 
@@ -61,6 +62,22 @@ describe('audit events', () => {
       details: { name: 'audited-fleet' },
     });
     expect(Number.isNaN(Date.parse(items[0]!.at))).toBe(false);
+  });
+
+  it("record the first start's setup once, as fleetgate's own write", async () => {
+    const expected = {
+      orgId: 1,
+      actor: { type: 'system', id: null, label: 'fleetgate' },
+      action: 'setup.first_owner',
+      resourceType: 'user',
+      sourceIp: null,
+      outcome: 'success',
+      details: { email: ADMIN_EMAIL },
+    };
+    expect((await audit('orgId=1&action=setup.first_owner')).items).toMatchObject([expected]);
+    // A later start finds the owner and writes nothing.
+    expect(await ensureFirstOwner(server.app.deps)).toBeUndefined();
+    expect((await audit('orgId=1&action=setup.first_owner')).items).toMatchObject([expected]);
   });
 
   it('record device changes under the device uuid, with what changed', async () => {

@@ -164,10 +164,10 @@ describe('decommission', () => {
       })
       .execute();
     const heard: DecommissionedDevice[] = [];
-    const stop = server.app.events.on('device.decommissioned', (d) => {
+    const stop = server.app.deps.events.on('device.decommissioned', (d) => {
       heard.push(d);
     });
-    const failing = server.app.events.on('device.decommissioned', () => {
+    const failing = server.app.deps.events.on('device.decommissioned', () => {
       throw new Error('a broken listener does not stop the others');
     });
     try {

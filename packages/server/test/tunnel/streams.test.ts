@@ -8,8 +8,6 @@ import { createAuthService } from '../../src/features/auth/service.ts';
 import type { StreamRequest } from '../../src/features/remote-access/index.ts';
 import type { Actor } from '../../src/infra/access/index.ts';
 import { AppError } from '../../src/infra/errors/index.ts';
-import { EventBus } from '../../src/infra/events/index.ts';
-import { createLogger } from '../../src/infra/logging/index.ts';
 import type { ServiceDeps } from '../../src/infra/service/index.ts';
 import { check } from '../api/helpers.ts';
 import { seedTwoOrgs } from '../harness.ts';
@@ -82,16 +80,9 @@ function openStream(actor: Actor, uuid: string, port: number) {
   return server.app.streamRouter.open(request);
 }
 
+/** The services' dependencies of the app under test. */
 function deps(): ServiceDeps {
-  return {
-    db: server.database.db,
-    config: server.config,
-    log: createLogger('silent'),
-    deviceTokens: undefined as never,
-    events: new EventBus((err) => {
-      throw err;
-    }),
-  };
+  return server.app.deps;
 }
 
 async function refusedWith(promise: Promise<unknown>): Promise<AppError> {

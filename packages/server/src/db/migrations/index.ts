@@ -7,6 +7,7 @@ import * as authSetIdentityIndex from './0005_auth_set_identity_index.ts';
 import * as sessions from './0006_sessions.ts';
 import * as sessionRecordings from './0007_session_recordings.ts';
 import * as serviceApiKeys from './0008_service_api_keys.ts';
+import * as deviceListIndexes from './0009_device_list_indexes.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -32,6 +33,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0006_sessions': sessions,
   '0007_session_recordings': sessionRecordings,
   '0008_service_api_keys': serviceApiKeys,
+  '0009_device_list_indexes': deviceListIndexes,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

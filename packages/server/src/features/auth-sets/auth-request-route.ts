@@ -1,6 +1,5 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { flushAuthSetActivity } from './activity.ts';
 import { AUTH_REQUEST_BODY_LIMIT, handleAuthRequest } from './auth-request.ts';
 
 /**
@@ -14,8 +13,6 @@ export function registerAuthRequestRoute(
   options: { hide?: boolean } = {},
 ): void {
   app.register(async (scope) => {
-    // Request counts still waiting to be written go to the database before it closes.
-    scope.addHook('onClose', () => flushAuthSetActivity(deps));
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(
       '*',

@@ -5,9 +5,9 @@ import type { Db } from '../../infra/db/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { FailureLimiter } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { recordAuthRequest } from './activity.ts';
+import { assertRoomForDevice, isDeviceLimitReached } from '../devices/service.ts';
 import { decodeBase64Strict, identityOf, parseJsonStrict, parsePublicKey, verifySignature } from './keys.ts';
-import { type AuthSetRow, markAccepted, wouldExceedLimit } from './service.ts';
+import { type AuthSetRow, markAccepted } from './service.ts';
 
 /**
  * A device's signed auth request (Mender's `POST /api/devices/v1/authentication/auth_requests`): the
@@ -24,14 +24,16 @@ export const PENDING_MAX_PER_ORG = 10_000;
 export const PENDING_NEW_PER_SOURCE = 100;
 export const PENDING_WINDOW_MS = 10 * 60 * 1000;
 
-const limiters = new WeakMap<ServiceDeps, FailureLimiter>();
-function limiterOf(deps: ServiceDeps): FailureLimiter {
-  let limiter = limiters.get(deps);
-  if (!limiter) {
-    limiter = new FailureLimiter(PENDING_NEW_PER_SOURCE, PENDING_WINDOW_MS);
-    limiters.set(deps, limiter);
+declare module '../../infra/service/index.ts' {
+  interface ServiceDeps {
+    /** New pending auth sets counted per source address, one count per app (made in `buildApp`). */
+    pendingAuthSetsPerSource: FailureLimiter;
   }
-  return limiter;
+}
+
+/** The per-source limit of new pending sets, for `buildApp` to make one per app. */
+export function createPendingAuthSetLimiter(): FailureLimiter {
+  return new FailureLimiter(PENDING_NEW_PER_SOURCE, PENDING_WINDOW_MS);
 }
 
 export interface AuthRequestInput {
@@ -131,7 +133,7 @@ export async function handleAuthRequest(
     );
   }
 
-  recordAuthRequest(deps, set.id, now);
+  deps.authSetActivity.record(set.id, now);
   const device =
     set.device_id === null || set.device_uuid === null
       ? undefined
@@ -242,7 +244,12 @@ async function acceptPreauthorized(
       .executeTakeFirst();
     if (current?.status === 'accepted') return true;
     if (current?.status !== 'preauthorized') return false;
-    if (await wouldExceedLimit(trx, set.org_id, device.id)) return false;
+    try {
+      await assertRoomForDevice(trx, set.org_id, device.id);
+    } catch (err) {
+      if (isDeviceLimitReached(err)) return false;
+      throw err;
+    }
     const rejectedOthers = await markAccepted(trx, set, device);
     await appendAuditEvent(trx, actor, {
       orgId: set.org_id,
@@ -271,7 +278,7 @@ async function addPending(
   sourceIp: string | null,
 ): Promise<void> {
   const { db } = deps;
-  const limiter = limiterOf(deps);
+  const limiter = deps.pendingAuthSetsPerSource;
   const source = sourceIp ?? 'unknown';
   const wait = limiter.retryAfter(source);
   if (wait > 0)

@@ -2,16 +2,15 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { getDeviceLimit, setDeviceLimit } from '../devices/service.ts';
 import { registerAuthRequestRoute } from './auth-request-route.ts';
 import {
   deleteAuthSet,
   getAuthSet,
-  getDeviceLimit,
   listAuthSets,
   preauthorizeMany,
   setAuthSetStatus,
   setAuthSetStatuses,
-  setDeviceLimit,
 } from './service.ts';
 
 export const authSetStatuses = ['pending', 'accepted', 'rejected', 'preauthorized'] as const;
@@ -48,7 +47,15 @@ const bulkResult = z.object({
 const identityInput = z
   .record(z.string(), z.union([z.string(), z.array(z.string())]))
   .describe('identity attributes, e.g. {"mac":"02:12:61:13:6c:42"}');
-const limitSchema = z.object({ orgId: z.number(), limit: z.number().nullable(), accepted: z.number() });
+const limitSchema = z.object({
+  orgId: z.number(),
+  limit: z.number().nullable(),
+  accepted: z
+    .number()
+    .describe(
+      'devices the limit counts: not decommissioned, and accepted (an auth set accepted, or enrolled without auth sets)',
+    ),
+});
 
 /** Native REST for people: the pending queue, accept / reject in bulk, preauthorization, the device limit. */
 export function registerAuthSetRoutes(app: TypedApp, deps: ServiceDeps): void {
@@ -208,7 +215,7 @@ export function registerAuthSetRoutes(app: TypedApp, deps: ServiceDeps): void {
     {
       schema: {
         tags,
-        summary: 'The number of devices the organization may accept (null: unlimited) and how many it has',
+        summary: "The organization's device limit (null: unlimited) and how many devices it counts now",
         params: z.object({ orgId: idParam }),
         response: { 200: limitSchema },
       },

@@ -6,9 +6,8 @@ import { json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { newDeviceUuid } from '../devices/service.ts';
+import { assertRoomForDevice, insertDevice } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
-import { flushAuthSetActivity } from './activity.ts';
 import { type Identity, identityOf, nameFromIdentity, parsePublicKey } from './keys.ts';
 
 /**
@@ -83,7 +82,7 @@ export async function listAuthSets(
   q: AuthSetQuery,
 ): Promise<Page<AuthSetView>> {
   // Request counts are written in batches: the ones already answered first.
-  await flushAuthSetActivity(deps);
+  await deps.authSetActivity.flush();
   let query = deps.db
     .selectFrom('auth_sets')
     .where(
@@ -111,7 +110,7 @@ export async function listAuthSets(
 }
 
 export async function getAuthSet(deps: ServiceDeps, actor: Actor, id: number): Promise<AuthSetView> {
-  await flushAuthSetActivity(deps);
+  await deps.authSetActivity.flush();
   const row = await withDeviceUuid(deps.db).where('auth_sets.id', '=', id).executeTakeFirst();
   if (!row) throw notFound('auth set');
   authorize(
@@ -142,44 +141,6 @@ async function authSetForAction(trx: Db, actor: Actor, id: number): Promise<Auth
   return row;
 }
 
-/** Devices of the organization that hold an accepted auth set (what the device limit counts). */
-export async function acceptedDeviceCount(db: Db, orgId: number): Promise<number> {
-  const { n } = await db
-    .selectFrom('auth_sets')
-    .innerJoin('devices', 'devices.id', 'auth_sets.device_id')
-    .select((eb) => eb.fn.count<number>('auth_sets.device_id').distinct().as('n'))
-    .where('auth_sets.org_id', '=', orgId)
-    .where('auth_sets.status', '=', 'accepted')
-    .where('devices.decommissioned_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  return Number(n);
-}
-
-export async function deviceLimitOf(db: Db, orgId: number): Promise<number | null> {
-  const org = await db
-    .selectFrom('organizations')
-    .select('device_limit')
-    .where('id', '=', orgId)
-    .executeTakeFirst();
-  return org?.device_limit ?? null;
-}
-
-/** Whether accepting a set for `deviceId` (null: a new device) would go over the organization's limit. */
-export async function wouldExceedLimit(db: Db, orgId: number, deviceId: number | null): Promise<boolean> {
-  const limit = await deviceLimitOf(db, orgId);
-  if (limit === null) return false;
-  if (deviceId !== null) {
-    const already = await db
-      .selectFrom('auth_sets')
-      .select('id')
-      .where('device_id', '=', deviceId)
-      .where('status', '=', 'accepted')
-      .executeTakeFirst();
-    if (already) return false;
-  }
-  return (await acceptedDeviceCount(db, orgId)) >= limit;
-}
-
 /** The fleet a new device from this set goes to: the proposed one, else the given one, else the oldest. */
 async function fleetForNewDevice(trx: Db, actor: Actor, set: AuthSetRow, fleetHint: number | undefined) {
   const fleetId =
@@ -205,35 +166,30 @@ async function fleetForNewDevice(trx: Db, actor: Actor, set: AuthSetRow, fleetHi
   return fleet;
 }
 
-/** Creates the device record for an identity, in `fleet`. */
-export async function insertDeviceForIdentity(
+/**
+ * Creates the device of an identity in `fleet` (through the devices feature's `insertDevice`): the fleet's
+ * default device type, a name from the identity. `admitted` when it is accepted now, `awaiting` when
+ * preauthorized (it takes its place under the device limit when accepted).
+ */
+async function insertDeviceForIdentity(
   trx: Db,
   fleet: { id: number; org_id: number; default_device_type: string | null },
   identity: Identity,
+  admission: 'admitted' | 'awaiting',
   name?: string | undefined,
 ): Promise<{ id: number; uuid: string; org_id: number; fleet_id: number }> {
-  const now = Date.now();
-  const uuid = newDeviceUuid();
-  const row = await trx
-    .insertInto('devices')
-    .values({
-      uuid,
-      org_id: fleet.org_id,
-      fleet_id: fleet.id,
-      name: name ?? nameFromIdentity(identity),
-      device_type: fleet.default_device_type ?? FALLBACK_DEVICE_TYPE,
-      notes: '',
-      created_at: now,
-      updated_at: now,
-    })
-    .returning(['id', 'uuid', 'org_id', 'fleet_id'])
-    .executeTakeFirstOrThrow();
-  return row;
+  return insertDevice(trx, {
+    fleet,
+    deviceType: fleet.default_device_type ?? FALLBACK_DEVICE_TYPE,
+    name: name ?? nameFromIdentity(identity),
+    admission,
+  });
 }
 
 /**
  * Marks `set` accepted for its device (creating the device when the set has none) and rejects the device's
- * other accepted or preauthorized sets. The caller checked the device limit and authorization.
+ * other accepted or preauthorized sets. The caller authorized it and made room under the device limit
+ * (`assertRoomForDevice`).
  */
 export async function markAccepted(
   trx: Db,
@@ -281,6 +237,7 @@ async function applyStatus(
         'unprocessable',
         'the device was decommissioned: delete this auth set and let the device ask again, or preauthorize it anew',
       );
+    let created = false;
     if (device) {
       authorize(
         actor.principal,
@@ -288,20 +245,12 @@ async function applyStatus(
         { orgId: set.org_id, fleetId: device.fleet_id },
         'auth set',
       );
-    }
-    if (await wouldExceedLimit(trx, set.org_id, device?.id ?? null)) {
-      const limit = await deviceLimitOf(trx, set.org_id);
-      throw new AppError(
-        'unprocessable',
-        `the organization's device limit (${limit}) is reached: raise it (PUT /api/v1/orgs/${set.org_id}/device-limit) or reject another device`,
-        { details: { limit } },
-      );
-    }
-    let created = false;
-    if (!device) {
+      await assertRoomForDevice(trx, set.org_id, device.id);
+    } else {
+      // A new device takes its place under the limit as insertDevice makes it.
       const fleet = await fleetForNewDevice(trx, actor, set, fleetHint);
       const identity = json.decode<Identity>(set.identity) ?? {};
-      const inserted = await insertDeviceForIdentity(trx, fleet, identity);
+      const inserted = await insertDeviceForIdentity(trx, fleet, identity, 'admitted');
       device = { id: inserted.id, fleet_id: inserted.fleet_id, decommissioned_at: null };
       created = true;
     }
@@ -479,7 +428,7 @@ export async function preauthorizeOne(
         .execute();
       const device = existing
         ? { id: existing.id, uuid: existing.uuid, fleet_id: existing.fleet_id }
-        : await insertDeviceForIdentity(trx, fleet, identity, input.row.name);
+        : await insertDeviceForIdentity(trx, fleet, identity, 'awaiting', input.row.name);
       const now = Date.now();
       const set = await trx
         .insertInto('auth_sets')
@@ -553,48 +502,4 @@ export async function preauthorizeMany(
     }
   }
   return results;
-}
-
-export async function setDeviceLimit(
-  deps: ServiceDeps,
-  actor: Actor,
-  orgId: number,
-  limit: number | null,
-): Promise<{ orgId: number; limit: number | null; accepted: number }> {
-  await write(deps, actor, { action: 'org.device_limit', resourceType: 'organization' }, async (trx) => {
-    const org = await trx
-      .selectFrom('organizations')
-      .select(['id', 'device_limit'])
-      .where('id', '=', orgId)
-      .executeTakeFirst();
-    if (!org) throw notFound('organization');
-    authorize(actor.principal, 'org.read', { orgId }, 'organization');
-    authorize(actor.principal, 'org.update', { orgId }, 'organization');
-    await trx
-      .updateTable('organizations')
-      .set({ device_limit: limit, updated_at: Date.now() })
-      .where('id', '=', orgId)
-      .execute();
-    return { value: undefined, orgId, resourceId: orgId, details: { from: org.device_limit, to: limit } };
-  });
-  return getDeviceLimit(deps, actor, orgId);
-}
-
-export async function getDeviceLimit(
-  deps: ServiceDeps,
-  actor: Actor,
-  orgId: number,
-): Promise<{ orgId: number; limit: number | null; accepted: number }> {
-  authorize(actor.principal, 'org.read', { orgId }, 'organization');
-  const org = await deps.db
-    .selectFrom('organizations')
-    .select('id')
-    .where('id', '=', orgId)
-    .executeTakeFirst();
-  if (!org) throw notFound('organization');
-  return {
-    orgId,
-    limit: await deviceLimitOf(deps.db, orgId),
-    accepted: await acceptedDeviceCount(deps.db, orgId),
-  };
 }

@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { requireUser } from '../../infra/access/index.ts';
-import { actorOf, errorBody, type TypedApp } from '../../infra/http/index.ts';
+import {
+  actorOf,
+  assertSameOrigin,
+  errorBody,
+  sessionCookieHeader,
+  type TypedApp,
+} from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { meSchema, passwordString, userSchema } from '../users/routes.ts';
 import { me, updateUser, userRecord } from '../users/service.ts';
@@ -14,22 +20,41 @@ export function registerAuthRoutes(app: TypedApp, deps: ServiceDeps, auth: AuthS
       schema: {
         tags: ['auth'],
         summary: 'Sign in with e-mail and password; answers a session token for `Authorization: Bearer`',
+        description:
+          'With `cookie: true` (browsers) the session goes into an httpOnly, SameSite=Strict cookie instead of ' +
+          'the answer; requests signed in by that cookie that change something must come from this origin ' +
+          '(`Origin` / `Sec-Fetch-Site`), and `POST /api/v1/auth/logout` removes it.',
         security: [],
         body: z.strictObject({
           email: z.string().trim().min(3).max(254),
           password: z.string().min(1).max(1024),
+          cookie: z
+            .boolean()
+            .optional()
+            .describe('set the session as an httpOnly cookie and leave the token out of the answer'),
         }),
         response: {
-          200: z.object({ token: z.string(), expiresAt: z.string(), user: userSchema }),
+          200: z.object({
+            token: z.string().optional().describe('absent with `cookie: true`'),
+            expiresAt: z.string(),
+            user: userSchema,
+          }),
           401: errorBody,
           429: errorBody,
         },
       },
     },
-    async (request) => {
-      const session = await auth.login(request.body, request.ip);
+    async (request, reply) => {
+      const { cookie, ...credentials } = request.body;
+      // A cross-site page must not sign the browser in (to the attacker's account) either.
+      if (cookie) assertSameOrigin(request);
+      const session = await auth.login(credentials, request.ip);
       const user = await userRecord(deps.db, session.userId);
-      return { token: session.token, expiresAt: new Date(session.expiresAt).toISOString(), user };
+      const expiresAt = new Date(session.expiresAt).toISOString();
+      if (!cookie) return { token: session.token, expiresAt, user };
+      const maxAge = Math.max(0, Math.floor((session.expiresAt - Date.now()) / 1000));
+      reply.header('set-cookie', sessionCookieHeader(request, session.token, maxAge));
+      return { expiresAt, user };
     },
   );
 
@@ -38,12 +63,13 @@ export function registerAuthRoutes(app: TypedApp, deps: ServiceDeps, auth: AuthS
     {
       schema: {
         tags: ['auth'],
-        summary: 'Revoke the session token of this request',
+        summary: "Revoke the session token of this request (and remove the browser's session cookie)",
         response: { 204: z.null() },
       },
     },
     async (request, reply) => {
       await auth.logout(actorOf(request));
+      if (request.viaSessionCookie) reply.header('set-cookie', sessionCookieHeader(request, '', 0));
       return reply.status(204).send(null);
     },
   );

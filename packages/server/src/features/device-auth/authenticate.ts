@@ -2,12 +2,10 @@ import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import type { EventBus } from '../../infra/events/index.ts';
 import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { DeviceKeyCache } from './credential-cache.ts';
-import { recordDeviceKeyUse } from './last-used.ts';
-
-export { flushDeviceKeyUsage } from './last-used.ts';
 
 /** A device key's last-used time is written at most this often (in batches: see last-used.ts). */
 const LAST_USED_PRECISION_MS = 60 * 1000;
@@ -23,7 +21,8 @@ const FAILURES_PER_SOURCE = 300;
 const FAILURES_PER_UUID = 30;
 const FAILURE_WINDOW_MS = 10 * 60 * 1000;
 
-interface DeviceAuthLimits {
+/** Device authentication's per-app state: made in `buildApp`, carried in `ServiceDeps` as `deviceAuth`. */
+export interface DeviceAuthState {
   candidatesPerSource: FailureLimiter;
   failuresPerSource: FailureLimiter;
   failuresPerUuid: FailureLimiter;
@@ -31,21 +30,21 @@ interface DeviceAuthLimits {
   verifiedKeys: DeviceKeyCache;
 }
 
-/** One set of limits per running server (tests start many in one process). */
-const limitsByServer = new WeakMap<ServiceDeps, DeviceAuthLimits>();
-
-function limitsOf(deps: ServiceDeps): DeviceAuthLimits {
-  let limits = limitsByServer.get(deps);
-  if (!limits) {
-    limits = {
-      candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
-      failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
-      failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
-      verifiedKeys: new DeviceKeyCache(deps.events),
-    };
-    limitsByServer.set(deps, limits);
+declare module '../../infra/service/index.ts' {
+  interface ServiceDeps {
+    /** Device authentication's limits and verified-key cache, one per app (tests start many in a process). */
+    deviceAuth: DeviceAuthState;
   }
-  return limits;
+}
+
+/** @param events the app's bus: the verified-key cache forgets on every write committed in this app. */
+export function createDeviceAuthState(events: EventBus): DeviceAuthState {
+  return {
+    candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
+    failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
+    failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
+    verifiedKeys: new DeviceKeyCache(events),
+  };
 }
 
 const refused = () =>
@@ -102,7 +101,7 @@ export async function authenticateDevice(
   }
 
   // Guessing keys is slowed per source network and per device; the answer never says which half was wrong.
-  const limits = limitsOf(deps);
+  const limits = deps.deviceAuth;
   const source = sourceKeyOf(sourceIp);
   const wait = Math.max(
     limits.failuresPerSource.retryAfter(source),
@@ -120,7 +119,7 @@ export async function authenticateDevice(
   if (cached && cached.device.uuid === credential.uuid) {
     if (cached.lastUsedAt === null || now - cached.lastUsedAt > LAST_USED_PRECISION_MS) {
       cached.lastUsedAt = now;
-      recordDeviceKeyUse(deps, cached.keyId, now);
+      deps.deviceKeyUsage.record(cached.keyId, now);
     }
     return principalOf(cached.device, { type: 'device_key', id: cached.keyId });
   }
@@ -141,7 +140,7 @@ export async function authenticateDevice(
     throw failed(limits, source, credential.uuid);
   let lastUsedAt = found.last_used_at;
   if (lastUsedAt === null || now - lastUsedAt > LAST_USED_PRECISION_MS) {
-    recordDeviceKeyUse(deps, found.key_id, now);
+    deps.deviceKeyUsage.record(found.key_id, now);
     lastUsedAt = now;
   }
   const device = { id: found.id, uuid: found.uuid, org_id: found.org_id, fleet_id: found.fleet_id };
@@ -154,7 +153,7 @@ export async function authenticateDevice(
  * inside `authenticateDevice`: that would be made on every check, and under tsx (which runs the server)
  * named with an `Object.defineProperty` each time, ~2 % of the server's CPU in bench/auth's device-key checks.
  */
-function failed(limits: DeviceAuthLimits, source: string, uuid: string): AppError {
+function failed(limits: DeviceAuthState, source: string, uuid: string): AppError {
   limits.failuresPerSource.fail(source);
   limits.failuresPerUuid.fail(uuid);
   return refused();
@@ -220,7 +219,7 @@ async function rememberRecoveryCandidate(
     .where('key_hash', '=', keyHash)
     .executeTakeFirst();
   if (Number(updated.numUpdatedRows) > 0) return;
-  const limiter = limitsOf(deps).candidatesPerSource;
+  const limiter = deps.deviceAuth.candidatesPerSource;
   if (limiter.retryAfter(source) > 0) {
     deps.log.debug({ uuid, source }, 'too many new recovery candidates from this network: not remembered');
     return;

@@ -2,10 +2,5 @@
  * Device authentication: the credential a device sends (device token, or uuid + device key), checked once for
  * every door a device comes in by (the API, the tunnel, the Mender-compatible API).
  */
-export {
-  authenticateDevice,
-  type DeviceCredential,
-  deviceCredentialOf,
-  flushDeviceKeyUsage,
-} from './authenticate.ts';
+export { authenticateDevice, type DeviceCredential, deviceCredentialOf } from './authenticate.ts';
 export { decommissionedCredential } from './decommissioned.ts';

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { flushDeviceKeyUsage } from '../device-auth/index.ts';
 import { deviceRefParam } from '../devices/routes.ts';
 import { deviceStatuses } from '../devices/status.ts';
 import {
@@ -28,8 +27,6 @@ export const deviceKeyString = z
 
 export function registerDeviceKeyRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['device-keys'];
-  // Device keys' last uses still waiting to be written go to the database before it closes.
-  app.addHook('onClose', () => flushDeviceKeyUsage(deps));
   app.get(
     '/api/v1/device/self',
     {

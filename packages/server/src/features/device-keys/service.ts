@@ -6,7 +6,6 @@ import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { flushDeviceKeyUsage } from '../device-auth/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { type DeviceStatus, deviceStatus } from '../devices/status.ts';
 
@@ -94,7 +93,7 @@ export async function listDeviceKeys(
 ): Promise<DeviceKeyView[]> {
   const device = await deviceForAction(deps.db, actor, ref, 'device.read');
   // Last-used times are written in batches: the uses already answered first.
-  await flushDeviceKeyUsage(deps);
+  await deps.deviceKeyUsage.flush();
   const rows = await deps.db
     .selectFrom('device_keys')
     .select(['id', 'origin', 'created_at', 'last_used_at', 'revoked_at'])

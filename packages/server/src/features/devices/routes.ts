@@ -6,6 +6,7 @@ import { registerTagRoutes } from '../tags/routes.ts';
 import {
   createDevice,
   deleteDevice,
+  deviceSorts,
   getDevice,
   listDevices,
   listDeviceTags,
@@ -15,6 +16,7 @@ import {
   updateDevice,
 } from './service.ts';
 import { deviceStatuses } from './status.ts';
+import { DeviceTotals } from './totals.ts';
 
 export const deviceSchema = z.object({
   id: z.number(),
@@ -59,6 +61,8 @@ const deviceTypeSlug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a device
 
 export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['devices'];
+  // This app's device totals, kept between list requests (dropped on this app's writes: see DeviceTotals).
+  const totals = new DeviceTotals(deps.events);
   app.get(
     '/api/v1/devices',
     {
@@ -72,19 +76,40 @@ export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
           tag: z.string().min(1).max(1200).optional().describe('key or key=value'),
           q: z.string().max(128).optional().describe('text in the name or uuid'),
           status: z.enum(deviceStatuses).optional(),
-          sort: z.enum(['name', '-name', 'createdAt', '-createdAt']).optional(),
+          deviceType: deviceTypeSlug.optional().describe('only devices of this device type'),
+          sort: z
+            .enum(deviceSorts)
+            .optional()
+            .describe(
+              'default name; "-" sorts descending; ties go by id, ascending; lastSeenAt puts devices never seen last either way',
+            ),
+          after: z
+            .string()
+            .max(2048)
+            .optional()
+            .describe(
+              'keyset paging: the nextCursor of the previous page, with the same sort and filters (then leave page out). Cheaper than page for deep pages: the server starts where the last page ended instead of skipping (page - 1) × limit devices',
+            ),
         }),
-        response: { 200: pageOf(deviceSchema) },
+        response: {
+          200: pageOf(deviceSchema).extend({
+            nextCursor: z
+              .string()
+              .nullable()
+              .describe('pass as after to get the next page; null on the last page'),
+          }),
+        },
       },
     },
-    async (request) => listDevices(deps, actorOf(request), request.query),
+    async (request) => listDevices(deps, actorOf(request), request.query, totals),
   );
   app.post(
     '/api/v1/devices',
     {
       schema: {
         tags,
-        summary: 'Add a device record to a fleet (devices enroll themselves in a later release)',
+        summary:
+          'Add a device to a fleet by hand (devices also enroll themselves: provisioning key, signed auth request)',
         body: z.strictObject({
           fleetId: idField,
           deviceType: deviceTypeSlug.optional().describe("default: the fleet's default device type"),

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Selectable } from 'kysely';
-import type { DeviceTable } from '../../db/schema.ts';
+import type { ExpressionBuilder, Selectable } from 'kysely';
+import type { Database, DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { containsText, type Db, json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
@@ -8,9 +8,11 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
+import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/service.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision } from '../variables/changes.ts';
 import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
+import type { DeviceTotals } from './totals.ts';
 
 export interface DeviceView {
   id: number;
@@ -115,7 +117,9 @@ export async function deviceForAction(
   return row;
 }
 
-export type DeviceSort = 'name' | '-name' | 'createdAt' | '-createdAt';
+export const deviceSorts = ['name', '-name', 'createdAt', '-createdAt', 'lastSeenAt', '-lastSeenAt'] as const;
+/** A list's order; `-` is descending. Ties go by id, ascending; devices never seen come last either way. */
+export type DeviceSort = (typeof deviceSorts)[number];
 
 export interface DeviceQuery extends PageRequest {
   orgId?: number | undefined;
@@ -125,17 +129,68 @@ export interface DeviceQuery extends PageRequest {
   /** Free text matched against name and uuid. */
   q?: string | undefined;
   status?: DeviceStatus | undefined;
+  deviceType?: string | undefined;
   sort?: DeviceSort | undefined;
+  /** A `nextCursor` from the previous page of the same sort: the page starts after that device. */
+  after?: string | undefined;
 }
 
+export interface DevicePage extends Page<DeviceView> {
+  /** Pass as `after` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** Where a page stopped: the sort, the last device's sort value and its id. Opaque to clients. */
+type Cursor = [sort: DeviceSort, value: string | number | null, id: number];
+
+function encodeCursor(sort: DeviceSort, row: Pick<DeviceRow, 'id' | 'name' | 'last_seen_at'>): string {
+  const value = sort.endsWith('name') ? row.name : sort.endsWith('lastSeenAt') ? row.last_seen_at : row.id;
+  return Buffer.from(JSON.stringify([sort, value, row.id] satisfies Cursor)).toString('base64url');
+}
+
+function decodeCursor(text: string, sort: DeviceSort): Cursor {
+  let cursor: unknown;
+  try {
+    cursor = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    cursor = undefined;
+  }
+  const value: unknown = Array.isArray(cursor) ? cursor[1] : undefined;
+  const valid =
+    Array.isArray(cursor) &&
+    cursor.length === 3 &&
+    Number.isSafeInteger(cursor[2]) &&
+    (sort.endsWith('name')
+      ? typeof value === 'string'
+      : sort.endsWith('lastSeenAt')
+        ? value === null || Number.isSafeInteger(value)
+        : Number.isSafeInteger(value));
+  if (!valid) throw new AppError('bad_request', 'after: not a cursor this list gave (use nextCursor)');
+  const [cursorSort] = cursor as Cursor;
+  if (cursorSort !== sort)
+    throw new AppError('bad_request', `after: the cursor is for sort=${cursorSort}, not sort=${sort}`);
+  return cursor as Cursor;
+}
+
+/**
+ * One page of the devices the actor may read, with the total matching the filters.
+ *
+ * What a page costs, with 100,000 devices in an organization: the page is read along an index in the sort's
+ * order (`devices_org_name`, `devices_org_last_seen`, the primary key), stopping after `limit + 1` matching
+ * rows, and the filters are checked on the rows read; `after` (keyset paging) starts the read where the last
+ * page ended, while `page` skips `(page - 1) × limit` rows first. The total comes from `totals` when given
+ * (kept between requests, see `DeviceTotals`), else from a count of every matching row.
+ */
 export async function listDevices(
   deps: ServiceDeps,
   actor: Actor,
   q: DeviceQuery,
-): Promise<Page<DeviceView>> {
+  totals?: DeviceTotals,
+): Promise<DevicePage> {
+  const scope = readScope(actor.principal, 'device.read');
   let query = deps.db
     .selectFrom('devices')
-    .where(scopeCondition(readScope(actor.principal, 'device.read'), 'devices.org_id', 'devices.fleet_id'));
+    .where(scopeCondition(scope, 'devices.org_id', 'devices.fleet_id'));
   if (q.orgId !== undefined) query = query.where('devices.org_id', '=', q.orgId);
   if (q.fleetId !== undefined) query = query.where('devices.fleet_id', '=', q.fleetId);
   if (q.tag) {
@@ -151,35 +206,131 @@ export async function listDevices(
     );
   }
   const text = q.q;
-  if (text)
+  // A uuid is 32 hex digits: text with any other character can only be in the name, and the list saves
+  // checking every uuid it reads.
+  if (text && /^[0-9a-f]+$/i.test(text))
     query = query.where((eb) =>
       eb.or([containsText('devices.name', text), containsText('devices.uuid', text)]),
     );
+  else if (text) query = query.where(containsText('devices.name', text));
   if (q.status) query = query.where(statusCondition(q.status));
+  if (q.deviceType !== undefined) query = query.where('devices.device_type', '=', q.deviceType);
 
   const sort = q.sort ?? 'name';
-  // The page and the total in one pass over the matching devices: `count(*) over ()` counts before the limit.
-  const ids = await query
-    .select((eb) => ['devices.id', eb.fn.countAll<number>().over().as('total')])
-    .orderBy(sort.endsWith('name') ? 'devices.name' : 'devices.id', sort.startsWith('-') ? 'desc' : 'asc')
-    .orderBy('devices.id')
-    .limit(q.limit)
-    .offset((q.page - 1) * q.limit)
-    .execute();
-  // A page past the end has no row to carry the total: only then count on its own.
-  const total =
-    ids[0]?.total ??
-    (q.page > 1
-      ? (await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow()).total
-      : 0);
-  const order = new Map(ids.map((r, i) => [r.id, i]));
-  const rows = ids.length
+  const after = q.after === undefined ? undefined : decodeCursor(q.after, sort);
+  if (after && q.page !== 1) throw new AppError('bad_request', 'after and page do not go together');
+  const descending = sort.startsWith('-');
+  const offset = (q.page - 1) * q.limit;
+  // One row more than the page tells whether another page follows.
+  const wanted = q.limit + 1;
+
+  // The page's ids first, read along the sort's index alone; their rows, fleets' names and statuses after,
+  // for those ids only (joined in one query, the planner may read every device of a fleet and sort them).
+  const page = (
+    where: typeof query,
+    orderBy: 'devices.name' | 'devices.id' | 'devices.last_seen_at',
+    direction: 'asc' | 'desc' = descending ? 'desc' : 'asc',
+  ) =>
+    where
+      .select(['devices.id', 'devices.name', 'devices.last_seen_at'])
+      .orderBy(orderBy, direction)
+      .$if(orderBy !== 'devices.id', (qb) => qb.orderBy('devices.id', 'asc'));
+
+  let rows: Pick<DeviceRow, 'id' | 'name' | 'last_seen_at'>[];
+  if (sort.endsWith('lastSeenAt')) {
+    // Devices never seen come last in both directions. Read as two runs, the seen ones along
+    // devices_org_last_seen and then the never-seen ones by id, since neither database reads an index in
+    // "nulls last" order for both directions.
+    const seen = query.where('devices.last_seen_at', 'is not', null);
+    const never = query.where('devices.last_seen_at', 'is', null);
+    if (offset > 0) {
+      // Offset paging: skip across both runs. Counting the seen devices reads every one of them; keyset
+      // paging (`after`) does not.
+      const seenCount = Number(
+        (await seen.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n,
+      );
+      rows =
+        offset < seenCount
+          ? await page(seen, 'devices.last_seen_at').limit(wanted).offset(offset).execute()
+          : [];
+      if (rows.length < wanted)
+        rows.push(
+          ...(await page(never, 'devices.id', 'asc')
+            .limit(wanted - rows.length)
+            .offset(Math.max(0, offset - seenCount))
+            .execute()),
+        );
+    } else {
+      const [, cursorValue, id] = after ?? [sort, undefined, 0];
+      const value = cursorValue as number | null | undefined;
+      rows =
+        value === null
+          ? []
+          : await page(
+              value === undefined
+                ? seen
+                : seen
+                    .where('devices.last_seen_at', descending ? '<=' : '>=', value)
+                    .where((eb) =>
+                      eb.or([
+                        eb('devices.last_seen_at', descending ? '<' : '>', value),
+                        eb('devices.id', '>', id),
+                      ]),
+                    ),
+              'devices.last_seen_at',
+            )
+              .limit(wanted)
+              .execute();
+      if (rows.length < wanted)
+        rows.push(
+          ...(await page(value === null ? never.where('devices.id', '>', id) : never, 'devices.id', 'asc')
+            .limit(wanted - rows.length)
+            .execute()),
+        );
+    }
+  } else {
+    const column = sort.endsWith('name') ? 'devices.name' : 'devices.id';
+    let where = query;
+    if (after) {
+      const [, value, id] = after;
+      where =
+        column === 'devices.id'
+          ? query.where('devices.id', descending ? '<' : '>', id)
+          : // The range bound (<= or >=) lets the index be read from the cursor on; the `or` alone would not.
+            query
+              .where('devices.name', descending ? '<=' : '>=', value as string)
+              .where((eb) =>
+                eb.or([
+                  eb('devices.name', descending ? '<' : '>', value as string),
+                  eb('devices.id', '>', id),
+                ]),
+              );
+    }
+    rows = await page(where, column).limit(wanted).offset(offset).execute();
+  }
+
+  const more = rows.length > q.limit;
+  if (more) rows = rows.slice(0, q.limit);
+  const count = async () =>
+    Number((await query.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+  const filters = [scope, q.orgId, q.fleetId, q.tag, q.q, q.status, q.deviceType];
+  const total = totals
+    ? await totals.total(JSON.stringify(filters), q.status !== undefined, count)
+    : await count();
+  const order = new Map(rows.map((r, i) => [r.id, i]));
+  const full = rows.length
     ? await deviceColumns(deps.db)
         .where('devices.id', 'in', [...order.keys()])
         .execute()
     : [];
-  rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
-  return { items: await deviceViews(deps.db, rows), total: Number(total), page: q.page, limit: q.limit };
+  full.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  return {
+    items: await deviceViews(deps.db, full),
+    total,
+    page: q.page,
+    limit: q.limit,
+    nextCursor: more ? encodeCursor(sort, rows[rows.length - 1]!) : null,
+  };
 }
 
 export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef): Promise<DeviceView> {
@@ -197,26 +348,148 @@ export function newDeviceUuid(): string {
 }
 
 /**
- * Throws `unprocessable` when the organization may not hold another (not decommissioned) device: its
- * `device_limit` is set and reached. Call it inside the transaction that creates the device; it first takes
- * the organization's row lock (a no-op UPDATE, portable to SQLite), so concurrent creations count in turn.
+ * The device limit: one rule for every way a device comes to be. An organization's `device_limit` bounds its
+ * **admitted** devices (unset: unlimited; 0: none). A device is admitted when it is not decommissioned and
+ * either enrolls without auth sets (made by a person, a provisioning key, a recovery adoption or an import:
+ * it may work at once) or holds an accepted auth set. A device that only waits with preauthorized, pending or
+ * rejected auth sets is outside the limit until one is accepted: preauthorizing more devices than the limit is
+ * allowed (as in Mender), the limit applies when they are accepted.
+ *
+ * `assertRoomForDevice` is called, inside the transaction that admits the device, by `insertDevice` and when
+ * an auth set is accepted. It takes the organization's row lock before it counts, so admissions from every
+ * path at once count in turn and never go past the limit. Over the limit it throws `unprocessable` (422, as
+ * the Mender management API answers an accept); a device's own auth request answers 401 instead
+ * (`isDeviceLimitReached`). Lowering the limit below the count removes no device; it only stops new ones.
  */
-export async function assertDeviceLimit(trx: Db, orgId: number): Promise<void> {
-  const org = await trx
-    .updateTable('organizations')
-    .set((eb) => ({ device_limit: eb.ref('device_limit') }))
-    .where('id', '=', orgId)
-    .returning('device_limit')
-    .executeTakeFirst();
-  if (!org || org.device_limit === null) return;
-  const { n } = await trx
+export async function assertRoomForDevice(trx: Db, orgId: number, admitting?: number): Promise<void> {
+  const org = await lockOrganization(trx, orgId);
+  if (!org || org.deviceLimit === null) return;
+  // A device admitted already (a second accepted key of the same device) takes no new place.
+  if (admitting !== undefined) {
+    const already = await admittedDevices(trx, orgId).where('devices.id', '=', admitting).executeTakeFirst();
+    if (Number(already?.n) > 0) return;
+  }
+  const { n } = await admittedDevices(trx, orgId).executeTakeFirstOrThrow();
+  if (Number(n) >= org.deviceLimit)
+    throw new AppError(
+      'unprocessable',
+      `the organization's device limit (${org.deviceLimit}) is reached: raise it (PUT /api/v1/orgs/${orgId}/device-limit), or decommission or reject a device`,
+      { details: { limit: org.deviceLimit, reason: DEVICE_LIMIT_REACHED } },
+    );
+}
+
+const DEVICE_LIMIT_REACHED = 'device_limit';
+
+/** Whether `err` is `assertRoomForDevice`'s refusal. */
+export function isDeviceLimitReached(err: unknown): boolean {
+  return (
+    err instanceof AppError &&
+    (err.details as { reason?: string } | undefined)?.reason === DEVICE_LIMIT_REACHED
+  );
+}
+
+/** Counts the organization's admitted devices (see `assertRoomForDevice`). */
+function admittedDevices(db: Db, orgId: number) {
+  const setsOf = (eb: ExpressionBuilder<Database, 'devices'>) =>
+    eb.selectFrom('auth_sets').select('auth_sets.id').whereRef('auth_sets.device_id', '=', 'devices.id');
+  return db
     .selectFrom('devices')
     .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('org_id', '=', orgId)
-    .where('decommissioned_at', 'is', null)
+    .where('devices.org_id', '=', orgId)
+    .where('devices.decommissioned_at', 'is', null)
+    .where((eb) =>
+      eb.or([
+        eb.not(eb.exists(setsOf(eb))),
+        eb.exists(setsOf(eb).where('auth_sets.status', '=', 'accepted')),
+      ]),
+    );
+}
+
+/** The organization's device limit and how many devices it counts (admin and Mender's `limits/max_devices`). */
+export async function getDeviceLimit(
+  deps: ServiceDeps,
+  actor: Actor,
+  orgId: number,
+): Promise<{ orgId: number; limit: number | null; accepted: number }> {
+  authorize(actor.principal, 'org.read', { orgId }, 'organization');
+  const limit = await orgDeviceLimit(deps.db, orgId);
+  if (limit === undefined) throw notFound('organization');
+  const { n } = await admittedDevices(deps.db, orgId).executeTakeFirstOrThrow();
+  return { orgId, limit, accepted: Number(n) };
+}
+
+/** Sets the organization's device limit (owners and admins; null: unlimited). */
+export async function setDeviceLimit(
+  deps: ServiceDeps,
+  actor: Actor,
+  orgId: number,
+  limit: number | null,
+): Promise<{ orgId: number; limit: number | null; accepted: number }> {
+  await write(deps, actor, { action: 'org.device_limit', resourceType: 'organization' }, async (trx) => {
+    authorize(actor.principal, 'org.read', { orgId }, 'organization');
+    authorize(actor.principal, 'org.update', { orgId }, 'organization');
+    const changed = await setOrgDeviceLimit(trx, orgId, limit);
+    if (!changed) throw notFound('organization');
+    return { value: undefined, orgId, resourceId: orgId, details: { from: changed.from, to: limit } };
+  });
+  return getDeviceLimit(deps, actor, orgId);
+}
+
+/** A device to create: see `insertDevice`. */
+export interface NewDevice {
+  fleet: { id: number; org_id: number };
+  deviceType: string;
+  /** 32 hex digits (any case), chosen by the device or a person; unset: the server picks one. */
+  uuid?: string | undefined;
+  /** Unset: `device-` and the uuid's first 7 digits. */
+  name?: string | undefined;
+  notes?: string | undefined;
+  osVersion?: string | null | undefined;
+  agentVersion?: string | null | undefined;
+  /**
+   * `admitted`: the device may work at once and takes its place under the device limit now. `awaiting`: a
+   * preauthorized device that waits for its auth set to be accepted; it takes its place then.
+   */
+  admission: 'admitted' | 'awaiting';
+}
+
+/**
+ * Creates a device row: the one way every feature makes one, inside the caller's transaction (which has
+ * authorized the creation and audits it). Checks the uuid (well formed, not taken), the device type (built in
+ * or the organization's own), the device limit for an admitted device (`assertRoomForDevice`), gives the
+ * default name, and drops the recovery candidates of the uuid: the device is known again. Throws `bad_request`,
+ * `conflict` or `unprocessable` after reads only, so the caller's transaction stays usable (PostgreSQL).
+ */
+export async function insertDevice(
+  trx: Db,
+  input: NewDevice,
+): Promise<{ id: number; uuid: string; name: string; org_id: number; fleet_id: number }> {
+  const uuid = input.uuid?.toLowerCase() ?? newDeviceUuid();
+  if (!/^[0-9a-f]{32}$/.test(uuid)) throw new AppError('bad_request', 'a device uuid is 32 hex digits');
+  const orgId = input.fleet.org_id;
+  await assertDeviceType(trx, orgId, input.deviceType);
+  const taken = await trx.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
+  if (taken) throw new AppError('conflict', `a device with uuid ${uuid} already exists`);
+  if (input.admission === 'admitted') await assertRoomForDevice(trx, orgId);
+  const now = Date.now();
+  const device = await trx
+    .insertInto('devices')
+    .values({
+      uuid,
+      org_id: orgId,
+      fleet_id: input.fleet.id,
+      name: input.name ?? `device-${uuid.slice(0, 7)}`,
+      device_type: input.deviceType,
+      notes: input.notes ?? '',
+      os_version: input.osVersion ?? null,
+      agent_version: input.agentVersion ?? null,
+      created_at: now,
+      updated_at: now,
+    })
+    .returning(['id', 'uuid', 'name', 'org_id', 'fleet_id'])
     .executeTakeFirstOrThrow();
-  if (Number(n) >= org.device_limit)
-    throw new AppError('unprocessable', `the organization's device limit (${org.device_limit}) is reached`);
+  await trx.deleteFrom('recovery_candidates').where('uuid', '=', uuid).execute();
+  return device;
 }
 
 export async function createDevice(
@@ -235,30 +508,18 @@ export async function createDevice(
     const deviceType = input.deviceType ?? fleet.default_device_type;
     if (!deviceType)
       throw new AppError('bad_request', 'deviceType is required (the fleet has no default device type)');
-    await assertDeviceType(trx, fleet.org_id, deviceType);
-    await assertDeviceLimit(trx, fleet.org_id);
-    const uuid = input.uuid?.toLowerCase() ?? newDeviceUuid();
-    const existing = await trx.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
-    if (existing) throw new AppError('conflict', `a device with uuid ${uuid} already exists`);
-    const now = Date.now();
-    const row = await trx
-      .insertInto('devices')
-      .values({
-        uuid,
-        org_id: fleet.org_id,
-        fleet_id: fleet.id,
-        name: input.name ?? `device-${uuid.slice(0, 7)}`,
-        device_type: deviceType,
-        notes: input.notes ?? '',
-        created_at: now,
-        updated_at: now,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+    const row = await insertDevice(trx, {
+      fleet,
+      deviceType,
+      uuid: input.uuid,
+      name: input.name,
+      notes: input.notes,
+      admission: 'admitted',
+    });
     return {
       value: row.id,
       orgId: fleet.org_id,
-      resourceId: uuid,
+      resourceId: row.uuid,
       details: { fleetId: fleet.id, deviceType },
     };
   });
@@ -359,4 +620,54 @@ export async function removeDeviceTag(
     if (!(await deleteTag(trx, deviceTags, device.id, key))) throw notFound('tag');
     return { value: undefined, orgId: device.org_id, resourceId: device.uuid, details: { key } };
   });
+}
+
+/** What live views show of a device's presence (the web UI's device lists; `GET /api/v1/events`). */
+export interface DevicePresence {
+  id: number;
+  uuid: string;
+  orgId: number;
+  fleetId: number;
+  status: DeviceStatus;
+  connectedAt: string | null;
+  disconnectedAt: string | null;
+  lastSeenAt: string | null;
+}
+
+/**
+ * The presence of the devices `ids` (those that still exist), unscoped: the caller shows each one only to the
+ * people who may read it (`can(principal, 'device.read', …)`).
+ */
+export async function devicePresence(db: Db, ids: readonly number[]): Promise<DevicePresence[]> {
+  const views: DevicePresence[] = [];
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await db
+      .selectFrom('devices')
+      .select([
+        'id',
+        'uuid',
+        'org_id',
+        'fleet_id',
+        'connected_at',
+        'disconnected_at',
+        'last_seen_at',
+        'decommissioned_at',
+      ])
+      .select(pendingAuthExpression().as('pending_auth'))
+      .where('id', 'in', ids.slice(i, i + 500))
+      .execute();
+    for (const r of rows) {
+      views.push({
+        id: r.id,
+        uuid: r.uuid,
+        orgId: r.org_id,
+        fleetId: r.fleet_id,
+        status: deviceStatus(r),
+        connectedAt: iso(r.connected_at),
+        disconnectedAt: iso(r.disconnected_at),
+        lastSeenAt: iso(r.last_seen_at),
+      });
+    }
+  }
+  return views;
 }

@@ -161,13 +161,65 @@ export async function deleteOrg(deps: ServiceDeps, actor: Actor, orgId: number):
 
 /**
  * Serializes changes to one organization inside a transaction (PostgreSQL row lock; SQLite writes are serial
- * anyway): two owners leaving at once cannot both see the other as the remaining owner. Transactions locking
- * several organizations lock them in ascending id order, so they cannot deadlock.
+ * anyway): two owners leaving at once cannot both see the other as the remaining owner, two devices created at
+ * once cannot both take the last place under the device limit. Transactions locking several organizations lock
+ * them in ascending id order, so they cannot deadlock. Answers the organization's device limit as it is under
+ * the lock (null: unlimited), or undefined when there is no such organization.
  */
-export async function lockOrganization(trx: Db, orgId: number): Promise<void> {
+export async function lockOrganization(
+  trx: Db,
+  orgId: number,
+): Promise<{ deviceLimit: number | null } | undefined> {
+  // A no-op UPDATE takes the row lock portably (no SELECT … FOR UPDATE in SQLite); it leaves the key alone.
+  const row = await trx
+    .updateTable('organizations')
+    .set((eb) => ({ device_limit: eb.ref('device_limit') }))
+    .where('id', '=', orgId)
+    .returning('device_limit')
+    .executeTakeFirst();
+  return row && { deviceLimit: row.device_limit };
+}
+
+/** The organization's device limit (null: unlimited), or undefined when there is no such organization. */
+export async function orgDeviceLimit(db: Db, orgId: number): Promise<number | null | undefined> {
+  const row = await db
+    .selectFrom('organizations')
+    .select('device_limit')
+    .where('id', '=', orgId)
+    .executeTakeFirst();
+  return row?.device_limit;
+}
+
+/**
+ * Sets the organization's device limit inside the caller's write (which authorized it and audits it); answers
+ * the limit it replaced, or undefined when there is no such organization. What the limit counts is the devices
+ * feature's rule (`assertRoomForDevice`).
+ */
+export async function setOrgDeviceLimit(
+  trx: Db,
+  orgId: number,
+  limit: number | null,
+): Promise<{ from: number | null } | undefined> {
+  const before = await lockOrganization(trx, orgId);
+  if (!before) return undefined;
   await trx
     .updateTable('organizations')
-    .set((eb) => ({ id: eb.ref('id') }))
+    .set({ device_limit: limit, updated_at: Date.now() })
     .where('id', '=', orgId)
     .execute();
+  return { from: before.deviceLimit };
+}
+
+/**
+ * Turns recording of the organization's shell sessions on or off inside the caller's write (which authorized
+ * it and audits it); answers false when there is no such organization.
+ */
+export async function setOrgSessionRecording(trx: Db, orgId: number, enabled: boolean): Promise<boolean> {
+  const updated = await trx
+    .updateTable('organizations')
+    .set({ session_recording: enabled ? 1 : 0, updated_at: Date.now() })
+    .where('id', '=', orgId)
+    .returning('id')
+    .executeTakeFirst();
+  return updated !== undefined;
 }

@@ -5,8 +5,7 @@ import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { deviceKeyHashTaken, insertDeviceKey } from '../device-keys/service.ts';
-import { assertDeviceType } from '../device-types/service.ts';
-import { assertDeviceLimit } from '../devices/service.ts';
+import { insertDevice } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 
 /**
@@ -207,36 +206,20 @@ export async function registerDevice(
         .returning(['id', 'org_id', 'fleet_id'])
         .executeTakeFirst();
       if (!key) throw provisioningKeyRefused();
-      await assertDeviceType(trx, key.org_id, input.deviceType);
-      const existing = await trx
-        .selectFrom('devices')
-        .select('id')
-        .where('uuid', '=', uuid)
-        .executeTakeFirst();
-      if (existing) throw new AppError('conflict', `a device with uuid ${uuid} is already registered`);
+      // The key the device generated, then the device (uuid, type, limit): every check before any insert.
       const apiKeyHash = sha256Hex(input.apiKey);
       if (await deviceKeyHashTaken(trx, apiKeyHash))
         throw new AppError('conflict', 'that api_key is already in use: generate another one');
-      await assertDeviceLimit(trx, key.org_id);
-      const device = await trx
-        .insertInto('devices')
-        .values({
-          uuid,
-          org_id: key.org_id,
-          fleet_id: key.fleet_id,
-          name: input.name ?? `device-${uuid.slice(0, 7)}`,
-          device_type: input.deviceType,
-          notes: '',
-          os_version: input.osVersion ?? null,
-          agent_version: input.agentVersion ?? null,
-          created_at: now,
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const device = await insertDevice(trx, {
+        fleet: { id: key.fleet_id, org_id: key.org_id },
+        deviceType: input.deviceType,
+        uuid,
+        name: input.name,
+        osVersion: input.osVersion,
+        agentVersion: input.agentVersion,
+        admission: 'admitted',
+      });
       await insertDeviceKey(trx, device.id, apiKeyHash, 'register', now);
-      // The device is known again: whatever the recovery queue held for its uuid is moot.
-      await trx.deleteFrom('recovery_candidates').where('uuid', '=', uuid).execute();
       await appendAuditEvent(
         trx,
         {

@@ -3,8 +3,7 @@ import { sha256Hex } from '../../infra/crypto/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { insertDeviceKey } from '../device-keys/service.ts';
-import { assertDeviceType } from '../device-types/service.ts';
-import { assertDeviceLimit } from '../devices/service.ts';
+import { insertDevice } from '../devices/service.ts';
 import { type FleetRow, fleetForAction } from '../fleets/service.ts';
 import { lockOrganization } from '../orgs/service.ts';
 
@@ -114,30 +113,15 @@ export async function importDevices(
         failed('no device type: the config has none and the fleet has no default');
         continue;
       }
+      let device: { id: number };
       try {
-        await assertDeviceType(trx, fleet.org_id, deviceType);
-        await assertDeviceLimit(trx, fleet.org_id);
+        device = await insertDevice(trx, { fleet, deviceType, uuid, name: item.name, admission: 'admitted' });
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         failed(err.message);
         continue;
       }
-      const device = await trx
-        .insertInto('devices')
-        .values({
-          uuid,
-          org_id: fleet.org_id,
-          fleet_id: fleet.id,
-          name: item.name ?? `device-${uuid.slice(0, 7)}`,
-          device_type: deviceType,
-          notes: '',
-          created_at: now,
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
       await insertDeviceKey(trx, device.id, keyHash, 'import', now);
-      await trx.deleteFrom('recovery_candidates').where('uuid', '=', uuid).execute();
       orgs.add(fleet.org_id);
       results.push({ uuid, outcome: 'created', deviceId: device.id });
     }

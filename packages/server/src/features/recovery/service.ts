@@ -4,7 +4,7 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { deviceKeyHashTaken, insertDeviceKey } from '../device-keys/service.ts';
 import { assertDeviceType } from '../device-types/service.ts';
-import { assertDeviceLimit } from '../devices/service.ts';
+import { insertDevice } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 
 /**
@@ -131,24 +131,15 @@ export async function adoptRecoveryCandidates(
         });
         continue;
       }
-      await assertDeviceLimit(trx, fleet.org_id);
-      const device = await trx
-        .insertInto('devices')
-        .values({
-          uuid: candidate.uuid,
-          org_id: fleet.org_id,
-          fleet_id: fleet.id,
-          name: `device-${candidate.uuid.slice(0, 7)}`,
-          device_type: deviceType,
-          notes: '',
-          agent_version: candidate.agent_version,
-          created_at: now,
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      // Its uuid's candidates leave the queue with it (insertDevice): the device is known again.
+      const device = await insertDevice(trx, {
+        fleet,
+        deviceType,
+        uuid: candidate.uuid,
+        agentVersion: candidate.agent_version,
+        admission: 'admitted',
+      });
       await insertDeviceKey(trx, device.id, candidate.key_hash, 'recovery', now);
-      await trx.deleteFrom('recovery_candidates').where('id', '=', id).execute();
       items.push({ id, uuid: candidate.uuid, outcome: 'adopted', deviceId: device.id });
     }
     const adopted = items.filter((i) => i.outcome === 'adopted').map((i) => i.uuid);

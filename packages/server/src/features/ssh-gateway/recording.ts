@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { type Actor, authorize } from '../../infra/access/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
+import { setOrgSessionRecording } from '../orgs/service.ts';
 import { getSession } from '../sessions/service.ts';
 
 /**
@@ -55,13 +56,7 @@ export async function setSessionRecordingSetting(
     { action: 'org.session_recording.set', resourceType: 'organization' },
     async (trx) => {
       authorize(actor.principal, 'org.update', { orgId }, 'organization');
-      const updated = await trx
-        .updateTable('organizations')
-        .set({ session_recording: enabled ? 1 : 0, updated_at: Date.now() })
-        .where('id', '=', orgId)
-        .returning('id')
-        .executeTakeFirst();
-      if (!updated) throw notFound('organization');
+      if (!(await setOrgSessionRecording(trx, orgId, enabled))) throw notFound('organization');
       return { value: { orgId, enabled }, orgId, resourceId: orgId, details: { enabled } };
     },
   );

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { roles } from '../../infra/access/index.ts';
+import { actions, roles } from '../../infra/access/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
@@ -23,6 +23,9 @@ export const meSchema = userSchema.extend({
       orgSlug: z.string(),
       role: z.enum(roles),
       fleetIds: z.array(z.number()).nullable(),
+      actions: z
+        .array(z.enum(actions))
+        .describe('what this membership allows (fleet actions only in its fleets when narrowed)'),
     }),
   ),
 });

@@ -1,4 +1,4 @@
-import { type Actor, type Role, requireUser } from '../../infra/access/index.ts';
+import { type Action, type Actor, allowedActions, type Role, requireUser } from '../../infra/access/index.ts';
 import { hashPassword, randomPassword, verifyPassword } from '../../infra/crypto/index.ts';
 import { containsText, type Db, json } from '../../infra/db/index.ts';
 import { AppError, forbidden, notFound } from '../../infra/errors/index.ts';
@@ -235,7 +235,14 @@ export async function deleteUser(deps: ServiceDeps, actor: Actor, userId: number
 }
 
 export interface MeView extends UserView {
-  memberships: { orgId: number; orgName: string; orgSlug: string; role: Role; fleetIds: number[] | null }[];
+  memberships: {
+    orgId: number;
+    orgName: string;
+    orgSlug: string;
+    role: Role;
+    fleetIds: number[] | null;
+    actions: Action[];
+  }[];
 }
 
 export async function me(deps: ServiceDeps, actor: Actor): Promise<MeView> {
@@ -260,12 +267,15 @@ export async function me(deps: ServiceDeps, actor: Actor): Promise<MeView> {
     .execute();
   return {
     ...userView(row),
-    memberships: memberships.map((m) => ({
-      orgId: m.org_id,
-      orgName: m.name,
-      orgSlug: m.slug,
-      role: m.role as Role,
-      fleetIds: json.decode<number[]>(m.fleet_ids),
-    })),
+    memberships: memberships.map((m) => {
+      const membership = { role: m.role as Role, fleetIds: json.decode<number[]>(m.fleet_ids) };
+      return {
+        orgId: m.org_id,
+        orgName: m.name,
+        orgSlug: m.slug,
+        ...membership,
+        actions: allowedActions({ orgId: m.org_id, ...membership }),
+      };
+    }),
   };
 }

@@ -47,11 +47,25 @@ export type Principal =
       /** The server administrator who created the key (it stops working when they no longer are one). */
       createdBy: { userId: number; email: string };
     }
+  | {
+      /**
+       * fleetgate itself, acting on its own at start (first-run setup creates the first owner). No credential
+       * authenticates to it, and it is no member of any organization: `authorize` refuses it every action,
+       * and what it does is decided by the code that acts as it, audited like any other write.
+       */
+      type: 'system';
+    }
   | { type: 'anonymous' };
 
 export type UserPrincipal = Extract<Principal, { type: 'user' }>;
 export type DevicePrincipal = Extract<Principal, { type: 'device' }>;
 export type ServicePrincipal = Extract<Principal, { type: 'service' }>;
+
+/** The actor of fleetgate's own work (see the `system` principal). */
+export const systemActor: Actor = {
+  principal: { type: 'system' },
+  sourceIp: null,
+};
 
 /** The services a service credential can be made for. `openssh`: the OpenSSH bastion (DESIGN section 7). */
 export const serviceKinds = ['openssh'] as const;
@@ -214,7 +228,8 @@ function serviceRefusal(principal: ServicePrincipal, action: Action | ServerActi
  * Allows the action or throws. A principal that cannot even see the resource gets `not_found` (so the
  * existence of other organizations' resources does not leak); one that sees it but may not act gets
  * `forbidden`. A server-wide action (no resource) is allowed by the principal's service or server role, else
- * `forbidden`; a service credential gets `forbidden` for everything it was not made for.
+ * `forbidden`; a service credential gets `forbidden` for everything it was not made for, and the `system`
+ * principal for everything.
  */
 export function authorize(principal: Principal, action: ServerAction): void;
 export function authorize(principal: Principal, action: Action, resource: ResourceRef, what?: string): void;
@@ -224,6 +239,8 @@ export function authorize(
   resource?: ResourceRef,
   what = 'resource',
 ): void {
+  if (principal.type === 'system')
+    throw new AppError('forbidden', `fleetgate's own system actor is given no role: it may not ${action}`);
   if (isServerAction(action)) {
     authorizeServerAction(principal, action);
     return;
@@ -259,6 +276,17 @@ export function authorizeRoute(principal: Principal, serves: ServerAction | unde
       `a service credential (${principal.service}) may only call the routes made for it: use a person's token or API key`,
     );
   authorize(principal, serves);
+}
+
+/**
+ * Every action a membership allows in its organization (fleet-scoped ones only in its fleets when narrowed):
+ * what `/api/v1/me` tells clients so they show only the controls that will work. The server still decides each
+ * request with `authorize`.
+ */
+export function allowedActions(membership: Membership): Action[] {
+  return actions.filter(
+    (action) => roleAllows(membership.role, action) && !(membership.fleetIds && organizationWide.has(action)),
+  );
 }
 
 export function can(principal: Principal, action: Action, resource: ResourceRef): boolean {

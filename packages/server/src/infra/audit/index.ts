@@ -47,6 +47,8 @@ function actorLabelOf(p: Principal): string {
       return `device ${p.uuid}`;
     case 'service':
       return `service key ${p.keyId} "${p.name}" (${p.service})`;
+    case 'system':
+      return 'fleetgate';
     case 'anonymous':
       return 'anonymous';
   }

@@ -187,6 +187,7 @@ describe('loadConfig', () => {
       DATABASE_URL: 'postgres://h/db',
       FLEETGATE_TLS_CERT: 'server.crt',
       FLEETGATE_TLS_KEY: 'server.key',
+      FLEETGATE_WEB_ROOT: 'packages/web/dist',
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });

@@ -77,6 +77,8 @@ const configSchema = z.object({
   presenceFlushMs: z.coerce.number().int().min(10).max(60_000).default(1000),
   /** How long an SSH gateway connection has to sign in before it is cut, in milliseconds. Default 30 000. (`FLEETGATE_SSH_AUTH_TIMEOUT_MS`) */
   sshAuthTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** The built admin web UI (a folder with `index.html`); unset = `fleetgate serve` builds and serves its own. (`FLEETGATE_WEB_ROOT`) */
+  webRoot: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -108,6 +110,7 @@ export const envNames: Record<keyof Config, string> = {
   tunnelPingTimeoutMs: 'FLEETGATE_TUNNEL_PING_TIMEOUT_MS',
   presenceFlushMs: 'FLEETGATE_PRESENCE_FLUSH_MS',
   sshAuthTimeoutMs: 'FLEETGATE_SSH_AUTH_TIMEOUT_MS',
+  webRoot: 'FLEETGATE_WEB_ROOT',
 };
 
 export class ConfigError extends Error {

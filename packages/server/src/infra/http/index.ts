@@ -49,6 +49,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal;
+    /** The request was signed in by the browser's session cookie (not an `Authorization` header). */
+    viaSessionCookie: boolean;
   }
   interface FastifyContextConfig {
     /** The route answers without authentication. */
@@ -67,6 +69,58 @@ export interface HttpOptions {
   collectMetrics?(registry: client.Registry): void;
   /** Serve HTTPS with this PEM certificate (chain) and key; unset = plain HTTP. */
   https?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/**
+ * The browser's sign-in: a session token in an httpOnly, `SameSite=Strict` cookie (`Secure` over TLS), set by
+ * `POST /api/v1/auth/login` with `cookie: true`, so no token is ever readable by page scripts. An
+ * `Authorization` header wins over it.
+ */
+export const SESSION_COOKIE = 'fleetgate_session';
+
+/** The value of cookie `name` in the request's `Cookie` header, or undefined. */
+export function cookieOf(request: FastifyRequest, name: string): string | undefined {
+  const header = request.headers.cookie;
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** `Set-Cookie` for the browser's session cookie; `maxAgeSeconds` 0 removes it. */
+export function sessionCookieHeader(request: FastifyRequest, token: string, maxAgeSeconds: number): string {
+  const secure = request.protocol === 'https' ? '; Secure' : '';
+  return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Cross-site request forgery: a cookie travels with requests that other sites' pages make, so a write signed
+ * in by the cookie must come from fleetgate's own pages. Browsers say where a request comes from in
+ * `Sec-Fetch-Site` (all current ones) and `Origin` (every cross-origin and every non-GET fetch); a write whose
+ * origin is not this host, or that says neither, is refused. `SameSite=Strict` already keeps the cookie off
+ * cross-site requests in current browsers; this check does not rely on it.
+ */
+export function assertSameOrigin(request: FastifyRequest): void {
+  const site = request.headers['sec-fetch-site'];
+  const origin = request.headers.origin;
+  let originHost: string | undefined;
+  try {
+    originHost = origin ? new URL(origin).host : undefined;
+  } catch {
+    originHost = undefined;
+  }
+  const sameSite = site === undefined || site === 'same-origin';
+  const sameOrigin = origin === undefined ? site === 'same-origin' : originHost === request.headers.host;
+  if (sameSite && sameOrigin) return;
+  throw new AppError(
+    'forbidden',
+    "cross-site request refused: a change signed in by fleetgate's session cookie must come from fleetgate's own pages " +
+      '(scripts send Authorization: Bearer <token or API key> instead)',
+  );
 }
 
 /** The principal and source address of a request, for service calls. */
@@ -121,6 +175,7 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', null as never);
+  app.decorateRequest('viaSessionCookie', false);
   const upgrades = new UpgradeRouter(options.log);
   upgrades.listen(app.server);
   app.decorate('upgrades', upgrades);
@@ -165,7 +220,16 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
       request.principal = { type: 'anonymous' };
       return;
     }
-    request.principal = await options.authenticate(request.headers.authorization, request);
+    let header = request.headers.authorization;
+    if (header === undefined) {
+      const token = cookieOf(request, SESSION_COOKIE);
+      if (token) {
+        if (!SAFE_METHODS.has(request.method)) assertSameOrigin(request);
+        request.viaSessionCookie = true;
+        header = `Bearer ${token}`;
+      }
+    }
+    request.principal = await options.authenticate(header, request);
     authorizeRoute(request.principal, request.routeOptions.config.serves);
   });
 

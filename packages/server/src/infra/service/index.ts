@@ -6,8 +6,15 @@ import type { DeviceTokens } from '../device-tokens/index.ts';
 import { AppError } from '../errors/index.ts';
 import type { EventBus } from '../events/index.ts';
 import type { Logger } from '../logging/index.ts';
+import type { WriteBehind } from '../write-behind/index.ts';
 
-/** What every service needs. Services are plain functions `(deps, actor, input)`. */
+/**
+ * What every service needs. Services are plain functions `(deps, actor, input)`. One is made per app, in
+ * `buildApp`, with everything that lives as long as the app (never module state: tests start many apps in one
+ * process). A feature that keeps per-app state of its own types (a rate limiter, a cache) adds its field to
+ * this interface from its own module (`declare module`, as Fastify decorators do), so infra names no feature
+ * and `buildApp` cannot leave one out.
+ */
 export interface ServiceDeps {
   db: Db;
   config: Config;
@@ -15,6 +22,10 @@ export interface ServiceDeps {
   deviceTokens: DeviceTokens;
   /** This app's event bus: see infra/events. */
   events: EventBus;
+  /** Signed auth requests counted per auth set id, written behind (features/auth-sets/activity.ts). */
+  authSetActivity: WriteBehind<number, number>;
+  /** Device keys' last use per key id, written behind (features/device-auth/last-used.ts). */
+  deviceKeyUsage: WriteBehind<number, number>;
 }
 
 /** What a write reports about itself, for the audit log. */
