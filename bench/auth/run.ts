@@ -39,13 +39,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
-import { dropPostgresSchema, openDatabase } from '@fleetgate/server';
-import { sql } from 'kysely';
 import {
   canonicalIdentity,
+  dropPostgresSchema,
   identityHash,
+  openDatabase,
   parsePublicKey,
-} from '../../packages/server/src/features/auth-sets/keys.ts';
+} from '@fleetgate/server';
+import { sql } from 'kysely';
 import { type Figures, fire, settle } from '../lib/load.ts';
 import {
   ADMIN_EMAIL,

@@ -3,7 +3,7 @@
  * server as fleetgate's gateway (same package, same settings: ssh2's default algorithms, an Ed25519 host key,
  * ident `fleetgate`), authenticating one public key, whose `direct-tcpip` channels are bridged (with the same
  * `bridge` as `StreamSession.relay`) straight to a TCP connection on 127.0.0.1, instead of through
- * `openStream`, the WebSocket tunnel and the agent. Comparing it with fleetgate and with a plain sshd tells what
+ * the stream router, the WebSocket tunnel and the agent. Comparing it with fleetgate and with a plain sshd tells what
  * the gateway's SSH side costs and what the tunnel behind it costs.
  *
  * Forked by bench/ssh/run.ts as `relay.ts <host key file> <authorized public key file>`; sends its port.

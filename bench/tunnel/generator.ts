@@ -13,9 +13,9 @@
  * The parent sends { trim: n } to close all but the first n tunnels, and disconnects to end the process.
  */
 import { Buffer } from 'node:buffer';
+import { Backoff } from '@fleetgate/agent';
 import { CloseCode, Multiplexer } from '@fleetgate/protocol';
 import WebSocket from 'ws';
-import { Backoff } from '../../packages/agent/src/backoff.ts';
 
 /** fleetgate-agent's default reconnect policy (packages/agent/src/config.ts: backoff base, cap, restartCap, stableAfter). */
 const AGENT_BACKOFF = { baseMs: 1_000, capMs: 300_000, restartCapMs: 10_000 };

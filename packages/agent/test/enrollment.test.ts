@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { type ListeningServer, requestJson, startListeningServer } from '@fleetgate/server/test/listening.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ListeningServer, requestJson, startListeningServer } from '../../server/test/listening.ts';
 import { Agent } from '../src/agent.ts';
 import { credentialsFile, readCredentials } from '../src/credentials.ts';
 import type { KeyPairAuthenticator } from '../src/enroll.ts';

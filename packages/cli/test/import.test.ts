@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { type ListeningServer, requestJson, startListeningServer } from '@fleetgate/server/test/listening.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ListeningServer, requestJson, startListeningServer } from '../../server/test/listening.ts';
 import { runCli } from '../src/index.ts';
 import { memoryIo } from '../src/memory-io.ts';
 

@@ -13,8 +13,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { dropPostgresSchema } from '@fleetgate/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dropPostgresSchema } from '../../server/src/infra/db/index.ts';
 
 const run = promisify(execFile);
 const cliBin = path.resolve(import.meta.dirname, '../bin/fleetgate.js');

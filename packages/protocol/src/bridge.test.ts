@@ -3,7 +3,7 @@ import net from 'node:net';
 import { pipeline } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bridge } from './bridge.ts';
-import { decodeFrame, type FrameTypeName, Multiplexer, StreamError, type TunnelStream } from './protocol.ts';
+import { decodeFrame, type FrameTypeName, Multiplexer, StreamError, type TunnelStream } from './index.ts';
 
 /**
  * The path of `fleetgate tunnel` in one process: a client socket → a local listener, bridged to a stream

@@ -9,7 +9,7 @@ import {
   type FrameTypeName,
   Multiplexer,
   type TunnelStream,
-} from './protocol.ts';
+} from './index.ts';
 
 const window = 4096;
 const maxFramePayload = 1024;

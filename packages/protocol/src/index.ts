@@ -17,11 +17,17 @@ export {
   MAX_EXEC_PAYLOAD,
 } from './exec.ts';
 export {
+  type ConnectionClose,
+  type IncomingOpen,
+  Multiplexer,
+  type MultiplexerOptions,
+  TunnelStream,
+} from './multiplexer.ts';
+export {
   type AgentMessage,
   agentMessageSchema,
   CloseCode,
   type CloseCodeName,
-  type ConnectionClose,
   DEFAULT_WINDOW,
   decodeFrame,
   type ExecRequest,
@@ -34,12 +40,9 @@ export {
   type HelloMessage,
   helloSchema,
   type IncomingControl,
-  type IncomingOpen,
   MAX_EXEC_ENV,
   MAX_FRAME_PAYLOAD,
   MAX_WINDOW,
-  Multiplexer,
-  type MultiplexerOptions,
   type OpenTarget,
   type OutgoingControl,
   openTargetSchema,
@@ -51,5 +54,4 @@ export {
   StreamErrorCode,
   type StreamErrorCodeValue,
   serverMessageSchema,
-  TunnelStream,
 } from './protocol.ts';

@@ -12,7 +12,7 @@ import {
   type Role,
   StreamError,
   type TunnelStream,
-} from './protocol.ts';
+} from './index.ts';
 
 type Extra<R extends Role> = Omit<MultiplexerOptions<R>, 'role' | 'send'>;
 

@@ -18,18 +18,23 @@ import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
+import { registerOpenSsh } from './features/openssh/index.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
 import { registerPresenceRoutes } from './features/presence/routes.ts';
 import { registerProvisioningKeyRoutes } from './features/provisioning-keys/routes.ts';
 import { registerRecoveryRoutes } from './features/recovery/routes.ts';
+import {
+  createStreamRouter,
+  currentDeviceReach,
+  registerRemoteAccess,
+  tunnelLinks,
+} from './features/remote-access/index.ts';
 import { registerSessions } from './features/sessions/index.ts';
 import { registerSshGateway } from './features/ssh-gateway/index.ts';
 import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
-import { registerPortStreams } from './features/streams/port-streams.ts';
-import { registerStreamRoutes } from './features/streams/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
-import { registerVariableRoutes } from './features/variables/routes.ts';
+import { registerVariables } from './features/variables/index.ts';
 import { registerWebUi } from './features/web-ui/index.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
@@ -67,11 +72,12 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     events,
     authSetActivity: createAuthSetActivity(database.db, log),
     deviceKeyUsage: createDeviceKeyUsage(database.db, log),
-    deviceAuth: createDeviceAuthState(),
+    deviceAuth: createDeviceAuthState(events),
     pendingAuthSetsPerSource: createPendingAuthSetLimiter(),
   };
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);
+  const streams = createStreamRouter(deps, [tunnelLinks(tunnels)]);
   const app = await createHttpApp({
     log,
     bodyLimit: config.bodyLimit,
@@ -79,6 +85,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     collectMetrics: (registry) => {
       registerDatabaseMetrics(registry, database);
       tunnels.registerMetrics(registry);
+      streams.metrics.register(registry);
     },
     ...(tls ? { https: tls } : {}),
   });
@@ -109,19 +116,21 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerDecommissionRoutes(app, deps);
   registerAuthSetRoutes(app, deps);
   registerMenderRoutes(app, deps, auth);
-  registerVariableRoutes(app, deps);
+  registerVariables(app, deps, tunnels);
   registerPresenceRoutes(app, deps);
-  registerStreamRoutes(app, deps);
-  registerSessions(app, deps);
+  // People reaching devices, all through one stream router: port allow-lists and port streams (`fleetgate
+  // tunnel`, an upgrade endpoint) here; the CONNECT proxy, the SSH gateway and OpenSSH mode below.
+  registerRemoteAccess(app, deps, streams, auth, () => tunnels.stopping);
+  registerSessions(app, deps, (deviceId) => currentDeviceReach(deps.db, deviceId));
   registerAuditRoutes(app, deps);
   registerLiveEvents(app, deps);
-  // Upgrade endpoints: devices' tunnels; people's streams to device ports (`fleetgate tunnel`).
+  // Devices' tunnels (an upgrade endpoint).
   registerTunnel(app, tunnels);
-  registerPortStreams(deps, tunnels, auth);
-  // The HTTP CONNECT proxy: its own listener (startServer starts it), the same router as the tunnel.
-  registerConnectProxy(app, deps, tunnels, auth);
-  // The SSH gateway: its own listener (startServer starts it), the same router; and session recordings.
-  registerSshGateway(app, deps, tunnels, auth);
+  // The HTTP CONNECT proxy and the SSH gateway (with its session recordings), each on its own listener
+  // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
+  registerConnectProxy(app, deps, streams, auth);
+  registerSshGateway(app, deps, streams, auth);
+  registerOpenSsh(app, deps, streams, tunnels, auth);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

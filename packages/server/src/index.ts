@@ -9,6 +9,8 @@ import { createLogger } from './infra/logging/index.ts';
 import { loadTlsPair, TlsError, type TlsPair, tlsFilesOf, watchTlsPair } from './infra/tls/index.ts';
 
 export { buildApp } from './app.ts';
+/** How devices' identities and keys are read and hashed, for clients that sign auth requests as devices do (bench/auth). */
+export { canonicalIdentity, identityHash, parsePublicKey } from './features/auth-sets/keys.ts';
 export { type Config, ConfigError, envNames, loadConfig } from './infra/config/index.ts';
 export { dropPostgresSchema, openDatabase } from './infra/db/index.ts';
 export { createLogger } from './infra/logging/index.ts';

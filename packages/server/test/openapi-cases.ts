@@ -293,7 +293,7 @@ export async function seedAlphaResources(server: TestServer) {
   if (imported.items[0]?.outcome !== 'created')
     throw new Error(`importing alpha's keyed device failed: ${JSON.stringify(imported)}`);
   const deviceKeys = await must('GET', `/api/v1/devices/${device.uuid}/keys`, undefined, 200);
-  // A session of alpha's owner to the keyed device (recorded as openStream records one: opening one for real
+  // A session of alpha's owner to the keyed device (recorded as the stream router records one: opening one for real
   // needs a live tunnel), for /sessions/{sessionId}.
   const me = await must('GET', '/api/v1/me', undefined, 200);
   const alphaSessionId = randomBytes(8).toString('hex');

@@ -273,7 +273,7 @@ export interface DeviceConnectionTable {
   close_reason: string | null;
 }
 
-/** One person's session to a device (a stream opened through openStream), live while ended_at is null. */
+/** One person's session to a device (a stream opened through the stream router), live while ended_at is null. */
 export interface RemoteSessionTable {
   id: string;
   org_id: number;

@@ -10,11 +10,10 @@ import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
+import type { Agent } from '@fleetgate/agent';
+import { enrollAgent, removeTemporaryDirs, waitFor } from '@fleetgate/agent/test/helpers.ts';
+import { memoryIo, runCli } from '@fleetgate/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Agent } from '../../../agent/src/agent.ts';
-import { enrollAgent, removeTemporaryDirs, waitFor } from '../../../agent/test/helpers.ts';
-import { runCli } from '../../../cli/src/index.ts';
-import { memoryIo } from '../../../cli/src/memory-io.ts';
 import { ADMIN_EMAIL } from '../harness.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
 

@@ -1,8 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type DecommissionedDevice,
-  onDeviceDecommissioned,
-} from '../../src/features/devices/decommission.ts';
+import type { DecommissionedDevice } from '../../src/features/devices/decommission.ts';
 import { type DeviceTokens, openDeviceTokens } from '../../src/infra/device-tokens/index.ts';
 import { check } from '../api/helpers.ts';
 import { seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
@@ -167,10 +164,10 @@ describe('decommission', () => {
       })
       .execute();
     const heard: DecommissionedDevice[] = [];
-    const stop = onDeviceDecommissioned((d) => {
+    const stop = server.app.deps.events.on('device.decommissioned', (d) => {
       heard.push(d);
     });
-    const failing = onDeviceDecommissioned(() => {
+    const failing = server.app.deps.events.on('device.decommissioned', () => {
       throw new Error('a broken listener does not stop the others');
     });
     try {

@@ -6,7 +6,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { waitFor } from '../../../agent/test/helpers.ts';
+import { waitFor } from '@fleetgate/agent/test/helpers.ts';
 import { type ListeningServer, requestJson } from '../listening.ts';
 
 export interface Run {

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthService } from '../../src/features/auth/service.ts';
-import { openStream } from '../../src/features/streams/service.ts';
+import type { StreamRequest } from '../../src/features/remote-access/index.ts';
 import type { Actor } from '../../src/infra/access/index.ts';
 import { AppError } from '../../src/infra/errors/index.ts';
 import type { ServiceDeps } from '../../src/infra/service/index.ts';
@@ -31,7 +31,7 @@ import {
 } from './helpers.ts';
 
 /**
- * People reaching device ports: `openStream`'s rules, access taken away from streams that are open (streams opened
+ * People reaching device ports: the stream router's rules, access taken away from streams that are open (streams opened
  * as `fleetgate tunnel` opens them, with real TCP servers behind the in-test agent), and `fleetgate tunnel` as a
  * child process with curl through it.
  */
@@ -69,6 +69,17 @@ async function actorOf(token: string): Promise<Actor> {
   return { principal, sourceIp: '127.0.0.1' };
 }
 
+/** Asks the app's stream router for a stream to `port` on the device, as `fleetgate tunnel` would. */
+function openStream(actor: Actor, uuid: string, port: number) {
+  const request: StreamRequest = {
+    caller: { actor },
+    device: { ref: uuid },
+    target: port,
+    surface: 'tunnel',
+  };
+  return server.app.streamRouter.open(request);
+}
+
 /** The services' dependencies of the app under test. */
 function deps(): ServiceDeps {
   return server.app.deps;
@@ -83,26 +94,20 @@ async function refusedWith(promise: Promise<unknown>): Promise<AppError> {
   return error as AppError;
 }
 
-describe('openStream', () => {
+describe('the stream router', () => {
   it('answers not_found to another organization and to a membership narrowed to other fleets', async () => {
     const outsider = await actorOf(seed.people.betaOwner.token);
-    expect(
-      (await refusedWith(openStream(deps(), server.app.tunnels, outsider, device.uuid, echoPort))).code,
-    ).toBe('not_found');
+    expect((await refusedWith(openStream(outsider, device.uuid, echoPort))).code).toBe('not_found');
     // An operator of the organization narrowed to alpha-fleet; the device is in ports-fleet.
     const narrowed = await actorOf(seed.people.alphaFleetOperator.token);
-    expect(
-      (await refusedWith(openStream(deps(), server.app.tunnels, narrowed, device.uuid, echoPort))).code,
-    ).toBe('not_found');
+    expect((await refusedWith(openStream(narrowed, device.uuid, echoPort))).code).toBe('not_found');
   });
 
   it('refuses viewers with forbidden, and ports outside the allow-list', async () => {
     const viewer = await actorOf(seed.people.alphaViewer.token);
-    expect(
-      (await refusedWith(openStream(deps(), server.app.tunnels, viewer, device.uuid, echoPort))).code,
-    ).toBe('forbidden');
+    expect((await refusedWith(openStream(viewer, device.uuid, echoPort))).code).toBe('forbidden');
     const operator = await actorOf(seed.people.alphaOperator.token);
-    const outside = await refusedWith(openStream(deps(), server.app.tunnels, operator, device.uuid, 22));
+    const outside = await refusedWith(openStream(operator, device.uuid, 22));
     expect(outside.code).toBe('forbidden');
     expect(outside.message).toMatch(/allow-list/);
     expect(outside.details).toMatchObject({ stream: 'not-allowed' });
@@ -111,7 +116,7 @@ describe('openStream', () => {
   it('says clearly that an offline device is offline', async () => {
     const offline = await newDevice(server, 'offline-fleet');
     const operator = await actorOf(seed.people.alphaOperator.token);
-    const error = await refusedWith(openStream(deps(), server.app.tunnels, operator, offline.uuid, 22));
+    const error = await refusedWith(openStream(operator, offline.uuid, 22));
     expect(error.code).toBe('unavailable');
     expect(error.message).toMatch(/offline/);
     expect(error.details).toMatchObject({ stream: 'unreachable' });
@@ -119,7 +124,7 @@ describe('openStream', () => {
 
   it('opens a stream for an operator, to the TCP port on the device', async () => {
     const operator = await actorOf(seed.people.alphaOperator.token);
-    const session = await openStream(deps(), server.app.tunnels, operator, device.uuid, echoPort);
+    const session = await openStream(operator, device.uuid, echoPort);
     const back: Buffer[] = [];
     session.stream.on('data', (chunk: Buffer) => back.push(chunk));
     session.stream.end('abc');

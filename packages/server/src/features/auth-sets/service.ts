@@ -6,7 +6,6 @@ import { json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { notifyCredentialsRevoked } from '../device-keys/service.ts';
 import { assertRoomForDevice, insertDevice } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 import { type Identity, identityOf, nameFromIdentity, parsePublicKey } from './keys.ts';
@@ -289,7 +288,7 @@ export async function setAuthSetStatus(
   );
   // The device's tokens stopped working: its live tunnel closes too.
   if (tokensRevokedOf !== null)
-    notifyCredentialsRevoked({ deps, deviceId: tokensRevokedOf, tokensOnly: true });
+    deps.events.emit('device.credentials.revoked', { deviceId: tokensRevokedOf, tokensOnly: true });
   return getAuthSet(deps, actor, id);
 }
 
@@ -361,7 +360,7 @@ export async function deleteAuthSet(deps: ServiceDeps, actor: Actor, id: number)
     };
   });
   if (tokensRevokedOf !== null)
-    notifyCredentialsRevoked({ deps, deviceId: tokensRevokedOf, tokensOnly: true });
+    deps.events.emit('device.credentials.revoked', { deviceId: tokensRevokedOf, tokensOnly: true });
 }
 
 export interface PreauthorizeRow {

@@ -11,9 +11,9 @@ import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infra/crypto/index.ts';
 import { type Db, json } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import { type ServiceDeps, writeCommitted } from '../../infra/service/index.ts';
-import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
-import { FailureLimiter, sourceKeyOf } from './rate-limit.ts';
+import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import { authenticateDevice, deviceCredentialOf } from '../device-auth/index.ts';
 
 /** Session tokens and API keys carry a prefix so the server knows where to look them up. */
 export const SESSION_PREFIX = 'fgs_';
@@ -279,7 +279,6 @@ export function createAuthService(deps: ServiceDeps): AuthService {
         });
       });
       // What the session held open (streams, tunnels) ends with it.
-      writeCommitted({ action: 'auth.logout', resourceType: 'session' });
       deps.events.emit('write.committed', { action: 'auth.logout', resourceType: 'session', orgId: null });
     },
 

@@ -1,7 +1,7 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
-import type { TunnelHub } from '../tunnel/hub.ts';
+import type { StreamRouter } from '../remote-access/index.ts';
 import { ConnectProxy } from './proxy.ts';
 
 export { ConnectProxy, type ConnectProxyOptions } from './proxy.ts';
@@ -21,11 +21,11 @@ declare module 'fastify' {
 export function registerConnectProxy(
   app: TypedApp,
   deps: ServiceDeps,
-  hub: TunnelHub,
+  router: StreamRouter,
   auth: AuthService,
 ): void {
   const { config } = deps;
-  const proxy = new ConnectProxy(deps, hub, auth, {
+  const proxy = new ConnectProxy(deps, router, auth, {
     host: config.listen,
     port: config.proxyPort,
     deviceSuffix: config.deviceSuffix,

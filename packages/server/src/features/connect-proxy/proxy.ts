@@ -9,12 +9,10 @@ import { type Duplex, duplexPair } from 'node:stream';
 import { StreamErrorCode } from '@fleetgate/protocol';
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 import type { AuthService } from '../auth/service.ts';
-import { resolveDevice } from '../streams/device-names.ts';
-import { openStream, type StreamSession } from '../streams/service.ts';
-import type { TunnelHub } from '../tunnel/hub.ts';
+import type { FoundDevice, StreamRouter, StreamSession } from '../remote-access/index.ts';
 import {
   type ProxyTarget,
   parseAbsoluteUrl,
@@ -26,7 +24,7 @@ import {
 /**
  * The HTTP CONNECT proxy to devices (DESIGN section 7, issue 5 item 4), a plain `node:http` server beside the
  * API: `CONNECT <device>.<suffix>:<port>` with `Proxy-Authorization: Basic base64(<e-mail>:<API key>)` goes
- * through `openStream` (the same router as `fleetgate tunnel` and the SSH gateway) and becomes a raw stream;
+ * through the stream router (the same as `fleetgate tunnel` and the SSH gateway) and becomes a raw stream;
  * absolute-form requests (`GET http://<device>.devices:8080/path`) are forwarded to the device port (80 by
  * default) with `Connection: close`, so `curl -x` and browsers reach device web pages. `<device>` is a name, a
  * uuid or a uuid prefix (target.ts), resolved among the person's devices as the SSH gateway resolves it.
@@ -103,7 +101,7 @@ export class ConnectProxy {
 
   constructor(
     private readonly deps: ServiceDeps,
-    private readonly hub: TunnelHub,
+    private readonly router: StreamRouter,
     private readonly auth: AuthService,
     private readonly options: ConnectProxyOptions,
   ) {
@@ -247,19 +245,18 @@ export class ConnectProxy {
     return { principal, sourceIp };
   }
 
-  /** Finds the device among the person's, then authorizes and opens the session, within their session limit. */
+  /**
+   * Finds the device among the person's (the router resolves what they typed), authorizes and opens the
+   * session, within their session limit.
+   */
   private async open(
     actor: Actor & { principal: UserPrincipal },
     target: ProxyTarget,
   ): Promise<StreamSession> {
-    let uuid: string;
+    let device: FoundDevice;
     try {
-      ({ uuid } = await resolveDevice(
-        this.deps.db,
-        actor.principal,
-        target.device,
-        this.options.deviceSuffix,
-      ));
+      // Authenticated for this request just now (`authenticate`): the router need not read the person again.
+      device = await this.router.findDevice({ actor, current: true }, { typed: target.device });
     } catch (err) {
       throw refusalOf(err, target);
     }
@@ -279,7 +276,12 @@ export class ConnectProxy {
     };
     let session: StreamSession;
     try {
-      session = await openStream(this.deps, this.hub, actor, uuid, target.port, { surface: 'connect' });
+      session = await this.router.open({
+        caller: { actor, current: true },
+        device,
+        target: target.port,
+        surface: 'connect',
+      });
     } catch (err) {
       release();
       throw refusalOf(err, target);
@@ -385,7 +387,7 @@ function parseTarget<T>(parse: () => T): T {
   }
 }
 
-/** A refusal of resolveDevice or openStream as the proxy's answer. */
+/** A refusal of the stream router (finding the device, opening the stream) as the proxy's answer. */
 function refusalOf(err: unknown, target: ProxyTarget): unknown {
   if (!(err instanceof AppError)) return err;
   switch (err.code) {

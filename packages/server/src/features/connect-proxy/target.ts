@@ -3,7 +3,7 @@ import { domainToUnicode } from 'node:url';
 /**
  * What a proxy request names: `<device>.<suffix>:<port>` in a CONNECT line, or the host of an absolute-form
  * request's URL (`GET http://kiosk-17.devices:8080/path`). `<device>` is what `resolveDevice`
- * (features/streams/device-names.ts) takes after authentication: a name, a uuid or a uuid prefix of at least 7
+ * (features/remote-access/device-names.ts) takes after authentication: a name, a uuid or a uuid prefix of at least 7
  * characters. Without the suffix only a full uuid names a device: a proxy also sees host names meant for
  * elsewhere (a browser or a script with the proxy set for everything), and `intranet:443` or `cafe123:443`
  * must not quietly reach a device that happens to be named so.

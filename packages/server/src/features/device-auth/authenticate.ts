@@ -2,8 +2,9 @@ import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import type { EventBus } from '../../infra/events/index.ts';
+import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
 import { DeviceKeyCache } from './credential-cache.ts';
 
 /** A device key's last-used time is written at most this often (in batches: see last-used.ts). */
@@ -36,12 +37,13 @@ declare module '../../infra/service/index.ts' {
   }
 }
 
-export function createDeviceAuthState(): DeviceAuthState {
+/** @param events the app's bus: the verified-key cache forgets on every write committed in this app. */
+export function createDeviceAuthState(events: EventBus): DeviceAuthState {
   return {
     candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
     failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
     failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
-    verifiedKeys: new DeviceKeyCache(),
+    verifiedKeys: new DeviceKeyCache(events),
   };
 }
 

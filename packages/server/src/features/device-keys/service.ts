@@ -5,7 +5,7 @@ import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
-import { rethrowConstraint, type ServiceDeps, write, writeCommitted } from '../../infra/service/index.ts';
+import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { type DeviceStatus, deviceStatus } from '../devices/status.ts';
 
@@ -109,43 +109,6 @@ export async function listDeviceKeys(
   }));
 }
 
-/** A device's credentials were revoked: all its keys (`keyId` unset) or one, and every token issued so far. */
-export interface RevokedCredentials {
-  /** The services that revoked them (one per running server: tests run several in one process). */
-  deps: ServiceDeps;
-  deviceId: number;
-  uuid?: string | undefined;
-  keyId?: number | undefined;
-  /** Only the device's tokens were revoked (an accepted auth set was rejected); its keys still work. */
-  tokensOnly?: boolean | undefined;
-}
-type RevocationListener = (revoked: RevokedCredentials) => void;
-
-/** In-process listeners: the tunnel closes connections that used a revoked credential from here. */
-const revocationListeners = new Set<RevocationListener>();
-
-/**
- * Calls `listener` after each committed revocation of a device's credentials. Answers a function that
- * removes it. A listener that throws is logged and affects nobody else.
- */
-export function onDeviceCredentialsRevoked(listener: RevocationListener): () => void {
-  revocationListeners.add(listener);
-  return () => {
-    revocationListeners.delete(listener);
-  };
-}
-
-/** Tells the listeners, after the commit, that a device's credentials were revoked. */
-export function notifyCredentialsRevoked(revoked: RevokedCredentials): void {
-  for (const listener of [...revocationListeners]) {
-    try {
-      listener(revoked);
-    } catch (err) {
-      revoked.deps.log.error({ err, uuid: revoked.uuid }, 'a revocation listener failed');
-    }
-  }
-}
-
 /**
  * Revokes a device's keys (all, or one by id) and every device token issued so far: the device is refused
  * from its next request on. Admins and owners only.
@@ -180,7 +143,7 @@ export async function revokeDeviceKeys(
       };
     },
   );
-  notifyCredentialsRevoked({ deps, deviceId: device.id, uuid: device.uuid, keyId });
+  deps.events.emit('device.credentials.revoked', { deviceId: device.id, uuid: device.uuid, keyId });
   return { revoked };
 }
 
@@ -321,7 +284,6 @@ export async function rotateOwnDeviceKey(
       return generated === undefined ? { keyId } : { keyId, key: generated };
     });
     // The old key stops working from the next request on, also where it was cached as verified.
-    writeCommitted({ action: 'device.key.rotate', resourceType: 'device' });
     deps.events.emit('write.committed', { action: 'device.key.rotate', resourceType: 'device', orgId: null });
     return rotated;
   } catch (err) {

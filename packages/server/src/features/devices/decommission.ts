@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Actor } from '../../infra/access/index.ts';
+import type { AppEvents } from '../../infra/events/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { revokeDeviceCredentials } from '../device-keys/service.ts';
@@ -12,43 +13,12 @@ import { type DeviceRef, type DeviceView, deviceForAction, getDevice } from './s
  * tunnel) is told to close it.
  */
 
-export interface DecommissionedDevice {
-  deviceId: number;
-  uuid: string;
-  orgId: number;
-  fleetId: number;
-}
-
-type DecommissionListener = (device: DecommissionedDevice) => void | Promise<void>;
-
-/** In-process listeners: the tunnel closes the device's live connection from here. */
-const listeners = new Set<DecommissionListener>();
-
-/**
- * Calls `listener` after each decommission has been committed. Answers a function that removes the listener.
- * A listener that throws is logged and does not affect the others or the caller.
- */
-export function onDeviceDecommissioned(listener: DecommissionListener): () => void {
-  listeners.add(listener);
-  return () => {
-    listeners.delete(listener);
-  };
-}
-
-async function notifyDecommissioned(deps: ServiceDeps, device: DecommissionedDevice): Promise<void> {
-  for (const listener of [...listeners]) {
-    try {
-      await listener(device);
-    } catch (err) {
-      deps.log.error({ err, uuid: device.uuid }, 'a decommission listener failed');
-    }
-  }
-}
+export type DecommissionedDevice = AppEvents['device.decommissioned'];
 
 /**
  * Decommissions a device in one transaction: marks it, revokes all its keys, refuses its tokens issued so far
- * and rejects its auth sets; then, after the commit, tells the listeners. Doing it again changes nothing
- * more but tells the listeners again (a connection may have slipped in).
+ * and rejects its auth sets; then, after the commit, tells the app's event bus (`device.decommissioned`).
+ * Doing it again changes nothing more but tells the bus again (a connection may have slipped in).
  */
 export async function decommissionDevice(
   deps: ServiceDeps,
@@ -86,7 +56,7 @@ export async function decommissionDevice(
       };
     },
   );
-  await notifyDecommissioned(deps, device);
+  deps.events.emit('device.decommissioned', device);
   return getDevice(deps, actor, device.deviceId);
 }
 

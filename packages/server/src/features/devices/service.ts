@@ -10,7 +10,7 @@ import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/service.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
-import { bumpVariablesRevision, notifyVariablesChanged } from '../variables/changes.ts';
+import { bumpVariablesRevision } from '../variables/changes.ts';
 import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
 import type { DeviceTotals } from './totals.ts';
 
@@ -569,7 +569,7 @@ export async function updateDevice(
       return { value: { id: device.id, moved }, orgId: device.org_id, resourceId: device.uuid, details };
     },
   );
-  if (updated.moved) notifyVariablesChanged({ deps, deviceId: updated.id });
+  if (updated.moved) deps.events.emit('variables.changed', { deviceId: updated.id });
   return getDevice(deps, actor, updated.id);
 }
 

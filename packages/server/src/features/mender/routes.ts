@@ -7,7 +7,7 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { registerAuthRequestRoute } from '../auth-sets/auth-request-route.ts';
 import { deleteAuthSet, preauthorizeOne, setAuthSetStatus } from '../auth-sets/service.ts';
-import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
+import { authenticateDevice, deviceCredentialOf } from '../device-auth/index.ts';
 import { decommissionDevice } from '../devices/decommission.ts';
 import { getDeviceLimit } from '../devices/service.ts';
 import {

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { AppError } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, nameString } from '../../infra/http/schemas.ts';
+import { FailureLimiter } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter } from '../auth/rate-limit.ts';
 import { deviceKeyString } from '../device-keys/routes.ts';
 import {
   createProvisioningKey,

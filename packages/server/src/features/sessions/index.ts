@@ -1,11 +1,17 @@
 import type { TypedApp } from '../../infra/http/index.ts';
-import { onWriteCommitted, type ServiceDeps } from '../../infra/service/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
 import { currentServicePrincipal, currentUserPrincipal } from '../auth/service.ts';
-import { currentDeviceReach } from '../streams/service.ts';
 import { registerSessionRoutes } from './routes.ts';
-import { type AccessNow, closeLiveSessions, liveSessionCount, recheckLiveSessions } from './service.ts';
+import {
+  type AccessNow,
+  closeLiveSessions,
+  type DeviceReach,
+  liveSessionCount,
+  recheckLiveSessions,
+} from './service.ts';
 
 export {
+  type DeviceReach,
   type LiveSessionHandle,
   recordSessionEnd,
   recordSessionStart,
@@ -46,13 +52,19 @@ const EXPIRY_CHECK_MS = 60_000;
  * expire), and ended when their person lost it, the device moved out of it or the port left its allow-list, or
  * the service key that opened them for the person no longer holds; and, when the app closes, the end of every
  * session it still relays, recorded before the database closes.
+ *
+ * @param deviceReach where a device is now and which ports its allow-list opens (remote-access answers it).
  */
-export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
+export function registerSessions(
+  app: TypedApp,
+  deps: ServiceDeps,
+  deviceReach: (deviceId: number) => Promise<DeviceReach | undefined>,
+): void {
   registerSessionRoutes(app, deps);
   const now: AccessNow = {
     person: (principal) => currentUserPrincipal(deps.db, principal),
     service: (principal) => currentServicePrincipal(deps.db, principal),
-    device: (deviceId) => currentDeviceReach(deps.db, deviceId),
+    device: deviceReach,
   };
   let checking: Promise<void> | undefined;
   let again = false;
@@ -78,7 +90,7 @@ export function registerSessions(app: TypedApp, deps: ServiceDeps): void {
         }
       });
   };
-  const stopWatching = onWriteCommitted(({ action, resourceType }) => {
+  const stopWatching = deps.events.on('write.committed', ({ action, resourceType }) => {
     if (ACCESS_CHANGES.has(resourceType) || DEVICE_REACH_CHANGES.has(action)) recheck();
   });
   const expiryCheck = setInterval(recheck, EXPIRY_CHECK_MS).unref();

@@ -4,7 +4,7 @@ import { idParam, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { getSession, listSessions, terminateSession } from './service.ts';
 
-/** A session id, as openStream hands it out: random hex. */
+/** A session id, as the stream router hands it out: random hex. */
 export const sessionIdParam = z
   .string()
   .regex(/^[0-9a-f]{16,32}$/, 'a session id is 16 to 32 lower-case hex digits')

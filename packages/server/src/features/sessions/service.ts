@@ -17,8 +17,8 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 
 /**
- * People's sessions to devices (DESIGN section 7, issue 5 item 1): every stream opened through `openStream`
- * (`fleetgate tunnel`, the SSH gateway, the CONNECT proxy) is a session, recorded from open to end with the
+ * People's sessions to devices (DESIGN section 7, issue 5 item 1): every stream opened through the stream
+ * router (features/remote-access: `fleetgate tunnel`, the SSH gateway, the CONNECT proxy) is a session, recorded from open to end with the
  * bytes each way, the client's address and how it ended, beside its `device.stream.open`/`close` audit events.
  * Live sessions are also held in memory on the instance that relays them, so an administrator can end one at
  * once (`terminateSession`) and lists show their bytes so far.
@@ -130,7 +130,7 @@ export async function recheckLiveSessions(db: Db, now: AccessNow): Promise<numbe
   const whyRevoked = async (handle: LiveSessionHandle): Promise<string | undefined> => {
     const { actor, vouchedBy, access } = handle;
     const principal = actor.principal;
-    // Only people open sessions (devices and anonymous callers never reach `openStream`).
+    // Only people open sessions (devices and anonymous callers never reach the stream router).
     if (principal.type !== 'user') return undefined;
     if (vouchedBy) {
       const service = await once(services, vouchedBy.keyId, () => now.service(vouchedBy));

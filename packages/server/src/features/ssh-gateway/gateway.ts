@@ -1,45 +1,37 @@
-import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import ssh2, {
   type Accept,
-  type AuthContext,
   type ClientInfo,
   type Connection,
-  type PasswordAuthContext,
   type PtyInfo,
-  type PublicKeyAuthContext,
   type Reject,
   type ServerChannel,
   type Session,
   type TcpipInfo,
 } from 'ssh2';
-import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
-import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import { sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../auth/rate-limit.ts';
-import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
-import { markSshKeyUsed, sshKeyByFingerprint, sshKeyById } from '../ssh-keys/service.ts';
-import { type DeviceCommand, openStream } from '../streams/service.ts';
-import type { TunnelHub } from '../tunnel/hub.ts';
+import type { AuthService } from '../auth/service.ts';
+import type { DeviceCommand, StreamCaller, StreamRouter, StreamSession } from '../remote-access/index.ts';
 import { ExecChannel } from './exec-channel.ts';
 import { loadHostKeys } from './host-keys.ts';
 import { recordsSessions, SessionRecorder } from './recording.ts';
-import { parseSshUsername, resolveDevice } from './targets.ts';
+import { type SignInState, SshSignIn } from './sign-in.ts';
 import { WIDE_WINDOWS_PER_USER, widenReceiveWindow } from './window.ts';
 
 /**
  * The SSH gateway (DESIGN section 7): people reach their devices with plain OpenSSH.
  *
- * - `ssh -J <login>@gw:2222 root@<device>`: a `direct-tcpip` channel → `openStream(principal, device, port)` →
+ * - `ssh -J <login>@gw:2222 root@<device>`: a `direct-tcpip` channel → the stream router (person, device, port) →
  *   the device's own sshd (or another allowed port), end to end.
  * - `ssh -p 2222 <login>+<device>@gw [command]`: session channels run a shell (with a pty) or the command on the
  *   device through the agent's exec service; the `sftp` subsystem runs the device's sftp-server, so `scp` and
  *   `sftp` work. Exit status and signals come back; shells are recorded when the organization asks.
  *
- * People authenticate with their registered SSH public keys, or with one of their API keys as the password
- * (for scripts). Both build the same user principal as the HTTP API, so `openStream`'s authorization applies
- * unchanged. See targets.ts for how logins and devices are named.
+ * People sign in with their registered SSH public keys, or with one of their API keys as the password (for
+ * scripts): see sign-in.ts. Both build the same user principal as the HTTP API, so the router's authorization
+ * applies unchanged. See targets.ts for how logins and devices are named.
  */
 
 export interface SshGatewayOptions {
@@ -62,27 +54,9 @@ const OpenFailure = { prohibited: 1, connectFailed: 2, resourceShortage: 4 } as 
 const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+|TZ|COLORTERM)$/;
 const MAX_ENV = 16;
 
-const LOGIN_WINDOW_MS = 15 * 60 * 1000;
-
-/** Who a connection authenticated as. */
-interface Authenticated {
-  userId: number;
-  credential: UserPrincipal['credential'];
-  login: string;
-  /** The device named in the username (`login+device`), for session channels. */
-  device: string | null;
-}
-
 /** One SSH connection's state. */
-interface GatewayConnection {
+interface GatewayConnection extends SignInState {
   client: Connection;
-  sourceIp: string | null;
-  source: string;
-  user: Authenticated | undefined;
-  /** A key or password was tried (a failure counts once per connection, not once per offered key). */
-  attemptedLogin: string | undefined;
-  /** A failure was already counted (a wrong password), so closing without signing in does not count again. */
-  failureCounted: boolean;
   channels: number;
 }
 
@@ -95,14 +69,13 @@ export class SshGateway {
   private readonly userChannels = new Map<number, number>();
   /** User id → their forwarding channels open with a wide window (window.ts). */
   private readonly userWideWindows = new Map<number, number>();
-  private readonly perSource: FailureLimiter;
-  private readonly perLogin: FailureLimiter;
+  private readonly signIn: SshSignIn;
   private readonly limits: Required<SshGatewayOptions>;
 
   constructor(
     private readonly deps: ServiceDeps,
-    private readonly hub: TunnelHub,
-    private readonly auth: AuthService,
+    private readonly router: StreamRouter,
+    auth: AuthService,
     options: SshGatewayOptions = {},
   ) {
     this.limits = {
@@ -112,8 +85,7 @@ export class SshGateway {
       maxUnauthenticatedPerSource: options.maxUnauthenticatedPerSource ?? 16,
       maxUnauthenticated: options.maxUnauthenticated ?? 256,
     };
-    this.perSource = new FailureLimiter(deps.config.loginAttempts, LOGIN_WINDOW_MS);
-    this.perLogin = new FailureLimiter(deps.config.loginAttempts, LOGIN_WINDOW_MS);
+    this.signIn = new SshSignIn(deps, auth);
   }
 
   /** The port the gateway listens on, once `listen` resolved. */
@@ -155,6 +127,7 @@ export class SshGateway {
     const source = sourceKeyOf(sourceIp);
     const connection: GatewayConnection = {
       client,
+      end: () => client.end(),
       sourceIp,
       source,
       user: undefined,
@@ -190,7 +163,7 @@ export class SshGateway {
     this.connections.add(connection);
 
     client.on('authentication', (context) => {
-      this.authenticate(connection, context).catch((err: unknown) => {
+      this.signIn.authenticate(connection, context).catch((err: unknown) => {
         this.deps.log.error({ err }, 'SSH authentication failed with an error');
         context.reject();
       });
@@ -209,143 +182,25 @@ export class SshGateway {
       clearTimeout(authTimer);
       leaveWaiting();
       this.connections.delete(connection);
-      if (!connection.user && connection.attemptedLogin !== undefined) {
-        // One failure per connection that tried and never got in (OpenSSH offers several keys in one),
-        // unless its wrong passwords were counted already.
-        if (!connection.failureCounted) {
-          this.perSource.fail(source);
-          this.perLogin.fail(connection.attemptedLogin);
-        }
-        void appendAuditEvent(
-          this.deps.db,
-          { principal: { type: 'anonymous' }, sourceIp },
-          {
-            orgId: null,
-            action: 'auth.ssh',
-            resourceType: 'user',
-            resourceId: null,
-            outcome: 'failure',
-            details: { login: connection.attemptedLogin.slice(0, 320) },
-          },
-        ).catch((err: unknown) => this.deps.log.error({ err }, 'could not audit an SSH sign-in failure'));
-      }
+      this.signIn.closed(connection);
     });
   }
 
-  // --- Authentication --------------------------------------------------------------------------------
-
-  private async authenticate(connection: GatewayConnection, context: AuthContext): Promise<void> {
-    if (context.method !== 'publickey' && context.method !== 'password') {
-      context.reject(['publickey', 'password']);
-      return;
-    }
-    const name = await parseSshUsername(this.deps.db, context.username);
-    const login = name.login.toLowerCase();
-    const wait = Math.max(this.perSource.retryAfter(connection.source), this.perLogin.retryAfter(login));
-    if (wait > 0) {
-      context.reject();
-      connection.client.end();
-      return;
-    }
-    connection.attemptedLogin = login;
-    const accepted =
-      context.method === 'publickey'
-        ? await this.checkPublicKey(context, name.userId)
-        : await this.checkPassword(context, connection, name.userId);
-    if (accepted === 'query') return;
-    if (!accepted) {
-      if (context.method === 'password') {
-        // A wrong password counts at once: unlike keys, a client does not try several in a row.
-        this.perSource.fail(connection.source);
-        this.perLogin.fail(login);
-        connection.failureCounted = true;
-      }
-      context.reject(['publickey', 'password']);
-      return;
-    }
-    this.perLogin.reset(login);
-    connection.user = { ...accepted, login, device: name.device };
-    context.accept();
-    await appendAuditEvent(
-      this.deps.db,
-      { principal: await this.principalOrAnonymous(connection.user), sourceIp: connection.sourceIp },
-      {
-        orgId: null,
-        action: 'auth.ssh',
-        resourceType: 'user',
-        resourceId: accepted.userId,
-        outcome: 'success',
-        details: { method: context.method, ...(name.device ? { device: name.device.slice(0, 255) } : {}) },
-      },
-    ).catch((err: unknown) => this.deps.log.error({ err }, 'could not audit an SSH sign-in'));
-  }
-
   /**
-   * A public key: known (by its SHA-256 fingerprint, as `fleetgate ssh-keys` shows it) and registered by the
-   * user the login names. Without a signature the client only asks whether the key would do ('query').
+   * The person on a connection, for the stream router: as they signed in; the router reads their rights again
+   * for every channel, so a removed membership or SSH key stops new channels on a connection that stays open.
    */
-  private async checkPublicKey(
-    context: PublicKeyAuthContext,
-    userId: number | undefined,
-  ): Promise<Pick<Authenticated, 'userId' | 'credential'> | false | 'query'> {
-    if (userId === undefined) return false;
-    const fingerprint = `SHA256:${createHash('sha256').update(context.key.data).digest('base64').replace(/=+$/, '')}`;
-    const key = await sshKeyByFingerprint(this.deps, fingerprint);
-    if (!key || key.user_id !== userId) return false;
-    if (!context.signature || !context.blob) {
-      context.accept();
-      return 'query';
-    }
-    const parsed = ssh2.utils.parseKey(key.public_key);
-    const publicKey = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!publicKey || publicKey instanceof Error) return false;
-    if (publicKey.verify(context.blob, context.signature, context.hashAlgo) !== true) return false;
-    await markSshKeyUsed(this.deps, key);
-    return { userId, credential: { type: 'ssh_key', id: key.id } };
-  }
-
-  /** A password: one of the user's API keys, checked as the HTTP API checks `Authorization: Bearer`. */
-  private async checkPassword(
-    context: PasswordAuthContext,
-    connection: GatewayConnection,
-    userId: number | undefined,
-  ): Promise<Pick<Authenticated, 'userId' | 'credential'> | false> {
-    if (userId === undefined || !context.password.startsWith(API_KEY_PREFIX)) return false;
-    try {
-      const principal = await this.auth.authenticate(`Bearer ${context.password}`, connection.sourceIp);
-      if (principal.type !== 'user' || principal.userId !== userId) return false;
-      return { userId, credential: principal.credential };
-    } catch (err) {
-      if (err instanceof AppError) return false;
-      throw err;
-    }
-  }
-
-  private async principalOrAnonymous(user: Authenticated) {
-    return (await this.auth.principalOf(user.userId, user.credential)) ?? { type: 'anonymous' as const };
-  }
-
-  /**
-   * The person as they are now, for each channel: memberships are read again, so a removed membership or SSH
-   * key stops new channels on a connection that stays open.
-   */
-  private async actorOf(connection: GatewayConnection): Promise<Actor> {
+  private callerOf(connection: GatewayConnection): StreamCaller {
     const user = connection.user;
     if (!user) throw new AppError('unauthorized', 'sign in first');
-    if (user.credential.type === 'ssh_key') {
-      const key = await sshKeyById(this.deps, user.credential.id);
-      if (!key) throw new AppError('unauthorized', 'the SSH key this connection signed in with was removed');
-    }
-    const principal = await this.auth.principalOf(user.userId, user.credential);
-    if (!principal) throw new AppError('unauthorized', 'the account this connection signed in with is gone');
-    return { principal, sourceIp: connection.sourceIp };
+    return { actor: { principal: user.principal, sourceIp: connection.sourceIp } };
   }
 
   // --- Channels --------------------------------------------------------------------------------------
 
   /** Counts a channel against the limits; answers a release function, or a reason to refuse. */
   private takeChannel(connection: GatewayConnection): (() => void) | string {
-    const userId = connection.user?.userId;
+    const userId = connection.user?.principal.userId;
     if (userId === undefined) return 'sign in first';
     if (connection.channels >= this.limits.maxChannelsPerConnection) {
       return `too many channels on this connection (at most ${this.limits.maxChannelsPerConnection})`;
@@ -369,7 +224,7 @@ export class SshGateway {
 
   /** A wide receive window on a forwarding channel, while the person holds fewer than `WIDE_WINDOWS_PER_USER`. */
   private widenWindow(connection: GatewayConnection, channel: ServerChannel): void {
-    const userId = connection.user?.userId;
+    const userId = connection.user?.principal.userId;
     if (userId === undefined) return;
     const wide = this.userWideWindows.get(userId) ?? 0;
     if (wide >= WIDE_WINDOWS_PER_USER) return;
@@ -394,16 +249,12 @@ export class SshGateway {
       rejectChannel(connection.client, reject, OpenFailure.resourceShortage, release);
       return;
     }
-    let session: Awaited<ReturnType<typeof openStream>>;
+    let session: StreamSession;
     try {
-      const actor = await this.actorOf(connection);
-      const device = await resolveDevice(
-        this.deps.db,
-        actor.principal,
-        target.destIP,
-        this.deps.config.deviceSuffix,
-      );
-      session = await openStream(this.deps, this.hub, actor, device.uuid, target.destPort, {
+      session = await this.router.open({
+        caller: this.callerOf(connection),
+        device: { typed: target.destIP },
+        target: target.destPort,
         surface: 'ssh',
       });
     } catch (err) {
@@ -502,17 +353,16 @@ export class SshGateway {
       return;
     }
     try {
-      const actor = await this.actorOf(connection);
-      const device = await resolveDevice(
-        this.deps.db,
-        actor.principal,
-        user.device,
-        this.deps.config.deviceSuffix,
-      );
-      const session = await openStream(this.deps, this.hub, actor, device.uuid, target, { surface: 'ssh' });
+      const caller = this.callerOf(connection);
+      const session = await this.router.open({
+        caller,
+        device: { typed: user.device },
+        target,
+        surface: 'ssh',
+      });
       if (shell && (await recordsSessions(this.deps, session.device.orgId))) {
         execChannel.record(
-          SessionRecorder.begin(this.deps, actor, {
+          SessionRecorder.begin(this.deps, caller.actor, {
             sessionId: session.id,
             orgId: session.device.orgId,
             deviceUuid: session.device.uuid,

@@ -1,13 +1,13 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
-import type { TunnelHub } from '../tunnel/hub.ts';
+import type { StreamRouter } from '../remote-access/index.ts';
 import { SshGateway } from './gateway.ts';
-import { registerOpenSsh } from './openssh.ts';
 import { registerSshGatewayRoutes } from './routes.ts';
 
 export { SshGateway, type SshGatewayOptions } from './gateway.ts';
 export { hostKeysDir, loadHostKeys } from './host-keys.ts';
+export { userOfLogin } from './targets.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,13 +23,12 @@ declare module 'fastify' {
 export function registerSshGateway(
   app: TypedApp,
   deps: ServiceDeps,
-  hub: TunnelHub,
+  router: StreamRouter,
   auth: AuthService,
 ): void {
-  const gateway = new SshGateway(deps, hub, auth, { authTimeoutMs: deps.config.sshAuthTimeoutMs });
+  const gateway = new SshGateway(deps, router, auth, { authTimeoutMs: deps.config.sshAuthTimeoutMs });
   app.decorate('sshGateway', gateway);
   registerSshGatewayRoutes(app, deps);
-  registerOpenSsh(app, deps, hub, auth);
   app.addHook('preClose', async () => {
     await gateway.close();
   });

@@ -1,8 +1,6 @@
 import { type SqlBool, sql } from 'kysely';
 import type { Db } from '../../infra/db/index.ts';
 
-export { type ResolvedDevice, resolveDevice, unknownDevice } from '../streams/device-names.ts';
-
 /**
  * Names people type at the SSH gateway: who they are (the login) and which device they mean (the target).
  *
@@ -10,7 +8,7 @@ export { type ResolvedDevice, resolveDevice, unknownDevice } from '../streams/de
  * local part. `ssh -p 2222 <login>+<device>@gw` names a device too: the part after the LAST `+`, unless the
  * whole name is itself a login (local parts may hold a `+`).
  *
- * Device: resolved by `resolveDevice` (features/streams/device-names.ts), shared with the CONNECT proxy: its
+ * Device: resolved by the stream router (features/remote-access/device-names.ts), as at the CONNECT proxy: its
  * uuid, a unique prefix of it of at least 7 characters, or its name when exactly one of the person's devices
  * has it, each optionally followed by `.<deviceSuffix>`. Only the person's own devices are searched, so a
  * device of another organization is "not found", never "not yours".

@@ -1,4 +1,4 @@
-import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
   CloseCode,
@@ -12,15 +12,14 @@ import {
 import client from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
-import { AppError, type ErrorCode, httpStatusOf } from '../../infra/errors/index.ts';
+import { AppError } from '../../infra/errors/index.ts';
+import type { AppEvents } from '../../infra/events/index.ts';
+import { refuseUpgrade, releaseUpgradeSocket } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { authenticateDevice, deviceCredentialOf } from '../device-auth/authenticate.ts';
-import { onDeviceCredentialsRevoked, type RevokedCredentials } from '../device-keys/service.ts';
-import { type DecommissionedDevice, onDeviceDecommissioned } from '../devices/decommission.ts';
+import { authenticateDevice, decommissionedCredential, deviceCredentialOf } from '../device-auth/index.ts';
+import type { DecommissionedDevice } from '../devices/decommission.ts';
 import type { PresenceConnection, PresenceRecorder } from '../presence/service.ts';
-import { effectiveVariablesOf, onVariablesChanged, type VariablesChange } from '../variables/service.ts';
 import { type PeerEvents, type PeerSettings, PeerSocket, TunnelPeer } from './peer.ts';
-import { decommissionedCredential } from './service.ts';
 
 /**
  * The tunnel hub (DESIGN section 6): devices keep one WebSocket to `GET /api/v1/tunnel`, authenticated in the
@@ -28,9 +27,11 @@ import { decommissionedCredential } from './service.ts';
  * messages. One live connection per device: a newer one supersedes the older. Decommissioning the device or
  * revoking the credential it connected with closes it at once.
  *
- * The hub owns the HTTP server's `upgrade` event: other features add their upgrade endpoints with `route()`
- * (people's streams to device ports, the OpenSSH bastion's WebSocket), and WebSocket peers they open with
- * `openPeer` get liveness from the same sweep.
+ * The hub's one job is holding the live tunnel peers of this instance: devices' tunnels by device (where the
+ * stream router finds a device's link), and the WebSocket peers other features open with `openPeer` (the
+ * OpenSSH bastion's), all kept alive by one ping sweep and closed when their credential stops holding or the
+ * server stops. Upgrade routing is infra/http's; what travels over a tunnel (streams, variables, state
+ * reports) belongs to the features that send it.
  */
 
 export interface TunnelHubOptions {
@@ -56,8 +57,6 @@ interface DeviceTunnelOwner {
  */
 export class DeviceTunnel implements PresenceConnection, PeerEvents<'server'> {
   agentVersion: string | null;
-  /** The highest variables revision sent, so a slower, older read never overwrites a newer set. */
-  sentRevision = -1;
   /** Set once the peer's hello arrived. */
   ready = false;
 
@@ -89,13 +88,6 @@ export class DeviceTunnel implements PresenceConnection, PeerEvents<'server'> {
   }
 }
 
-type UpgradeHandler = (
-  request: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  match: RegExpExecArray,
-) => Promise<void>;
-
 /** Revocations remembered this long, in milliseconds, for connections authenticated just before them. */
 const REVOCATION_MEMORY_MS = 60_000;
 
@@ -109,11 +101,6 @@ export const MAX_MESSAGE = HEADER_SIZE + MAX_FRAME_PAYLOAD;
  */
 const SHUTDOWN_FLUSH_MS = 1_000;
 
-/** Until `ws` takes an upgrading socket over, a reset must not become an uncaught exception. */
-function destroyOnError(this: Duplex): void {
-  this.destroy();
-}
-
 export class TunnelHub implements DeviceTunnelOwner {
   private readonly wss = new WebSocketServer({
     WebSocket: PeerSocket,
@@ -122,61 +109,29 @@ export class TunnelHub implements DeviceTunnelOwner {
     maxPayload: MAX_MESSAGE,
     clientTracking: false,
   });
-  private readonly routes: { pattern: RegExp; handle: UpgradeHandler }[] = [];
   private readonly devices = new Map<number, DeviceTunnel>();
   private readonly peers = new Set<TunnelPeer<Role>>();
   /** Device uuid → when its credentials were revoked or it was decommissioned. */
   private readonly revoked = new Map<string, number>();
   private readonly unsubscribe: (() => void)[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
-  private server: Server | undefined;
   private closing = false;
   private closed: Promise<void> | undefined;
-  /** Stream metrics, once `registerMetrics` ran. */
-  metrics: { streams: client.Counter<'outcome'>; bytes: client.Counter<'direction'>; open: number } = {
-    streams: new client.Counter({
-      name: 'unregistered_streams',
-      help: '-',
-      labelNames: ['outcome'],
-      registers: [],
-    }),
-    bytes: new client.Counter({
-      name: 'unregistered_bytes',
-      help: '-',
-      labelNames: ['direction'],
-      registers: [],
-    }),
-    open: 0,
-  };
-
   constructor(
     private readonly deps: ServiceDeps,
     private readonly options: TunnelHubOptions,
-  ) {
-    this.route(/^\/api\/v1\/tunnel$/, (request, socket, head) => this.deviceUpgrade(request, socket, head));
-  }
+  ) {}
 
-  /** Starts answering WebSocket upgrades on `server`, the liveness sweep and presence writes. */
-  listen(server: Server): void {
-    this.server = server;
-    server.on('upgrade', this.onUpgrade);
+  /** Starts the liveness sweep, presence writes, and closing tunnels whose credentials stop holding. */
+  start(): void {
     const { pingIntervalMs, pingTimeoutMs } = this.options;
     const period = Math.max(50, Math.min(1000, Math.floor(Math.min(pingIntervalMs, pingTimeoutMs) / 5)));
     this.sweepTimer = setInterval(() => this.sweep(), period).unref();
     this.unsubscribe.push(
-      onDeviceDecommissioned((device) => this.decommissioned(device)),
-      onDeviceCredentialsRevoked((revoked) => this.credentialsRevoked(revoked)),
-      onVariablesChanged((change) => void this.variablesChanged(change)),
+      this.deps.events.on('device.decommissioned', (device) => this.decommissioned(device)),
+      this.deps.events.on('device.credentials.revoked', (revoked) => this.credentialsRevoked(revoked)),
     );
     this.options.presence.start();
-  }
-
-  /**
-   * Adds an upgrade endpoint: `handle` authenticates and then takes the socket (a WebSocket through `openPeer`),
-   * or `refuse`s it.
-   */
-  route(pattern: RegExp, handle: UpgradeHandler): void {
-    this.routes.push({ pattern, handle });
   }
 
   /** The device's live tunnel on this instance, if any. */
@@ -222,43 +177,9 @@ export class TunnelHub implements DeviceTunnelOwner {
       ]);
       clearTimeout(timer);
       for (const peer of peers) peer.ws.terminate();
-      this.server?.off('upgrade', this.onUpgrade);
       await this.options.presence.stop();
     })();
     return this.closed;
-  }
-
-  /** Answers an upgrade request with a plain HTTP error in the API's error shape, and drops the socket. */
-  refuse(
-    socket: Duplex,
-    code: ErrorCode,
-    message: string,
-    details?: unknown,
-    headers: Record<string, string> = {},
-  ): void {
-    if (socket.destroyed) return;
-    const status = httpStatusOf(code);
-    const body = JSON.stringify({ error: { code, message, ...(details === undefined ? {} : { details }) } });
-    const head = [
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
-      'Content-Type: application/json; charset=utf-8',
-      `Content-Length: ${Buffer.byteLength(body)}`,
-      'Connection: close',
-      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
-    ];
-    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
-  }
-
-  /** `refuse` for an `AppError`, with `Retry-After` for `rate_limited`. */
-  refuseWith(socket: Duplex, error: AppError): void {
-    const retry = (error.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
-    this.refuse(
-      socket,
-      error.code,
-      error.message,
-      error.details,
-      error.code === 'rate_limited' && retry ? { 'Retry-After': String(retry) } : {},
-    );
   }
 
   /**
@@ -283,7 +204,7 @@ export class TunnelHub implements DeviceTunnelOwner {
     return new Promise((resolve) =>
       this.wss.handleUpgrade(request, socket, head, (ws) => {
         // ws listens for socket errors from now on.
-        socket.off('error', destroyOnError);
+        releaseUpgradeSocket(socket);
         ws.transport = socket;
         resolve(ws);
       }),
@@ -302,31 +223,16 @@ export class TunnelHub implements DeviceTunnelOwner {
     return peer;
   }
 
-  private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', destroyOnError);
-    const path = (request.url ?? '/').split('?')[0] ?? '/';
-    for (const route of this.routes) {
-      const match = route.pattern.exec(path);
-      if (!match) continue;
-      route.handle(request, socket, head, match).catch((err: unknown) => {
-        if (err instanceof AppError) {
-          this.refuseWith(socket, err);
-          return;
-        }
-        this.deps.log.error({ err, path }, 'upgrade failed');
-        this.refuse(socket, 'internal', 'internal error; the server log has the details');
-      });
-      return;
-    }
-    this.refuse(socket, 'not_found', `no upgrade endpoint at ${path.slice(0, 200)}`);
-  };
-
-  private async deviceUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    if (this.closing) return this.refuse(socket, 'unavailable', 'the server is stopping: reconnect later');
+  /**
+   * `GET /api/v1/tunnel`: authenticates the device from the upgrade request, completes the WebSocket handshake
+   * and holds the tunnel; a newer connection of the same device supersedes the older one.
+   */
+  async deviceUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.closing) return refuseUpgrade(socket, 'unavailable', 'the server is stopping: reconnect later');
     const sourceIp = request.socket.remoteAddress ?? null;
     const credential = deviceCredentialOf(request.headers.authorization);
     if (!credential) {
-      return this.refuse(
+      return refuseUpgrade(
         socket,
         'unauthorized',
         'a device credential is needed: Authorization: Bearer <device token>, or Basic <uuid:device key>',
@@ -339,15 +245,20 @@ export class TunnelHub implements DeviceTunnelOwner {
     } catch (err) {
       if (err instanceof AppError && err.code === 'unauthorized') {
         if (await decommissionedCredential(this.deps, credential)) {
-          return this.refuse(socket, 'forbidden', 'the device was decommissioned: it may not connect again', {
-            reason: 'decommissioned',
-          });
+          return refuseUpgrade(
+            socket,
+            'forbidden',
+            'the device was decommissioned: it may not connect again',
+            {
+              reason: 'decommissioned',
+            },
+          );
         }
       }
       throw err;
     }
     if (socket.destroyed) return;
-    if (this.closing) return this.refuse(socket, 'unavailable', 'the server is stopping: reconnect later');
+    if (this.closing) return refuseUpgrade(socket, 'unavailable', 'the server is stopping: reconnect later');
     const header = request.headers['x-fleetgate-agent'];
     const agentVersion = typeof header === 'string' && header ? header.slice(0, 128) : null;
     const ws = await this.upgrade(request, socket, head);
@@ -372,7 +283,7 @@ export class TunnelHub implements DeviceTunnelOwner {
   deviceHello(tunnel: DeviceTunnel, hello: HelloMessage): void {
     tunnel.ready = true;
     if (tunnel.agentVersion === null && hello.software) tunnel.agentVersion = hello.software.slice(0, 128);
-    void this.pushVariables([tunnel]);
+    this.deps.events.emit('tunnel.ready', { deviceId: tunnel.deviceId });
   }
 
   /** @internal A device sent a control message. */
@@ -399,43 +310,6 @@ export class TunnelHub implements DeviceTunnelOwner {
     this.options.presence.disconnected(tunnel, close, current);
   }
 
-  /** Sends each tunnel its device's effective variables, read in one batch. */
-  private async pushVariables(tunnels: DeviceTunnel[]): Promise<void> {
-    if (!tunnels.length) return;
-    try {
-      const sets = await effectiveVariablesOf(
-        this.deps.db,
-        tunnels.map((t) => t.deviceId),
-      );
-      for (const tunnel of tunnels) {
-        const set = sets.get(tunnel.deviceId);
-        if (!set || tunnel.peer.mux.closed || set.revision < tunnel.sentRevision) continue;
-        tunnel.sentRevision = set.revision;
-        tunnel.peer.mux.sendControl({ type: 'variables', revision: set.revision, variables: set.variables });
-      }
-    } catch (err) {
-      this.deps.log.error({ err }, 'could not send variables to devices');
-    }
-  }
-
-  private async variablesChanged(change: VariablesChange): Promise<void> {
-    if (change.deps !== this.deps || this.closing) return;
-    let tunnels: DeviceTunnel[];
-    if ('deviceId' in change) {
-      const tunnel = this.devices.get(change.deviceId);
-      tunnels = tunnel ? [tunnel] : [];
-    } else {
-      if (!this.devices.size) return;
-      const inFleet = await this.deps.db
-        .selectFrom('devices')
-        .select('id')
-        .where('fleet_id', '=', change.fleetId)
-        .execute();
-      tunnels = inFleet.flatMap((d) => this.devices.get(d.id) ?? []);
-    }
-    await this.pushVariables(tunnels.filter((t) => t.ready));
-  }
-
   private decommissioned(device: DecommissionedDevice): void {
     this.revoked.set(device.uuid, Date.now());
     const tunnel = this.devices.get(device.deviceId);
@@ -444,8 +318,7 @@ export class TunnelHub implements DeviceTunnelOwner {
     }
   }
 
-  private credentialsRevoked(revoked: RevokedCredentials): void {
-    if (revoked.deps !== this.deps) return;
+  private credentialsRevoked(revoked: AppEvents['device.credentials.revoked']): void {
     const tunnel = this.devices.get(revoked.deviceId);
     if (revoked.uuid) this.revoked.set(revoked.uuid, Date.now());
     if (!tunnel) return;
@@ -487,7 +360,7 @@ export class TunnelHub implements DeviceTunnelOwner {
     return Math.round(this.options.pingIntervalMs * (0.9 + Math.random() * 0.2));
   }
 
-  /** Tunnel gauges and stream counters on the server's /metrics. */
+  /** Tunnel gauges on the server's /metrics. */
   registerMetrics(registry: client.Registry): void {
     const hub = this;
     new client.Gauge({
@@ -506,29 +379,6 @@ export class TunnelHub implements DeviceTunnelOwner {
         this.set(hub.peerCount);
       },
     });
-    new client.Gauge({
-      name: 'fleetgate_tunnel_streams_open',
-      help: 'Streams to device ports open now',
-      registers: [registry],
-      collect() {
-        this.set(hub.metrics.open);
-      },
-    });
-    this.metrics = {
-      open: this.metrics.open,
-      streams: new client.Counter({
-        name: 'fleetgate_tunnel_streams_total',
-        help: 'Streams to device ports asked for, by outcome',
-        labelNames: ['outcome'] as const,
-        registers: [registry],
-      }),
-      bytes: new client.Counter({
-        name: 'fleetgate_tunnel_stream_bytes_total',
-        help: 'Bytes relayed over streams to device ports, by direction',
-        labelNames: ['direction'] as const,
-        registers: [registry],
-      }),
-    };
   }
 }
 

@@ -30,12 +30,15 @@ export function createTunnelHub(deps: ServiceDeps): TunnelHub {
 }
 
 /**
- * Serves `GET /api/v1/tunnel` (and the other WebSocket endpoints added to the hub) on the app's HTTP server,
- * and closes every tunnel with `goingAway` when the app closes, before the server stops listening.
+ * Serves `GET /api/v1/tunnel` on the app's HTTP server, and closes every tunnel (and every other peer opened
+ * with `openPeer`) with `goingAway` when the app closes, before the server stops listening.
  */
 export function registerTunnel(app: TypedApp, hub: TunnelHub): void {
   app.decorate('tunnels', hub);
-  hub.listen(app.server);
+  app.upgrades.route(/^\/api\/v1\/tunnel$/, (request, socket, head) =>
+    hub.deviceUpgrade(request, socket, head),
+  );
+  hub.start();
   app.addHook('preClose', async () => {
     // Stop accepting connections first: agents that reconnect at once then find the port closed and back off,
     // instead of reaching a server on its way out and getting a 503. Open connections are not touched.

@@ -1,38 +1,12 @@
 import { sql } from 'kysely';
 import type { Db } from '../../infra/db/index.ts';
-import type { ServiceDeps } from '../../infra/service/index.ts';
 
 /**
  * When a device's effective variables change — a fleet or device variable written, or the device moved to
  * another fleet — the change moves a revision on in the writing transaction and, once committed, tells the
- * listeners (the tunnel pushes the new set to connected devices). Kept apart from service.ts so the devices
- * service can use it without importing the variables service, which imports it.
+ * app's event bus (`variables.changed`; the variables push sends the new set to connected devices). Kept apart
+ * from service.ts so the devices service can use it without importing the variables service, which imports it.
  */
-
-/** Which devices' effective variables changed: a whole fleet's, or one device's. */
-export type VariablesChange = { deps: ServiceDeps } & ({ fleetId: number } | { deviceId: number });
-type VariablesListener = (change: VariablesChange) => void;
-
-/** In-process listeners: the tunnel pushes the new set to connected devices from here. */
-const listeners = new Set<VariablesListener>();
-
-/** Calls `listener` after each committed variable change. Answers a function that removes it. */
-export function onVariablesChanged(listener: VariablesListener): () => void {
-  listeners.add(listener);
-  return () => {
-    listeners.delete(listener);
-  };
-}
-
-export function notifyVariablesChanged(change: VariablesChange): void {
-  for (const listener of [...listeners]) {
-    try {
-      listener(change);
-    } catch (err) {
-      change.deps.log.error({ err }, 'a variables listener failed');
-    }
-  }
-}
 
 /**
  * Moves the fleet's or device's variables revision on, in the writing transaction: the epoch milliseconds of

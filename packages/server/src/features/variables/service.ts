@@ -5,9 +5,7 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
-import { bumpVariablesRevision, notifyVariablesChanged } from './changes.ts';
-
-export { onVariablesChanged, type VariablesChange } from './changes.ts';
+import { bumpVariablesRevision } from './changes.ts';
 
 /**
  * Environment variables for devices: fleet-wide values and per-device values, the device's value overriding
@@ -147,7 +145,7 @@ export async function setFleetVariable(
       };
     },
   );
-  notifyVariablesChanged({ deps, fleetId });
+  deps.events.emit('variables.changed', { fleetId });
   return view;
 }
 
@@ -168,7 +166,7 @@ export async function deleteFleetVariable(
     await bumpVariablesRevision(trx, { fleetId });
     return { value: undefined, orgId: fleet.org_id, resourceId: fleetId, details: { name } };
   });
-  notifyVariablesChanged({ deps, fleetId });
+  deps.events.emit('variables.changed', { fleetId });
 }
 
 /** The device's effective variables: its own values, then the fleet values it does not override. */
@@ -235,7 +233,7 @@ export async function setDeviceVariable(
       };
     },
   );
-  notifyVariablesChanged({ deps, deviceId });
+  deps.events.emit('variables.changed', { deviceId });
   return view;
 }
 
@@ -261,5 +259,5 @@ export async function deleteDeviceVariable(
       return { value: device.id, orgId: device.org_id, resourceId: device.uuid, details: { name } };
     },
   );
-  notifyVariablesChanged({ deps, deviceId });
+  deps.events.emit('variables.changed', { deviceId });
 }

@@ -7,10 +7,37 @@
 
 /** Every event the app tells, by name. */
 export interface AppEvents {
-  /** A `write` committed (after its transaction, before its caller answers). */
+  /**
+   * A write committed: every `write` (after its transaction, before its caller answers), and the few changes with
+   * a transaction of their own that say so (sign-out, device key rotation). Caches of what a write may change
+   * drop it here; live sessions are checked again against people's access.
+   */
   'write.committed': { action: string; resourceType: string; orgId: number | null };
   /** Presence of these devices (connect, disconnect, last seen, state report) was written to the database. */
   'presence.written': { deviceIds: readonly number[] };
+  /**
+   * A device's credentials were revoked (after the commit): all its keys (`keyId` unset) or one, and every
+   * device token issued so far; or only its tokens (`tokensOnly`: an accepted auth set was rejected, its keys
+   * still work). Whoever holds a live connection made with them closes it.
+   */
+  'device.credentials.revoked': {
+    deviceId: number;
+    uuid?: string | undefined;
+    keyId?: number | undefined;
+    tokensOnly?: boolean | undefined;
+  };
+  /**
+   * A device was decommissioned (after the commit; told again when it is decommissioned again, since a
+   * connection may have slipped in): whoever holds a live connection for it closes it.
+   */
+  'device.decommissioned': { deviceId: number; uuid: string; orgId: number; fleetId: number };
+  /**
+   * Devices' effective variables changed (after the commit): a whole fleet's (a fleet variable written), or
+   * one device's (its own variable written, or the device moved to another fleet).
+   */
+  'variables.changed': { fleetId: number } | { deviceId: number };
+  /** A device's tunnel to this instance said hello: it now takes control messages (its variables first). */
+  'tunnel.ready': { deviceId: number };
 }
 
 export type AppEventName = keyof AppEvents;

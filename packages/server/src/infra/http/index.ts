@@ -23,7 +23,15 @@ import { type Actor, authorizeRoute, type Principal, type ServerAction } from '.
 import { AppError, type ErrorCode, httpStatusOf } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
 import { errorBody } from './schemas.ts';
+import { UpgradeRouter } from './upgrades.ts';
 
+export {
+  refuseUpgrade,
+  refuseUpgradeWith,
+  releaseUpgradeSocket,
+  type UpgradeHandler,
+  UpgradeRouter,
+} from './upgrades.ts';
 export { errorBody };
 export type App = FastifyInstance;
 export type TypedApp = FastifyInstance<
@@ -35,6 +43,10 @@ export type TypedApp = FastifyInstance<
 >;
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Where upgrade endpoints (WebSockets, raw streams) are registered by path: see upgrades.ts. */
+    upgrades: UpgradeRouter;
+  }
   interface FastifyRequest {
     principal: Principal;
     /** The request was signed in by the browser's session cookie (not an `Authorization` header). */
@@ -164,6 +176,10 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', null as never);
   app.decorateRequest('viaSessionCookie', false);
+  const upgrades = new UpgradeRouter(options.log);
+  upgrades.listen(app.server);
+  app.decorate('upgrades', upgrades);
+  app.addHook('onClose', async () => upgrades.close());
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof AppError) {

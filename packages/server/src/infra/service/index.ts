@@ -36,32 +36,11 @@ export interface WriteOutcome<T> {
   details?: Record<string, unknown> | undefined;
 }
 
-type CommitListener = (what: { action: string; resourceType: string }) => void;
-
-/** In-process listeners told of every committed `write`: caches of what a write may change drop it there. */
-const commitListeners = new Set<CommitListener>();
-
-/**
- * Calls `listener` synchronously after each `write` has committed, before the write's caller goes on (so
- * before its answer is sent). Answers a function that removes the listener. A listener must not throw.
- */
-export function onWriteCommitted(listener: CommitListener): () => void {
-  commitListeners.add(listener);
-  return () => {
-    commitListeners.delete(listener);
-  };
-}
-
-/** Tells the `onWriteCommitted` listeners of a write committed outside `write` (its own transaction). */
-export function writeCommitted(what: { action: string; resourceType: string }): void {
-  for (const listener of commitListeners) listener(what);
-}
-
 /**
  * Runs one write: `apply` validates, authorizes and writes inside a transaction, and the audit event is
  * appended in that same transaction, so a write without its audit event cannot happen. A refused attempt
- * (`forbidden`) is audited as `denied` after the rollback. After the commit, `onWriteCommitted` listeners
- * are told.
+ * (`forbidden`) is audited as `denied` after the rollback. After the commit, the app's event bus hears
+ * `write.committed`, before the write's caller goes on (so before its answer is sent).
  */
 export async function write<T>(
   deps: ServiceDeps,
@@ -83,7 +62,6 @@ export async function write<T>(
       });
       return outcome.value;
     });
-    writeCommitted(what);
     deps.events.emit('write.committed', { ...what, orgId });
     return value;
   } catch (err) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FailureLimiter, sourceKeyOf } from './rate-limit.ts';
+import { FailureLimiter, sourceKeyOf } from './index.ts';
 
 /** A limiter of 3 failures per 1000 ms on a clock the test moves by hand. */
 function limiterWithClock() {

@@ -10,7 +10,7 @@ import {
   MAX_ALLOWED_PORTS,
   setDeviceAllowedPorts,
   setFleetAllowedPorts,
-} from './service.ts';
+} from './allowed-ports.ts';
 
 const port = z.number().int().min(1).max(65535);
 const allowedPortsSchema = z.object({

@@ -2,10 +2,11 @@ import { type SqlBool, sql } from 'kysely';
 import { type Principal, readScope, scopeCondition } from '../../infra/access/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import type { DeviceRow } from '../devices/service.ts';
 
 /**
  * How people name a device when they reach it — at the SSH gateway, in OpenSSH integration mode and at the
- * CONNECT proxy: its uuid, a unique prefix of it of at least 7 characters, or its name when exactly one of
+ * CONNECT proxy (the stream router resolves `{typed}` device references here): its uuid, a unique prefix of it of at least 7 characters, or its name when exactly one of
  * their devices has it; any of these may be followed by `.<deviceSuffix>` (`kiosk-17.devices`).
  *
  * A name matches exactly first, then ignoring the case of A–Z: host names are case-insensitive and clients
@@ -16,11 +17,8 @@ import { AppError } from '../../infra/errors/index.ts';
  * "not found" in the same words as one that does not exist, and "several" counts only their own.
  */
 
-/** A device the person may see, found from what they typed. */
-export interface ResolvedDevice {
-  uuid: string;
-  name: string;
-}
+/** A device the person may see, found from what they typed: its whole row, so the router need not read it again. */
+export type ResolvedDevice = DeviceRow;
 
 /** The longest text looked up; longer is unknown without a query (names hold at most 128 characters). */
 const MAX_TYPED = 255;
@@ -54,7 +52,7 @@ export async function resolveDevice(
   const scoped = () =>
     db
       .selectFrom('devices')
-      .select(['uuid', 'name'])
+      .selectAll()
       .where(scopeCondition(readScope(principal, 'device.read'), 'devices.org_id', 'devices.fleet_id'));
   const pick = (rows: ResolvedDevice[], what: string) => {
     if (rows.length > 1) {

@@ -1,6 +1,6 @@
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { DeviceCredential } from '../device-auth/authenticate.ts';
+import type { DeviceCredential } from './authenticate.ts';
 
 /**
  * After a refused device credential: `true` when the credential is genuine but its device was decommissioned,
