@@ -52,12 +52,18 @@ export function registerServeCommand(program: Command, io: CliIo): void {
   for (const { option } of options) command.addOption(option);
   command.action(async (values: ServeOptions) => {
     // Loaded here, not at the top: the server's dependencies would slow every other command down.
-    const { startServer } = await import('@fleetgate/server');
+    const { loadConfig, startServer } = await import('@fleetgate/server');
     // Unset flags stay out, so the environment and the defaults apply.
     const flags: Record<string, string> = {};
     for (const { key, option } of options) {
       const value = values[option.attributeName()];
       if (value !== undefined) flags[key] = value;
+    }
+    // A wrong setting stops the start before anything else happens (building the UI takes seconds).
+    try {
+      loadConfig(io.env, flags);
+    } catch (error) {
+      throw startFailure(error, values);
     }
     // The admin web UI: built on the first start (and after its sources change), then served at `/`.
     if (flags.webRoot === undefined && !io.env.FLEETGATE_WEB_ROOT) {
