@@ -2,7 +2,7 @@ import { Card, Group, SimpleGrid, Stack, Table, Text, Title } from '@mantine/cor
 import { useQuery } from '@tanstack/react-query';
 import { api, type DeviceStatus, data } from '../api/client.ts';
 import { useCan, useOrg } from '../session/session.ts';
-import { ago } from '../ui/format.ts';
+import { ago, count } from '../ui/format.ts';
 import { AnchorLink, CardLink } from '../ui/links.tsx';
 import { QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge, statuses } from '../ui/StatusBadge.tsx';
@@ -111,7 +111,7 @@ export function DashboardPage() {
                           {fleet.name}
                         </AnchorLink>
                       </Table.Td>
-                      <Table.Td ta="right">{fleet.deviceCount} devices</Table.Td>
+                      <Table.Td ta="right">{count(fleet.deviceCount, 'device')}</Table.Td>
                     </Table.Tr>
                   ))}
                 </Table.Tbody>

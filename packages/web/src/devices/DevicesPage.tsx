@@ -22,7 +22,7 @@ import { useFleets } from '../fleets/queries.ts';
 import { useCan, useOrg } from '../session/session.ts';
 import { type BulkOutcome, BulkResults, runBulk } from '../ui/BulkResults.tsx';
 import { Confirm } from '../ui/Confirm.tsx';
-import { ago } from '../ui/format.ts';
+import { ago, count } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
 import { Pager } from '../ui/Pager.tsx';
 import { EmptyState, QueryState } from '../ui/QueryState.tsx';
@@ -103,7 +103,7 @@ export function DevicesPage() {
     <Stack>
       <Group justify="space-between">
         <Title order={2}>Devices</Title>
-        {devices.data && <Text c="dimmed">{devices.data.total.toLocaleString()} devices</Text>}
+        {devices.data && <Text c="dimmed">{count(devices.data.total, 'device')}</Text>}
       </Group>
       <Group align="flex-end" wrap="wrap">
         <TextInput

@@ -21,7 +21,7 @@ import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan } from '../session/session.ts';
 import { TagsEditor } from '../tags/TagsEditor.tsx';
 import { Confirm } from '../ui/Confirm.tsx';
-import { ago, when } from '../ui/format.ts';
+import { ago, count, when } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
 import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { VariablesEditor } from '../variables/VariablesEditor.tsx';
@@ -49,7 +49,7 @@ function FleetView({ fleet }: { fleet: Fleet }) {
           Devices
         </Title>
         <Text>
-          {fleet.deviceCount} devices.{' '}
+          {count(fleet.deviceCount, 'device')}.{' '}
           <AnchorLink to="/devices" search={{ fleetId: fleet.id }}>
             Show them
           </AnchorLink>
@@ -152,7 +152,7 @@ function FleetHeader({ fleet }: { fleet: Fleet }) {
           <Text>
             The fleet's variables, tags, provisioning keys and port list are deleted with it.
             {fleet.deviceCount > 0 &&
-              ` It still holds ${fleet.deviceCount} devices: move them to another fleet first.`}
+              ` It still holds ${count(fleet.deviceCount, 'device')}: move them to another fleet first.`}
           </Text>
           {remove.isError && <ErrorNotice error={remove.error} />}
         </Stack>
