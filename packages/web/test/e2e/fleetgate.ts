@@ -107,6 +107,8 @@ export interface Agent {
   envFile: string;
   /** The uuid the agent enrolled with (from its credentials file), once it has. */
   uuid(): Promise<string>;
+  /** What the agent printed so far (for a failure's message). */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -142,6 +144,7 @@ export function startAgent(
   return {
     dataDir,
     envFile,
+    output: () => output,
     async uuid() {
       const file = path.join(dataDir, 'credentials.json');
       await expect
