@@ -4,9 +4,9 @@ import { ADMIN_EMAIL, startTestServer, type TestServer } from '../harness.ts';
 import { apiFrom, check, createUser } from './helpers.ts';
 
 /**
- * Sign-in, sessions, password changes and API keys. The server allows 3 failed sign-ins per source and per
- * account, so every failing sign-in here comes from a source address of its own (TEST-NET ranges): the
- * harness signs in from 127.0.0.1 and must never be locked out.
+ * Sign-in, sessions, password changes and API keys. The server allows 3 failed sign-ins per (account, source)
+ * and 30 per source, so every failing sign-in here comes from a source address of its own (TEST-NET ranges):
+ * the harness signs in from 127.0.0.1 and must never be locked out.
  */
 let server: TestServer;
 
@@ -82,42 +82,73 @@ describe('signing in', () => {
   });
 });
 
-describe('failed sign-ins are rate-limited', () => {
-  it('locks an account after 3 failures, whatever the source, and says when to retry', async () => {
-    await createUser(server, 'victim@example.test', 'victim password 1');
-    await createUser(server, 'bystander1@example.test', 'bystander password 1');
-    // Three failures from three sources, with the e-mail spelled three ways: one account all the same.
-    for (const [source, email] of [
-      ['198.51.100.1', 'victim@example.test'],
-      ['198.51.100.2', 'VICTIM@example.test'],
-      ['198.51.100.3', ' Victim@Example.Test'],
-    ] as const) {
-      expect((await loginFrom(source, email, 'a wrong guess')).status).toBe(401);
-    }
+describe('failed sign-ins are rate-limited without locking the owner out', () => {
+  /** The audit rows of refused sign-ins to `email`'s account, oldest first. */
+  const refusedSignIns = async (userId: number) =>
+    (
+      await server.database.db
+        .selectFrom('audit_events')
+        .select(['source_ip', 'details'])
+        .where('action', '=', 'auth.login')
+        .where('outcome', '=', 'failure')
+        .where('resource_id', '=', String(userId))
+        .orderBy('id')
+        .execute()
+    ).map((row) => ({
+      sourceIp: row.source_ip,
+      reason: (typeof row.details === 'string' ? JSON.parse(row.details) : row.details)?.reason,
+    }));
 
-    // The right password from a fresh source no longer gets in.
-    const limited = await loginFrom('198.51.100.4', 'victim@example.test', 'victim password 1');
+  it('stops a source after 3 failures on an account, right password or not, while the owner elsewhere gets in', async () => {
+    const victimId = await createUser(server, 'victim@example.test', 'victim password 1');
+    const attacker = '198.51.100.1';
+    // The e-mail spelled three ways is one account all the same.
+    for (const email of ['victim@example.test', 'VICTIM@example.test', ' Victim@Example.Test']) {
+      expect((await loginFrom(attacker, email, 'a wrong guess')).status).toBe(401);
+    }
+    // The attacker's fourth try is refused before the password is looked at: right and wrong answer alike.
+    const limited = await loginFrom(attacker, 'victim@example.test', 'victim password 1');
     expect(limited.status).toBe(429);
     expect(limited.body.error.code).toBe('rate_limited');
+    expect(limited.body).not.toHaveProperty('token');
     const retryAfter = limited.body.error.details.retryAfterSeconds;
     expect(Number.isInteger(retryAfter)).toBe(true);
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(15 * 60);
-    expect(limited.body).not.toHaveProperty('token');
-    // A right and a wrong password are refused alike while locked: the answer tells a guesser nothing.
-    const wrongWhileLimited = await loginFrom('198.51.100.5', 'victim@example.test', 'another guess');
+    expect(limited.headers['retry-after']).toBe(String(retryAfter));
+    const wrongWhileLimited = await loginFrom(attacker, 'victim@example.test', 'another guess');
     expect(wrongWhileLimited.status).toBe(429);
-    expect(wrongWhileLimited.body.error.code).toBe('rate_limited');
+    expect(wrongWhileLimited.body.error.message).toBe(limited.body.error.message);
 
-    // Another account from another source is not affected.
-    check(await loginFrom('198.51.100.6', 'bystander1@example.test', 'bystander password 1'), 200);
+    // The owner, from their own address, signs in with the right password while the attacker is held back.
+    check(await loginFrom('198.51.100.50', 'victim@example.test', 'victim password 1'), 200);
+
+    // Each failure is audited, and so is the refusal for too many (once a minute per source, not per try).
+    expect(await refusedSignIns(victimId)).toEqual([
+      { sourceIp: attacker, reason: 'wrong_credentials' },
+      { sourceIp: attacker, reason: 'wrong_credentials' },
+      { sourceIp: attacker, reason: 'wrong_credentials' },
+      { sourceIp: attacker, reason: 'rate_limited' },
+    ]);
   });
 
-  it('locks a source after 3 failures, whatever the accounts', async () => {
+  it('gives each address one wrong guess on an account under a spread-out attack; the owner still gets in', async () => {
+    await createUser(server, 'spread@example.test', 'spread password 1');
+    // 30 failures from 30 addresses (ten times the allowance per address): the account is under attack.
+    for (let i = 1; i <= 30; i++) {
+      expect((await loginFrom(`198.18.0.${i}`, 'spread@example.test', `guess ${i}`)).status).toBe(401);
+    }
+    // An address that already guessed wrong gets no second try, even under its own allowance of 3…
+    expect((await loginFrom('198.18.0.1', 'spread@example.test', 'spread password 1')).status).toBe(429);
+    // …while an address that never failed (the owner's) signs in.
+    check(await loginFrom('198.18.1.1', 'spread@example.test', 'spread password 1'), 200);
+  });
+
+  it('stops a source after 30 failures over any accounts (ten times the allowance), only that source', async () => {
     await createUser(server, 'bystander2@example.test', 'bystander password 2');
     const source = '203.0.113.20';
-    for (const email of ['guess1@example.test', 'guess2@example.test', 'guess3@example.test']) {
-      expect((await loginFrom(source, email, 'a wrong guess')).status).toBe(401);
+    for (let i = 0; i < 30; i++) {
+      expect((await loginFrom(source, `guess${i}@example.test`, 'a wrong guess')).status).toBe(401);
     }
     const limited = await loginFrom(source, 'bystander2@example.test', 'bystander password 2');
     expect(limited.status).toBe(429);
@@ -127,17 +158,13 @@ describe('failed sign-ins are rate-limited', () => {
     check(await loginFrom('203.0.113.21', 'bystander2@example.test', 'bystander password 2'), 200);
   });
 
-  it('does not let a client escape the source limit with X-Forwarded-For', async () => {
+  it('does not let a client escape the limit with X-Forwarded-For', async () => {
     await createUser(server, 'bystander3@example.test', 'bystander password 3');
     const source = '203.0.113.30';
-    for (const [i, email] of [
-      'spoof1@example.test',
-      'spoof2@example.test',
-      'spoof3@example.test',
-    ].entries()) {
+    for (let i = 1; i <= 3; i++) {
       const answer = await apiFrom(server, source, 'POST', '/api/v1/auth/login', {
-        body: { email, password: 'a wrong guess' },
-        headers: { 'x-forwarded-for': `10.9.9.${i + 1}` },
+        body: { email: 'bystander3@example.test', password: 'a wrong guess' },
+        headers: { 'x-forwarded-for': `10.9.9.${i}` },
       });
       expect(answer.status).toBe(401);
     }

@@ -283,7 +283,7 @@ describe.skipIf(!hasCurl)('HTTP CONNECT proxy', () => {
     expect(elapsed).toBeLessThan(5000);
   });
 
-  it('limits failed authentications per source, without locking out other addresses', async () => {
+  it('stops an address guessing at a login, without locking the person out from their own address', async () => {
     const attempt = (localAddress: string, login: string, key: string) =>
       rawExchange(
         proxyPort,
@@ -292,14 +292,15 @@ describe.skipIf(!hasCurl)('HTTP CONNECT proxy', () => {
         ).toString('base64')}\r\n\r\n`,
         localAddress,
       );
-    // The server's login allowance (FLEETGATE_LOGIN_ATTEMPTS, default 10) for guesses from 127.0.0.2.
+    // The server's login allowance (FLEETGATE_LOGIN_ATTEMPTS, default 10) for guesses at one login from 127.0.0.2.
     for (let i = 0; i < 10; i++) {
-      expect(await attempt('127.0.0.2', `guess${i}@example.test`, 'fgk_wrong')).toMatch(/^HTTP\/1\.1 407 /);
+      expect(await attempt('127.0.0.2', ADMIN_EMAIL, `fgk_wrong${i}`)).toMatch(/^HTTP\/1\.1 407 /);
     }
+    // The guessing address is refused even the right key (it learns nothing)…
     const limited = await attempt('127.0.0.2', ADMIN_EMAIL, keys.admin);
     expect(limited).toMatch(/^HTTP\/1\.1 429 /);
     expect(limited).toMatch(/Retry-After: \d+/);
-    // Another address is still served.
+    // …while the person, from their own address, is served.
     const other = await curl([
       ...proxyAs(ADMIN_EMAIL, keys.admin),
       '-w',

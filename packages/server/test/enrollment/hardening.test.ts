@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DeviceTokens, openDeviceTokens } from '../../src/infra/device-tokens/index.ts';
-import { check, createUser } from '../api/helpers.ts';
+import { apiFrom, check, createUser } from '../api/helpers.ts';
 import { seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
 import {
   basic,
@@ -100,30 +100,54 @@ describe('POST /api/v1/device/self/key', () => {
 });
 
 describe('guessing device keys', () => {
-  it('after 30 wrong keys for one uuid even the right key gets 429; other devices are not affected', async () => {
-    const target = await registerNewDevice(server, provisioningKey);
-    const neighbour = await registerNewDevice(server, provisioningKey);
-    check(await deviceSelf(server, basic(target.uuid, target.apiKey)), 200);
+  /** `GET /api/v1/device/self` from `source`, as a device behind that address would ask it. */
+  const selfFrom = (source: string, headers: Record<string, string>) =>
+    apiFrom(server, source, 'GET', '/api/v1/device/self', { headers });
 
+  it('answers 429 after 30 wrong keys for a uuid from one address, yet the right key still gets in from anywhere', async () => {
+    const target = await registerNewDevice(server, provisioningKey);
+    const attacker = '198.51.100.77';
     for (let i = 0; i < 30; i++) {
-      const wrong = await deviceSelf(server, basic(target.uuid, freshKey(`guess-${i}`)));
+      const wrong = await selfFrom(attacker, basic(target.uuid, freshKey(`guess-${i}`)));
       expect(wrong.status, `guess ${i}: ${JSON.stringify(wrong.body)}`).toBe(401);
     }
-    const limited = await deviceSelf(server, basic(target.uuid, target.apiKey));
+    const limited = await selfFrom(attacker, basic(target.uuid, freshKey('guess-31')));
     expect(limited.status, JSON.stringify(limited.body)).toBe(429);
     expect(limited.body.error.code).toBe('rate_limited');
-    expect(limited.body.error.details.retryAfterSeconds).toBeGreaterThan(0);
-    expect(limited.body.error.details.retryAfterSeconds).toBeLessThanOrEqual(600);
-    // The same uuid in a Bearer pair is the same device: limited as well.
-    expect((await deviceSelf(server, bearer(`${target.uuid}:${target.apiKey}`))).status).toBe(429);
+    const retryAfter = limited.body.error.details.retryAfterSeconds;
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(600);
+    expect(limited.headers['retry-after']).toBe(String(retryAfter));
 
-    // Same source address (127.0.0.1), another device: the per-source limit (300) is far away.
-    expect(check(await deviceSelf(server, basic(neighbour.uuid, neighbour.apiKey)), 200).id).toBe(
-      neighbour.id,
-    );
-    // A device token of the limited device is not a guess: it still works.
+    // The device's own key is never refused for someone else's guesses: not from its usual address, not from
+    // the attacker's (a NAT both are behind), in a Basic or a Bearer pair.
+    expect(check(await selfFrom('192.0.2.10', basic(target.uuid, target.apiKey)), 200).id).toBe(target.id);
+    expect(check(await selfFrom(attacker, basic(target.uuid, target.apiKey)), 200).id).toBe(target.id);
+    check(await selfFrom(attacker, bearer(`${target.uuid}:${target.apiKey}`)), 200);
+    // A device token of the attacked device works as well.
     const { token } = await tokens.issue({ id: target.id, uuid: target.uuid, orgId: seed.alpha.orgId });
-    check(await deviceSelf(server, bearer(token)), 200);
+    check(await selfFrom(attacker, bearer(token)), 200);
+  });
+
+  it('answers 429 to an address after 300 wrong keys over many uuids; the devices behind it still get in', async () => {
+    const neighbour = await registerNewDevice(server, provisioningKey);
+    const nat = '198.51.100.88';
+    for (let i = 0; i < 300; i++) {
+      const uuid = randomBytes(16).toString('hex');
+      expect((await selfFrom(nat, basic(uuid, freshKey(`scan-${i}`)))).status).toBe(401);
+    }
+    const limited = await selfFrom(nat, basic(neighbour.uuid, freshKey('scan-301')));
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    // The scanner's unknown pairs stopped filling the recovery queue with its first 50 (RECOVERY_CANDIDATES_PER_SOURCE).
+    const candidates = await server.database.db
+      .selectFrom('recovery_candidates')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('source_ip', '=', nat)
+      .executeTakeFirstOrThrow();
+    expect(Number(candidates.n)).toBe(50);
+    // A device behind the same address, with its right key, is served.
+    expect(check(await selfFrom(nat, basic(neighbour.uuid, neighbour.apiKey)), 200).id).toBe(neighbour.id);
   });
 });
 

@@ -51,6 +51,26 @@ describe('authentication in the upgrade', () => {
     expect(wrong.body.error.message).toMatch(/credential/);
   });
 
+  it('lets a device whose uuid was guessed at 30 times from its own address reconnect with its key', async () => {
+    const d = await newDevice(server);
+    // Someone behind the device's address (127.0.0.1: a shared NAT) tries 31 wrong keys for its uuid.
+    for (let i = 0; i <= 30; i++) {
+      await refusal(
+        openSocket(`${server.wsUrl}/api/v1/tunnel`, {
+          authorization: basicAuth(d.uuid, `${'x'.repeat(31)}${i}`),
+        }),
+      );
+    }
+    const limited = await refusal(
+      openSocket(`${server.wsUrl}/api/v1/tunnel`, { authorization: basicAuth(d.uuid, 'y'.repeat(32)) }),
+    );
+    expect(limited.status).toBe(429);
+    // The device, dropped and reconnecting with its own key, is taken at once.
+    const agent = await TestAgent.connect(server.wsUrl, d.authorization);
+    await agent.waitFor(isVariables);
+    agent.close();
+  });
+
   it('answers 404 for WebSocket upgrades elsewhere', async () => {
     const other = await refusal(openSocket(`${server.wsUrl}/api/v1/nowhere`, {}));
     expect(other.status).toBe(404);

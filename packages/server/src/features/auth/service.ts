@@ -10,8 +10,13 @@ import {
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infra/crypto/index.ts';
 import { type Db, json } from '../../infra/db/index.ts';
-import { AppError } from '../../infra/errors/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
+import { AppError, rateLimited } from '../../infra/errors/index.ts';
+import {
+  FailureLimiter,
+  GuessThrottle,
+  personGuessLimits,
+  sourceKeyOf,
+} from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { authenticateDevice, deviceCredentialOf } from '../device-auth/index.ts';
 
@@ -145,8 +150,10 @@ let decoyHash: Promise<string> | undefined;
 
 export function createAuthService(deps: ServiceDeps): AuthService {
   const { db, config } = deps;
-  const perSource = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
-  const perAccount = new FailureLimiter(config.loginAttempts, LOGIN_WINDOW_MS);
+  // Guessing passwords is slowed per (account, source) and per source; the owner elsewhere still gets in.
+  const guesses = new GuessThrottle(personGuessLimits(config.loginAttempts, LOGIN_WINDOW_MS));
+  // Refusals for too many failures are audited once a minute per source: a flood cannot fill the audit log.
+  const refusalsAudited = new FailureLimiter(1, 60_000);
 
   const principalOf = (userId: number, credential: UserPrincipal['credential']) =>
     userPrincipalOf(db, userId, credential);
@@ -187,23 +194,12 @@ export function createAuthService(deps: ServiceDeps): AuthService {
 
     async login({ email, password }, sourceIp) {
       const account = email.trim().toLowerCase();
-      const wait = Math.max(perSource.retryAfter(sourceKeyOf(sourceIp)), perAccount.retryAfter(account));
-      if (wait > 0) {
-        throw new AppError(
-          'rate_limited',
-          `too many failed sign-ins: try again in ${Math.ceil(wait / 1000)} s`,
-          {
-            details: { retryAfterSeconds: Math.ceil(wait / 1000) },
-          },
-        );
-      }
+      const source = sourceKeyOf(sourceIp);
       const user = await db
         .selectFrom('users')
         .select(['id', 'email', 'password_hash'])
         .where('email', '=', account)
         .executeTakeFirst();
-      decoyHash ??= hashPassword(randomToken());
-      const ok = await verifyPassword(password, user?.password_hash ?? (await decoyHash));
       const actor: Actor = {
         principal: user
           ? {
@@ -217,19 +213,35 @@ export function createAuthService(deps: ServiceDeps): AuthService {
           : { type: 'anonymous' },
         sourceIp,
       };
-      if (!user || !ok) {
-        perSource.fail(sourceKeyOf(sourceIp));
-        perAccount.fail(account);
-        await appendAuditEvent(db, actor, {
+      const refusal = (reason: 'wrong_credentials' | 'rate_limited') =>
+        appendAuditEvent(db, actor, {
           orgId: null,
           action: 'auth.login',
           resourceType: 'user',
           resourceId: user?.id ?? null,
           outcome: 'failure',
+          details: { reason },
         });
+      const wait = guesses.retryAfter(account, source);
+      if (wait > 0) {
+        // Refused before the password is checked: a throttled source learns nothing about it.
+        if (refusalsAudited.retryAfter(source) === 0) {
+          refusalsAudited.fail(source);
+          await refusal('rate_limited');
+        }
+        throw rateLimited(
+          `too many failed sign-ins from your address: try again in ${Math.ceil(wait / 1000)} s`,
+          wait,
+        );
+      }
+      decoyHash ??= hashPassword(randomToken());
+      const ok = await verifyPassword(password, user?.password_hash ?? (await decoyHash));
+      if (!user || !ok) {
+        guesses.failed(account, source);
+        await refusal('wrong_credentials');
         throw invalidCredentials();
       }
-      perAccount.reset(account);
+      guesses.succeeded(account, source);
       const token = randomToken(SESSION_PREFIX);
       const now = Date.now();
       const expiresAt = now + config.sessionTtlHours * 3600 * 1000;

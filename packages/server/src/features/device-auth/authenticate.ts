@@ -1,9 +1,9 @@
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
-import { AppError } from '../../infra/errors/index.ts';
+import { AppError, rateLimited } from '../../infra/errors/index.ts';
 import type { EventBus } from '../../infra/events/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
+import { FailureLimiter, GuessThrottle, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { DeviceKeyCache } from './credential-cache.ts';
 
@@ -16,16 +16,22 @@ export const RECOVERY_CANDIDATES_PER_SOURCE = 50;
 /** The window of `RECOVERY_CANDIDATES_PER_SOURCE`, in milliseconds (10 minutes). */
 export const RECOVERY_WINDOW_MS = 10 * 60 * 1000;
 
-/** Failed device authentications allowed per source network and per device uuid in a window. */
-const FAILURES_PER_SOURCE = 300;
-const FAILURES_PER_UUID = 30;
-const FAILURE_WINDOW_MS = 10 * 60 * 1000;
+/**
+ * Refused device keys per (uuid, source network), per source network and per uuid in a window, before the
+ * refusals turn into `429` with `Retry-After` (see `failed`).
+ */
+const DEVICE_GUESS_LIMITS = {
+  perPair: 30,
+  perSource: 300,
+  perIdentity: 300,
+  windowMs: 10 * 60 * 1000,
+};
 
 /** Device authentication's per-app state: made in `buildApp`, carried in `ServiceDeps` as `deviceAuth`. */
 export interface DeviceAuthState {
   candidatesPerSource: FailureLimiter;
-  failuresPerSource: FailureLimiter;
-  failuresPerUuid: FailureLimiter;
+  /** Refused device keys, per (uuid, source network) and per source network. */
+  guesses: GuessThrottle;
   /** Device keys verified a moment ago (see credential-cache.ts). */
   verifiedKeys: DeviceKeyCache;
 }
@@ -41,8 +47,7 @@ declare module '../../infra/service/index.ts' {
 export function createDeviceAuthState(events: EventBus): DeviceAuthState {
   return {
     candidatesPerSource: new FailureLimiter(RECOVERY_CANDIDATES_PER_SOURCE, RECOVERY_WINDOW_MS),
-    failuresPerSource: new FailureLimiter(FAILURES_PER_SOURCE, FAILURE_WINDOW_MS),
-    failuresPerUuid: new FailureLimiter(FAILURES_PER_UUID, FAILURE_WINDOW_MS),
+    guesses: new GuessThrottle(DEVICE_GUESS_LIMITS),
     verifiedKeys: new DeviceKeyCache(events),
   };
 }
@@ -100,18 +105,10 @@ export async function authenticateDevice(
     return principalOf(device, { type: 'device_token', id: claims.jti });
   }
 
-  // Guessing keys is slowed per source network and per device; the answer never says which half was wrong.
+  // The key is checked before any limit: the right key always gets its device in, whoever else guessed at
+  // its uuid or from its network (a NAT). Device keys are random (128 bits and more), so online guessing
+  // cannot find one however fast it goes; limits only tell a client sending wrong keys to stop (`failed`).
   const limits = deps.deviceAuth;
-  const source = sourceKeyOf(sourceIp);
-  const wait = Math.max(
-    limits.failuresPerSource.retryAfter(source),
-    limits.failuresPerUuid.retryAfter(credential.uuid),
-  );
-  if (wait > 0) {
-    throw new AppError('rate_limited', 'too many refused device credentials: try again later', {
-      details: { retryAfterSeconds: Math.ceil(wait / 1000) },
-    });
-  }
   const keyHash = sha256Hex(credential.key);
   const now = Date.now();
   // A key verified a moment ago, for this same uuid: nothing changed since, or the cache would be empty.
@@ -132,12 +129,20 @@ export async function authenticateDevice(
   }
   const [found] = await readNow(db, query, [keyHash]);
   // Lookup by the key's hash, then the uuid must match: a key works only for its own device.
-  if (!found || found.uuid !== credential.uuid) {
-    if (!found) await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
-    throw failed(limits, source, credential.uuid);
+  if (
+    !found ||
+    found.uuid !== credential.uuid ||
+    found.revoked_at !== null ||
+    found.decommissioned_at !== null
+  ) {
+    const source = sourceKeyOf(sourceIp);
+    const refusal = failed(limits, source, credential.uuid);
+    // An unknown pair may be a device whose record was lost (unless its sender keeps sending wrong keys).
+    if (!found && refusal.code === 'unauthorized') {
+      await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
+    }
+    throw refusal;
   }
-  if (found.revoked_at !== null || found.decommissioned_at !== null)
-    throw failed(limits, source, credential.uuid);
   let lastUsedAt = found.last_used_at;
   if (lastUsedAt === null || now - lastUsedAt > LAST_USED_PRECISION_MS) {
     deps.deviceKeyUsage.record(found.key_id, now);
@@ -149,13 +154,17 @@ export async function authenticateDevice(
 }
 
 /**
- * Counts a refused device key against its source network and its uuid, and answers the refusal. Not a closure
- * inside `authenticateDevice`: that would be made on every check, and under tsx (which runs the server)
- * named with an `Object.defineProperty` each time, ~2 % of the server's CPU in bench/auth's device-key checks.
+ * Counts a refused device key against its (uuid, source network) and its source network, and answers the
+ * refusal: `401`, or `429` with `Retry-After` once its sender has failed too often; never which half was
+ * wrong. Not a closure inside `authenticateDevice`: that would be made on every check, and under tsx (which
+ * runs the server) named with an `Object.defineProperty` each time, ~2 % of the server's CPU in bench/auth's
+ * device-key checks.
  */
 function failed(limits: DeviceAuthState, source: string, uuid: string): AppError {
-  limits.failuresPerSource.fail(source);
-  limits.failuresPerUuid.fail(uuid);
+  const wait = limits.guesses.retryAfter(uuid, source);
+  if (wait > 0)
+    return rateLimited('too many refused device credentials from your network: try again later', wait);
+  limits.guesses.failed(uuid, source);
   return refused();
 }
 

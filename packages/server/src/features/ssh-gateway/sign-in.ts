@@ -3,7 +3,7 @@ import ssh2, { type AuthContext, type PasswordAuthContext, type PublicKeyAuthCon
 import type { UserPrincipal } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import { FailureLimiter } from '../../infra/rate-limit/index.ts';
+import { GuessThrottle, personGuessLimits } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
 import { markSshKeyUsed, sshKeyByFingerprint } from '../ssh-keys/service.ts';
@@ -41,15 +41,14 @@ export interface SignInState {
 }
 
 export class SshSignIn {
-  private readonly perSource: FailureLimiter;
-  private readonly perLogin: FailureLimiter;
+  /** Guessing is slowed per (login, source) and per source: see `GuessThrottle`. */
+  private readonly guesses: GuessThrottle;
 
   constructor(
     private readonly deps: ServiceDeps,
     private readonly auth: AuthService,
   ) {
-    this.perSource = new FailureLimiter(deps.config.loginAttempts, LOGIN_WINDOW_MS);
-    this.perLogin = new FailureLimiter(deps.config.loginAttempts, LOGIN_WINDOW_MS);
+    this.guesses = new GuessThrottle(personGuessLimits(deps.config.loginAttempts, LOGIN_WINDOW_MS));
   }
 
   /** Answers one authentication request of a connection (accepts, rejects, or answers a key query). */
@@ -60,8 +59,7 @@ export class SshSignIn {
     }
     const name = await parseSshUsername(this.deps.db, context.username);
     const login = name.login.toLowerCase();
-    const wait = Math.max(this.perSource.retryAfter(connection.source), this.perLogin.retryAfter(login));
-    if (wait > 0) {
+    if (this.guesses.retryAfter(login, connection.source) > 0) {
       context.reject();
       connection.end();
       return;
@@ -75,14 +73,13 @@ export class SshSignIn {
     if (!accepted) {
       if (context.method === 'password') {
         // A wrong password counts at once: unlike keys, a client does not try several in a row.
-        this.perSource.fail(connection.source);
-        this.perLogin.fail(login);
+        this.guesses.failed(login, connection.source);
         connection.failureCounted = true;
       }
       context.reject(['publickey', 'password']);
       return;
     }
-    this.perLogin.reset(login);
+    this.guesses.succeeded(login, connection.source);
     // Known before accepting, so that no channel can arrive before the connection knows who it is.
     connection.user = { login, principal: accepted, device: name.device };
     context.accept();
@@ -106,10 +103,7 @@ export class SshSignIn {
    */
   closed(connection: SignInState): void {
     if (connection.user || connection.attemptedLogin === undefined) return;
-    if (!connection.failureCounted) {
-      this.perSource.fail(connection.source);
-      this.perLogin.fail(connection.attemptedLogin);
-    }
+    if (!connection.failureCounted) this.guesses.failed(connection.attemptedLogin, connection.source);
     void appendAuditEvent(
       this.deps.db,
       { principal: { type: 'anonymous' }, sourceIp: connection.sourceIp },

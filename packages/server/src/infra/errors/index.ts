@@ -51,6 +51,19 @@ export function conflict(message: string, details?: unknown): AppError {
   return new AppError('conflict', message, { details });
 }
 
+/** Refused for now; the HTTP layer sends `Retry-After` from `details.retryAfterSeconds` (see `retryAfterHeader`). */
+export function rateLimited(message: string, waitMs: number): AppError {
+  return new AppError('rate_limited', message, {
+    details: { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+  });
+}
+
+/** The `Retry-After` header of an error answer: present on `rate_limited` answers that say when to retry. */
+export function retryAfterHeader(code: ErrorCode, details: unknown): Record<string, string> {
+  const seconds = (details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  return code === 'rate_limited' && typeof seconds === 'number' ? { 'Retry-After': String(seconds) } : {};
+}
+
 export function badRequest(message: string, details?: unknown): AppError {
   return new AppError('bad_request', message, { details });
 }

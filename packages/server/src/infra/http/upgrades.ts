@@ -1,6 +1,6 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AppError, type ErrorCode, httpStatusOf } from '../errors/index.ts';
+import { AppError, type ErrorCode, httpStatusOf, retryAfterHeader } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
 
 /**
@@ -99,12 +99,11 @@ export function refuseUpgrade(
 
 /** `refuseUpgrade` for an `AppError`, with `Retry-After` for `rate_limited`. */
 export function refuseUpgradeWith(socket: Duplex, error: AppError): void {
-  const retry = (error.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
   refuseUpgrade(
     socket,
     error.code,
     error.message,
     error.details,
-    error.code === 'rate_limited' && retry ? { 'Retry-After': String(retry) } : {},
+    retryAfterHeader(error.code, error.details),
   );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FailureLimiter, sourceKeyOf } from './index.ts';
+import { FailureLimiter, GuessThrottle, sourceKeyOf } from './index.ts';
 
 /** A limiter of 3 failures per 1000 ms on a clock the test moves by hand. */
 function limiterWithClock() {
@@ -99,5 +99,49 @@ describe('sourceKeyOf', () => {
     expect(sourceKeyOf(null)).toBe('unknown');
     expect(sourceKeyOf(undefined)).toBe('unknown');
     expect(sourceKeyOf('')).toBe('unknown');
+  });
+});
+
+describe('GuessThrottle', () => {
+  /** 3 per (identity, source), 5 per source, 6 per identity, in 1000 ms, on a clock the test moves. */
+  function throttleWithClock() {
+    const clock = { now: 1_000_000 };
+    const throttle = new GuessThrottle(
+      { perPair: 3, perSource: 5, perIdentity: 6, windowMs: 1000 },
+      () => clock.now,
+    );
+    return { throttle, clock };
+  }
+
+  it('stops a source guessing at one identity, while the owner from elsewhere still gets in', () => {
+    const { throttle } = throttleWithClock();
+    for (let i = 0; i < 3; i++) throttle.failed('alice', 'attacker');
+    expect(throttle.retryAfter('alice', 'attacker')).toBe(1000);
+    expect(throttle.retryAfter('alice', 'home')).toBe(0);
+    // The attacker's address may still try other identities, until it has failed too often in all.
+    expect(throttle.retryAfter('bob', 'attacker')).toBe(0);
+    for (let i = 0; i < 2; i++) throttle.failed('bob', 'attacker');
+    expect(throttle.retryAfter('carol', 'attacker')).toBe(1000);
+    expect(throttle.retryAfter('carol', 'home')).toBe(0);
+  });
+
+  it('gives each source one wrong guess on an identity under a spread-out attack, and clean sources their try', () => {
+    const { throttle, clock } = throttleWithClock();
+    for (let i = 0; i < 6; i++) throttle.failed('alice', `bot-${i}`);
+    // Each bot failed once, under its own limits, but the identity is under attack: no second guess.
+    expect(throttle.retryAfter('alice', 'bot-0')).toBe(1000);
+    expect(throttle.retryAfter('alice', 'bot-new')).toBe(0);
+    expect(throttle.retryAfter('alice', 'home')).toBe(0);
+    clock.now += 1000;
+    expect(throttle.retryAfter('alice', 'bot-0')).toBe(0);
+  });
+
+  it("forgets a source's slips on an identity once it gets the credential right", () => {
+    const { throttle } = throttleWithClock();
+    for (let i = 0; i < 2; i++) throttle.failed('alice', 'home');
+    throttle.succeeded('alice', 'home');
+    throttle.failed('alice', 'home');
+    throttle.failed('alice', 'home');
+    expect(throttle.retryAfter('alice', 'home')).toBe(0);
   });
 });

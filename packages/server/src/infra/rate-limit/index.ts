@@ -34,15 +34,90 @@ export class FailureLimiter {
     }
   }
 
+  /** Failures of `key` in its current window. */
+  count(key: string): number {
+    const entry = this.failures.get(key);
+    return entry && entry.resetAt > this.now() ? entry.count : 0;
+  }
+
   reset(key: string): void {
     this.failures.delete(key);
   }
 
-  /** Keeps memory bounded under a flood of distinct keys. */
+  /**
+   * Keeps memory bounded under a flood of distinct keys: expired entries go first, then the oldest (a Map
+   * keeps insertion order), which forgets some failures rather than let a flood of keys exhaust memory.
+   */
   private sweep(now: number): void {
-    if (this.failures.size < 10_000) return;
+    if (this.failures.size < SWEEP_AT) return;
     for (const [key, entry] of this.failures) if (entry.resetAt <= now) this.failures.delete(key);
+    for (const key of this.failures.keys()) {
+      if (this.failures.size <= MAX_KEYS) break;
+      this.failures.delete(key);
+    }
   }
+}
+
+const SWEEP_AT = 10_000;
+const MAX_KEYS = 100_000;
+
+/**
+ * Slows down guessing at one identity (an account, a login, a device) without letting anyone lock its owner
+ * out. Failures count per (identity, source), per source, and per identity:
+ *
+ * - a source that failed `perPair` times on an identity may not try it again until the window ends;
+ * - a source that failed `perSource` times in all may not try anything (a scanner, whatever it aims at);
+ * - an identity that failed `perIdentity` times in all, from everywhere, is under a spread-out attack: each
+ *   source then gets one wrong guess on it, not `perPair`.
+ *
+ * A source that has not been failing on an identity (its owner, elsewhere) always gets its attempt: an attacker
+ * can spend their own guesses, never the owner's. The answer to a refused attempt is the same whether the
+ * credential would have been right or not, so a throttled source learns nothing.
+ */
+export class GuessThrottle {
+  private readonly pairs: FailureLimiter;
+  private readonly sources: FailureLimiter;
+  private readonly identities: FailureLimiter;
+
+  constructor(
+    limits: { perPair: number; perSource: number; perIdentity: number; windowMs: number },
+    now: () => number = Date.now,
+  ) {
+    this.pairs = new FailureLimiter(limits.perPair, limits.windowMs, now);
+    this.sources = new FailureLimiter(limits.perSource, limits.windowMs, now);
+    this.identities = new FailureLimiter(limits.perIdentity, limits.windowMs, now);
+  }
+
+  /** Milliseconds until `source` may try `identity` again, or 0 when it may try now. */
+  retryAfter(identity: string, source: string): number {
+    const pair = pairKey(identity, source);
+    const underAttack = this.pairs.count(pair) > 0 ? this.identities.retryAfter(identity) : 0;
+    return Math.max(this.pairs.retryAfter(pair), this.sources.retryAfter(source), underAttack);
+  }
+
+  failed(identity: string, source: string): void {
+    this.pairs.fail(pairKey(identity, source));
+    this.sources.fail(source);
+    this.identities.fail(identity);
+  }
+
+  /** The right credential from `source`: its earlier slips on `identity` are forgotten. */
+  succeeded(identity: string, source: string): void {
+    this.pairs.reset(pairKey(identity, source));
+  }
+}
+
+const pairKey = (identity: string, source: string) => `${source}\u0000${identity}`;
+
+/** The limits of guessing people's credentials, from the `loginAttempts` setting (see `GuessThrottle`). */
+export function personGuessLimits(loginAttempts: number, windowMs: number) {
+  return {
+    perPair: loginAttempts,
+    // A whole office behind one NAT address may mistype ten times as often as one person before it waits.
+    perSource: loginAttempts * 10,
+    perIdentity: loginAttempts * 10,
+    windowMs,
+  };
 }
 
 /**
