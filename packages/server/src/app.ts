@@ -42,6 +42,7 @@ import { openDeviceTokens } from './infra/device-tokens/index.ts';
 import { EventBus } from './infra/events/index.ts';
 import { createHttpApp, sendError, type TypedApp } from './infra/http/index.ts';
 import type { Logger } from './infra/logging/index.ts';
+import { createSocketBudget } from './infra/net/index.ts';
 import type { ServiceDeps } from './infra/service/index.ts';
 
 export interface AppOptions {
@@ -70,6 +71,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     log,
     deviceTokens,
     events,
+    sockets: createSocketBudget(config.maxConnections, log),
     authSetActivity: createAuthSetActivity(database.db, log),
     deviceKeyUsage: createDeviceKeyUsage(database.db, log),
     deviceAuth: createDeviceAuthState(events),
@@ -90,6 +92,9 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     ...(tls ? { https: tls } : {}),
   });
   app.decorate('deps', deps);
+  // The API and the devices' tunnels may use the whole connection budget; the SSH gateway and the proxy, a quarter
+  // each, so that a flood on those ports leaves the API at least half.
+  deps.sockets.guard('HTTP API', app.server, 1);
   // Counts and times still waiting to be written go to the database before it closes.
   app.addHook('onClose', async () => {
     await Promise.all([deps.authSetActivity.flush(), deps.deviceKeyUsage.flush()]);

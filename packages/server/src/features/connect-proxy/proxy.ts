@@ -9,7 +9,7 @@ import { type Duplex, duplexPair } from 'node:stream';
 import { StreamErrorCode } from '@fleetgate/protocol';
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import { FailureLimiter, sourceKeyOf } from '../../infra/rate-limit/index.ts';
+import { GuessThrottle, personGuessLimits, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import type { FoundDevice, StreamRouter, StreamSession } from '../remote-access/index.ts';
@@ -52,15 +52,16 @@ export interface ConnectProxyOptions {
   maxConnectionsPerSource: number;
   /** Sessions one person may hold open through the proxy at once. */
   maxSessionsPerUser: number;
-  /** Failed authentications allowed per source and per login in `authWindowMs`. */
+  /** Failed authentications allowed per (login, source) in `authWindowMs` (ten times as many per source: `personGuessLimits`). */
   authAttempts: number;
   /** Default 15 minutes. */
   authWindowMs?: number;
 }
 
 const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
-/** Connections the proxy holds at most, over all sources. */
+/** Connections the proxy holds at most, over all sources, and its part of the process's budget (infra/net). */
 const MAX_CONNECTIONS = 10_000;
+const BUDGET_SHARE = 0.25;
 
 /** Hop-by-hop headers (RFC 9110 section 7.6.1) and the proxy's own: never forwarded either way. */
 const hopByHop = new Set([
@@ -92,8 +93,8 @@ export class ConnectProxy {
   private readonly server: http.Server;
   private readonly perSourceConnections = new Map<string, number>();
   private readonly perUserSessions = new Map<number, number>();
-  private readonly failuresPerSource: FailureLimiter;
-  private readonly failuresPerLogin: FailureLimiter;
+  /** Guessing is slowed per (login, source) and per source: see `GuessThrottle`. */
+  private readonly guesses: GuessThrottle;
   private readonly sockets = new Set<Socket>();
   /** Connections answered with a refusal as they came in: whatever they send next is ignored. */
   private readonly refused = new WeakSet<Duplex>();
@@ -106,8 +107,7 @@ export class ConnectProxy {
     private readonly options: ConnectProxyOptions,
   ) {
     const windowMs = options.authWindowMs ?? 15 * 60 * 1000;
-    this.failuresPerSource = new FailureLimiter(options.authAttempts, windowMs);
-    this.failuresPerLogin = new FailureLimiter(options.authAttempts, windowMs);
+    this.guesses = new GuessThrottle(personGuessLimits(options.authAttempts, windowMs));
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
       headersTimeout: options.headerTimeoutMs,
@@ -117,7 +117,7 @@ export class ConnectProxy {
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(options.headerTimeoutMs / 4))),
       keepAliveTimeout: 5000,
     });
-    this.server.maxConnections = MAX_CONNECTIONS;
+    deps.sockets.guard('CONNECT proxy', this.server, BUDGET_SHARE, MAX_CONNECTIONS);
     this.server.on('connection', (socket: Socket) => this.onConnection(socket));
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
       this.onClientError(error, socket),
@@ -203,16 +203,13 @@ export class ConnectProxy {
     writeRawRefusal(socket, refusal);
   }
 
-  /** Authenticates `Proxy-Authorization` to a person, counting failures per source and per login. */
+  /** Authenticates `Proxy-Authorization` to a person, counting failures per (login, source) and per source. */
   private async authenticate(request: IncomingMessage): Promise<Actor & { principal: UserPrincipal }> {
     const sourceIp = request.socket.remoteAddress ?? null;
     const sourceKey = sourceKeyOf(sourceIp);
     const credentials = proxyCredentialsOf(request.headers['proxy-authorization']);
     const login = credentials?.login.trim().toLowerCase() ?? '';
-    const wait = Math.max(
-      this.failuresPerSource.retryAfter(sourceKey),
-      login ? this.failuresPerLogin.retryAfter(login) : 0,
-    );
+    const wait = this.guesses.retryAfter(login, sourceKey);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
       throw new ProxyRefusal(429, `too many failed authentications: try again in ${seconds} s`, {
@@ -227,8 +224,7 @@ export class ConnectProxy {
       );
     }
     const failed = () => {
-      this.failuresPerSource.fail(sourceKey);
-      if (login) this.failuresPerLogin.fail(login);
+      this.guesses.failed(login, sourceKey);
       // Never which half was wrong.
       return new ProxyRefusal(407, 'invalid e-mail or API key', authenticateHeader);
     };
@@ -241,7 +237,7 @@ export class ConnectProxy {
       throw err;
     }
     if (principal.type !== 'user' || principal.email.toLowerCase() !== login) throw failed();
-    this.failuresPerLogin.reset(login);
+    this.guesses.succeeded(login, sourceKey);
     return { principal, sourceIp };
   }
 

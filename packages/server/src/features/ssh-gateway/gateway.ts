@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import ssh2, {
   type Accept,
   type ClientInfo,
@@ -18,6 +18,7 @@ import { ExecChannel } from './exec-channel.ts';
 import { loadHostKeys } from './host-keys.ts';
 import { recordsSessions, SessionRecorder } from './recording.ts';
 import { type SignInState, SshSignIn } from './sign-in.ts';
+import { WaitingConnections } from './waiting.ts';
 import { WIDE_WINDOWS_PER_USER, widenReceiveWindow } from './window.ts';
 
 /**
@@ -39,7 +40,7 @@ export interface SshGatewayOptions {
   maxChannelsPerConnection?: number;
   /** Most channels open at once for one person, over all their connections. Default 64. */
   maxChannelsPerUser?: number;
-  /** Time a connection has to authenticate, in milliseconds. Default 30 000. */
+  /** Time a connection has to sign in, from the moment it is accepted, in milliseconds. Default 30 000. */
   authTimeoutMs?: number;
   /** Most connections not yet authenticated, from one source address (or IPv6 /64). Default 16. */
   maxUnauthenticatedPerSource?: number;
@@ -54,6 +55,9 @@ const OpenFailure = { prohibited: 1, connectFailed: 2, resourceShortage: 4 } as 
 const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+|TZ|COLORTERM)$/;
 const MAX_ENV = 16;
 
+/** The part of the process's connection budget (infra/net) the gateway may hold. */
+const BUDGET_SHARE = 0.25;
+
 /** One SSH connection's state. */
 interface GatewayConnection extends SignInState {
   client: Connection;
@@ -61,11 +65,16 @@ interface GatewayConnection extends SignInState {
 }
 
 export class SshGateway {
-  private server: InstanceType<typeof ssh2.Server> | undefined;
+  /** The TCP listener: it counts connections from accept, then hands them to ssh2's server. */
+  private listener: net.Server | undefined;
   private boundPort: number | undefined;
   private readonly connections = new Set<GatewayConnection>();
-  private readonly unauthenticated = new Map<string, number>();
-  private unauthenticatedTotal = 0;
+  private readonly waiting: WaitingConnections;
+  /** Accepted sockets still waiting to sign in, by `address|port`, until ssh2 makes them a connection. */
+  private readonly signedInBy = new Map<string, () => void>();
+  /** Sockets accepted and not closed yet, signed in or not (closed with the gateway). */
+  private readonly accepted = new Set<Socket>();
+  private lastShedLog = 0;
   private readonly userChannels = new Map<number, number>();
   /** User id → their forwarding channels open with a wide window (window.ts). */
   private readonly userWideWindows = new Map<number, number>();
@@ -86,6 +95,18 @@ export class SshGateway {
       maxUnauthenticated: options.maxUnauthenticated ?? 256,
     };
     this.signIn = new SshSignIn(deps, auth);
+    this.waiting = new WaitingConnections(
+      {
+        perSource: this.limits.maxUnauthenticatedPerSource,
+        // Half the gateway's connections at most, so that people who signed in always keep the other half.
+        total: Math.max(
+          1,
+          Math.min(this.limits.maxUnauthenticated, Math.floor(deps.sockets.capOf(BUDGET_SHARE) / 2)),
+        ),
+        graceMs: this.limits.authTimeoutMs,
+      },
+      (reason, source) => this.logShed(reason, source),
+    );
   }
 
   /** The port the gateway listens on, once `listen` resolved. */
@@ -96,32 +117,67 @@ export class SshGateway {
   /** Loads (or creates) the host keys and listens; resolves with the bound port. */
   async listen(host: string, port: number): Promise<number> {
     const { privateKeys } = loadHostKeys(this.deps.config.dataDir);
-    const server = new ssh2.Server({ hostKeys: privateKeys, ident: 'fleetgate' }, (client, info) =>
+    const ssh = new ssh2.Server({ hostKeys: privateKeys, ident: 'fleetgate' }, (client, info) =>
       this.onConnection(client, info),
     );
-    this.server = server;
+    const listener = net.createServer((socket) => this.onSocket(ssh, socket));
+    this.deps.sockets.guard('SSH gateway', listener, BUDGET_SHARE);
+    this.listener = listener;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
+      listener.once('error', reject);
+      listener.listen(port, host, () => {
+        listener.off('error', reject);
         resolve();
       });
     });
-    server.on('error', (err: Error) => this.deps.log.error({ err }, 'SSH gateway listener error'));
-    this.boundPort = (server.address() as AddressInfo).port;
+    listener.on('error', (err: Error) => this.deps.log.error({ err }, 'SSH gateway listener error'));
+    this.boundPort = (listener.address() as AddressInfo).port;
     return this.boundPort;
   }
 
   /** Stops listening and closes every connection (their streams reset; the agents hang up on shells). */
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const listener = this.listener;
+    if (!listener) return;
+    this.listener = undefined;
+    const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
     for (const connection of this.connections) connection.client.end();
+    for (const socket of this.accepted) socket.destroy();
     await closed;
   }
 
+  /**
+   * A TCP connection, before it has sent a byte: it counts as waiting to sign in from now on, with the sign-in
+   * deadline running, and only then does ssh2 read its identification line.
+   */
+  private onSocket(ssh: InstanceType<typeof ssh2.Server>, socket: Socket): void {
+    socket.on('error', (err: Error) => this.deps.log.debug({ err }, 'SSH socket error'));
+    const signedIn = this.waiting.admit(socket, sourceKeyOf(socket.remoteAddress));
+    if (!signedIn) return;
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    this.accepted.add(socket);
+    this.signedInBy.set(key, signedIn);
+    socket.once('close', () => {
+      this.accepted.delete(socket);
+      if (this.signedInBy.get(key) === signedIn) this.signedInBy.delete(key);
+    });
+    ssh.injectSocket(socket);
+  }
+
+  /** Says why connections are shed, once a minute at most (a flood would otherwise fill the log). */
+  private logShed(reason: 'source full' | 'all full' | 'pushed out', source: string): void {
+    const now = Date.now();
+    if (now - this.lastShedLog < 60_000) return;
+    this.lastShedLog = now;
+    this.deps.log.warn(
+      { reason, source, waiting: this.waiting.size },
+      reason === 'source full'
+        ? `SSH gateway: closing connections from ${source}: it holds ${this.limits.maxUnauthenticatedPerSource} that have not signed in`
+        : `SSH gateway: ${this.limits.maxUnauthenticated} connections are waiting to sign in: ${reason === 'all full' ? 'refusing new ones' : "closing the oldest of the busiest source's"}`,
+    );
+  }
+
+  /** ssh2 read the client's identification line: the connection was counted when its socket was accepted. */
   private onConnection(client: Connection, info: ClientInfo): void {
     const sourceIp = info.ip ?? null;
     const source = sourceKeyOf(sourceIp);
@@ -137,29 +193,13 @@ export class SshGateway {
     };
     // Registered first: a client that breaks the protocol must never become an unhandled error.
     client.on('error', (err: Error) => this.deps.log.debug({ err, source }, 'SSH connection error'));
-    const waiting = this.unauthenticated.get(source) ?? 0;
-    if (
-      waiting >= this.limits.maxUnauthenticatedPerSource ||
-      this.unauthenticatedTotal >= this.limits.maxUnauthenticated
-    ) {
-      // Like sshd's MaxStartups: connections that have not signed in yet are capped, so a flood of idle
-      // handshakes cannot starve everyone else.
+    const key = `${info.ip}|${info.port}`;
+    const signedIn = this.signedInBy.get(key);
+    this.signedInBy.delete(key);
+    if (!signedIn) {
       client.end();
       return;
     }
-    this.unauthenticated.set(source, waiting + 1);
-    this.unauthenticatedTotal += 1;
-    let counted = true;
-    const leaveWaiting = () => {
-      if (!counted) return;
-      counted = false;
-      this.unauthenticatedTotal -= 1;
-      const left = (this.unauthenticated.get(source) ?? 1) - 1;
-      if (left <= 0) this.unauthenticated.delete(source);
-      else this.unauthenticated.set(source, left);
-    };
-    const authTimer = setTimeout(() => client.end(), this.limits.authTimeoutMs);
-    authTimer.unref();
     this.connections.add(connection);
 
     client.on('authentication', (context) => {
@@ -168,10 +208,7 @@ export class SshGateway {
         context.reject();
       });
     });
-    client.on('ready', () => {
-      clearTimeout(authTimer);
-      leaveWaiting();
-    });
+    client.on('ready', signedIn);
     client.on('session', (accept, reject) => this.onSession(connection, accept, reject));
     client.on('tcpip', (accept, reject, target) => {
       this.onForward(connection, accept, reject, target).catch((err: unknown) => {
@@ -179,8 +216,6 @@ export class SshGateway {
       });
     });
     client.on('close', () => {
-      clearTimeout(authTimer);
-      leaveWaiting();
       this.connections.delete(connection);
       this.signIn.closed(connection);
     });

@@ -5,7 +5,7 @@
  */
 declare module 'ssh2' {
   import type { EventEmitter } from 'node:events';
-  import type { Server as NetServer } from 'node:net';
+  import type { Server as NetServer, Socket } from 'node:net';
   import type { Duplex, Writable } from 'node:stream';
 
   export interface ParsedKey {
@@ -134,6 +134,8 @@ declare module 'ssh2' {
     listen(port: number, host: string, callback?: () => void): this;
     close(callback?: (error?: Error) => void): this;
     address(): ReturnType<NetServer['address']>;
+    /** Serves a socket accepted elsewhere (the gateway's own listener). */
+    injectSocket(socket: Socket): void;
     /** The underlying net.Server. */
     _srv: NetServer;
   }

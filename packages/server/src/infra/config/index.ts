@@ -56,7 +56,7 @@ const configSchema = z.object({
     .min(1024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
-  /** Failed logins allowed per source address and per account in 15 minutes. Default 10. (`FLEETGATE_LOGIN_ATTEMPTS`) */
+  /** Failed sign-ins allowed per (account, source address) in 15 minutes, ten times as many per source. Default 10. (`FLEETGATE_LOGIN_ATTEMPTS`) */
   loginAttempts: z.coerce.number().int().min(1).max(10_000).default(10),
   /** Lifetime of a device token (JWT), in seconds. Default 3600. (`FLEETGATE_DEVICE_TOKEN_TTL`) */
   deviceTokenTtl: z.coerce
@@ -77,6 +77,8 @@ const configSchema = z.object({
   presenceFlushMs: z.coerce.number().int().min(10).max(60_000).default(1000),
   /** How long an SSH gateway connection has to sign in before it is cut, in milliseconds. Default 30 000. (`FLEETGATE_SSH_AUTH_TIMEOUT_MS`) */
   sshAuthTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** Connections the process holds at most over all its ports; unset = its open-files limit (`ulimit -n`) less a reserve. (`FLEETGATE_MAX_CONNECTIONS`) */
+  maxConnections: z.coerce.number().int().min(16).max(10_000_000).optional(),
   /** The built admin web UI (a folder with `index.html`); unset = `fleetgate serve` builds and serves its own. (`FLEETGATE_WEB_ROOT`) */
   webRoot: z.string().min(1).optional(),
 });
@@ -110,6 +112,7 @@ export const envNames: Record<keyof Config, string> = {
   tunnelPingTimeoutMs: 'FLEETGATE_TUNNEL_PING_TIMEOUT_MS',
   presenceFlushMs: 'FLEETGATE_PRESENCE_FLUSH_MS',
   sshAuthTimeoutMs: 'FLEETGATE_SSH_AUTH_TIMEOUT_MS',
+  maxConnections: 'FLEETGATE_MAX_CONNECTIONS',
   webRoot: 'FLEETGATE_WEB_ROOT',
 };
 

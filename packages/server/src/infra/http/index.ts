@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, {
@@ -20,7 +21,7 @@ import {
 } from 'fastify-type-provider-zod';
 import client from 'prom-client';
 import { type Actor, authorizeRoute, type Principal, type ServerAction } from '../access/index.ts';
-import { AppError, type ErrorCode, httpStatusOf } from '../errors/index.ts';
+import { AppError, type ErrorCode, httpStatusOf, retryAfterHeader } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
 import { errorBody } from './schemas.ts';
 import { UpgradeRouter } from './upgrades.ts';
@@ -131,6 +132,7 @@ export function actorOf(request: FastifyRequest): Actor {
 export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: unknown) {
   return reply
     .status(httpStatusOf(code))
+    .headers(retryAfterHeader(code, details))
     .send({ error: { code, message, ...(details === undefined ? {} : { details }) } });
 }
 
@@ -149,6 +151,35 @@ function codeOfFastifyError(err: FastifyError): ErrorCode {
           ? 'unsupported_media_type'
           : 'bad_request';
   }
+}
+
+/** How long requests still running when the server stops have to finish before their connections are cut. */
+const STOP_GRACE_MS = 10_000;
+
+/**
+ * Lets the server stop without waiting on connections that would hold it open: Node stops its header timeout
+ * once the server closes, so a connection that never sent a request kept a stopping server up for good
+ * (seen with one silent connection). On stop, those are cut at once, idle keep-alive connections by Node,
+ * and requests still running get `STOP_GRACE_MS` to finish.
+ */
+function stopsWithoutWaiting(app: FastifyInstance): void {
+  const server = app.server;
+  const open = new Set<Socket>();
+  /** Connections that sent a request, by `address|port` (with TLS, requests come on a wrapping socket). */
+  const spoke = new Set<string>();
+  const keyOf = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      spoke.delete(keyOf(socket));
+    });
+  });
+  server.on('request', (request: IncomingMessage) => spoke.add(keyOf(request.socket as Socket)));
+  app.addHook('preClose', async () => {
+    for (const socket of open) if (!spoke.has(keyOf(socket))) socket.destroy();
+    setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS).unref();
+  });
 }
 
 /**
@@ -180,6 +211,7 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
   upgrades.listen(app.server);
   app.decorate('upgrades', upgrades);
   app.addHook('onClose', async () => upgrades.close());
+  stopsWithoutWaiting(app);
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof AppError) {

@@ -6,6 +6,7 @@ import type { DeviceTokens } from '../device-tokens/index.ts';
 import { AppError } from '../errors/index.ts';
 import type { EventBus } from '../events/index.ts';
 import type { Logger } from '../logging/index.ts';
+import type { SocketBudget } from '../net/index.ts';
 import type { WriteBehind } from '../write-behind/index.ts';
 
 /**
@@ -22,6 +23,8 @@ export interface ServiceDeps {
   deviceTokens: DeviceTokens;
   /** This app's event bus: see infra/events. */
   events: EventBus;
+  /** Connections over every listener of this app, against one budget (infra/net). */
+  sockets: SocketBudget;
   /** Signed auth requests counted per auth set id, written behind (features/auth-sets/activity.ts). */
   authSetActivity: WriteBehind<number, number>;
   /** Device keys' last use per key id, written behind (features/device-auth/last-used.ts). */
