@@ -203,6 +203,19 @@ describe('fleetgate', () => {
     expect(seen).toEqual([]);
   });
 
+  it('lists only the server-wide audit events with --server-wide, which takes no --org', async () => {
+    await logIn();
+    routes['GET /api/v1/audit'] = { status: 200, body: { items: [], total: 0, page: 1, limit: 50 } };
+    const result = await fleetgate(['audit', '--server-wide', '--action', 'auth.login']);
+    expect(result.code).toBe(0);
+    expect(seen[0]?.url).toBe('/api/v1/audit?scope=server&action=auth.login');
+
+    const both = await fleetgate(['audit', '--server-wide', '--org', '1']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/^fleetgate: .*'--server-wide'.*'--org/);
+    expect(seen).toHaveLength(1);
+  });
+
   it('sets a tag with PUT, encoding the key', async () => {
     await logIn();
     routes['PUT /api/v1/devices/42/tags/room%2F1'] = { status: 204 };

@@ -4,32 +4,20 @@
  * server on "the device". Then the server restarts (the agent and the CLI come back by themselves), and an
  * admin decommissions the device (the agent stops with exit code 3). SQLite, or PostgreSQL with DATABASE_URL.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
+import type net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { dropPostgresSchema } from '@fleetgate/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentBin, callApi, cliBin, eventually, freePort, Processes } from './processes.ts';
 
 const run = promisify(execFile);
-const cliBin = path.resolve(import.meta.dirname, '../bin/fleetgate.js');
-const agentBin = path.resolve(import.meta.dirname, '../../agent/bin/fleetgate-agent.js');
-const ADMIN_EMAIL = 'admin@processes.test';
-const ADMIN_PASSWORD = 'processes-test-password';
-const databaseUrl = process.env.DATABASE_URL;
-const schema = `fg_processes_${randomBytes(4).toString('hex')}`;
+const ADMIN = { email: 'admin@processes.test', password: 'processes-test-password' };
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-}
-
-const children: ChildProcess[] = [];
+let processes: Processes;
 let dir: string;
 let port: number;
 let base: string;
@@ -37,94 +25,24 @@ let session: string;
 let device: http.Server;
 let devicePort: number;
 
-function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Running {
-  // Only what the process needs from the environment: no FLEETGATE_* of the developer's shell.
-  const child = spawn(process.execPath, [command, ...args], {
-    env: { PATH: process.env.PATH, HOME: dir, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+function startServer() {
+  // Short liveness and presence rounds, so that status changes show within the test's patience.
+  return processes.serve(port, ADMIN, {
+    FLEETGATE_TUNNEL_PING_INTERVAL_MS: '2000',
+    FLEETGATE_PRESENCE_FLUSH_MS: '200',
   });
-  children.push(child);
-  let output = '';
-  child.stdout!.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr!.on('data', (chunk) => {
-    output += chunk;
-  });
-  return { child, output: () => output };
 }
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await Promise.resolve()
-      .then(probe)
-      .catch(() => undefined);
-    if (value !== undefined && value !== false) return value as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-function startServer(): Running {
-  return start(
-    cliBin,
-    [
-      'serve',
-      '--data-dir',
-      path.join(dir, 'server'),
-      '--port',
-      String(port),
-      '--proxy-port',
-      '0',
-      '--ssh-port',
-      '0',
-      '--admin-email',
-      ADMIN_EMAIL,
-      '--admin-password',
-      ADMIN_PASSWORD,
-      '--log-level',
-      'warn',
-      ...(databaseUrl ? ['--database-url', databaseUrl, '--db-schema', schema] : []),
-    ],
-    // Short liveness and presence rounds, so that status changes show within the test's patience.
-    { FLEETGATE_TUNNEL_PING_INTERVAL_MS: '2000', FLEETGATE_PRESENCE_FLUSH_MS: '200' },
-  );
-}
-
-// biome-ignore lint/suspicious/noExplicitAny: the test reads answers loosely and checks what it uses.
-async function api(method: string, url: string, body?: unknown): Promise<any> {
-  const response = await fetch(base + url, {
-    method,
-    headers: {
-      ...(session ? { authorization: `Bearer ${session}` } : {}),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${url} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
+const api = (method: string, url: string, body?: unknown) => callApi(base, session, method, url, body);
 
 async function curl(url: string): Promise<string> {
   const { stdout } = await run('curl', ['--silent', '--show-error', '--fail', '--max-time', '10', url]);
   return stdout;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-processes-'));
+  processes = new Processes();
+  dir = processes.dir;
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   device = http.createServer((request, response) => response.end(`hello from the device: ${request.url}\n`));
@@ -133,11 +51,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   device?.close();
-  if (databaseUrl) await dropPostgresSchema(databaseUrl, schema).catch(() => {});
-  fs.rmSync(dir, { recursive: true, force: true });
+  await processes?.cleanUp();
 });
 
 describe('server, agent and CLI as separate processes', () => {
@@ -145,8 +60,8 @@ describe('server, agent and CLI as separate processes', () => {
     let server = startServer();
     await eventually('the server to answer', async () => (await fetch(`${base}/healthz`)).ok || undefined);
     ({ token: session } = await api('POST', '/api/v1/auth/login', {
-      email: ADMIN_EMAIL,
-      password: ADMIN_PASSWORD,
+      email: ADMIN.email,
+      password: ADMIN.password,
     }));
     const org = (await api('GET', '/api/v1/orgs')).items[0];
     const fleet = await api('POST', '/api/v1/fleets', {
@@ -170,7 +85,7 @@ describe('server, agent and CLI as separate processes', () => {
         logLevel: 'info',
       }),
     );
-    const agent = start(agentBin, ['run', '--config', agentConfig]);
+    const agent = processes.start(agentBin, ['run', '--config', agentConfig]);
     const uuid: string = await eventually('the agent to enroll and come online', async () => {
       const page = await api('GET', `/api/v1/devices?fleet=${fleet.id}&status=online`);
       return page.items[0]?.uuid;
@@ -178,7 +93,7 @@ describe('server, agent and CLI as separate processes', () => {
     expect((await api('GET', `/api/v1/devices/${uuid}`)).name).toBe('kiosk-1');
     await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [22, devicePort] });
 
-    const tunnel = start(cliBin, [
+    const tunnel = processes.start(cliBin, [
       'tunnel',
       'kiosk-1',
       `0:${devicePort}`,

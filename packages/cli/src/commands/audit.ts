@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { AuditEvent, Page } from '../api.ts';
 import { parseId, parseTime, withPaging } from '../arguments.ts';
 import { type CliIo, CommandContext } from '../context.ts';
@@ -19,6 +19,7 @@ const auditColumns: Column<AuditEvent>[] = [
 
 interface AuditOptions {
   org?: number;
+  serverWide?: boolean;
   actor?: string;
   action?: string;
   resourceType?: string;
@@ -35,9 +36,16 @@ export function registerAuditCommand(program: Command, io: CliIo): void {
     program
       .command('audit')
       .description(
-        "the audit log, newest first: my organizations' as admin or owner, else my own actions (--json has the details)",
+        "the audit log, newest first: my organizations' as admin or owner, my own actions, and for server " +
+          'administrators the server-wide events (sign-ins, users, keys); --json has the details',
       )
       .option('--org <orgId>', 'only this organization', parseId)
+      .addOption(
+        new Option(
+          '--server-wide',
+          'only the server-wide events, of no organization: failed sign-ins too (server administrators)',
+        ).conflicts('org'),
+      )
       .option('--actor <who>', 'e-mail or user id of who acted')
       .option('--action <action>', 'e.g. device.update')
       .option('--resource-type <type>', 'e.g. device, fleet, user')
@@ -49,6 +57,7 @@ export function registerAuditCommand(program: Command, io: CliIo): void {
     const answer = await ctx.api<Page<AuditEvent>>('GET', '/audit', {
       query: {
         orgId: options.org,
+        scope: options.serverWide ? 'server' : undefined,
         actor: options.actor,
         action: options.action,
         resourceType: options.resourceType,

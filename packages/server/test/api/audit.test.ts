@@ -161,6 +161,74 @@ describe('audit events', () => {
   });
 });
 
+describe('server-wide audit events (those of no organization)', () => {
+  /** A wrong-password sign-in as alphaOperator and one for an account that does not exist, each from its own address. */
+  async function failSignIns() {
+    const wrongPassword = await apiFrom(server, '198.51.100.201', 'POST', '/api/v1/auth/login', {
+      body: { email: seed.people.alphaOperator.email, password: 'not the password' },
+    });
+    const unknownAccount = await apiFrom(server, '198.51.100.202', 'POST', '/api/v1/auth/login', {
+      body: { email: 'nobody-here@example.test', password: 'whatever it is' },
+    });
+    expect([wrongPassword.status, unknownAccount.status]).toEqual([401, 401]);
+  }
+  const isFailedSignIn = (event: AuditEvent, sourceIp: string) =>
+    event.action === 'auth.login' && event.outcome === 'failure' && event.sourceIp === sourceIp;
+
+  it("show a server administrator everyone's failed sign-ins, in the default list and with scope=server", async () => {
+    await failSignIns();
+    for (const query of ['action=auth.login', 'action=auth.login&scope=server']) {
+      const { items } = await audit(query);
+      const wrongPassword = items.find((e) => isFailedSignIn(e, '198.51.100.201'));
+      expect(wrongPassword, query).toMatchObject({
+        orgId: null,
+        actor: { type: 'user', id: seed.people.alphaOperator.userId },
+        resourceId: String(seed.people.alphaOperator.userId),
+      });
+      expect(
+        items.find((e) => isFailedSignIn(e, '198.51.100.202')),
+        query,
+      ).toMatchObject({ orgId: null, actor: { type: 'anonymous', id: null }, resourceId: null });
+    }
+  });
+
+  it('with scope=server, are the only events listed', async () => {
+    const serverWide = await audit('scope=server');
+    expect(serverWide.total).toBeGreaterThan(0);
+    expect(serverWide.items.every((e) => e.orgId === null)).toBe(true);
+    // The seed's user creation is one; the organization's fleets are not.
+    expect(serverWide.items.some((e) => e.action === 'user.create')).toBe(true);
+    expect(serverWide.items.some((e) => e.action === 'fleet.create')).toBe(false);
+    // The default list holds them and the organizations' events; orgId narrows to one organization's.
+    const everything = await audit('');
+    const listed = new Set(everything.items.map((e) => e.id));
+    expect(serverWide.items.filter((e) => !listed.has(e.id))).toEqual([]);
+    expect(everything.items.some((e) => e.orgId === 1)).toBe(true);
+    expect((await audit('orgId=1')).items.every((e) => e.orgId === 1)).toBe(true);
+  });
+
+  it("stay hidden from an organization's admin, who may not ask for them", async () => {
+    await failSignIns();
+    const theirs = await audit('action=auth.login', seed.people.alphaAdmin.token);
+    expect(theirs.items.some((e) => isFailedSignIn(e, '198.51.100.201'))).toBe(false);
+    expect(theirs.items.some((e) => isFailedSignIn(e, '198.51.100.202'))).toBe(false);
+    expect(theirs.items.every((e) => e.actor.id === seed.people.alphaAdmin.userId)).toBe(true);
+
+    const refused = await server.api('GET', '/api/v1/audit?scope=server', {
+      token: seed.people.alphaAdmin.token,
+    });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toMatch(/server administrators/);
+  });
+
+  it('are not asked for together with an organization', async () => {
+    const answer = await server.api('GET', '/api/v1/audit?scope=server&orgId=1', { token: admin });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.message).toMatch(/scope=server .*orgId/);
+    expect((await server.api('GET', '/api/v1/audit?scope=everything', { token: admin })).status).toBe(400);
+  });
+});
+
 describe('filtering the audit log', () => {
   it('by actor e-mail or id, action and resource type', async () => {
     const byEmail = await audit(

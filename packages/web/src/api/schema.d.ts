@@ -3838,7 +3838,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The audit log: who did what, to which resource, from where, with what outcome (newest first) */
+        /**
+         * The audit log: who did what, to which resource, from where, with what outcome (newest first)
+         * @description Lists the events of the organizations where you are an owner or admin and your own actions; server administrators also get the server-wide events (orgId null: sign-ins, failed ones too, users, API and service keys, SSH keys, recovery). `orgId` narrows to one organization, `scope=server` to the server-wide events (server administrators only, else 403; not with orgId, 400).
+         */
         get: {
             parameters: {
                 query?: {
@@ -3847,6 +3850,8 @@ export interface paths {
                     /** @description page number, from 1 */
                     page?: number;
                     orgId?: number;
+                    /** @description server: only the server-wide events, those of no organization (server administrators) */
+                    scope?: "server";
                     /** @description e-mail or user id */
                     actor?: string;
                     action?: string;

@@ -1,4 +1,16 @@
-import { Alert, Badge, Button, Code, Group, Stack, Table, Text, TextInput, Title } from '@mantine/core';
+import {
+  Alert,
+  Badge,
+  Button,
+  Code,
+  Group,
+  Stack,
+  Switch,
+  Table,
+  Text,
+  TextInput,
+  Title,
+} from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { Fragment, useState } from 'react';
@@ -22,10 +34,15 @@ interface Filters {
 }
 const noFilters: Filters = { actor: '', action: '', resourceType: '', resourceId: '', since: '', until: '' };
 
-/** The organization's audit log: who did what, to which resource, from where, with what outcome. */
+/**
+ * The organization's audit log: who did what, to which resource, from where, with what outcome. Server
+ * administrators can switch to the server-wide events instead (those of no organization: sign-ins, failed ones
+ * too, users, keys); where their role does not include the organization's log, they get only those.
+ */
 export function AuditPage() {
-  const { membership } = useOrg();
+  const { me, membership } = useOrg();
   const can = useCan();
+  if (me.serverAdmin && !can('audit.read')) return <AuditLog serverWideOnly />;
   if (!membership) {
     return (
       <Stack>
@@ -48,8 +65,10 @@ export function AuditPage() {
   return <AuditLog />;
 }
 
-function AuditLog() {
-  const { orgId } = useOrg();
+function AuditLog({ serverWideOnly = false }: { serverWideOnly?: boolean }) {
+  const { me, orgId } = useOrg();
+  const [serverWideChosen, setServerWide] = useState(false);
+  const serverWide = serverWideOnly || serverWideChosen;
   const [filters, setFilters] = useState<Filters>(noFilters);
   const [debounced] = useDebouncedValue(filters, 300);
   const [page, setPage] = useState(1);
@@ -59,7 +78,7 @@ function AuditLog() {
     setPage(1);
   };
   const query = {
-    orgId,
+    ...(serverWide ? { scope: 'server' as const } : { orgId }),
     limit: PAGE_SIZE,
     page,
     ...(debounced.actor.trim() ? { actor: debounced.actor.trim() } : {}),
@@ -71,7 +90,7 @@ function AuditLog() {
   };
   const events = useQuery({
     queryKey: ['audit', query],
-    enabled: orgId !== undefined,
+    enabled: serverWide || orgId !== undefined,
     placeholderData: keepPreviousData,
     queryFn: async () => data(await api.GET('/api/v1/audit', { params: { query } })),
   });
@@ -87,9 +106,26 @@ function AuditLog() {
   return (
     <Stack>
       <Group justify="space-between">
-        <Title order={2}>Audit log</Title>
+        <Title order={2}>{serverWide ? 'Audit log: server-wide events' : 'Audit log'}</Title>
         {events.data && <Text c="dimmed">{events.data.total.toLocaleString()} events</Text>}
       </Group>
+      {me.serverAdmin && !serverWideOnly && (
+        <Switch
+          label="Server-wide events"
+          description="Instead of the organization's: the events of no organization, which only server administrators see. Sign-ins (failed ones too), users, API, service and SSH keys, recovery."
+          checked={serverWideChosen}
+          onChange={(e) => {
+            setServerWide(e.currentTarget.checked);
+            setPage(1);
+          }}
+        />
+      )}
+      {serverWideOnly && (
+        <Text c="dimmed">
+          Your role here does not include the organization's audit log; as a server administrator you see the
+          server-wide events: sign-ins (failed ones too), users, keys and recovery.
+        </Text>
+      )}
       <Group align="flex-end" wrap="wrap">
         <TextInput
           label="Actor"
@@ -150,6 +186,13 @@ function AuditLog() {
         empty={
           filtered ? (
             'No event matches these filters.'
+          ) : serverWide ? (
+            <EmptyState>
+              <Text>Nothing recorded yet: sign-ins, users and keys show here.</Text>
+              <Text size="sm">
+                From a terminal: <Code>npx fleetgate audit --server-wide</Code>
+              </Text>
+            </EmptyState>
           ) : (
             <EmptyState>
               <Text>
@@ -186,7 +229,7 @@ function AuditLog() {
                         </Table.Td>
                         <Table.Td>
                           {event.actor.label}
-                          {event.actor.type !== 'user' && (
+                          {event.actor.type !== 'user' && event.actor.label !== event.actor.type && (
                             <Text span size="xs" c="dimmed">
                               {' '}
                               ({event.actor.type})

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { listAuditEvents } from './service.ts';
+import { auditScopes, listAuditEvents } from './service.ts';
 
 const auditEventSchema = z.object({
   id: z.number(),
@@ -25,9 +25,20 @@ export function registerAuditRoutes(app: TypedApp, deps: ServiceDeps): void {
         tags: ['audit'],
         summary:
           'The audit log: who did what, to which resource, from where, with what outcome (newest first)',
+        description:
+          'Lists the events of the organizations where you are an owner or admin and your own actions; server ' +
+          'administrators also get the server-wide events (orgId null: sign-ins, failed ones too, users, API ' +
+          'and service keys, SSH keys, recovery). `orgId` narrows to one organization, `scope=server` to the ' +
+          'server-wide events (server administrators only, else 403; not with orgId, 400).',
         querystring: z.object({
           ...pageQuery,
           orgId: idParam.optional(),
+          scope: z
+            .enum(auditScopes)
+            .optional()
+            .describe(
+              'server: only the server-wide events, those of no organization (server administrators)',
+            ),
           actor: z.string().max(254).optional().describe('e-mail or user id'),
           action: z.string().max(64).optional(),
           resourceType: z.string().max(32).optional(),

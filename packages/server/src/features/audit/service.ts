@@ -1,4 +1,4 @@
-import { type Actor, readScope, requireUser } from '../../infra/access/index.ts';
+import { type Actor, authorize, can, readScope, requireUser } from '../../infra/access/index.ts';
 import { json } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
@@ -17,8 +17,13 @@ export interface AuditEventView {
   details: Record<string, unknown> | null;
 }
 
+/** `server`: only the server-wide events, those of no organization (server administrators only). */
+export const auditScopes = ['server'] as const;
+export type AuditScope = (typeof auditScopes)[number];
+
 export interface AuditQuery extends PageRequest {
   orgId?: number | undefined;
+  scope?: AuditScope | undefined;
   /** Actor e-mail or user id. */
   actor?: string | undefined;
   action?: string | undefined;
@@ -30,7 +35,9 @@ export interface AuditQuery extends PageRequest {
 
 /**
  * Audit events the caller may read: those of organizations where they hold `audit.read` (owners and
- * admins), plus their own actions (sign-ins, keys). Newest first.
+ * admins), plus their own actions (sign-ins, keys), plus, for server administrators, the server-wide events
+ * (those of no organization: everyone's sign-ins, failed ones included, users, keys, recovery). Newest first.
+ * `orgId` narrows to one organization, `scope: 'server'` to the server-wide events.
  */
 export async function listAuditEvents(
   deps: ServiceDeps,
@@ -38,6 +45,13 @@ export async function listAuditEvents(
   q: AuditQuery,
 ): Promise<Page<AuditEventView>> {
   const p = requireUser(actor.principal);
+  if (q.scope === 'server' && q.orgId !== undefined)
+    throw new AppError(
+      'bad_request',
+      'scope=server lists the events of no organization, so it takes no orgId: send one or the other',
+    );
+  if (q.scope === 'server') authorize(p, 'audit.read_server');
+  const serverWide = can(p, 'audit.read_server');
   const orgIds = readScope(p, 'audit.read').map((s) => s.orgId);
   if (q.orgId !== undefined && !orgIds.includes(q.orgId)) {
     // Visible but not allowed → 403; not a member → 404, as everywhere.
@@ -48,12 +62,15 @@ export async function listAuditEvents(
   let query = deps.db
     .selectFrom('audit_events')
     .where((eb) =>
-      q.orgId !== undefined
-        ? eb('org_id', '=', q.orgId)
-        : eb.or([
-            ...(orgIds.length ? [eb('org_id', 'in', orgIds)] : []),
-            eb.and([eb('actor_type', '=', 'user'), eb('actor_id', '=', p.userId)]),
-          ]),
+      q.scope === 'server'
+        ? eb('org_id', 'is', null)
+        : q.orgId !== undefined
+          ? eb('org_id', '=', q.orgId)
+          : eb.or([
+              ...(orgIds.length ? [eb('org_id', 'in', orgIds)] : []),
+              ...(serverWide ? [eb('org_id', 'is', null)] : []),
+              eb.and([eb('actor_type', '=', 'user'), eb('actor_id', '=', p.userId)]),
+            ]),
     );
   if (q.actor) {
     const actorFilter = q.actor;

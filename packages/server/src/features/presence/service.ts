@@ -42,6 +42,8 @@ interface DeviceChange {
 
 /** Connection history rows kept, in days. */
 const HISTORY_DAYS = 90;
+/** The close reason of a connection whose end nobody wrote: the instance holding it stopped without saying so. */
+const LOST = 'lost: the server holding the tunnel stopped';
 /** Rows per multi-row INSERT and ids per IN list: well under both dialects' parameter limits. */
 const CHUNK = 500;
 
@@ -74,6 +76,64 @@ export class PresenceRecorder {
 
   start(): void {
     this.timer ??= setInterval(() => void this.flush(), this.options.flushMs).unref();
+  }
+
+  /**
+   * Run once at start, before this instance accepts a tunnel: it holds none yet, so every device the database
+   * shows online was left so by a run that stopped without writing the disconnects (`kill -9`, a crash, a power
+   * cut). Those devices go offline at once, as of their last sign of life, and their open connections are closed
+   * in the history as lost; the stale sweep alone would take up to `staleAfterMs` plus its minute. Logs one
+   * warning with the count, and answers it.
+   *
+   * One instance per database is what runs today, so the previous run of this instance held every one of them.
+   * Several instances on one PostgreSQL database are not supported yet: then this must close only the
+   * connections this instance held (which needs the holder written beside each connection), or a restart would
+   * take the devices of the other instances offline until their next flush.
+   */
+  async closeLeftOpen(): Promise<number> {
+    const deviceIds = await this.deps.db.transaction().execute(async (trx) => {
+      const online = await trx
+        .selectFrom('devices')
+        .select('id')
+        .where(sql<SqlBool>`connected_at > coalesce(disconnected_at, 0)`)
+        .execute();
+      const ids = online.map((d) => d.id);
+      // A clean stop wrote every disconnect: nothing to close, and no scan of the history.
+      if (!ids.length) return ids;
+      // The last sign of life (the connect, or the last answered ping written): the tunnel ended at most a ping
+      // interval after it, while the restart may come hours later.
+      const lastSign = sql<number>`(select case when d.last_seen_at > device_connections.connected_at
+        then d.last_seen_at else device_connections.connected_at end
+        from devices d where d.id = device_connections.device_id)`;
+      await trx
+        .updateTable('device_connections')
+        .set({
+          disconnected_at: lastSign,
+          duration_ms: sql<number>`${lastSign} - connected_at`,
+          close_reason: LOST,
+        })
+        .where('disconnected_at', 'is', null)
+        .execute();
+      for (let i = 0; i < ids.length; i += CHUNK) {
+        await trx
+          .updateTable('devices')
+          .set({
+            disconnected_at: sql<number>`case when last_seen_at > connected_at then last_seen_at else connected_at end`,
+          })
+          .where('id', 'in', ids.slice(i, i + CHUNK))
+          .execute();
+      }
+      return ids;
+    });
+    if (deviceIds.length) {
+      this.deps.log.warn(
+        { devices: deviceIds.length },
+        `${deviceIds.length} device(s) still showed online from before this start (the server stopped without ` +
+          'closing their tunnels): marked offline as of their last sign of life',
+      );
+      this.deps.events.emit('presence.written', { deviceIds });
+    }
+    return deviceIds.length;
   }
 
   /** Stops the timer and writes everything buffered. */
@@ -321,7 +381,7 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<v
     .set({
       disconnected_at: now,
       duration_ms: sql<number>`${now} - connected_at`,
-      close_reason: 'lost: the server holding the tunnel stopped',
+      close_reason: LOST,
     })
     .where('disconnected_at', 'is', null)
     .where('connected_at', '<', cutoff)

@@ -122,8 +122,13 @@ export class TunnelHub implements DeviceTunnelOwner {
     private readonly options: TunnelHubOptions,
   ) {}
 
-  /** Starts the liveness sweep, presence writes, and closing tunnels whose credentials stop holding. */
-  start(): void {
+  /**
+   * Marks offline the devices a previous run left online (`PresenceRecorder.closeLeftOpen`: this instance holds no
+   * tunnel yet, so call it before accepting any), then starts the liveness sweep, presence writes, and closing
+   * tunnels whose credentials stop holding.
+   */
+  async start(): Promise<void> {
+    await this.options.presence.closeLeftOpen();
     const { pingIntervalMs, pingTimeoutMs } = this.options;
     const period = Math.max(50, Math.min(1000, Math.floor(Math.min(pingIntervalMs, pingTimeoutMs) / 5)));
     this.sweepTimer = setInterval(() => this.sweep(), period).unref();

@@ -30,7 +30,8 @@ export function createTunnelHub(deps: ServiceDeps): TunnelHub {
 }
 
 /**
- * Serves `GET /api/v1/tunnel` on the app's HTTP server, and closes every tunnel (and every other peer opened
+ * Serves `GET /api/v1/tunnel` on the app's HTTP server, starts the hub when the app is ready (before it listens:
+ * devices a previous run left online go offline first), and closes every tunnel (and every other peer opened
  * with `openPeer`) with `goingAway` when the app closes, before the server stops listening.
  */
 export function registerTunnel(app: TypedApp, hub: TunnelHub): void {
@@ -38,7 +39,7 @@ export function registerTunnel(app: TypedApp, hub: TunnelHub): void {
   app.upgrades.route(/^\/api\/v1\/tunnel$/, (request, socket, head) =>
     hub.deviceUpgrade(request, socket, head),
   );
-  hub.start();
+  app.addHook('onReady', () => hub.start());
   app.addHook('preClose', async () => {
     // Stop accepting connections first: agents that reconnect at once then find the port closed and back off,
     // instead of reaching a server on its way out and getting a 503. Open connections are not touched.

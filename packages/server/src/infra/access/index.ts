@@ -82,6 +82,11 @@ export const serverActions = [
   'ssh_key.act_as_owner',
   /** Create a service credential (it may look up everyone's SSH keys): server administrators only. */
   'service_key.create',
+  /**
+   * Read the server-wide audit events, those of no organization: sign-ins (failed ones too), users, API and
+   * service keys, SSH keys, recovery. Server administrators only.
+   */
+  'audit.read_server',
 ] as const;
 export type ServerAction = (typeof serverActions)[number];
 
@@ -91,7 +96,11 @@ const serviceActions: Record<ServiceKind, ReadonlySet<ServerAction>> = {
 };
 
 /** What server administrators may do of the server-wide actions (acting for an SSH key is a service's only). */
-const serverAdminActions: ReadonlySet<ServerAction> = new Set(['ssh_key.lookup', 'service_key.create']);
+const serverAdminActions: ReadonlySet<ServerAction> = new Set([
+  'ssh_key.lookup',
+  'service_key.create',
+  'audit.read_server',
+]);
 
 /** Everything a principal can be asked to be allowed to do. */
 export const actions = [
@@ -194,12 +203,14 @@ function isServerAction(action: Action | ServerAction): action is ServerAction {
   return serverActionSet.has(action);
 }
 
+function serverActionAllowed(principal: Principal, action: ServerAction): boolean {
+  if (principal.type === 'service') return serviceActions[principal.service].has(action);
+  return principal.type === 'user' && principal.serverAdmin && serverAdminActions.has(action);
+}
+
 function authorizeServerAction(principal: Principal, action: ServerAction): void {
-  if (principal.type === 'service') {
-    if (serviceActions[principal.service].has(action)) return;
-    throw serviceRefusal(principal, action);
-  }
-  if (principal.type === 'user' && principal.serverAdmin && serverAdminActions.has(action)) return;
+  if (serverActionAllowed(principal, action)) return;
+  if (principal.type === 'service') throw serviceRefusal(principal, action);
   switch (action) {
     case 'ssh_key.act_as_owner':
       throw new AppError(
@@ -214,6 +225,11 @@ function authorizeServerAction(principal: Principal, action: ServerAction): void
       );
     case 'service_key.create':
       throw new AppError('forbidden', 'only server administrators create service credentials');
+    case 'audit.read_server':
+      throw new AppError(
+        'forbidden',
+        'only server administrators read the server-wide audit events (scope=server)',
+      );
   }
 }
 
@@ -289,7 +305,12 @@ export function allowedActions(membership: Membership): Action[] {
   );
 }
 
-export function can(principal: Principal, action: Action, resource: ResourceRef): boolean {
+/** Whether `authorize` would allow the action, without throwing (for what a read includes). */
+export function can(principal: Principal, action: ServerAction): boolean;
+export function can(principal: Principal, action: Action, resource: ResourceRef): boolean;
+export function can(principal: Principal, action: Action | ServerAction, resource?: ResourceRef): boolean {
+  if (isServerAction(action)) return serverActionAllowed(principal, action);
+  if (!resource) return false;
   const m = membershipFor(principal, resource);
   return !!m && roleAllows(m.role, action) && !(m.fleetIds && organizationWide.has(action));
 }
