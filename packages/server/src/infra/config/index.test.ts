@@ -70,6 +70,7 @@ describe('loadConfig', () => {
       FLEETGATE_PROXY_MAX_CONNECTIONS_PER_SOURCE: '16',
       FLEETGATE_PROXY_MAX_SESSIONS_PER_USER: '4',
       FLEETGATE_SSH_AUTH_TIMEOUT_MS: '5000',
+      FLEETGATE_MAX_CONNECTIONS: '4096',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -96,6 +97,7 @@ describe('loadConfig', () => {
       proxyMaxConnectionsPerSource: 16,
       proxyMaxSessionsPerUser: 4,
       sshAuthTimeoutMs: 5000,
+      maxConnections: 4096,
     });
   });
 
@@ -188,6 +190,7 @@ describe('loadConfig', () => {
       FLEETGATE_TLS_CERT: 'server.crt',
       FLEETGATE_TLS_KEY: 'server.key',
       FLEETGATE_WEB_ROOT: 'packages/web/dist',
+      FLEETGATE_MAX_CONNECTIONS: '4096',
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });
