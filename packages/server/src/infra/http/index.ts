@@ -165,7 +165,7 @@ const STOP_GRACE_MS = 10_000;
 function stopsWithoutWaiting(app: FastifyInstance): void {
   const server = app.server;
   const open = new Set<Socket>();
-  /** Connections that sent a request, by `address|port` (with TLS, requests come on a wrapping socket). */
+  /** Connections that sent a request or an upgrade, by `address|port` (with TLS, requests come on a wrapping socket). */
   const spoke = new Set<string>();
   const keyOf = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
   server.on('connection', (socket: Socket) => {
@@ -175,7 +175,10 @@ function stopsWithoutWaiting(app: FastifyInstance): void {
       spoke.delete(keyOf(socket));
     });
   });
-  server.on('request', (request: IncomingMessage) => spoke.add(keyOf(request.socket as Socket)));
+  const heard = (request: IncomingMessage) => spoke.add(keyOf(request.socket as Socket));
+  server.on('request', heard);
+  // Upgraded connections (devices' tunnels, streams) are ended by their own owners, with a reason.
+  server.on('upgrade', heard);
   app.addHook('preClose', async () => {
     for (const socket of open) if (!spoke.has(keyOf(socket))) socket.destroy();
     setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS).unref();
