@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deviceTags, tagsOf } from '../../src/features/tags/service.ts';
 import { seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
 import { check } from './helpers.ts';
 
@@ -509,6 +510,47 @@ describe('tags', () => {
     });
     expect(fleetByOperator.status).toBe(403);
     expect((await getFleet(seed.alpha.fleet.id)).tags).toEqual({});
+  });
+});
+
+describe('tag keys named like JavaScript object internals', () => {
+  it('refuse __proto__ with a clear 400 on devices and fleets, and keep constructor, prototype and toString', async () => {
+    const device = await createDevice(seed.alpha.fleet.id, { name: 'proto-tags' });
+    const fleet = await createFleet('proto-tags-fleet');
+    for (const url of [`/api/v1/devices/${device.uuid}/tags`, `/api/v1/fleets/${fleet.id}/tags`]) {
+      for (const method of ['PUT', 'DELETE']) {
+        const answer = await server.api(method, `${url}/__proto__`, {
+          token: admin,
+          ...(method === 'PUT' ? { body: { value: 'x' } } : {}),
+        });
+        expect(answer.status, `${method} ${url}`).toBe(400);
+        expect(answer.body.error.message).toMatch(/"__proto__" is a reserved name: choose another/);
+      }
+      for (const key of ['constructor', 'prototype', 'toString'])
+        check(await server.api('PUT', `${url}/${key}`, { token: admin, body: { value: key } }), 204);
+      expect(check(await server.api('GET', url, { token: admin }), 200).tags).toEqual({
+        constructor: 'constructor',
+        prototype: 'prototype',
+        toString: 'toString',
+      });
+    }
+    expect((await getDevice(device.uuid)).tags).toEqual({
+      constructor: 'constructor',
+      prototype: 'prototype',
+      toString: 'toString',
+    });
+    expect((await getFleet(fleet.id)).tags).toMatchObject({ toString: 'toString' });
+  });
+
+  it('stored under __proto__ before it was refused stay own keys of the tags object, not its prototype', async () => {
+    const device = await createDevice(seed.alpha.fleet.id, { name: 'old-proto-tag' });
+    await server.database.db
+      .insertInto('device_tags')
+      .values({ device_id: device.id, key: '__proto__', value: 'old' })
+      .execute();
+    const tags = (await tagsOf(server.database.db, deviceTags, [device.id])).get(device.id)!;
+    expect(Object.getOwnPropertyDescriptor(tags, '__proto__')?.value).toBe('old');
+    expect(Object.getPrototypeOf(tags)).toBe(Object.prototype);
   });
 });
 

@@ -760,6 +760,48 @@ describe.each(withPathParameters)('$key with garbage path parameters', (op) => {
   }, 60_000);
 });
 
+/** Path parameters whose values people choose and that become object keys: tag keys and variable names. */
+const userNamedKeyParameters = ['key', 'name'];
+const withUserNamedKey = operations.filter((op) =>
+  op.pathParameters.some((p) => userNamedKeyParameters.includes(p.name)),
+);
+
+describe('user-named keys called like JavaScript object internals', () => {
+  it('refuse __proto__ with a 400 naming it on every route that takes one', async () => {
+    expect(withUserNamedKey.length).toBeGreaterThanOrEqual(8);
+    for (const op of withUserNamedKey) {
+      const { body } = op.bodySchema ? validRequest(op) : { body: undefined };
+      const url = fillPath(op.path, (name) =>
+        userNamedKeyParameters.includes(name) ? '__proto__' : alphaPathValue(resources, op.path, name),
+      );
+      const request: HostileRequest = {
+        op,
+        url,
+        ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+      };
+      const answer = await send(request);
+      expect(answer.status, describeRequest(request)).toBe(400);
+      expect(JSON.parse(answer.text).error.message, describeRequest(request)).toMatch(
+        /"__proto__" is a reserved name: choose another/,
+      );
+    }
+  });
+
+  it('take constructor, prototype and toString as ordinary names', async () => {
+    for (const op of withUserNamedKey.filter((o) => o.method === 'PUT')) {
+      for (const key of ['constructor', 'prototype', 'toString']) {
+        const { body } = validRequest(op);
+        const url = fillPath(op.path, (name) =>
+          userNamedKeyParameters.includes(name) ? key : alphaPathValue(resources, op.path, name),
+        );
+        const request: HostileRequest = { op, url, payload: JSON.stringify(body) };
+        const answer = await send(request);
+        expect(answer.status, describeRequest(request)).toBeLessThan(300);
+      }
+    }
+  });
+});
+
 /** Path segments the router refuses before any route runs, by why. */
 const routerRefusedSegments: Record<string, string[]> = {
   'undecodable percent-escapes': ['%', '%zz', '%FF', '%C0%AE', 'a%E0%A4%A', '%ED%A0%80'],

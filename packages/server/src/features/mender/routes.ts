@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { type DevicePrincipal, requireUser } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import { userKeyName } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { registerAuthRequestRoute } from '../auth-sets/auth-request-route.ts';
@@ -42,11 +43,13 @@ const inventoryValue = z.union([
 const inventoryBody = z
   .array(
     z.object({
-      name: z
-        .string()
-        .min(1)
-        .max(1024)
-        .regex(/^[^\p{Cc}]+$/u, 'no control characters'),
+      name: userKeyName(
+        z
+          .string()
+          .min(1)
+          .max(1024)
+          .regex(/^[^\p{Cc}]+$/u, 'no control characters'),
+      ),
       value: inventoryValue,
       description: z.string().max(4096).optional(),
     }),
