@@ -358,6 +358,23 @@ describe.each(cases)('$key', (op) => {
   }
 });
 
+describe("another organization's device uuids", () => {
+  it("are refused at creation exactly like a uuid of the caller's own, so they cannot be probed", async () => {
+    const { betaOwner } = resources.people;
+    const create = (uuid: string) =>
+      server.api('POST', '/api/v1/devices', {
+        token: betaOwner.token,
+        body: { fleetId: resources.beta.fleet.id, uuid },
+      });
+    const others = await create(resources.keyedDevice.uuid);
+    const own = await create(resources.beta.device.uuid);
+    expect(others.status, JSON.stringify(others.body)).toBe(409);
+    expect(others.body).toEqual(own.body);
+    expect(others.body.error.details).toEqual({ reason: 'uuid_unavailable' });
+    expect(holdsAlpha(others), JSON.stringify(others.body)).toBe(false);
+  });
+});
+
 describe('public routes', () => {
   it.each(Object.entries(PUBLIC_ROUTES))('%s answers without a token', async (key, route) => {
     const method = key.split(' ')[0]!;

@@ -335,6 +335,36 @@ describe('devices', () => {
     expect(again.status).toBe(409);
   });
 
+  it("refuse a uuid another organization's device has exactly as one of their own, without saying it exists", async () => {
+    const ownUuid = seed.alpha.device.uuid;
+    const othersUuid = seed.beta.device.uuid;
+    const answers = [];
+    for (const uuid of [ownUuid, othersUuid, othersUuid.toUpperCase()]) {
+      const answer = await server.api('POST', '/api/v1/devices', {
+        token: admin,
+        body: { fleetId: seed.alpha.fleet.id, uuid },
+      });
+      expect(answer.status, uuid).toBe(409);
+      answers.push(answer.body);
+    }
+    expect(answers[0]).toEqual({
+      error: {
+        code: 'conflict',
+        message: 'this uuid cannot be used: choose another',
+        details: { reason: 'uuid_unavailable' },
+      },
+    });
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[2]).toEqual(answers[0]);
+    // And the same from beta's side, about alpha's device.
+    const fromBeta = await server.api('POST', '/api/v1/devices', {
+      token: seed.people.betaOwner.token,
+      body: { fleetId: seed.beta.fleet.id, uuid: ownUuid },
+    });
+    expect(fromBeta.status).toBe(409);
+    expect(fromBeta.body).toEqual(answers[0]);
+  });
+
   it('are renamed and annotated', async () => {
     const device = await createDevice(seed.alpha.fleet.id, { name: 'before' });
     const changed = check(
