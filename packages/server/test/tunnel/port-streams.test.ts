@@ -180,9 +180,12 @@ describe('Upgrade: fleetgate-stream', () => {
     const websocket = refused(await portStream(operator, echoPort, { upgrade: 'websocket' }));
     expect(websocket.status).toBe(400);
     expect(websocket.error.message).toMatch(/fleetgate-stream/);
-    // A device cannot open streams to itself; a service credential (the OpenSSH bastion's) acts for no one: 403,
-    // as on every route not made for it.
+    // A device cannot open streams to itself (401), a service credential (the OpenSSH bastion's) acts for no one
+    // (403): as on every route not made for them.
     expect(refused(await portStream(device.apiKey, echoPort)).status).toBe(401);
+    const asDevice = refused(await portStream(`${device.uuid}:${device.apiKey}`, echoPort));
+    expect(asDevice.status).toBe(401);
+    expect(asDevice.error.message).toMatch(/a device credential may only call the routes made for devices/);
     const service = check(
       await server.api('POST', '/api/v1/api-keys', {
         token: server.adminToken,

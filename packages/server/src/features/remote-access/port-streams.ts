@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
+import { type Actor, authorizeRoute, type UserPrincipal } from '../../infra/access/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
 import type { AuthService } from '../auth/service.ts';
@@ -62,13 +62,17 @@ export function registerPortStreams(
   );
 }
 
-/** The person in an upgrade request's `Authorization` (session token or API key); devices and services are refused. */
+/**
+ * The person in an upgrade request's `Authorization` (session token or API key). A route made for people:
+ * devices are refused 401 and services 403, as on every other route (`authorizeRoute`).
+ */
 async function personOf(
   request: IncomingMessage,
   auth: AuthService,
 ): Promise<Actor & { principal: UserPrincipal }> {
   const sourceIp = request.socket.remoteAddress ?? null;
   const principal = await auth.authenticate(request.headers.authorization, sourceIp);
+  authorizeRoute(principal, {});
   if (principal.type !== 'user')
     throw new AppError(
       'forbidden',
