@@ -754,4 +754,23 @@ describe('hostile text', () => {
       expect([400, 404], `${ref} → ${answer.status} ${JSON.stringify(answer.body)}`).toContain(answer.status);
     }
   });
+
+  it('in an id is refused with 400 unless in plain decimal: 00001 does not name fleet 1', async () => {
+    const fleetId = seed.alpha.fleet.id;
+    check(await server.api('GET', `/api/v1/fleets/${fleetId}`, { token: admin }), 200);
+    for (const written of [`0${fleetId}`, `+${fleetId}`, `${fleetId}.0`, `${fleetId}e0`]) {
+      const answer = await server.api('GET', `/api/v1/fleets/${encodeURIComponent(written)}`, {
+        token: admin,
+      });
+      expect(answer.status, written).toBe(400);
+      expect(answer.body.error.message).toMatch(/in decimal without leading zeros/);
+      const listed = await server.api('GET', `/api/v1/devices?fleetId=${encodeURIComponent(written)}`, {
+        token: admin,
+      });
+      expect(listed.status, written).toBe(400);
+    }
+    expect(
+      (await server.api('GET', `/api/v1/devices/0${seed.alpha.device.id}`, { token: admin })).status,
+    ).toBe(400);
+  });
 });

@@ -2,12 +2,27 @@ import { z } from 'zod';
 
 /** Shapes shared by every route: ids, pages, the error body. */
 
-/** An id in a path or query string (text turned into a number). */
-export const idParam = z.coerce
-  .number()
-  .int()
-  .positive()
-  .max(2 ** 31 - 1);
+/**
+ * An id in a path or query string: text in canonical decimal (`1`…`2147483647`) turned into a number. Any other
+ * way of writing a number (`00001`, `+1`, ` 1`, `1e0`, `0x1`, `1.0`) is refused rather than read as the same id, so
+ * one resource has one URL. The document still says `integer`: that is what clients send.
+ */
+export const idParam = z.preprocess(
+  (value, ctx) => {
+    if (typeof value !== 'string') return value;
+    if (/^[1-9][0-9]{0,9}$/.test(value)) return Number(value);
+    ctx.addIssue({
+      code: 'custom',
+      message: 'an id is a whole number from 1, in decimal without leading zeros, signs or spaces',
+    });
+    return z.NEVER;
+  },
+  z
+    .number()
+    .int()
+    .positive()
+    .max(2 ** 31 - 1),
+);
 /** An id in a JSON body: a number, never a string. */
 export const idField = z
   .number()
