@@ -196,6 +196,27 @@ describe('Upgrade: fleetgate-stream', () => {
     expect(refused(await portStream(service.key, echoPort)).status).toBe(403);
   });
 
+  it('says a decommissioned device is decommissioned, not offline: 409, on an allowed port or not', async () => {
+    const { device: retired, agent: retiredAgent } = await onlineDevice(server, 'port-streams-retired', [
+      echoPort,
+    ]);
+    // It served streams until then.
+    const { ended } = await liveEcho(server.baseUrl, server.adminToken, retired.uuid, echoPort);
+    check(
+      await server.api('POST', `/api/v1/devices/${retired.uuid}/decommission`, { token: server.adminToken }),
+      200,
+    );
+    await within(retiredAgent.closed);
+    await within(ended);
+    for (const port of [echoPort, 22]) {
+      const answer = refused(await portStream(server.adminToken, port, { ref: retired.uuid }));
+      expect(answer.status, `port ${port}`).toBe(409);
+      expect(answer.error.message).toMatch(/is decommissioned: it takes no streams/);
+      expect(answer.error.message).not.toMatch(/offline/);
+      expect(answer.error.details).toMatchObject({ reason: 'decommissioned' });
+    }
+  });
+
   it('signing out resets the streams the sign-in holds open, with the reason in the session; the token opens none after', async () => {
     const { token } = await newMember(server, { role: 'operator', name: 'streams' });
     const { sessionId, ended } = await liveEcho(server.baseUrl, token, device.uuid, echoPort);

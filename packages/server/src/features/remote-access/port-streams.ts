@@ -13,8 +13,8 @@ export const PORT_STREAM_PROTOCOL = 'fleetgate-stream';
 /**
  * One connection, one stream: `GET /api/v1/devices/:device/ports/:port` with `Upgrade: fleetgate-stream` and
  * the person's `Authorization: Bearer <session token or API key>` goes through the stream router (so a refusal is a
- * plain HTTP answer in the API's error shape: 401, 403 for a port off the allow-list or a viewer, 404, 503 when
- * the device is offline or refuses the port), and once the device accepted, `101 Switching Protocols` and the
+ * plain HTTP answer in the API's error shape: 401, 403 for a port off the allow-list or a viewer, 404, 409 when
+ * the device is decommissioned, 503 when it is offline or refuses the port), and once the device accepted, `101 Switching Protocols` and the
  * connection carries the port's bytes both ways, half-close included, like a `CONNECT` through the proxy.
  * `fleetgate tunnel` makes one such connection per local connection: no framing of its own on the person's
  * side, and nothing held open to the server while no local connection is.
