@@ -99,6 +99,16 @@ describe('agent configuration', () => {
     ).toThrow(/provisioningKey: give it or "enrollment", not both/);
   });
 
+  it('refuses an identity attribute named __proto__ instead of leaving it out', () => {
+    // As read from the file: JSON.parse keeps "__proto__" as an ordinary key.
+    const text = (identity: string) =>
+      `{"server":"https://x","deviceType":"a","enrollment":{"keyPair":{"identity":${identity}}}}`;
+    expect(() => parseConfig(JSON.parse(text('{"__proto__":"x","mac":"m"}')))).toThrow(ConfigError);
+    expect(parseConfig(JSON.parse(text('{"constructor":"x","mac":"m"}'))).enrollment).toMatchObject({
+      identity: { constructor: 'x', mac: 'm' },
+    });
+  });
+
   it('defaults a key pair to a key in the data dir', () => {
     const config = parseConfig({
       server: 'https://x',

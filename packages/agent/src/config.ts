@@ -40,8 +40,21 @@ const enrollmentSchema = z.union([
     keyPair: z.strictObject({
       /** PEM private key (PKCS#8: Ed25519, ECDSA or RSA). Default: an Ed25519 key generated into the data dir. */
       privateKeyFile: z.string().min(1).optional(),
-      /** The identity attributes the auth set is matched by. Default `{"mac": <first network MAC>}`. */
-      identity: z.record(z.string().min(1).max(128), z.string().max(1024)).optional(),
+      /**
+       * The identity attributes the auth set is matched by. Default `{"mac": <first network MAC>}`. `__proto__`
+       * is refused, as the server refuses it: a JavaScript object cannot hold it as a plain key.
+       */
+      identity: z
+        .preprocess(
+          (value, ctx) => {
+            // A record drops the key silently; the identity would then differ from what the file says.
+            if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__'))
+              ctx.addIssue({ code: 'custom', message: '"__proto__" is a reserved name: choose another' });
+            return value;
+          },
+          z.record(z.string().min(1).max(128), z.string().max(1024)),
+        )
+        .optional(),
       /** A provisioning key of the fleet to land in (Mender's tenant token). Optional. */
       tenantToken: z.string().max(512).optional(),
     }),

@@ -169,9 +169,8 @@ export function loadOrCreatePrivateKey(file: string, log: Logger): KeyObject {
 
 /** Mender's id_data: the identity as JSON text with its keys sorted. */
 export function idDataOf(identity: Record<string, string>): string {
-  const sorted: Record<string, string> = {};
-  for (const key of Object.keys(identity).sort()) sorted[key] = identity[key]!;
-  return JSON.stringify(sorted);
+  const sorted = Object.entries(identity).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify(Object.fromEntries(sorted));
 }
 
 /**

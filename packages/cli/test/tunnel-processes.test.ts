@@ -130,6 +130,15 @@ describe('server, agent and CLI as separate processes', () => {
     const [agentCode] = await once(agent.child, 'exit');
     expect(agentCode).toBe(3);
     expect((await api('GET', `/api/v1/devices/${uuid}`)).status).toBe('decommissioned');
+    // The tunnel says why a connection is refused now: decommissioned, not "offline".
+    await expect(curl(`http://127.0.0.1:${localPort}/after`)).rejects.toThrow();
+    await eventually('fleetgate tunnel to say why', () =>
+      /was refused: device kiosk-1 \([0-9a-f]{32}\) is decommissioned: it takes no streams/.test(
+        tunnel.output(),
+      )
+        ? true
+        : undefined,
+    );
     tunnel.child.kill('SIGTERM');
     server.child.kill('SIGTERM');
     await once(server.child, 'exit');

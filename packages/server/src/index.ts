@@ -4,8 +4,9 @@ import type tls from 'node:tls';
 import { buildApp } from './app.ts';
 import { ensureFirstOwner } from './features/setup/service.ts';
 import { type Config, ConfigError, type ConfigInput, envNames, loadConfig } from './infra/config/index.ts';
+import { secureDataDir } from './infra/data-dir/index.ts';
 import { type DatabaseHandle, openDatabase } from './infra/db/index.ts';
-import { createLogger } from './infra/logging/index.ts';
+import { createLogger, type DestinationStream } from './infra/logging/index.ts';
 import { loadTlsPair, TlsError, type TlsPair, tlsFilesOf, watchTlsPair } from './infra/tls/index.ts';
 
 export { buildApp } from './app.ts';
@@ -56,6 +57,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** Where the banner goes; default standard output. */
   print?: (text: string) => void;
+  /** Where log lines (JSON) go; default standard output. */
+  logDestination?: DestinationStream;
 }
 
 /**
@@ -94,17 +97,20 @@ function isLoopback(address: string): boolean {
 }
 
 /**
- * `fleetgate serve`: reads the configuration, opens (and migrates) the database, creates the first owner on
- * the very first start, listens (HTTPS when it has a certificate, see `servedTlsFiles`), and prints where to
- * open fleetgate and how to sign in. The certificate is reloaded whenever its files change.
+ * `fleetgate serve`: reads the configuration, makes the data directory private (`secureDataDir`), opens (and
+ * migrates) the database, creates the first owner on the very first start, listens (HTTPS when it has a
+ * certificate, see `servedTlsFiles`), and prints where to open fleetgate and how to sign in. The certificate is
+ * reloaded whenever its files change.
  */
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const config = loadConfig(options.env ?? process.env, options.flags ?? {});
   const print = options.print ?? ((text: string) => process.stdout.write(text));
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, options.logDestination);
   // Before the database: a wrong certificate stops the start without touching any data.
   const tlsFiles = servedTlsFiles(config);
   const tlsPair: TlsPair | undefined = tlsFiles && loadTlsPair(tlsFiles.certFile, tlsFiles.keyFile);
+  // Before anything is written to it; on PostgreSQL too, for the keys kept there.
+  secureDataDir(config.dataDir, log);
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     schema: config.dbSchema,

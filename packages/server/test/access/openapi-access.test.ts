@@ -24,6 +24,8 @@ import {
  *  - alpha's owner, for reads: 200 (with alpha's data where beta's answer is checked for leaks), proving the
  *    URL names real resources, so beta's 404 is about access and not about a made-up id; for writes, the
  *    viewer's 403 proves the same.
+ *  - a device (its uuid + key, then a device token): 401 on every route not made for devices, which the
+ *    document marks with the `device` security scheme;
  * Routes where that rule does not fit (public ones, routes acting on the caller, server-admin and device routes)
  * are listed in PUBLIC_ROUTES and CALLER_SCOPED_ROUTES below, each with its reason and its own rule. Path
  * parameters get alpha's values by name (test/openapi-cases.ts); an unknown name fails the route's tests.
@@ -210,6 +212,11 @@ const SERVICE_ROUTES: Record<string, { why: string; status: number }> = {
   },
 };
 
+/** Whether the document says the operation is made for devices (its security is the `device` scheme). */
+function isForDevices(op: Operation): boolean {
+  return (op.security ?? []).some((requirement) => Object.hasOwn(requirement as object, 'device'));
+}
+
 /** The access rule of an operation: from the table above, else from what its request names. */
 function ruleFor(op: Operation): AccessRule | undefined {
   const listed = CALLER_SCOPED_ROUTES[op.key];
@@ -239,6 +246,8 @@ const cases = documented
 let resources: AlphaResources;
 /** The OpenSSH bastion's service credential, made by the server administrator. */
 let serviceKey: string;
+/** Alpha's keyed device's credentials: its uuid + key, and a device token (JWT) issued to it. */
+let deviceCredentials: { name: string; token: string }[];
 /** Which callers each operation was actually tried with: `METHOD /path as anonymous`… */
 const exercised = new Set<string>();
 
@@ -250,6 +259,16 @@ beforeAll(async () => {
   });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   serviceKey = created.body.key;
+  const { keyedDevice, alpha } = resources;
+  const deviceToken = await server.app.deps.deviceTokens.issue({
+    id: keyedDevice.id,
+    uuid: keyedDevice.uuid,
+    orgId: alpha.orgId,
+  });
+  deviceCredentials = [
+    { name: 'uuid + device key', token: keyedDevice.credential },
+    { name: 'device token', token: deviceToken.token },
+  ];
 });
 
 afterAll(async () => {
@@ -310,6 +329,17 @@ describe.each(cases)('$key', (op) => {
     if (!served) expect(answer.body.error.code, shown(op, answer)).toBe('forbidden');
   });
 
+  if (!isForDevices(op)) {
+    it('refuses a device credential with 401: the route is not made for devices', async () => {
+      exercised.add(`${op.key} as device`);
+      for (const credential of deviceCredentials) {
+        const answer = await ask(op, credential.token);
+        expect(answer.status, `${credential.name}: ${shown(op, answer)}`).toBe(401);
+        expect(answer.body.error.code, shown(op, answer)).toBe('unauthorized');
+      }
+    });
+  }
+
   const rule = op.rule;
   if (!rule) {
     it('has an access rule', () => {
@@ -358,6 +388,35 @@ describe.each(cases)('$key', (op) => {
   }
 });
 
+describe('routes made for devices', () => {
+  it('are exactly the /api/v1/device/ routes, and serve the device', async () => {
+    const forDevices = documented.filter(isForDevices).map((op) => op.key);
+    expect(forDevices.sort()).toEqual(['GET /api/v1/device/self', 'POST /api/v1/device/self/key']);
+    for (const credential of deviceCredentials) {
+      const self = await server.api('GET', '/api/v1/device/self', { token: credential.token });
+      expect(self.status, `${credential.name}: ${JSON.stringify(self.body)}`).toBe(200);
+      expect(self.body.uuid).toBe(resources.keyedDevice.uuid);
+    }
+  });
+});
+
+describe("another organization's device uuids", () => {
+  it("are refused at creation exactly like a uuid of the caller's own, so they cannot be probed", async () => {
+    const { betaOwner } = resources.people;
+    const create = (uuid: string) =>
+      server.api('POST', '/api/v1/devices', {
+        token: betaOwner.token,
+        body: { fleetId: resources.beta.fleet.id, uuid },
+      });
+    const others = await create(resources.keyedDevice.uuid);
+    const own = await create(resources.beta.device.uuid);
+    expect(others.status, JSON.stringify(others.body)).toBe(409);
+    expect(others.body).toEqual(own.body);
+    expect(others.body.error.details).toEqual({ reason: 'uuid_unavailable' });
+    expect(holdsAlpha(others), JSON.stringify(others.body)).toBe(false);
+  });
+});
+
 describe('public routes', () => {
   it.each(Object.entries(PUBLIC_ROUTES))('%s answers without a token', async (key, route) => {
     const method = key.split(' ')[0]!;
@@ -382,6 +441,7 @@ describe('coverage', () => {
     const expected = cases.flatMap((op) => [
       `${op.key} as anonymous`,
       `${op.key} as service`,
+      ...(isForDevices(op) ? [] : [`${op.key} as device`]),
       ...(op.rule ? [`${op.key} as outsider`, `${op.key} as ${op.isWrite ? 'viewer' : 'control'}`] : []),
     ]);
     expect([...exercised].sort()).toEqual(expected.sort());

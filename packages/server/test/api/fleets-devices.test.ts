@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deviceTags, tagsOf } from '../../src/features/tags/service.ts';
 import { seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
 import { check } from './helpers.ts';
 
@@ -334,6 +335,36 @@ describe('devices', () => {
     expect(again.status).toBe(409);
   });
 
+  it("refuse a uuid another organization's device has exactly as one of their own, without saying it exists", async () => {
+    const ownUuid = seed.alpha.device.uuid;
+    const othersUuid = seed.beta.device.uuid;
+    const answers = [];
+    for (const uuid of [ownUuid, othersUuid, othersUuid.toUpperCase()]) {
+      const answer = await server.api('POST', '/api/v1/devices', {
+        token: admin,
+        body: { fleetId: seed.alpha.fleet.id, uuid },
+      });
+      expect(answer.status, uuid).toBe(409);
+      answers.push(answer.body);
+    }
+    expect(answers[0]).toEqual({
+      error: {
+        code: 'conflict',
+        message: 'this uuid cannot be used: choose another',
+        details: { reason: 'uuid_unavailable' },
+      },
+    });
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[2]).toEqual(answers[0]);
+    // And the same from beta's side, about alpha's device.
+    const fromBeta = await server.api('POST', '/api/v1/devices', {
+      token: seed.people.betaOwner.token,
+      body: { fleetId: seed.beta.fleet.id, uuid: ownUuid },
+    });
+    expect(fromBeta.status).toBe(409);
+    expect(fromBeta.body).toEqual(answers[0]);
+  });
+
   it('are renamed and annotated', async () => {
     const device = await createDevice(seed.alpha.fleet.id, { name: 'before' });
     const changed = check(
@@ -512,6 +543,47 @@ describe('tags', () => {
   });
 });
 
+describe('tag keys named like JavaScript object internals', () => {
+  it('refuse __proto__ with a clear 400 on devices and fleets, and keep constructor, prototype and toString', async () => {
+    const device = await createDevice(seed.alpha.fleet.id, { name: 'proto-tags' });
+    const fleet = await createFleet('proto-tags-fleet');
+    for (const url of [`/api/v1/devices/${device.uuid}/tags`, `/api/v1/fleets/${fleet.id}/tags`]) {
+      for (const method of ['PUT', 'DELETE']) {
+        const answer = await server.api(method, `${url}/__proto__`, {
+          token: admin,
+          ...(method === 'PUT' ? { body: { value: 'x' } } : {}),
+        });
+        expect(answer.status, `${method} ${url}`).toBe(400);
+        expect(answer.body.error.message).toMatch(/"__proto__" is a reserved name: choose another/);
+      }
+      for (const key of ['constructor', 'prototype', 'toString'])
+        check(await server.api('PUT', `${url}/${key}`, { token: admin, body: { value: key } }), 204);
+      expect(check(await server.api('GET', url, { token: admin }), 200).tags).toEqual({
+        constructor: 'constructor',
+        prototype: 'prototype',
+        toString: 'toString',
+      });
+    }
+    expect((await getDevice(device.uuid)).tags).toEqual({
+      constructor: 'constructor',
+      prototype: 'prototype',
+      toString: 'toString',
+    });
+    expect((await getFleet(fleet.id)).tags).toMatchObject({ toString: 'toString' });
+  });
+
+  it('stored under __proto__ before it was refused stay own keys of the tags object, not its prototype', async () => {
+    const device = await createDevice(seed.alpha.fleet.id, { name: 'old-proto-tag' });
+    await server.database.db
+      .insertInto('device_tags')
+      .values({ device_id: device.id, key: '__proto__', value: 'old' })
+      .execute();
+    const tags = (await tagsOf(server.database.db, deviceTags, [device.id])).get(device.id)!;
+    expect(Object.getOwnPropertyDescriptor(tags, '__proto__')?.value).toBe('old');
+    expect(Object.getPrototypeOf(tags)).toBe(Object.prototype);
+  });
+});
+
 describe('the device list', () => {
   let fleet: Fleet;
   const nodes = Array.from({ length: 30 }, (_, i) => `node-${String(i + 1).padStart(2, '0')}`);
@@ -681,5 +753,24 @@ describe('hostile text', () => {
       const answer = await server.api('GET', `/api/v1/devices/${ref}`, { token: admin });
       expect([400, 404], `${ref} → ${answer.status} ${JSON.stringify(answer.body)}`).toContain(answer.status);
     }
+  });
+
+  it('in an id is refused with 400 unless in plain decimal: 00001 does not name fleet 1', async () => {
+    const fleetId = seed.alpha.fleet.id;
+    check(await server.api('GET', `/api/v1/fleets/${fleetId}`, { token: admin }), 200);
+    for (const written of [`0${fleetId}`, `+${fleetId}`, `${fleetId}.0`, `${fleetId}e0`]) {
+      const answer = await server.api('GET', `/api/v1/fleets/${encodeURIComponent(written)}`, {
+        token: admin,
+      });
+      expect(answer.status, written).toBe(400);
+      expect(answer.body.error.message).toMatch(/in decimal without leading zeros/);
+      const listed = await server.api('GET', `/api/v1/devices?fleetId=${encodeURIComponent(written)}`, {
+        token: admin,
+      });
+      expect(listed.status, written).toBe(400);
+    }
+    expect(
+      (await server.api('GET', `/api/v1/devices/0${seed.alpha.device.id}`, { token: admin })).status,
+    ).toBe(400);
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { effectiveVariablesOf } from '../../src/features/variables/service.ts';
 import { seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
 import { check } from './helpers.ts';
 
@@ -191,6 +192,49 @@ describe('variable names', () => {
     ).toBe(false);
     for (const name of ['_UNDERSCORE', 'lower_case', 'A1', `A${'b'.repeat(127)}`]) {
       expect((await put(`${fleetUrl}/${name}`, 'x')).status, name).toBe(200);
+    }
+  });
+
+  it('refuse __proto__ with a clear 400, while names like constructor and toString are delivered like any other', async () => {
+    for (const url of [fleetUrl, deviceUrl]) {
+      const answer = await put(`${url}/__proto__`, 'x');
+      expect(answer.status, url).toBe(400);
+      expect(answer.body.error.message).toMatch(/"__proto__" is a reserved name/);
+    }
+    for (const name of ['constructor', 'toString', 'prototype', 'hasOwnProperty']) {
+      expect((await put(`${fleetUrl}/${name}`, `fleet ${name}`)).status, name).toBe(200);
+    }
+    expect((await put(`${deviceUrl}/toString`, 'device toString')).status).toBe(200);
+    const delivered = (await effectiveVariablesOf(server.database.db, [seed.alpha.device.id])).get(
+      seed.alpha.device.id,
+    )!.variables;
+    expect(delivered).toMatchObject({
+      constructor: 'fleet constructor',
+      toString: 'device toString',
+      prototype: 'fleet prototype',
+      hasOwnProperty: 'fleet hasOwnProperty',
+    });
+    expect(Object.hasOwn(delivered, '__proto__')).toBe(false);
+    for (const name of ['constructor', 'toString', 'prototype', 'hasOwnProperty'])
+      check(await server.api('DELETE', `${fleetUrl}/${name}`, { token: admin }), 204);
+    check(await server.api('DELETE', `${deviceUrl}/toString`, { token: admin }), 204);
+  });
+
+  it('stored under __proto__ before it was refused stay own keys of the set pushed to the device', async () => {
+    // Rows written before the name was refused at the edge: the objects built from them keep every name.
+    const fleetId = seed.alpha.fleet2.id;
+    const deviceId = seed.alpha.device2.id;
+    await server.database.db
+      .insertInto('fleet_variables')
+      .values({ fleet_id: fleetId, name: '__proto__', value: 'from the fleet', secret: 0, updated_at: 1 })
+      .execute();
+    try {
+      const delivered = (await effectiveVariablesOf(server.database.db, [deviceId])).get(deviceId)!.variables;
+      expect(Object.hasOwn(delivered, '__proto__')).toBe(true);
+      expect(Object.getOwnPropertyDescriptor(delivered, '__proto__')?.value).toBe('from the fleet');
+      expect(Object.getPrototypeOf(delivered)).toBe(Object.prototype);
+    } finally {
+      await server.database.db.deleteFrom('fleet_variables').where('fleet_id', '=', fleetId).execute();
     }
   });
 

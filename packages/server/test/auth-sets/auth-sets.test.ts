@@ -158,6 +158,24 @@ describe(`auth sets and signed auth requests (${dialectUnderTest})`, () => {
         })
       ).status,
     ).toBe(400);
+    // A reserved name is refused with its reason; names like constructor are attributes like any other.
+    const proto = await server.api('PATCH', '/api/devices/v1/inventory/device/attributes', {
+      token,
+      body: [{ name: '__proto__', value: ['x'] }],
+    });
+    expect(proto.status).toBe(400);
+    expect(proto.body.error.message).toMatch(/"__proto__" is a reserved name/);
+    check(
+      await server.api('PATCH', '/api/devices/v1/inventory/device/attributes', {
+        token,
+        body: [{ name: 'constructor', value: 'c' }],
+      }),
+      200,
+    );
+    expect(
+      check(await server.api('GET', `/api/v1/devices/${deviceId}`, { token: server.adminToken }), 200)
+        .attributes,
+    ).toEqual({ kernel: '6.2', constructor: 'c' });
 
     // Rejecting it: the next request and the token already issued are refused.
     check(
@@ -456,6 +474,11 @@ describe(`auth sets and signed auth requests (${dialectUnderTest})`, () => {
     await expectStatus(send(idNotObject.payload, idNotObject.headers), 400);
     const idNumber = sig(JSON.stringify({ id_data: '{"mac":1}', pubkey: key.publicPem }));
     await expectStatus(send(idNumber.payload, idNumber.headers), 400);
+    // JSON.parse keeps "__proto__" as a key; an identity holding it is refused, never quietly read without it.
+    for (const idData of ['{"__proto__":"x"}', '{"__proto__":["x"]}', '{"__proto__":"x","mac":"a"}']) {
+      const proto = sig(JSON.stringify({ id_data: idData, pubkey: key.publicPem }));
+      await expectStatus(send(proto.payload, proto.headers), 400, /"__proto__" is a reserved name/);
+    }
     const dup = sig(JSON.stringify({ id_data: '{"mac":"a","mac":"b"}', pubkey: key.publicPem }));
     await expectStatus(send(dup.payload, dup.headers), 400, /twice/);
     const outerDup = sig(

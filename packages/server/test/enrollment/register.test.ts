@@ -149,6 +149,28 @@ describe('POST /api/v1/devices/register', () => {
     expect(row.lastUsedAt).not.toBeNull();
   });
 
+  it("answers a uuid of another organization's device as one of its own fleet's, without saying it exists", async () => {
+    const { key } = await createProvisioningKey(server, seed.alpha.fleet.id, { maxUses: 5 });
+    const answers = [];
+    for (const uuid of [seed.alpha.device.uuid, seed.beta.device.uuid]) {
+      const answer = await register(server, key, {
+        uuid,
+        device_type: 'raspberrypi4-64',
+        api_key: newDeviceIdentity().apiKey,
+      });
+      expect(answer.status, uuid).toBe(409);
+      answers.push(answer.body);
+    }
+    expect(answers[0]).toEqual({
+      error: {
+        code: 'conflict',
+        message: 'this uuid cannot be used: choose another',
+        details: { reason: 'uuid_unavailable' },
+      },
+    });
+    expect(answers[1]).toEqual(answers[0]);
+  });
+
   it('refuses wrong, expired, revoked and used-up keys with the same 401', async () => {
     const fleetId = seed.alpha.fleet.id;
     const expired = await createProvisioningKey(server, fleetId);

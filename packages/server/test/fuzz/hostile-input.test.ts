@@ -760,6 +760,104 @@ describe.each(withPathParameters)('$key with garbage path parameters', (op) => {
   }, 60_000);
 });
 
+/** Path parameters whose values people choose and that become object keys: tag keys and variable names. */
+const userNamedKeyParameters = ['key', 'name'];
+const withUserNamedKey = operations.filter((op) =>
+  op.pathParameters.some((p) => userNamedKeyParameters.includes(p.name)),
+);
+
+describe('user-named keys called like JavaScript object internals', () => {
+  it('refuse __proto__ with a 400 naming it on every route that takes one', async () => {
+    expect(withUserNamedKey.length).toBeGreaterThanOrEqual(8);
+    for (const op of withUserNamedKey) {
+      const { body } = op.bodySchema ? validRequest(op) : { body: undefined };
+      const url = fillPath(op.path, (name) =>
+        userNamedKeyParameters.includes(name) ? '__proto__' : alphaPathValue(resources, op.path, name),
+      );
+      const request: HostileRequest = {
+        op,
+        url,
+        ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+      };
+      const answer = await send(request);
+      expect(answer.status, describeRequest(request)).toBe(400);
+      expect(JSON.parse(answer.text).error.message, describeRequest(request)).toMatch(
+        /"__proto__" is a reserved name: choose another/,
+      );
+    }
+  });
+
+  it('take constructor, prototype and toString as ordinary names', async () => {
+    for (const op of withUserNamedKey.filter((o) => o.method === 'PUT')) {
+      for (const key of ['constructor', 'prototype', 'toString']) {
+        const { body } = validRequest(op);
+        const url = fillPath(op.path, (name) =>
+          userNamedKeyParameters.includes(name) ? key : alphaPathValue(resources, op.path, name),
+        );
+        const request: HostileRequest = { op, url, payload: JSON.stringify(body) };
+        const answer = await send(request);
+        expect(answer.status, describeRequest(request)).toBeLessThan(300);
+      }
+    }
+  });
+});
+
+/** Ids in paths and query strings: `id`, `…Id`, and a device named by its id. */
+const isIdParameter = (p: { name: string; schema?: { type?: string | string[] } }) =>
+  p.name === 'device' || ((p.name === 'id' || p.name.endsWith('Id')) && p.schema?.type === 'integer');
+/** Other ways of writing the number 1…, each of which once named the same resource as the id itself. */
+const nonCanonical = (id: string) => [`0${id}`, `00${id}`, `+${id}`, ` ${id}`, `${id}.0`, `${id}e0`];
+
+describe('ids written other than in plain decimal', () => {
+  it('are refused with 400 in every path, never read as the id (00001 is not 1)', async () => {
+    const withIds = operations.filter((op) => op.pathParameters.some(isIdParameter));
+    expect(withIds.length).toBeGreaterThan(20);
+    const problems: string[] = [];
+    for (const op of withIds) {
+      const { body } = op.bodySchema ? validRequest(op) : { body: undefined };
+      for (const garbled of op.pathParameters.filter(isIdParameter)) {
+        // A device by its id: `device` otherwise names it by uuid.
+        const id =
+          garbled.name === 'device'
+            ? String(resources.keyedDevice.id)
+            : alphaPathValue(resources, op.path, garbled.name);
+        for (const written of nonCanonical(id)) {
+          const url = fillPath(op.path, (name) =>
+            name === garbled.name ? written : alphaPathValue(resources, op.path, name),
+          );
+          const request: HostileRequest = {
+            op,
+            url,
+            ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+          };
+          const answer = await send(request);
+          if (answer.status !== 400) problems.push(`${describeRequest(request)} → ${answer.status}`);
+        }
+      }
+    }
+    expect(problems, problems.slice(0, 5).join('\n')).toEqual([]);
+  });
+
+  it('are refused with 400 in every query parameter that takes an id', async () => {
+    const withIds = operations.filter((op) => op.queryParameters.some(isIdParameter));
+    expect(withIds.length).toBeGreaterThan(3);
+    const problems: string[] = [];
+    for (const op of withIds) {
+      const [path, search] = validRequest(op).url.split('?');
+      for (const garbled of op.queryParameters.filter(isIdParameter)) {
+        for (const written of nonCanonical('1')) {
+          const query = new URLSearchParams(search);
+          query.set(garbled.name, written);
+          const request: HostileRequest = { op, url: `${path}?${query}` };
+          const answer = await send(request);
+          if (answer.status !== 400) problems.push(`${describeRequest(request)} → ${answer.status}`);
+        }
+      }
+    }
+    expect(problems, problems.slice(0, 5).join('\n')).toEqual([]);
+  });
+});
+
 /** Path segments the router refuses before any route runs, by why. */
 const routerRefusedSegments: Record<string, string[]> = {
   'undecodable percent-escapes': ['%', '%zz', '%FF', '%C0%AE', 'a%E0%A4%A', '%ED%A0%80'],

@@ -360,7 +360,7 @@ export async function eventually(
 /** A stream to a device port, opened; or the server's refusal. */
 export type PortStreamAnswer =
   | { socket: Duplex; headers: http.IncomingHttpHeaders }
-  | { status: number; error: { code: string; message: string } };
+  | { status: number; error: { code: string; message: string; details?: unknown } };
 
 /**
  * A person's stream to a device port, as `fleetgate tunnel` opens one: `GET /api/v1/devices/:ref/ports/:port`

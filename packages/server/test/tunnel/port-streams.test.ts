@@ -180,9 +180,12 @@ describe('Upgrade: fleetgate-stream', () => {
     const websocket = refused(await portStream(operator, echoPort, { upgrade: 'websocket' }));
     expect(websocket.status).toBe(400);
     expect(websocket.error.message).toMatch(/fleetgate-stream/);
-    // A device cannot open streams to itself; a service credential (the OpenSSH bastion's) acts for no one: 403,
-    // as on every route not made for it.
+    // A device cannot open streams to itself (401), a service credential (the OpenSSH bastion's) acts for no one
+    // (403): as on every route not made for them.
     expect(refused(await portStream(device.apiKey, echoPort)).status).toBe(401);
+    const asDevice = refused(await portStream(`${device.uuid}:${device.apiKey}`, echoPort));
+    expect(asDevice.status).toBe(401);
+    expect(asDevice.error.message).toMatch(/a device credential may only call the routes made for devices/);
     const service = check(
       await server.api('POST', '/api/v1/api-keys', {
         token: server.adminToken,
@@ -191,6 +194,27 @@ describe('Upgrade: fleetgate-stream', () => {
       201,
     );
     expect(refused(await portStream(service.key, echoPort)).status).toBe(403);
+  });
+
+  it('says a decommissioned device is decommissioned, not offline: 409, on an allowed port or not', async () => {
+    const { device: retired, agent: retiredAgent } = await onlineDevice(server, 'port-streams-retired', [
+      echoPort,
+    ]);
+    // It served streams until then.
+    const { ended } = await liveEcho(server.baseUrl, server.adminToken, retired.uuid, echoPort);
+    check(
+      await server.api('POST', `/api/v1/devices/${retired.uuid}/decommission`, { token: server.adminToken }),
+      200,
+    );
+    await within(retiredAgent.closed);
+    await within(ended);
+    for (const port of [echoPort, 22]) {
+      const answer = refused(await portStream(server.adminToken, port, { ref: retired.uuid }));
+      expect(answer.status, `port ${port}`).toBe(409);
+      expect(answer.error.message).toMatch(/is decommissioned: it takes no streams/);
+      expect(answer.error.message).not.toMatch(/offline/);
+      expect(answer.error.details).toMatchObject({ reason: 'decommissioned' });
+    }
   });
 
   it('signing out resets the streams the sign-in holds open, with the reason in the session; the token opens none after', async () => {

@@ -3556,7 +3556,7 @@ export interface paths {
         };
         /**
          * Whether I may open streams to this port of the device (`fleetgate tunnel` asks first)
-         * @description Answers for people who may connect to the device (operators and above; viewers get 403). `allowed` says whether the port is on the allow-list now. With `Connection: Upgrade` and `Upgrade: fleetgate-stream`, the same URL opens a stream to the port: `101 Switching Protocols` once the device accepted, then the port's bytes both ways; refusals answer as here, and 503 when the device is offline or refuses the port.
+         * @description Answers for people who may connect to the device (operators and above; viewers get 403). `allowed` says whether the port is on the allow-list now. With `Connection: Upgrade` and `Upgrade: fleetgate-stream`, the same URL opens a stream to the port: `101 Switching Protocols` once the device accepted, then the port's bytes both ways; refusals answer as here, 409 when the device is decommissioned, and 503 when it is offline or refuses the port.
          */
         get: {
             parameters: {

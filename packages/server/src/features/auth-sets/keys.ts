@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
 import type { DeviceKeyType } from '../../db/schema.ts';
 import { badRequest } from '../../infra/errors/index.ts';
+import { reservedKeyMessage, reservedKeyNames } from '../../infra/http/schemas.ts';
 
 /**
  * The pieces of Mender-style device identity (DESIGN section 5): identity attributes in canonical JSON, the
@@ -74,7 +75,6 @@ export function validateIdentity(value: unknown): Identity {
   if (entries.length === 0) throw badRequest('identity data must hold at least one attribute');
   if (entries.length > IDENTITY_MAX_ATTRIBUTES)
     throw badRequest(`identity data may hold at most ${IDENTITY_MAX_ATTRIBUTES} attributes`);
-  const identity: Identity = {};
   const okString = (s: unknown): s is string =>
     typeof s === 'string' && s.length <= IDENTITY_MAX_VALUE && !/[\p{Cc}]/u.test(s);
   for (const [name, v] of entries) {
@@ -82,22 +82,20 @@ export function validateIdentity(value: unknown): Identity {
       throw badRequest(
         `identity attribute names are 1-${IDENTITY_MAX_NAME} characters without control characters`,
       );
-    if (okString(v)) identity[name] = v;
-    else if (Array.isArray(v) && v.length > 0 && v.length <= IDENTITY_MAX_LIST && v.every(okString))
-      identity[name] = v as string[];
-    else
+    if (reservedKeyNames.has(name)) throw badRequest(`identity attribute ${reservedKeyMessage(name)}`);
+    const okList = Array.isArray(v) && v.length > 0 && v.length <= IDENTITY_MAX_LIST && v.every(okString);
+    if (!okString(v) && !okList)
       throw badRequest(
         `identity attribute ${JSON.stringify(name)} must be a string or a list of strings (at most ${IDENTITY_MAX_VALUE} characters each, no control characters)`,
       );
   }
-  return identity;
+  return Object.fromEntries(entries) as Identity;
 }
 
 /** Canonical JSON of an identity: keys sorted, no spaces. Its SHA-256 is the identity's hash. */
 export function canonicalIdentity(identity: Identity): string {
-  const sorted: Identity = {};
-  for (const key of Object.keys(identity).sort()) sorted[key] = identity[key]!;
-  return JSON.stringify(sorted);
+  const sorted = Object.entries(identity).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify(Object.fromEntries(sorted));
 }
 
 export function identityHash(canonical: string): string {

@@ -30,6 +30,7 @@ export function registerDeviceKeyRoutes(app: TypedApp, deps: ServiceDeps): void 
   app.get(
     '/api/v1/device/self',
     {
+      config: { forDevices: true },
       schema: {
         tags,
         summary: 'The calling device itself (device credential: uuid + key, or a device token)',
@@ -54,6 +55,7 @@ export function registerDeviceKeyRoutes(app: TypedApp, deps: ServiceDeps): void 
   app.post(
     '/api/v1/device/self/key',
     {
+      config: { forDevices: true },
       schema: {
         tags,
         summary: "Replace the calling device's key: with the one sent, or a generated one answered once",

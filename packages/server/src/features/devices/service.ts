@@ -454,11 +454,23 @@ export interface NewDevice {
 }
 
 /**
+ * The answer for a uuid some device already has. Uuids are unique across organizations, so the answer is the
+ * same wherever that device is: it never says that the uuid exists or where, which would let anyone who may
+ * create devices probe other organizations for uuids.
+ */
+export function uuidUnavailable(): AppError {
+  return new AppError('conflict', 'this uuid cannot be used: choose another', {
+    details: { reason: 'uuid_unavailable' },
+  });
+}
+
+/**
  * Creates a device row: the one way every feature makes one, inside the caller's transaction (which has
- * authorized the creation and audits it). Checks the uuid (well formed, not taken), the device type (built in
- * or the organization's own), the device limit for an admitted device (`assertRoomForDevice`), gives the
- * default name, and drops the recovery candidates of the uuid: the device is known again. Throws `bad_request`,
- * `conflict` or `unprocessable` after reads only, so the caller's transaction stays usable (PostgreSQL).
+ * authorized the creation and audits it). Checks the uuid (well formed, not taken: `uuidUnavailable`), the
+ * device type (built in or the organization's own), the device limit for an admitted device
+ * (`assertRoomForDevice`), gives the default name, and drops the recovery candidates of the uuid: the device is
+ * known again. Throws `bad_request`, `conflict` or `unprocessable` after reads only, so the caller's transaction
+ * stays usable (PostgreSQL).
  */
 export async function insertDevice(
   trx: Db,
@@ -469,7 +481,7 @@ export async function insertDevice(
   const orgId = input.fleet.org_id;
   await assertDeviceType(trx, orgId, input.deviceType);
   const taken = await trx.selectFrom('devices').select('id').where('uuid', '=', uuid).executeTakeFirst();
-  if (taken) throw new AppError('conflict', `a device with uuid ${uuid} already exists`);
+  if (taken) throw uuidUnavailable();
   if (input.admission === 'admitted') await assertRoomForDevice(trx, orgId);
   const now = Date.now();
   const device = await trx

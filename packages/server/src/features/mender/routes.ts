@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { type DevicePrincipal, requireUser } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import { idParam, userKeyName } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { registerAuthRequestRoute } from '../auth-sets/auth-request-route.ts';
@@ -42,11 +43,13 @@ const inventoryValue = z.union([
 const inventoryBody = z
   .array(
     z.object({
-      name: z
-        .string()
-        .min(1)
-        .max(1024)
-        .regex(/^[^\p{Cc}]+$/u, 'no control characters'),
+      name: userKeyName(
+        z
+          .string()
+          .min(1)
+          .max(1024)
+          .regex(/^[^\p{Cc}]+$/u, 'no control characters'),
+      ),
       value: inventoryValue,
       description: z.string().max(4096).optional(),
     }),
@@ -121,7 +124,7 @@ function registerManagementApi(app: TypedApp, deps: ServiceDeps, auth: AuthServi
           tags,
           summary:
             "Preauthorize a device (Mender). Goes to ?fleet=<id>, else the oldest fleet of the caller's first organization. 409 with the existing device when the identity is known, unless force",
-          querystring: z.object({ fleet: z.coerce.number().int().positive().optional() }),
+          querystring: z.object({ fleet: idParam.optional() }),
           body: z.object({
             identity_data: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
             pubkey: z.string().min(1).max(8192),
@@ -185,7 +188,7 @@ function registerManagementApi(app: TypedApp, deps: ServiceDeps, auth: AuthServi
           summary:
             "Accept, reject or return to pending one auth set (Mender). A new device goes to the set's proposed fleet, else ?fleet=<id>, else the organization's oldest fleet; 422 over the device limit",
           params: z.object({ id: deviceId, aid: authSetId }),
-          querystring: z.object({ fleet: z.coerce.number().int().positive().optional() }),
+          querystring: z.object({ fleet: idParam.optional() }),
           body: z.object({
             status: z.enum(['accepted', 'rejected', 'pending']),
             fleet: z.number().int().positive().optional(),
@@ -249,7 +252,7 @@ function registerManagementApi(app: TypedApp, deps: ServiceDeps, auth: AuthServi
           tags,
           summary:
             "The device limit of the caller's first organization (Mender: 0 means unlimited; `unlimited` says so explicitly)",
-          querystring: z.object({ org: z.coerce.number().int().positive().optional() }),
+          querystring: z.object({ org: idParam.optional() }),
         },
       },
       async (request) => {

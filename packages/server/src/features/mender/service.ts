@@ -183,13 +183,14 @@ export async function updateInventory(
       .where('id', '=', device.deviceId)
       .executeTakeFirst();
     if (!row) throw notFound('device');
-    const next: Record<string, InventoryValue> = replace
-      ? {}
-      : (json.decode<Record<string, InventoryValue>>(row.attributes) ?? {});
-    for (const a of attributes) next[a.name] = a.value;
+    // A Map, not `object[name] = value`: every name stays an attribute, even one named like a prototype member.
+    const next = new Map<string, InventoryValue>(
+      replace ? [] : Object.entries(json.decode<Record<string, InventoryValue>>(row.attributes) ?? {}),
+    );
+    for (const a of attributes) next.set(a.name, a.value);
     await trx
       .updateTable('devices')
-      .set({ attributes: json.encode(next), attributes_updated_at: Date.now() })
+      .set({ attributes: json.encode(Object.fromEntries(next)), attributes_updated_at: Date.now() })
       .where('id', '=', device.deviceId)
       .execute();
     return {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
+import { type Actor, authorizeRoute, type UserPrincipal } from '../../infra/access/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
 import type { AuthService } from '../auth/service.ts';
@@ -13,8 +13,8 @@ export const PORT_STREAM_PROTOCOL = 'fleetgate-stream';
 /**
  * One connection, one stream: `GET /api/v1/devices/:device/ports/:port` with `Upgrade: fleetgate-stream` and
  * the person's `Authorization: Bearer <session token or API key>` goes through the stream router (so a refusal is a
- * plain HTTP answer in the API's error shape: 401, 403 for a port off the allow-list or a viewer, 404, 503 when
- * the device is offline or refuses the port), and once the device accepted, `101 Switching Protocols` and the
+ * plain HTTP answer in the API's error shape: 401, 403 for a port off the allow-list or a viewer, 404, 409 when
+ * the device is decommissioned, 503 when it is offline or refuses the port), and once the device accepted, `101 Switching Protocols` and the
  * connection carries the port's bytes both ways, half-close included, like a `CONNECT` through the proxy.
  * `fleetgate tunnel` makes one such connection per local connection: no framing of its own on the person's
  * side, and nothing held open to the server while no local connection is.
@@ -62,13 +62,17 @@ export function registerPortStreams(
   );
 }
 
-/** The person in an upgrade request's `Authorization` (session token or API key); devices and services are refused. */
+/**
+ * The person in an upgrade request's `Authorization` (session token or API key). A route made for people:
+ * devices are refused 401 and services 403, as on every other route (`authorizeRoute`).
+ */
 async function personOf(
   request: IncomingMessage,
   auth: AuthService,
 ): Promise<Actor & { principal: UserPrincipal }> {
   const sourceIp = request.socket.remoteAddress ?? null;
   const principal = await auth.authenticate(request.headers.authorization, sourceIp);
+  authorizeRoute(principal, {});
   if (principal.type !== 'user')
     throw new AppError(
       'forbidden',

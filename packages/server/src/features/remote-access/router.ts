@@ -114,10 +114,11 @@ export interface StreamRouter {
    * Opens a stream for a person: authorizes `device.connect` for a port (operators and above in the device's
    * organization, or in its fleet for a narrowed membership; others get `not_found`, viewers `forbidden`) or
    * `device.ssh` for a command (the same roles; no allow-list applies: the agent runs it, or refuses when its
-   * exec service is off), checks the device's port allow-list (`forbidden`), finds its live link
-   * (`unavailable` when offline) and opens the stream (`unavailable` with `details.stream` when the device
-   * refuses). Every attempt is audited; an opened stream is a session (features/sessions) from here on, live
-   * until `relay` ends it (or the stream closes without one) and terminable by an administrator meanwhile.
+   * exec service is off), refuses a decommissioned device (`conflict`, `details.reason: 'decommissioned'`),
+   * checks the device's port allow-list (`forbidden`), finds its live link (`unavailable` when offline) and
+   * opens the stream (`unavailable` with `details.stream` when the device refuses). Every attempt is audited;
+   * an opened stream is a session (features/sessions) from here on, live until `relay` ends it (or the stream
+   * closes without one) and terminable by an administrator meanwhile.
    */
   open(request: StreamRequest): Promise<StreamSession>;
 }
@@ -232,6 +233,19 @@ async function authorizeStream(
   } catch (err) {
     throw err instanceof AppError && err.code === 'forbidden' ? await refuse(err, 'denied') : err;
   }
+  // Said as such, not as "offline": it will never be back, and its tunnel (if any) is being closed.
+  if (device.decommissioned_at !== null) {
+    throw await refuse(
+      new AppError(
+        'conflict',
+        `device ${device.name} (${device.uuid}) is decommissioned: it takes no streams`,
+        {
+          details: { stream: StreamErrorCode.unreachable, reason: 'decommissioned' },
+        },
+      ),
+      'failure',
+    );
+  }
   if (command === undefined) {
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       throw badRequest('a port is a number from 1 to 65535');
@@ -257,12 +271,10 @@ async function authorizeStream(
 async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStream): Promise<Duplex> {
   const { device, command, port } = authorized;
   let link: DeviceLink | undefined;
-  // A decommissioned device's link is being closed: no new stream over it.
-  if (device.decommissioned_at === null) {
-    for (const kind of links) {
-      link = kind.linkOf(device);
-      if (link) break;
-    }
+  // A decommissioned device was refused in `authorizeStream`: its link, if any, is being closed.
+  for (const kind of links) {
+    link = kind.linkOf(device);
+    if (link) break;
   }
   if (!link) {
     throw await authorized.refuse(

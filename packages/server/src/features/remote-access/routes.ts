@@ -82,8 +82,8 @@ export function registerStreamRoutes(app: TypedApp, deps: ServiceDeps): void {
           'Answers for people who may connect to the device (operators and above; viewers get 403). ' +
           '`allowed` says whether the port is on the allow-list now. With `Connection: Upgrade` and ' +
           '`Upgrade: fleetgate-stream`, the same URL opens a stream to the port: `101 Switching Protocols` ' +
-          "once the device accepted, then the port's bytes both ways; refusals answer as here, and 503 when " +
-          'the device is offline or refuses the port.',
+          "once the device accepted, then the port's bytes both ways; refusals answer as here, 409 when the " +
+          'device is decommissioned, and 503 when it is offline or refuses the port.',
         params: z.object({ device: deviceRefParam, port: z.coerce.number().int().min(1).max(65535) }),
         response: {
           200: allowedPortsSchema.extend({

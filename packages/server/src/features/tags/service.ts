@@ -18,13 +18,15 @@ export async function tagsOf(
   target: TagTarget,
   ownerIds: number[],
 ): Promise<Map<number, Record<string, string>>> {
-  const out = new Map<number, Record<string, string>>(ownerIds.map((id) => [id, {}]));
-  if (!ownerIds.length) return out;
+  if (!ownerIds.length) return new Map();
   const rows = await sql<{ owner: number; key: string; value: string }>`
     select ${sql.ref(target.ownerColumn)} as owner, key, value from ${sql.table(target.table)}
     where ${sql.ref(target.ownerColumn)} in (${sql.join(ownerIds)}) order by key`.execute(db);
-  for (const r of rows.rows) out.get(Number(r.owner))![r.key] = r.value;
-  return out;
+  const entries = new Map<number, [string, string][]>(ownerIds.map((id) => [id, []]));
+  for (const r of rows.rows) entries.get(Number(r.owner))!.push([r.key, r.value]);
+  // Object.fromEntries defines each key as its own property: a key named like an Object.prototype member
+  // stays a tag (`tags[key] = value` would set the prototype for `__proto__`).
+  return new Map([...entries].map(([owner, tags]) => [owner, Object.fromEntries(tags)]));
 }
 
 export async function putTag(

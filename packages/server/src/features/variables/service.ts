@@ -70,14 +70,20 @@ export async function effectiveVariablesOf(
             .execute()
         : [],
     ]);
+    // Built as Maps, then turned into objects with Object.fromEntries, which defines every name as its own
+    // property (`variables[name] = value` would set the prototype for `__proto__` and drop the variable).
+    const sets = new Map<number, Map<string, string>>();
     for (const d of devices) {
-      const variables: Record<string, string> = {};
-      for (const f of fleet) if (f.fleet_id === d.fleet_id) variables[f.name] = f.value;
-      out.set(d.id, { revision: Math.max(d.device_rev ?? 0, d.fleet_rev ?? 0), variables });
+      const variables = new Map<string, string>();
+      for (const f of fleet) if (f.fleet_id === d.fleet_id) variables.set(f.name, f.value);
+      sets.set(d.id, variables);
     }
-    for (const o of own) {
-      const entry = out.get(o.device_id);
-      if (entry) entry.variables[o.name] = o.value;
+    for (const o of own) sets.get(o.device_id)?.set(o.name, o.value);
+    for (const d of devices) {
+      out.set(d.id, {
+        revision: Math.max(d.device_rev ?? 0, d.fleet_rev ?? 0),
+        variables: Object.fromEntries(sets.get(d.id)!),
+      });
     }
   }
   return out;

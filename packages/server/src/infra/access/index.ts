@@ -278,20 +278,41 @@ export function authorize(
   }
 }
 
+/** Whom a route is made for, as the route declares it (Fastify route `config`, see infra/http). */
+export interface RouteAudience {
+  /** The server action the route is made for: service credentials allowed that action may call it. */
+  serves?: ServerAction | undefined;
+  /** The route is made for devices (`/api/v1/device/self`…): only device credentials may call it. */
+  forDevices?: boolean | undefined;
+}
+
 /**
- * The first check on every authenticated HTTP request, before the route reads anything: a service credential
- * may call only the routes made for its service (each declares the server action it serves, and `authorize`
- * decides); every other route answers it 403, whatever that route would do next. People and devices pass on
- * to the route's own checks.
+ * The first check on every authenticated request, before the route reads anything, from what the route
+ * declares it is for: a device credential may call only the routes made for devices, and every other route
+ * answers it 401 (it names no person), as a route made for devices answers a person; a service credential may
+ * call only the routes made for its service (each declares the server action it serves, and `authorize`
+ * decides), and every other route answers it 403, whatever that route would do next. People pass on to the
+ * route's own checks.
  */
-export function authorizeRoute(principal: Principal, serves: ServerAction | undefined): void {
-  if (principal.type !== 'service') return;
-  if (serves === undefined)
+export function authorizeRoute(principal: Principal, route: RouteAudience): void {
+  if (principal.type === 'service') {
+    if (route.serves === undefined)
+      throw new AppError(
+        'forbidden',
+        `a service credential (${principal.service}) may only call the routes made for it: use a person's token or API key`,
+      );
+    authorize(principal, route.serves);
+    return;
+  }
+  if (route.forDevices) {
+    requireDevice(principal);
+    return;
+  }
+  if (principal.type === 'device')
     throw new AppError(
-      'forbidden',
-      `a service credential (${principal.service}) may only call the routes made for it: use a person's token or API key`,
+      'unauthorized',
+      'a device credential may only call the routes made for devices: people sign in with POST /api/v1/auth/login',
     );
-  authorize(principal, serves);
 }
 
 /**

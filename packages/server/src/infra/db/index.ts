@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import {
   type CompiledQuery,
@@ -16,6 +14,7 @@ import {
 import pg from 'pg';
 import { migrationProvider } from '../../db/migrations/index.ts';
 import type { Database } from '../../db/schema.ts';
+import { createPrivateFile, restrictFile } from '../data-dir/index.ts';
 
 export type { Database };
 export type Db = Kysely<Database>;
@@ -58,9 +57,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
 }
 
 function openSqlite(file: string): DatabaseHandle {
-  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  // Created 0600 before SQLite opens it: SQLite would make it 0644 under the usual umask. SQLite gives the -wal
+  // and -shm files the database file's mode; an install made before that has them 0644, hence the chmod.
+  if (file !== ':memory:') createPrivateFile(file);
   const native = new SqliteDatabase(file);
   native.pragma('journal_mode = WAL');
+  if (file !== ':memory:') for (const suffix of ['-wal', '-shm']) restrictFile(`${file}${suffix}`);
   native.pragma('synchronous = NORMAL');
   native.pragma('foreign_keys = ON');
   native.pragma('busy_timeout = 5000');

@@ -58,6 +58,11 @@ declare module 'fastify' {
     public?: boolean;
     /** The server action the route is made for: service credentials allowed that action may call it. */
     serves?: ServerAction;
+    /**
+     * The route is made for devices: device credentials may call it and nothing else may (`authorizeRoute`);
+     * every other route refuses devices with 401. The OpenAPI document gives it the `device` security scheme.
+     */
+    forDevices?: boolean;
   }
 }
 
@@ -265,7 +270,7 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
       }
     }
     request.principal = await options.authenticate(header, request);
-    authorizeRoute(request.principal, request.routeOptions.config.serves);
+    authorizeRoute(request.principal, request.routeOptions.config);
   });
 
   // PostgreSQL cannot store U+0000 in text, and no name, note or value needs it: refuse it everywhere.
@@ -367,10 +372,24 @@ async function registerOpenApi(app: TypedApp): Promise<void> {
           'Manage organizations, people, fleets and devices. Authenticate with `POST /api/v1/auth/login` and send ' +
           '`Authorization: Bearer <token or API key>`.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          device: {
+            type: 'http',
+            scheme: 'bearer',
+            description: "a device's credential: a device token (JWT), or `<uuid>:<device key>`",
+          },
+        },
+      },
       security: [{ bearer: [] }],
     },
-    transform: jsonSchemaTransform,
+    // Routes made for devices say so in the document, from the same declaration the server enforces.
+    transform: (input) => {
+      const transformed = jsonSchemaTransform(input);
+      if (!input.route.config?.forDevices) return transformed;
+      return { ...transformed, schema: { ...transformed.schema, security: [{ device: [] }] } };
+    },
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/api/docs', uiConfig: { deepLinking: true } });
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () =>

@@ -2,12 +2,27 @@ import { z } from 'zod';
 
 /** Shapes shared by every route: ids, pages, the error body. */
 
-/** An id in a path or query string (text turned into a number). */
-export const idParam = z.coerce
-  .number()
-  .int()
-  .positive()
-  .max(2 ** 31 - 1);
+/**
+ * An id in a path or query string: text in canonical decimal (`1`…`2147483647`) turned into a number. Any other
+ * way of writing a number (`00001`, `+1`, ` 1`, `1e0`, `0x1`, `1.0`) is refused rather than read as the same id, so
+ * one resource has one URL. The document still says `integer`: that is what clients send.
+ */
+export const idParam = z.preprocess(
+  (value, ctx) => {
+    if (typeof value !== 'string') return value;
+    if (/^[1-9][0-9]{0,9}$/.test(value)) return Number(value);
+    ctx.addIssue({
+      code: 'custom',
+      message: 'an id is a whole number from 1, in decimal without leading zeros, signs or spaces',
+    });
+    return z.NEVER;
+  },
+  z
+    .number()
+    .int()
+    .positive()
+    .max(2 ** 31 - 1),
+);
 /** An id in a JSON body: a number, never a string. */
 export const idField = z
   .number()
@@ -53,19 +68,44 @@ export function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
-/** Tag keys: 1-128 characters, no `=` (lists filter with `tag=key=value`), no control characters. */
-export const tagKey = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[^=\p{Cc}]+$/u, 'no "=" or control characters');
+/**
+ * Names that people and devices choose and that become keys of JSON objects: tag keys, variable names, identity
+ * and inventory attribute names. `__proto__` is the one name such an object cannot hold as a plain key: written
+ * with `object[key] = value` it sets the object's prototype instead, and JSON parsers (Fastify's, zod's records)
+ * refuse or drop it, so a tag or variable stored under it would never be shown or delivered. `constructor`,
+ * `prototype`, `toString` and the like are ordinary keys and are allowed.
+ */
+export const reservedKeyNames: ReadonlySet<string> = new Set(['__proto__']);
+
+/** The message for a reserved key name, the same wherever one is refused. */
+export function reservedKeyMessage(name: string): string {
+  return `${JSON.stringify(name)} is a reserved name: choose another`;
+}
+
+/** `schema` (a key name) refusing the reserved names with `reservedKeyMessage`. */
+export function userKeyName<S extends z.ZodType<string, string>>(schema: S) {
+  return schema.superRefine((name, ctx) => {
+    if (reservedKeyNames.has(name)) ctx.addIssue({ code: 'custom', message: reservedKeyMessage(name) });
+  });
+}
+
+/** Tag keys: 1-128 characters, no `=` (lists filter with `tag=key=value`), no control characters, not reserved. */
+export const tagKey = userKeyName(
+  z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[^=\p{Cc}]+$/u, 'no "=" or control characters'),
+);
 export const tagValue = z
   .string()
   .max(1024)
   .regex(/^[^\p{Cc}]*$/u, 'no control characters');
 
-/** Variable names are environment variable names; the FLEETGATE_ prefix is reserved for the system. */
-export const variableName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'letters, digits and _, not starting with a digit, at most 128')
-  .refine((n) => !n.toUpperCase().startsWith('FLEETGATE_'), 'the FLEETGATE_ prefix is reserved');
+/** Variable names are environment variable names; the FLEETGATE_ prefix is reserved for the system, `__proto__` too. */
+export const variableName = userKeyName(
+  z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'letters, digits and _, not starting with a digit, at most 128')
+    .refine((n) => !n.toUpperCase().startsWith('FLEETGATE_'), 'the FLEETGATE_ prefix is reserved'),
+);

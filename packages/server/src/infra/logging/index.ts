@@ -1,6 +1,6 @@
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
-export type { Logger };
+export type { DestinationStream, Logger };
 
 /** Paths whose values are secrets and must never reach a log line. */
 const redactPaths = [
@@ -17,6 +17,6 @@ const redactPaths = [
   '*.secret',
 ];
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino({ level, redact: { paths: redactPaths, censor: '[redacted]' } }, destination);
 }
