@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/agent.ts';
 import { createLogger } from '../src/log.ts';
 import type { TunnelStopReason } from '../src/tunnel.ts';
-import { removeTemporaryDirs, temporaryDir, testConfig, waitFor } from './helpers.ts';
+import { removeTemporaryDirs, shellEnv, temporaryDir, testConfig, waitFor } from './helpers.ts';
 import { readUntilEnd } from './hub.ts';
 
 describe('agent and fleetgate server', () => {
@@ -39,7 +39,7 @@ describe('agent and fleetgate server', () => {
     const agent = new Agent({
       ...config,
       agentVersion: '0.1.0-e2e',
-      baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      baseEnv: shellEnv,
       log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
     });
     running.push(agent);

@@ -8,6 +8,17 @@ import { writeCredentials } from '../src/credentials.ts';
 import { createLogger } from '../src/log.ts';
 import type { TunnelStopReason } from '../src/tunnel.ts';
 
+/**
+ * The environment of the test agents' commands and shells: a HOME without dotfiles, so that a command does not
+ * run this machine's `~/.bashrc` (bash reads it when its input is a socket, as it is under the agent). Seen: a
+ * shell killed while `pyenv init` in root's `.bashrc` held pyenv's lock left every later shell waiting on it.
+ */
+export const shellEnv = {
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-test-home-')),
+  LANG: 'C',
+};
+
 /** A fresh temporary directory, removed by `removeTemporaryDirs`. */
 const temporaryDirs: string[] = [];
 export function temporaryDir(prefix = 'fleetgate-agent-test-'): string {
@@ -59,7 +70,7 @@ export function runAgent(
   const agent = new Agent({
     ...config,
     agentVersion: '0.1.0-test',
-    baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
+    baseEnv: shellEnv,
     log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
     ...extra,
   });
@@ -83,7 +94,7 @@ export async function enrollAgent(
       ...(options.allowedPorts ? { allowedPorts: options.allowedPorts } : {}),
     }),
     agentVersion: options.agentVersion,
-    baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C' },
+    baseEnv: shellEnv,
     log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
   });
   const credentials = await agent.enroll();
