@@ -131,7 +131,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerLiveEvents(app, deps);
   // Devices' tunnels (an upgrade endpoint).
   registerTunnel(app, tunnels);
-  // The HTTP CONNECT proxy and the SSH gateway (with its session recordings), each on its own listener
+  // The HTTP CONNECT proxy and the SSH gateway, each on its own listener
   // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
   registerConnectProxy(app, deps, streams, auth);
   registerSshGateway(app, deps, streams, auth);
