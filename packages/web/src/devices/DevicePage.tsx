@@ -24,6 +24,7 @@ import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan, useOrg } from '../session/session.ts';
 import { TagsEditor } from '../tags/TagsEditor.tsx';
+import { DeviceTerminal } from '../terminal/DeviceTerminal.tsx';
 import { Confirm } from '../ui/Confirm.tsx';
 import { ago, bytes, duration, when } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
@@ -31,7 +32,10 @@ import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge } from '../ui/StatusBadge.tsx';
 import { VariablesEditor } from '../variables/VariablesEditor.tsx';
 
-/** One device: identity, status and connections, its last state report, tags, variables, credentials, sessions. */
+/**
+ * One device: identity, status and connections, its last state report, tags, variables, credentials, sessions,
+ * and a terminal for those who may open a shell on it.
+ */
 export function DevicePage() {
   const { device: ref } = useParams({ from: '/shell/devices/$device' });
   const device = useQuery({
@@ -128,6 +132,7 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Tab value="credentials">Credentials</Tabs.Tab>
           <Tabs.Tab value="ports">Ports</Tabs.Tab>
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
+          {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
           <VariablesEditor owner={owner} canWrite={can('device.variable.write')} />
@@ -150,6 +155,11 @@ function DeviceView({ device }: { device: Device }) {
         {device.attributes && (
           <Tabs.Panel value="inventory" pt="sm">
             <Code block>{JSON.stringify(device.attributes, null, 2)}</Code>
+          </Tabs.Panel>
+        )}
+        {can('device.ssh') && (
+          <Tabs.Panel value="terminal" pt="sm">
+            <DeviceTerminal device={device} />
           </Tabs.Panel>
         )}
       </Tabs>
