@@ -47,8 +47,9 @@ async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD
   await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
 }
 
-/** What the terminal shows, one line per row. */
-const screen = (page: Page) => page.locator('.xterm-rows').innerText();
+/** What the terminal shows, one line per row (xterm.js's DOM renderer draws a row as a div). */
+const screen = async (page: Page) =>
+  (await page.locator('.xterm-rows > div').allTextContents()).join('\n').replaceAll('\u00a0', ' ');
 
 test('a command typed into the web terminal runs on the device and its output comes back', async ({
   page,
