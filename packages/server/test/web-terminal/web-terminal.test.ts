@@ -3,7 +3,7 @@
  * agent (in-process, over real sockets) running real shells in ptys, on SQLite and on PostgreSQL.
  */
 import type { Agent } from '@fleetgate/agent';
-import { enrollAgent, removeTemporaryDirs, waitFor } from '@fleetgate/agent/test/helpers.ts';
+import { enrollAgent, removeTemporaryDirs, temporaryDir, waitFor } from '@fleetgate/agent/test/helpers.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_EMAIL } from '../harness.ts';
@@ -31,6 +31,8 @@ describe('web terminal', () => {
   let viewerToken: string;
   let betaToken: string;
   let operatorId: number;
+  let provisioningKey: string;
+  const agents: Agent[] = [];
 
   const api = async (method: string, url: string, body?: unknown, token = server.adminToken) => {
     const answer = await requestJson(`${server.url}${url}`, { method, body, token });
@@ -40,6 +42,14 @@ describe('web terminal', () => {
   };
   const login = async (email: string, password: string) =>
     (await api('POST', '/api/v1/auth/login', { email, password }, '')).token as string;
+  /**
+   * The device's shells start in an empty home: a login shell reads ~/.profile, and this machine's (pyenv init)
+   * can wait many seconds on a lock other processes hold, which is no part of what is tested here.
+   */
+  const device = () => ({
+    agentVersion: '0.1.0-terminal',
+    baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: temporaryDir(), LANG: 'C.UTF-8' },
+  });
   const terminalUrl = (query = '') =>
     `${server.url.replace(/^http/, 'ws')}/api/v1/devices/${uuid}/terminal${query}`;
 
@@ -105,10 +115,11 @@ describe('web terminal', () => {
       defaultDeviceType: 'generic-amd64',
     });
     const { key } = await api('POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'terminal' });
+    provisioningKey = key;
     ({ agent, uuid } = await enrollAgent(
       server.url,
       key,
-      { agentVersion: '0.1.0-terminal' },
+      device(),
       async (id) => (await api('GET', `/api/v1/devices/${id}`)).status === 'online',
     ));
     const operator = await api('POST', '/api/v1/orgs/1/members', {
@@ -129,7 +140,7 @@ describe('web terminal', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await agent?.stop();
+    await Promise.all([agent, ...agents].map((a) => a?.stop()));
     await server?.close();
     removeTemporaryDirs();
   });
@@ -269,5 +280,25 @@ describe('web terminal', () => {
     expect(closed.reason).toMatch(/offline|reset/);
     await waitFor(async () => (await api('GET', `/api/v1/devices/${uuid}`)).status === 'offline');
     expect(await refusal(open(bearer(server.adminToken)))).toEqual({ status: 503, code: 'unavailable' });
+  });
+
+  it('ends when the server stops, saying so', async () => {
+    const second = await enrollAgent(
+      server.url,
+      provisioningKey,
+      device(),
+      async (id) => (await api('GET', `/api/v1/devices/${id}`)).status === 'online',
+    );
+    agents.push(second.agent);
+    uuid = second.uuid;
+    const terminal = await open(bearer(server.adminToken));
+    terminal.type('echo up\r');
+    await terminal.read(/^up\r?$/m);
+    // The tunnels close first when a server stops: the terminal must not blame the device.
+    await server.server.close();
+    expect(await terminal.closed).toEqual({
+      code: 1001,
+      reason: 'the server is stopping: reconnect in a moment',
+    });
   });
 });

@@ -138,7 +138,7 @@ export function registerWebTerminal(
       await session.relay(socket);
       return;
     }
-    const terminal = new TerminalSocket(ws);
+    const terminal = new TerminalSocket(ws, stopping);
     if (recorder) terminal.record(recorder);
     terminal.event({ type: 'session', id: session.id });
     await session.relay(terminal).catch((err: unknown) => {

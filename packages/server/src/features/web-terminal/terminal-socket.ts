@@ -41,7 +41,14 @@ export class TerminalSocket extends Duplex {
   private recorder: SessionRecorder | undefined;
   private readonly pinger: NodeJS.Timeout;
 
-  constructor(private readonly ws: WebSocket) {
+  /**
+   * @param stopping whether the server is on its way out: its tunnels close first, and the sessions they carried
+   *   end because of that, not because their devices went offline.
+   */
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly stopping: () => boolean,
+  ) {
     super({ allowHalfOpen: true });
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     // ws closes the socket after an error (a frame over maxPayload, a protocol violation): 'close' follows.
@@ -197,7 +204,9 @@ export class TerminalSocket extends Duplex {
     this.recorder?.finish();
     clearInterval(this.pinger);
     if (!this.socketDone) {
-      const { code, reason } = whyEnded(error);
+      const { code, reason } = this.stopping()
+        ? { code: TerminalCloseCode.serverStopping, reason: 'the server is stopping: reconnect in a moment' }
+        : whyEnded(error);
       this.finishWith({ type: 'ended', reason }, code, reason);
     }
     callback(error);
@@ -238,6 +247,5 @@ function whyEnded(error: Error | null): { code: TerminalCloseCodeValue; reason: 
   const message = error?.message ?? 'the session ended';
   if (message.startsWith('terminated by')) return { code: TerminalCloseCode.terminated, reason: message };
   if (message.startsWith('access revoked')) return { code: TerminalCloseCode.accessRevoked, reason: message };
-  if (message === 'the server stopped') return { code: TerminalCloseCode.serverStopping, reason: message };
   return { code: TerminalCloseCode.deviceGone, reason: message };
 }
