@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import {
   ADMIN_EMAIL,
@@ -18,13 +21,17 @@ test.describe.configure({ mode: 'serial' });
 let fg: Fleetgate;
 let agent: Agent;
 let uuid: string;
+let home: string;
 
 test.beforeAll(async () => {
   fg = await startFleetgate();
   const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'terminal-fleet' });
   expect(fleet.status).toBe(201);
   const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'terminal' });
-  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'workbench-pi');
+  // The device's shells start in an empty home: a login shell reads ~/.profile, and this machine's (pyenv init)
+  // can wait many seconds on a lock other processes hold.
+  home = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-home-'));
+  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'workbench-pi', { HOME: home });
   uuid = await agent.uuid();
   await expect
     .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
@@ -37,6 +44,7 @@ test.beforeAll(async () => {
 test.afterAll(async () => {
   await agent?.stop();
   await fg?.stop();
+  if (home) fs.rmSync(home, { recursive: true, force: true });
 });
 
 async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
