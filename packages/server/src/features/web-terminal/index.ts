@@ -98,8 +98,9 @@ export function registerWebTerminal(
       throw badRequest('not a WebSocket handshake (Sec-WebSocket-Version 13 and a Sec-WebSocket-Key)');
     const text = match[1] ?? '';
     if (!/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text)) throw notFound('device');
-    const size = sizeOf(request);
     const actor = await personOf(request, auth);
+    // After authentication, as at the HTTP edge: an anonymous caller learns nothing of what it sent.
+    const size = sizeOf(request);
     const session = await router.open({
       // Authenticated for this request just now: the router need not read the person again.
       caller: { actor, current: true },
@@ -147,7 +148,7 @@ export function registerWebTerminal(
   });
 
   app.addHook('preClose', async () => {
-    // Sessions still open are ended (and their sockets closed with `serverStopping`) by the sessions feature.
+    // Terminals still open end with their streams as the tunnels close, saying the server is stopping (1001).
     wss.close();
   });
 }
