@@ -74,7 +74,9 @@ function TerminalSession({ device, reconnect }: { device: Device; reconnect: () 
           connection = undefined;
           disconnect.current = undefined;
           if (leaving) return;
-          terminal.options.cursorBlink = false;
+          // A dead terminal takes no more input and shows no cursor.
+          terminal.options.disableStdin = true;
+          terminal.write('\x1b[?25l');
           if (disconnected) {
             setState({ kind: 'closed' });
             return;
@@ -166,6 +168,8 @@ function TerminalSession({ device, reconnect }: { device: Device; reconnect: () 
 }
 
 function describeEnd(end: TerminalEnd): string {
+  // The explanation is on its way (see explainRefusal).
+  if (end.refused) return 'Finding out why…';
   if (end.exit && 'code' in end.exit) return `The shell exited with code ${end.exit.code}.`;
   if (end.exit) return `The shell was ended by signal ${end.exit.signal}.`;
   return `${end.reason.charAt(0).toUpperCase()}${end.reason.slice(1)}.`;

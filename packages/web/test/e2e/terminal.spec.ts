@@ -122,3 +122,16 @@ test('a viewer gets no terminal on the device page', async ({ page }) => {
   await expect(page.getByRole('tab', { name: 'Sessions' })).toBeVisible();
   await expect(page.getByRole('tab', { name: 'Terminal' })).toHaveCount(0);
 });
+
+test('a device that is offline gets an explanation instead of a terminal', async ({ page }) => {
+  await agent.stop();
+  await expect
+    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, { timeout: 30_000 })
+    .toBe('offline');
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('The terminal could not be opened', { exact: true })).toBeVisible();
+  await expect(page.getByText(/The device is offline/)).toBeVisible();
+  await inspectPage(page, 'device-terminal-offline');
+});
