@@ -4,6 +4,7 @@ import {
   Card,
   Code,
   Group,
+  Loader,
   Modal,
   Progress,
   Select,
@@ -18,19 +19,23 @@ import {
 } from '@mantine/core';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useParams } from '@tanstack/react-router';
-import { type FormEvent, type ReactNode, useState } from 'react';
+import { type FormEvent, lazy, type ReactNode, Suspense, useState } from 'react';
 import { api, type Device, data } from '../api/client.ts';
 import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan, useOrg } from '../session/session.ts';
 import { TagsEditor } from '../tags/TagsEditor.tsx';
-import { DeviceTerminal } from '../terminal/DeviceTerminal.tsx';
 import { Confirm } from '../ui/Confirm.tsx';
 import { ago, bytes, duration, when } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
 import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge } from '../ui/StatusBadge.tsx';
 import { VariablesEditor } from '../variables/VariablesEditor.tsx';
+
+// xterm.js is most of a terminal's weight: fetched when the Terminal tab first opens.
+const DeviceTerminal = lazy(() =>
+  import('../terminal/DeviceTerminal.tsx').then((module) => ({ default: module.DeviceTerminal })),
+);
 
 /**
  * One device: identity, status and connections, its last state report, tags, variables, credentials, sessions,
@@ -159,7 +164,9 @@ function DeviceView({ device }: { device: Device }) {
         )}
         {can('device.ssh') && (
           <Tabs.Panel value="terminal" pt="sm">
-            <DeviceTerminal device={device} />
+            <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
+              <DeviceTerminal device={device} />
+            </Suspense>
           </Tabs.Panel>
         )}
       </Tabs>
