@@ -84,6 +84,31 @@ test('a command typed into the web terminal runs on the device and its output co
   await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
 });
 
+test('the terminal follows the window: stty size changes when the window shrinks', async ({ page }) => {
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+  await page.getByTestId('terminal').click();
+  const size = async () => {
+    await page.keyboard.type('clear; stty size');
+    await page.keyboard.press('Enter');
+    let answer: string[] = [];
+    await expect
+      .poll(async () => {
+        answer = /^(\d+) (\d+)\s*$/m.exec(await screen(page))?.slice(1) ?? [];
+        return answer.length;
+      })
+      .toBe(2);
+    return answer.map(Number) as [number, number];
+  };
+  const [rows, cols] = await size();
+  expect(cols).toBeGreaterThan(80);
+  await page.setViewportSize({ width: 900, height: 700 });
+  await expect.poll(async () => (await size())[1]).toBeLessThan(cols);
+  expect((await size())[0]).toBeLessThan(rows);
+});
+
 test('an administrator ends the session from the sessions page and the terminal says so', async ({
   page,
   browser,
