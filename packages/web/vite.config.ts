@@ -15,5 +15,6 @@ export default defineConfig({
     reportCompressedSize: false,
     chunkSizeWarningLimit: 1024,
   },
-  server: { proxy: { '/api': 'http://127.0.0.1:8080' } },
+  // `ws`: the web terminal's WebSocket goes through too.
+  server: { proxy: { '/api': { target: 'http://127.0.0.1:8080', ws: true } } },
 });

@@ -85,7 +85,12 @@ export function runAgent(
 export async function enrollAgent(
   serverUrl: string,
   provisioningKey: string,
-  options: { agentVersion: string; allowedPorts?: number[] },
+  options: {
+    agentVersion: string;
+    allowedPorts?: number[];
+    /** The environment of commands and shells the agent runs (default: PATH, HOME and LANG=C of this process). */
+    baseEnv?: Record<string, string>;
+  },
   online: (uuid: string) => Promise<boolean>,
 ): Promise<{ agent: Agent; uuid: string }> {
   const agent = new Agent({
@@ -94,7 +99,7 @@ export async function enrollAgent(
       ...(options.allowedPorts ? { allowedPorts: options.allowedPorts } : {}),
     }),
     agentVersion: options.agentVersion,
-    baseEnv: shellEnv,
+    baseEnv: options.baseEnv ?? shellEnv,
     log: createLogger((process.env.FLEETGATE_TEST_LOG_LEVEL as 'debug' | undefined) ?? 'silent'),
   });
   const credentials = await agent.enroll();

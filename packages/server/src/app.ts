@@ -35,6 +35,7 @@ import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariables } from './features/variables/index.ts';
+import { registerWebTerminal } from './features/web-terminal/index.ts';
 import { registerWebUi } from './features/web-ui/index.ts';
 import type { Config } from './infra/config/index.ts';
 import { type DatabaseHandle, databaseReady } from './infra/db/index.ts';
@@ -131,11 +132,13 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerLiveEvents(app, deps);
   // Devices' tunnels (an upgrade endpoint).
   registerTunnel(app, tunnels);
-  // The HTTP CONNECT proxy and the SSH gateway (with its session recordings), each on its own listener
+  // The HTTP CONNECT proxy and the SSH gateway, each on its own listener
   // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
   registerConnectProxy(app, deps, streams, auth);
   registerSshGateway(app, deps, streams, auth);
   registerOpenSsh(app, deps, streams, tunnels, auth);
+  // The web terminal (an upgrade endpoint), for the admin web UI.
+  registerWebTerminal(app, deps, streams, auth, () => tunnels.stopping);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

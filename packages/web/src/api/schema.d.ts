@@ -3831,6 +3831,119 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{orgId}/session-recording": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether the organization's shell sessions are recorded */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    orgId: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            orgId: number;
+                            /** @description shell sessions (SSH gateway, web terminal) are recorded (asciicast v2) */
+                            enabled: boolean;
+                        };
+                    };
+                };
+            };
+        };
+        /** Turn recording of the organization's shell sessions on or off (admins) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    orgId: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        enabled: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            orgId: number;
+                            /** @description shell sessions (SSH gateway, web terminal) are recorded (asciicast v2) */
+                            enabled: boolean;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{sessionId}/recording": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The recording of a shell session, as asciicast v2 (application/x-asciicast: a JSON header line, then [seconds, "o" | "r", data] lines); replay it with `fleetgate sessions play <id>` or asciinema */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description session id (from GET /api/v1/sessions) */
+                    sessionId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description asciicast v2 text */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": string;
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit": {
         parameters: {
             query?: never;
@@ -3962,119 +4075,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/orgs/{orgId}/session-recording": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Whether the organization's shell sessions are recorded */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    orgId: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            orgId: number;
-                            /** @description shell sessions through the SSH gateway are recorded (asciicast v2) */
-                            enabled: boolean;
-                        };
-                    };
-                };
-            };
-        };
-        /** Turn recording of the organization's shell sessions on or off (admins) */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    orgId: number;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        enabled: boolean;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            orgId: number;
-                            /** @description shell sessions through the SSH gateway are recorded (asciicast v2) */
-                            enabled: boolean;
-                        };
-                    };
-                };
-            };
-        };
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/sessions/{sessionId}/recording": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The recording of a shell session, as asciicast v2 (application/x-asciicast: a JSON header line, then [seconds, "o" | "r", data] lines); replay it with `fleetgate sessions play <id>` or asciinema */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description session id (from GET /api/v1/sessions) */
-                    sessionId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description asciicast v2 text */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": string;
-                    };
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/ssh/authorized-keys": {
         parameters: {
             query?: never;
@@ -4113,6 +4113,85 @@ export interface paths {
                                 /** @description SHA256:… as OpenSSH prints it (sshd `%f`) */
                                 fingerprint: string;
                             }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device}/terminal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open a terminal on the device (WebSocket), or ask whether I may
+         * @description With `Connection: Upgrade` and `Upgrade: websocket`, a shell on the device in a pty (xterm-256color), as `ssh <login>+<device>@gw` gives: operators and above (viewers get 403), through the agent's exec service; 503 when the device is offline. `?cols=&rows=` set the initial size (default 80×24, at most 1000). Signed in by the session cookie, the upgrade must come from this origin (`Origin`); scripts send `Authorization: Bearer`. Frames: binary both ways is the terminal's bytes (at most 65536 bytes a frame from the client); the client sends text `{"type":"resize","cols":N,"rows":N}`; the server sends text `{"type":"session","id"}` first, then `{"type":"exit","code"|"signal"}` or `{"type":"ended","reason"}` last, and closes with 1000 (exited), 1001 (server stopping), 1007 (invalid message), 1009 (frame too big), 4000 (ended by an administrator), 4001 (access revoked) or 4002 (device gone offline). The session is listed in `/api/v1/sessions` (surface `terminal`) and recorded when the organization records sessions. Without the upgrade: whether I may, and whether it would be recorded.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            device: {
+                                id: number;
+                                uuid: string;
+                                name: string;
+                            };
+                            /** @description the organization records shell sessions: the terminal's output is kept */
+                            recorded: boolean;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
                         };
                     };
                 };

@@ -4,6 +4,7 @@ import {
   Card,
   Code,
   Group,
+  Loader,
   Modal,
   Progress,
   Select,
@@ -18,7 +19,7 @@ import {
 } from '@mantine/core';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useParams } from '@tanstack/react-router';
-import { type FormEvent, type ReactNode, useState } from 'react';
+import { type FormEvent, lazy, type ReactNode, Suspense, useState } from 'react';
 import { api, type Device, data } from '../api/client.ts';
 import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
@@ -31,7 +32,15 @@ import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge } from '../ui/StatusBadge.tsx';
 import { VariablesEditor } from '../variables/VariablesEditor.tsx';
 
-/** One device: identity, status and connections, its last state report, tags, variables, credentials, sessions. */
+// xterm.js is most of a terminal's weight: fetched when the Terminal tab first opens.
+const DeviceTerminal = lazy(() =>
+  import('../terminal/DeviceTerminal.tsx').then((module) => ({ default: module.DeviceTerminal })),
+);
+
+/**
+ * One device: identity, status and connections, its last state report, tags, variables, credentials, sessions,
+ * and a terminal for those who may open a shell on it.
+ */
 export function DevicePage() {
   const { device: ref } = useParams({ from: '/shell/devices/$device' });
   const device = useQuery({
@@ -128,6 +137,7 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Tab value="credentials">Credentials</Tabs.Tab>
           <Tabs.Tab value="ports">Ports</Tabs.Tab>
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
+          {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
           <VariablesEditor owner={owner} canWrite={can('device.variable.write')} />
@@ -150,6 +160,13 @@ function DeviceView({ device }: { device: Device }) {
         {device.attributes && (
           <Tabs.Panel value="inventory" pt="sm">
             <Code block>{JSON.stringify(device.attributes, null, 2)}</Code>
+          </Tabs.Panel>
+        )}
+        {can('device.ssh') && (
+          <Tabs.Panel value="terminal" pt="sm">
+            <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
+              <DeviceTerminal device={device} />
+            </Suspense>
           </Tabs.Panel>
         )}
       </Tabs>

@@ -39,6 +39,7 @@ const surfaces = [
   { value: 'ssh', label: 'ssh (gateway)' },
   { value: 'openssh', label: 'openssh (bastion)' },
   { value: 'connect', label: 'connect (proxy)' },
+  { value: 'terminal', label: 'terminal (web)' },
 ];
 
 /** People's sessions to the organization's devices: live ones (which admins may end) and the record of past ones. */
@@ -209,7 +210,9 @@ export function SessionsPage() {
                               End
                             </Button>
                           )}
-                          {s.surface === 'ssh' && <RecordingDownload session={s} />}
+                          {(s.surface === 'ssh' || s.surface === 'terminal') && (
+                            <RecordingDownload session={s} />
+                          )}
                         </Group>
                       </Table.Td>
                     </Table.Tr>

@@ -112,11 +112,15 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-/** A real `fleetgate-agent run`, enrolling with a provisioning key or a key pair (Mender style). */
+/**
+ * A real `fleetgate-agent run`, enrolling with a provisioning key or a key pair (Mender style); `env` is added to
+ * its environment (which the shells it runs inherit).
+ */
 export function startAgent(
   serverUrl: string,
   enrollment: { provisioningKey: string } | { keyPair: { identity: Record<string, string> } },
   name?: string,
+  env: Record<string, string> = {},
 ): Agent {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-agent-'));
   const envFile = path.join(dataDir, 'variables.env');
@@ -138,6 +142,7 @@ export function startAgent(
   let output = '';
   const child: ChildProcess = spawn(process.execPath, [agentBin, 'run', '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));

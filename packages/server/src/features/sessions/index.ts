@@ -1,6 +1,7 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { currentServicePrincipal, currentUserPrincipal } from '../auth/service.ts';
+import { registerRecordingRoutes } from './recording-routes.ts';
 import { registerSessionRoutes } from './routes.ts';
 import {
   type AccessNow,
@@ -10,6 +11,11 @@ import {
   recheckLiveSessions,
 } from './service.ts';
 
+export {
+  type RecordingStart,
+  recordsSessions,
+  SessionRecorder,
+} from './recording.ts';
 export {
   type DeviceReach,
   type LiveSessionHandle,
@@ -47,7 +53,8 @@ const DEVICE_REACH_CHANGES = new Set(['device.update', 'device.ports.set', 'devi
 const EXPIRY_CHECK_MS = 60_000;
 
 /**
- * The sessions API (`GET /api/v1/sessions`, `…/:sessionId`, `POST …/:sessionId/terminate`); live sessions checked
+ * The sessions API (`GET /api/v1/sessions`, `…/:sessionId`, `POST …/:sessionId/terminate`), shell sessions'
+ * recordings (`…/:sessionId/recording`, and each organization's setting); live sessions checked
  * again after every change to people's access or to devices' reach (and every minute, for credentials that
  * expire), and ended when their person lost it, the device moved out of it or the port left its allow-list, or
  * the service key that opened them for the person no longer holds; and, when the app closes, the end of every
@@ -61,6 +68,7 @@ export function registerSessions(
   deviceReach: (deviceId: number) => Promise<DeviceReach | undefined>,
 ): void {
   registerSessionRoutes(app, deps);
+  registerRecordingRoutes(app, deps);
   const now: AccessNow = {
     person: (principal) => currentUserPrincipal(deps.db, principal),
     service: (principal) => currentServicePrincipal(deps.db, principal),

@@ -6,7 +6,7 @@ import {
   encodeExecMessage,
 } from '@fleetgate/protocol';
 import type { ServerChannel } from 'ssh2';
-import type { SessionRecorder } from './recording.ts';
+import type { SessionRecorder } from '../sessions/index.ts';
 
 /**
  * The SSH session channel's end of an exec stream: a Duplex that `StreamSession.relay` bridges to the device's

@@ -3,7 +3,6 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import type { StreamRouter } from '../remote-access/index.ts';
 import { SshGateway } from './gateway.ts';
-import { registerSshGatewayRoutes } from './routes.ts';
 
 export { SshGateway, type SshGatewayOptions } from './gateway.ts';
 export { hostKeysDir, loadHostKeys } from './host-keys.ts';
@@ -17,7 +16,7 @@ declare module 'fastify' {
 }
 
 /**
- * The SSH gateway and its routes (session recording). The gateway listens when `startServer` tells it to
+ * The SSH gateway. It listens when `startServer` tells it to
  * (in-process tests that never listen do not open an SSH port) and stops when the app closes.
  */
 export function registerSshGateway(
@@ -28,7 +27,6 @@ export function registerSshGateway(
 ): void {
   const gateway = new SshGateway(deps, router, auth, { authTimeoutMs: deps.config.sshAuthTimeoutMs });
   app.decorate('sshGateway', gateway);
-  registerSshGatewayRoutes(app, deps);
   app.addHook('preClose', async () => {
     await gateway.close();
   });

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -84,8 +84,8 @@ export interface HttpOptions {
  */
 export const SESSION_COOKIE = 'fleetgate_session';
 
-/** The value of cookie `name` in the request's `Cookie` header, or undefined. */
-export function cookieOf(request: FastifyRequest, name: string): string | undefined {
+/** The value of cookie `name` in the request's `Cookie` header, or undefined (a route's or an upgrade's request). */
+export function cookieOf(request: { headers: IncomingHttpHeaders }, name: string): string | undefined {
   const header = request.headers.cookie;
   if (!header) return undefined;
   for (const part of header.split(';')) {
@@ -108,9 +108,11 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * in by the cookie must come from fleetgate's own pages. Browsers say where a request comes from in
  * `Sec-Fetch-Site` (all current ones) and `Origin` (every cross-origin and every non-GET fetch); a write whose
  * origin is not this host, or that says neither, is refused. `SameSite=Strict` already keeps the cookie off
- * cross-site requests in current browsers; this check does not rely on it.
+ * cross-site requests in current browsers; this check does not rely on it. Upgrades signed in by the cookie
+ * (the web terminal's WebSocket) take the same check: browsers send `Origin` with every WebSocket handshake,
+ * and other sites' pages may open WebSockets to any host (cross-site WebSocket hijacking).
  */
-export function assertSameOrigin(request: FastifyRequest): void {
+export function assertSameOrigin(request: { headers: IncomingHttpHeaders }): void {
   const site = request.headers['sec-fetch-site'];
   const origin = request.headers.origin;
   let originHost: string | undefined;

@@ -6,10 +6,11 @@ import { getSessionRecording, getSessionRecordingSetting, setSessionRecordingSet
 
 const settingSchema = z.object({
   orgId: z.number(),
-  enabled: z.boolean().describe('shell sessions through the SSH gateway are recorded (asciicast v2)'),
+  enabled: z.boolean().describe('shell sessions (SSH gateway, web terminal) are recorded (asciicast v2)'),
 });
 
-export function registerSshGatewayRoutes(app: TypedApp, deps: ServiceDeps): void {
+/** Recording settings per organization and recordings per session (see recording.ts). */
+export function registerRecordingRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['remote access'];
   app.get(
     '/api/v1/orgs/:orgId/session-recording',

@@ -3,13 +3,12 @@ import { type Actor, authorize } from '../../infra/access/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { setOrgSessionRecording } from '../orgs/service.ts';
-import { getSession } from '../sessions/service.ts';
+import { getSession } from './service.ts';
 
 /**
  * Session recording (asciicast v2, https://docs.asciinema.org/manual/asciicast/v2/): when an organization turns
- * it on, the terminal output of every shell session opened through the SSH gateway is kept, linked to the
- * session (features/sessions) by its id, for `GET /api/v1/sessions/:id/recording` and
- * `fleetgate sessions play <id>`.
+ * it on, the terminal output of every shell session — through the SSH gateway or the web terminal — is kept,
+ * linked to the session by its id, for `GET /api/v1/sessions/:id/recording` and `fleetgate sessions play <id>`.
  *
  * Stored in the database (rows of JSON lines, appended about once a second), so every instance of a server
  * behind one PostgreSQL can serve every recording. A recording stops growing at `MAX_RECORDING_BYTES` and is
@@ -62,7 +61,7 @@ export async function setSessionRecordingSetting(
   );
 }
 
-/** Whether the organization records shell sessions (no authorization: for the gateway). */
+/** Whether the organization records shell sessions (no authorization: for the surfaces that open them). */
 export async function recordsSessions(deps: ServiceDeps, orgId: number): Promise<boolean> {
   const row = await deps.db
     .selectFrom('organizations')
@@ -95,7 +94,7 @@ export async function getSessionRecording(
   return chunks.map((c) => c.data).join('');
 }
 
-/** What the gateway knows when a recorded shell starts. */
+/** What a surface knows when a recorded shell starts. */
 export interface RecordingStart {
   sessionId: string;
   orgId: number;

@@ -1,0 +1,162 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect, type Page, test } from '@playwright/test';
+import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
+  type Agent,
+  type Fleetgate,
+  inspectPage,
+  startAgent,
+  startFleetgate,
+} from './fleetgate.ts';
+
+/**
+ * The web terminal on the device page, in Debian's Chromium over plain HTTP on 127.0.0.1, to a real agent's shell:
+ * typed commands and their output, the end of a session an administrator terminated, and no terminal for a viewer.
+ */
+test.describe.configure({ mode: 'serial' });
+
+let fg: Fleetgate;
+let agent: Agent;
+let uuid: string;
+let home: string;
+
+test.beforeAll(async () => {
+  fg = await startFleetgate();
+  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'terminal-fleet' });
+  expect(fleet.status).toBe(201);
+  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'terminal' });
+  // The device's shells start in an empty home: a login shell reads ~/.profile, and this machine's (pyenv init)
+  // can wait many seconds on a lock other processes hold.
+  home = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-home-'));
+  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'workbench-pi', { HOME: home });
+  uuid = await agent.uuid();
+  await expect
+    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
+      message: `the agent never came online:\n${agent.output()}`,
+      timeout: 30_000,
+    })
+    .toBe('online');
+});
+
+test.afterAll(async () => {
+  await agent?.stop();
+  await fg?.stop();
+  if (home) fs.rmSync(home, { recursive: true, force: true });
+});
+
+async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
+  await page.goto(`${fg.url}/sign-in`);
+  await page.getByLabel('E-mail').fill(email);
+  await page.getByRole('textbox', { name: 'Password' }).fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
+}
+
+/** What the terminal shows, one line per row (xterm.js's DOM renderer draws a row as a div). */
+const screen = async (page: Page) =>
+  (await page.locator('.xterm-rows > div').allTextContents()).join('\n').replaceAll('\u00a0', ' ');
+
+test('a command typed into the web terminal runs on the device and its output comes back', async ({
+  page,
+}) => {
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+  await page.getByTestId('terminal').click();
+  await page.keyboard.type('uname -a; echo $((6*7))');
+  await page.keyboard.press('Enter');
+  await expect.poll(() => screen(page)).toMatch(/^42\s*$/m);
+  await expect.poll(() => screen(page)).toMatch(/^Linux /m);
+  // UTF-8 both ways: typed, echoed by the shell, printed back.
+  await page.keyboard.type('echo "grüße ✓"');
+  await page.keyboard.press('Enter');
+  await expect.poll(() => screen(page)).toMatch(/^grüße ✓\s*$/m);
+  await inspectPage(page, 'device-terminal');
+
+  await page.keyboard.type('exit 7');
+  await page.keyboard.press('Enter');
+  await expect(page.getByText('The shell exited with code 7.')).toBeVisible();
+  await page.getByRole('button', { name: 'Open a new session' }).click();
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+});
+
+test('the terminal follows the window: stty size changes when the window shrinks', async ({ page }) => {
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+  await page.getByTestId('terminal').click();
+  const size = async () => {
+    await page.keyboard.type('clear; stty size');
+    await page.keyboard.press('Enter');
+    let answer: string[] = [];
+    await expect
+      .poll(async () => {
+        answer = /^(\d+) (\d+)\s*$/m.exec(await screen(page))?.slice(1) ?? [];
+        return answer.length;
+      })
+      .toBe(2);
+    return answer.map(Number) as [number, number];
+  };
+  const [rows, cols] = await size();
+  expect(cols).toBeGreaterThan(80);
+  await page.setViewportSize({ width: 900, height: 700 });
+  await expect.poll(async () => (await size())[1]).toBeLessThan(cols);
+  expect((await size())[0]).toBeLessThan(rows);
+});
+
+test('an administrator ends the session from the sessions page and the terminal says so', async ({
+  page,
+  browser,
+}) => {
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+
+  const adminContext = await browser.newContext();
+  const admin = await adminContext.newPage();
+  await signIn(admin);
+  await admin.goto(`${fg.url}/sessions`);
+  // The first test's sessions have ended: the one live terminal session is this page's.
+  await expect
+    .poll(async () => {
+      const listed = await fg.api('GET', '/api/v1/sessions?surface=terminal');
+      return listed.body.items.filter((s: { live: boolean }) => s.live).length;
+    })
+    .toBe(1);
+  await admin.getByRole('button', { name: `End ${ADMIN_EMAIL}'s session to workbench-pi` }).click();
+  await admin.getByRole('dialog').getByRole('button', { name: 'End session' }).click();
+  await expect(admin.getByText(/Ended .* terminal session to workbench-pi/)).toBeVisible();
+  await adminContext.close();
+
+  await expect(page.getByText('Ended by an administrator')).toBeVisible();
+  await expect(page.getByText(`Terminated by ${ADMIN_EMAIL}.`)).toBeVisible();
+  await inspectPage(page, 'device-terminal-ended');
+});
+
+test('a viewer gets no terminal on the device page', async ({ page }) => {
+  const added = await fg.api('POST', '/api/v1/orgs/1/members', { email: 'viewer@e2e.test', role: 'viewer' });
+  expect(added.status).toBe(201);
+  await signIn(page, 'viewer@e2e.test', added.body.password);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await expect(page.getByRole('tab', { name: 'Sessions' })).toBeVisible();
+  await expect(page.getByRole('tab', { name: 'Terminal' })).toHaveCount(0);
+});
+
+test('a device that is offline gets an explanation instead of a terminal', async ({ page }) => {
+  await agent.stop();
+  await expect
+    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, { timeout: 30_000 })
+    .toBe('offline');
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('The terminal could not be opened', { exact: true })).toBeVisible();
+  await expect(page.getByText(/The device is offline/)).toBeVisible();
+  await inspectPage(page, 'device-terminal-offline');
+});
