@@ -116,11 +116,19 @@ export async function startSshd(
       'ListenAddress 127.0.0.1',
       `HostKey ${hostKey}`,
       `PidFile ${path.join(dir, 'sshd.pid')}`,
+      // Sessions get a HOME without dotfiles: this machine's ~/.bashrc (pyenv) must not decide a test.
+      `SetEnv HOME=${emptyHome(dir)}`,
       ...settings,
       '',
     ].join('\n'),
   );
   return spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
+}
+
+function emptyHome(dir: string): string {
+  const home = path.join(dir, 'sshd-home');
+  fs.mkdirSync(home, { recursive: true });
+  return home;
 }
 
 /** Resolves once 127.0.0.1:`port` accepts connections; throws after 10 s. */

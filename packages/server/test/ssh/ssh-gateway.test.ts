@@ -146,8 +146,11 @@ describe('SSH gateway with OpenSSH clients', () => {
   it('ssh -J reaches the device sshd by uuid, uuid prefix, <uuid>.devices and name', async () => {
     for (const target of [uuid, uuid.slice(0, 8), `${uuid}.devices`, 'kitchen-pi']) {
       const answer = await jump(adminKey, 'admin', target, sshdPort, ['echo', 'hello-from', '$((6*7))']);
-      expect(answer.stdout).toBe('hello-from 42\n');
-      expect(answer.code).toBe(0);
+      // A failure shows what ssh said.
+      expect(answer, `ssh -J to ${target}: ${answer.stderr}`).toMatchObject({
+        code: 0,
+        stdout: 'hello-from 42\n',
+      });
     }
   });
 
