@@ -1,31 +1,18 @@
-import { Duplex } from 'node:stream';
-import {
-  type ExecClientMessage,
-  ExecDecoder,
-  type ExecExitStatus,
-  encodeExecMessage,
-} from '@fleetgate/protocol';
+import type { ExecExitStatus } from '@fleetgate/protocol';
 import type { ServerChannel } from 'ssh2';
-import type { SessionRecorder } from '../sessions/index.ts';
+import { type ExecOutput, ExecPeer } from '../remote-access/index.ts';
 
 /**
- * The SSH session channel's end of an exec stream: a Duplex that `StreamSession.relay` bridges to the device's
- * tunnel stream. What the device sends (the exec sub-protocol: stdout, stderr, exit) is decoded onto the channel
- * (data, extended data, exit-status / exit-signal); what the person sends (data, EOF, window changes, signals)
- * is encoded towards the device.
- *
- * Backpressure both ways: device output waits for the channel's 'drain' (the SSH client's window), and the
- * channel is paused while the tunnel stream does not take more (its credit window).
+ * The SSH session channel's end of an exec stream (see `ExecPeer`): the device's output goes to the channel
+ * (data, extended data, then exit-status / exit-signal); the person's data, EOF, window changes and signals go
+ * to the device. Device output waits for the channel's 'drain' (the SSH client's window); the channel is paused
+ * while the tunnel stream does not take more.
  */
-export class ExecChannel extends Duplex {
-  private readonly decoder = new ExecDecoder({ from: 'agent' });
-  private exitStatus: ExecExitStatus | undefined;
-  private channelPaused = false;
+export class ExecChannel extends ExecPeer {
   private channelClosed = false;
-  private recorder: SessionRecorder | undefined;
 
   constructor(private readonly channel: ServerChannel) {
-    super({ allowHalfOpen: true });
+    super();
     channel.on('data', (data: Buffer) => this.send({ type: 'stdin', data }));
     // The person's EOF: the command's stdin ends (a terminal ignores it). Not our end: resizes and signals may
     // still follow, and the device's output goes on until it exits.
@@ -38,42 +25,21 @@ export class ExecChannel extends Duplex {
     });
   }
 
-  /** Records the terminal's output from now on (before the relay starts, so nothing is missed). */
-  record(recorder: SessionRecorder): void {
-    this.recorder = recorder;
+  protected override pauseInput(): void {
+    this.channel.pause();
   }
 
-  /** Sends a message to the device (buffered until the stream is relayed). */
-  send(message: ExecClientMessage): void {
-    if (this.readableEnded || this.destroyed) return;
-    if (message.type === 'resize') this.recorder?.resize(message.cols, message.rows);
-    if (!this.push(encodeExecMessage(message)) && !this.channelPaused) {
-      this.channelPaused = true;
-      this.channel.pause();
-    }
+  protected override resumeInput(): void {
+    this.channel.resume();
   }
 
-  override _read(): void {
-    if (this.channelPaused) {
-      this.channelPaused = false;
-      this.channel.resume();
-    }
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    let messages: ReturnType<ExecDecoder['push']>;
-    try {
-      messages = this.decoder.push(chunk);
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
+  protected override deliver(output: ExecOutput[], done: () => void): void {
     let waiting = 0;
-    let done = false;
+    let settled = false;
     const settle = () => {
-      if (done || waiting > 0) return;
-      done = true;
-      callback();
+      if (settled || waiting > 0) return;
+      settled = true;
+      done();
     };
     const wait = (writable: NodeJS.WritableStream) => {
       waiting += 1;
@@ -87,59 +53,31 @@ export class ExecChannel extends Duplex {
       // A channel that closes never drains: go on, the relay is ending anyway.
       this.channel.on('close', resume);
     };
-    for (const message of messages) {
-      switch (message.type) {
-        case 'stdout':
-          this.recorder?.output(message.data);
-          if (!this.channelClosed && !this.channel.write(message.data)) wait(this.channel);
-          break;
-        case 'stderr':
-          if (!this.channelClosed && !this.channel.stderr.write(message.data)) wait(this.channel.stderr);
-          break;
-        case 'exit':
-          this.exitStatus = message.status;
-          break;
-        case 'stdin':
-        case 'eofStdin':
-        case 'resize':
-        case 'signal':
-          // The decoder only lets the agent's messages through.
-          break;
-      }
+    for (const { type, data } of output) {
+      if (this.channelClosed) break;
+      const to = type === 'stdout' ? this.channel : this.channel.stderr;
+      if (!to.write(data)) wait(to);
     }
     settle();
   }
 
-  /** The device ended the stream (after `exit`): tell the SSH client how the command ended, and close. */
-  override _final(callback: (error?: Error | null) => void): void {
-    try {
-      this.decoder.end();
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    if (!this.channelClosed) {
-      const status = this.exitStatus;
-      if (status && 'code' in status) this.channel.exit(status.code);
-      else if (status) {
-        try {
-          this.channel.exit(status.signal, false, '');
-        } catch {
-          // A signal SSH has no name for: report it as a shell would.
-          this.channel.exit(255);
-        }
+  /** Tells the SSH client how the command ended, and closes the channel. */
+  protected override ended(status: ExecExitStatus | undefined): void {
+    if (this.channelClosed) return;
+    if (status && 'code' in status) this.channel.exit(status.code);
+    else if (status) {
+      try {
+        this.channel.exit(status.signal, false, '');
+      } catch {
+        // A signal SSH has no name for: report it as a shell would.
+        this.channel.exit(255);
       }
-      this.channel.end();
     }
-    this.recorder?.finish();
-    // Our side towards the device ends too, so the relay finishes cleanly both ways.
-    this.push(null);
-    callback();
+    this.channel.end();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.recorder?.finish();
     if (!this.channelClosed) this.channel.close();
-    callback(error);
+    super._destroy(error, callback);
   }
 }

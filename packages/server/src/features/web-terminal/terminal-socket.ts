@@ -1,14 +1,6 @@
-import { Duplex } from 'node:stream';
-import {
-  type ExecClientMessage,
-  ExecDecoder,
-  type ExecExitStatus,
-  encodeExecMessage,
-  StreamError,
-  StreamErrorCode,
-} from '@fleetgate/protocol';
+import { type ExecExitStatus, StreamError, StreamErrorCode } from '@fleetgate/protocol';
 import type { WebSocket } from 'ws';
-import type { SessionRecorder } from '../sessions/index.ts';
+import { type ExecOutput, ExecPeer } from '../remote-access/index.ts';
 import {
   closeReason,
   TerminalCloseCode,
@@ -24,21 +16,14 @@ const SEND_HIGH_WATER = 256 * 1024;
 const PING_INTERVAL_MS = 30_000;
 
 /**
- * The browser's end of an exec stream: a Duplex that `StreamSession.relay` bridges to the device's tunnel stream,
- * as `ExecChannel` is for an SSH channel. What the device sends (the exec sub-protocol: output, exit) goes to the
- * browser as binary frames and a final `exit` frame; what the browser sends (input bytes, resizes, see
- * protocol.ts) is encoded towards the device.
- *
- * Backpressure both ways: device output waits while the browser has more than `SEND_HIGH_WATER` bytes not yet
- * taken, and the WebSocket is paused while the tunnel stream does not take more (its credit window).
+ * The browser's end of an exec stream (see `ExecPeer`), as `ExecChannel` is for an SSH channel: the device's
+ * output goes to the browser as binary frames and a final `exit` frame; what the browser sends (input bytes,
+ * resizes, see protocol.ts) goes to the device. Device output waits while the browser has more than
+ * `SEND_HIGH_WATER` bytes not yet taken; the WebSocket is paused while the tunnel stream does not take more.
  */
-export class TerminalSocket extends Duplex {
-  private readonly decoder = new ExecDecoder({ from: 'agent' });
-  private exitStatus: ExecExitStatus | undefined;
-  private socketPaused = false;
+export class TerminalSocket extends ExecPeer {
   /** The WebSocket is closed or closing: nothing more is sent on it. */
   private socketDone = false;
-  private recorder: SessionRecorder | undefined;
   private readonly pinger: NodeJS.Timeout;
 
   /**
@@ -49,7 +34,7 @@ export class TerminalSocket extends Duplex {
     private readonly ws: WebSocket,
     private readonly stopping: () => boolean,
   ) {
-    super({ allowHalfOpen: true });
+    super();
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     // ws closes the socket after an error (a frame over maxPayload, a protocol violation): 'close' follows.
     ws.on('error', () => {});
@@ -72,11 +57,6 @@ export class TerminalSocket extends Duplex {
       answered = false;
       ws.ping();
     }, PING_INTERVAL_MS).unref();
-  }
-
-  /** Records the terminal's output from now on (before the relay starts, so nothing is missed). */
-  record(recorder: SessionRecorder): void {
-    this.recorder = recorder;
   }
 
   /** Sends a text frame to the browser. */
@@ -112,72 +92,33 @@ export class TerminalSocket extends Duplex {
     }
   }
 
-  /** Sends a message to the device (buffered until the stream is relayed). */
-  private send(message: ExecClientMessage): void {
-    if (this.readableEnded || this.destroyed) return;
-    if (message.type === 'resize') this.recorder?.resize(message.cols, message.rows);
-    if (!this.push(encodeExecMessage(message)) && !this.socketPaused) {
-      this.socketPaused = true;
-      this.ws.pause();
-    }
+  protected override pauseInput(): void {
+    this.ws.pause();
   }
 
-  override _read(): void {
-    if (this.socketPaused) {
-      this.socketPaused = false;
-      this.ws.resume();
-    }
+  protected override resumeInput(): void {
+    this.ws.resume();
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    let messages: ReturnType<ExecDecoder['push']>;
-    try {
-      messages = this.decoder.push(chunk);
-    } catch (error) {
-      callback(error as Error);
+  /** Output waits for the browser only when it is behind: then it is done once what it queued has left. */
+  protected override deliver(output: ExecOutput[], done: () => void): void {
+    if (this.socketDone) {
+      done();
       return;
     }
-    // Output waits for the browser only when it is behind: then this write is done once what it queued has left.
-    let queued = 0;
+    let queued = output.length;
     let waiting = false;
     const sent = () => {
       queued -= 1;
-      if (waiting && queued === 0) callback();
+      if (waiting && queued === 0) done();
     };
-    for (const message of messages) {
-      switch (message.type) {
-        case 'stdout':
-        case 'stderr':
-          this.recorder?.output(message.data);
-          if (!this.socketDone) {
-            queued += 1;
-            this.ws.send(message.data, { binary: true }, sent);
-          }
-          break;
-        case 'exit':
-          this.exitStatus = message.status;
-          break;
-        case 'stdin':
-        case 'eofStdin':
-        case 'resize':
-        case 'signal':
-          // The decoder only lets the agent's messages through.
-          break;
-      }
-    }
-    if (queued === 0 || this.ws.bufferedAmount <= SEND_HIGH_WATER) callback();
+    for (const { data } of output) this.ws.send(data, { binary: true }, sent);
+    if (this.ws.bufferedAmount <= SEND_HIGH_WATER) done();
     else waiting = true;
   }
 
-  /** The device ended the stream (after `exit`): tell the browser how the shell ended, and close. */
-  override _final(callback: (error?: Error | null) => void): void {
-    try {
-      this.decoder.end();
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    const status = this.exitStatus;
+  /** Tells the browser how the shell ended, and closes. */
+  protected override ended(status: ExecExitStatus | undefined): void {
     if (status && 'code' in status) {
       this.finishWith(
         { type: 'exit', code: status.code },
@@ -194,14 +135,9 @@ export class TerminalSocket extends Duplex {
       const reason = 'the device ended the session without an exit status';
       this.finishWith({ type: 'ended', reason }, TerminalCloseCode.deviceGone, reason);
     }
-    this.recorder?.finish();
-    // Our side towards the device ends too, so the relay finishes cleanly both ways.
-    this.push(null);
-    callback();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.recorder?.finish();
     clearInterval(this.pinger);
     if (!this.socketDone) {
       const { code, reason } = this.stopping()
@@ -209,7 +145,7 @@ export class TerminalSocket extends Duplex {
         : whyEnded(error);
       this.finishWith({ type: 'ended', reason }, code, reason);
     }
-    callback(error);
+    super._destroy(error, callback);
   }
 
   /** Bad input from the browser: it is told why, the socket closes and the stream to the device is reset. */
