@@ -120,7 +120,10 @@ test('a recorded web terminal session replays from the sessions page, beside who
 
 test("a device's recorded sessions replay from its page", async ({ page }) => {
   await signIn(page);
-  await page.goto(`${fg.url}/devices/${uuid}`);
+  const response = await page.goto(`${fg.url}/devices/${uuid}`);
+  // The page may compile WebAssembly (asciinema-player's terminal) but still not evaluate strings as code.
+  const scriptSrc = /script-src ([^;]*)/.exec(response?.headers()['content-security-policy'] ?? '')?.[1];
+  expect(scriptSrc?.split(' ').sort()).toEqual(["'self'", "'wasm-unsafe-eval'"]);
   await page.getByRole('tab', { name: 'Sessions' }).click();
   await page.getByRole('link', { name: `Replay ${ADMIN_EMAIL}'s session to replay-pi` }).click();
   await expect(page).toHaveURL(`${fg.url}/sessions/${sessionId}`);
