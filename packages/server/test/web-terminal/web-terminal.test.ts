@@ -184,6 +184,57 @@ describe('web terminal', () => {
     expect(events.some(([, kind, text]) => kind === 'o' && /^42\r?$/m.test(text))).toBe(true);
   });
 
+  /** An operator's recorded shell that printed `trail-42`, then exited; answers its session id. */
+  const recordedShell = async () => {
+    const terminal = await open(bearer(operatorToken));
+    const id = await terminal.session();
+    terminal.type('echo trail-$((6*7))\r');
+    await terminal.read(/^trail-42\r?$/m);
+    terminal.type('exit\r');
+    await terminal.closed;
+    return id;
+  };
+
+  it("gives a session's recording to those who may open a shell there, not to viewers or other organizations", async () => {
+    const id = await recordedShell();
+    const recordingOf = (token: string) =>
+      requestJson(`${server.url}/api/v1/sessions/${id}/recording`, { token });
+    await waitFor(async () =>
+      (await recordingOf(operatorToken)).text.includes('trail-42') ? true : undefined,
+    );
+    // A viewer sees the session in lists but not what its shell showed; another organization not even that.
+    expect((await recordingOf(viewerToken)).status).toBe(403);
+    expect((await requestJson(`${server.url}/api/v1/sessions/${id}`, { token: viewerToken })).status).toBe(
+      200,
+    );
+    expect((await recordingOf(betaToken)).status).toBe(404);
+  });
+
+  it("lists one session's audit trail with session=<id>, to those who may read it", async () => {
+    const id = await recordedShell();
+    const trail = await waitFor(async () => {
+      const page = await api('GET', `/api/v1/audit?orgId=1&session=${id}`);
+      return page.items.some((e: { action: string }) => e.action === 'device.stream.close')
+        ? page
+        : undefined;
+    });
+    const actions = (trail.items as { action: string }[]).map((e) => e.action).sort();
+    expect(actions).toEqual(['device.stream.close', 'device.stream.open', 'session.recording.start']);
+    for (const event of trail.items as { details: { session?: string }; resourceId: string }[]) {
+      expect([event.details.session, event.resourceId]).toContain(id);
+    }
+    // Beta's owner may not read alpha's audit log, filtered or not.
+    const beta = await requestJson(`${server.url}/api/v1/audit?orgId=1&session=${id}`, { token: betaToken });
+    expect(beta.status).toBe(404);
+    const betaOwn = await requestJson(`${server.url}/api/v1/audit?session=${id}`, { token: betaToken });
+    expect(betaOwn.body.total).toBe(0);
+    expect((await requestJson(`${server.url}/api/v1/audit?session=not-a-session`, {})).status).toBe(401);
+    const malformed = await requestJson(`${server.url}/api/v1/audit?session=NOT-HEX`, {
+      token: server.adminToken,
+    });
+    expect(malformed.status).toBe(400);
+  });
+
   it('opens at the size asked for, and follows a resize (stty size)', async () => {
     const terminal = await open(bearer(operatorToken), '?cols=100&rows=30');
     terminal.type('stty size\r');

@@ -3912,7 +3912,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The recording of a shell session, as asciicast v2 (application/x-asciicast: a JSON header line, then [seconds, "o" | "r", data] lines); replay it with `fleetgate sessions play <id>` or asciinema */
+        /**
+         * The recording of a shell session, as asciicast v2 (application/x-asciicast: a JSON header line, then [seconds, "o" | "r", data] lines); replay it with `fleetgate sessions play <id>` or asciinema
+         * @description For operators and above of the session's organization (or fleet), who may open a shell there: viewers get 403, people who cannot see the session 404.
+         */
         get: {
             parameters: {
                 query?: never;
@@ -3970,6 +3973,8 @@ export interface paths {
                     action?: string;
                     resourceType?: string;
                     resourceId?: string;
+                    /** @description a session id (GET /api/v1/sessions): only that session's events (its stream opening and closing, recording, termination) */
+                    session?: string;
                     since?: unknown;
                     until?: unknown;
                 };

@@ -93,6 +93,11 @@ const sessionsRoute = createRoute({
   path: '/sessions',
   component: lazyRouteComponent(() => import('../sessions/SessionsPage.tsx'), 'SessionsPage'),
 });
+const sessionReplayRoute = createRoute({
+  getParentRoute: () => shellRoute,
+  path: '/sessions/$sessionId',
+  component: lazyRouteComponent(() => import('../sessions/SessionReplayPage.tsx'), 'SessionReplayPage'),
+});
 const settingsRoute = createRoute({
   getParentRoute: () => shellRoute,
   path: '/settings',
@@ -116,6 +121,7 @@ const routeTree = rootRoute.addChildren([
     peopleRoute,
     auditRoute,
     sessionsRoute,
+    sessionReplayRoute,
     settingsRoute,
     accountRoute,
   ]),

@@ -16,6 +16,7 @@ import {
   Textarea,
   TextInput,
   Title,
+  VisuallyHidden,
 } from '@mantine/core';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useParams } from '@tanstack/react-router';
@@ -24,6 +25,7 @@ import { api, type Device, data } from '../api/client.ts';
 import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan, useOrg } from '../session/session.ts';
+import { mayHaveRecording, ReplayLink } from '../sessions/ReplayLink.tsx';
 import { TagsEditor } from '../tags/TagsEditor.tsx';
 import { Confirm } from '../ui/Confirm.tsx';
 import { ago, bytes, duration, when } from '../ui/format.ts';
@@ -422,11 +424,14 @@ function DeviceSessions({ device }: { device: Device }) {
               <Table.Th>Duration</Table.Th>
               <Table.Th>Bytes to / from</Table.Th>
               <Table.Th>Outcome</Table.Th>
+              <Table.Th>
+                <VisuallyHidden>Recording</VisuallyHidden>
+              </Table.Th>
             </Table.Tr>
           </Table.Thead>
           <Table.Tbody>
             {page.items.map((s) => (
-              <Table.Tr key={s.id}>
+              <Table.Tr key={s.id} data-session={s.id}>
                 <Table.Td>{s.user.label}</Table.Td>
                 <Table.Td>
                   {s.surface}
@@ -446,6 +451,7 @@ function DeviceSessions({ device }: { device: Device }) {
                   {bytes(s.bytesToDevice)} / {bytes(s.bytesFromDevice)}
                 </Table.Td>
                 <Table.Td>{s.outcome ?? '—'}</Table.Td>
+                <Table.Td>{mayHaveRecording(s) && <ReplayLink session={s} />}</Table.Td>
               </Table.Tr>
             ))}
           </Table.Tbody>

@@ -23,6 +23,7 @@ import { ago, bytes, duration, when } from '../ui/format.ts';
 import { AnchorLink } from '../ui/links.tsx';
 import { Pager } from '../ui/Pager.tsx';
 import { EmptyState, ErrorNotice, QueryState } from '../ui/QueryState.tsx';
+import { mayHaveRecording, ReplayLink } from './ReplayLink.tsx';
 
 const PAGE_SIZE = 50;
 /** Live sessions' byte counts and durations move on their own: fetch them again this often (ms). */
@@ -210,8 +211,11 @@ export function SessionsPage() {
                               End
                             </Button>
                           )}
-                          {(s.surface === 'ssh' || s.surface === 'terminal') && (
-                            <RecordingDownload session={s} />
+                          {mayHaveRecording(s) && (
+                            <>
+                              <ReplayLink session={s} />
+                              <RecordingDownload session={s} />
+                            </>
                           )}
                         </Group>
                       </Table.Td>

@@ -43,6 +43,14 @@ export function registerAuditRoutes(app: TypedApp, deps: ServiceDeps): void {
           action: z.string().max(64).optional(),
           resourceType: z.string().max(32).optional(),
           resourceId: z.string().max(64).optional(),
+          session: z
+            .string()
+            .regex(/^[0-9a-f]{16,32}$/, 'a session id is 16 to 32 lower-case hex digits')
+            .optional()
+            .describe(
+              "a session id (GET /api/v1/sessions): only that session's events (its stream opening and " +
+                'closing, recording, termination)',
+            ),
           since: z.coerce.date().optional(),
           until: z.coerce.date().optional(),
         }),

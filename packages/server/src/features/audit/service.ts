@@ -29,6 +29,8 @@ export interface AuditQuery extends PageRequest {
   action?: string | undefined;
   resourceType?: string | undefined;
   resourceId?: string | undefined;
+  /** A session id (`GET /api/v1/sessions`): the events of that one session. */
+  session?: string | undefined;
   since?: Date | undefined;
   until?: Date | undefined;
 }
@@ -83,6 +85,22 @@ export async function listAuditEvents(
   if (q.action) query = query.where('action', '=', q.action);
   if (q.resourceType) query = query.where('resource_type', '=', q.resourceType);
   if (q.resourceId) query = query.where('resource_id', '=', q.resourceId);
+  if (q.session) {
+    // A session's events are of two kinds: those about the session itself (resource `session`: its recording,
+    // its termination) and the device's stream opening and closing, which name the session in their details
+    // (`"session":"<id>"`, as json.encode writes it; an id is hex, so the LIKE pattern needs no escaping and
+    // cannot match inside another value, where quotes are escaped).
+    const session = q.session;
+    query = query.where((eb) =>
+      eb.or([
+        eb.and([eb('resource_type', '=', 'session'), eb('resource_id', '=', session)]),
+        eb.and([
+          eb('action', 'in', ['device.stream.open', 'device.stream.close']),
+          eb('details', 'like', `%"session":"${session}"%`),
+        ]),
+      ]),
+    );
+  }
   if (q.since) query = query.where('at', '>=', q.since.getTime());
   if (q.until) query = query.where('at', '<', q.until.getTime());
   const { total } = await query

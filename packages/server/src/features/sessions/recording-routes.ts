@@ -46,6 +46,9 @@ export function registerRecordingRoutes(app: TypedApp, deps: ServiceDeps): void 
         summary:
           'The recording of a shell session, as asciicast v2 (application/x-asciicast: a JSON header line, then ' +
           '[seconds, "o" | "r", data] lines); replay it with `fleetgate sessions play <id>` or asciinema',
+        description:
+          "For operators and above of the session's organization (or fleet), who may open a shell there: " +
+          'viewers get 403, people who cannot see the session 404.',
         params: z.object({
           sessionId: z
             .string()

@@ -71,14 +71,19 @@ export async function recordsSessions(deps: ServiceDeps, orgId: number): Promise
   return row?.session_recording === 1;
 }
 
-/** A session's recording as asciicast v2 text; `not_found` when the session has none (or is not visible). */
+/**
+ * A session's recording as asciicast v2 text, for those who may open a shell where the session was (operators
+ * and above of its organization or fleet): a recording shows what the shell showed, which viewers never see, so
+ * they get `forbidden`; people who cannot see the session get `not_found`, as do sessions without a recording.
+ */
 export async function getSessionRecording(
   deps: ServiceDeps,
   actor: Actor,
   sessionId: string,
 ): Promise<string> {
-  // The session's own access rule (viewers and above of its organization or fleet; others get not_found).
-  await getSession(deps, actor, sessionId);
+  // The session's own access rule first (viewers and above; others get not_found), then the shell's.
+  const session = await getSession(deps, actor, sessionId);
+  authorize(actor.principal, 'device.ssh', { orgId: session.orgId, fleetId: session.fleetId }, 'session');
   const recording = await deps.db
     .selectFrom('session_recordings')
     .select('session_id')

@@ -63,7 +63,9 @@ function isPageRequest(request: FastifyRequest): boolean {
 
 /**
  * The page may run only its own scripts and talk only to its own origin; Mantine sets inline styles, so styles
- * allow them. No other site may frame it (clickjacking).
+ * allow them. No other site may frame it (clickjacking). `'wasm-unsafe-eval'` lets the page compile WebAssembly
+ * (asciinema-player's terminal emulator, on the session replay page) and nothing else: `eval` and
+ * `new Function` stay refused.
  */
 function securityHeaders(reply: FastifyReply): FastifyReply {
   return reply
@@ -73,7 +75,7 @@ function securityHeaders(reply: FastifyReply): FastifyReply {
     .header('x-frame-options', 'DENY')
     .header(
       'content-security-policy',
-      "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " +
+      "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " +
         "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
     );
 }
