@@ -103,3 +103,30 @@ describe('at start, presence', () => {
     expect(await presence.closeLeftOpen()).toBe(0);
   });
 });
+
+describe('the stale sweep', () => {
+  it('takes a device whose tunnel went silent offline and says so, as the start does', async () => {
+    const { db } = server.app.deps;
+    const silent = await newDevice('went-silent');
+    // A minute ago: stale for the recorder below, not yet for the running server's own (about 130 s).
+    const lastSeenAt = Date.now() - 60_000;
+    await db
+      .updateTable('devices')
+      .set({ connected_at: lastSeenAt - 60_000, last_seen_at: lastSeenAt, disconnected_at: null })
+      .where('id', '=', silent.id)
+      .execute();
+    expect((await get(`/api/v1/devices/${silent.uuid}`)).status).toBe('online');
+
+    const told: (readonly number[])[] = [];
+    const stopListening = server.app.deps.events.on('presence.written', ({ deviceIds }) =>
+      told.push(deviceIds),
+    );
+    // A recorder's first write sweeps; links unseen for 30 s are stale here.
+    const presence = new PresenceRecorder(server.app.deps, { flushMs: 1000, staleAfterMs: 30_000 });
+    await presence.flush();
+    stopListening();
+
+    expect((await get(`/api/v1/devices/${silent.uuid}`)).status).toBe('offline');
+    expect(told.flat()).toContain(silent.id);
+  });
+});

@@ -217,12 +217,13 @@ export class PresenceRecorder {
     this.seenDevices = new Set();
     this.changes = new Map();
     try {
-      await this.deps.db.transaction().execute(async (trx) => {
+      const lost = await this.deps.db.transaction().execute(async (trx) => {
         await writeBatch(trx, batch, now);
-        if (sweep) await closeStale(trx, now, this.options.staleAfterMs);
+        return sweep ? closeStale(trx, now, this.options.staleAfterMs) : [];
       });
       if (sweep) this.lastSweep = now;
-      const deviceIds = new Set<number>([...batch.changes.keys(), ...batch.seen]);
+      // Devices the sweep took offline are news too: the UI and the live events show them offline at once.
+      const deviceIds = new Set<number>([...batch.changes.keys(), ...batch.seen, ...lost]);
       for (const c of batch.opened) deviceIds.add(c.deviceId);
       for (const c of batch.closing) deviceIds.add(c.connection.deviceId);
       if (deviceIds.size) this.deps.events.emit('presence.written', { deviceIds: [...deviceIds] });
@@ -365,15 +366,17 @@ function groupBy<T>(items: T[], keyOf: (item: T) => string): T[][] {
 /**
  * Connections the database holds open but nobody does: their instance stopped without writing the
  * disconnect (a crash), so their devices would look online forever. Live tunnels refresh last-seen with
- * every pong, so only lost ones go stale. Also drops history older than `HISTORY_DAYS`.
+ * every pong, so only lost ones go stale. Also drops history older than `HISTORY_DAYS`. Answers the devices
+ * it took offline.
  */
-async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<void> {
+async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<number[]> {
   const cutoff = now - staleAfterMs;
-  await trx
+  const lost = await trx
     .updateTable('devices')
     .set({ disconnected_at: now })
     .where(sql<SqlBool>`connected_at > coalesce(disconnected_at, 0)`)
     .where(sql<SqlBool>`coalesce(last_seen_at, connected_at) < ${cutoff}`)
+    .returning('id')
     .execute();
   // Open rows of devices that are not online, or that connected again since.
   await trx
@@ -403,6 +406,7 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<v
     .where('connected_at', '<', now - HISTORY_DAYS * 24 * 3600 * 1000)
     .where('disconnected_at', 'is not', null)
     .execute();
+  return lost.map(({ id }) => id);
 }
 
 export interface ConnectionView {
