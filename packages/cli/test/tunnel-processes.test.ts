@@ -140,6 +140,20 @@ describe('server, agent and CLI as separate processes', () => {
         : undefined,
     );
     tunnel.child.kill('SIGTERM');
+    // A new tunnel to it is told at once, not "until it is online".
+    const late = processes.start(cliBin, [
+      'tunnel',
+      uuid,
+      `0:${devicePort}`,
+      '--server',
+      base,
+      '--token',
+      session,
+    ]);
+    await eventually('the new tunnel to note the device is decommissioned', () =>
+      /note: kiosk-1 is decommissioned: it takes no connections/.test(late.output()) ? true : undefined,
+    );
+    late.child.kill('SIGTERM');
     server.child.kill('SIGTERM');
     await once(server.child, 'exit');
   }, 120_000);

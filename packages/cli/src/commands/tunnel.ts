@@ -210,7 +210,11 @@ async function runTunnel(setup: TunnelSetup): Promise<void> {
       const port = (listener.address() as net.AddressInfo).port;
       io.stdout.write(`forwarding ${setup.bind}:${port} → ${label} port ${mapping.remote}\n`);
     }
-    if (device.status !== 'online') {
+    if (device.status === 'decommissioned') {
+      io.stderr.write(
+        `fleetgate: note: ${device.name} is decommissioned: it takes no connections (an admin may delete it)\n`,
+      );
+    } else if (device.status !== 'online') {
       io.stderr.write(
         `fleetgate: note: ${device.name} is ${device.status}; connections fail until it is online\n`,
       );
