@@ -72,19 +72,20 @@ function mulberry32(seed: number): () => number {
  * Inserts `count` devices named `<kind>-<serial>` (`kiosk-004217`) spread over `fleets`, each with the tags
  * `site=<one of 50>`, `hw=<revision>` and, for about half, `env=prod|staging`: the rows `createDevice` and
  * `putTag` would write, straight through Kysely (100,000 devices through the API would take minutes).
- * Answers every device's uuid.
+ * Answers every device's uuid, and those of the devices seeded online.
  */
 async function seedDevices(
   db: Db,
   fleets: { id: number; orgId: number }[],
   count: number,
   signal: AbortSignal,
-): Promise<string[]> {
+): Promise<{ uuids: string[]; online: string[] }> {
   const random = mulberry32(20_240_611);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const yearMs = 365 * 24 * 3600 * 1000;
   const since = Date.now() - yearMs;
   const uuids: string[] = [];
+  const online: string[] = [];
   // 11 columns × 1,000 rows per statement stays below both dialects' limits on parameters.
   for (let first = 0; first < count; first += 1_000) {
     signal.throwIfAborted();
@@ -132,10 +133,26 @@ async function seedDevices(
       await trx.insertInto('device_tags').values(tags).execute();
     });
     uuids.push(...devices.map((d) => d.uuid));
+    for (const d of devices) if (d.last_seen_at !== null && d.disconnected_at === null) online.push(d.uuid);
     // better-sqlite3 answers synchronously: without this the loop would never let a Ctrl-C through.
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return uuids;
+  return { uuids, online };
+}
+
+/**
+ * Shows `uuids` online again, as if their agents had reconnected: a server that starts marks every device
+ * offline (it holds no tunnel yet), the seeded ones included.
+ */
+async function markOnline(db: Db, uuids: string[]): Promise<void> {
+  // Their last-seen times stay as seeded: the start took them offline as of those.
+  for (let first = 0; first < uuids.length; first += 1_000) {
+    await db
+      .updateTable('devices')
+      .set({ disconnected_at: null })
+      .where('uuid', 'in', uuids.slice(first, first + 1_000))
+      .execute();
+  }
 }
 
 // ─── Scenarios ────────────────────────────────────────────────────────────────────────────────────────
@@ -373,8 +390,9 @@ async function benchDatabase(
     const seedStart = performance.now();
     const seeding = await openDatabase({ databaseUrl, schema: databaseUrl ? schema : undefined, sqliteFile });
     let uuids: string[];
+    let online: string[];
     try {
-      uuids = await seedDevices(seeding.db, fleets, devices, signal);
+      ({ uuids, online } = await seedDevices(seeding.db, fleets, devices, signal));
       // PostgreSQL: what autovacuum would do on its own within a minute (statistics for the planner).
       if (db === 'postgres') await sql`vacuum analyze`.execute(seeding.db);
       else await sql`pragma wal_checkpoint(truncate)`.execute(seeding.db);
@@ -386,6 +404,16 @@ async function benchDatabase(
     await server.stop();
     server = await startServerProcess(flags, { cpuProfDir });
     base = server.url;
+    const presence = await openDatabase({
+      databaseUrl,
+      schema: databaseUrl ? schema : undefined,
+      sqliteFile,
+    });
+    try {
+      await markOnline(presence.db, online);
+    } finally {
+      await presence.close();
+    }
     const totals = await checkAnswers(base, session, apiKey, uuids);
     const tables: { label: string; paths: string[] }[] = [];
     for (const table of tableQueries) {
