@@ -3,7 +3,7 @@
  * sockets) in front of a real `sshd` started from a temporary config (the device's sshd), and `ssh`, `scp` and
  * `sftp` as people run them.
  */
-import { type ChildProcess, execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -292,12 +292,33 @@ describe('SSH gateway with OpenSSH clients', () => {
       orgId: 1,
       enabled: true,
     });
-    const recorded = await run(
-      'ssh',
-      [...clientOptions(adminKey), '-tt', '-p', String(sshPort), `admin+${uuid}@127.0.0.1`],
-      { input: 'echo recorded-$((40+2))\nexit\n' },
-    );
-    expect(recorded.stdout).toContain('recorded-42');
+    // Typed once the shell prompts, as a person would: typed ahead, the input raced the shell's start (seen
+    // once in CI: the session ended before the command's output).
+    const recorded = await new Promise<string>((resolve, reject) => {
+      const child = spawn('ssh', [
+        ...clientOptions(adminKey),
+        '-tt',
+        '-p',
+        String(sshPort),
+        `admin+${uuid}@127.0.0.1`,
+      ]);
+      let output = '';
+      let typed = false;
+      const timer = setTimeout(() => child.kill(), 20_000);
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (!typed && /[#$] $/.test(output)) {
+          typed = true;
+          child.stdin.write('echo recorded-$((40+2))\nexit\n');
+        }
+      });
+      child.once('error', reject);
+      child.once('close', () => {
+        clearTimeout(timer);
+        resolve(output);
+      });
+    });
+    expect(recorded).toContain('recorded-42');
     const sessions = await api('GET', `/api/v1/sessions?device=${uuid}&surface=ssh&limit=100`);
     const shells = (sessions.items as { id: string; target: string; live: boolean }[]).filter(
       (s) => s.target === 'shell',
