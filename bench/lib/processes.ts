@@ -68,7 +68,7 @@ export function killChildren(): void {
 
 /**
  * Enrolls a real fleetgate-agent process with a provisioning key, allowed to reach `ports`; answers the
- * process and the device's uuid once it is online.
+ * process and the device's uuid once it is online. `env` is set over the bench's own environment.
  */
 export async function startAgent(
   base: string,
@@ -76,6 +76,7 @@ export async function startAgent(
   fleetId: number,
   dir: string,
   ports: number[],
+  env: NodeJS.ProcessEnv = {},
 ) {
   const { key } = await api(base, 'POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, session, {
     name: 'bench agent',
@@ -94,6 +95,7 @@ export async function startAgent(
   const agent = track(
     spawn(process.execPath, [...nodeFlagsOf(AGENT_BIN), AGENT_BIN, 'run', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
     }),
   );
   agent.stdout.resume();

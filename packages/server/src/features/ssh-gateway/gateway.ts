@@ -152,6 +152,9 @@ export class SshGateway {
    */
   private onSocket(ssh: InstanceType<typeof ssh2.Server>, socket: Socket): void {
     socket.on('error', (err: Error) => this.deps.log.debug({ err }, 'SSH socket error'));
+    // A keystroke's echo goes out at once, not after the ACK of the previous packet (Nagle's algorithm held
+    // every other echo for the peer's delayed ACK, ~40 ms: bench/terminal). sshd does the same for sessions.
+    socket.setNoDelay(true);
     const signedIn = this.waiting.admit(socket, sourceKeyOf(socket.remoteAddress));
     if (!signedIn) return;
     const key = `${socket.remoteAddress}|${socket.remotePort}`;
