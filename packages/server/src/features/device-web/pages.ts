@@ -6,14 +6,9 @@ import type { Duplex } from 'node:stream';
  * that say what happened and what to do next, never cached, never framed.
  */
 
-const escapes: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => escapes[c]!);
+/** Text inside an element (no attribute values are ever built from it): `&`, `<` and `>` are all that matter. */
+const escapes: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
+const escapeHtml = (text: string) => text.replace(/[&<>]/g, (c) => escapes[c]!);
 
 const reasons: Record<number, string> = {
   400: 'Bad request',
