@@ -57,8 +57,12 @@ export class SocketEnd extends PairEnd {
     super._write(chunk, encoding, callback);
   }
 
+  /** As `net.Socket#setTimeout`: 0 turns it off and removes `callback`. */
   setTimeout(ms: number, callback?: () => void): this {
-    if (callback) this.once('timeout', callback);
+    if (callback) {
+      if (ms === 0) this.off('timeout', callback);
+      else this.once('timeout', callback);
+    }
     this.idleMs = ms;
     this.armIdle();
     return this;
