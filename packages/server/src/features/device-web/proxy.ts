@@ -22,6 +22,15 @@ export const ENTER_PATH = '/.fleetgate/enter';
 /** How long a kept-alive connection to the device may sit idle before its stream (its session) ends (30 s). */
 const IDLE_CONNECTION_MS = 30_000;
 
+/**
+ * How long a device web session found for a cookie is taken as found, in milliseconds (1 s): a page's burst of
+ * requests reads the database once, not per request. Losing access still stops the page at once: its live
+ * streams end (features/sessions rechecks them), and a new one is authorized again by the router.
+ */
+const SESSION_CACHE_MS = 1000;
+/** Cookies remembered at most; past it the memory starts over. */
+const SESSION_CACHE_SIZE = 10_000;
+
 /** Connections to the device one device web session may hold at once (a browser opens 6 per origin). */
 const MAX_CONNECTIONS_PER_SESSION = 32;
 
@@ -70,6 +79,8 @@ interface Pool {
  */
 export class DeviceWebProxy implements HostHandler {
   private readonly pools = new Map<number, Pool>();
+  /** Sessions found recently, by cookie: see `SESSION_CACHE_MS`. */
+  private readonly recent = new Map<string, { session: WebSession; host: string; until: number }>();
 
   constructor(
     private readonly deps: ServiceDeps,
@@ -216,8 +227,21 @@ export class DeviceWebProxy implements HostHandler {
   private async sessionOf(request: IncomingMessage, origin: DeviceOrigin): Promise<WebSession | string> {
     const cookie = cookieOf(request, DEVICE_WEB_COOKIE);
     if (!cookie) return NO_SESSION;
+    const now = Date.now();
+    const known = this.recent.get(cookie);
+    if (known && known.until > now && this.origins.hostOf(origin) === known.host) return known.session;
     const session = await webSessionOf(this.deps, cookie, origin, request.socket.remoteAddress ?? null);
-    return session ?? SESSION_ENDED;
+    if (!session) {
+      this.recent.delete(cookie);
+      return SESSION_ENDED;
+    }
+    if (this.recent.size >= SESSION_CACHE_SIZE) this.recent.clear();
+    this.recent.set(cookie, {
+      session,
+      host: this.origins.hostOf(origin),
+      until: Math.min(now + SESSION_CACHE_MS, session.expiresAt),
+    });
+    return session;
   }
 
   /** The session's kept-alive connections to its device port; its person as this request found them. */
