@@ -391,6 +391,74 @@ describe('device web pages', () => {
     expect(after.text).toContain('has ended');
   });
 
+  it('ends the page when an administrator ends one of its sessions: the browser cannot simply reconnect', async () => {
+    // The device app keeps its connections alive (python's http.server closes each after one answer).
+    const { host, cookie } = await enter(ports.app);
+    expect((await onOrigin(host, '/status', { headers: { cookie } })).status).toBe(200);
+    const live = await api('GET', `/api/v1/sessions?surface=web&device=${uuid}&live=true`);
+    // The newest: earlier tests' pages to this port may still hold kept-alive connections.
+    const mine = live.items
+      .filter((s: { port: number }) => s.port === ports.app)
+      .sort((a: { startedAt: string }, b: { startedAt: string }) =>
+        b.startedAt.localeCompare(a.startedAt),
+      )[0];
+    expect(mine, JSON.stringify(live)).toBeDefined();
+    await api('POST', `/api/v1/sessions/${mine.id}/terminate`);
+    const after = await waitFor(
+      async () => {
+        const answer = await onOrigin(host, '/status', { headers: { cookie } });
+        return answer.status === 200 ? undefined : answer;
+      },
+      5000,
+      'the page to end',
+    );
+    expect(after.status).toBe(401);
+    expect(after.text).toContain('has ended');
+  });
+
+  it('answers hostile input on a device origin with a clear 4xx, never a 5xx or fleetgate itself', async () => {
+    const hosts = [
+      `0-${uuid}.localhost:${serverPort}`,
+      `65536-${uuid}.localhost:${serverPort}`,
+      `80-${uuid.slice(1)}.localhost:${serverPort}`,
+      `80-${'g'.repeat(32)}.localhost:${serverPort}`,
+      `80s-${uuid}x.localhost:${serverPort}`,
+    ];
+    for (const host of hosts) {
+      const answer = await onOrigin(host, '/api/v1/me', {
+        headers: { authorization: `Bearer ${server.adminToken}` },
+      });
+      expect(answer.status, host).toBe(404);
+      expect(answer.text).toContain('names no device page');
+    }
+    const host = `${ports.python}-${uuid}.localhost:${serverPort}`;
+    const longGrant = await onOrigin(host, `/.fleetgate/enter?grant=${'a'.repeat(8000)}`);
+    expect(longGrant.status).toBe(403);
+    const posted = await onOrigin(host, '/.fleetgate/enter?grant=x', { method: 'POST', body: 'x' });
+    expect(posted.status).toBe(400);
+    for (const cookie of [
+      'fleetgate_device_web=',
+      `fleetgate_device_web=${'%'.repeat(3000)}`,
+      'fleetgate_device_web=a=b=c; ;;=',
+    ]) {
+      const answer = await onOrigin(host, '/', { headers: { cookie } });
+      expect(answer.status, cookie.slice(0, 40)).toBe(401);
+    }
+    // A device uuid of nobody's, well formed.
+    const nobody = await onOrigin(`80-${'0'.repeat(32)}.localhost:${serverPort}`, '/');
+    expect(nobody.status).toBe(401);
+    // A WebSocket upgrade to a malformed device host is refused before anything else.
+    const refused = new WebSocket(`ws://127.0.0.1:${serverPort}/`, { headers: { host: hosts[0]! } });
+    const status = await new Promise<number | undefined>((resolve) => {
+      refused.once('unexpected-response', (_request, response) => resolve(response.statusCode));
+      refused.once('open', () => resolve(undefined));
+      refused.once('error', () => resolve(-1));
+    });
+    expect(status).toBe(404);
+    // fleetgate itself still answers on its own host.
+    expect((await requestJson(`${server.url}/api/v1/me`, { token: server.adminToken })).status).toBe(200);
+  });
+
   it('says the device is offline when its agent is gone', async () => {
     const { host, cookie } = await enter(ports.python);
     await agent.stop();

@@ -10,7 +10,7 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { StreamRouter, StreamSession } from '../remote-access/index.ts';
 import type { DeviceOrigin, DeviceOrigins } from './origins.ts';
 import { refusePage, sendPage } from './pages.ts';
-import { enterWebGrant, GRANT_TTL_MS, type WebSession, webSessionOf } from './service.ts';
+import { endWebSession, enterWebGrant, GRANT_TTL_MS, type WebSession, webSessionOf } from './service.ts';
 import { streamPair } from './stream-pair.ts';
 
 /** The device origin's cookie: the device web session, host-only (no `Domain`), never sent to the device. */
@@ -63,6 +63,8 @@ const CROSS_ORIGIN =
 
 /** Kept-alive connections to a device port for one device web session: each one a stream (a session) of the router. */
 interface Pool {
+  /** The device web session's id. */
+  id: number;
   agent: http.Agent;
   /** The person as the last request found them: new connections are opened (and authorized again) for them. */
   actor: Actor;
@@ -223,6 +225,14 @@ export class DeviceWebProxy implements HostHandler {
     response.end();
   }
 
+  /** Ends a device web session: its cookie, its kept-alive connections, what is remembered of it. */
+  private async end(pool: Pool): Promise<void> {
+    for (const [cookie, known] of this.recent) if (known.session.id === pool.id) this.recent.delete(cookie);
+    if (this.pools.get(pool.id) === pool) this.pools.delete(pool.id);
+    pool.agent.destroy();
+    await endWebSession(this.deps, pool.id);
+  }
+
   /** The device web session of the request's cookie, or why there is none (a page's text). */
   private async sessionOf(request: IncomingMessage, origin: DeviceOrigin): Promise<WebSession | string> {
     const cookie = cookieOf(request, DEVICE_WEB_COOKIE);
@@ -256,7 +266,7 @@ export class DeviceWebProxy implements HostHandler {
       maxSockets: MAX_CONNECTIONS_PER_SESSION,
       timeout: IDLE_CONNECTION_MS,
     });
-    const pool: Pool = { agent, actor: session.actor, connections: 0 };
+    const pool: Pool = { id: session.id, agent, actor: session.actor, connections: 0 };
     // Node's agent takes a connection from a callback: each one is a stream the router opens (and authorizes).
     (agent as unknown as { createConnection: unknown }).createConnection = (
       _options: unknown,
@@ -283,13 +293,19 @@ export class DeviceWebProxy implements HostHandler {
     });
     pool.connections += 1;
     let socket: Duplex;
+    let socketEnd: Duplex;
     if (origin.tls) {
-      socket = overTls(session).secure;
+      ({ secure: socket, socketEnd } = overTls(session));
     } else {
-      const [relayEnd, socketEnd] = streamPair();
+      const [relayEnd, end] = streamPair();
       void session.relay(relayEnd);
-      socket = socketEnd;
+      socket = socketEnd = end;
     }
+    // The router resets a terminated session's stream with the administrator's reason: the whole page ends, not
+    // only this connection (the browser would open another at once).
+    socketEnd.once('error', (err: Error) => {
+      if (err.message.startsWith('terminated by')) void this.end(pool).catch(() => {});
+    });
     socket.once('close', () => {
       pool.connections -= 1;
       if (pool.connections === 0) {
@@ -304,7 +320,11 @@ export class DeviceWebProxy implements HostHandler {
  * TLS to the device over a router stream: the device's certificate is not checked (devices serve self-signed
  * ones; the stream itself reaches the device authenticated by its tunnel).
  */
-function overTls(session: StreamSession): { secure: tls.TLSSocket; relaying: Promise<void> } {
+function overTls(session: StreamSession): {
+  secure: tls.TLSSocket;
+  socketEnd: Duplex;
+  relaying: Promise<void>;
+} {
   const [relayEnd, socketEnd] = streamPair();
   const relaying = session.relay(relayEnd);
   const secure = tls.connect({
@@ -315,7 +335,7 @@ function overTls(session: StreamSession): { secure: tls.TLSSocket; relaying: Pro
   });
   secure.once('close', () => socketEnd.destroy());
   secure.on('error', () => {});
-  return { secure, relaying };
+  return { secure, socketEnd, relaying };
 }
 
 function isEncrypted(request: IncomingMessage): boolean {
@@ -358,6 +378,8 @@ function pageOf(err: unknown): { status: number; message: string } {
     }
   }
   const message = err instanceof Error ? err.message : String(err);
+  if (message.startsWith('terminated by') || message.startsWith('access revoked'))
+    return { status: 403, message: `${message}. Open the page again from the device's page in fleetgate.` };
   return {
     status: 502,
     message:

@@ -190,3 +190,17 @@ export async function webSessionOf(
   if (!principal) return undefined;
   return { id: row.id, actor: { principal, sourceIp }, expiresAt: row.expires_at };
 }
+
+/**
+ * Ends a device web session now (an administrator terminated one of its connections): its cookie stops working,
+ * so the browser cannot simply open a new connection. The termination itself is audited by features/sessions.
+ */
+export async function endWebSession(deps: ServiceDeps, id: number): Promise<void> {
+  const now = Date.now();
+  await deps.db
+    .updateTable('device_web_sessions')
+    .set({ expires_at: now })
+    .where('id', '=', id)
+    .where('expires_at', '>', now)
+    .execute();
+}
