@@ -412,8 +412,8 @@ describe('device web pages', () => {
       5000,
       'the page to end',
     );
-    expect(after.status).toBe(401);
-    expect(after.text).toContain('has ended');
+    expect(after?.status).toBe(401);
+    expect(after?.text).toContain('has ended');
   });
 
   it('answers hostile input on a device origin with a clear 4xx, never a 5xx or fleetgate itself', async () => {
