@@ -318,6 +318,21 @@ describe('device web pages', () => {
     });
     expect(forged.status).toBe(403);
     expect(forged.text).toContain('from another page');
+    // Nor load it as a script or image (no Origin there, but the browser says who asked).
+    const embedded = await onOrigin(host, '/data.js', {
+      headers: {
+        cookie,
+        'sec-fetch-site': 'same-site',
+        'sec-fetch-mode': 'no-cors',
+        'sec-fetch-dest': 'script',
+      },
+    });
+    expect(embedded.status).toBe(403);
+    // A link from elsewhere (a navigation) opens it.
+    const linked = await onOrigin(host, '/data.js', {
+      headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' },
+    });
+    expect(linked.status).toBe(200);
   });
 
   it('relays WebSocket upgrades to the device both ways', async () => {

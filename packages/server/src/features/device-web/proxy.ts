@@ -342,8 +342,16 @@ function isEncrypted(request: IncomingMessage): boolean {
   return (request.socket as Partial<tls.TLSSocket>).encrypted === true;
 }
 
-/** A request that says it comes from another origin (`Origin` not this host), as other pages' requests do. */
+/**
+ * A request another page made: `Origin` not this host (every CORS request, every non-GET, every WebSocket), or
+ * `Sec-Fetch-Site` saying another site or a sibling origin made it (`<img>`, `<script>`) other than by navigating
+ * to it. All device origins share one site (`*.<suffix>`), so `SameSite` alone would let one device's page send
+ * requests to another's with the person's cookie; links and bookmarks (navigations) still open a device page.
+ */
 function isCrossOrigin(request: IncomingMessage): boolean {
+  const site = request.headers['sec-fetch-site'];
+  if ((site === 'same-site' || site === 'cross-site') && request.headers['sec-fetch-mode'] !== 'navigate')
+    return true;
   const origin = request.headers.origin;
   if (origin === undefined) return false;
   try {
