@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { bridge } from '@fleetgate/protocol';
 import type { Actor } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import { cookieOf, type HostHandler, releaseUpgradeSocket } from '../../infra/http/index.ts';
+import { cookieOf, type HostHandler, releaseUpgradeSocket, SESSION_COOKIE } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { StreamRouter, StreamSession } from '../remote-access/index.ts';
 import type { DeviceOrigin, DeviceOrigins } from './origins.ts';
@@ -33,6 +33,9 @@ const SESSION_CACHE_SIZE = 10_000;
 
 /** Connections to the device one device web session may hold at once (a browser opens 6 per origin). */
 const MAX_CONNECTIONS_PER_SESSION = 32;
+
+/** fleetgate's own cookies: never sent on to a device, should a browser ever send them to a device origin. */
+const FLEETGATE_COOKIES = [DEVICE_WEB_COOKIE, SESSION_COOKIE];
 
 /** Headers that belong to one hop (RFC 9110 section 7.6.1), never relayed; `host` is set for the device. */
 const HOP_BY_HOP = new Set([
@@ -225,10 +228,15 @@ export class DeviceWebProxy implements HostHandler {
     response.end();
   }
 
+  /** Drops a pool that holds no connection (its agent would open new ones for a request that found it). */
+  private forget(pool: Pool): void {
+    if (this.pools.get(pool.id) === pool) this.pools.delete(pool.id);
+  }
+
   /** Ends a device web session: its cookie, its kept-alive connections, what is remembered of it. */
   private async end(pool: Pool): Promise<void> {
     for (const [cookie, known] of this.recent) if (known.session.id === pool.id) this.recent.delete(cookie);
-    if (this.pools.get(pool.id) === pool) this.pools.delete(pool.id);
+    this.forget(pool);
     pool.agent.destroy();
     await endWebSession(this.deps, pool.id);
   }
@@ -274,7 +282,11 @@ export class DeviceWebProxy implements HostHandler {
     ) => {
       this.connect(pool, origin).then(
         (socket) => callback(null, socket),
-        (err: unknown) => callback(err as Error),
+        (err: unknown) => {
+          // Refused (device offline, access gone): a pool with no connection is not kept.
+          if (pool.connections === 0) this.forget(pool);
+          callback(err as Error);
+        },
       );
       return undefined;
     };
@@ -308,9 +320,7 @@ export class DeviceWebProxy implements HostHandler {
     });
     socket.once('close', () => {
       pool.connections -= 1;
-      if (pool.connections === 0) {
-        for (const [id, known] of this.pools) if (known === pool) this.pools.delete(id);
-      }
+      if (pool.connections === 0) this.forget(pool);
     });
     return socket;
   }
@@ -423,7 +433,7 @@ function requestHeaders(
       const kept = value
         .split(';')
         .map((part) => part.trim())
-        .filter((part) => part && !part.startsWith(`${DEVICE_WEB_COOKIE}=`));
+        .filter((part) => part && !FLEETGATE_COOKIES.some((name) => part.startsWith(`${name}=`)));
       if (kept.length)
         headers.cookie = headers.cookie ? `${headers.cookie}; ${kept.join('; ')}` : kept.join('; ');
       continue;

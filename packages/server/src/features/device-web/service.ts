@@ -1,6 +1,7 @@
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
+import type { Db } from '../../infra/db/index.ts';
 import { AppError, conflict } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { currentUserPrincipal } from '../auth/service.ts';
@@ -106,10 +107,10 @@ export interface WebSession {
 
 /** The person behind a grant or session row, as they are now; undefined when their sign-in no longer holds. */
 async function personOf(
-  deps: ServiceDeps,
+  db: Db,
   row: { user_id: number; credential_type: UserPrincipal['credential']['type']; credential_id: number },
 ): Promise<UserPrincipal | undefined> {
-  return currentUserPrincipal(deps.db, {
+  return currentUserPrincipal(db, {
     type: 'user',
     userId: row.user_id,
     email: '',
@@ -135,36 +136,42 @@ export async function enterWebGrant(
   const cookie = randomToken();
   const expiresAt = now + WEB_SESSION_TTL_MS;
   const grantHash = sha256Hex(grant);
-  const entered = await deps.db
-    .updateTable('device_web_sessions')
-    .set({ cookie_hash: sha256Hex(cookie), entered_at: now, expires_at: expiresAt })
-    .where('grant_hash', '=', grantHash)
-    .where('entered_at', 'is', null)
-    .where('grant_expires_at', '>', now)
-    .where('device_uuid', '=', origin.uuid)
-    .where('port', '=', origin.port)
-    .where('tls', '=', origin.tls ? 1 : 0)
-    .executeTakeFirst();
-  if (Number(entered.numUpdatedRows) !== 1) return undefined;
-  const row = await deps.db
-    .selectFrom('device_web_sessions')
-    .selectAll()
-    .where('grant_hash', '=', grantHash)
-    .executeTakeFirstOrThrow();
-  const principal = await personOf(deps, row);
-  if (!principal) return undefined;
-  await appendAuditEvent(
-    deps.db,
-    { principal, sourceIp },
-    {
-      action: 'device.web.enter',
-      resourceType: 'device',
-      orgId: row.org_id,
-      resourceId: row.device_uuid,
-      outcome: 'success',
-      details: { port: row.port, https: row.tls === 1, webSession: row.id },
-    },
-  );
+  // Entered, and audited, in one transaction: an entry is never without its audit event.
+  const entered = await deps.db.transaction().execute(async (trx) => {
+    const updated = await trx
+      .updateTable('device_web_sessions')
+      .set({ cookie_hash: sha256Hex(cookie), entered_at: now, expires_at: expiresAt })
+      .where('grant_hash', '=', grantHash)
+      .where('entered_at', 'is', null)
+      .where('grant_expires_at', '>', now)
+      .where('device_uuid', '=', origin.uuid)
+      .where('port', '=', origin.port)
+      .where('tls', '=', origin.tls ? 1 : 0)
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) !== 1) return false;
+    const row = await trx
+      .selectFrom('device_web_sessions')
+      .selectAll()
+      .where('grant_hash', '=', grantHash)
+      .executeTakeFirstOrThrow();
+    // Signed out since the grant was made: the grant is spent, and no page opens.
+    const principal = await personOf(trx, row);
+    if (!principal) return false;
+    await appendAuditEvent(
+      trx,
+      { principal, sourceIp },
+      {
+        action: 'device.web.enter',
+        resourceType: 'device',
+        orgId: row.org_id,
+        resourceId: row.device_uuid,
+        outcome: 'success',
+        details: { port: row.port, https: row.tls === 1, webSession: row.id },
+      },
+    );
+    return true;
+  });
+  if (!entered) return undefined;
   return { cookie, expiresAt };
 }
 
@@ -186,7 +193,7 @@ export async function webSessionOf(
   if (!row || row.expires_at === null || row.expires_at <= Date.now()) return undefined;
   if (row.device_uuid !== origin.uuid || row.port !== origin.port || (row.tls === 1) !== origin.tls)
     return undefined;
-  const principal = await personOf(deps, row);
+  const principal = await personOf(deps.db, row);
   if (!principal) return undefined;
   return { id: row.id, actor: { principal, sourceIp }, expiresAt: row.expires_at };
 }
