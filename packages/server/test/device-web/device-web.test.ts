@@ -246,6 +246,11 @@ describe('device web pages', () => {
     expect((await onOrigin(link.host, `/.fleetgate/enter?grant=fgw_${'x'.repeat(43)}`)).status).toBe(403);
     expect((await onOrigin(link.host, '/.fleetgate/enter')).status).toBe(403);
 
+    // Raced: of several tabs entering the same link at once, one gets in.
+    const raced = await grant(ports.python);
+    const answers = await Promise.all(Array.from({ length: 6 }, () => onOrigin(raced.host, raced.enter)));
+    expect(answers.map((a) => a.status).sort()).toEqual([303, 403, 403, 403, 403, 403]);
+
     const other = await grant(ports.python);
     const elsewhere = `${ports.app}-${uuid}.localhost:${serverPort}`;
     expect((await onOrigin(elsewhere, other.enter)).status).toBe(403);
