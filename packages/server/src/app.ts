@@ -12,6 +12,7 @@ import { createDeviceAuthState } from './features/device-auth/authenticate.ts';
 import { createDeviceKeyUsage } from './features/device-auth/last-used.ts';
 import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
+import { registerDeviceWeb } from './features/device-web/index.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
@@ -139,6 +140,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerOpenSsh(app, deps, streams, tunnels, auth);
   // The web terminal (an upgrade endpoint), for the admin web UI.
   registerWebTerminal(app, deps, streams, auth, () => tunnels.stopping);
+  // Device web pages: each device port's page on an origin of its own (a host the API and UI never answer on).
+  registerDeviceWeb(app, deps, streams, () => tunnels.stopping);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

@@ -27,6 +27,7 @@ export interface Database {
   remote_sessions: RemoteSessionTable;
   session_recordings: SessionRecordingTable;
   session_recording_chunks: SessionRecordingChunkTable;
+  device_web_sessions: DeviceWebSessionTable;
 }
 
 export interface OrganizationTable {
@@ -316,4 +317,27 @@ export interface SessionRecordingChunkTable {
   session_id: string;
   seq: number;
   data: string;
+}
+
+/** A grant to a device port's web page, and the session it becomes once entered (features/device-web). */
+export interface DeviceWebSessionTable {
+  id: Generated<number>;
+  /** SHA-256 (hex) of the single-use grant. */
+  grant_hash: string;
+  /** SHA-256 (hex) of the device origin's cookie; null until the grant is entered. */
+  cookie_hash: string | null;
+  user_id: number;
+  /** What the person signed in with: the page works while it holds. */
+  credential_type: 'session' | 'api_key' | 'ssh_key';
+  credential_id: number;
+  org_id: number;
+  device_id: number;
+  device_uuid: string;
+  port: number;
+  /** 1: HTTPS on the device port. */
+  tls: number;
+  created_at: number;
+  grant_expires_at: number;
+  entered_at: number | null;
+  expires_at: number | null;
 }

@@ -4210,6 +4210,101 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device}/web-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open the web page of one of the device's ports: a single-use link to it
+         * @description For people who may open streams to the port (operators and above; viewers get 403), with the port on the device's allow-list (403 otherwise). Answers `url`: the device page's own origin (`<port>-<uuid>.localhost`, `<port>s-…` with `https`) at `/.fleetgate/enter` with a single-use grant, valid 60 s. Opening it sets a cookie for that origin alone (`fleetgate_device_web`, at most 12 h and no longer than this sign-in) and redirects to `/`: from then on that origin is the device's web server, each connection a session (surface `web`). `https: true` speaks TLS to the device (self-signed certificates accepted).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description the device port its web server listens on */
+                        port: number;
+                        /**
+                         * @description the device serves HTTPS on the port
+                         * @default false
+                         */
+                        https?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description open it in a new tab, within `expiresAt`; it works once */
+                            url: string;
+                            /** @description the device page's origin */
+                            origin: string;
+                            /** @description when the link stops working (epoch milliseconds) */
+                            expiresAt: number;
+                            device: {
+                                id: number;
+                                uuid: string;
+                                name: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/device-auth/auth_requests": {
         parameters: {
             query?: never;

@@ -33,6 +33,7 @@ import { AnchorLink } from '../ui/links.tsx';
 import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge } from '../ui/StatusBadge.tsx';
 import { VariablesEditor } from '../variables/VariablesEditor.tsx';
+import { DeviceWebPages } from './DeviceWebPages.tsx';
 
 // xterm.js is most of a terminal's weight: fetched when the Terminal tab first opens.
 const DeviceTerminal = lazy(() =>
@@ -140,6 +141,7 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Tab value="ports">Ports</Tabs.Tab>
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
           {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
+          {can('device.connect') && <Tabs.Tab value="web">Web pages</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
           <VariablesEditor owner={owner} canWrite={can('device.variable.write')} />
@@ -169,6 +171,11 @@ function DeviceView({ device }: { device: Device }) {
             <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
               <DeviceTerminal device={device} />
             </Suspense>
+          </Tabs.Panel>
+        )}
+        {can('device.connect') && (
+          <Tabs.Panel value="web" pt="sm">
+            <DeviceWebPages device={device} />
           </Tabs.Panel>
         )}
       </Tabs>

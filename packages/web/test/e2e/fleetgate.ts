@@ -121,6 +121,8 @@ export function startAgent(
   enrollment: { provisioningKey: string } | { keyPair: { identity: Record<string, string> } },
   name?: string,
   env: Record<string, string> = {},
+  /** More agent settings (agent.json), e.g. `allowedPorts`. */
+  settings: Record<string, unknown> = {},
 ): Agent {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-agent-'));
   const envFile = path.join(dataDir, 'variables.env');
@@ -137,6 +139,7 @@ export function startAgent(
       // A pending device asks again within a second of being accepted.
       backoff: { base: 0.2, cap: 1, restartCap: 1 },
       logLevel: 'warn',
+      ...settings,
     }),
   );
   let output = '';

@@ -25,6 +25,16 @@ const configSchema = z.object({
     .string()
     .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'must be a lower-case host name')
     .default('devices'),
+  /**
+   * Host name suffix of device web pages: the page of port P of device U is served from its own origin,
+   * `http(s)://<P>-<U>.<suffix>:<HTTP port>` (`<P>s-<U>` for HTTPS on the device). Default `localhost`, which
+   * Chromium and Firefox resolve to loopback without DNS; a real deployment sets a name with a wildcard DNS
+   * record and certificate (`*.<suffix>`). (`FLEETGATE_DEVICE_WEB_SUFFIX`)
+   */
+  deviceWebSuffix: z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'must be a lower-case host name')
+    .default('localhost'),
   /** Address every listener binds to. Default `127.0.0.1`. (`FLEETGATE_LISTEN`) */
   listen: z.string().min(1).default('127.0.0.1'),
   /** E-mail of the first owner, created on first start. Default `admin@fleetgate.local`. (`FLEETGATE_ADMIN_EMAIL`) */
@@ -96,6 +106,7 @@ export const envNames: Record<keyof Config, string> = {
   proxyMaxConnectionsPerSource: 'FLEETGATE_PROXY_MAX_CONNECTIONS_PER_SOURCE',
   proxyMaxSessionsPerUser: 'FLEETGATE_PROXY_MAX_SESSIONS_PER_USER',
   deviceSuffix: 'FLEETGATE_DEVICE_SUFFIX',
+  deviceWebSuffix: 'FLEETGATE_DEVICE_WEB_SUFFIX',
   listen: 'FLEETGATE_LISTEN',
   adminEmail: 'FLEETGATE_ADMIN_EMAIL',
   adminPassword: 'FLEETGATE_ADMIN_PASSWORD',

@@ -23,9 +23,11 @@ import client from 'prom-client';
 import { type Actor, authorizeRoute, type Principal, type ServerAction } from '../access/index.ts';
 import { AppError, type ErrorCode, httpStatusOf, retryAfterHeader } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
+import { HostRouter } from './hosts.ts';
 import { errorBody } from './schemas.ts';
 import { UpgradeRouter } from './upgrades.ts';
 
+export { type HostHandler, HostRouter } from './hosts.ts';
 export {
   refuseUpgrade,
   refuseUpgradeWith,
@@ -47,6 +49,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Where upgrade endpoints (WebSockets, raw streams) are registered by path: see upgrades.ts. */
     upgrades: UpgradeRouter;
+    /** Hosts served apart from the API and UI, before Fastify sees their requests: see hosts.ts. */
+    hosts: HostRouter;
   }
   interface FastifyRequest {
     principal: Principal;
@@ -217,7 +221,10 @@ export async function createHttpApp(options: HttpOptions): Promise<TypedApp> {
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', null as never);
   app.decorateRequest('viaSessionCookie', false);
-  const upgrades = new UpgradeRouter(options.log);
+  const hosts = new HostRouter();
+  hosts.interceptRequests(app.server);
+  app.decorate('hosts', hosts);
+  const upgrades = new UpgradeRouter(options.log, hosts);
   upgrades.listen(app.server);
   app.decorate('upgrades', upgrades);
   app.addHook('onClose', async () => upgrades.close());

@@ -2,6 +2,7 @@ import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AppError, type ErrorCode, httpStatusOf, retryAfterHeader } from '../errors/index.ts';
 import type { Logger } from '../logging/index.ts';
+import type { HostRouter } from './hosts.ts';
 
 /**
  * The HTTP server's `upgrade` event, in one place: features register their upgrade endpoints by path (devices'
@@ -37,7 +38,11 @@ export class UpgradeRouter {
   private readonly routes: { pattern: RegExp; handle: UpgradeHandler }[] = [];
   private server: Server | undefined;
 
-  constructor(private readonly log: Logger) {}
+  /** @param hosts upgrades for a host it claims go there, whatever their path. */
+  constructor(
+    private readonly log: Logger,
+    private readonly hosts?: HostRouter,
+  ) {}
 
   /** Adds an upgrade endpoint; the first pattern that matches the path (without its query) takes the request. */
   route(pattern: RegExp, handle: UpgradeHandler): void {
@@ -58,6 +63,11 @@ export class UpgradeRouter {
 
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', destroyOnError);
+    const hostHandler = this.hosts?.handlerOf(request);
+    if (hostHandler) {
+      hostHandler.upgrade(request, socket, head);
+      return;
+    }
     const path = (request.url ?? '/').split('?')[0] ?? '/';
     for (const route of this.routes) {
       const match = route.pattern.exec(path);
