@@ -14,6 +14,7 @@ import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
+import { registerDiagnostics } from './features/diagnostics/index.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
@@ -139,6 +140,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerOpenSsh(app, deps, streams, tunnels, auth);
   // The web terminal (an upgrade endpoint), for the admin web UI.
   registerWebTerminal(app, deps, streams, auth, () => tunnels.stopping);
+  // Remote diagnostics: the agent's read-only checks, through the stream router, with their stored history.
+  registerDiagnostics(app, deps, streams);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

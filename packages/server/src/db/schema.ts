@@ -27,6 +27,7 @@ export interface Database {
   remote_sessions: RemoteSessionTable;
   session_recordings: SessionRecordingTable;
   session_recording_chunks: SessionRecordingChunkTable;
+  device_diagnostics: DeviceDiagnosticsTable;
 }
 
 export interface OrganizationTable {
@@ -316,4 +317,25 @@ export interface SessionRecordingChunkTable {
   session_id: string;
   seq: number;
   data: string;
+}
+
+/** One run of a device's remote diagnostics: its report (features/diagnostics). */
+export interface DeviceDiagnosticsTable {
+  id: Generated<number>;
+  org_id: number;
+  device_id: number;
+  session_id: string;
+  requested_by: number | null;
+  requested_by_label: string;
+  started_at: number;
+  finished_at: number;
+  /** The version of the agent's set of checks. */
+  version: number;
+  agent_version: string;
+  /** The worst status among its checks. */
+  status: string;
+  /** How many checks came out in each status, JSON text. */
+  counts: string;
+  /** The checks, JSON text. */
+  checks: string;
 }
