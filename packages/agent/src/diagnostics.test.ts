@@ -65,7 +65,9 @@ describe('diagnostics', () => {
     const report = await runDiagnostics(context(`http://localhost:${port}`), { only: ['dns', 'tcp'] });
     const dns = report.checks.find((c) => c.id === 'dns')!;
     expect(dns.status).toBe('ok');
-    expect(dns.data.addresses).toEqual(expect.arrayContaining([expect.stringMatching(/^(127\.0\.0\.1|::1)$/)]));
+    expect(dns.data.addresses).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^(127\.0\.0\.1|::1)$/)]),
+    );
   });
 
   it('say failed when the server cannot be reached or its name does not resolve', async () => {

@@ -128,7 +128,8 @@ const disk: CheckDefinition = {
     let worst = 0;
     for (const path of paths) {
       const stats = await fs.promises.statfs(path);
-      const key = `${stats.type}:${stats.blocks}:${stats.bfree}`;
+      // The same file system seen twice: its size and inode count, which do not move while it is read.
+      const key = `${stats.type}:${stats.bsize}:${stats.blocks}:${stats.files}`;
       if (seen.has(key)) continue;
       seen.add(key);
       const total = stats.blocks * stats.bsize;
