@@ -11,7 +11,7 @@ let port: number;
 let stalled = false;
 
 beforeAll(async () => {
-  server = http.createServer((request, response) => {
+  server = http.createServer((_request, response) => {
     if (stalled) return; // never answers
     response.end('{"status":"ok"}');
   });
