@@ -4,9 +4,10 @@
  * never reads the environment (DESIGN.md section 9): the CLI passes what the process has.
  */
 import fs from 'node:fs';
-import { type IncomingOpen, StreamErrorCode } from '@fleetgate/protocol';
+import { DIAGNOSTICS_SERVICE, type IncomingOpen, StreamErrorCode } from '@fleetgate/protocol';
 import type { AgentConfig } from './config.ts';
 import type { Credentials } from './credentials.ts';
+import { handleDiagnosticsStream } from './diagnostics.ts';
 import { authenticatorFor, type DeviceAuthenticator, ensureEnrolled } from './enroll.ts';
 import { handleExecStream, handleServiceStream } from './exec.ts';
 import type { ServerEndpoint } from './http.ts';
@@ -43,6 +44,8 @@ export class Agent {
   private readonly state: StateCollector;
   private readonly variables: VariablesApplier;
   private credentials: Credentials | null = null;
+  /** When the current tunnel connection came up (epoch ms), for diagnostics. */
+  private connectedAt = 0;
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.log ?? silentLogger;
@@ -114,7 +117,10 @@ export class Agent {
       },
     });
     this.tunnel = tunnel;
-    tunnel.on('connected', (mux: AgentMultiplexer) => this.reportStateWhileConnected(mux));
+    tunnel.on('connected', (mux: AgentMultiplexer) => {
+      this.connectedAt = Date.now();
+      this.reportStateWhileConnected(mux);
+    });
     return tunnel.start();
   }
 
@@ -134,6 +140,11 @@ export class Agent {
       });
       return;
     }
+    // Read-only checks: served whether or not exec is enabled (people who may not run commands may run them).
+    if ('service' in target && target.service === DIAGNOSTICS_SERVICE) {
+      this.serveDiagnostics(open);
+      return;
+    }
     const execOptions = { baseEnv: this.options.baseEnv ?? {}, log: this.log };
     if (!this.options.exec.enabled) {
       open.reject(StreamErrorCode.notAllowed, 'exec is disabled on this device');
@@ -141,6 +152,23 @@ export class Agent {
     }
     if ('exec' in target) handleExecStream(open, target.exec, execOptions);
     else handleServiceStream(open, target.service, execOptions);
+  }
+
+  private serveDiagnostics(open: IncomingOpen): void {
+    handleDiagnosticsStream(
+      open,
+      {
+        server: this.server,
+        agentVersion: this.options.agentVersion,
+        dataDir: this.options.dataDir,
+        tunnel: () => {
+          const mux = this.tunnel?.multiplexer;
+          return mux ? { connectedAt: this.connectedAt, ping: () => mux.ping() } : undefined;
+        },
+        ...(this.options.stateRoot ? { root: this.options.stateRoot } : {}),
+      },
+      { log: this.log },
+    );
   }
 
   private async applyVariables(revision: number, variables: Record<string, string>, mux: AgentMultiplexer) {

@@ -169,3 +169,34 @@ export interface RemoteSession {
   outcome: string | null;
   terminatedBy: { id: number | null; label: string } | null;
 }
+
+/** How one diagnostics check came out. */
+export const diagnosticsStatuses = ['ok', 'warning', 'failed', 'unavailable', 'timed_out'] as const;
+export type DiagnosticsStatus = (typeof diagnosticsStatuses)[number];
+
+/** A stored run of a device's remote diagnostics, as lists show it (`GET /devices/:device/diagnostics`). */
+export interface DiagnosticsRunSummary {
+  id: number;
+  device: { id: number; uuid: string };
+  sessionId: string;
+  requestedBy: { id: number | null; label: string };
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  version: number;
+  agentVersion: string;
+  status: DiagnosticsStatus;
+  counts: Record<DiagnosticsStatus, number>;
+}
+
+/** One run with its checks (`POST /devices/:device/diagnostics`, `GET …/diagnostics/:runId`). */
+export interface DiagnosticsRun extends DiagnosticsRunSummary {
+  checks: {
+    id: string;
+    title: string;
+    status: DiagnosticsStatus;
+    summary: string;
+    durationMs: number;
+    data: Record<string, unknown>;
+  }[];
+}

@@ -7,6 +7,7 @@ import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
+import { registerDiagnoseCommand } from './commands/diagnose.ts';
 import { registerFleetCommands } from './commands/fleets.ts';
 import { registerImportCommands } from './commands/import.ts';
 import { registerInitCommand } from './commands/init.ts';
@@ -81,6 +82,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerApiKeyCommands(program, io);
   registerSshKeyCommands(program, io);
   registerTunnelCommand(program, io);
+  registerDiagnoseCommand(program, io);
   registerOpenSshCommands(program, io);
   registerSessionPlayCommand(registerSessionCommands(program, io), io);
   registerAuditCommand(program, io);

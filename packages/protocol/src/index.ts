@@ -1,5 +1,18 @@
 export { bridge } from './bridge.ts';
 export {
+  DIAGNOSTICS_SERVICE,
+  DIAGNOSTICS_VERSION,
+  type DiagnosticsCheck,
+  type DiagnosticsReport,
+  type DiagnosticsStatus,
+  diagnosticsCheckSchema,
+  diagnosticsReportSchema,
+  diagnosticsStatuses,
+  MAX_DIAGNOSTICS_CHECKS,
+  MAX_DIAGNOSTICS_DATA_DEPTH,
+  MAX_DIAGNOSTICS_REPORT,
+} from './diagnostics.ts';
+export {
   EXEC_HEADER_SIZE,
   type ExecAgentMessage,
   type ExecClientMessage,

@@ -15,6 +15,7 @@ import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDeviceWeb } from './features/device-web/index.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
+import { registerDiagnostics } from './features/diagnostics/index.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
@@ -142,6 +143,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerWebTerminal(app, deps, streams, auth, () => tunnels.stopping);
   // Device web pages: each device port's page on an origin of its own (a host the API and UI never answer on).
   registerDeviceWeb(app, deps, streams, () => tunnels.stopping);
+  // Remote diagnostics: the agent's read-only checks, through the stream router, with their stored history.
+  registerDiagnostics(app, deps, streams);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

@@ -350,6 +350,28 @@ export async function seedAlphaResources(server: TestServer) {
       data: '{"version":2,"width":80,"height":24,"title":"alpha"}\n[0.1,"o","alpha$ "]\n',
     })
     .execute();
+  // A stored diagnostics run of the keyed device (running one for real needs a live tunnel), for
+  // /devices/{device}/diagnostics/{runId}.
+  const alphaDiagnosticsRun = await server.database.db
+    .insertInto('device_diagnostics')
+    .values({
+      org_id: orgId,
+      device_id: sessionDevice.id,
+      session_id: alphaSessionId,
+      requested_by: me.id as number,
+      requested_by_label: me.email as string,
+      started_at: Date.now(),
+      finished_at: Date.now(),
+      version: 1,
+      agent_version: 'alpha-agent',
+      status: 'ok',
+      counts: JSON.stringify({ ok: 1, warning: 0, failed: 0, unavailable: 0, timed_out: 0 }),
+      checks: JSON.stringify([
+        { id: 'disk', title: 'Disk usage', status: 'ok', summary: 'alpha disk', durationMs: 1, data: {} },
+      ]),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
   await must('PUT', `/api/v1/fleets/${fleet.id}/tags/${alphaTagKey}`, { value: 'alpha' }, 204);
   await must('PUT', `/api/v1/devices/${device.uuid}/tags/${alphaTagKey}`, { value: 'alpha' }, 204);
   await must('PUT', `/api/v1/fleets/${fleet.id}/variables/${alphaVariableName}`, { value: 'alpha' }, 200);
@@ -416,6 +438,7 @@ export async function seedAlphaResources(server: TestServer) {
     recoveryCandidateId: candidate.id,
     alphaAuthSetId: preauthorized.items[0].authSetId as number,
     alphaSessionId,
+    alphaDiagnosticsRunId: alphaDiagnosticsRun.id,
   };
 }
 
@@ -453,6 +476,9 @@ export function alphaPathValue(resources: AlphaResources, path: string, name: st
       return String(resources.alphaDeviceTypeId);
     case 'sessionId':
       return resources.alphaSessionId;
+    case 'runId':
+      // /devices/{device}/diagnostics/{runId}: the keyed device's stored run.
+      return String(resources.alphaDiagnosticsRunId);
     case 'port':
       // /devices/{device}/ports/{port}: the default allow-list's port.
       return '22';

@@ -69,7 +69,7 @@ export function registerTunnelCommand(program: Command, io: CliIo): void {
 }
 
 /** A device by uuid or id (asked directly) or by exact name (one match among the devices I can see). */
-async function resolveDevice(ctx: CommandContext, text: string): Promise<Device> {
+export async function resolveDevice(ctx: CommandContext, text: string): Promise<Device> {
   if (/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text)) {
     return ctx.api<Device>('GET', apiPath`/devices/${text}`);
   }

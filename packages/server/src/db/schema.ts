@@ -28,6 +28,7 @@ export interface Database {
   session_recordings: SessionRecordingTable;
   session_recording_chunks: SessionRecordingChunkTable;
   device_web_sessions: DeviceWebSessionTable;
+  device_diagnostics: DeviceDiagnosticsTable;
 }
 
 export interface OrganizationTable {
@@ -340,4 +341,25 @@ export interface DeviceWebSessionTable {
   grant_expires_at: number;
   entered_at: number | null;
   expires_at: number | null;
+}
+
+/** One run of a device's remote diagnostics: its report (features/diagnostics). */
+export interface DeviceDiagnosticsTable {
+  id: Generated<number>;
+  org_id: number;
+  device_id: number;
+  session_id: string;
+  requested_by: number | null;
+  requested_by_label: string;
+  started_at: number;
+  finished_at: number;
+  /** The version of the agent's set of checks. */
+  version: number;
+  agent_version: string;
+  /** The worst status among its checks. */
+  status: string;
+  /** How many checks came out in each status, JSON text. */
+  counts: string;
+  /** The checks, JSON text. */
+  checks: string;
 }

@@ -162,7 +162,7 @@ export interface paths {
                                 role: "owner" | "admin" | "operator" | "viewer";
                                 fleetIds: number[] | null;
                                 /** @description what this membership allows (fleet actions only in its fleets when narrowed) */
-                                actions: ("org.read" | "org.update" | "org.delete" | "member.read" | "member.manage" | "fleet.read" | "fleet.create" | "fleet.update" | "fleet.delete" | "device_type.read" | "device_type.manage" | "device.read" | "device.create" | "device.update" | "device.delete" | "device.tag" | "device.variable.write" | "fleet.variable.write" | "audit.read" | "device.ssh" | "device.terminal" | "device.connect" | "provisioning_key.manage" | "device.credentials" | "device.decommission" | "device.authorize" | "ports.manage" | "session.terminate")[];
+                                actions: ("org.read" | "org.update" | "org.delete" | "member.read" | "member.manage" | "fleet.read" | "fleet.create" | "fleet.update" | "fleet.delete" | "device_type.read" | "device_type.manage" | "device.read" | "device.create" | "device.update" | "device.delete" | "device.tag" | "device.variable.write" | "fleet.variable.write" | "audit.read" | "device.ssh" | "device.terminal" | "device.connect" | "device.diagnose" | "provisioning_key.manage" | "device.credentials" | "device.decommission" | "device.authorize" | "ports.manage" | "session.terminate")[];
                             }[];
                         };
                     };
@@ -212,7 +212,7 @@ export interface paths {
                                 role: "owner" | "admin" | "operator" | "viewer";
                                 fleetIds: number[] | null;
                                 /** @description what this membership allows (fleet actions only in its fleets when narrowed) */
-                                actions: ("org.read" | "org.update" | "org.delete" | "member.read" | "member.manage" | "fleet.read" | "fleet.create" | "fleet.update" | "fleet.delete" | "device_type.read" | "device_type.manage" | "device.read" | "device.create" | "device.update" | "device.delete" | "device.tag" | "device.variable.write" | "fleet.variable.write" | "audit.read" | "device.ssh" | "device.terminal" | "device.connect" | "provisioning_key.manage" | "device.credentials" | "device.decommission" | "device.authorize" | "ports.manage" | "session.terminate")[];
+                                actions: ("org.read" | "org.update" | "org.delete" | "member.read" | "member.manage" | "fleet.read" | "fleet.create" | "fleet.update" | "fleet.delete" | "device_type.read" | "device_type.manage" | "device.read" | "device.create" | "device.update" | "device.delete" | "device.tag" | "device.variable.write" | "fleet.variable.write" | "audit.read" | "device.ssh" | "device.terminal" | "device.connect" | "device.diagnose" | "provisioning_key.manage" | "device.credentials" | "device.decommission" | "device.authorize" | "ports.manage" | "session.terminate")[];
                             }[];
                         };
                     };
@@ -4299,6 +4299,244 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device}/diagnostics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The device's stored diagnostics runs, newest first, without their checks (operators and above) */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description items per page (1-500, default 50) */
+                    limit?: number;
+                    /** @description page number, from 1 */
+                    page?: number;
+                };
+                header?: never;
+                path: {
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                id: number;
+                                device: {
+                                    id: number;
+                                    uuid: string;
+                                };
+                                /** @description the session of the run (GET /api/v1/sessions/{sessionId}) */
+                                sessionId: string;
+                                requestedBy: {
+                                    id: number | null;
+                                    label: string;
+                                };
+                                /** @description ISO 8601 time (UTC) */
+                                startedAt: string;
+                                /** @description ISO 8601 time (UTC) */
+                                finishedAt: string;
+                                durationMs: number;
+                                /** @description the version of the agent's set of checks */
+                                version: number;
+                                agentVersion: string;
+                                /**
+                                 * @description the worst status among the checks
+                                 * @enum {string}
+                                 */
+                                status: "ok" | "warning" | "failed" | "unavailable" | "timed_out";
+                                /** @description how many checks came out in each status */
+                                counts: {
+                                    ok: number;
+                                    warning: number;
+                                    failed: number;
+                                    unavailable: number;
+                                    timed_out: number;
+                                };
+                            }[];
+                            /** @description items matching the filters, over all pages */
+                            total: number;
+                            page: number;
+                            limit: number;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Run the device's remote diagnostics now and store the report (operators and above)
+         * @description The agent runs its fixed set of read-only checks (disk, memory, load, time sync, DNS and TCP reachability of the server, the agent and its tunnel, network interfaces, failed systemd units, recent kernel messages), each with its own timeout, and answers one report, stored with the device’s history (the newest 50). Needs `device.diagnose` (operators and above), not shell rights; viewers get 403. The run is a session (surface `diagnostics`) and is audited. Answers within 20 s: 503 at once when the device is offline, or when it does not answer in time; 409 when the device is decommissioned or its agent is too old for diagnostics (`details.reason: 'agent_too_old'`); 502 when the device's report is malformed or over 256 KiB (nothing is stored).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: number;
+                            device: {
+                                id: number;
+                                uuid: string;
+                            };
+                            /** @description the session of the run (GET /api/v1/sessions/{sessionId}) */
+                            sessionId: string;
+                            requestedBy: {
+                                id: number | null;
+                                label: string;
+                            };
+                            /** @description ISO 8601 time (UTC) */
+                            startedAt: string;
+                            /** @description ISO 8601 time (UTC) */
+                            finishedAt: string;
+                            durationMs: number;
+                            /** @description the version of the agent's set of checks */
+                            version: number;
+                            agentVersion: string;
+                            /**
+                             * @description the worst status among the checks
+                             * @enum {string}
+                             */
+                            status: "ok" | "warning" | "failed" | "unavailable" | "timed_out";
+                            /** @description how many checks came out in each status */
+                            counts: {
+                                ok: number;
+                                warning: number;
+                                failed: number;
+                                unavailable: number;
+                                timed_out: number;
+                            };
+                            checks: {
+                                /** @description stable identifier: disk, memory, load, time-sync, dns, tcp, agent… */
+                                id: string;
+                                title: string;
+                                /** @enum {string} */
+                                status: "ok" | "warning" | "failed" | "unavailable" | "timed_out";
+                                summary: string;
+                                durationMs: number;
+                                /** @description the check's measurements */
+                                data: {
+                                    [key: string]: unknown;
+                                };
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device}/diagnostics/{runId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One stored diagnostics run with its checks (operators and above) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    device: string;
+                    runId: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: number;
+                            device: {
+                                id: number;
+                                uuid: string;
+                            };
+                            /** @description the session of the run (GET /api/v1/sessions/{sessionId}) */
+                            sessionId: string;
+                            requestedBy: {
+                                id: number | null;
+                                label: string;
+                            };
+                            /** @description ISO 8601 time (UTC) */
+                            startedAt: string;
+                            /** @description ISO 8601 time (UTC) */
+                            finishedAt: string;
+                            durationMs: number;
+                            /** @description the version of the agent's set of checks */
+                            version: number;
+                            agentVersion: string;
+                            /**
+                             * @description the worst status among the checks
+                             * @enum {string}
+                             */
+                            status: "ok" | "warning" | "failed" | "unavailable" | "timed_out";
+                            /** @description how many checks came out in each status */
+                            counts: {
+                                ok: number;
+                                warning: number;
+                                failed: number;
+                                unavailable: number;
+                                timed_out: number;
+                            };
+                            checks: {
+                                /** @description stable identifier: disk, memory, load, time-sync, dns, tcp, agent… */
+                                id: string;
+                                title: string;
+                                /** @enum {string} */
+                                status: "ok" | "warning" | "failed" | "unavailable" | "timed_out";
+                                summary: string;
+                                durationMs: number;
+                                /** @description the check's measurements */
+                                data: {
+                                    [key: string]: unknown;
+                                };
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;

@@ -22,6 +22,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useParams } from '@tanstack/react-router';
 import { type FormEvent, lazy, type ReactNode, Suspense, useState } from 'react';
 import { api, type Device, data } from '../api/client.ts';
+import { DeviceDiagnostics } from '../diagnostics/DeviceDiagnostics.tsx';
 import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan, useOrg } from '../session/session.ts';
@@ -142,6 +143,7 @@ function DeviceView({ device }: { device: Device }) {
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
           {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
           {can('device.connect') && <Tabs.Tab value="web">Web pages</Tabs.Tab>}
+          {can('device.diagnose') && <Tabs.Tab value="diagnostics">Diagnostics</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
           <VariablesEditor owner={owner} canWrite={can('device.variable.write')} />
@@ -176,6 +178,11 @@ function DeviceView({ device }: { device: Device }) {
         {can('device.connect') && (
           <Tabs.Panel value="web" pt="sm">
             <DeviceWebPages device={device} />
+          </Tabs.Panel>
+        )}
+        {can('device.diagnose') && (
+          <Tabs.Panel value="diagnostics" pt="sm">
+            <DeviceDiagnostics device={device} />
           </Tabs.Panel>
         )}
       </Tabs>

@@ -42,6 +42,7 @@ const surfaces = [
   { value: 'connect', label: 'connect (proxy)' },
   { value: 'terminal', label: 'terminal (web)' },
   { value: 'web', label: 'web page (device)' },
+  { value: 'diagnostics', label: 'diagnostics' },
 ];
 
 /** People's sessions to the organization's devices: live ones (which admins may end) and the record of past ones. */

@@ -8,6 +8,7 @@ import * as sessions from './0006_sessions.ts';
 import * as sessionRecordings from './0007_session_recordings.ts';
 import * as serviceApiKeys from './0008_service_api_keys.ts';
 import * as deviceListIndexes from './0009_device_list_indexes.ts';
+import * as diagnostics from './0010_diagnostics.ts';
 import * as deviceWeb from './0011_device_web.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
@@ -35,6 +36,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0007_session_recordings': sessionRecordings,
   '0008_service_api_keys': serviceApiKeys,
   '0009_device_list_indexes': deviceListIndexes,
+  '0010_diagnostics': diagnostics,
   '0011_device_web': deviceWeb,
 };
 

@@ -36,9 +36,10 @@ import { StreamMetrics } from './metrics.ts';
 
 /**
  * A command on the device instead of a TCP port: the SSH gateway's shells and commands (`exec`, the exec
- * sub-protocol of @fleetgate/protocol inside the stream) and its SFTP subsystem (`service: 'sftp'`).
+ * sub-protocol of @fleetgate/protocol inside the stream), its SFTP subsystem (`service: 'sftp'`), and the agent's
+ * read-only diagnostics (`service: 'diagnostics'`, features/diagnostics).
  */
-export type DeviceCommand = { exec: ExecRequest } | { service: 'sftp' };
+export type DeviceCommand = { exec: ExecRequest } | { service: 'sftp' } | { service: 'diagnostics' };
 
 /**
  * Who asks for a stream, as their surface knows them.
@@ -114,7 +115,8 @@ export interface StreamRouter {
    * Opens a stream for a person: authorizes `device.connect` for a port (operators and above in the device's
    * organization, or in its fleet for a narrowed membership; others get `not_found`, viewers `forbidden`) or
    * `device.ssh` for a command (the same roles; no allow-list applies: the agent runs it, or refuses when its
-   * exec service is off), refuses a decommissioned device (`conflict`, `details.reason: 'decommissioned'`),
+   * exec service is off; `device.diagnose` for the diagnostics service, which needs no shell rights), refuses a
+   * decommissioned device (`conflict`, `details.reason: 'decommissioned'`),
    * checks the device's port allow-list (`forbidden`), finds its live link (`unavailable` when offline) and
    * opens the stream (`unavailable` with `details.stream` when the device refuses). Every attempt is audited;
    * an opened stream is a session (features/sessions) from here on, live until `relay` ends it (or the stream
@@ -186,6 +188,16 @@ function commandLabel(command: DeviceCommand): string {
   return command.exec.command === undefined ? 'shell' : command.exec.command.slice(0, 128);
 }
 
+/**
+ * What a target needs: `device.connect` for a port, `device.diagnose` for the read-only diagnostics (no shell
+ * rights needed), `device.ssh` for any other command.
+ */
+function actionFor(target: number | DeviceCommand): Action {
+  if (typeof target === 'number') return 'device.connect';
+  if ('service' in target && target.service === 'diagnostics') return 'device.diagnose';
+  return 'device.ssh';
+}
+
 /** `caller` with their rights as they are now; `unauthorized` when the credential they used no longer holds. */
 async function callerNow(deps: ServiceDeps, caller: StreamCaller): Promise<Actor> {
   const { actor } = caller;
@@ -227,7 +239,7 @@ async function authorizeStream(
     }).catch((err) => deps.log.error({ err }, 'could not audit a device stream'));
     return error;
   };
-  const action = command === undefined ? 'device.connect' : 'device.ssh';
+  const action = actionFor(target);
   try {
     authorize(actor.principal, action, { orgId: device.org_id, fleetId: device.fleet_id }, 'device');
   } catch (err) {

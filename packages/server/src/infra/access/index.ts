@@ -126,6 +126,11 @@ export const actions = [
   'device.ssh',
   'device.terminal',
   'device.connect',
+  /**
+   * Run a device's remote diagnostics (read-only checks) and read their stored reports (operators and above):
+   * apart from `device.ssh`, so diagnostics never need shell rights.
+   */
+  'device.diagnose',
   /** Create, list and revoke a fleet's provisioning keys (admins and owners). */
   'provisioning_key.manage',
   /** Revoke a device's keys and tokens (admins and owners). */
@@ -156,6 +161,7 @@ const operatorActions: readonly Action[] = [
   'device.ssh',
   'device.terminal',
   'device.connect',
+  'device.diagnose',
 ];
 const adminActions: readonly Action[] = actions.filter((a) => a !== 'org.delete');
 

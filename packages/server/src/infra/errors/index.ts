@@ -17,6 +17,8 @@ export const errorCodes = {
   unprocessable: 422,
   rate_limited: 429,
   internal: 500,
+  /** A device answered, but not as it must (a malformed or oversized diagnostics report). */
+  bad_gateway: 502,
   unavailable: 503,
 } as const;
 
