@@ -4,11 +4,11 @@
  * `DiagnosticsReport` (UTF-8, at most `MAX_DIAGNOSTICS_REPORT` bytes) and ends the stream. It reads nothing
  * from the stream.
  *
- * Why a named service and not a target kind of its own: a peer validates every OPEN target against
- * `openTargetSchema` and closes the whole connection on one it does not know (a protocol error), so an agent
- * older than a new target kind would lose its tunnel, and every session on it, the first time someone asked it
- * for diagnostics. An unknown named service is refused with OPEN_ERR (`not-allowed`) and nothing else happens:
- * the server can tell the person the agent is too old.
+ * Why a named service and not a target kind of its own: agents before this one validated every OPEN target against
+ * `openTargetSchema` and closed the whole connection on one they did not know (a protocol error), so such an agent
+ * would lose its tunnel, and every session on it, the first time someone asked it for diagnostics. An unknown named
+ * service is refused with OPEN_ERR (`not-allowed`) and nothing else happens: the server can tell the person the
+ * agent is too old. (Peers now refuse an unknown target kind on its stream alone, as they do an unknown service.)
  *
  * The report's shape is generic (an id, a title, a status, a summary and bounded data per check), so a server
  * stores and shows the checks of a newer `version` without knowing them.

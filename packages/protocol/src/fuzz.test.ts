@@ -138,9 +138,9 @@ describe('protocol fuzzing: hostile frames close the connection with a reason', 
       /both sides claim role server/,
     ],
     [
-      'open target that fails validation',
-      [agentHello, frame('open', 1, json({ port: 70000 }))],
-      /open target: invalid at port/,
+      'open target that is not a JSON object',
+      [agentHello, frame('open', 1, json([{ port: 22 }]))],
+      /open target: invalid at \(root\)/,
     ],
     [
       'reset without a valid reason',
@@ -158,6 +158,33 @@ describe('protocol fuzzing: hostile frames close the connection with a reason', 
     const last = sent.at(-1)!;
     expect(last.type).toBe('close');
     expect(new TextDecoder().decode(last.payload.subarray(2))).toMatch(reason);
+  });
+
+  it.each([
+    [
+      'a kind it does not know (a newer peer)',
+      { files: { path: '/etc/hosts' } },
+      /unsupported target \["files"\]/,
+    ],
+    [
+      'a known kind with a field it does not know',
+      { exec: { pty: true, x: 1 } },
+      /unsupported target \["exec"\]/,
+    ],
+    ['a port out of range', { port: 70000 }, /unsupported target \["port"\]: port/],
+  ])('refuses an open target it cannot serve, %s, on that stream alone', (_name, target, reason) => {
+    const { feed, sent, closed } = serverUnderAttack();
+    feed(agentHello);
+    feed(frame('open', 1, json(target)));
+    const refusal = sent.at(-1)!;
+    expect(refusal).toMatchObject({ type: 'openErr', streamId: 1 });
+    const body = JSON.parse(new TextDecoder().decode(refusal.payload));
+    expect(body.code).toBe('not-allowed');
+    expect(body.reason).toMatch(reason);
+    // The connection goes on: the next stream opens.
+    feed(openFrame(3));
+    expect(closed()).toBeUndefined();
+    expect(sent.at(-1)).toMatchObject({ streamId: 3 });
   });
 
   it('refuses streams beyond the limit without buffering them, and drops late frames for closed streams', () => {

@@ -6,6 +6,7 @@
  * and is fed incoming frames through `receive(bytes)`.
  */
 import { Duplex } from 'node:stream';
+import { z } from 'zod';
 import {
   type AgentMessage,
   agentMessageSchema,
@@ -613,9 +614,20 @@ export class Multiplexer<R extends Role> {
       throw new ProtocolError(`stream id ${id} not above the last opened (${this.highestPeerStreamId})`);
     }
     this.highestPeerStreamId = id;
-    const target = decodeJson(openTargetSchema, payload, 'open target');
     const refuse = (code: StreamErrorCodeValue, reason: string) =>
       this.sendFrame('openErr', id, encodeJson({ code, reason: reason.slice(0, 512) }));
+    // A target this side does not know (a newer peer's kind, or a field added to a known one) is refused on its
+    // stream alone: the connection and its other streams go on, and the peer learns this side cannot do it.
+    const target = decodeJson(z.record(z.string(), z.unknown()), payload, 'open target');
+    const known = openTargetSchema.safeParse(target);
+    if (!known.success) {
+      const issue = known.error.issues[0];
+      refuse(
+        StreamErrorCode.notAllowed,
+        `unsupported target ${JSON.stringify(Object.keys(target))}: ${issue?.path.join('.') || '(root)'}: ${issue?.message}`,
+      );
+      return;
+    }
     if (!this.options.onStream) {
       refuse(StreamErrorCode.refused, 'this side accepts no streams');
       return;
@@ -629,7 +641,7 @@ export class Multiplexer<R extends Role> {
     let answered = false;
     this.options.onStream({
       streamId: id,
-      target,
+      target: known.data,
       accept: () => {
         if (answered) throw new Error(`stream ${id} already answered`);
         answered = true;
