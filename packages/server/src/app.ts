@@ -35,6 +35,7 @@ import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariables } from './features/variables/index.ts';
+import { registerVnc } from './features/vnc/index.ts';
 import { registerWebTerminal } from './features/web-terminal/index.ts';
 import { registerWebUi } from './features/web-ui/index.ts';
 import type { Config } from './infra/config/index.ts';
@@ -139,6 +140,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerOpenSsh(app, deps, streams, tunnels, auth);
   // The web terminal (an upgrade endpoint), for the admin web UI.
   registerWebTerminal(app, deps, streams, auth, () => tunnels.stopping);
+  // VNC in the browser: a device's VNC port over a WebSocket (an upgrade endpoint), for the admin web UI.
+  registerVnc(app, deps, streams, auth, () => tunnels.stopping);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

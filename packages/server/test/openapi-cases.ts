@@ -454,7 +454,7 @@ export function alphaPathValue(resources: AlphaResources, path: string, name: st
     case 'sessionId':
       return resources.alphaSessionId;
     case 'port':
-      // /devices/{device}/ports/{port}: the default allow-list's port.
+      // /devices/{device}/ports/{port} and …/ports/{port}/vnc: the default allow-list's port.
       return '22';
     case 'keyId':
       return byRoute([
