@@ -38,10 +38,14 @@ import { VariablesEditor } from '../variables/VariablesEditor.tsx';
 const DeviceTerminal = lazy(() =>
   import('../terminal/DeviceTerminal.tsx').then((module) => ({ default: module.DeviceTerminal })),
 );
+// noVNC likewise: fetched when the VNC tab first opens.
+const DeviceVnc = lazy(() =>
+  import('../vnc/DeviceVnc.tsx').then((module) => ({ default: module.DeviceVnc })),
+);
 
 /**
  * One device: identity, status and connections, its last state report, tags, variables, credentials, sessions,
- * and a terminal for those who may open a shell on it.
+ * a terminal for those who may open a shell on it, and a VNC viewer for those who may reach its ports.
  */
 export function DevicePage() {
   const { device: ref } = useParams({ from: '/shell/devices/$device' });
@@ -140,6 +144,7 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Tab value="ports">Ports</Tabs.Tab>
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
           {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
+          {can('device.connect') && <Tabs.Tab value="vnc">VNC</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
           <VariablesEditor owner={owner} canWrite={can('device.variable.write')} />
@@ -168,6 +173,13 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Panel value="terminal" pt="sm">
             <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
               <DeviceTerminal device={device} />
+            </Suspense>
+          </Tabs.Panel>
+        )}
+        {can('device.connect') && (
+          <Tabs.Panel value="vnc" pt="sm">
+            <Suspense fallback={<Loader size="sm" aria-label="Loading the VNC viewer" />}>
+              <DeviceVnc device={device} />
             </Suspense>
           </Tabs.Panel>
         )}

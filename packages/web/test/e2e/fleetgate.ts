@@ -114,13 +114,14 @@ export interface Agent {
 
 /**
  * A real `fleetgate-agent run`, enrolling with a provisioning key or a key pair (Mender style); `env` is added to
- * its environment (which the shells it runs inherit).
+ * its environment (which the shells it runs inherit), `config` to its configuration file (e.g. `allowedPorts`).
  */
 export function startAgent(
   serverUrl: string,
   enrollment: { provisioningKey: string } | { keyPair: { identity: Record<string, string> } },
   name?: string,
   env: Record<string, string> = {},
+  config: Record<string, unknown> = {},
 ): Agent {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-agent-'));
   const envFile = path.join(dataDir, 'variables.env');
@@ -137,6 +138,7 @@ export function startAgent(
       // A pending device asks again within a second of being accepted.
       backoff: { base: 0.2, cap: 1, restartCap: 1 },
       logLevel: 'warn',
+      ...config,
     }),
   );
   let output = '';
