@@ -53,9 +53,10 @@ export async function startVncDisplay(
     );
   };
   try {
+    // -noreset: an X server resets when its last client leaves, and xsetroot's colour would go with the reset.
     const xvfb = spawn(
       'Xvfb',
-      ['-displayfd', '3', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp'],
+      ['-displayfd', '3', '-noreset', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp'],
       { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
     );
     children.push(xvfb);

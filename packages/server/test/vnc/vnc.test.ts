@@ -117,8 +117,52 @@ describe.skipIf(missing)('VNC in the browser', () => {
     return { banner, securityTypes: [...types.subarray(13, 13 + (types[12] ?? 0))] };
   };
 
+  /**
+   * Goes on from `handshake` (security None, shared), asks for the whole screen in raw encoding, and answers the
+   * share of its pixels of each colour, `#rrggbb` (x11vnc's pixel format: 32 bits, little-endian, red at bit 16).
+   */
+  const screenColours = async (viewer: Viewer) => {
+    let offset = 0;
+    const take = async (length: number) => {
+      const all = await viewer.read(offset + length);
+      offset += length;
+      return all.subarray(offset - length, offset);
+    };
+    await take(12 + 2);
+    viewer.ws.send(Buffer.from([1]));
+    expect((await take(4)).readUInt32BE(0)).toBe(0);
+    viewer.ws.send(Buffer.from([1]));
+    const init = await take(24);
+    const [width, height] = [init.readUInt16BE(0), init.readUInt16BE(2)];
+    await take(init.readUInt32BE(20));
+    viewer.ws.send(Buffer.from([2, 0, 0, 1, 0, 0, 0, 0]));
+    const request = Buffer.alloc(10);
+    request[0] = 3;
+    request.writeUInt16BE(width, 6);
+    request.writeUInt16BE(height, 8);
+    viewer.ws.send(request);
+    const colours = new Map<string, number>();
+    let covered = 0;
+    while (covered < width * height) {
+      const update = await take(4);
+      expect(update[0]).toBe(0);
+      for (let rects = update.readUInt16BE(2); rects > 0; rects--) {
+        const rect = await take(12);
+        const pixels = rect.readUInt16BE(4) * rect.readUInt16BE(6);
+        expect(rect.readInt32BE(8)).toBe(0);
+        const data = await take(pixels * 4);
+        for (let at = 0; at < data.length; at += 4) {
+          const colour = `#${(data.readUInt32LE(at) & 0xffffff).toString(16).padStart(6, '0')}`;
+          colours.set(colour, (colours.get(colour) ?? 0) + 1);
+        }
+        covered += pixels;
+      }
+    }
+    return Object.fromEntries([...colours].map(([colour, count]) => [colour, count / (width * height)]));
+  };
+
   beforeAll(async () => {
-    vnc = await startVncDisplay();
+    vnc = await startVncDisplay({ color: '#1e90ff', width: 64, height: 48 });
     server = await startListeningServer({ flags: { presenceFlushMs: 50 } });
     const fleet = await api('POST', '/api/v1/fleets', {
       orgId: 1,
@@ -156,7 +200,7 @@ describe.skipIf(missing)('VNC in the browser', () => {
     removeTemporaryDirs();
   });
 
-  it("carries the device's VNC server both ways (its RFB banner, its security types), listed and audited as a vnc session", async () => {
+  it("carries the device's VNC server both ways (its RFB banner, its screen's colour), listed and audited as a vnc session", async () => {
     const viewer = await open(bearer(operatorToken));
     expect(viewer.protocol).toBe('binary');
     expect(viewer.session).toMatch(/^[0-9a-f]{16}$/);
@@ -164,6 +208,10 @@ describe.skipIf(missing)('VNC in the browser', () => {
     expect(banner).toMatch(/^RFB 003\.00\d\n$/);
     // x11vnc -nopw offers security type 1 (None).
     expect(securityTypes).toEqual([1]);
+    // The display's own colour, all but the pointer x11vnc draws in (black and white, at most 20×20 pixels).
+    const colours = await screenColours(viewer);
+    expect(colours['#1e90ff']).toBeGreaterThan(0.85);
+    expect(Object.keys(colours).sort()).toEqual(['#000000', '#1e90ff', '#ffffff']);
 
     const live = await api('GET', '/api/v1/sessions?surface=vnc');
     expect(live.items).toContainEqual(
@@ -182,8 +230,10 @@ describe.skipIf(missing)('VNC in the browser', () => {
       const found = await api('GET', `/api/v1/sessions/${viewer.session}`);
       return found.live ? undefined : found;
     });
-    expect(ended).toMatchObject({ surface: 'vnc', outcome: 'closed', bytesToDevice: 12 });
-    expect(ended.bytesFromDevice).toBeGreaterThanOrEqual(13);
+    expect(ended).toMatchObject({ surface: 'vnc', outcome: 'closed' });
+    // The version, security type, ClientInit, SetEncodings and the update request; the screen the other way.
+    expect(ended.bytesToDevice).toBe(12 + 1 + 1 + 8 + 10);
+    expect(ended.bytesFromDevice).toBeGreaterThan(64 * 48 * 4);
     const trail = await waitFor(async () => {
       const page = await api('GET', `/api/v1/audit?orgId=1&session=${viewer.session}`);
       return page.items.length >= 2 ? page : undefined;
