@@ -3,12 +3,12 @@ import net from 'node:net';
 
 /**
  * A real VNC server for tests, as a device would run one: Debian's Xvfb (an X display in memory) painted one known
- * colour with xsetroot, shared by Debian's x11vnc on a free port of 127.0.0.1. Used by the server's VNC tests and
- * the browser's (packages/web/test/e2e/vnc.spec.ts).
+ * colour with xsetroot, shared by Debian's x11vnc on a free port of 127.0.0.1, and its clipboard read and written
+ * with xclip. Used by the server's VNC tests and the browser's (packages/web/test/e2e/vnc.spec.ts).
  */
 
 /** The Debian package of each program the VNC tests run. */
-const PROGRAMS = { Xvfb: 'xvfb', xsetroot: 'x11-xserver-utils', x11vnc: 'x11vnc' } as const;
+const PROGRAMS = { Xvfb: 'xvfb', xsetroot: 'x11-xserver-utils', x11vnc: 'x11vnc', xclip: 'xclip' } as const;
 
 /** Why the VNC tests cannot run here (the Debian packages to install), or undefined when they can. */
 export function vncToolsMissing(): string | undefined {
@@ -28,6 +28,10 @@ export interface VncDisplay {
   color: string;
   /** Paints the whole display another colour. */
   paint(color: string): void;
+  /** Copies `text` to the display's CLIPBOARD, as an application on the device would. */
+  copy(text: string): void;
+  /** The display's CLIPBOARD now ('' when nothing holds it). */
+  clipboard(): string;
   stop(): Promise<void>;
 }
 
@@ -85,7 +89,13 @@ export async function startVncDisplay(
         ...['-display', display, '-rfbport', String(port), '-localhost', '-norc', '-forever', '-shared'],
         ...(options.password ? ['-passwd', options.password] : ['-nopw']),
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // Without a window manager, x11vnc takes the display for a login screen and leaves the clipboard alone
+        // for 45 s after a viewer connects; a device's desktop has one (then it waits 8 s). Either way, it sends
+        // the display's clipboard to viewers only from 15 s after one connected.
+        env: { ...process.env, X11VNC_AVOID_WINDOWS: 'never' },
+      },
     );
     children.push(x11vnc);
     let x11vncOutput = '';
@@ -97,7 +107,25 @@ export async function startVncDisplay(
       if (Date.now() - started > 15_000) throw new Error(`x11vnc did not answer in 15 s:\n${x11vncOutput}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    return { display, port, color, paint, stop };
+    let copier: ChildProcess | undefined;
+    const copy = (text: string) => {
+      // xclip holds the selection (in the foreground with -quiet) until another client takes it.
+      copier?.kill('SIGTERM');
+      copier = spawn(
+        'xclip',
+        ['-quiet', '-display', display, '-selection', 'clipboard', '-target', 'STRING', '-in'],
+        { stdio: ['pipe', 'ignore', 'ignore'] },
+      );
+      children.push(copier);
+      copier.stdin?.end(Buffer.from(text, 'latin1'));
+    };
+    const clipboard = () =>
+      (
+        spawnSync('xclip', ['-display', display, '-selection', 'clipboard', '-target', 'STRING', '-out'], {
+          timeout: 5000,
+        }).stdout ?? Buffer.alloc(0)
+      ).toString('latin1');
+    return { display, port, color, paint, copy, clipboard, stop };
   } catch (err) {
     await stop();
     throw err;

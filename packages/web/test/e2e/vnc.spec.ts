@@ -13,7 +13,7 @@ import {
 /**
  * VNC on the device page, in Debian's Chromium: noVNC through fleetgate to a real agent and a real VNC server on
  * the device's side (x11vnc on an Xvfb display painted a known colour), checked by the pixels of a screenshot;
- * a password the VNC server asks for, the end of a session an administrator terminated, no VNC for a viewer, and
+ * the clipboard both ways, a password the VNC server asks for, the end of a session an administrator terminated, no VNC for a viewer, and
  * an offline device explained.
  */
 test.describe.configure({ mode: 'serial' });
@@ -22,7 +22,7 @@ const missing = vncToolsMissing();
 // CI (.ci/run sets CI=1) installs them: there, a missing one is a failure, never a skip.
 if (missing && process.env.CI) throw new Error(`the VNC browser tests cannot run: ${missing}`);
 if (missing) console.warn(`SKIPPED VNC browser tests: ${missing}`);
-test.skip(!!missing, `the VNC browser tests need Xvfb, xsetroot and x11vnc: ${missing}`);
+test.skip(!!missing, `the VNC browser tests need Xvfb, xsetroot, x11vnc and xclip: ${missing}`);
 
 /** Dodger blue and a green, far from noVNC's dark background and from each other. */
 const BLUE = { hex: '#1e90ff', rgb: [30, 144, 255] };
@@ -144,6 +144,22 @@ test("the device's VNC screen shows in the browser, and follows what the device 
   await expect(
     page.getByRole('tabpanel', { name: 'VNC' }).getByText('Disconnected', { exact: true }),
   ).toBeVisible();
+});
+
+test("the clipboard goes both ways: what the page sends reaches the device's, and what the device copies shows in the page", async ({
+  page,
+}) => {
+  await signIn(page);
+  await connect(page, open.port);
+  await expect(page.getByText(`Connected to kiosk-pi, port ${open.port}`)).toBeVisible();
+  // Latin-1: RFB's cut text is ISO 8859-1 unless both ends speak the extended clipboard (x11vnc does not).
+  await page.getByLabel('Clipboard').fill('sent from the browser: olé');
+  await page.getByRole('button', { name: "Send to the device's clipboard" }).click();
+  await expect.poll(() => open.clipboard()).toBe('sent from the browser: olé');
+  // x11vnc sends the device's clipboard only from 15 s after a viewer connected (its sel_waittime).
+  open.copy('copied on the device: grüße');
+  await expect(page.getByLabel('Clipboard')).toHaveValue('copied on the device: grüße', { timeout: 30_000 });
+  await page.getByRole('button', { name: 'Disconnect' }).click();
 });
 
 test('a VNC server that asks for a password gets it from a prompt', async ({ page }) => {
