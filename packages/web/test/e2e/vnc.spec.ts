@@ -136,6 +136,18 @@ test("the device's VNC screen shows in the browser, and follows what the device 
   await expect.poll(() => screenColours(page).then((c) => allAre(c, RED.rgb))).toBe(true);
   open.paint(BLUE.hex);
 
+  // Scaled to fit a smaller window, then at its own size (640×480) once scaling is off.
+  const canvasSize = async () => {
+    const box = await page.getByTestId('vnc-screen').locator('canvas').boundingBox();
+    return [Math.round(box?.width ?? 0), Math.round(box?.height ?? 0)];
+  };
+  await page.setViewportSize({ width: 1000, height: 500 });
+  await expect.poll(async () => (await canvasSize())[1]).toBeLessThan(480);
+  await page.getByRole('switch', { name: 'Scale to fit' }).uncheck({ force: true });
+  await expect.poll(canvasSize).toEqual([640, 480]);
+  await page.getByRole('switch', { name: 'Scale to fit' }).check({ force: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+
   const sessions = await fg.api('GET', '/api/v1/sessions?surface=vnc');
   expect(sessions.body.items).toContainEqual(
     expect.objectContaining({ surface: 'vnc', port: open.port, live: true }),
