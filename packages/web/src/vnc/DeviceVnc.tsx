@@ -92,7 +92,7 @@ export function DeviceVnc({ device }: { device: Device }) {
             error={portValid ? undefined : 'a port from 1 to 65535'}
           />
           <Button type="submit" disabled={!portValid || notAllowed}>
-            {session ? 'Connect again' : 'Connect'}
+            Connect
           </Button>
           <Switch
             label="Scale to fit"
@@ -347,7 +347,8 @@ function VncSession({ device, port, scale, viewOnly, rfb, onOpen, onClipboard, r
 }
 
 function describeEnd(end: VncEnd): string {
-  if (end.securityFailure) return `It said: ${end.securityFailure}.`;
+  if (end.securityFailure)
+    return `It said: ${end.securityFailure}${/[.!?]$/.test(end.securityFailure) ? '' : '.'}`;
   // The explanation is on its way (see explainRefusal).
   if (end.refused) return 'Finding out why…';
   return `${end.reason.charAt(0).toUpperCase()}${end.reason.slice(1)}.`;

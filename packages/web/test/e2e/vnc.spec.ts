@@ -80,7 +80,7 @@ async function connect(page: Page, port: number): Promise<void> {
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'VNC' }).click();
   await page.getByRole('textbox', { name: 'VNC port' }).fill(String(port));
-  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.getByRole('button', { name: 'Connect', exact: true }).click();
 }
 
 /**
@@ -123,7 +123,7 @@ test("the device's VNC screen shows in the browser, and follows what the device 
   await page.getByRole('tab', { name: 'VNC' }).click();
   // 5900 by default, off this device's allow-list: said so, and not offered.
   await expect(page.getByText("Port 5900 is not on this device's allow-list")).toBeVisible();
-  await expect(page.getByRole('button', { name: 'Connect' })).toBeDisabled();
+  await expect(page.getByRole('button', { name: 'Connect', exact: true })).toBeDisabled();
   await inspectPage(page, 'device-vnc-port-not-allowed');
 
   await fg.api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [22, open.port, locked.port] });
@@ -174,11 +174,21 @@ test("the clipboard goes both ways: what the page sends reaches the device's, an
   await page.getByRole('button', { name: 'Disconnect' }).click();
 });
 
-test('a VNC server that asks for a password gets it from a prompt', async ({ page }) => {
+test('a VNC server that asks for a password gets it from a prompt, and a wrong one is said so', async ({
+  page,
+}) => {
   await signIn(page);
   await connect(page, locked.port);
   await expect(page.getByText('The VNC server asks for a password')).toBeVisible();
   await inspectPage(page, 'device-vnc-password');
+  await page.getByLabel('VNC password').fill('not the password');
+  await page.getByRole('button', { name: 'Send', exact: true }).click();
+  await expect(page.getByText('The VNC server refused the password')).toBeVisible();
+  await expect(page.getByText('It said: password check failed!')).toBeVisible();
+  await inspectPage(page, 'device-vnc-wrong-password');
+
+  await page.getByRole('button', { name: 'Open a new session' }).click();
+  await expect(page.getByText('The VNC server asks for a password')).toBeVisible();
   await page.getByLabel('VNC password').fill('vnc-secret');
   await page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(page.getByText(`Connected to kiosk-pi, port ${locked.port}`)).toBeVisible();
