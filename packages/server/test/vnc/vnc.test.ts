@@ -3,6 +3,7 @@
  * (`ws`, speaking as noVNC does), a real fleetgate server, a real agent (in-process, over real sockets) and a real
  * VNC server on the device's side (Debian's x11vnc on an Xvfb display), on SQLite and on PostgreSQL.
  */
+import http from 'node:http';
 import type { Agent } from '@fleetgate/agent';
 import { enrollAgent, removeTemporaryDirs, waitFor } from '@fleetgate/agent/test/helpers.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -249,7 +250,7 @@ describe.skipIf(missing)('VNC in the browser', () => {
     ]);
   });
 
-  it('opens without a subprotocol too (noVNC 1.4 and later ask for none), and refuses any other', async () => {
+  it('opens without a subprotocol too (noVNC 1.7 asks for none), and refuses any other', async () => {
     const viewer = await open(bearer(operatorToken), { protocols: [] });
     expect(viewer.protocol).toBe('');
     expect((await handshake(viewer)).banner).toMatch(/^RFB 003\.00\d\n$/);
@@ -294,6 +295,45 @@ describe.skipIf(missing)('VNC in the browser', () => {
       await access(viewerToken),
       await access(betaToken),
     ]).toEqual([true, false, 403, 404]);
+  });
+
+  it('answers an upgrade that is not a WebSocket handshake, or names no device, with a clear 4xx', async () => {
+    /** Sends an upgrade request by hand: its status and error code. */
+    const upgrade = (path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; code: string }>((resolve, reject) => {
+        const request = http.request(`${server.url}${path}`, {
+          headers: { connection: 'Upgrade', authorization: `Bearer ${operatorToken}`, ...headers },
+        });
+        request.once('upgrade', () => reject(new Error('upgraded')));
+        request.once('response', (response) => {
+          let body = '';
+          response.on('data', (chunk: Buffer) => (body += chunk));
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, code: JSON.parse(body).error.code }),
+          );
+        });
+        request.once('error', reject);
+        request.end();
+      });
+    const path = `/api/v1/devices/${uuid}/ports/${vnc.port}/vnc`;
+    const handshake = {
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    };
+    expect(await upgrade(path, { upgrade: 'fleetgate-stream' })).toEqual({
+      status: 400,
+      code: 'bad_request',
+    });
+    expect(await upgrade(path, { upgrade: 'websocket' })).toEqual({ status: 400, code: 'bad_request' });
+    expect(await upgrade(`/api/v1/devices/not-a-device/ports/${vnc.port}/vnc`, handshake)).toEqual({
+      status: 404,
+      code: 'not_found',
+    });
+    expect(await upgrade(`/api/v1/devices/${'f'.repeat(32)}/ports/${vnc.port}/vnc`, handshake)).toEqual({
+      status: 404,
+      code: 'not_found',
+    });
   });
 
   it('ends when an administrator terminates the session, saying so', async () => {

@@ -9,8 +9,8 @@ import { StreamCloseCode } from '../remote-access/index.ts';
  * server → browser   binary frames: the port's bytes (RFB from the VNC server)
  * close              a `VncCloseCode` and its reason
  *
- * The subprotocol is `binary` when the browser asks for it (noVNC before 1.4 did), none otherwise; any other
- * subprotocol is refused before the handshake. The 101 answer names the session in `Fleetgate-Session`.
+ * The subprotocol is `binary` when the browser asks for it (older noVNC did; 1.7 asks for none), none otherwise;
+ * any other subprotocol is refused before the handshake. The 101 answer names the session in `Fleetgate-Session`.
  */
 
 /** Largest frame the browser may send, in bytes (1 MiB: a pasted clipboard; input events are a few bytes). */
