@@ -37,6 +37,7 @@ import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
 import { registerVariables } from './features/variables/index.ts';
+import { registerVnc } from './features/vnc/index.ts';
 import { registerWebTerminal } from './features/web-terminal/index.ts';
 import { registerWebUi } from './features/web-ui/index.ts';
 import type { Config } from './infra/config/index.ts';
@@ -145,6 +146,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerDeviceWeb(app, deps, streams, () => tunnels.stopping);
   // Remote diagnostics: the agent's read-only checks, through the stream router, with their stored history.
   registerDiagnostics(app, deps, streams);
+  // VNC in the browser: a device's VNC port over a WebSocket (an upgrade endpoint), for the admin web UI.
+  registerVnc(app, deps, streams, auth, () => tunnels.stopping);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

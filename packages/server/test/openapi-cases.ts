@@ -480,7 +480,7 @@ export function alphaPathValue(resources: AlphaResources, path: string, name: st
       // /devices/{device}/diagnostics/{runId}: the keyed device's stored run.
       return String(resources.alphaDiagnosticsRunId);
     case 'port':
-      // /devices/{device}/ports/{port}: the default allow-list's port.
+      // /devices/{device}/ports/{port} and …/ports/{port}/vnc: the default allow-list's port.
       return '22';
     case 'keyId':
       return byRoute([

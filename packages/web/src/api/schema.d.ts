@@ -4543,6 +4543,89 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device}/ports/{port}/vnc": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open the device's VNC server in the browser (WebSocket), or ask whether I may
+         * @description With `Connection: Upgrade` and `Upgrade: websocket`, the bytes of the VNC server on this port of the device, as websockify carries them (what noVNC speaks): binary frames both ways (at most 1048576 bytes a frame from the client), subprotocol `binary` when asked for. For operators and above (viewers get 403), the port on the device's allow-list (403 otherwise; allow 5900 with `PUT /api/v1/devices/{device}/allowed-ports`); 409 when the device is decommissioned, 503 when it is offline or refuses the port. Signed in by the session cookie, the upgrade must come from this origin (`Origin`); scripts send `Authorization: Bearer`. The 101 answer names the session in `Fleetgate-Session`; it is listed in `/api/v1/sessions` (surface `vnc`). Closes with 1000 (the VNC server closed the connection), 1001 (server stopping), 1003 (a text frame), 1009 (frame too big), 4000 (ended by an administrator), 4001 (access revoked) or 4002 (device gone offline). Without the upgrade: whether I may, and the device's allow-list.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    device: string;
+                    port: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the device's port allow-list */
+                            ports: number[];
+                            /**
+                             * @description where the list comes from
+                             * @enum {string}
+                             */
+                            source: "device" | "fleet" | "default";
+                            port: number;
+                            /** @description whether the port is on the allow-list: the VNC viewer may open it */
+                            allowed: boolean;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/device-auth/auth_requests": {
         parameters: {
             query?: never;

@@ -40,10 +40,14 @@ import { DeviceWebPages } from './DeviceWebPages.tsx';
 const DeviceTerminal = lazy(() =>
   import('../terminal/DeviceTerminal.tsx').then((module) => ({ default: module.DeviceTerminal })),
 );
+// noVNC likewise: fetched when the VNC tab first opens.
+const DeviceVnc = lazy(() =>
+  import('../vnc/DeviceVnc.tsx').then((module) => ({ default: module.DeviceVnc })),
+);
 
 /**
  * One device: identity, status and connections, its last state report, tags, variables, credentials, sessions,
- * and a terminal for those who may open a shell on it.
+ * a terminal for those who may open a shell on it, and a VNC viewer for those who may reach its ports.
  */
 export function DevicePage() {
   const { device: ref } = useParams({ from: '/shell/devices/$device' });
@@ -143,6 +147,7 @@ function DeviceView({ device }: { device: Device }) {
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
           {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
           {can('device.connect') && <Tabs.Tab value="web">Web pages</Tabs.Tab>}
+          {can('device.connect') && <Tabs.Tab value="vnc">VNC</Tabs.Tab>}
           {can('device.diagnose') && <Tabs.Tab value="diagnostics">Diagnostics</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
@@ -183,6 +188,13 @@ function DeviceView({ device }: { device: Device }) {
         {can('device.diagnose') && (
           <Tabs.Panel value="diagnostics" pt="sm">
             <DeviceDiagnostics device={device} />
+          </Tabs.Panel>
+        )}
+        {can('device.connect') && (
+          <Tabs.Panel value="vnc" pt="sm">
+            <Suspense fallback={<Loader size="sm" aria-label="Loading the VNC viewer" />}>
+              <DeviceVnc device={device} />
+            </Suspense>
           </Tabs.Panel>
         )}
       </Tabs>

@@ -43,6 +43,7 @@ const surfaces = [
   { value: 'terminal', label: 'terminal (web)' },
   { value: 'web', label: 'web page (device)' },
   { value: 'diagnostics', label: 'diagnostics' },
+  { value: 'vnc', label: 'vnc (web)' },
 ];
 
 /** People's sessions to the organization's devices: live ones (which admins may end) and the record of past ones. */

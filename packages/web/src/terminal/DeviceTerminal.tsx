@@ -5,6 +5,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 import { useEffect, useRef, useState } from 'react';
 import { ApiError, api, type Device, data } from '../api/client.ts';
+import { streamEndTitles } from '../api/stream-end.ts';
 import { openTerminal, type TerminalConnection, type TerminalEnd } from '../api/terminal.ts';
 
 type State =
@@ -15,14 +16,10 @@ type State =
 
 /** Close codes the server gives (features/web-terminal/protocol.ts), as headings. */
 const endTitles: Record<number, string> = {
+  ...streamEndTitles,
   1000: 'The shell exited',
-  1001: 'The server is stopping',
   1007: 'The terminal sent something the server refused',
   1009: 'The terminal sent something the server refused',
-  1011: 'The server failed',
-  4000: 'Ended by an administrator',
-  4001: 'Access revoked',
-  4002: 'The device went offline',
 };
 
 /**

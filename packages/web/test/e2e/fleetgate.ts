@@ -114,7 +114,7 @@ export interface Agent {
 
 /**
  * A real `fleetgate-agent run`, enrolling with a provisioning key or a key pair (Mender style); `env` is added to
- * its environment (which the shells it runs inherit).
+ * its environment (which the shells it runs inherit), `config` to its configuration file (e.g. `allowedPorts`).
  */
 export function startAgent(
   serverUrl: string,

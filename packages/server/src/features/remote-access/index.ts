@@ -3,6 +3,14 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { registerPortStreams } from './port-streams.ts';
 import type { StreamRouter } from './router.ts';
+
+export {
+  closeReason,
+  StreamCloseCode,
+  type StreamCloseCodeValue,
+  whyStreamEnded,
+} from './stream-end.ts';
+
 import { registerStreamRoutes } from './routes.ts';
 
 export {

@@ -33,6 +33,7 @@ export const sessionSurfaces = [
   'terminal',
   'web',
   'diagnostics',
+  'vnc',
 ] as const;
 export type SessionSurface = (typeof sessionSurfaces)[number];
 

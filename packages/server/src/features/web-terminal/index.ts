@@ -1,19 +1,17 @@
 import type { IncomingMessage } from 'node:http';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import { z } from 'zod';
-import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
-import { AppError, badRequest, notFound } from '../../infra/errors/index.ts';
+import { badRequest, notFound } from '../../infra/errors/index.ts';
 import {
+  acceptWebSocket,
   actorOf,
-  assertSameOrigin,
-  cookieOf,
+  assertWebSocketHandshake,
   errorBody,
   refuseUpgrade,
-  releaseUpgradeSocket,
-  SESSION_COOKIE,
   type TypedApp,
 } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { personOfBrowserUpgrade } from '../auth/browser-upgrade.ts';
 import type { AuthService } from '../auth/service.ts';
 import { deviceRefParam } from '../devices/routes.ts';
 import { parseDeviceRef } from '../devices/service.ts';
@@ -90,15 +88,14 @@ export function registerWebTerminal(
 
   app.upgrades.route(TERMINAL_PATH, async (request, socket, head, match) => {
     if (stopping()) return refuseUpgrade(socket, 'unavailable', 'the server is stopping: try again later');
-    if (request.headers.upgrade?.toLowerCase() !== 'websocket')
-      throw badRequest('this endpoint upgrades to "websocket" only');
-    // The handshake's own checks, before a session is opened for it (ws would refuse it only afterwards).
-    const key = request.headers['sec-websocket-key'];
-    if (request.headers['sec-websocket-version'] !== '13' || !key || !/^[+/0-9A-Za-z]{21}[AQgw]==$/.test(key))
-      throw badRequest('not a WebSocket handshake (Sec-WebSocket-Version 13 and a Sec-WebSocket-Key)');
+    assertWebSocketHandshake(request);
     const text = match[1] ?? '';
     if (!/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text)) throw notFound('device');
-    const actor = await personOf(request, auth);
+    const actor = await personOfBrowserUpgrade(
+      request,
+      auth,
+      'only people open terminals on devices: sign in with your own account',
+    );
     // After authentication, as at the HTTP edge: an anonymous caller learns nothing of what it sent.
     const size = sizeOf(request);
     const session = await router.open({
@@ -124,15 +121,7 @@ export function registerWebTerminal(
       await session.relay(socket);
       return;
     }
-    const ws = await new Promise<WebSocket | undefined>((resolve) => {
-      // A handshake ws refuses closes the socket without calling back.
-      socket.once('close', () => resolve(undefined));
-      wss.handleUpgrade(request, socket, head, (upgraded) => {
-        // ws listens for socket errors from now on.
-        releaseUpgradeSocket(socket);
-        resolve(upgraded);
-      });
-    });
+    const ws = await acceptWebSocket(wss, request, socket, head);
     if (!ws) {
       recorder?.finish();
       session.stream.destroy(new Error('the WebSocket handshake failed'));
@@ -165,28 +154,4 @@ function sizeOf(request: IncomingMessage): { cols: number; rows: number } {
     return number;
   };
   return { cols: read('cols'), rows: read('rows') };
-}
-
-/**
- * The person opening the terminal: `Authorization` (session token or API key) or, from a browser, the session
- * cookie, whose upgrade must come from this origin (cross-site WebSocket hijacking). Devices and services are
- * refused.
- */
-async function personOf(
-  request: IncomingMessage,
-  auth: AuthService,
-): Promise<Actor & { principal: UserPrincipal }> {
-  const sourceIp = request.socket.remoteAddress ?? null;
-  let header = request.headers.authorization;
-  if (header === undefined) {
-    const token = cookieOf(request, SESSION_COOKIE);
-    if (token) {
-      assertSameOrigin(request);
-      header = `Bearer ${token}`;
-    }
-  }
-  const principal = await auth.authenticate(header, sourceIp);
-  if (principal.type !== 'user')
-    throw new AppError('forbidden', 'only people open terminals on devices: sign in with your own account');
-  return { principal, sourceIp };
 }

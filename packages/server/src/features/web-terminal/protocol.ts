@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { StreamCloseCode } from '../remote-access/index.ts';
 
 /**
  * The web terminal's wire protocol: what flows over the WebSocket `GET /api/v1/devices/:device/terminal`
@@ -49,32 +50,16 @@ export type TerminalEvent =
   | { type: 'ended'; reason: string };
 
 /**
- * How the server closes the WebSocket. 1000–1011 are RFC 6455's own meanings; 4000–4999 are ours, so the
- * browser can tell why the session ended without parsing the reason.
+ * How the server closes the WebSocket: the codes every browser stream to a device shares (`StreamCloseCode`:
+ * 1001 server stopping, 1011 internal, 4000 ended by an administrator, 4001 access revoked, 4002 device gone),
+ * and the terminal's own: 1000 the shell (or command) exited, the `exit` frame before says how; 1007 a text
+ * frame that is not a valid control message; 1009 a frame larger than `MAX_INPUT_FRAME` (ws closes with it by
+ * itself).
  */
 export const TerminalCloseCode = {
-  /** The shell (or command) exited; the `exit` frame before says how. */
+  ...StreamCloseCode,
   exited: 1000,
-  /** The server is stopping. */
-  serverStopping: 1001,
-  /** A text frame that is not a valid control message. */
   invalidMessage: 1007,
-  /** A frame larger than `MAX_INPUT_FRAME` (ws closes with it by itself). */
   messageTooBig: 1009,
-  /** Something failed on the server; its log has the details. */
-  internal: 1011,
-  /** An administrator ended the session (`POST /api/v1/sessions/:id/terminate`). */
-  terminated: 4000,
-  /** The person lost access to the device (signed out, role or membership changed, device moved…). */
-  accessRevoked: 4001,
-  /** The device's link went away (it went offline) or it ended the stream without saying why. */
-  deviceGone: 4002,
 } as const;
 export type TerminalCloseCodeValue = (typeof TerminalCloseCode)[keyof typeof TerminalCloseCode];
-
-/** The WebSocket close reason is at most 123 bytes (RFC 6455 section 5.5): cut at a character boundary. */
-export function closeReason(reason: string): string {
-  let cut = reason;
-  while (Buffer.byteLength(cut) > 123) cut = cut.slice(0, -1);
-  return cut;
-}

@@ -1,8 +1,8 @@
-import { type ExecExitStatus, StreamError, StreamErrorCode } from '@fleetgate/protocol';
+import type { ExecExitStatus } from '@fleetgate/protocol';
 import type { WebSocket } from 'ws';
-import { type ExecOutput, ExecPeer } from '../remote-access/index.ts';
+import { keepAlive } from '../../infra/http/index.ts';
+import { closeReason, type ExecOutput, ExecPeer, whyStreamEnded } from '../remote-access/index.ts';
 import {
-  closeReason,
   TerminalCloseCode,
   type TerminalCloseCodeValue,
   type TerminalEvent,
@@ -11,9 +11,6 @@ import {
 
 /** Output the browser has not taken yet, in bytes, above which the device's output waits (256 KiB). */
 const SEND_HIGH_WATER = 256 * 1024;
-
-/** How often the server pings the browser, in milliseconds (30 s); a ping unanswered by the next one ends it. */
-const PING_INTERVAL_MS = 30_000;
 
 /**
  * The browser's end of an exec stream (see `ExecPeer`), as `ExecChannel` is for an SSH channel: the device's
@@ -24,7 +21,6 @@ const PING_INTERVAL_MS = 30_000;
 export class TerminalSocket extends ExecPeer {
   /** The WebSocket is closed or closing: nothing more is sent on it. */
   private socketDone = false;
-  private readonly pinger: NodeJS.Timeout;
 
   /**
    * @param stopping whether the server is on its way out: its tunnels close first, and the sessions they carried
@@ -40,23 +36,11 @@ export class TerminalSocket extends ExecPeer {
     ws.on('error', () => {});
     ws.on('close', () => {
       this.socketDone = true;
-      clearInterval(this.pinger);
       // The browser went away (tab closed, reload, network) before the shell ended: a reset, so the agent hangs
       // up on the shell.
       if (!this.writableFinished) this.destroy(new Error('the browser closed the terminal'));
     });
-    let answered = true;
-    ws.on('pong', () => {
-      answered = true;
-    });
-    this.pinger = setInterval(() => {
-      if (!answered) {
-        ws.terminate();
-        return;
-      }
-      answered = false;
-      ws.ping();
-    }, PING_INTERVAL_MS).unref();
+    keepAlive(ws);
   }
 
   /** Sends a text frame to the browser. */
@@ -138,11 +122,8 @@ export class TerminalSocket extends ExecPeer {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    clearInterval(this.pinger);
     if (!this.socketDone) {
-      const { code, reason } = this.stopping()
-        ? { code: TerminalCloseCode.serverStopping, reason: 'the server is stopping: reconnect in a moment' }
-        : whyEnded(error);
+      const { code, reason } = whyStreamEnded(error, this.stopping());
       this.finishWith({ type: 'ended', reason }, code, reason);
     }
     super._destroy(error, callback);
@@ -161,27 +142,4 @@ export class TerminalSocket extends ExecPeer {
     this.socketDone = true;
     this.ws.close(code, closeReason(reason));
   }
-}
-
-/**
- * Why a session ended, from the error its stream was reset with: the stream router resets it with the reason an
- * administrator's termination or a lost access gave (features/sessions), the tunnel with a `StreamError` when
- * the device's connection closed.
- */
-function whyEnded(error: Error | null): { code: TerminalCloseCodeValue; reason: string } {
-  if (error instanceof StreamError) {
-    if (error.code === StreamErrorCode.connectionClosed)
-      return {
-        code: TerminalCloseCode.deviceGone,
-        reason: `the device went offline (its connection closed${error.reason ? `: ${error.reason}` : ''})`,
-      };
-    return {
-      code: TerminalCloseCode.deviceGone,
-      reason: `the device reset the session (${error.code}${error.reason ? `: ${error.reason}` : ''})`,
-    };
-  }
-  const message = error?.message ?? 'the session ended';
-  if (message.startsWith('terminated by')) return { code: TerminalCloseCode.terminated, reason: message };
-  if (message.startsWith('access revoked')) return { code: TerminalCloseCode.accessRevoked, reason: message };
-  return { code: TerminalCloseCode.deviceGone, reason: message };
 }

@@ -35,6 +35,7 @@ export {
   type UpgradeHandler,
   UpgradeRouter,
 } from './upgrades.ts';
+export { acceptWebSocket, assertWebSocketHandshake, keepAlive, PING_INTERVAL_MS } from './websocket.ts';
 export { errorBody };
 export type App = FastifyInstance;
 export type TypedApp = FastifyInstance<
