@@ -71,10 +71,22 @@ interface StateReport {
   ipAddresses?: string[];
 }
 
+/** Tabs holding a live session (a shell, a screen): once opened, they stay mounted while another tab shows. */
+const liveTabs = ['terminal', 'vnc'] as const;
+type LiveTab = (typeof liveTabs)[number];
+
 function DeviceView({ device }: { device: Device }) {
   const can = useCan();
   const owner = { kind: 'device', device: device.uuid } as const;
   const state = (device.state ?? null) as StateReport | null;
+  const [tab, setTab] = useState<string | null>('variables');
+  // A look at another tab must not end the session: its panel is hidden, not unmounted, once opened.
+  const [opened, setOpened] = useState<ReadonlySet<LiveTab>>(new Set());
+  const showTab = (value: string | null) => {
+    setTab(value);
+    const live = liveTabs.find((t) => t === value);
+    if (live && !opened.has(live)) setOpened(new Set([...opened, live]));
+  };
   return (
     <Stack>
       <DeviceHeader device={device} />
@@ -136,7 +148,7 @@ function DeviceView({ device }: { device: Device }) {
           </Text>
         )}
       </Card>
-      <Tabs defaultValue="variables" keepMounted={false}>
+      <Tabs value={tab} onChange={showTab} keepMounted={false} keepMountedMode="display-none">
         <Tabs.List>
           <Tabs.Tab value="variables">Variables</Tabs.Tab>
           <Tabs.Tab value="tags">Tags</Tabs.Tab>
@@ -174,7 +186,7 @@ function DeviceView({ device }: { device: Device }) {
           </Tabs.Panel>
         )}
         {can('device.ssh') && (
-          <Tabs.Panel value="terminal" pt="sm">
+          <Tabs.Panel value="terminal" pt="sm" keepMounted={opened.has('terminal')}>
             <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
               <DeviceTerminal device={device} />
             </Suspense>
@@ -191,7 +203,7 @@ function DeviceView({ device }: { device: Device }) {
           </Tabs.Panel>
         )}
         {can('device.connect') && (
-          <Tabs.Panel value="vnc" pt="sm">
+          <Tabs.Panel value="vnc" pt="sm" keepMounted={opened.has('vnc')}>
             <Suspense fallback={<Loader size="sm" aria-label="Loading the VNC viewer" />}>
               <DeviceVnc device={device} />
             </Suspense>

@@ -90,10 +90,14 @@ function TerminalSession({ device, reconnect }: { device: Device; reconnect: () 
       disconnected = true;
       connection?.close();
     };
+    terminal.attachCustomKeyEventHandler((event) => copyOrPaste(terminal, event));
     const typed = terminal.onData((text) => connection?.input(text));
     const resized = terminal.onResize(({ cols, rows }) => connection?.resize(cols, rows));
     // The box follows the window and the page's layout; the terminal follows the box.
-    const observer = new ResizeObserver(() => fit.fit());
+    // Hidden (another tab of the page shows), the box has no size: the terminal keeps the one it had.
+    const observer = new ResizeObserver(() => {
+      if (element.clientWidth > 0) fit.fit();
+    });
     observer.observe(element);
     return () => {
       leaving = true;
@@ -162,6 +166,26 @@ function TerminalSession({ device, reconnect }: { device: Device; reconnect: () 
       )}
     </Box>
   );
+}
+
+/**
+ * Copy and paste as people expect of a terminal in a browser: Ctrl+V (and Ctrl+Shift+V) pastes, through the browser's
+ * own paste, which xterm.js passes to the shell (bracketed when the shell asks); Ctrl+C over a selection, and
+ * Ctrl+Shift+C, copy the selection; Ctrl+C alone is ^C. Selecting with the mouse and the browser's menu work as
+ * well. Answers whether xterm.js should handle the key itself.
+ */
+function copyOrPaste(terminal: Terminal, event: KeyboardEvent): boolean {
+  if (event.type !== 'keydown' || !event.ctrlKey || event.altKey || event.metaKey) return true;
+  const key = event.key.toLowerCase();
+  if (key === 'v') return false;
+  if (key === 'c' && (event.shiftKey || terminal.hasSelection())) {
+    // Ctrl+Shift+C would open the browser's element inspector: copy here instead.
+    event.preventDefault();
+    const selection = terminal.getSelection();
+    if (selection) void navigator.clipboard?.writeText(selection).catch(() => document.execCommand('copy'));
+    return false;
+  }
+  return true;
 }
 
 function describeEnd(end: TerminalEnd): string {

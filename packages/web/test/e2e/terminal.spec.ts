@@ -109,6 +109,48 @@ test('the terminal follows the window: stty size changes when the window shrinks
   expect((await size())[0]).toBeLessThan(rows);
 });
 
+test('a look at another tab keeps the shell, and text is pasted in and copied out', async ({
+  page,
+  context,
+}) => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+  await page.getByTestId('terminal').click();
+  await page.keyboard.type('KEPT=still-here');
+  await page.keyboard.press('Enter');
+  const sessions = async () => (await fg.api('GET', '/api/v1/sessions?surface=terminal')).body.items.length;
+  const opened = await sessions();
+  await page.getByRole('tab', { name: 'Variables' }).click();
+  await expect(page.getByTestId('terminal')).toBeHidden();
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  // The same shell: its variable is there, and no second session was opened.
+  await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
+  await page.getByTestId('terminal').click();
+  await page.keyboard.type('echo "[$KEPT]"');
+  await page.keyboard.press('Enter');
+  await expect.poll(() => screen(page)).toMatch(/^\[still-here\]\s*$/m);
+  expect(await sessions()).toBe(opened);
+
+  // Paste: the browser's clipboard into the shell, as Ctrl+V does.
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
+  await page.keyboard.press('Control+V');
+  await page.keyboard.press('Enter');
+  await expect.poll(() => screen(page)).toMatch(/^pasted-5\s*$/m);
+  // Copy: a word selected on the screen (double-click) reaches the clipboard with Ctrl+C, which is then no ^C.
+  await page.evaluate(() => navigator.clipboard.writeText(''));
+  const row = await page
+    .locator('.xterm-rows > div', { hasText: /^pasted-5\s*$/ })
+    .last()
+    .boundingBox();
+  // On its first characters (the screen above the rows takes the pointer, as a person's would).
+  await page.mouse.dblclick(row!.x + 20, row!.y + row!.height / 2);
+  await page.keyboard.press('Control+C');
+  await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe('pasted-5');
+});
+
 test('an administrator ends the session from the sessions page and the terminal says so', async ({
   page,
   browser,
