@@ -14,6 +14,7 @@ import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
 import { registerDeviceTypeRoutes } from './features/device-types/routes.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
+import { registerFileTransfer } from './features/file-transfer/index.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
@@ -139,6 +140,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerOpenSsh(app, deps, streams, tunnels, auth);
   // The web terminal (an upgrade endpoint), for the admin web UI.
   registerWebTerminal(app, deps, streams, auth, () => tunnels.stopping);
+  // File transfer to and from devices (streamed HTTP bodies), for the web UI and `fleetgate cp`.
+  registerFileTransfer(app, deps, streams);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

@@ -25,7 +25,7 @@ import { type Page, type PageRequest, type ServiceDeps, write } from '../../infr
  */
 
 /** The surfaces a session can come through. */
-export const sessionSurfaces = ['tunnel', 'connect', 'ssh', 'openssh', 'terminal'] as const;
+export const sessionSurfaces = ['tunnel', 'connect', 'ssh', 'openssh', 'terminal', 'files'] as const;
 export type SessionSurface = (typeof sessionSurfaces)[number];
 
 export interface SessionView {
