@@ -150,7 +150,9 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
   // Its own scope: the body is the file, streamed through (never parsed or buffered), whatever its content type.
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    // Left unread here (no body): the handler streams `request.raw` itself. (A stream as `body` would also be walked
+    // by the server's NUL check, which looks into parsed bodies.)
+    scope.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
     scope.withTypeProvider<ZodTypeProvider>().put(
       '/api/v1/devices/:device/files',
       {
@@ -221,7 +223,7 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
         });
         const peer = new FilePeer();
         void session.relay(peer).catch(() => {});
-        const upload = (request.body ?? request.raw) as Readable;
+        const upload: Readable = request.raw;
         let sent = 0;
         try {
           await peer.first;
