@@ -137,6 +137,7 @@ describe('file transfer', () => {
     });
     agents.push(locked);
     const lockedCredentials = await locked.enroll();
+    if (lockedCredentials.type !== 'device-key') throw new Error('expected a device key');
     void locked.run();
     await waitFor(() => online(lockedCredentials.uuid), 10_000, 'the locked device to be online');
 
