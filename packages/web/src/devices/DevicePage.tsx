@@ -22,6 +22,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useParams } from '@tanstack/react-router';
 import { type FormEvent, lazy, type ReactNode, Suspense, useState } from 'react';
 import { api, type Device, data } from '../api/client.ts';
+import { DeviceFiles } from '../files/DeviceFiles.tsx';
 import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan, useOrg } from '../session/session.ts';
@@ -140,6 +141,7 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Tab value="ports">Ports</Tabs.Tab>
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
           {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
+          {can('device.ssh') && <Tabs.Tab value="files">Files</Tabs.Tab>}
         </Tabs.List>
         <Tabs.Panel value="variables" pt="sm">
           <VariablesEditor owner={owner} canWrite={can('device.variable.write')} />
@@ -169,6 +171,11 @@ function DeviceView({ device }: { device: Device }) {
             <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
               <DeviceTerminal device={device} />
             </Suspense>
+          </Tabs.Panel>
+        )}
+        {can('device.ssh') && (
+          <Tabs.Panel value="files" pt="sm">
+            <DeviceFiles device={device} />
           </Tabs.Panel>
         )}
       </Tabs>

@@ -1,0 +1,182 @@
+import {
+  Alert,
+  Button,
+  Code,
+  FileInput,
+  Group,
+  Progress,
+  Stack,
+  Text,
+  TextInput,
+  Title,
+} from '@mantine/core';
+import { type FormEvent, useRef, useState } from 'react';
+import type { Device } from '../api/client.ts';
+import { downloadUrl, type Upload, type UploadedFile, uploadFile } from '../api/files.ts';
+import { bytes } from '../ui/format.ts';
+import { ErrorNotice } from '../ui/QueryState.tsx';
+
+/** Where the server checks a device path: absolute, no NUL, not ending with `/` (a file, not a directory). */
+function pathProblem(path: string): string | undefined {
+  if (path === '') return undefined;
+  if (!path.startsWith('/')) return 'an absolute path, starting with /';
+  if (path.endsWith('/')) return 'a file name after the last /';
+  if (path.includes('\0')) return 'no NUL characters';
+  return undefined;
+}
+
+/**
+ * The device page's Files tab: upload a file from this computer to a path on the device (with progress, and the
+ * size and SHA-256 the device wrote), and download a file from the device (the browser shows its progress). Only
+ * for people who may open a shell there: the server authorizes both as scp (operators and above).
+ */
+export function DeviceFiles({ device }: { device: Device }) {
+  return (
+    <Stack gap="lg" maw={720}>
+      <Text size="sm" c="dimmed">
+        Files move through the device's agent, checked by SHA-256 end to end: an upload takes the place of the
+        file only once the device wrote all of it, unchanged. Transfers are audited and listed under Sessions.
+      </Text>
+      <UploadForm device={device} />
+      <DownloadForm device={device} />
+    </Stack>
+  );
+}
+
+type UploadState =
+  | { kind: 'idle' }
+  | { kind: 'sending'; sent: number; total: number }
+  | { kind: 'done'; file: UploadedFile }
+  | { kind: 'failed'; error: unknown };
+
+function UploadForm({ device }: { device: Device }) {
+  const [file, setFile] = useState<File | null>(null);
+  const [destination, setDestination] = useState('/tmp/');
+  const [state, setState] = useState<UploadState>({ kind: 'idle' });
+  const running = useRef<Upload | undefined>(undefined);
+  /** A destination ending with / is a directory: the file keeps its name there. */
+  const target = file && destination.endsWith('/') ? `${destination}${file.name}` : destination;
+  const problem = pathProblem(target);
+
+  const choose = (chosen: File | null) => {
+    setFile(chosen);
+    setState({ kind: 'idle' });
+  };
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (!file || problem) return;
+    setState({ kind: 'sending', sent: 0, total: file.size });
+    const upload = uploadFile(device.uuid, target, file, (sent, total) =>
+      setState({ kind: 'sending', sent, total }),
+    );
+    running.current = upload;
+    try {
+      setState({ kind: 'done', file: await upload.done });
+    } catch (error) {
+      setState({ kind: 'failed', error });
+    } finally {
+      running.current = undefined;
+    }
+  };
+  const sending = state.kind === 'sending';
+  const percent = sending && state.total > 0 ? Math.floor((state.sent / state.total) * 100) : 0;
+
+  return (
+    <form onSubmit={submit} aria-label="Upload a file">
+      <Stack gap="xs">
+        <Title order={4}>Upload to the device</Title>
+        <FileInput
+          label="File"
+          placeholder="Choose a file"
+          value={file}
+          onChange={choose}
+          disabled={sending}
+          clearable
+        />
+        <TextInput
+          label="Destination path on the device"
+          description="Ending with / keeps the file's name in that directory"
+          value={destination}
+          onChange={(event) => setDestination(event.currentTarget.value)}
+          error={problem}
+          disabled={sending}
+          required
+        />
+        {file && !problem && (
+          <Text size="sm">
+            {file.name} ({bytes(file.size)}) → <Code>{target}</Code>
+          </Text>
+        )}
+        <Group>
+          <Button type="submit" disabled={!file || !!problem || sending}>
+            Upload
+          </Button>
+          {sending && (
+            <Button variant="default" onClick={() => running.current?.cancel()}>
+              Cancel
+            </Button>
+          )}
+        </Group>
+        {sending && (
+          <Stack gap={4}>
+            <Progress value={percent} aria-label="Upload progress" />
+            <Text size="sm" aria-live="polite">
+              {state.sent < state.total
+                ? `${percent}% — ${bytes(state.sent)} of ${bytes(state.total)}`
+                : 'Sent; the device is checking and writing it…'}
+            </Text>
+          </Stack>
+        )}
+        {state.kind === 'done' && (
+          <Alert color="green" title="Uploaded" role="status">
+            <Text size="sm">
+              <Code>{state.file.path}</Code> on {device.name}: {bytes(state.file.size)} ({state.file.size}{' '}
+              bytes)
+            </Text>
+            <Text size="sm">
+              SHA-256 <Code data-testid="uploaded-sha256">{state.file.sha256}</Code>
+            </Text>
+          </Alert>
+        )}
+        {state.kind === 'failed' && <ErrorNotice error={state.error} title="Upload failed" />}
+      </Stack>
+    </form>
+  );
+}
+
+function DownloadForm({ device }: { device: Device }) {
+  const [source, setSource] = useState('');
+  const problem = pathProblem(source);
+  const ready = source !== '' && !problem;
+  const prevent = (event: FormEvent) => event.preventDefault();
+  return (
+    <form onSubmit={prevent} aria-label="Download a file">
+      <Stack gap="xs">
+        <Title order={4}>Download from the device</Title>
+        <TextInput
+          label="Path on the device"
+          placeholder="/var/log/syslog"
+          value={source}
+          onChange={(event) => setSource(event.currentTarget.value)}
+          error={problem}
+        />
+        <Group>
+          {/* The browser's own download (its progress, its save dialog); a refusal opens the server's JSON reason. */}
+          <Button
+            component="a"
+            href={ready ? downloadUrl(device.uuid, source) : undefined}
+            download={ready ? source.slice(source.lastIndexOf('/') + 1) : undefined}
+            data-disabled={!ready || undefined}
+            onClick={(event) => !ready && event.preventDefault()}
+          >
+            Download
+          </Button>
+        </Group>
+        <Text size="xs" c="dimmed">
+          The download stops short, and the browser reports it failed, if the bytes differ from the file's
+          SHA-256 (sent in the X-Content-SHA256 header).
+        </Text>
+      </Stack>
+    </form>
+  );
+}
