@@ -91,7 +91,6 @@ function UploadForm({ device }: { device: Device }) {
           value={file}
           onChange={choose}
           disabled={sending}
-          clearable
         />
         <TextInput
           label="Destination path on the device"
@@ -128,7 +127,7 @@ function UploadForm({ device }: { device: Device }) {
           </Stack>
         )}
         {state.kind === 'done' && (
-          <Alert color="green" title="Uploaded" role="status">
+          <Alert color="gray" title="Uploaded" role="status">
             <Text size="sm">
               <Code>{state.file.path}</Code> on {device.name}: {bytes(state.file.size)} ({state.file.size}{' '}
               bytes)
@@ -154,7 +153,7 @@ function DownloadForm({ device }: { device: Device }) {
       <Stack gap="xs">
         <Title order={4}>Download from the device</Title>
         <TextInput
-          label="Path on the device"
+          label="Path of the file on the device"
           placeholder="/var/log/syslog"
           value={source}
           onChange={(event) => setSource(event.currentTarget.value)}
@@ -162,15 +161,17 @@ function DownloadForm({ device }: { device: Device }) {
         />
         <Group>
           {/* The browser's own download (its progress, its save dialog); a refusal opens the server's JSON reason. */}
-          <Button
-            component="a"
-            href={ready ? downloadUrl(device.uuid, source) : undefined}
-            download={ready ? source.slice(source.lastIndexOf('/') + 1) : undefined}
-            data-disabled={!ready || undefined}
-            onClick={(event) => !ready && event.preventDefault()}
-          >
-            Download
-          </Button>
+          {ready ? (
+            <Button
+              component="a"
+              href={downloadUrl(device.uuid, source)}
+              download={source.slice(source.lastIndexOf('/') + 1)}
+            >
+              Download
+            </Button>
+          ) : (
+            <Button disabled>Download</Button>
+          )}
         </Group>
         <Text size="xs" c="dimmed">
           The download stops short, and the browser reports it failed, if the bytes differ from the file's
