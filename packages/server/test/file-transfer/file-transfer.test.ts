@@ -68,7 +68,7 @@ describe('file transfer', () => {
     new Promise((resolve, reject) => {
       const headers: Record<string, string> = {
         authorization: `Bearer ${options.token ?? server.adminToken}`,
-        ...(options.body ? { 'content-type': 'application/octet-stream' } : {}),
+        ...(options.body && !options.headers ? { 'content-type': 'application/octet-stream' } : {}),
         ...(options.body && !options.chunked ? { 'content-length': String(options.body.length) } : {}),
         ...options.headers,
       };
@@ -247,6 +247,16 @@ describe('file transfer', () => {
     expect(inHeader.status).toBe(422);
     expect(fs.readFileSync(target, 'utf8')).toBe('before');
     expect(partFiles()).toEqual([]);
+    // The right one is taken; without a content type too (curl -T sends none), and JSON is not parsed as JSON.
+    const json = Buffer.from('{"a":1}');
+    for (const type of [undefined, 'application/json']) {
+      const untyped = await request('PUT', filesUrl(uuid, target), {
+        body: json,
+        headers: type ? { 'content-type': type } : {},
+      });
+      expect(untyped.status, untyped.body.toString()).toBe(200);
+      expect(fs.readFileSync(target, 'utf8')).toBe('{"a":1}');
+    }
     // The right one is taken.
     const right = await request('PUT', filesUrl(uuid, target, `&sha256=${sha256(bytes)}&mode=0600`), {
       body: bytes,
