@@ -81,6 +81,30 @@ describe('file transfer on the agent', () => {
     fs.rmSync(file);
   });
 
+  it('ends a read with mismatch, not done, when the file changes while it is sent', async () => {
+    const bytes = randomBytes(16 * 1024 * 1024);
+    const file = path.join(dir, 'changing.bin');
+    fs.writeFileSync(file, bytes);
+    const stream = await open({ op: 'read', path: file });
+    // Not read for now: the agent sends one credit window (4 MiB) of the 16 and waits.
+    stream.pause();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from('changed'), 0, 7, bytes.length - 7);
+    fs.closeSync(fd);
+    const answered = answers(stream);
+    stream.resume();
+    const { messages, data } = await answered;
+    expect(messages[0]).toMatchObject({ type: 'meta', sha256: sha256(bytes) });
+    expect(messages.at(-1)).toMatchObject({
+      type: 'error',
+      code: 'mismatch',
+      message: expect.stringContaining('changed while it was read'),
+    });
+    expect(data.length).toBe(bytes.length);
+    fs.rmSync(file);
+  });
+
   it('refuses a missing file, a directory and a device file, saying which', async () => {
     const missing = await answers(await open({ op: 'read', path: path.join(dir, 'nope') }));
     expect(missing.messages).toEqual([

@@ -19,8 +19,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
 
 const MiB = 1024 * 1024;
-/** The server's limit here: above the 5 MB file of the round trip, below the file that must be refused. */
-const LIMIT = 6 * MiB;
+/**
+ * The server's limit here: above the 5 MB file of the round trip and the 24 MiB one that changes while it is
+ * downloaded (larger than every buffer on the way, so that the agent is still reading it when it changes).
+ */
+const LIMIT = 32 * MiB;
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
@@ -72,7 +75,7 @@ describe('file transfer', () => {
         ...(options.body && !options.chunked ? { 'content-length': String(options.body.length) } : {}),
         ...options.headers,
       };
-      const outgoing = http.request(url, { method, headers }, (response) => {
+      const outgoing = http.request(url, { method, headers, agent: false }, (response) => {
         const chunks: Buffer[] = [];
         let complete = false;
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -216,19 +219,65 @@ describe('file transfer', () => {
 
   it('refuses a file over the limit with 413, before reading it or when a chunked body reaches it, writing nothing', async () => {
     const target = path.join(dir, 'too-large.bin');
-    const bytes = randomBytes(LIMIT + 1);
-    const declared = await request('PUT', filesUrl(uuid, target), { body: bytes });
+    // Refused from the header alone: only a few bytes of the announced size are ever sent.
+    const declared = await request('PUT', filesUrl(uuid, target), {
+      body: Buffer.from('the start of a big file'),
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(LIMIT + 1) },
+    });
     expect(declared.status).toBe(413);
     expect(errorOf(declared).message).toContain('FLEETGATE_FILE_TRANSFER_MAX_BYTES');
+    const bytes = randomBytes(LIMIT + MiB);
     const chunked = await request('PUT', filesUrl(uuid, target), { body: bytes, chunked: true });
     expect(chunked.status).toBe(413);
     await waitFor(() => partFiles().length === 0 || undefined, 5000, 'no temporary file');
     expect(fs.existsSync(target)).toBe(false);
 
     // A download over the limit is refused too.
-    fs.writeFileSync(target, bytes);
+    fs.writeFileSync(target, bytes.subarray(0, LIMIT + 1));
     const get = await request('GET', filesUrl(uuid, target));
     expect(get.status).toBe(413);
+    fs.rmSync(target);
+  });
+
+  it('cuts a download short, never completing it, when the file changes while it is sent', async () => {
+    const bytes = randomBytes(24 * MiB);
+    const target = path.join(dir, 'changing.bin');
+    fs.writeFileSync(target, bytes);
+    const answer = await new Promise<RawAnswer>((resolve) => {
+      http.get(
+        filesUrl(uuid, target),
+        { headers: { authorization: `Bearer ${server.adminToken}` } },
+        (response) => {
+          const chunks: Buffer[] = [];
+          let complete = false;
+          // Not read at first: the device sends what the buffers on the way hold, then waits, mid-file.
+          response.pause();
+          setTimeout(() => {
+            const fd = fs.openSync(target, 'r+');
+            fs.writeSync(fd, Buffer.from('changed'), 0, 7, bytes.length - 7);
+            fs.closeSync(fd);
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.resume();
+          }, 500);
+          response.on('end', () => {
+            complete = true;
+          });
+          response.on('error', () => {});
+          response.on('close', () =>
+            resolve({
+              status: response.statusCode ?? 0,
+              headers: response.headers,
+              body: Buffer.concat(chunks),
+              complete,
+            }),
+          );
+        },
+      );
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.headers['x-content-sha256']).toBe(sha256(bytes));
+    expect(answer.complete).toBe(false);
+    expect(answer.body.length).toBeLessThan(bytes.length);
     fs.rmSync(target);
   });
 

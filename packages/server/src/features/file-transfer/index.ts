@@ -99,6 +99,10 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
       const body = new PassThrough();
       const hash = createHash('sha256');
       let received = 0;
+      // The bytes that complete the file wait until the agent said it read what it announced and the hash of what
+      // passed matched: until then the response is one chunk short of its Content-Length, so cutting it on a
+      // mismatch leaves the client a download that failed, never a complete one with the wrong bytes.
+      let last: Buffer | undefined;
       peer.onData = (bytes, done) => {
         received += bytes.length;
         hash.update(bytes);
@@ -107,7 +111,10 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
           session.stream.destroy();
           return;
         }
-        if (body.write(bytes)) done();
+        if (received === meta.size) {
+          last = bytes;
+          done();
+        } else if (body.write(bytes)) done();
         else body.once('drain', done);
       };
       peer.last.then(
@@ -121,7 +128,7 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
             return;
           }
           session.addEndDetails({ size: received, sha256, verified: true });
-          body.end();
+          body.end(last);
         },
         (error: unknown) => {
           session.addEndDetails({ size: received, failed: (error as Error).message });
