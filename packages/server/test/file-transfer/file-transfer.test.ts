@@ -178,7 +178,7 @@ describe('file transfer', () => {
 
     const get = await request('GET', filesUrl(uuid, target));
     expect(get.status).toBe(200);
-    expect(get.complete).toBe(true);
+    expect(get.complete, `${get.body.length} bytes of ${bytes.length}`).toBe(true);
     expect(get.headers['content-length']).toBe(String(bytes.length));
     expect(get.headers['content-disposition']).toBe(
       `attachment; filename="five-megabytes.bin"; filename*=UTF-8''five-megabytes.bin`,

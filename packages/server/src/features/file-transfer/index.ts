@@ -103,7 +103,7 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
       // passed matched: until then the response is one chunk short of its Content-Length, so cutting it on a
       // mismatch leaves the client a download that failed, never a complete one with the wrong bytes.
       let last: Buffer | undefined;
-      peer.onData = (bytes, done) => {
+      peer.receive((bytes, done) => {
         received += bytes.length;
         hash.update(bytes);
         if (received > meta.size) {
@@ -116,7 +116,7 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
           done();
         } else if (body.write(bytes)) done();
         else body.once('drain', done);
-      };
+      });
       peer.last.then(
         (done) => {
           const sha256 = hash.digest('hex');

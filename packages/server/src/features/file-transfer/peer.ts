@@ -24,14 +24,16 @@ export type FirstAnswer = Extract<FileAgentMessage, { type: 'meta' | 'ready' }>;
  * The server's end of a file stream (the file sub-protocol of @fleetgate/protocol), which `StreamSession.relay`
  * bridges to the device's tunnel stream: what it pushes goes to the agent (`send`, `commit`); what the agent
  * sends is decoded here — `first` and `last` settle with the agent's first and last answers (or reject with a
- * `FileRefusal`, a protocol error, or the stream's loss), and file bytes go to `onData`, which calls back once
- * more may come (so a slow HTTP client slows the device down through the stream's credit window).
+ * `FileRefusal`, a protocol error, or the stream's loss), and file bytes go to the handler given to `receive`,
+ * which calls back once more may come (so a slow HTTP client slows the device down through the stream's credit window).
  */
 export class FilePeer extends Duplex {
   readonly first: Promise<FirstAnswer>;
   readonly last: Promise<FileSummary>;
-  /** Where the file's bytes go (a download); calls `done` when more may come. */
-  onData: (bytes: Buffer, done: () => void) => void = (_bytes, done) => done();
+  /** Where the file's bytes go (set by `receive`). */
+  private onData: ((bytes: Buffer, done: () => void) => void) | undefined;
+  /** Bytes that came before `receive` (with `meta`, in the same chunk), and the write waiting on them. */
+  private early: { bytes: Buffer; done: () => void } | undefined;
   private readonly decoder = new FileDecoder('agent');
   private settleFirst!: { resolve: (answer: FirstAnswer) => void; reject: (error: Error) => void };
   private settleLast!: { resolve: (summary: FileSummary) => void; reject: (error: Error) => void };
@@ -48,6 +50,17 @@ export class FilePeer extends Duplex {
     // Awaited by the route when it gets that far; an early end must not be an unhandled rejection meanwhile.
     this.first.catch(() => {});
     this.last.catch(() => {});
+  }
+
+  /**
+   * Where the file's bytes go from now on (a download); `handler` calls `done` when more may come. Bytes that
+   * came before are handed over first: until then they wait, and so does the stream (no credit goes back).
+   */
+  receive(handler: (bytes: Buffer, done: () => void) => void): void {
+    this.onData = handler;
+    const early = this.early;
+    this.early = undefined;
+    if (early) handler(early.bytes, early.done);
   }
 
   /** Sends file bytes to the agent; resolves when the stream takes more (its credit window). */
@@ -103,8 +116,13 @@ export class FilePeer extends Duplex {
           break;
       }
     }
-    if (data.length === 0) callback();
-    else this.onData(data.length === 1 ? data[0]! : Buffer.concat(data), () => callback());
+    if (data.length === 0) {
+      callback();
+      return;
+    }
+    const bytes = data.length === 1 ? data[0]! : Buffer.concat(data);
+    if (this.onData) this.onData(bytes, () => callback());
+    else this.early = { bytes, done: () => callback() };
   }
 
   override _final(callback: (error?: Error | null) => void): void {
