@@ -41,6 +41,7 @@ const surfaces = [
   { value: 'openssh', label: 'openssh (bastion)' },
   { value: 'connect', label: 'connect (proxy)' },
   { value: 'terminal', label: 'terminal (web)' },
+  { value: 'files', label: 'files (transfers)' },
 ];
 
 /** People's sessions to the organization's devices: live ones (which admins may end) and the record of past ones. */
