@@ -9,6 +9,7 @@ import {
   type Agent,
   type Fleetgate,
   inspectPage,
+  screenshotDir,
   startAgent,
   startFleetgate,
 } from './fleetgate.ts';
@@ -72,8 +73,26 @@ test('a 5 MB file uploaded through the Files tab downloads back with the same SH
   await page.getByRole('button', { name: 'File' }).click();
   await (await chooser).setFiles(local);
   await expect(page.getByText(`laptop-image.bin (4.8 MiB) → ${deviceDir}/laptop-image.bin`)).toBeVisible();
+  // A slow link (2 MB/s up), so that the upload lasts and its progress shows.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: 2_000_000,
+  });
   await page.getByRole('button', { name: 'Upload' }).click();
+  await expect(page.getByRole('progressbar', { name: 'Upload progress' })).toBeVisible();
+  await expect(page.getByText(/^\d+% — [\d.]+ (KiB|MiB) of 4\.8 MiB$/)).toBeVisible();
+  fs.mkdirSync(screenshotDir, { recursive: true });
+  await page.screenshot({ path: path.join(screenshotDir, 'device-files-uploading.png'), fullPage: true });
   await expect(page.getByRole('status').getByText('Uploaded')).toBeVisible({ timeout: 60_000 });
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: -1,
+  });
   await expect(page.getByTestId('uploaded-sha256')).toHaveText(sha256(bytes));
   expect(sha256(fs.readFileSync(path.join(deviceDir, 'laptop-image.bin')))).toBe(sha256(bytes));
   await inspectPage(page, 'device-files-uploaded');
