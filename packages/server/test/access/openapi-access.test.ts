@@ -189,6 +189,11 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     outsider: { status: [401] },
     control: { as: 'alphaDevice', holdsAlpha: true },
   },
+  'GET /api/v1/file-transfer': {
+    why: "the server's file transfer limit, a setting any signed-in person may read (it names nobody's data)",
+    outsider: { status: [200], leakFree: true },
+    control: { as: 'owner', holdsAlpha: false },
+  },
   'GET /api/v1/devices/{device}/files': {
     why:
       "downloads a file from alpha's device: outsiders 404; alpha's device has no agent here, so its owner gets " +

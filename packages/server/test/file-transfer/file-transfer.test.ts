@@ -220,6 +220,8 @@ describe('file transfer', () => {
   it('refuses a file over the limit with 413, before reading it or when a chunked body reaches it, writing nothing', async () => {
     const target = path.join(dir, 'too-large.bin');
     // Refused from the header alone: only a few bytes of the announced size are ever sent.
+    // Clients may ask first.
+    expect(await api('GET', '/api/v1/file-transfer', undefined, viewerToken)).toEqual({ maxBytes: LIMIT });
     const declared = await request('PUT', filesUrl(uuid, target), {
       body: Buffer.from('the start of a big file'),
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(LIMIT + 1) },

@@ -4210,6 +4210,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/file-transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This server's file transfer limit
+         * @description The largest file that may be uploaded to or downloaded from a device, in bytes (`FLEETGATE_FILE_TRANSFER_MAX_BYTES`), so that a client can refuse a larger one before sending it.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            maxBytes: number;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{device}/files": {
         parameters: {
             query?: never;

@@ -10,8 +10,9 @@ import {
   TextInput,
   Title,
 } from '@mantine/core';
+import { useQuery } from '@tanstack/react-query';
 import { type FormEvent, useRef, useState } from 'react';
-import type { Device } from '../api/client.ts';
+import { api, type Device, data } from '../api/client.ts';
 import { downloadUrl, type Upload, type UploadedFile, uploadFile } from '../api/files.ts';
 import { bytes } from '../ui/format.ts';
 import { ErrorNotice } from '../ui/QueryState.tsx';
@@ -31,13 +32,20 @@ function pathProblem(path: string): string | undefined {
  * for people who may open a shell there: the server authorizes both as scp (operators and above).
  */
 export function DeviceFiles({ device }: { device: Device }) {
+  const limit = useQuery({
+    queryKey: ['file-transfer'],
+    queryFn: async () => data(await api.GET('/api/v1/file-transfer')),
+    staleTime: Number.POSITIVE_INFINITY,
+  });
+  const maxBytes = limit.data?.maxBytes;
   return (
     <Stack gap="lg" maw={720}>
       <Text size="sm" c="dimmed">
         Files move through the device's agent, checked by SHA-256 end to end: an upload takes the place of the
         file only once the device wrote all of it, unchanged. Transfers are audited and listed under Sessions.
+        {maxBytes !== undefined && ` This server takes files of up to ${bytes(maxBytes)}.`}
       </Text>
-      <UploadForm device={device} />
+      <UploadForm device={device} maxBytes={maxBytes} />
       <DownloadForm device={device} />
     </Stack>
   );
@@ -49,7 +57,7 @@ type UploadState =
   | { kind: 'done'; file: UploadedFile }
   | { kind: 'failed'; error: unknown };
 
-function UploadForm({ device }: { device: Device }) {
+function UploadForm({ device, maxBytes }: { device: Device; maxBytes: number | undefined }) {
   const [file, setFile] = useState<File | null>(null);
   const [destination, setDestination] = useState('/tmp/');
   const [state, setState] = useState<UploadState>({ kind: 'idle' });
@@ -57,6 +65,13 @@ function UploadForm({ device }: { device: Device }) {
   /** A destination ending with / is a directory: the file keeps its name there. */
   const target = file && destination.endsWith('/') ? `${destination}${file.name}` : destination;
   const problem = pathProblem(target);
+  // Refused here rather than by the server mid-upload, where a browser may only see the connection close.
+  const tooLarge =
+    file && maxBytes !== undefined && file.size > maxBytes
+      ? `${file.name} is ${file.size} bytes (${bytes(file.size)}), more than this server's limit of ${maxBytes} ` +
+        `bytes (${bytes(maxBytes)}) per file ` +
+        '(FLEETGATE_FILE_TRANSFER_MAX_BYTES): split it, or ask an administrator to raise the limit'
+      : undefined;
 
   const choose = (chosen: File | null) => {
     setFile(chosen);
@@ -64,7 +79,7 @@ function UploadForm({ device }: { device: Device }) {
   };
   const submit = async (event: FormEvent) => {
     event.preventDefault();
-    if (!file || problem) return;
+    if (!file || problem || tooLarge) return;
     setState({ kind: 'sending', sent: 0, total: file.size });
     const upload = uploadFile(device.uuid, target, file, (sent, total) =>
       setState({ kind: 'sending', sent, total }),
@@ -91,23 +106,26 @@ function UploadForm({ device }: { device: Device }) {
           value={file}
           onChange={choose}
           disabled={sending}
+          aria-invalid={!!tooLarge}
         />
+        <FieldProblem>{tooLarge}</FieldProblem>
         <TextInput
           label="Destination path on the device"
           description="Ending with / keeps the file's name in that directory"
           value={destination}
           onChange={(event) => setDestination(event.currentTarget.value)}
-          error={problem}
+          aria-invalid={!!problem}
           disabled={sending}
           required
         />
+        <FieldProblem>{problem && `The destination needs ${problem}.`}</FieldProblem>
         {file && !problem && (
           <Text size="sm">
             {file.name} ({bytes(file.size)}) → <Code>{target}</Code>
           </Text>
         )}
         <Group>
-          <Button type="submit" disabled={!file || !!problem || sending}>
+          <Button type="submit" disabled={!file || !!problem || !!tooLarge || sending}>
             Upload
           </Button>
           {sending && (
@@ -157,8 +175,9 @@ function DownloadForm({ device }: { device: Device }) {
           placeholder="/var/log/syslog"
           value={source}
           onChange={(event) => setSource(event.currentTarget.value)}
-          error={problem}
+          aria-invalid={!!problem}
         />
+        <FieldProblem>{problem && `The path needs ${problem}.`}</FieldProblem>
         <Group>
           {/* The browser's own download (its progress, its save dialog); a refusal opens the server's JSON reason. */}
           {ready ? (
@@ -179,5 +198,15 @@ function DownloadForm({ device }: { device: Device }) {
         </Text>
       </Stack>
     </form>
+  );
+}
+
+/** What is wrong with a field, under it (dark red: Mantine's error red falls under 4.5:1 contrast on white). */
+function FieldProblem({ children }: { children: string | false | undefined }) {
+  if (!children) return null;
+  return (
+    <Text size="sm" c="red.9" role="alert">
+      {children}
+    </Text>
   );
 }

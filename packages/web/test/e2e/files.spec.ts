@@ -28,8 +28,13 @@ let work: string;
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
+/** The server's limit here (it reads its environment, which this process passes on): above the 5 MB file. */
+const LIMIT = 8_000_000;
+
 test.beforeAll(async () => {
+  process.env.FLEETGATE_FILE_TRANSFER_MAX_BYTES = String(LIMIT);
   fg = await startFleetgate();
+  delete process.env.FLEETGATE_FILE_TRANSFER_MAX_BYTES;
   const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'files-fleet' });
   expect(fleet.status).toBe(201);
   const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'files' });
@@ -118,6 +123,25 @@ test('an upload the device refuses says why, and leaves nothing', async ({ page 
   await expect(page.getByText('Upload failed')).toBeVisible();
   await expect(page.getByText(`directory ${work}/no/such/dir does not exist: create it first`)).toBeVisible();
   await inspectPage(page, 'device-files-refused');
+});
+
+test("a file over the server's limit is refused before it is sent, saying what to do", async ({ page }) => {
+  const local = path.join(work, 'too-big.bin');
+  fs.writeFileSync(local, Buffer.alloc(LIMIT + 1));
+  await signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await page.getByRole('tab', { name: 'Files' }).click();
+  await expect(page.getByText('This server takes files of up to 7.6 MiB.')).toBeVisible();
+  const chooser = page.waitForEvent('filechooser');
+  await page.getByRole('button', { name: 'File' }).click();
+  await (await chooser).setFiles(local);
+  await expect(
+    page.getByText(
+      /too-big\.bin is 8000001 bytes \(7\.6 MiB\), more than this server's limit of 8000000 bytes \(7\.6 MiB\) per file/,
+    ),
+  ).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Upload' })).toBeDisabled();
+  await inspectPage(page, 'device-files-too-large');
 });
 
 test('a viewer gets no Files tab', async ({ page }) => {

@@ -42,6 +42,21 @@ export function registerFileTransfer(app: TypedApp, deps: ServiceDeps, router: S
   const tags = ['remote access'];
 
   app.get(
+    '/api/v1/file-transfer',
+    {
+      schema: {
+        tags,
+        summary: "This server's file transfer limit",
+        description:
+          'The largest file that may be uploaded to or downloaded from a device, in bytes ' +
+          '(`FLEETGATE_FILE_TRANSFER_MAX_BYTES`), so that a client can refuse a larger one before sending it.',
+        response: { 200: z.object({ maxBytes: z.number().int() }) },
+      },
+    },
+    async () => ({ maxBytes: limit }),
+  );
+
+  app.get(
     '/api/v1/devices/:device/files',
     {
       // A HEAD would read the whole file on the device for nothing.
