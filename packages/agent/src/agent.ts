@@ -10,6 +10,7 @@ import type { Credentials } from './credentials.ts';
 import { handleDiagnosticsStream } from './diagnostics.ts';
 import { authenticatorFor, type DeviceAuthenticator, ensureEnrolled } from './enroll.ts';
 import { handleExecStream, handleServiceStream } from './exec.ts';
+import { handleFileStream } from './files.ts';
 import type { ServerEndpoint } from './http.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { StateCollector, type StateReport, stateChanged } from './state.ts';
@@ -147,10 +148,17 @@ export class Agent {
     }
     const execOptions = { baseEnv: this.options.baseEnv ?? {}, log: this.log };
     if (!this.options.exec.enabled) {
-      open.reject(StreamErrorCode.notAllowed, 'exec is disabled on this device');
+      // File transfer too: writing any file is as strong as a shell.
+      open.reject(
+        StreamErrorCode.notAllowed,
+        'file' in target
+          ? "file transfer is disabled on this device: its agent's exec service is off (exec.enabled)"
+          : 'exec is disabled on this device',
+      );
       return;
     }
     if ('exec' in target) handleExecStream(open, target.exec, execOptions);
+    else if ('file' in target) handleFileStream(open, target.file, { log: this.log });
     else handleServiceStream(open, target.service, execOptions);
   }
 

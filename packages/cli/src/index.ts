@@ -5,6 +5,7 @@ import { registerAgentCommand } from './commands/agent.ts';
 import { registerApiKeyCommands } from './commands/api-keys.ts';
 import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
+import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
 import { registerDiagnoseCommand } from './commands/diagnose.ts';
@@ -83,6 +84,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerSshKeyCommands(program, io);
   registerTunnelCommand(program, io);
   registerDiagnoseCommand(program, io);
+  registerCpCommand(program, io);
   registerOpenSshCommands(program, io);
   registerSessionPlayCommand(registerSessionCommands(program, io), io);
   registerAuditCommand(program, io);

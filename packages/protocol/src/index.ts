@@ -30,6 +30,24 @@ export {
   MAX_EXEC_PAYLOAD,
 } from './exec.ts';
 export {
+  encodeFileMessage,
+  FILE_HEADER_SIZE,
+  type FileAgentMessage,
+  type FileClientMessage,
+  FileDecoder,
+  FileErrorCode,
+  type FileErrorCodeValue,
+  type FileMessage,
+  FileProtocolError,
+  type FileRequest,
+  type FileSummary,
+  filePathSchema,
+  fileRequestSchema,
+  MAX_FILE_PATH,
+  MAX_FILE_PAYLOAD,
+  sha256Schema,
+} from './files.ts';
+export {
   type ConnectionClose,
   type IncomingOpen,
   Multiplexer,

@@ -17,6 +17,7 @@
  * message already has one, so a truncated or padded message is detected instead of being guessed at.
  */
 import { z } from 'zod';
+import { fileRequestSchema } from './files.ts';
 
 // ─── 1. Constants ──────────────────────────────────────────────────────────────────────────────
 
@@ -295,7 +296,7 @@ export type ExecRequest = z.infer<typeof execRequestSchema>;
 
 /**
  * What an OPEN asks for: a TCP port (on the device, or a host its allow-list permits), a named service,
- * or a command to run (`exec`).
+ * a command to run (`exec`), or a file to read or write (`file`, the file sub-protocol of files.ts).
  */
 export const openTargetSchema = z.union([
   z.strictObject({
@@ -304,6 +305,7 @@ export const openTargetSchema = z.union([
   }),
   z.strictObject({ service: z.string().min(1).max(64) }),
   z.strictObject({ exec: execRequestSchema }),
+  z.strictObject({ file: fileRequestSchema }),
 ]);
 export type OpenTarget = z.infer<typeof openTargetSchema>;
 

@@ -16,6 +16,7 @@ import { registerDeviceWeb } from './features/device-web/index.ts';
 import { registerDecommissionRoutes } from './features/devices/decommission.ts';
 import { registerDeviceRoutes } from './features/devices/routes.ts';
 import { registerDiagnostics } from './features/diagnostics/index.ts';
+import { registerFileTransfer } from './features/file-transfer/index.ts';
 import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
@@ -148,6 +149,8 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   registerDiagnostics(app, deps, streams);
   // VNC in the browser: a device's VNC port over a WebSocket (an upgrade endpoint), for the admin web UI.
   registerVnc(app, deps, streams, auth, () => tunnels.stopping);
+  // File transfer to and from devices (streamed HTTP bodies), for the web UI and `fleetgate cp`.
+  registerFileTransfer(app, deps, streams);
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;

@@ -533,6 +533,11 @@ export const fieldsBeyondSchema: Record<string, () => unknown> = {
   api_key: newDeviceKey,
 };
 
+/** Query parameters whose valid form JSON Schema cannot describe: a file's absolute path on a device. */
+export const queryValuesBeyondSchema: Record<string, () => string> = {
+  path: () => '/etc/hostname',
+};
+
 /** A concrete request for an operation against alpha's resources: URL (with query) and minimal body. */
 export function alphaRequest(
   doc: OpenApiDocument,
@@ -544,7 +549,7 @@ export function alphaRequest(
   const url = fillPath(op.path, (name) => alphaPathValue(resources, op.path, name));
   const query = new URLSearchParams();
   for (const p of op.queryParameters) {
-    const reference = references[p.name];
+    const reference = references[p.name] ?? queryValuesBeyondSchema[p.name];
     if (reference) query.set(p.name, String(reference()));
     else if (p.required)
       query.set(p.name, String(minimalValue(doc, p.schema ?? {}, options, `query.${p.name}`)));

@@ -81,7 +81,7 @@ interface AccessRule {
    * For reads: who must be served (200) at the same URL, proving it names real resources; by default alpha's
    * owner, whose answer must hold alpha's data whenever the outsider's is checked for leaks.
    */
-  control?: { as: 'owner' | 'alphaDevice'; holdsAlpha: boolean };
+  control?: { as: 'owner' | 'alphaDevice'; holdsAlpha: boolean; status?: number };
   /** The route ends the caller's session: callers ask with a throwaway one. */
   throwawaySession?: boolean;
 }
@@ -188,6 +188,18 @@ const CALLER_SCOPED_ROUTES: Record<string, AccessRule> = {
     why: "the calling device itself: a device credential is needed, a person's token gets 401",
     outsider: { status: [401] },
     control: { as: 'alphaDevice', holdsAlpha: true },
+  },
+  'GET /api/v1/file-transfer': {
+    why: "the server's file transfer limit, a setting any signed-in person may read (it names nobody's data)",
+    outsider: { status: [200], leakFree: true },
+    control: { as: 'owner', holdsAlpha: false },
+  },
+  'GET /api/v1/devices/{device}/files': {
+    why:
+      "downloads a file from alpha's device: outsiders 404; alpha's device has no agent here, so its owner gets " +
+      '503 (offline), past every access check (test/file-transfer downloads from a real agent, and refuses viewers)',
+    outsider: { status: [404] },
+    control: { as: 'owner', holdsAlpha: false, status: 503 },
   },
   'POST /api/v1/device/self/key': {
     why: "replaces the calling device's own key: a device credential is needed, a person's token gets 401",
@@ -381,7 +393,7 @@ describe.each(cases)('$key', (op) => {
         op,
         control.as === 'owner' ? server.adminToken : resources.keyedDevice.credential,
       );
-      expect(answer.status, shown(op, answer)).toBe(200);
+      expect(answer.status, shown(op, answer)).toBe(control.status ?? 200);
       if (control.holdsAlpha)
         expect(holdsAlpha(answer), `${shown(op, answer)}\nshould hold alpha's data`).toBe(true);
     });

@@ -181,8 +181,16 @@ function describeRequest(request: HostileRequest): string {
   );
 }
 
+/**
+ * Routes that go on to alpha's device, which has no agent in this test: input that happens to be valid (a query
+ * `path=/a`) passes every check and gets 503 `unavailable` (the device is offline), which is the right answer.
+ */
+const REACHES_DEVICE = new Set(['GET /api/v1/devices/{device}/files', 'PUT /api/v1/devices/{device}/files']);
+
 /** Throws (failing the property, with the request shown) unless the answer is < 500 and 4xx are well-formed. */
 function expectSane(request: HostileRequest, answer: RawAnswer): void {
+  if (REACHES_DEVICE.has(request.op.key) && answer.status === 503 && answer.text.includes('"unavailable"'))
+    return;
   const problem = problemOf(answer);
   if (problem) {
     throw new Error(

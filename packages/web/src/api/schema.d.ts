@@ -4626,6 +4626,319 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/file-transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This server's file transfer limit
+         * @description The largest file that may be uploaded to or downloaded from a device, in bytes (`FLEETGATE_FILE_TRANSFER_MAX_BYTES`), so that a client can refuse a larger one before sending it.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            maxBytes: number;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a file from the device
+         * @description Streams the regular file at `path` on the device as `application/octet-stream` (`Content-Disposition: attachment`), with `Content-Length` and its SHA-256 ahead in `X-Content-SHA256` (hex) and `Repr-Digest`. The agent hashes the file, then sends it while hashing it again; the server checks the bytes as they pass: if they differ (the file changed meanwhile), the response is cut short, never completed. Operators and above (a shell right, as scp: viewers get 403); 404 when the file does not exist, 403 when the agent's user may not read it, 409 when it is a directory or not a regular file, 413 over the server's limit (`FLEETGATE_FILE_TRANSFER_MAX_BYTES`), 503 when the device is offline. Audited and listed in sessions (surface `files`).
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description absolute path of the file on the device */
+                    path: string;
+                };
+                header?: never;
+                path: {
+                    /** @description the device: id, uuid, unique uuid prefix or name */
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        /**
+         * Upload a file to the device
+         * @description The request body is the file, sent as is (any content type, e.g. `application/octet-stream`), with `Content-Length` (or chunked). It is written to a temporary file beside `path` and renamed into place only when the size and SHA-256 the agent computed of what it wrote equal what the server received, and the `sha256` given (query, or header `X-Content-SHA256`) when there is one: the path then holds the whole file, or what it held before. `mode` (octal, e.g. `0755`) sets the permissions; default 0644, or those of the file replaced. Operators and above (a shell right, as scp: viewers get 403); 404 when the directory does not exist, 403 when the agent's user may not write there, 409 when `path` is a directory, 413 over the server's limit (`FLEETGATE_FILE_TRANSFER_MAX_BYTES`; refused before reading when `Content-Length` says so), 422 when the SHA-256 or size differ, 503 when the device is offline. Cookie sign-ins must come from fleetgate's own pages (CSRF). Audited and listed in sessions (surface `files`).
+         */
+        put: {
+            parameters: {
+                query: {
+                    /** @description absolute path of the file on the device */
+                    path: string;
+                    /** @description SHA-256 of the file (hex); the agent checks it */
+                    sha256?: string;
+                    /** @description permissions of the file (octal) */
+                    mode?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description the device: id, uuid, unique uuid prefix or name */
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            path: string;
+                            /** @description bytes written */
+                            size: number;
+                            /** @description SHA-256 of what the device wrote to disk (hex), equal to what was sent */
+                            sha256: string;
+                            /** @description the session id: GET /api/v1/sessions/{sessionId} */
+                            session: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                code: string;
+                                message: string;
+                                details?: unknown;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/device-auth/auth_requests": {
         parameters: {
             query?: never;

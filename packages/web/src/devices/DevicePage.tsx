@@ -23,6 +23,7 @@ import { useParams } from '@tanstack/react-router';
 import { type FormEvent, lazy, type ReactNode, Suspense, useState } from 'react';
 import { api, type Device, data } from '../api/client.ts';
 import { DeviceDiagnostics } from '../diagnostics/DeviceDiagnostics.tsx';
+import { DeviceFiles } from '../files/DeviceFiles.tsx';
 import { useFleets } from '../fleets/queries.ts';
 import { AllowedPorts } from '../ports/AllowedPorts.tsx';
 import { useCan, useOrg } from '../session/session.ts';
@@ -71,8 +72,8 @@ interface StateReport {
   ipAddresses?: string[];
 }
 
-/** Tabs holding a live session (a shell, a screen): once opened, they stay mounted while another tab shows. */
-const liveTabs = ['terminal', 'vnc'] as const;
+/** Tabs holding a live session (a shell, an upload, a screen): once opened, they stay mounted while another tab shows. */
+const liveTabs = ['terminal', 'files', 'vnc'] as const;
 type LiveTab = (typeof liveTabs)[number];
 
 function DeviceView({ device }: { device: Device }) {
@@ -158,6 +159,7 @@ function DeviceView({ device }: { device: Device }) {
           <Tabs.Tab value="ports">Ports</Tabs.Tab>
           {device.attributes && <Tabs.Tab value="inventory">Inventory</Tabs.Tab>}
           {can('device.ssh') && <Tabs.Tab value="terminal">Terminal</Tabs.Tab>}
+          {can('device.ssh') && <Tabs.Tab value="files">Files</Tabs.Tab>}
           {can('device.connect') && <Tabs.Tab value="web">Web pages</Tabs.Tab>}
           {can('device.connect') && <Tabs.Tab value="vnc">VNC</Tabs.Tab>}
           {can('device.diagnose') && <Tabs.Tab value="diagnostics">Diagnostics</Tabs.Tab>}
@@ -190,6 +192,11 @@ function DeviceView({ device }: { device: Device }) {
             <Suspense fallback={<Loader size="sm" aria-label="Loading the terminal" />}>
               <DeviceTerminal device={device} />
             </Suspense>
+          </Tabs.Panel>
+        )}
+        {can('device.ssh') && (
+          <Tabs.Panel value="files" pt="sm" keepMounted={opened.has('files')}>
+            <DeviceFiles device={device} />
           </Tabs.Panel>
         )}
         {can('device.connect') && (

@@ -44,6 +44,7 @@ const surfaces = [
   { value: 'web', label: 'web page (device)' },
   { value: 'diagnostics', label: 'diagnostics' },
   { value: 'vnc', label: 'vnc (web)' },
+  { value: 'files', label: 'files (transfers)' },
 ];
 
 /** People's sessions to the organization's devices: live ones (which admins may end) and the record of past ones. */

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import {
   bridge,
   type ExecRequest,
+  type FileRequest,
   type OpenTarget,
   StreamError,
   StreamErrorCode,
@@ -36,10 +37,15 @@ import { StreamMetrics } from './metrics.ts';
 
 /**
  * A command on the device instead of a TCP port: the SSH gateway's shells and commands (`exec`, the exec
- * sub-protocol of @fleetgate/protocol inside the stream), its SFTP subsystem (`service: 'sftp'`), and the agent's
- * read-only diagnostics (`service: 'diagnostics'`, features/diagnostics).
+ * sub-protocol of @fleetgate/protocol inside the stream), its SFTP subsystem (`service: 'sftp'`), the agent's
+ * read-only diagnostics (`service: 'diagnostics'`, features/diagnostics), and file transfer (`file`: a read or a
+ * write, authorized as scp/sftp are, `device.ssh`).
  */
-export type DeviceCommand = { exec: ExecRequest } | { service: 'sftp' } | { service: 'diagnostics' };
+export type DeviceCommand =
+  | { exec: ExecRequest }
+  | { service: 'sftp' }
+  | { service: 'diagnostics' }
+  | { file: FileRequest };
 
 /**
  * Who asks for a stream, as their surface knows them.
@@ -95,6 +101,8 @@ export interface StreamSession {
   readonly port: number;
   /** For a command: what runs (`shell`, `sftp` or the command line); undefined for a port. */
   readonly command?: string;
+  /** Adds facts to the audit event of the session's end (e.g. a transferred file's size and SHA-256); no secrets. */
+  addEndDetails(details: Record<string, unknown>): void;
   /**
    * Pipes the device's stream and `peer` both ways with backpressure; a half-close (FIN) and errors
    * (resets) cross over. Counts the bytes each way and audits the end. Resolves when both ways ended.
@@ -185,6 +193,8 @@ interface AuthorizedStream {
 /** How a command shows in sessions and the audit log: the command line (cut at 128 characters), `shell` or `sftp`. */
 function commandLabel(command: DeviceCommand): string {
   if ('service' in command) return command.service;
+  if ('file' in command)
+    return `${command.file.op === 'read' ? 'download' : 'upload'} ${command.file.path}`.slice(0, 128);
   return command.exec.command === undefined ? 'shell' : command.exec.command.slice(0, 128);
 }
 
@@ -324,6 +334,8 @@ async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStr
 interface RecordedSession {
   id: string;
   bytes: { toDevice: number; fromDevice: number };
+  /** Facts the surface adds for the end's audit event. */
+  endDetails: Record<string, unknown>;
   /** Records the end (once), with `terminated`'s reason if an administrator or a lost access ended it. */
   finish(outcome: string): Promise<void>;
 }
@@ -376,9 +388,11 @@ async function recordSession(
     ended,
   });
   let finished = false;
+  const endDetails: Record<string, unknown> = {};
   return {
     id,
     bytes,
+    endDetails,
     async finish(outcome) {
       if (finished) return;
       finished = true;
@@ -394,6 +408,7 @@ async function recordSession(
             outcome: final,
             details: {
               ...what,
+              ...endDetails,
               surface: request.surface,
               bytesToDevice: bytes.toDevice,
               bytesFromDevice: bytes.fromDevice,
@@ -443,6 +458,9 @@ function relayable(
     device: { id: device.id, uuid: device.uuid, orgId: device.org_id, name: device.name },
     port,
     ...(command === undefined ? {} : { command }),
+    addEndDetails(details) {
+      Object.assign(recorded.endDetails, details);
+    },
     async relay(peer: Duplex): Promise<void> {
       if (relayed) throw new Error('a stream is relayed once');
       relayed = true;

@@ -34,6 +34,7 @@ export const sessionSurfaces = [
   'web',
   'diagnostics',
   'vnc',
+  'files',
 ] as const;
 export type SessionSurface = (typeof sessionSurfaces)[number];
 

@@ -66,6 +66,16 @@ const configSchema = z.object({
     .min(1024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  /**
+   * Largest file a person may upload to a device or download from one (file transfer), in bytes. Default 1 GiB.
+   * (`FLEETGATE_FILE_TRANSFER_MAX_BYTES`)
+   */
+  fileTransferMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .default(1024 * 1024 * 1024),
   /** Failed sign-ins allowed per (account, source address) in 15 minutes, ten times as many per source. Default 10. (`FLEETGATE_LOGIN_ATTEMPTS`) */
   loginAttempts: z.coerce.number().int().min(1).max(10_000).default(10),
   /** Lifetime of a device token (JWT), in seconds. Default 3600. (`FLEETGATE_DEVICE_TOKEN_TTL`) */
@@ -115,6 +125,7 @@ export const envNames: Record<keyof Config, string> = {
   logLevel: 'FLEETGATE_LOG_LEVEL',
   sessionTtlHours: 'FLEETGATE_SESSION_TTL_HOURS',
   bodyLimit: 'FLEETGATE_BODY_LIMIT',
+  fileTransferMaxBytes: 'FLEETGATE_FILE_TRANSFER_MAX_BYTES',
   loginAttempts: 'FLEETGATE_LOGIN_ATTEMPTS',
   deviceTokenTtl: 'FLEETGATE_DEVICE_TOKEN_TTL',
   tlsCert: 'FLEETGATE_TLS_CERT',
