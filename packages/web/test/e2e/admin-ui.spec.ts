@@ -5,7 +5,6 @@ import path from 'node:path';
 import { type Browser, expect, type Page, test } from '@playwright/test';
 import {
   ADMIN_EMAIL,
-  ADMIN_PASSWORD,
   type Agent,
   type Fleetgate,
   inspectPage,
@@ -35,14 +34,6 @@ test.afterAll(async () => {
   await fg?.stop();
 });
 
-async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
-
 /** Opens a page from the navigation bar, as a person would. */
 async function goTo(page: Page, name: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name, exact: true }).click();
@@ -54,7 +45,7 @@ const deviceRow = (page: Page, uuid: string) => page.locator(`tr[data-device="${
 async function newPerson(browser: Browser, email: string, password: string) {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await signIn(page, email, password);
+  await fg.signIn(page, email, password);
   return { context, page, token: await fg.login(email, password) };
 }
 
@@ -69,7 +60,7 @@ test('signs in with a clear error first, holds the session only in an httpOnly c
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('alert')).toContainText('invalid e-mail or password');
 
-  await signIn(page);
+  await fg.signIn(page);
   const cookie = (await page.context().cookies()).find((c) => c.name === 'fleetgate_session');
   expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/' });
   const scriptsSee = await page.evaluate(() => ({
@@ -89,7 +80,7 @@ test('signs in with a clear error first, holds the session only in an httpOnly c
 test('a fleet and a provisioning key made in the UI enroll a real agent, whose row turns online live; a variable set in the UI reaches its env file; it turns offline live when it stops', async ({
   page,
 }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await goTo(page, 'Fleets');
   await expect(page.getByText('No fleets yet.')).toBeVisible();
   await inspectPage(page, 'fleets-empty');
@@ -152,7 +143,7 @@ test('a Mender-style device left pending is accepted from the queue into a fleet
       timeout: 30_000,
     })
     .toBe(1);
-  await signIn(page);
+  await fg.signIn(page);
   await goTo(page, 'Pending devices');
   const row = page
     .getByRole('table', { name: 'Pending devices' })
@@ -188,7 +179,7 @@ test('bulk-moves two devices to another fleet, with a result per device', async 
     const made = await fg.api('POST', '/api/v1/devices', { fleetId, name, deviceType: 'raspberrypi4-64' });
     expect(made.status).toBe(201);
   }
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices`);
   await page.getByLabel('Search').fill('kiosk');
   const table = page.getByRole('table', { name: 'Devices' });
@@ -288,7 +279,7 @@ test("a person of another organization sees none of this organization's fleets o
 });
 
 test('a page of another origin cannot make a change with the session cookie', async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page);
   // Another origin on the same host: the browser sends the SameSite cookie (ports do not make sites), so only
   // the server's origin check stands between that page and a write.
   const evil = http.createServer((_request, response) => {
@@ -320,7 +311,7 @@ test('a page of another origin cannot make a change with the session cookie', as
 });
 
 test('every page passes an accessibility scan and leaves a screenshot', async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page);
   for (const [name, url] of [
     ['dashboard', '/'],
     ['fleets', '/fleets'],

@@ -18,14 +18,6 @@ test.afterAll(async () => {
   await fg?.stop();
 });
 
-async function signIn(page: Page, email: string, password: string): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
-
 test("a server administrator finds a failed sign-in by switching to the server-wide events; an organization's admin has no such switch", async ({
   page,
   browser,
@@ -42,7 +34,7 @@ test("a server administrator finds a failed sign-in by switching to the server-w
       .filter({ hasText: 'auth.login' })
       .filter({ has: on.locator('[data-outcome="failure"]') });
 
-  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await fg.signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
   await page.goto(`${fg.url}/audit`);
   await expect(page.getByRole('heading', { name: 'Audit log', exact: true })).toBeVisible();
   await expect(page.locator('tr[data-event]').first()).toBeVisible();
@@ -54,7 +46,7 @@ test("a server administrator finds a failed sign-in by switching to the server-w
 
   const context = await browser.newContext();
   const orgAdmin = await context.newPage();
-  await signIn(orgAdmin, email, added.body.password);
+  await fg.signIn(orgAdmin, email, added.body.password);
   await orgAdmin.goto(`${fg.url}/audit`);
   await expect(orgAdmin.getByRole('heading', { name: 'Audit log', exact: true })).toBeVisible();
   await expect(orgAdmin.locator('tr[data-event]').first()).toBeVisible();

@@ -9,11 +9,11 @@ import { WebSocketServer } from 'ws';
 import {
   ADMIN_EMAIL,
   ADMIN_PASSWORD,
-  type Agent,
+  type Device,
   type Fleetgate,
   inspectPage,
   screenshotDir,
-  startAgent,
+  startDevice,
   startFleetgate,
 } from './fleetgate.ts';
 
@@ -26,7 +26,7 @@ import {
 test.describe.configure({ mode: 'serial' });
 
 let fg: Fleetgate;
-let agent: Agent;
+let device: Device;
 let uuid: string;
 let python: ChildProcess;
 let echoApp: http.Server;
@@ -71,25 +71,8 @@ test.beforeAll(async () => {
   await new Promise<void>((resolve) => echoApp.listen(ports.echo, '127.0.0.1', resolve));
 
   fg = await startFleetgate();
-  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'web-fleet' });
-  expect(fleet.status).toBe(201);
-  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'web' });
-  agent = startAgent(
-    fg.url,
-    { provisioningKey: key.body.key },
-    'kiosk-7',
-    {},
-    {
-      allowedPorts: [22, ports.python, ports.echo],
-    },
-  );
-  uuid = await agent.uuid();
-  await expect
-    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
-      message: `the agent never came online:\n${agent.output()}`,
-      timeout: 30_000,
-    })
-    .toBe('online');
+  device = await startDevice(fg, 'kiosk-7', { allowedPorts: [22, ports.python, ports.echo] });
+  uuid = device.uuid;
   const set = await fg.api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, {
     ports: [ports.python, ports.echo],
   });
@@ -100,7 +83,7 @@ test.afterAll(async () => {
   python?.kill();
   echoSockets?.close();
   echoApp?.close();
-  await agent?.stop();
+  await device?.stop();
   await fg?.stop();
   fs.rmSync(site, { recursive: true, force: true });
 });
@@ -110,14 +93,6 @@ test.afterAll(async () => {
  * device origin (`*.localhost`), the closest a device page can get to it.
  */
 const ui = () => fg.url.replace('127.0.0.1', 'localhost');
-
-async function signIn(page: Page): Promise<void> {
-  await page.goto(`${ui()}/sign-in`);
-  await page.getByLabel('E-mail').fill(ADMIN_EMAIL);
-  await page.getByRole('textbox', { name: 'Password' }).fill(ADMIN_PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 /** Clicks "open" for a port on the device page's Web pages tab; answers the new tab and the link it was sent to. */
 async function openWebPage(page: Page, port: number): Promise<{ tab: Page; link: string }> {
@@ -136,7 +111,7 @@ async function openWebPage(page: Page, port: number): Promise<{ tab: Page; link:
 test("a device's python3 -m http.server page opens in a new tab on its own origin, apart from fleetgate", async ({
   page,
 }) => {
-  await signIn(page);
+  await fg.signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD, ui());
   await page.goto(`${ui()}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Web pages' }).click();
   await expect(page.getByRole('button', { name: `Open the web page of port ${ports.python}` })).toBeVisible();
@@ -200,7 +175,7 @@ test("a device's python3 -m http.server page opens in a new tab on its own origi
 });
 
 test("a device page's WebSocket reaches the device's echo and back", async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD, ui());
   await page.goto(`${ui()}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Web pages' }).click();
   const { tab } = await openWebPage(page, ports.echo);

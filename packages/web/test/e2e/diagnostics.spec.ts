@@ -1,13 +1,5 @@
 import { expect, type Page, test } from '@playwright/test';
-import {
-  ADMIN_EMAIL,
-  ADMIN_PASSWORD,
-  type Agent,
-  type Fleetgate,
-  inspectPage,
-  startAgent,
-  startFleetgate,
-} from './fleetgate.ts';
+import { type Device, type Fleetgate, inspectPage, startDevice, startFleetgate } from './fleetgate.ts';
 
 /**
  * Remote diagnostics on the device page, in Debian's Chromium, against a real `fleetgate serve` and a real
@@ -17,7 +9,7 @@ import {
 test.describe.configure({ mode: 'serial' });
 
 let fg: Fleetgate;
-let agent: Agent;
+let device: Device;
 let uuid: string;
 let offlineUuid: string;
 const operator = { email: 'operator@e2e.test', password: '' };
@@ -25,19 +17,10 @@ const viewer = { email: 'viewer@e2e.test', password: '' };
 
 test.beforeAll(async () => {
   fg = await startFleetgate();
-  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'diagnostics-fleet' });
-  expect(fleet.status).toBe(201);
-  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'diag' });
-  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'field-gateway');
-  uuid = await agent.uuid();
-  await expect
-    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
-      message: `the agent never came online:\n${agent.output()}`,
-      timeout: 30_000,
-    })
-    .toBe('online');
+  device = await startDevice(fg, 'field-gateway');
+  uuid = device.uuid;
   const offline = await fg.api('POST', '/api/v1/devices', {
-    fleetId: fleet.body.id,
+    fleetId: device.fleetId,
     name: 'cold-spare',
     deviceType: 'generic-amd64',
   });
@@ -54,24 +37,16 @@ test.beforeAll(async () => {
 });
 
 test.afterAll(async () => {
-  await agent?.stop();
+  await device?.stop();
   await fg?.stop();
 });
-
-async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 const checkRow = (page: Page, id: string) => page.locator(`[data-check="${id}"]`);
 
 test('an operator runs diagnostics from the device page and sees every check with its status', async ({
   page,
 }) => {
-  await signIn(page, operator.email, operator.password);
+  await fg.signIn(page, operator.email, operator.password);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Diagnostics' }).click();
   await expect(page.getByText('No diagnostics have been run on this device yet.')).toBeVisible();
@@ -113,7 +88,7 @@ test('an operator runs diagnostics from the device page and sees every check wit
 });
 
 test('a second run joins the history, and an earlier run can be picked again', async ({ page }) => {
-  await signIn(page, operator.email, operator.password);
+  await fg.signIn(page, operator.email, operator.password);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Diagnostics' }).click();
   const first = await page.locator('[data-run]').getAttribute('data-run');
@@ -133,7 +108,7 @@ test('a second run joins the history, and an earlier run can be picked again', a
 });
 
 test('an offline device cannot be asked, and says why', async ({ page }) => {
-  await signIn(page, operator.email, operator.password);
+  await fg.signIn(page, operator.email, operator.password);
   await page.goto(`${fg.url}/devices/${offlineUuid}`);
   await page.getByRole('tab', { name: 'Diagnostics' }).click();
   await expect(page.getByRole('button', { name: 'Run diagnostics' })).toBeDisabled();
@@ -144,7 +119,7 @@ test('an offline device cannot be asked, and says why', async ({ page }) => {
 });
 
 test('a viewer has no Diagnostics tab', async ({ page }) => {
-  await signIn(page, viewer.email, viewer.password);
+  await fg.signIn(page, viewer.email, viewer.password);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await expect(page.getByRole('tab', { name: 'Variables' })).toBeVisible();
   await expect(page.getByRole('tab', { name: 'Diagnostics' })).toHaveCount(0);

@@ -1,16 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { expect, type Page, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import {
-  ADMIN_EMAIL,
-  ADMIN_PASSWORD,
-  type Agent,
+  type Device,
   type Fleetgate,
   inspectPage,
   screenshotDir,
-  startAgent,
+  startDevice,
   startFleetgate,
 } from './fleetgate.ts';
 
@@ -22,7 +19,7 @@ import {
 test.describe.configure({ mode: 'serial' });
 
 let fg: Fleetgate;
-let agent: Agent;
+let device: Device;
 let uuid: string;
 let work: string;
 
@@ -35,33 +32,16 @@ test.beforeAll(async () => {
   process.env.FLEETGATE_FILE_TRANSFER_MAX_BYTES = String(LIMIT);
   fg = await startFleetgate();
   delete process.env.FLEETGATE_FILE_TRANSFER_MAX_BYTES;
-  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'files-fleet' });
-  expect(fleet.status).toBe(201);
-  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'files' });
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-files-'));
-  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'files-pi', { HOME: work });
-  uuid = await agent.uuid();
-  await expect
-    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
-      message: `the agent never came online:\n${agent.output()}`,
-      timeout: 30_000,
-    })
-    .toBe('online');
+  device = await startDevice(fg, 'files-pi');
+  uuid = device.uuid;
+  // The device's files and the laptop's, both in the device's home.
+  work = device.home;
 });
 
 test.afterAll(async () => {
-  await agent?.stop();
+  await device?.stop();
   await fg?.stop();
-  if (work) fs.rmSync(work, { recursive: true, force: true });
 });
-
-async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 test('a 5 MB file uploaded through the Files tab downloads back with the same SHA-256', async ({ page }) => {
   const bytes = randomBytes(5 * 1000 * 1000);
@@ -70,7 +50,7 @@ test('a 5 MB file uploaded through the Files tab downloads back with the same SH
   const deviceDir = path.join(work, 'device');
   fs.mkdirSync(deviceDir);
 
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Files' }).click();
   await page.getByLabel('Destination path on the device').fill(`${deviceDir}/`);
@@ -112,7 +92,7 @@ test('a 5 MB file uploaded through the Files tab downloads back with the same SH
 
 test('an upload the device refuses says why, and leaves nothing', async ({ page }) => {
   fs.writeFileSync(path.join(work, 'note.txt'), 'hello');
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Files' }).click();
   await page.getByLabel('Destination path on the device').fill(`${work}/no/such/dir/`);
@@ -128,7 +108,7 @@ test('an upload the device refuses says why, and leaves nothing', async ({ page 
 test("a file over the server's limit is refused before it is sent, saying what to do", async ({ page }) => {
   const local = path.join(work, 'too-big.bin');
   fs.writeFileSync(local, Buffer.alloc(LIMIT + 1));
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Files' }).click();
   await expect(page.getByText('This server takes files of up to 7.6 MiB.')).toBeVisible();
@@ -150,7 +130,7 @@ test('a viewer gets no Files tab', async ({ page }) => {
     role: 'viewer',
   });
   expect(viewer.status).toBe(201);
-  await signIn(page, 'viewer@files.test', viewer.body.password);
+  await fg.signIn(page, 'viewer@files.test', viewer.body.password);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await expect(page.getByRole('tab', { name: 'Variables' })).toBeVisible();
   await expect(page.getByRole('tab', { name: 'Files' })).toHaveCount(0);

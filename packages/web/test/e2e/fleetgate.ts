@@ -24,6 +24,8 @@ export interface Fleetgate {
   // biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely and assert on them.
   api(method: string, url: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>;
   login(email: string, password: string): Promise<string>;
+  /** Signs `page` in through the sign-in page (at `origin`, fleetgate's own URL unless told) and waits for the dashboard. */
+  signIn(page: Page, email?: string, password?: string, origin?: string): Promise<void>;
   adminToken: string;
   stop(): Promise<void>;
 }
@@ -91,6 +93,13 @@ export async function startFleetgate(): Promise<Fleetgate> {
     url,
     api,
     login,
+    async signIn(page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD, origin = url) {
+      await page.goto(`${origin}/sign-in`);
+      await page.getByLabel('E-mail').fill(email);
+      await page.getByRole('textbox', { name: 'Password' }).fill(password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
+    },
     adminToken,
     async stop() {
       const exited = new Promise((resolve) => server.once('exit', resolve));
@@ -165,6 +174,51 @@ export function startAgent(
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
+    },
+  };
+}
+
+/** A device for a test: a real agent, enrolled in a fleet of its own and online. */
+export interface Device {
+  agent: Agent;
+  uuid: string;
+  fleetId: number;
+  /** The home its shells start in: empty, the test's own. */
+  home: string;
+  /** Stops the agent and removes its home. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Enrolls a real agent named `name` with a provisioning key of a new fleet `<name>-fleet`, and waits until it is
+ * online. Its shells start in an empty home: a login shell reads ~/.profile, and this machine's (pyenv init) can
+ * wait many seconds on a lock other processes hold. `settings` go to its agent.json (e.g. `allowedPorts`).
+ */
+export async function startDevice(
+  fg: Fleetgate,
+  name: string,
+  settings: Record<string, unknown> = {},
+): Promise<Device> {
+  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: `${name}-fleet` });
+  expect(fleet.status, JSON.stringify(fleet.body)).toBe(201);
+  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name });
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-home-'));
+  const agent = startAgent(fg.url, { provisioningKey: key.body.key }, name, { HOME: home }, settings);
+  const uuid = await agent.uuid();
+  await expect
+    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
+      message: `the agent never came online:\n${agent.output()}`,
+      timeout: 30_000,
+    })
+    .toBe('online');
+  return {
+    agent,
+    uuid,
+    fleetId: fleet.body.id,
+    home,
+    async stop() {
+      await agent.stop();
+      fs.rmSync(home, { recursive: true, force: true });
     },
   };
 }

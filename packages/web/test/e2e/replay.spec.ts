@@ -1,14 +1,10 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import {
   ADMIN_EMAIL,
-  ADMIN_PASSWORD,
-  type Agent,
+  type Device,
   type Fleetgate,
   inspectPage,
-  startAgent,
+  startDevice,
   startFleetgate,
 } from './fleetgate.ts';
 
@@ -20,44 +16,23 @@ import {
 test.describe.configure({ mode: 'serial' });
 
 let fg: Fleetgate;
-let agent: Agent;
+let device: Device;
 let uuid: string;
-let home: string;
 /** The recorded session the first test opens. */
 let sessionId: string;
 
 test.beforeAll(async () => {
   fg = await startFleetgate();
-  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'replay-fleet' });
-  expect(fleet.status).toBe(201);
-  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'replay' });
-  // The device's shells start in an empty home (see terminal.spec.ts: this machine's ~/.profile can stall).
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-home-'));
-  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'replay-pi', { HOME: home });
-  uuid = await agent.uuid();
-  await expect
-    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
-      message: `the agent never came online:\n${agent.output()}`,
-      timeout: 30_000,
-    })
-    .toBe('online');
+  device = await startDevice(fg, 'replay-pi');
+  uuid = device.uuid;
   const recording = await fg.api('PUT', '/api/v1/orgs/1/session-recording', { enabled: true });
   expect(recording.body).toEqual({ orgId: 1, enabled: true });
 });
 
 test.afterAll(async () => {
-  await agent?.stop();
+  await device?.stop();
   await fg?.stop();
-  if (home) fs.rmSync(home, { recursive: true, force: true });
 });
-
-async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 const screen = async (page: Page) =>
   (await page.locator('.xterm-rows > div').allTextContents()).join('\n').replaceAll('\u00a0', ' ');
@@ -87,7 +62,7 @@ async function expectReplayOf(page: Page) {
 test('a recorded web terminal session replays from the sessions page, beside who, when, where and its audit trail', async ({
   page,
 }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Terminal' }).click();
   await expect(page.getByText('Connected to replay-pi')).toBeVisible();
@@ -119,7 +94,7 @@ test('a recorded web terminal session replays from the sessions page, beside who
 });
 
 test("a device's recorded sessions replay from its page", async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page);
   const response = await page.goto(`${fg.url}/devices/${uuid}`);
   // The page may compile WebAssembly (asciinema-player's terminal) but still not evaluate strings as code.
   const scriptSrc = /script-src ([^;]*)/.exec(response?.headers()['content-security-policy'] ?? '')?.[1];
@@ -166,7 +141,7 @@ test('a viewer and another organization cannot fetch the recording; the viewer i
   });
   expect(await owner.text()).toContain('replay-42');
 
-  await signIn(page, 'viewer@e2e.test', viewer.body.password);
+  await fg.signIn(page, 'viewer@e2e.test', viewer.body.password);
   await page.goto(`${fg.url}/sessions/${sessionId}`);
   await expect(page.getByRole('alert')).toContainText('operators and above');
   await expect(page.getByTestId('replay-player')).toHaveCount(0);

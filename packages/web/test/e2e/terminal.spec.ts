@@ -1,14 +1,10 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import {
   ADMIN_EMAIL,
-  ADMIN_PASSWORD,
-  type Agent,
+  type Device,
   type Fleetgate,
   inspectPage,
-  startAgent,
+  startDevice,
   startFleetgate,
 } from './fleetgate.ts';
 
@@ -19,41 +15,19 @@ import {
 test.describe.configure({ mode: 'serial' });
 
 let fg: Fleetgate;
-let agent: Agent;
+let device: Device;
 let uuid: string;
-let home: string;
 
 test.beforeAll(async () => {
   fg = await startFleetgate();
-  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'terminal-fleet' });
-  expect(fleet.status).toBe(201);
-  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'terminal' });
-  // The device's shells start in an empty home: a login shell reads ~/.profile, and this machine's (pyenv init)
-  // can wait many seconds on a lock other processes hold.
-  home = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-e2e-home-'));
-  agent = startAgent(fg.url, { provisioningKey: key.body.key }, 'workbench-pi', { HOME: home });
-  uuid = await agent.uuid();
-  await expect
-    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
-      message: `the agent never came online:\n${agent.output()}`,
-      timeout: 30_000,
-    })
-    .toBe('online');
+  device = await startDevice(fg, 'workbench-pi');
+  uuid = device.uuid;
 });
 
 test.afterAll(async () => {
-  await agent?.stop();
+  await device?.stop();
   await fg?.stop();
-  if (home) fs.rmSync(home, { recursive: true, force: true });
 });
-
-async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 /** What the terminal shows, one line per row (xterm.js's DOM renderer draws a row as a div). */
 const screen = async (page: Page) =>
@@ -62,7 +36,7 @@ const screen = async (page: Page) =>
 test('a command typed into the web terminal runs on the device and its output comes back', async ({
   page,
 }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Terminal' }).click();
   await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
@@ -85,7 +59,7 @@ test('a command typed into the web terminal runs on the device and its output co
 });
 
 test('the terminal follows the window: stty size changes when the window shrinks', async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Terminal' }).click();
   await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
@@ -114,7 +88,7 @@ test('a look at another tab keeps the shell, and text is pasted in and copied ou
   context,
 }) => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write']);
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Terminal' }).click();
   await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
@@ -155,14 +129,14 @@ test('an administrator ends the session from the sessions page and the terminal 
   page,
   browser,
 }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Terminal' }).click();
   await expect(page.getByText('Connected to workbench-pi')).toBeVisible();
 
   const adminContext = await browser.newContext();
   const admin = await adminContext.newPage();
-  await signIn(admin);
+  await fg.signIn(admin);
   await admin.goto(`${fg.url}/sessions`);
   // The first test's sessions have ended: the one live terminal session is this page's.
   await expect
@@ -184,18 +158,18 @@ test('an administrator ends the session from the sessions page and the terminal 
 test('a viewer gets no terminal on the device page', async ({ page }) => {
   const added = await fg.api('POST', '/api/v1/orgs/1/members', { email: 'viewer@e2e.test', role: 'viewer' });
   expect(added.status).toBe(201);
-  await signIn(page, 'viewer@e2e.test', added.body.password);
+  await fg.signIn(page, 'viewer@e2e.test', added.body.password);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await expect(page.getByRole('tab', { name: 'Sessions' })).toBeVisible();
   await expect(page.getByRole('tab', { name: 'Terminal' })).toHaveCount(0);
 });
 
 test('a device that is offline gets an explanation instead of a terminal', async ({ page }) => {
-  await agent.stop();
+  await device.agent.stop();
   await expect
     .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, { timeout: 30_000 })
     .toBe('offline');
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'Terminal' }).click();
   await expect(page.getByText('The terminal could not be opened', { exact: true })).toBeVisible();

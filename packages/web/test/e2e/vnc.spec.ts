@@ -2,11 +2,10 @@ import { startVncDisplay, type VncDisplay, vncToolsMissing } from '@fleetgate/se
 import { expect, type Page, test } from '@playwright/test';
 import {
   ADMIN_EMAIL,
-  ADMIN_PASSWORD,
-  type Agent,
+  type Device,
   type Fleetgate,
   inspectPage,
-  startAgent,
+  startDevice,
   startFleetgate,
 } from './fleetgate.ts';
 
@@ -30,7 +29,7 @@ const RED = { hex: '#ff0000', rgb: [255, 0, 0] };
 const GREEN = { hex: '#00c000', rgb: [0, 192, 0] };
 
 let fg: Fleetgate;
-let agent: Agent;
+let device: Device;
 let uuid: string;
 let open: VncDisplay;
 let locked: VncDisplay;
@@ -39,41 +38,16 @@ test.beforeAll(async () => {
   open = await startVncDisplay({ color: BLUE.hex });
   locked = await startVncDisplay({ color: GREEN.hex, password: 'vnc-secret' });
   fg = await startFleetgate();
-  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'vnc-fleet' });
-  expect(fleet.status).toBe(201);
-  const key = await fg.api('POST', `/api/v1/fleets/${fleet.body.id}/provisioning-keys`, { name: 'vnc' });
-  agent = startAgent(
-    fg.url,
-    { provisioningKey: key.body.key },
-    'kiosk-pi',
-    {},
-    {
-      allowedPorts: [22, open.port, locked.port],
-    },
-  );
-  uuid = await agent.uuid();
-  await expect
-    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, {
-      message: `the agent never came online:\n${agent.output()}`,
-      timeout: 30_000,
-    })
-    .toBe('online');
+  device = await startDevice(fg, 'kiosk-pi', { allowedPorts: [22, open.port, locked.port] });
+  uuid = device.uuid;
 });
 
 test.afterAll(async () => {
-  await agent?.stop();
+  await device?.stop();
   await fg?.stop();
   await open?.stop();
   await locked?.stop();
 });
-
-async function signIn(page: Page, email = ADMIN_EMAIL, password = ADMIN_PASSWORD): Promise<void> {
-  await page.goto(`${fg.url}/sign-in`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByRole('textbox', { name: 'Password' }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 /** Opens the device's VNC tab and connects to `port`. */
 async function connect(page: Page, port: number): Promise<void> {
@@ -118,7 +92,7 @@ const allAre = (colours: number[][], rgb: number[]) =>
   colours.every((c) => c.every((v, i) => Math.abs(v - (rgb[i] ?? 0)) <= 4));
 
 test("the device's VNC screen shows in the browser, and follows what the device draws", async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await page.getByRole('tab', { name: 'VNC' }).click();
   // 5900 by default, off this device's allow-list: said so, and not offered.
@@ -161,7 +135,7 @@ test("the device's VNC screen shows in the browser, and follows what the device 
 test("the clipboard goes both ways: what the page sends reaches the device's, and what the device copies shows in the page", async ({
   page,
 }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await connect(page, open.port);
   await expect(page.getByText(`Connected to kiosk-pi, port ${open.port}`)).toBeVisible();
   // Latin-1: RFB's cut text is ISO 8859-1 unless both ends speak the extended clipboard (x11vnc does not).
@@ -177,7 +151,7 @@ test("the clipboard goes both ways: what the page sends reaches the device's, an
 test('a VNC server that asks for a password gets it from a prompt, and a wrong one is said so', async ({
   page,
 }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await connect(page, locked.port);
   await expect(page.getByText('The VNC server asks for a password')).toBeVisible();
   await inspectPage(page, 'device-vnc-password');
@@ -196,7 +170,7 @@ test('a VNC server that asks for a password gets it from a prompt, and a wrong o
 });
 
 test('an administrator ends the session and the viewer says so', async ({ page }) => {
-  await signIn(page);
+  await fg.signIn(page);
   await connect(page, open.port);
   await expect(page.getByText(`Connected to kiosk-pi, port ${open.port}`)).toBeVisible();
   // The earlier tests' sessions have ended: the one live VNC session is this page's.
@@ -217,18 +191,18 @@ test('an administrator ends the session and the viewer says so', async ({ page }
 test('a viewer gets no VNC on the device page', async ({ page }) => {
   const added = await fg.api('POST', '/api/v1/orgs/1/members', { email: 'viewer@e2e.test', role: 'viewer' });
   expect(added.status).toBe(201);
-  await signIn(page, 'viewer@e2e.test', added.body.password);
+  await fg.signIn(page, 'viewer@e2e.test', added.body.password);
   await page.goto(`${fg.url}/devices/${uuid}`);
   await expect(page.getByRole('tab', { name: 'Sessions' })).toBeVisible();
   await expect(page.getByRole('tab', { name: 'VNC' })).toHaveCount(0);
 });
 
 test('a device that is offline gets an explanation instead of a screen', async ({ page }) => {
-  await agent.stop();
+  await device.agent.stop();
   await expect
     .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}`)).body?.status, { timeout: 30_000 })
     .toBe('offline');
-  await signIn(page);
+  await fg.signIn(page);
   await connect(page, open.port);
   await expect(page.getByText('VNC could not be opened', { exact: true })).toBeVisible();
   await expect(page.getByText(/The device is offline/)).toBeVisible();
