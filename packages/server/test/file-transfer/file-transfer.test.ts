@@ -337,6 +337,23 @@ describe('file transfer', () => {
     expect(errorOf(relative).message).toContain('absolute path');
   });
 
+  it('finds a device by a uuid prefix that is all digits, and by its id', async () => {
+    const { fleetId } = await api('GET', `/api/v1/devices/${uuid}`);
+    const numeric = await api('POST', '/api/v1/devices', {
+      fleetId,
+      name: 'digits-first',
+      uuid: `45099294${'ab'.repeat(12)}`,
+    });
+    // Found, and offline (no agent): 503, not "no device".
+    for (const named of ['45099294', String(numeric.id)]) {
+      const answer = await request('GET', filesUrl(named, '/etc/hostname'));
+      expect(answer.status, named).toBe(503);
+      expect(errorOf(answer).message).toContain('offline');
+    }
+    const unknown = await request('GET', filesUrl('999999999', '/etc/hostname'));
+    expect(unknown.status).toBe(404);
+  });
+
   it('leaves no file, not even a part, when the connection is cut mid-upload', async () => {
     const target = path.join(dir, 'cut.bin');
     const bytes = randomBytes(4 * MiB);

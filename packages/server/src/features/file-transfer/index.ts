@@ -16,9 +16,12 @@ const deviceParam = z.string().min(1).max(255).describe('the device: id, uuid, u
 const pathParam = filePathSchema.describe('absolute path of the file on the device');
 const params = z.object({ device: deviceParam });
 
-/** The device a path parameter names: an id or a uuid as the API's paths carry them, else what a person typed. */
+/**
+ * The device a path parameter names: a uuid as the API's paths carry it, else what a person typed (an id, a unique
+ * uuid prefix — which may be all digits, `45099294` — or a name: resolveDevice tells them apart).
+ */
 function deviceReferenceOf(text: string): DeviceReference {
-  return /^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text) ? { ref: parseDeviceRef(text) } : { typed: text };
+  return /^[0-9a-fA-F]{32}$/.test(text) ? { ref: parseDeviceRef(text) } : { typed: text };
 }
 
 const transferredFile = z.object({

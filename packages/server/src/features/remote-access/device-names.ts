@@ -6,8 +6,9 @@ import type { DeviceRow } from '../devices/service.ts';
 
 /**
  * How people name a device when they reach it — at the SSH gateway, in OpenSSH integration mode and at the
- * CONNECT proxy (the stream router resolves `{typed}` device references here): its uuid, a unique prefix of it of at least 7 characters, or its name when exactly one of
- * their devices has it; any of these may be followed by `.<deviceSuffix>` (`kiosk-17.devices`).
+ * CONNECT proxy (the stream router resolves `{typed}` device references here): its uuid, a unique prefix of it of at
+ * least 7 characters, its id, or its name when exactly one of their devices has it, in that order; any of these may
+ * be followed by `.<deviceSuffix>` (`kiosk-17.devices`).
  *
  * A name matches exactly first, then ignoring the case of A–Z: host names are case-insensitive and clients
  * lower-case them (OpenSSH does, URL parsers do), so `kiosk-17.devices` reaches a device named `Kiosk-17`.
@@ -67,6 +68,11 @@ export async function resolveDevice(
   } else if (/^[0-9a-f]{7,31}$/.test(hex)) {
     // uuids are lower-case hex, so the prefix needs no escaping.
     const row = pick(await scoped().where('uuid', 'like', `${hex}%`).limit(2).execute(), 'uuid prefix');
+    if (row) return row;
+  }
+  if (/^[1-9]\d{0,9}$/.test(text)) {
+    // A device id, as `fleetgate devices ls` shows it (after a uuid prefix: `45099294` is both).
+    const row = await scoped().where('id', '=', Number(text)).executeTakeFirst();
     if (row) return row;
   }
   const exact = pick(await scoped().where('name', '=', text).limit(2).execute(), 'same name');
