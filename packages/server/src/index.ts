@@ -3,9 +3,12 @@ import path from 'node:path';
 import type tls from 'node:tls';
 import { buildApp } from './app.ts';
 import { ensureFirstOwner } from './features/setup/service.ts';
+import { type PasswordReset, resetPasswordOnMachine } from './features/users/service.ts';
 import { type Config, ConfigError, type ConfigInput, envNames, loadConfig } from './infra/config/index.ts';
 import { secureDataDir } from './infra/data-dir/index.ts';
 import { type DatabaseHandle, openDatabase } from './infra/db/index.ts';
+import { AppError } from './infra/errors/index.ts';
+import { EventBus } from './infra/events/index.ts';
 import { createLogger, type DestinationStream } from './infra/logging/index.ts';
 import { loadTlsPair, TlsError, type TlsPair, tlsFilesOf, watchTlsPair } from './infra/tls/index.ts';
 
@@ -92,6 +95,61 @@ export function servedTlsFiles(config: Config): ServedTlsFiles | undefined {
   };
 }
 
+/** Which listener each port setting opens, and the `fleetgate serve` flag that moves it. */
+const listeners = {
+  httpPort: { name: 'the HTTP API and web UI', flag: '--port' },
+  proxyPort: { name: 'the HTTP CONNECT proxy', flag: '--proxy-port' },
+  sshPort: { name: 'the SSH gateway', flag: '--ssh-port' },
+} as const;
+
+/**
+ * A listener could not bind its port (in use, or not allowed): says which listener, which address and port, and
+ * which flag or variable moves it. `code` is the system error (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`).
+ */
+export class ListenError extends Error {
+  readonly code: string | undefined;
+  readonly port: number;
+  readonly setting: keyof typeof listeners;
+
+  constructor(setting: keyof typeof listeners, address: string, port: number, cause: NodeJS.ErrnoException) {
+    const { name, flag } = listeners[setting];
+    const where = `${address.includes(':') ? `[${address}]` : address}:${port}`;
+    const why =
+      cause.code === 'EADDRINUSE'
+        ? 'the port is already in use by another process'
+        : cause.code === 'EACCES'
+          ? 'not allowed (ports under 1024 need privileges)'
+          : cause.message;
+    super(
+      `${name} cannot listen on ${where}: ${why}. Stop the other process, or choose another port with ` +
+        `${flag} <port> or ${envNames[setting]} (0 picks a free one). The first owner is ` +
+        'created, and its password shown, only once every port listens.',
+      { cause },
+    );
+    this.name = 'ListenError';
+    this.code = cause.code;
+    this.port = port;
+    this.setting = setting;
+  }
+}
+
+/** Runs one listener's `listen`, turning a port it cannot bind into a `ListenError`. */
+async function listening<T>(
+  setting: keyof typeof listeners,
+  config: Config,
+  listen: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await listen();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new ListenError(setting, config.listen, config[setting], error as NodeJS.ErrnoException);
+    }
+    throw error;
+  }
+}
+
 function isLoopback(address: string): boolean {
   return address === 'localhost' || address === '::1' || /^127\./.test(address);
 }
@@ -125,10 +183,15 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       log,
       tls: tlsPair && { cert: tlsPair.cert, key: tlsPair.key },
     });
+    // Every listener first: a start that fails on a port (in use, not allowed) must fail before the first owner
+    // and its one-time password exist, or that password is lost with the failed start and nobody can sign in.
+    const target = app;
+    await listening('httpPort', config, () => target.listen({ host: config.listen, port: config.httpPort }));
+    const proxyPort = await listening('proxyPort', config, () => target.connectProxy.listen());
+    const sshPort = await listening('sshPort', config, () =>
+      target.sshGateway.listen(config.listen, config.sshPort),
+    );
     const firstRun = await ensureFirstOwner(app.deps);
-    await app.listen({ host: config.listen, port: config.httpPort });
-    const proxyPort = await app.connectProxy.listen();
-    const sshPort = await app.sshGateway.listen(config.listen, config.sshPort);
     if (tlsFiles) {
       // Fastify types its server as http.Server; with `https` it is a tls.Server underneath.
       const server = app.server as unknown as tls.Server;
@@ -170,6 +233,53 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     await app?.close().catch(() => {});
     await database.close().catch(() => {});
     throw error;
+  }
+}
+
+export interface ResetPasswordOptions {
+  /** Where the database is: `dataDir`, `databaseUrl`, `dbSchema`, as `serve` takes them. */
+  flags?: ConfigInput;
+  env?: NodeJS.ProcessEnv;
+  email: string;
+  /** The new password; unset = a random one, answered once as `generatedPassword`. */
+  password?: string | undefined;
+  /** Who ran the command on the machine (their operating system user), for the audit log. */
+  osUser: string;
+}
+
+/**
+ * `fleetgate users reset-password`: sets a user's password straight in the configured database (the data
+ * directory's SQLite file, or DATABASE_URL), with no server running and nobody signed in, and ends the user's
+ * sessions (see `resetPasswordOnMachine`). For whoever runs fleetgate on its machine, when no way in remains.
+ */
+export async function resetPassword(
+  options: ResetPasswordOptions,
+): Promise<PasswordReset & { database: string }> {
+  const config = loadConfig(options.env ?? process.env, options.flags ?? {});
+  const sqliteFile = path.join(config.dataDir, 'fleetgate.db');
+  // Opening would create an empty database: a wrong --data-dir would answer "no such user" and leave a file behind.
+  if (!config.databaseUrl && !fs.existsSync(sqliteFile)) {
+    throw new AppError(
+      'not_found',
+      `no fleetgate database at ${sqliteFile}: pass the data directory the server runs with (--data-dir or ` +
+        `${envNames.dataDir}), or its PostgreSQL URL (--database-url or ${envNames.databaseUrl})`,
+    );
+  }
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    schema: config.dbSchema,
+    sqliteFile,
+  });
+  try {
+    const log = createLogger('silent');
+    const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
+    const reset = await resetPasswordOnMachine({ db: database.db, events, log }, options.osUser, options);
+    return {
+      ...reset,
+      database: `${database.dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} ${database.location}`,
+    };
+  } finally {
+    await database.close();
   }
 }
 
@@ -223,7 +333,8 @@ function banner(what: {
         ? [
             `  password     ${firstRun.generatedPassword}`,
             `  (shown only this once; change it: npx fleetgate login --server ${url} && npx fleetgate passwd;`,
-            '   or set FLEETGATE_ADMIN_PASSWORD before the first start)',
+            '   or set FLEETGATE_ADMIN_PASSWORD before the first start;',
+            `   lost it? on this machine: npx fleetgate users reset-password ${firstRun.email} --data-dir ${config.dataDir})`,
           ]
         : ['  password     the one in FLEETGATE_ADMIN_PASSWORD']),
     );

@@ -63,7 +63,7 @@ export function registerServeCommand(program: Command, io: CliIo): void {
     try {
       loadConfig(io.env, flags);
     } catch (error) {
-      throw startFailure(error, values);
+      throw startFailure(error);
     }
     // The admin web UI: built on the first start (and after its sources change), then served at `/`.
     if (flags.webRoot === undefined && !io.env.FLEETGATE_WEB_ROOT) {
@@ -74,7 +74,7 @@ export function registerServeCommand(program: Command, io: CliIo): void {
     try {
       server = await startServer({ flags, env: io.env, print: (text) => io.stdout.write(text) });
     } catch (error) {
-      throw startFailure(error, values);
+      throw startFailure(error);
     }
     const stop = (signal: NodeJS.Signals) => {
       // From here on a second signal gets Node's default: the process ends at once, without waiting.
@@ -97,7 +97,7 @@ export function registerServeCommand(program: Command, io: CliIo): void {
 }
 
 /** Turns what the server throws at start into the one-line reasons people can act on. */
-function startFailure(error: unknown, values: ServeOptions): unknown {
+function startFailure(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
   if (error.name === 'ConfigError') {
     return new CliError(error.message, { exitCode: configErrorExitCode, cause: error });
@@ -108,16 +108,7 @@ function startFailure(error: unknown, values: ServeOptions): unknown {
       cause: error,
     });
   }
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') {
-    return new CliError(
-      `the port is already in use${values.port ? ` (${values.port})` : ''}: ` +
-        'stop the other process or choose another with --port',
-      { cause: error },
-    );
-  }
-  if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-    return new CliError(`cannot listen: ${error.message}`, { cause: error });
-  }
+  // Says which listener, which port and which flag or variable moves it (the server's ListenError).
+  if (error.name === 'ListenError') return new CliError(error.message, { cause: error });
   return error;
 }

@@ -3,7 +3,9 @@ import type { Page, User, WithOneTimePassword } from '../api.ts';
 import { parseId, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
+import { CliError } from '../errors.ts';
 import type { Column, Output } from '../output.ts';
+import { readAll } from '../prompt.ts';
 
 const userColumns: Column<User>[] = [
   { header: 'ID', value: (user) => user.id },
@@ -13,7 +15,10 @@ const userColumns: Column<User>[] = [
   { header: 'CREATED', value: (user) => user.createdAt },
 ];
 
-/** `users ls|show|create|rm`: accounts on the server (creating and deleting is for server admins). */
+/**
+ * `users ls|show|create|rm`: accounts on the server (creating and deleting is for server admins);
+ * `users reset-password`: on the server's machine, against its database, with no sign-in.
+ */
 export function registerUserCommands(program: Command, io: CliIo): void {
   const users = program.command('users').description('user accounts');
 
@@ -62,6 +67,64 @@ export function registerUserCommands(program: Command, io: CliIo): void {
       await ctx.api('DELETE', apiPath`/users/${userId}`);
       ctx.out.done(`deleted user ${userId}`);
     });
+
+  users
+    .command('reset-password')
+    .description(
+      "on the server's machine: set a new password straight in its database (no sign-in, no running server " +
+        'needed), end their sessions, audited; a random password is shown once unless --password-stdin',
+    )
+    .argument('<email>', 'e-mail of the user')
+    .option('--data-dir <dir>', "the server's data directory (default: FLEETGATE_DATA_DIR, then ./data)")
+    .option('--database-url <url>', "the server's PostgreSQL URL (default: DATABASE_URL, else SQLite)")
+    .option('--db-schema <schema>', 'PostgreSQL schema (default: FLEETGATE_DB_SCHEMA, then public)')
+    .option('--password-stdin', 'read the new password from standard input instead of choosing one')
+    .action(async (email: string, options: ResetPasswordOptions, command: Command) => {
+      const ctx = new CommandContext(io, command);
+      const password = options.passwordStdin ? (await readAll(io.stdin)).replace(/\r?\n$/, '') : undefined;
+      // Loaded here, not at the top: the server's dependencies would slow every other command down.
+      const { resetPassword } = await import('@fleetgate/server');
+      const os = await import('node:os');
+      const flags: Record<string, string> = {};
+      if (options.dataDir) flags.dataDir = options.dataDir;
+      if (options.databaseUrl) flags.databaseUrl = options.databaseUrl;
+      if (options.dbSchema) flags.dbSchema = options.dbSchema;
+      let reset: Awaited<ReturnType<typeof resetPassword>>;
+      try {
+        reset = await resetPassword({ env: io.env, flags, email, password, osUser: os.userInfo().username });
+      } catch (error) {
+        if (error instanceof Error && (error.name === 'AppError' || error.name === 'ConfigError')) {
+          throw new CliError(error.message, { cause: error });
+        }
+        throw error;
+      }
+      if (ctx.out.json) {
+        ctx.out.record({
+          ...reset.user,
+          sessionsRevoked: reset.sessionsRevoked,
+          ...(reset.generatedPassword ? { password: reset.generatedPassword } : {}),
+        });
+        return;
+      }
+      const lines = [
+        `new password set for ${reset.user.email} (${reset.database}); ${reset.sessionsRevoked} session(s) ended`,
+        ...(reset.generatedPassword
+          ? [
+              `  password     ${reset.generatedPassword}`,
+              '  (shown only this once; change it after signing in: fleetgate passwd)',
+            ]
+          : []),
+        '',
+      ];
+      io.stdout.write(lines.join('\n'));
+    });
+}
+
+interface ResetPasswordOptions {
+  dataDir?: string;
+  databaseUrl?: string;
+  dbSchema?: string;
+  passwordStdin?: boolean;
 }
 
 /**

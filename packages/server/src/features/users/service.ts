@@ -3,7 +3,13 @@ import { hashPassword, randomPassword, verifyPassword } from '../../infra/crypto
 import { containsText, type Db, json } from '../../infra/db/index.ts';
 import { AppError, forbidden, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
-import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
+import {
+  type Page,
+  type PageRequest,
+  type ServiceDeps,
+  type WriteDeps,
+  write,
+} from '../../infra/service/index.ts';
 
 export interface UserView {
   id: number;
@@ -231,6 +237,64 @@ export async function deleteUser(deps: ServiceDeps, actor: Actor, userId: number
     }
     await trx.deleteFrom('users').where('id', '=', userId).execute();
     return { value: undefined, orgId: null, resourceId: userId, details: { email: user.email } };
+  });
+}
+
+/** Shortest password accepted (as the API's user schema). */
+const minPasswordLength = 8;
+
+export interface PasswordReset {
+  user: UserView;
+  /** Set when fleetgate chose the password: shown once, never stored. */
+  generatedPassword?: string;
+  /** Sessions of the user that were still open and now end. */
+  sessionsRevoked: number;
+}
+
+/**
+ * `fleetgate users reset-password`: a person on the server's machine (the `system` principal with their OS user
+ * name; only who can read the data directory or the database URL gets here) sets a user's password, `password`
+ * or a random one, and ends every session the user had. Audited `user.reset_password`. API keys stay valid:
+ * they are revoked one by one (`fleetgate api-keys`), signed in.
+ */
+export async function resetPasswordOnMachine(
+  deps: WriteDeps,
+  osUser: string,
+  input: { email: string; password?: string | undefined },
+): Promise<PasswordReset> {
+  if (input.password !== undefined && input.password.length < minPasswordLength) {
+    throw new AppError('bad_request', `the password must have at least ${minPasswordLength} characters`);
+  }
+  const actor: Actor = { principal: { type: 'system', osUser }, sourceIp: null };
+  return write(deps, actor, { action: 'user.reset_password', resourceType: 'user' }, async (trx) => {
+    const email = normalizeEmail(input.email);
+    const found = await trx.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst();
+    if (!found) throw new AppError('not_found', `no user has the e-mail ${email}`);
+    const generatedPassword = input.password === undefined ? randomPassword() : undefined;
+    const now = Date.now();
+    const updated = await trx
+      .updateTable('users')
+      .set({ password_hash: await hashPassword(input.password ?? generatedPassword!), updated_at: now })
+      .where('id', '=', found.id)
+      .returning(userColumns)
+      .executeTakeFirstOrThrow();
+    const revoked = await trx
+      .updateTable('sessions')
+      .set({ revoked_at: now })
+      .where('user_id', '=', found.id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    const sessionsRevoked = Number(revoked.numUpdatedRows);
+    return {
+      value: {
+        user: userView(updated),
+        sessionsRevoked,
+        ...(generatedPassword ? { generatedPassword } : {}),
+      },
+      orgId: null,
+      resourceId: found.id,
+      details: { email, osUser, passwordGenerated: generatedPassword !== undefined, sessionsRevoked },
+    };
   });
 }
 

@@ -54,6 +54,11 @@ export type Principal =
        * and what it does is decided by the code that acts as it, audited like any other write.
        */
       type: 'system';
+      /**
+       * Set when a person on the server's machine ran a command against its data directory or database
+       * (`fleetgate users reset-password`): their operating system user name, for the audit log.
+       */
+      osUser?: string;
     }
   | { type: 'anonymous' };
 

@@ -48,7 +48,7 @@ function actorLabelOf(p: Principal): string {
     case 'service':
       return `service key ${p.keyId} "${p.name}" (${p.service})`;
     case 'system':
-      return 'fleetgate';
+      return p.osUser === undefined ? 'fleetgate' : `fleetgate on the machine, OS user ${p.osUser}`;
     case 'anonymous':
       return 'anonymous';
   }

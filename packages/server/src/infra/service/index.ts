@@ -31,6 +31,9 @@ export interface ServiceDeps {
   deviceKeyUsage: WriteBehind<number, number>;
 }
 
+/** What `write` uses of the deps: a command run on the machine (no app, no listener) can give just these. */
+export type WriteDeps = Pick<ServiceDeps, 'db' | 'events' | 'log'>;
+
 /** What a write reports about itself, for the audit log. */
 export interface WriteOutcome<T> {
   value: T;
@@ -46,7 +49,7 @@ export interface WriteOutcome<T> {
  * `write.committed`, before the write's caller goes on (so before its answer is sent).
  */
 export async function write<T>(
-  deps: ServiceDeps,
+  deps: WriteDeps,
   actor: Actor,
   what: { action: string; resourceType: string },
   apply: (trx: Db) => Promise<WriteOutcome<T>>,
