@@ -49,6 +49,7 @@ import { createHttpApp, sendError, type TypedApp } from './infra/http/index.ts';
 import type { Logger } from './infra/logging/index.ts';
 import { createSocketBudget } from './infra/net/index.ts';
 import type { ServiceDeps } from './infra/service/index.ts';
+import type { ServedCertificates } from './infra/tls/index.ts';
 
 export interface AppOptions {
   config: Config;
@@ -56,6 +57,8 @@ export interface AppOptions {
   log: Logger;
   /** Serve HTTPS with this PEM certificate (chain) and key; unset = plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
+  /** The served certificate and its CA, for their expiry in `/metrics` and `/readyz`; with `tls`. */
+  certificates?: ServedCertificates | undefined;
 }
 
 declare module 'fastify' {
@@ -66,7 +69,7 @@ declare module 'fastify' {
 }
 
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
-export async function buildApp({ config, database, log, tls }: AppOptions): Promise<TypedApp> {
+export async function buildApp({ config, database, log, tls, certificates }: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
   // Everything per app lives here, made once: two apps in one process (tests) share none of it.
@@ -91,6 +94,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     authenticate: (header, request) => auth.authenticate(header, request.ip),
     collectMetrics: (registry) => {
       registerDatabaseMetrics(registry, database);
+      if (certificates) registerCertificateMetrics(registry, certificates);
       tunnels.registerMetrics(registry);
       streams.metrics.register(registry);
     },
@@ -105,9 +109,11 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
     await Promise.all([deps.authSetActivity.flush(), deps.deviceKeyUsage.flush()]);
   });
 
+  // Ready or not is the database's answer; the certificates' days left are details for whoever watches (an
+  // expiring certificate still serves, and a restart would not help).
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
     (await databaseReady(database.db))
-      ? { status: 'ready' }
+      ? { status: 'ready', ...(certificates ? { tls: certificateDetails(certificates) } : {}) }
       : sendError(reply, 'unavailable', 'the database does not answer'),
   );
 
@@ -154,6 +160,33 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   // Last: the admin web UI, a client of everything above; unknown page paths fall back to it.
   await registerWebUi(app, config.webRoot);
   return app;
+}
+
+/** `/readyz` details: per certificate, when it expires and the whole days left. */
+function certificateDetails(certificates: ServedCertificates) {
+  return Object.fromEntries(
+    certificates
+      .expiry()
+      .map((entry) => [
+        entry.certificate,
+        { validTo: entry.validTo.toISOString(), daysLeft: entry.daysLeft, expiringSoon: entry.expiringSoon },
+      ]),
+  );
+}
+
+function registerCertificateMetrics(registry: client.Registry, certificates: ServedCertificates): void {
+  new Gauge({
+    name: 'fleetgate_tls_certificate_expiry_seconds',
+    help: 'Seconds until the served TLS certificate (server) and its CA (ca, when fleetgate issued it) expire; negative once expired',
+    labelNames: ['certificate'] as const,
+    registers: [registry],
+    collect() {
+      const now = Date.now();
+      for (const entry of certificates.expiry(now)) {
+        this.set({ certificate: entry.certificate }, Math.floor((entry.validTo.getTime() - now) / 1000));
+      }
+    },
+  });
 }
 
 function registerDatabaseMetrics(registry: client.Registry, database: DatabaseHandle): void {

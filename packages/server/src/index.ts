@@ -10,7 +10,16 @@ import { type DatabaseHandle, openDatabase } from './infra/db/index.ts';
 import { AppError } from './infra/errors/index.ts';
 import { EventBus } from './infra/events/index.ts';
 import { createLogger, type DestinationStream } from './infra/logging/index.ts';
-import { loadTlsPair, TlsError, type TlsPair, tlsFilesOf, watchTlsPair } from './infra/tls/index.ts';
+import {
+  type CertificateExpiry,
+  expiryWarning,
+  loadTlsPair,
+  ServedCertificates,
+  TlsError,
+  type TlsPair,
+  tlsFilesOf,
+  watchTlsPair,
+} from './infra/tls/index.ts';
 
 export { buildApp } from './app.ts';
 /** How devices' identities and keys are read and hashed, for clients that sign auth requests as devices do (bench/auth). */
@@ -26,6 +35,8 @@ export {
   issueServerCertificate,
   loadTlsPair,
   type PemPair,
+  type RenewTlsOptions,
+  renewServerCertificate,
   subjectAltNamesFor,
   TlsError,
   type TlsPair,
@@ -167,6 +178,10 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   // Before the database: a wrong certificate stops the start without touching any data.
   const tlsFiles = servedTlsFiles(config);
   const tlsPair: TlsPair | undefined = tlsFiles && loadTlsPair(tlsFiles.certFile, tlsFiles.keyFile);
+  const certificates =
+    tlsFiles && tlsPair
+      ? new ServedCertificates({ file: tlsFiles.certFile, certificate: tlsPair.certificate }, tlsFiles.caFile)
+      : undefined;
   // Before anything is written to it; on PostgreSQL too, for the keys kept there.
   secureDataDir(config.dataDir, log);
   const database = await openDatabase({
@@ -175,6 +190,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     sqliteFile: path.join(config.dataDir, 'fleetgate.db'),
   });
   let stopWatching = () => {};
+  let expiryCheck: NodeJS.Timeout | undefined;
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
     app = await buildApp({
@@ -182,6 +198,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       database,
       log,
       tls: tlsPair && { cert: tlsPair.cert, key: tlsPair.key },
+      certificates,
     });
     // Every listener first: a start that fails on a port (in use, not allowed) must fail before the first owner
     // and its one-time password exist, or that password is lost with the failed start and nobody can sign in.
@@ -200,15 +217,25 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
         keyFile: tlsFiles.keyFile,
         log,
         // Open connections keep the context they shook hands with; new ones get this one.
-        onReload: (pair) => server.setSecureContext({ cert: pair.cert, key: pair.key }),
+        onReload: (pair) => {
+          server.setSecureContext({ cert: pair.cert, key: pair.key });
+          certificates?.replaced(pair.certificate);
+          certificates?.warnIfExpiring(log);
+        },
       });
+    }
+    // In the log at start and once a day: a server that runs for months crosses the 30 days left while running.
+    const expiring = certificates?.warnIfExpiring(log) ?? [];
+    if (certificates) {
+      expiryCheck = setInterval(() => certificates.warnIfExpiring(log), 24 * 3600 * 1000);
+      expiryCheck.unref();
     }
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.httpPort;
     const host = config.listen.includes(':') ? `[${config.listen}]` : config.listen;
     const scheme = tlsFiles ? 'https' : 'http';
     const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
-    print(banner({ url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair }));
+    print(banner({ url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair, expiring }));
 
     let closing: Promise<void> | undefined;
     const running: RunningServer = {
@@ -220,6 +247,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       close: () => {
         closing ??= (async () => {
           stopWatching();
+          clearInterval(expiryCheck);
           await app?.close();
           await database.close();
         })();
@@ -230,6 +258,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     return running;
   } catch (error) {
     stopWatching();
+    clearInterval(expiryCheck);
     await app?.close().catch(() => {});
     await database.close().catch(() => {});
     throw error;
@@ -292,8 +321,10 @@ function banner(what: {
   firstRun: Awaited<ReturnType<typeof ensureFirstOwner>>;
   tlsFiles: ServedTlsFiles | undefined;
   tlsPair: TlsPair | undefined;
+  /** Certificates with fewer than 30 days left. */
+  expiring: CertificateExpiry[];
 }): string {
-  const { url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair } = what;
+  const { url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair, expiring } = what;
   const proxy = `http://${new URL(url).hostname}:${proxyPort}`;
   const lines = [
     '',
@@ -318,6 +349,7 @@ function banner(what: {
         `               or NODE_EXTRA_CA_CERTS=${tlsFiles.caFile} for the fleetgate CLI)`,
       );
     }
+    for (const entry of expiring) lines.push('', `WARNING: ${expiryWarning(entry, tlsFiles.caFile)}`);
   } else if (!isLoopback(config.listen)) {
     lines.push(
       '',

@@ -8,6 +8,7 @@ interface InitOptions {
   dataDir?: string;
   force?: boolean;
   newCa?: boolean;
+  renew?: boolean;
 }
 
 /** `init`: creates the local CA and the server certificate `fleetgate serve` then speaks HTTPS with. */
@@ -17,11 +18,12 @@ export function registerInitCommand(program: Command, io: CliIo): void {
     .description(
       'create a local CA and an HTTPS server certificate in <data dir>/tls/ (serve then speaks HTTPS)',
     )
-    .requiredOption(
+    .option(
       '--host <name>',
       'a host name or IP address devices and people use to reach this server; repeat for more ' +
-        '(localhost and 127.0.0.1 are always included)',
+        '(localhost and 127.0.0.1 are always included; with --renew, added to the names already served)',
       (value: string, previous: string[] = []) => [...previous, value],
+      [],
     )
     .option('--data-dir <dir>', 'data directory (default: FLEETGATE_DATA_DIR, then ./data)')
     .option('--force', 'replace existing files (keeps an existing CA so devices keep trusting it)')
@@ -29,21 +31,42 @@ export function registerInitCommand(program: Command, io: CliIo): void {
       '--new-ca',
       'with --force, replace the CA too (every device and client must trust the new ca.crt)',
     )
+    .option(
+      '--renew',
+      'issue a new server certificate from the existing CA, for the same names (plus any --host); nothing else ' +
+        'changes, and a running server picks it up',
+    )
     .action(async (options: InitOptions, command: Command) => {
       const ctx = new CommandContext(io, command);
       if (options.newCa && !options.force) throw new CliError('--new-ca replaces files: add --force');
+      if (options.renew && (options.force || options.newCa)) {
+        throw new CliError('--renew keeps the CA and every other file: leave out --force and --new-ca');
+      }
+      if (!options.renew && options.host.length === 0) {
+        throw new CliError(
+          "--host <name> is required: the name or address clients reach this server by (or --renew to keep the certificate's names)",
+        );
+      }
+      if (options.renew && io.env.FLEETGATE_TLS_CERT) {
+        throw new CliError(
+          `the server serves FLEETGATE_TLS_CERT=${io.env.FLEETGATE_TLS_CERT}, a certificate from elsewhere: renew it ` +
+            'where it came from (fleetgate reloads the file when it changes); --renew renews only what fleetgate init issued',
+        );
+      }
       // Loaded here, not at the top: the server's dependencies would slow every other command down.
-      const { initTls, TlsError } = await import('@fleetgate/server');
+      const { initTls, renewServerCertificate, TlsError } = await import('@fleetgate/server');
       const path = await import('node:path');
       const dataDir = path.resolve(options.dataDir || io.env.FLEETGATE_DATA_DIR || './data');
       let result: Awaited<ReturnType<typeof initTls>>;
       try {
-        result = await initTls({
-          dataDir,
-          hosts: options.host,
-          force: options.force === true,
-          newCa: options.newCa === true,
-        });
+        result = options.renew
+          ? await renewServerCertificate({ dataDir, hosts: options.host })
+          : await initTls({
+              dataDir,
+              hosts: options.host,
+              force: options.force === true,
+              newCa: options.newCa === true,
+            });
       } catch (error) {
         if (error instanceof TlsError) throw new CliError(error.message, { cause: error });
         if (error instanceof Error && /neither a host name/.test(error.message)) {
@@ -68,6 +91,7 @@ export function registerInitCommand(program: Command, io: CliIo): void {
           serverValidTo: result.serverValidTo.toISOString(),
           caValidTo: result.caValidTo.toISOString(),
           serverFingerprint: result.serverFingerprint,
+          renewed: options.renew === true,
         });
         return;
       }

@@ -12,6 +12,13 @@ import {
 } from './certificates.ts';
 
 export {
+  type CertificateExpiry,
+  type CertificateRole,
+  expiryWarning,
+  expiryWarningDays,
+  ServedCertificates,
+} from './expiry.ts';
+export {
   createCertificateAuthority,
   issueServerCertificate,
   type PemPair,
@@ -112,6 +119,82 @@ export async function initTls(options: InitTlsOptions): Promise<InitTlsResult> {
     caValidTo: new Date(new X509Certificate(ca.cert).validTo),
     serverFingerprint: serverCert.fingerprint256,
   };
+}
+
+export interface RenewTlsOptions {
+  dataDir: string;
+  /** Names and addresses to add to those of the certificate in service. */
+  hosts?: readonly string[];
+}
+
+/**
+ * `fleetgate init --renew`: a new server key and certificate, signed by the data directory's existing CA, for the
+ * names of the certificate in service plus `hosts`. Nothing else is touched (the CA, the database, the other
+ * keys); each file is written under a temporary name and renamed, so a running server reloads the new pair by
+ * itself. Throws `TlsError` when the data directory has no fleetgate CA, or its server certificate is not one
+ * the CA issued (a certificate from elsewhere is renewed where it came from).
+ */
+export async function renewServerCertificate(options: RenewTlsOptions): Promise<InitTlsResult> {
+  const files = tlsFilesOf(options.dataDir);
+  if (!fs.existsSync(files.caCert) || !fs.existsSync(files.caKey)) {
+    throw new TlsError(
+      `no fleetgate CA in ${files.dir} (ca.crt and ca.key): --renew renews a certificate fleetgate issued. ` +
+        'Run `fleetgate init --host <name>` to make them, or renew a certificate given with --tls-cert where it came from',
+    );
+  }
+  const ca = { cert: fs.readFileSync(files.caCert, 'utf8'), key: fs.readFileSync(files.caKey, 'utf8') };
+  const caCert = checkPair(ca.cert, ca.key, files.caCert, files.caKey);
+  let names: string[] = [];
+  if (fs.existsSync(files.serverCert)) {
+    let current: X509Certificate;
+    try {
+      current = new X509Certificate(fs.readFileSync(files.serverCert));
+    } catch (error) {
+      throw new TlsError(
+        `${files.serverCert} does not hold a PEM certificate: run \`fleetgate init --force --host <name>\``,
+        {
+          cause: error,
+        },
+      );
+    }
+    if (!current.checkIssued(caCert) || !current.verify(caCert.publicKey)) {
+      throw new TlsError(
+        `${files.serverCert} was not issued by the CA in ${files.caCert}: renew it where it came from, or replace ` +
+          'it with one from this CA (`fleetgate init --force --host <name>`)',
+      );
+    }
+    names = namesOf(current);
+  }
+  const altNames = subjectAltNamesFor([...names, ...(options.hosts ?? [])]);
+  const server = await issueServerCertificate(ca, altNames);
+  // Key first: a watcher that sees only the new key fails the pair check and keeps the old pair until
+  // the certificate lands a moment later.
+  writeAtomically(files.serverKey, server.key, 0o600);
+  writeAtomically(files.serverCert, server.cert, 0o644);
+  const serverCert = new X509Certificate(server.cert);
+  return {
+    files,
+    written: [files.serverCert, files.serverKey],
+    keptCa: true,
+    altNames,
+    serverValidTo: new Date(serverCert.validTo),
+    caValidTo: new Date(caCert.validTo),
+    serverFingerprint: serverCert.fingerprint256,
+  };
+}
+
+/** The DNS names and IP addresses of a certificate's subjectAltName, IPv6 in its short form. */
+function namesOf(certificate: X509Certificate): string[] {
+  const names: string[] = [];
+  for (const entry of (certificate.subjectAltName ?? '').split(', ')) {
+    if (entry.startsWith('DNS:')) names.push(entry.slice(4));
+    else if (entry.startsWith('IP Address:')) {
+      const address = entry.slice(11);
+      // Node writes IPv6 in full (0:0:0:0:0:0:0:1); the URL parser gives the short form subjectAltNamesFor compares.
+      names.push(address.includes(':') ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address);
+    }
+  }
+  return names;
 }
 
 function writeAtomically(file: string, content: string, mode: number): void {
