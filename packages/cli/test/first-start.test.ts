@@ -5,6 +5,7 @@
  * reset-password` on the machine sets a new one, ends the old sessions and is audited. SQLite, or PostgreSQL with
  * DATABASE_URL.
  */
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
@@ -134,6 +135,28 @@ describe('the first start', () => {
       },
     ]);
   }, 120_000);
+
+  it('takes the new password from standard input with --password-stdin, and shows none', async () => {
+    const child = spawn(
+      process.execPath,
+      [cliBin, 'users', 'reset-password', EMAIL, '--password-stdin', '--data-dir', dataDir, ...databaseFlags],
+      { env: { PATH: process.env.PATH, HOME: processes.dir }, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.stdin.end('chosen on the machine\n');
+    const [code] = await once(child, 'exit');
+    expect(code, output).toBe(0);
+    expect(output).toContain(`new password set for ${EMAIL}`);
+    expect(output).not.toMatch(/^ {2}password /m);
+    expect(output).not.toContain('chosen on the machine');
+    await login('chosen on the machine');
+  }, 60_000);
 
   it('refuses, saying what to pass, an unknown e-mail or a data directory without a database', async () => {
     const unknown = processes.start(cliBin, [
