@@ -167,9 +167,10 @@ function isLoopback(address: string): boolean {
 
 /**
  * `fleetgate serve`: reads the configuration, makes the data directory private (`secureDataDir`), opens (and
- * migrates) the database, creates the first owner on the very first start, listens (HTTPS when it has a
- * certificate, see `servedTlsFiles`), and prints where to open fleetgate and how to sign in. The certificate is
- * reloaded whenever its files change.
+ * migrates) the database, listens on every port (HTTPS when it has a certificate, see `servedTlsFiles`), then
+ * creates the first owner on the very first start, and prints where to open fleetgate and how to sign in (with the
+ * owner's password, and any certificate that expires within 30 days). A port it cannot bind throws `ListenError`
+ * before any owner exists. The certificate is reloaded whenever its files change.
  */
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const config = loadConfig(options.env ?? process.env, options.flags ?? {});
@@ -208,7 +209,6 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const sshPort = await listening('sshPort', config, () =>
       target.sshGateway.listen(config.listen, config.sshPort),
     );
-    const firstRun = await ensureFirstOwner(app.deps);
     if (tlsFiles) {
       // Fastify types its server as http.Server; with `https` it is a tls.Server underneath.
       const server = app.server as unknown as tls.Server;
@@ -235,6 +235,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const host = config.listen.includes(':') ? `[${config.listen}]` : config.listen;
     const scheme = tlsFiles ? 'https' : 'http';
     const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+    // Last before the banner: nothing that could still fail stands between the owner's creation and its password.
+    const firstRun = await ensureFirstOwner(app.deps);
     print(banner({ url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair, expiring }));
 
     let closing: Promise<void> | undefined;
