@@ -56,7 +56,7 @@ describe('loadTlsPair with an expired certificate', () => {
     expect(thrown).toBeInstanceOf(TlsError);
     expect((thrown as Error).message).toMatch(/expired/);
     expect((thrown as Error).message).toContain(certFile);
-    expect((thrown as Error).message).toContain('fleetgate init --force');
+    expect((thrown as Error).message).toContain('fleetgate init --renew');
   });
 
   it('throws for a certificate that is not valid yet, and loads a current one', async () => {

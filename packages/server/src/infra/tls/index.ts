@@ -238,7 +238,7 @@ function checkPair(
   const now = Date.now();
   if (Date.parse(certificate.validTo) <= now) {
     throw new TlsError(
-      `the certificate in ${certFile} expired on ${certificate.validTo}: renew it (fleetgate init --force)`,
+      `the certificate in ${certFile} expired on ${certificate.validTo}: renew it (fleetgate init --renew when fleetgate issued it, else where it came from)`,
     );
   }
   if (Date.parse(certificate.validFrom) > now) {
