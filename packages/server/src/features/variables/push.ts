@@ -20,6 +20,7 @@ export function startVariablesPush(deps: ServiceDeps, hub: TunnelHub): () => voi
     try {
       const sets = await effectiveVariablesOf(
         deps.db,
+        deps.secrets,
         tunnels.map((t) => t.deviceId),
       );
       for (const tunnel of tunnels) {
