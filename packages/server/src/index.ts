@@ -15,6 +15,7 @@ export { canonicalIdentity, identityHash, parsePublicKey } from './features/auth
 export { type Config, ConfigError, envNames, loadConfig } from './infra/config/index.ts';
 export { dropPostgresSchema, openDatabase } from './infra/db/index.ts';
 export { createLogger } from './infra/logging/index.ts';
+export { SecretKeyError } from './infra/secrets/index.ts';
 export {
   createCertificateAuthority,
   type InitTlsOptions,
@@ -30,6 +31,7 @@ export {
   watchTlsPair,
 } from './infra/tls/index.ts';
 export { ensureFirstOwner };
+export { type RotatedSecrets, rotateSecretKeys } from './rotate-secrets.ts';
 
 export interface RunningServer {
   /** `https://…` when serving TLS, else `http://…`; always a loopback address when listening on all of them. */

@@ -1,0 +1,48 @@
+import path from 'node:path';
+import { openSecretVariableKeys, resealSecretVariables } from './features/variables/index.ts';
+import { type ConfigInput, loadConfig } from './infra/config/index.ts';
+import { openDatabase } from './infra/db/index.ts';
+import { addSecretKey, loadSecretKeyRing, secretsKeyFile } from './infra/secrets/index.ts';
+
+export interface RotatedSecrets {
+  /** Id of the key that seals from now on. */
+  keyId: string;
+  /** Secret values re-sealed with it. */
+  resealed: number;
+  /** Where the keys are: the key file, or `FLEETGATE_SECRETS_KEY`. */
+  source: string;
+}
+
+/**
+ * `fleetgate secrets rotate`, run with the server stopped: re-seals every secret variable with a new key.
+ * With the key file (`<data dir>/keys/secrets.json`), a new key is put first in the file (written before any
+ * value changes, so a failure halfway leaves every value readable) and the older keys stay in it, so backups
+ * made before the rotation still open. With `FLEETGATE_SECRETS_KEY`, the operator puts the new key first in the
+ * list (`<new>,<old>`): the values are re-sealed with it. All values are re-sealed in one transaction.
+ *
+ * Offline because a running server holds its key ring in memory: values sealed under a key it does not know
+ * would not reach devices until it restarted (and several instances would each need the new key first).
+ */
+export async function rotateSecretKeys(options: { env?: NodeJS.ProcessEnv; flags?: ConfigInput } = {}): Promise<RotatedSecrets> {
+  const config = loadConfig(options.env ?? process.env, options.flags ?? {});
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    schema: config.dbSchema,
+    sqliteFile: path.join(config.dataDir, 'fleetgate.db'),
+  });
+  try {
+    // Every sealed value must open with the keys at hand before anything changes.
+    await openSecretVariableKeys(database.db, config);
+    const ring = config.secretsKey
+      ? loadSecretKeyRing({ dataDir: config.dataDir, envKeys: config.secretsKey })!
+      : addSecretKey(config.dataDir);
+    const resealed = await resealSecretVariables(database.db, ring);
+    return {
+      keyId: ring.currentKeyId,
+      resealed,
+      source: config.secretsKey ? 'FLEETGATE_SECRETS_KEY' : secretsKeyFile(config.dataDir),
+    };
+  } finally {
+    await database.close();
+  }
+}
