@@ -30,8 +30,8 @@ export {
   tlsFilesOf,
   watchTlsPair,
 } from './infra/tls/index.ts';
-export { ensureFirstOwner };
 export { type RotatedSecrets, rotateSecretKeys } from './rotate-secrets.ts';
+export { ensureFirstOwner };
 
 export interface RunningServer {
   /** `https://…` when serving TLS, else `http://…`; always a loopback address when listening on all of them. */

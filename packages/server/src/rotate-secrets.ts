@@ -23,7 +23,9 @@ export interface RotatedSecrets {
  * Offline because a running server holds its key ring in memory: values sealed under a key it does not know
  * would not reach devices until it restarted (and several instances would each need the new key first).
  */
-export async function rotateSecretKeys(options: { env?: NodeJS.ProcessEnv; flags?: ConfigInput } = {}): Promise<RotatedSecrets> {
+export async function rotateSecretKeys(
+  options: { env?: NodeJS.ProcessEnv; flags?: ConfigInput } = {},
+): Promise<RotatedSecrets> {
   const config = loadConfig(options.env ?? process.env, options.flags ?? {});
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,

@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely';
-import type { MigrationContext } from './index.ts';
 
 /**
  * Secret variables sealed at rest (issue 18): `key_id` names the key that sealed the row's `value`

@@ -4,8 +4,8 @@ import {
   addSecretKey,
   loadSecretKeyRing,
   SECRETS_KEY_ENV,
-  type SecretKeyRing,
   SecretKeyError,
+  type SecretKeyRing,
   secretsKeyFile,
 } from '../../infra/secrets/index.ts';
 
@@ -19,7 +19,9 @@ export type VariableOwner = { fleetId: number } | { deviceId: number };
 
 /** What a variable's sealed value is bound to: its owner and name. */
 export function sealingContext(owner: VariableOwner, name: string): string {
-  return 'fleetId' in owner ? `fleet-variable:${owner.fleetId}:${name}` : `device-variable:${owner.deviceId}:${name}`;
+  return 'fleetId' in owner
+    ? `fleet-variable:${owner.fleetId}:${name}`
+    : `device-variable:${owner.deviceId}:${name}`;
 }
 
 /** The row's stored form of a value: sealed for a secret, plain otherwise. */

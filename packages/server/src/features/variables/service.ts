@@ -2,10 +2,10 @@ import type { Actor } from '../../infra/access/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
+import type { SecretKeyRing } from '../../infra/secrets/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
-import type { SecretKeyRing } from '../../infra/secrets/index.ts';
 import { bumpVariablesRevision } from './changes.ts';
 import { plainValue, storedValue } from './sealing.ts';
 
@@ -83,7 +83,8 @@ export async function effectiveVariablesOf(
       for (const f of fleetValues) if (f.fleet_id === d.fleet_id) variables.set(f.name, f.value);
       sets.set(d.id, variables);
     }
-    for (const o of own) sets.get(o.device_id)?.set(o.name, plainValue(secrets, { deviceId: o.device_id }, o));
+    for (const o of own)
+      sets.get(o.device_id)?.set(o.name, plainValue(secrets, { deviceId: o.device_id }, o));
     for (const d of devices) {
       out.set(d.id, {
         revision: Math.max(d.device_rev ?? 0, d.fleet_rev ?? 0),
@@ -144,7 +145,12 @@ export async function setFleetVariable(
         .onConflict((oc) =>
           oc
             .columns(['fleet_id', 'name'])
-            .doUpdateSet({ value: row.value, key_id: row.key_id, secret: row.secret, updated_at: row.updated_at }),
+            .doUpdateSet({
+              value: row.value,
+              key_id: row.key_id,
+              secret: row.secret,
+              updated_at: row.updated_at,
+            }),
         )
         .execute();
       await bumpVariablesRevision(trx, { fleetId });
@@ -232,7 +238,12 @@ export async function setDeviceVariable(
         .onConflict((oc) =>
           oc
             .columns(['device_id', 'name'])
-            .doUpdateSet({ value: row.value, key_id: row.key_id, secret: row.secret, updated_at: row.updated_at }),
+            .doUpdateSet({
+              value: row.value,
+              key_id: row.key_id,
+              secret: row.secret,
+              updated_at: row.updated_at,
+            }),
         )
         .execute();
       await bumpVariablesRevision(trx, { deviceId: device.id });

@@ -198,7 +198,9 @@ describe('loadConfig', () => {
     expect(loadConfig({ FLEETGATE_SECRETS_KEY: `${KEY_A},${KEY_B}` }).secretsKey).toBe(`${KEY_A},${KEY_B}`);
     for (const bad of ['short', `${KEY_A},`, KEY_A.slice(1), `${KEY_A};${KEY_B}`]) {
       const error = configError(() => loadConfig({ FLEETGATE_SECRETS_KEY: bad }));
-      expect(error.problems, bad).toEqual([expect.stringMatching(/^FLEETGATE_SECRETS_KEY: must be base64 keys of 32 bytes/)]);
+      expect(error.problems, bad).toEqual([
+        expect.stringMatching(/^FLEETGATE_SECRETS_KEY: must be base64 keys of 32 bytes/),
+      ]);
     }
   });
 

@@ -131,7 +131,10 @@ export function keysFromEnv(value: string): Buffer[] {
  * The ring given by `envKeys` (`FLEETGATE_SECRETS_KEY`) when set, else read from the key file; undefined when
  * neither exists (a first start: `createSecretKeyFile` makes one).
  */
-export function loadSecretKeyRing(options: { dataDir: string; envKeys?: string | undefined }): SecretKeyRing | undefined {
+export function loadSecretKeyRing(options: {
+  dataDir: string;
+  envKeys?: string | undefined;
+}): SecretKeyRing | undefined {
   if (options.envKeys) return secretKeyRing(keysFromEnv(options.envKeys), SECRETS_KEY_ENV);
   const file = secretsKeyFile(options.dataDir);
   const content = readKeyFile(file);

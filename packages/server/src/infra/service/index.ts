@@ -6,8 +6,8 @@ import type { DeviceTokens } from '../device-tokens/index.ts';
 import { AppError } from '../errors/index.ts';
 import type { EventBus } from '../events/index.ts';
 import type { Logger } from '../logging/index.ts';
-import type { SecretKeyRing } from '../secrets/index.ts';
 import type { SocketBudget } from '../net/index.ts';
+import type { SecretKeyRing } from '../secrets/index.ts';
 import type { WriteBehind } from '../write-behind/index.ts';
 
 /**
