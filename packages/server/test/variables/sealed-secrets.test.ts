@@ -19,7 +19,9 @@ import type { TypedApp } from '../../src/infra/http/index.ts';
 import { createLogger } from '../../src/infra/logging/index.ts';
 import { SecretKeyError, secretsKeyFile } from '../../src/infra/secrets/index.ts';
 import { rotateSecretKeys } from '../../src/rotate-secrets.ts';
+import { createProvisioningKey, registerNewDevice } from '../enrollment/helpers.ts';
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from '../harness.ts';
+import { basicAuth, isVariables, startTunnelServer, TestAgent } from '../tunnel/helpers.ts';
 
 const KEY_A = Buffer.alloc(32, 0xa1).toString('base64');
 const KEY_B = Buffer.alloc(32, 0xb2).toString('base64');
@@ -385,3 +387,52 @@ async function sealedOf(install: Install, deviceId: number): Promise<string> {
     await client.end();
   }
 }
+
+describe('a sealed value that does not open', () => {
+  it("stops only its own device's variables: the other devices of the fleet still get theirs", async () => {
+    const server = await startTunnelServer();
+    const agents: TestAgent[] = [];
+    try {
+      const token = server.adminToken;
+      const put = async (url: string, body: unknown) => {
+        const answer = await server.api('PUT', url, { token, body });
+        if (answer.status !== 200) throw new Error(`${url}: ${answer.status}`);
+      };
+      const fleet = (
+        await server.api('POST', '/api/v1/fleets', {
+          token,
+          body: { orgId: 1, name: 'one-bad-row', defaultDeviceType: 'raspberrypi4-64' },
+        })
+      ).body;
+      const { key } = await createProvisioningKey(server, fleet.id);
+      const [broken, healthy] = [await registerNewDevice(server, key), await registerNewDevice(server, key)];
+      await put(`/api/v1/devices/${broken!.uuid}/variables/TOKEN`, { value: 'broken', secret: true });
+      await put(`/api/v1/devices/${healthy!.uuid}/variables/TOKEN`, { value: 'healthy', secret: true });
+      for (const d of [broken!, healthy!]) {
+        const agent = await TestAgent.connect(server.wsUrl, basicAuth(d.uuid, d.apiKey));
+        agents.push(agent);
+        await agent.waitFor(isVariables);
+      }
+      // The healthy device's sealed token copied onto the broken device's row: it no longer opens there.
+      const sealed = await server.database.db
+        .selectFrom('device_variables')
+        .select('value')
+        .where('device_id', '=', healthy!.id)
+        .executeTakeFirstOrThrow();
+      await server.database.db
+        .updateTable('device_variables')
+        .set({ value: sealed.value })
+        .where('device_id', '=', broken!.id)
+        .execute();
+      const seen = agents.map((a) => a.messages.length);
+      await put(`/api/v1/fleets/${fleet.id}/variables/SITE`, { value: 'north' });
+      const update = await agents[1]!.waitFor(isVariables, seen[1]);
+      expect(update.variables).toEqual({ TOKEN: 'healthy', SITE: 'north' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(agents[0]!.messages.slice(seen[0]).filter(isVariables)).toEqual([]);
+    } finally {
+      for (const agent of agents) agent.close();
+      await server.close();
+    }
+  });
+});
