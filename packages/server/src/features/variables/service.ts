@@ -143,14 +143,12 @@ export async function setFleetVariable(
         .insertInto('fleet_variables')
         .values(row)
         .onConflict((oc) =>
-          oc
-            .columns(['fleet_id', 'name'])
-            .doUpdateSet({
-              value: row.value,
-              key_id: row.key_id,
-              secret: row.secret,
-              updated_at: row.updated_at,
-            }),
+          oc.columns(['fleet_id', 'name']).doUpdateSet({
+            value: row.value,
+            key_id: row.key_id,
+            secret: row.secret,
+            updated_at: row.updated_at,
+          }),
         )
         .execute();
       await bumpVariablesRevision(trx, { fleetId });
@@ -236,14 +234,12 @@ export async function setDeviceVariable(
         .insertInto('device_variables')
         .values(row)
         .onConflict((oc) =>
-          oc
-            .columns(['device_id', 'name'])
-            .doUpdateSet({
-              value: row.value,
-              key_id: row.key_id,
-              secret: row.secret,
-              updated_at: row.updated_at,
-            }),
+          oc.columns(['device_id', 'name']).doUpdateSet({
+            value: row.value,
+            key_id: row.key_id,
+            secret: row.secret,
+            updated_at: row.updated_at,
+          }),
         )
         .execute();
       await bumpVariablesRevision(trx, { deviceId: device.id });
