@@ -74,7 +74,7 @@ export async function buildApp({ config, database, log, tls }: AppOptions): Prom
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   // Before anything reads or writes variables: a key missing for sealed values stops the start here.
   const secrets = await openSecretVariableKeys(database.db, config);
-  const sealed = await sealPlainSecretVariables(database.db, secrets);
+  const sealed = await sealPlainSecretVariables(database.db, secrets, database.dialect);
   if (sealed) log.info({ sealed }, 'sealed the secret variables stored in plain text');
   const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
   // Everything per app lives here, made once: two apps in one process (tests) share none of it.

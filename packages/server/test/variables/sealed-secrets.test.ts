@@ -8,9 +8,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { Migrator } from 'kysely';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
+import { migrationProvider } from '../../src/db/migrations/index.ts';
 import { ensureFirstOwner } from '../../src/features/setup/service.ts';
 import { effectiveVariablesOf } from '../../src/features/variables/index.ts';
 import { loadConfig } from '../../src/infra/config/index.ts';
@@ -247,23 +249,55 @@ describe('secret variables at rest', () => {
     }
   });
 
-  it('stored in plain text by an older fleetgate are sealed at the next start, and still delivered', async () => {
+  it('stored in plain text before sealing existed are sealed by the upgrade, and still delivered', async () => {
     const install = newInstall();
     let server = await install.start();
     const { device } = await seed(server);
     await server.stop();
-    // As migration 0012 leaves a database written before sealing existed: plain values, no key id.
-    await install.rawExec('update device_variables set value = $1, key_id = null where name = $2', [
-      `device ${SECRET}`,
-      'DEVICE_TOKEN',
-    ]);
-    expect((await install.rawRows()).find((r) => r.name === 'DEVICE_TOKEN')?.value).toBe(`device ${SECRET}`);
+    // The database as a fleetgate before migration 0012 left it: the migration undone (no key_id column), the
+    // secret values in plain text.
+    const database = await openDatabase({
+      databaseUrl: install.databaseUrl,
+      schema: install.schema,
+      sqliteFile: path.join(install.dataDir, 'fleetgate.db'),
+    });
+    await database.db
+      .updateTable('device_variables')
+      .set({ value: `device ${SECRET}`, key_id: null })
+      .where('name', '=', 'DEVICE_TOKEN')
+      .execute();
+    await database.db
+      .updateTable('fleet_variables')
+      .set({ value: `fleet ${SECRET}`, key_id: null })
+      .where('name', '=', 'FLEET_TOKEN')
+      .execute();
+    const migrator = new Migrator({
+      db: database.db,
+      provider: migrationProvider(
+        install.databaseUrl
+          ? { dialect: 'postgres', id: 'bigserial', bigint: 'bigint' }
+          : { dialect: 'sqlite', id: 'integer', bigint: 'integer' },
+      ),
+      ...(install.databaseUrl ? { migrationTableSchema: install.schema } : {}),
+    });
+    const undone = await migrator.migrateDown();
+    expect(undone.error).toBeUndefined();
+    expect(undone.results?.map((r) => r.migrationName)).toEqual(['0012_sealed_secrets']);
+    await database.close();
+
     server = await install.start();
     try {
-      const row = (await install.rawRows()).find((r) => r.name === 'DEVICE_TOKEN')!;
-      expect(row.value).toMatch(/^v1:/);
-      expect(row.value).not.toContain(SECRET);
-      expect((await server.delivered(device.id)).DEVICE_TOKEN).toBe(`device ${SECRET}`);
+      const secrets = (await install.rawRows()).filter((r) => r.name.endsWith('_TOKEN'));
+      expect(secrets).toHaveLength(2);
+      for (const row of secrets) {
+        expect(row.value).toMatch(/^v1:[0-9a-f]{16}:/);
+        expect(row.value).not.toContain(SECRET);
+      }
+      expect(install.sqliteBytes().includes(`device ${SECRET}`)).toBe(false);
+      expect(await server.delivered(device.id)).toMatchObject({
+        FLEET_TOKEN: `fleet ${SECRET}`,
+        DEVICE_TOKEN: `device ${SECRET}`,
+      });
     } finally {
       await server.stop();
     }

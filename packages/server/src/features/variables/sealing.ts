@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Config } from '../../infra/config/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import {
@@ -81,8 +82,31 @@ async function keyIdsInUse(db: Db): Promise<Set<string>> {
 /**
  * Seals every secret value still stored plain (written before sealing existed, or by an older instance), each
  * by a conditional update so that two instances starting together never seal one twice. Answers how many.
+ *
+ * When it sealed any, the plain copies are scrubbed from the database files too: an UPDATE leaves the old row
+ * in freed pages (SQLite, and its write-ahead log) or as a dead tuple (PostgreSQL), where anyone reading the
+ * file would still find it. SQLite is rewritten (VACUUM) and its log truncated; PostgreSQL's two variable tables
+ * are rewritten (VACUUM FULL, a short exclusive lock, once). Copies made before (backups, PostgreSQL's WAL
+ * archive) are out of reach.
  */
-export async function sealPlainSecretVariables(db: Db, secrets: SecretKeyRing): Promise<number> {
+export async function sealPlainSecretVariables(
+  db: Db,
+  secrets: SecretKeyRing,
+  dialect: 'sqlite' | 'postgres',
+): Promise<number> {
+  const sealed = await sealPlainRows(db, secrets);
+  if (sealed > 0) {
+    if (dialect === 'sqlite') {
+      await sql`vacuum`.execute(db);
+      await sql`pragma wal_checkpoint(truncate)`.execute(db);
+    } else {
+      await sql`vacuum full fleet_variables, device_variables`.execute(db);
+    }
+  }
+  return sealed;
+}
+
+async function sealPlainRows(db: Db, secrets: SecretKeyRing): Promise<number> {
   let sealed = 0;
   const fleetRows = await db
     .selectFrom('fleet_variables')
