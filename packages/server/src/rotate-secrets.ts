@@ -14,14 +14,15 @@ export interface RotatedSecrets {
 }
 
 /**
- * `fleetgate secrets rotate`, run with the server stopped: re-seals every secret variable with a new key.
+ * `fleetgate secrets rotate`: re-seals every secret variable with a new key, in one transaction (all or none).
  * With the key file (`<data dir>/keys/secrets.json`), a new key is put first in the file (written before any
  * value changes, so a failure halfway leaves every value readable) and the older keys stay in it, so backups
- * made before the rotation still open. With `FLEETGATE_SECRETS_KEY`, the operator puts the new key first in the
- * list (`<new>,<old>`): the values are re-sealed with it. All values are re-sealed in one transaction.
+ * made before the rotation still open. A server running on that data directory may keep running: it reads the
+ * file again when it meets the new key. With `FLEETGATE_SECRETS_KEY`, the operator puts the new key first in
+ * the list (`<new>,<old>`), restarts the servers with it, and then rotates: the values are re-sealed with it.
  *
- * Offline because a running server holds its key ring in memory: values sealed under a key it does not know
- * would not reach devices until it restarted (and several instances would each need the new key first).
+ * Runs as its own command rather than an API call: the keys live beside the data (file or environment of each
+ * instance), not in the database, and the server holds no API that hands out or changes them.
  */
 export async function rotateSecretKeys(
   options: { env?: NodeJS.ProcessEnv; flags?: ConfigInput } = {},

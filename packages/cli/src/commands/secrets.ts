@@ -3,16 +3,16 @@ import type { CliIo } from '../context.ts';
 import { CliError } from '../errors.ts';
 
 /**
- * `fleetgate secrets rotate`: re-seals every secret variable with a new key, with the server stopped (it reads
- * the same data directory, database and FLEETGATE_SECRETS_KEY as `serve`).
+ * `fleetgate secrets rotate`: re-seals every secret variable with a new key (it reads the same data directory,
+ * database and FLEETGATE_SECRETS_KEY as `serve`; a server on the key file may keep running).
  */
 export function registerSecretsCommands(program: Command, io: CliIo): void {
   const secrets = program.command('secrets').description('the keys that seal secret variables at rest');
   secrets
     .command('rotate')
     .description(
-      'stop the server first; re-seal every secret variable with a new key (added to <data dir>/keys/secrets.json, ' +
-        'older keys kept; with FLEETGATE_SECRETS_KEY, put the new key first: <new>,<old>)',
+      're-seal every secret variable with a new key (added to <data dir>/keys/secrets.json, older keys kept; ' +
+        'with FLEETGATE_SECRETS_KEY, put the new key first, <new>,<old>, and restart the servers with it first)',
     )
     .addOption(new Option('--data-dir <dir>', 'the data directory of the server (default ./data)'))
     .addOption(new Option('--database-url <url>', 'PostgreSQL URL (default: SQLite in the data directory)'))

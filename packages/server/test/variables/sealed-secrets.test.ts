@@ -369,6 +369,24 @@ describe('secret variables at rest', () => {
     }
   });
 
+  it('rotated beside a running server reach its devices still, and are then written with the new key', async () => {
+    const install = newInstall();
+    const server = await install.start();
+    try {
+      const { fleet, device } = await seed(server);
+      const rotated = await rotateSecretKeys({ env: install.env(), flags: install.flags() });
+      expect(rotated.resealed).toBe(2);
+      expect(await server.delivered(device.id)).toMatchObject({
+        FLEET_TOKEN: `fleet ${SECRET}`,
+        DEVICE_TOKEN: `device ${SECRET}`,
+      });
+      await server.api('PUT', `/api/v1/fleets/${fleet.id}/variables/AFTER`, { value: 'later', secret: true });
+      expect((await install.rawRows()).find((r) => r.name === 'AFTER')?.key_id).toBe(rotated.keyId);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('move to the first key of FLEETGATE_SECRETS_KEY on rotation, after which the old key is no longer needed', async () => {
     const install = newInstall();
     let server = await install.start(KEY_A);

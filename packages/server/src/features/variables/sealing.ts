@@ -4,6 +4,7 @@ import type { Db } from '../../infra/db/index.ts';
 import {
   addSecretKey,
   loadSecretKeyRing,
+  reloadingKeyRing,
   SECRETS_KEY_ENV,
   SecretKeyError,
   type SecretKeyRing,
@@ -68,7 +69,16 @@ export async function openSecretVariableKeys(db: Db, config: Config): Promise<Se
         'comma separated), then start again. fleetgate did not start, and changed nothing.',
     );
   }
-  return ring ?? addSecretKey(config.dataDir);
+  const opened = ring ?? addSecretKey(config.dataDir);
+  if (config.secretsKey) return opened;
+  // A file that went missing or bad since the start keeps the ring as it was (the error is not worth a crash).
+  return reloadingKeyRing(opened, () => {
+    try {
+      return loadSecretKeyRing({ dataDir: config.dataDir });
+    } catch {
+      return undefined;
+    }
+  });
 }
 
 async function keyIdsInUse(db: Db): Promise<Set<string>> {

@@ -114,6 +114,43 @@ export function secretKeyRing(keys: Buffer[], source: string): SecretKeyRing {
   };
 }
 
+/**
+ * A ring that reads its key file again when it meets a value sealed by a key it does not hold (at most once a
+ * second): `fleetgate secrets rotate` run beside a running server adds a key to the file and re-seals with it,
+ * and the server picks the new key up instead of failing to deliver those values until a restart. A ring from
+ * `FLEETGATE_SECRETS_KEY` has nothing to re-read (`reload` answers undefined).
+ */
+export function reloadingKeyRing(
+  initial: SecretKeyRing,
+  reload: () => SecretKeyRing | undefined,
+): SecretKeyRing {
+  let ring = initial;
+  let reloadedAt = 0;
+  const refreshFor = (sealed: string) => {
+    const keyId = ring.keyIdOf(sealed);
+    if (!keyId || ring.keyIds.includes(keyId) || Date.now() - reloadedAt < 1000) return;
+    reloadedAt = Date.now();
+    ring = reload() ?? ring;
+  };
+  return {
+    get currentKeyId() {
+      return ring.currentKeyId;
+    },
+    get keyIds() {
+      return ring.keyIds;
+    },
+    get source() {
+      return ring.source;
+    },
+    seal: (value, context) => ring.seal(value, context),
+    open(sealed, context) {
+      refreshFor(sealed);
+      return ring.open(sealed, context);
+    },
+    keyIdOf: (sealed) => ring.keyIdOf(sealed),
+  };
+}
+
 /** Parses `FLEETGATE_SECRETS_KEY`: base64 keys of 32 bytes, comma separated, the first sealing. */
 export function keysFromEnv(value: string): Buffer[] {
   return value.split(',').map((part, i) => {
