@@ -99,6 +99,23 @@ describe('agent and fleetgate server', () => {
     await must('PUT', `/api/v1/devices/${uuid}/variables/MODE`, { value: 'fast' });
     await waitFor(() => fs.readFileSync(envFile, 'utf8').includes("MODE='fast'"), 5000, 'the new variable');
     await waitFor(() => fs.readFileSync(hookLog, 'utf8') === 'ran\nran\n', 5000, 'the hook to run twice');
+    // A secret: sealed in the database (issue 18), yet the agent gets its plain value.
+    await must('PUT', `/api/v1/devices/${uuid}/variables/API_TOKEN`, {
+      value: 'tok-e2e-secret',
+      secret: true,
+    });
+    await waitFor(
+      () => fs.readFileSync(envFile, 'utf8').includes("API_TOKEN='tok-e2e-secret'"),
+      5000,
+      'the secret variable',
+    );
+    const stored = await server.database.db
+      .selectFrom('device_variables')
+      .select('value')
+      .where('name', '=', 'API_TOKEN')
+      .executeTakeFirstOrThrow();
+    expect(stored.value).toMatch(/^v1:[0-9a-f]{16}:/);
+    expect(stored.value).not.toContain('tok-e2e-secret');
     const applied = await waitFor(
       async () => {
         const view = (await api('GET', `/api/v1/devices/${uuid}`)).body;

@@ -19,6 +19,7 @@ import { registerOrgCommands } from './commands/orgs.ts';
 import { registerPreauthCommand } from './commands/preauth.ts';
 import { registerProvisioningKeyCommands } from './commands/provisioning-keys.ts';
 import { registerDecommissionCommand, registerRecoveryCommands } from './commands/recovery.ts';
+import { registerSecretsCommands } from './commands/secrets.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerSessionPlayCommand } from './commands/session-play.ts';
 import { registerSessionCommands } from './commands/sessions.ts';
@@ -88,6 +89,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerOpenSshCommands(program, io);
   registerSessionPlayCommand(registerSessionCommands(program, io), io);
   registerAuditCommand(program, io);
+  registerSecretsCommands(program, io);
   return program;
 }
 

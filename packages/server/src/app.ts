@@ -37,7 +37,11 @@ import { registerSshGateway } from './features/ssh-gateway/index.ts';
 import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
 import { registerUserRoutes } from './features/users/routes.ts';
-import { registerVariables } from './features/variables/index.ts';
+import {
+  openSecretVariableKeys,
+  registerVariables,
+  sealPlainSecretVariables,
+} from './features/variables/index.ts';
 import { registerVnc } from './features/vnc/index.ts';
 import { registerWebTerminal } from './features/web-terminal/index.ts';
 import { registerWebUi } from './features/web-ui/index.ts';
@@ -71,6 +75,10 @@ declare module 'fastify' {
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
 export async function buildApp({ config, database, log, tls, certificates }: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
+  // Before anything reads or writes variables: a key missing for sealed values stops the start here.
+  const secrets = await openSecretVariableKeys(database.db, config);
+  const sealed = await sealPlainSecretVariables(database.db, secrets, database.dialect);
+  if (sealed) log.info({ sealed }, 'sealed the secret variables stored in plain text');
   const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
   // Everything per app lives here, made once: two apps in one process (tests) share none of it.
   const deps: ServiceDeps = {
@@ -78,6 +86,7 @@ export async function buildApp({ config, database, log, tls, certificates }: App
     config,
     log,
     deviceTokens,
+    secrets,
     events,
     sockets: createSocketBudget(config.maxConnections, log),
     authSetActivity: createAuthSetActivity(database.db, log),

@@ -27,6 +27,7 @@ export { canonicalIdentity, identityHash, parsePublicKey } from './features/auth
 export { type Config, ConfigError, envNames, loadConfig } from './infra/config/index.ts';
 export { dropPostgresSchema, openDatabase } from './infra/db/index.ts';
 export { createLogger } from './infra/logging/index.ts';
+export { SecretKeyError } from './infra/secrets/index.ts';
 export {
   createCertificateAuthority,
   type InitTlsOptions,
@@ -43,6 +44,7 @@ export {
   tlsFilesOf,
   watchTlsPair,
 } from './infra/tls/index.ts';
+export { type RotatedSecrets, rotateSecretKeys } from './rotate-secrets.ts';
 export { ensureFirstOwner };
 
 export interface RunningServer {

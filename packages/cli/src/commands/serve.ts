@@ -102,6 +102,12 @@ function startFailure(error: unknown): unknown {
   if (error.name === 'ConfigError') {
     return new CliError(error.message, { exitCode: configErrorExitCode, cause: error });
   }
+  if (error.name === 'SecretKeyError') {
+    return new CliError(`cannot open the secret variables: ${error.message}`, {
+      exitCode: configErrorExitCode,
+      cause: error,
+    });
+  }
   if (error.name === 'TlsError') {
     return new CliError(`cannot serve HTTPS: ${error.message}`, {
       exitCode: configErrorExitCode,

@@ -175,6 +175,8 @@ export interface FleetVariableTable {
   name: string;
   value: string;
   secret: number;
+  /** The key that sealed `value` (a secret, `v1:<key id>:…`); null = `value` is plain. */
+  key_id: ColumnType<string | null, string | null | undefined, string | null>;
   updated_at: number;
 }
 
@@ -183,6 +185,8 @@ export interface DeviceVariableTable {
   name: string;
   value: string;
   secret: number;
+  /** The key that sealed `value` (a secret, `v1:<key id>:…`); null = `value` is plain. */
+  key_id: ColumnType<string | null, string | null | undefined, string | null>;
   updated_at: number;
 }
 

@@ -205,9 +205,9 @@ describe('variable names', () => {
       expect((await put(`${fleetUrl}/${name}`, `fleet ${name}`)).status, name).toBe(200);
     }
     expect((await put(`${deviceUrl}/toString`, 'device toString')).status).toBe(200);
-    const delivered = (await effectiveVariablesOf(server.database.db, [seed.alpha.device.id])).get(
-      seed.alpha.device.id,
-    )!.variables;
+    const delivered = (
+      await effectiveVariablesOf(server.database.db, server.app.deps.secrets, [seed.alpha.device.id])
+    ).get(seed.alpha.device.id)!.variables;
     expect(delivered).toMatchObject({
       constructor: 'fleet constructor',
       toString: 'device toString',
@@ -229,7 +229,9 @@ describe('variable names', () => {
       .values({ fleet_id: fleetId, name: '__proto__', value: 'from the fleet', secret: 0, updated_at: 1 })
       .execute();
     try {
-      const delivered = (await effectiveVariablesOf(server.database.db, [deviceId])).get(deviceId)!.variables;
+      const delivered = (
+        await effectiveVariablesOf(server.database.db, server.app.deps.secrets, [deviceId])
+      ).get(deviceId)!.variables;
       expect(Object.hasOwn(delivered, '__proto__')).toBe(true);
       expect(Object.getOwnPropertyDescriptor(delivered, '__proto__')?.value).toBe('from the fleet');
       expect(Object.getPrototypeOf(delivered)).toBe(Object.prototype);

@@ -10,6 +10,7 @@ import * as serviceApiKeys from './0008_service_api_keys.ts';
 import * as deviceListIndexes from './0009_device_list_indexes.ts';
 import * as diagnostics from './0010_diagnostics.ts';
 import * as deviceWeb from './0011_device_web.ts';
+import * as sealedSecrets from './0012_sealed_secrets.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -38,6 +39,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0009_device_list_indexes': deviceListIndexes,
   '0010_diagnostics': diagnostics,
   '0011_device_web': deviceWeb,
+  '0012_sealed_secrets': sealedSecrets,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -4,6 +4,12 @@ import type { TunnelHub } from '../tunnel/index.ts';
 import { startVariablesPush } from './push.ts';
 import { registerVariableRoutes } from './routes.ts';
 
+export {
+  openSecretVariableKeys,
+  resealSecretVariables,
+  sealingContext,
+  sealPlainSecretVariables,
+} from './sealing.ts';
 export { type DeviceVariables, effectiveVariablesOf } from './service.ts';
 
 /**

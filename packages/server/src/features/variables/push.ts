@@ -20,6 +20,7 @@ export function startVariablesPush(deps: ServiceDeps, hub: TunnelHub): () => voi
     try {
       const sets = await effectiveVariablesOf(
         deps.db,
+        deps.secrets,
         tunnels.map((t) => t.deviceId),
       );
       for (const tunnel of tunnels) {
@@ -29,7 +30,13 @@ export function startVariablesPush(deps: ServiceDeps, hub: TunnelHub): () => voi
         tunnel.peer.mux.sendControl({ type: 'variables', revision: set.revision, variables: set.variables });
       }
     } catch (err) {
-      deps.log.error({ err }, 'could not send variables to devices');
+      // One device's set that cannot be read (a sealed value that does not open) must not keep the others of
+      // the batch from theirs: each is tried on its own, and only the failing ones are logged.
+      if (tunnels.length > 1) {
+        for (const tunnel of tunnels) await push([tunnel]);
+        return;
+      }
+      deps.log.error({ err, deviceId: tunnels[0]!.deviceId }, 'could not send variables to the device');
     }
   }
 

@@ -2,10 +2,12 @@ import type { Actor } from '../../infra/access/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
+import type { SecretKeyRing } from '../../infra/secrets/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
 import { fleetForAction } from '../fleets/service.ts';
 import { bumpVariablesRevision } from './changes.ts';
+import { plainValue, storedValue } from './sealing.ts';
 
 /**
  * Environment variables for devices: fleet-wide values and per-device values, the device's value overriding
@@ -35,10 +37,12 @@ export interface DeviceVariables {
 
 /**
  * The effective variables of several devices at once (the device's value wins over its fleet's), for delivery
- * to the devices themselves. No actor: the caller is the tunnel, acting for the devices.
+ * to the devices themselves, secret values unsealed with `secrets`. No actor: the caller is the tunnel, acting
+ * for the devices.
  */
 export async function effectiveVariablesOf(
   db: Db,
+  secrets: SecretKeyRing,
   deviceIds: number[],
 ): Promise<Map<number, DeviceVariables>> {
   const out = new Map<number, DeviceVariables>();
@@ -59,26 +63,28 @@ export async function effectiveVariablesOf(
     const [own, fleet] = await Promise.all([
       db
         .selectFrom('device_variables')
-        .select(['device_id', 'name', 'value'])
+        .select(['device_id', 'name', 'value', 'key_id'])
         .where('device_id', 'in', ids)
         .execute(),
       fleetIds.length
         ? db
             .selectFrom('fleet_variables')
-            .select(['fleet_id', 'name', 'value'])
+            .select(['fleet_id', 'name', 'value', 'key_id'])
             .where('fleet_id', 'in', fleetIds)
             .execute()
         : [],
     ]);
     // Built as Maps, then turned into objects with Object.fromEntries, which defines every name as its own
     // property (`variables[name] = value` would set the prototype for `__proto__` and drop the variable).
+    const fleetValues = fleet.map((f) => ({ ...f, value: plainValue(secrets, { fleetId: f.fleet_id }, f) }));
     const sets = new Map<number, Map<string, string>>();
     for (const d of devices) {
       const variables = new Map<string, string>();
-      for (const f of fleet) if (f.fleet_id === d.fleet_id) variables.set(f.name, f.value);
+      for (const f of fleetValues) if (f.fleet_id === d.fleet_id) variables.set(f.name, f.value);
       sets.set(d.id, variables);
     }
-    for (const o of own) sets.get(o.device_id)?.set(o.name, o.value);
+    for (const o of own)
+      sets.get(o.device_id)?.set(o.name, plainValue(secrets, { deviceId: o.device_id }, o));
     for (const d of devices) {
       out.set(d.id, {
         revision: Math.max(d.device_rev ?? 0, d.fleet_rev ?? 0),
@@ -129,7 +135,7 @@ export async function setFleetVariable(
       const row = {
         fleet_id: fleetId,
         name,
-        value: input.value,
+        ...storedValue(deps.secrets, { fleetId }, name, input.value, !!input.secret),
         secret: input.secret ? 1 : 0,
         updated_at: Date.now(),
       };
@@ -137,9 +143,12 @@ export async function setFleetVariable(
         .insertInto('fleet_variables')
         .values(row)
         .onConflict((oc) =>
-          oc
-            .columns(['fleet_id', 'name'])
-            .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
+          oc.columns(['fleet_id', 'name']).doUpdateSet({
+            value: row.value,
+            key_id: row.key_id,
+            secret: row.secret,
+            updated_at: row.updated_at,
+          }),
         )
         .execute();
       await bumpVariablesRevision(trx, { fleetId });
@@ -217,7 +226,7 @@ export async function setDeviceVariable(
       const row = {
         device_id: device.id,
         name,
-        value: input.value,
+        ...storedValue(deps.secrets, { deviceId: device.id }, name, input.value, !!input.secret),
         secret: input.secret ? 1 : 0,
         updated_at: Date.now(),
       };
@@ -225,9 +234,12 @@ export async function setDeviceVariable(
         .insertInto('device_variables')
         .values(row)
         .onConflict((oc) =>
-          oc
-            .columns(['device_id', 'name'])
-            .doUpdateSet({ value: row.value, secret: row.secret, updated_at: row.updated_at }),
+          oc.columns(['device_id', 'name']).doUpdateSet({
+            value: row.value,
+            key_id: row.key_id,
+            secret: row.secret,
+            updated_at: row.updated_at,
+          }),
         )
         .execute();
       await bumpVariablesRevision(trx, { deviceId: device.id });

@@ -13,6 +13,10 @@ function configError(fn: () => unknown): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
+/** Two sealing keys (32 bytes each, base64), as `openssl rand -base64 32` prints them. */
+const KEY_A = Buffer.alloc(32, 1).toString('base64');
+const KEY_B = Buffer.alloc(32, 2).toString('base64');
+
 describe('loadConfig', () => {
   it('has a default for everything but the optional secrets', () => {
     const config = loadConfig({}, {});
@@ -44,6 +48,7 @@ describe('loadConfig', () => {
     expect(config.databaseUrl).toBeUndefined();
     expect(config.tlsCert).toBeUndefined();
     expect(config.tlsKey).toBeUndefined();
+    expect(config.secretsKey).toBeUndefined();
   });
 
   it('reads every setting from its environment variable, numbers included', () => {
@@ -189,6 +194,16 @@ describe('loadConfig', () => {
     expect(error.problems).toHaveLength(2);
   });
 
+  it('takes secrets keys as base64 keys of 32 bytes, comma separated, and refuses anything else', () => {
+    expect(loadConfig({ FLEETGATE_SECRETS_KEY: `${KEY_A},${KEY_B}` }).secretsKey).toBe(`${KEY_A},${KEY_B}`);
+    for (const bad of ['short', `${KEY_A},`, KEY_A.slice(1), `${KEY_A};${KEY_B}`]) {
+      const error = configError(() => loadConfig({ FLEETGATE_SECRETS_KEY: bad }));
+      expect(error.problems, bad).toEqual([
+        expect.stringMatching(/^FLEETGATE_SECRETS_KEY: must be base64 keys of 32 bytes/),
+      ]);
+    }
+  });
+
   it('has an environment variable for every setting', () => {
     const config = loadConfig({
       FLEETGATE_ADMIN_PASSWORD: 'long enough',
@@ -197,6 +212,7 @@ describe('loadConfig', () => {
       FLEETGATE_TLS_KEY: 'server.key',
       FLEETGATE_WEB_ROOT: 'packages/web/dist',
       FLEETGATE_MAX_CONNECTIONS: '4096',
+      FLEETGATE_SECRETS_KEY: KEY_A,
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });

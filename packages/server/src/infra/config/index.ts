@@ -101,6 +101,18 @@ const configSchema = z.object({
   maxConnections: z.coerce.number().int().min(16).max(10_000_000).optional(),
   /** The built admin web UI (a folder with `index.html`); unset = `fleetgate serve` builds and serves its own. (`FLEETGATE_WEB_ROOT`) */
   webRoot: z.string().min(1).optional(),
+  /**
+   * Keys that seal secret variables at rest: base64 keys of 32 bytes (`openssl rand -base64 32`), comma
+   * separated; the first seals, the others still open what they sealed (rotation). Unset = the key file
+   * `<dataDir>/keys/secrets.json`, made on first start. (`FLEETGATE_SECRETS_KEY`)
+   */
+  secretsKey: z
+    .string()
+    .regex(
+      /^\s*[A-Za-z0-9+/]{43}=\s*(,\s*[A-Za-z0-9+/]{43}=\s*)*$/,
+      'must be base64 keys of 32 bytes, comma separated (openssl rand -base64 32)',
+    )
+    .optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -136,6 +148,7 @@ export const envNames: Record<keyof Config, string> = {
   sshAuthTimeoutMs: 'FLEETGATE_SSH_AUTH_TIMEOUT_MS',
   maxConnections: 'FLEETGATE_MAX_CONNECTIONS',
   webRoot: 'FLEETGATE_WEB_ROOT',
+  secretsKey: 'FLEETGATE_SECRETS_KEY',
 };
 
 export class ConfigError extends Error {

@@ -7,6 +7,7 @@ import { AppError } from '../errors/index.ts';
 import type { EventBus } from '../events/index.ts';
 import type { Logger } from '../logging/index.ts';
 import type { SocketBudget } from '../net/index.ts';
+import type { SecretKeyRing } from '../secrets/index.ts';
 import type { WriteBehind } from '../write-behind/index.ts';
 
 /**
@@ -21,6 +22,8 @@ export interface ServiceDeps {
   config: Config;
   log: Logger;
   deviceTokens: DeviceTokens;
+  /** Seals and opens secret values at rest (secret variables): see infra/secrets. */
+  secrets: SecretKeyRing;
   /** This app's event bus: see infra/events. */
   events: EventBus;
   /** Connections over every listener of this app, against one budget (infra/net). */
