@@ -29,7 +29,12 @@ async function targetOf(io: CliIo, values: WhereOptions) {
   for (const { key } of whereFlags) if (values[key] !== undefined) flags[key] = values[key]!;
   try {
     const config = loadConfig(io.env, flags);
-    return { dataDir: config.dataDir, databaseUrl: config.databaseUrl, dbSchema: config.dbSchema };
+    return {
+      dataDir: config.dataDir,
+      databaseUrl: config.databaseUrl,
+      dbSchema: config.dbSchema,
+      ...(config.backupDir ? { backupDir: config.backupDir } : {}),
+    };
   } catch (error) {
     throw new CliError(error instanceof Error ? error.message : String(error), { exitCode: 2, cause: error });
   }
@@ -69,7 +74,10 @@ export function registerBackupCommands(program: Command, io: CliIo): void {
   const backup = program
     .command('backup')
     .description('copy the database, keys and certificates into one file; the server may keep running')
-    .option('--to <file>', 'the backup file (default <data dir>/backups/fleetgate-<time>.tar.gz)');
+    .option(
+      '--to <file>',
+      'the backup file (default FLEETGATE_BACKUP_DIR, then <data dir>/backups, /fleetgate-<time>.tar.gz)',
+    );
   for (const { flag, help } of whereFlags) backup.addOption(new Option(flag, help));
   backup.addHelpText(
     'after',

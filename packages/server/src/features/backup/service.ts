@@ -27,6 +27,8 @@ export interface BackupTarget {
   databaseUrl?: string | undefined;
   /** PostgreSQL schema. Default `public`. */
   dbSchema?: string;
+  /** Folder of backups (never copied into one). Default `<dataDir>/backups`. */
+  backupDir?: string;
 }
 
 /** Progress of a long step: `done` of `total` units (pages, tables or bytes), for a progress line. */
@@ -88,7 +90,13 @@ export async function createBackup(
   options: { file?: string; progress?: BackupProgress } = {},
 ): Promise<{ file: string; bytes: number; manifest: BackupManifest }> {
   const dataDir = path.resolve(target.dataDir);
-  const file = path.resolve(options.file ?? defaultBackupFile(dataDir));
+  const file = path.resolve(
+    options.file ??
+      path.join(
+        target.backupDir ?? path.join(dataDir, BACKUPS_DIR),
+        path.basename(defaultBackupFile(dataDir)),
+      ),
+  );
   if (fs.existsSync(file)) throw new BackupError(`${file} already exists: choose another name or remove it`);
   const destDir = path.dirname(file);
   fs.mkdirSync(destDir, { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -110,7 +118,8 @@ export async function createBackup(
     const entries: ArchiveEntry[] = [
       { name: DB_ENTRY[dialect], source: { file: dbCopy }, mode: PRIVATE_FILE_MODE },
     ];
-    for (const relative of dataDirFiles(dataDir)) {
+    const skip = [path.resolve(target.backupDir ?? path.join(dataDir, BACKUPS_DIR)), destDir];
+    for (const relative of dataDirFiles(dataDir, skip)) {
       const source = path.join(dataDir, relative);
       entries.push({
         name: `data/${relative}`,
@@ -179,7 +188,7 @@ function fsyncFile(file: string): void {
 }
 
 /** Files under the data directory that a backup holds, relative, sorted; links and sockets are skipped. */
-function dataDirFiles(dataDir: string): string[] {
+function dataDirFiles(dataDir: string, skipDirs: readonly string[]): string[] {
   const found: string[] = [];
   const walk = (dir: string, prefix: string) => {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -191,8 +200,9 @@ function dataDirFiles(dataDir: string): string[] {
           entry.name.startsWith('before-restore-'))
       )
         continue;
-      if (entry.isDirectory()) walk(path.join(dir, entry.name), relative);
-      else if (entry.isFile()) found.push(relative);
+      if (entry.isDirectory()) {
+        if (!skipDirs.includes(path.join(dir, entry.name))) walk(path.join(dir, entry.name), relative);
+      } else if (entry.isFile()) found.push(relative);
     }
   };
   if (fs.existsSync(dataDir)) walk(dataDir, '');
