@@ -76,7 +76,7 @@ export function registerBackupCommands(program: Command, io: CliIo): void {
     .description('copy the database, keys and certificates into one file; the server may keep running')
     .option(
       '--to <file>',
-      'the backup file (default FLEETGATE_BACKUP_DIR, then <data dir>/backups, /fleetgate-<time>.tar.gz)',
+      'the backup file, or a folder for it (default: FLEETGATE_BACKUP_DIR, else <data dir>/backups; named fleetgate-<time>.tar.gz)',
     );
   for (const { flag, help } of whereFlags) backup.addOption(new Option(flag, help));
   backup.addHelpText(

@@ -97,6 +97,11 @@ export async function createBackup(
         path.basename(defaultBackupFile(dataDir)),
       ),
   );
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory())
+    return createBackup(target, {
+      ...options,
+      file: path.join(file, path.basename(defaultBackupFile(dataDir))),
+    });
   if (fs.existsSync(file)) throw new BackupError(`${file} already exists: choose another name or remove it`);
   const destDir = path.dirname(file);
   fs.mkdirSync(destDir, { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -377,7 +382,7 @@ export function serverRunningOn(target: BackupTarget): string | undefined {
     } catch (err) {
       if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY'))
         return `${dbFile} is open in another process (a running fleetgate serve?)`;
-      throw err;
+      // Anything else (a damaged file): no server can be using it; the restore moves it aside.
     } finally {
       probe.close();
     }
