@@ -46,7 +46,9 @@ export async function writeArchive(
   file: string,
   entries: readonly ArchiveEntry[],
   mode: number,
+  onBytes?: (bytesWritten: number) => void,
 ): Promise<void> {
+  let total = 0;
   const mtime = Date.now();
   async function* blocks(): AsyncGenerator<Buffer> {
     for (const entry of entries) {
@@ -62,7 +64,11 @@ export async function writeArchive(
           // A file that grew while it was copied: the header promised `size` bytes.
           const take = bytes.subarray(0, Math.max(0, size - written));
           written += take.length;
-          if (take.length) yield take;
+          total += take.length;
+          if (take.length) {
+            onBytes?.(total);
+            yield take;
+          }
         }
       }
       if (written !== size) throw new Error(`${entry.name} changed size while it was written to the backup`);

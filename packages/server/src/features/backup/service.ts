@@ -1,6 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { migrationNames } from '../../db/migrations/index.ts';
@@ -48,6 +51,7 @@ export const SQLITE_FILE = 'fleetgate.db';
 export const PID_FILE = 'fleetgate.pid';
 /** Default folder of backups, inside the data directory. */
 export const BACKUPS_DIR = 'backups';
+const require = createRequire(import.meta.url);
 const DB_ENTRY = { sqlite: 'database/fleetgate.db', postgres: 'database/fleetgate.pgdump' } as const;
 /** Data directory names never copied into a backup: the database (copied through its own API), backups, state of a run. */
 const NOT_COPIED = new Set([
@@ -153,7 +157,8 @@ export async function createBackup(
       entries: listed,
     };
     const partial = path.join(work, 'backup.tar.gz');
-    options.progress?.('writing the archive', 0, 1);
+    const totalBytes = listed.reduce((sum, entry) => sum + entry.size, 0);
+    options.progress?.('writing the archive', 0, totalBytes);
     await writeArchive(
       partial,
       [
@@ -165,6 +170,7 @@ export async function createBackup(
         ...entries,
       ],
       PRIVATE_FILE_MODE,
+      (bytes) => options.progress?.('writing the archive', bytes, totalBytes),
     );
     // Files copied while they changed (a key rotated meanwhile) would not match their hash: check before naming it.
     for (const entry of entries.slice(1)) {
@@ -176,7 +182,7 @@ export async function createBackup(
     fsyncFile(partial);
     fs.renameSync(partial, file);
     fsyncFile(destDir);
-    options.progress?.('writing the archive', 1, 1);
+    options.progress?.('writing the archive', totalBytes, totalBytes);
     return { file, bytes: fs.statSync(file).size, manifest };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
@@ -214,24 +220,58 @@ function dataDirFiles(dataDir: string, skipDirs: readonly string[]): string[] {
   return found.sort();
 }
 
+/**
+ * SQLite's online backup from a read-only connection beside the server's, in a worker thread. It copies 100 pages,
+ * then all the rest in one step: a step reads one snapshot while the server keeps writing (WAL: readers and the
+ * writer do not wait for each other), whereas many small steps start over whenever the server writes between two
+ * of them, which under steady writes never ends on a large database.
+ */
+const SQLITE_COPY_WORKER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const Database = require(workerData.module);
+const db = new Database(workerData.source, { readonly: true, fileMustExist: true });
+db.pragma('busy_timeout = 5000');
+db.backup(workerData.into, { progress: () => 1 << 30 }).then(
+  () => { db.close(); parentPort.postMessage({ ok: true }); },
+  (error) => { db.close(); parentPort.postMessage({ ok: false, message: String((error && error.message) || error) }); },
+);
+`;
+
 async function copySqlite(dbFile: string, into: string, progress?: BackupProgress): Promise<string> {
   if (!fs.existsSync(dbFile))
     throw new BackupError(
       `no database at ${dbFile}: is --data-dir (FLEETGATE_DATA_DIR) the server's data directory?`,
     );
-  // A read-only connection beside the server's: SQLite's online backup copies pages in steps and restarts
-  // by itself when another connection writes between steps, so the copy is one consistent snapshot.
   const source = new SqliteDatabase(dbFile, { readonly: true, fileMustExist: true });
+  let expectedBytes: number;
   try {
-    source.pragma('busy_timeout = 5000');
-    await source.backup(into, {
-      progress({ totalPages, remainingPages }) {
-        progress?.('copying the database', totalPages - remainingPages, totalPages);
-        return 1000;
-      },
-    });
+    expectedBytes =
+      (source.pragma('page_count', { simple: true }) as number) *
+      (source.pragma('page_size', { simple: true }) as number);
   } finally {
     source.close();
+  }
+  // The copy runs in a worker thread, so that neither the server (scheduled backups) nor the progress line waits
+  // for it; progress is the copy's size against the database's.
+  const worker = new Worker(SQLITE_COPY_WORKER, {
+    eval: true,
+    workerData: { module: require.resolve('better-sqlite3'), source: dbFile, into },
+  });
+  const timer = setInterval(() => {
+    let size = 0;
+    try {
+      size = fs.statSync(into).size;
+    } catch {
+      // Not created yet.
+    }
+    progress?.('copying the database', Math.min(size, expectedBytes), expectedBytes);
+  }, 250);
+  try {
+    const [answer] = (await once(worker, 'message')) as [{ ok: boolean; message?: string }];
+    if (!answer.ok) throw new BackupError(`could not copy ${dbFile}: ${answer.message}`);
+  } finally {
+    clearInterval(timer);
+    await worker.terminate();
   }
   const copy = new SqliteDatabase(into);
   try {
