@@ -510,6 +510,12 @@ export async function restoreBackup(
 
     const when = stamp();
     const keptAside: RestoreResult['keptAside'] = {};
+    const dbCopy = path.join(staging, DB_ENTRY[dialect]);
+    // PostgreSQL first: when pg_restore fails, the schema is put back and the files were not touched yet.
+    if (dialect === 'postgres') {
+      const kept = await restorePostgres(target.databaseUrl!, schema, dbCopy, when, options.progress);
+      if (kept) keptAside.postgresSchema = kept;
+    }
     const aside = path.join(dataDir, `before-restore-${when}`);
     const current = fs
       .readdirSync(dataDir)
@@ -533,19 +539,10 @@ export async function restoreBackup(
       fs.chmodSync(destination, mode & PRIVATE_FILE_MODE);
       restoredFiles.push(relative);
     }
-    const dbCopy = path.join(staging, DB_ENTRY[dialect]);
     if (dialect === 'sqlite') {
       fs.renameSync(dbCopy, path.join(dataDir, SQLITE_FILE));
       fsyncFile(path.join(dataDir, SQLITE_FILE));
       restoredFiles.push(SQLITE_FILE);
-    } else {
-      keptAside.postgresSchema = await restorePostgres(
-        target.databaseUrl!,
-        schema,
-        dbCopy,
-        when,
-        options.progress,
-      );
     }
     fsyncFile(dataDir);
     return { manifest, keptAside, restoredFiles };
