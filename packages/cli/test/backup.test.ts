@@ -278,6 +278,20 @@ describe('fleetgate restore refuses', () => {
     expect((await server.api('GET', '/api/v1/orgs')).items.length).toBe(1);
   });
 
+  it.runIf(canRoundTrip && postgres)(
+    'while a server on another data directory uses the PostgreSQL schema',
+    async () => {
+      const otherDir = path.join(processes.dir, 'other-machine');
+      await server.api('GET', '/api/v1/orgs'); // its pool holds a connection now
+      const refused = await fleetgate(['restore', backupFile, '--data-dir', otherDir]);
+      expect(refused.code).toBe(1);
+      expect(refused.output).toMatch(
+        /a fleetgate server is using the PostgreSQL schema "fg_processes_\w+" \(\d+ connections from .*\): stop it first/,
+      );
+      expect((await server.api('GET', '/api/v1/orgs')).items.length).toBe(1);
+    },
+  );
+
   it.runIf(canRoundTrip && !postgres)(
     'while the SQLite database is open elsewhere, even without the process id file',
     async () => {

@@ -8,6 +8,7 @@ import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { migrationNames } from '../../db/migrations/index.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../../infra/data-dir/index.ts';
+import { postgresApplicationName } from '../../infra/db/index.ts';
 import { type ArchiveEntry, extractArchive, sha256File, writeArchive } from './archive.ts';
 
 /** What `manifest.json` says of a backup. `format` and `formatVersion` mark a fleetgate backup. */
@@ -506,7 +507,11 @@ export async function restoreBackup(
         `${file} holds the PostgreSQL schema "${manifest.postgresSchema}", and this configuration uses "${schema}": ` +
           `set FLEETGATE_DB_SCHEMA=${manifest.postgresSchema} (or --db-schema) to restore it`,
       );
-    if (dialect === 'postgres') requireTool('pg_restore');
+    if (dialect === 'postgres') {
+      requireTool('pg_restore');
+      const inUse = await postgresInUse(target.databaseUrl!, schema);
+      if (inUse) throw new BackupError(`${inUse}: stop it first, then restore`);
+    }
 
     const when = stamp();
     const keptAside: RestoreResult['keptAside'] = {};
@@ -585,6 +590,25 @@ function checkManifest(
         `this one (${version}) knows schemas up to ${migrationNames.at(-1)}: upgrade fleetgate, then restore`,
     );
   return manifest;
+}
+
+/**
+ * Why a server seems to use this PostgreSQL schema: connections named by its pool (`application_name`) that are
+ * open now. A server idle long enough to have closed every pooled connection is not seen: stop every server
+ * first (the pid file covers the one on this data directory).
+ */
+async function postgresInUse(url: string, schema: string): Promise<string | undefined> {
+  const { rows } = await withPg(url, (client) =>
+    client.query(
+      `select count(*)::int as n, string_agg(distinct coalesce(host(client_addr), 'local'), ', ') as hosts
+         from pg_stat_activity where application_name = $1 and pid <> pg_backend_pid()`,
+      [postgresApplicationName(schema)],
+    ),
+  );
+  const { n, hosts } = rows[0] as { n: number; hosts: string | null };
+  return n > 0
+    ? `a fleetgate server is using the PostgreSQL schema "${schema}" (${n} connections from ${hosts})`
+    : undefined;
 }
 
 async function restorePostgres(
