@@ -412,7 +412,10 @@ export function serverRunningOn(target: BackupTarget): string | undefined {
   if (fs.existsSync(pidFile)) {
     const pid = Number.parseInt(fs.readFileSync(pidFile, 'utf8'), 10);
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid))
-      return `fleetgate serve is running on ${dataDir} (process ${pid}, from ${pidFile})`;
+      return (
+        `fleetgate serve is running on ${dataDir} (process ${pid}, from ${pidFile}; ` +
+        'if that process is not fleetgate, remove the file)'
+      );
   }
   const dbFile = path.join(dataDir, SQLITE_FILE);
   if (!target.databaseUrl && fs.existsSync(dbFile)) {
