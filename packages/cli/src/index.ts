@@ -5,6 +5,7 @@ import { registerAgentCommand } from './commands/agent.ts';
 import { registerApiKeyCommands } from './commands/api-keys.ts';
 import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
+import { registerBackupCommands } from './commands/backup.ts';
 import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
@@ -80,6 +81,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerProvisioningKeyCommands(program, io);
   registerRecoveryCommands(program, io);
   registerImportCommands(program, io);
+  registerBackupCommands(program, io);
   registerVariableCommands(program, io);
   registerApiKeyCommands(program, io);
   registerSshKeyCommands(program, io);

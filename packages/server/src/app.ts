@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type client from 'prom-client';
 import { Gauge } from 'prom-client';
 import { registerApiKeyRoutes } from './features/api-keys/routes.ts';
@@ -7,6 +8,7 @@ import { createAuthService } from './features/auth/service.ts';
 import { createAuthSetActivity } from './features/auth-sets/activity.ts';
 import { createPendingAuthSetLimiter } from './features/auth-sets/auth-request.ts';
 import { registerAuthSetRoutes } from './features/auth-sets/routes.ts';
+import { scheduleBackups } from './features/backup/schedule.ts';
 import { registerConnectProxy } from './features/connect-proxy/index.ts';
 import { createDeviceAuthState } from './features/device-auth/authenticate.ts';
 import { createDeviceKeyUsage } from './features/device-auth/last-used.ts';
@@ -97,6 +99,22 @@ export async function buildApp({ config, database, log, tls, certificates }: App
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);
   const streams = createStreamRouter(deps, [tunnelLinks(tunnels)]);
+  // Backups the server makes by itself (FLEETGATE_BACKUP_INTERVAL): off unless set.
+  const backups =
+    config.backupInterval === undefined
+      ? undefined
+      : scheduleBackups({
+          target: {
+            dataDir: config.dataDir,
+            databaseUrl: config.databaseUrl,
+            dbSchema: config.dbSchema,
+            backupDir: config.backupDir ?? path.join(config.dataDir, 'backups'),
+          },
+          dir: config.backupDir ?? path.join(config.dataDir, 'backups'),
+          intervalMs: config.backupInterval,
+          keep: config.backupKeep,
+          log,
+        });
   const app = await createHttpApp({
     log,
     bodyLimit: config.bodyLimit,
@@ -106,6 +124,7 @@ export async function buildApp({ config, database, log, tls, certificates }: App
       if (certificates) registerCertificateMetrics(registry, certificates);
       tunnels.registerMetrics(registry);
       streams.metrics.register(registry);
+      backups?.registerMetrics(registry);
     },
     ...(tls ? { https: tls } : {}),
   });
@@ -115,14 +134,19 @@ export async function buildApp({ config, database, log, tls, certificates }: App
   deps.sockets.guard('HTTP API', app.server, 1);
   // Counts and times still waiting to be written go to the database before it closes.
   app.addHook('onClose', async () => {
-    await Promise.all([deps.authSetActivity.flush(), deps.deviceKeyUsage.flush()]);
+    await Promise.all([deps.authSetActivity.flush(), deps.deviceKeyUsage.flush(), backups?.stop()]);
   });
 
   // Ready or not is the database's answer; the certificates' days left are details for whoever watches (an
   // expiring certificate still serves, and a restart would not help).
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
     (await databaseReady(database.db))
-      ? { status: 'ready', ...(certificates ? { tls: certificateDetails(certificates) } : {}) }
+      ? // A failed scheduled backup shows here (and in /metrics) without taking the server out of service.
+        {
+          status: 'ready',
+          ...(certificates ? { tls: certificateDetails(certificates) } : {}),
+          ...(backups ? { backups: backups.status() } : {}),
+        }
       : sendError(reply, 'unavailable', 'the database does not answer'),
   );
 

@@ -382,3 +382,16 @@ function banner(what: {
   );
   return lines.join('\n');
 }
+
+export {
+  BACKUPS_DIR,
+  BackupError,
+  type BackupManifest,
+  type BackupProgress,
+  createBackup,
+  defaultBackupFile,
+  markServerRunning,
+  type RestoreResult,
+  restoreBackup,
+  serverRunningOn,
+} from './features/backup/service.ts';

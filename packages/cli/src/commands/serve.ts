@@ -76,6 +76,10 @@ export function registerServeCommand(program: Command, io: CliIo): void {
     } catch (error) {
       throw startFailure(error);
     }
+    // Read by `fleetgate restore`, which refuses to run under a live server.
+    const { markServerRunning } = await import('@fleetgate/server');
+    const unmark = markServerRunning(server.config.dataDir);
+    process.once('exit', unmark);
     const stop = (signal: NodeJS.Signals) => {
       // From here on a second signal gets Node's default: the process ends at once, without waiting.
       process.off('SIGINT', stop);

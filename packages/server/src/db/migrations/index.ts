@@ -56,3 +56,6 @@ export function migrationProvider(ctx: MigrationContext): MigrationProvider {
     },
   };
 }
+
+/** The names of every migration this build knows, oldest first: the last one is the schema version. */
+export const migrationNames: readonly string[] = Object.keys(migrations);

@@ -43,7 +43,10 @@ describe('loadConfig', () => {
       proxyMaxConnectionsPerSource: 128,
       proxyMaxSessionsPerUser: 64,
       sshAuthTimeoutMs: 30_000,
+      backupKeep: 7,
+      backupDir: path.resolve('./data/backups'),
     });
+    expect(config.backupInterval).toBeUndefined();
     expect(config.adminPassword).toBeUndefined();
     expect(config.databaseUrl).toBeUndefined();
     expect(config.tlsCert).toBeUndefined();
@@ -80,6 +83,9 @@ describe('loadConfig', () => {
       FLEETGATE_PROXY_MAX_SESSIONS_PER_USER: '4',
       FLEETGATE_SSH_AUTH_TIMEOUT_MS: '5000',
       FLEETGATE_MAX_CONNECTIONS: '4096',
+      FLEETGATE_BACKUP_INTERVAL: '24h',
+      FLEETGATE_BACKUP_KEEP: '3',
+      FLEETGATE_BACKUP_DIR: '/srv/fleetgate-backups',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -109,7 +115,23 @@ describe('loadConfig', () => {
       proxyMaxSessionsPerUser: 4,
       sshAuthTimeoutMs: 5000,
       maxConnections: 4096,
+      backupInterval: 24 * 3600 * 1000,
+      backupKeep: 3,
+      backupDir: '/srv/fleetgate-backups',
     });
+  });
+
+  it('reads the backup interval in seconds, minutes, hours or days and refuses anything else', () => {
+    expect(loadConfig({ FLEETGATE_BACKUP_INTERVAL: '30m' }).backupInterval).toBe(30 * 60_000);
+    expect(loadConfig({ FLEETGATE_BACKUP_INTERVAL: '7d' }).backupInterval).toBe(7 * 86_400_000);
+    expect(loadConfig({ FLEETGATE_BACKUP_INTERVAL: 'off' }).backupInterval).toBeUndefined();
+    const error = configError(() =>
+      loadConfig({ FLEETGATE_BACKUP_INTERVAL: 'daily', FLEETGATE_BACKUP_KEEP: '0' }),
+    );
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^FLEETGATE_BACKUP_INTERVAL: must be off or a number and a unit/),
+      expect.stringMatching(/^FLEETGATE_BACKUP_KEEP: /),
+    ]);
   });
 
   it('lets a flag win over the environment variable', () => {
@@ -213,6 +235,7 @@ describe('loadConfig', () => {
       FLEETGATE_WEB_ROOT: 'packages/web/dist',
       FLEETGATE_MAX_CONNECTIONS: '4096',
       FLEETGATE_SECRETS_KEY: KEY_A,
+      FLEETGATE_BACKUP_INTERVAL: '1h',
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });

@@ -99,6 +99,26 @@ const configSchema = z.object({
   sshAuthTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** Connections the process holds at most over all its ports; unset = its open-files limit (`ulimit -n`) less a reserve. (`FLEETGATE_MAX_CONNECTIONS`) */
   maxConnections: z.coerce.number().int().min(16).max(10_000_000).optional(),
+  /**
+   * Time between two backups the server makes by itself, as a number and a unit (`s`, `m`, `h`, `d`: `24h`),
+   * in milliseconds once parsed; `off` (the default) makes none. (`FLEETGATE_BACKUP_INTERVAL`)
+   */
+  backupInterval: z
+    .string()
+    .regex(/^(off|\d+(s|m|h|d))$/, 'must be off or a number and a unit: 30m, 24h, 7d')
+    .default('off')
+    .transform((text) => {
+      if (text === 'off') return undefined;
+      const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+        text.slice(-1) as 's' | 'm' | 'h' | 'd'
+      ];
+      return Number(text.slice(0, -1)) * unit;
+    })
+    .refine((ms) => ms === undefined || ms >= 1000, 'must be at least 1s'),
+  /** Scheduled backups kept: older ones are deleted after each new one. Default 7. (`FLEETGATE_BACKUP_KEEP`) */
+  backupKeep: z.coerce.number().int().min(1).max(10_000).default(7),
+  /** Folder of scheduled backups (and of `fleetgate backup` without --to); unset = `<dataDir>/backups`. (`FLEETGATE_BACKUP_DIR`) */
+  backupDir: z.string().min(1).optional(),
   /** The built admin web UI (a folder with `index.html`); unset = `fleetgate serve` builds and serves its own. (`FLEETGATE_WEB_ROOT`) */
   webRoot: z.string().min(1).optional(),
   /**
@@ -149,6 +169,9 @@ export const envNames: Record<keyof Config, string> = {
   maxConnections: 'FLEETGATE_MAX_CONNECTIONS',
   webRoot: 'FLEETGATE_WEB_ROOT',
   secretsKey: 'FLEETGATE_SECRETS_KEY',
+  backupInterval: 'FLEETGATE_BACKUP_INTERVAL',
+  backupKeep: 'FLEETGATE_BACKUP_KEEP',
+  backupDir: 'FLEETGATE_BACKUP_DIR',
 };
 
 export class ConfigError extends Error {
@@ -178,5 +201,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = {}, flags: ConfigInput = {})
       }),
     );
   }
-  return { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+  const dataDir = path.resolve(parsed.data.dataDir);
+  return {
+    ...parsed.data,
+    dataDir,
+    backupDir: path.resolve(parsed.data.backupDir ?? path.join(dataDir, 'backups')),
+  };
 }

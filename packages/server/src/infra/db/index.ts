@@ -181,6 +181,8 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     connectionString: url,
     types,
     max: 10,
+    // Names the connections in pg_stat_activity, where `fleetgate restore` looks for servers still using the schema.
+    application_name: postgresApplicationName(schema),
     options: schema === 'public' ? undefined : `-c search_path="${schema}"`,
   });
   const db = new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }, schema) });
@@ -193,6 +195,11 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: () => db.destroy(),
   };
+}
+
+/** The `application_name` of a server's PostgreSQL connections to `schema`. */
+export function postgresApplicationName(schema: string): string {
+  return `fleetgate:${schema}`;
 }
 
 /**
