@@ -10,6 +10,7 @@ import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
 import { registerDiagnoseCommand } from './commands/diagnose.ts';
+import { registerDoctorCommand } from './commands/doctor.ts';
 import { registerFleetCommands } from './commands/fleets.ts';
 import { registerImportCommands } from './commands/import.ts';
 import { registerInitCommand } from './commands/init.ts';
@@ -82,6 +83,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerRecoveryCommands(program, io);
   registerImportCommands(program, io);
   registerBackupCommands(program, io);
+  registerDoctorCommand(program, io);
   registerVariableCommands(program, io);
   registerApiKeyCommands(program, io);
   registerSshKeyCommands(program, io);

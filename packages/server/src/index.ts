@@ -22,6 +22,13 @@ import {
 } from './infra/tls/index.ts';
 
 export { buildApp } from './app.ts';
+export {
+  type DoctorCheck,
+  type DoctorLevel,
+  type DoctorOptions,
+  type DoctorReport,
+  runDoctor,
+} from './doctor.ts';
 /** How devices' identities and keys are read and hashed, for clients that sign auth requests as devices do (bench/auth). */
 export { canonicalIdentity, identityHash, parsePublicKey } from './features/auth-sets/keys.ts';
 export { type Config, ConfigError, envNames, loadConfig } from './infra/config/index.ts';
