@@ -8,6 +8,7 @@
  */
 import { once } from 'node:events';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { initTls, issueServerCertificate, subjectAltNamesFor, tlsFilesOf } from '@fleetgate/server';
@@ -185,6 +186,44 @@ describe(`fleetgate doctor (${process.env.DATABASE_URL ? 'PostgreSQL' : 'SQLite'
       holder.close();
     }
   });
+
+  it('says when something other than fleetgate answers on the HTTP port', async () => {
+    const other = http.createServer((_request, response) => response.writeHead(404).end('not here'));
+    other.listen(ports.http, '127.0.0.1');
+    await once(other, 'listening');
+    try {
+      const { code, output } = await doctor();
+      expect(output).toMatch(
+        new RegExp(
+          `^problem\\s+HTTP port\\s+http://127.0.0.1:${ports.http} answers, but not as fleetgate: .*--port <port> or FLEETGATE_HTTP_PORT`,
+          'm',
+        ),
+      );
+      expect(output).toMatch(/^ok\s+SSH port/m);
+      expect(code).toBe(1);
+    } finally {
+      other.close();
+    }
+  });
+
+  it.runIf(process.getuid?.() === 0 && !process.env.DATABASE_URL)(
+    'does not open, as another account, a SQLite database whose server is stopped (it would leave files the server cannot write)',
+    async () => {
+      const file = path.join(dataDir, 'fleetgate.db');
+      // As after a clean stop: no -wal or -shm (the earlier runs of doctor, as the owner, left empty ones).
+      for (const suffix of ['-wal', '-shm']) fs.rmSync(`${file}${suffix}`, { force: true });
+      const owner = fs.statSync(file);
+      fs.chownSync(file, 4242, 4242);
+      try {
+        const { code, output } = await doctor();
+        expect(output).toMatch(/^skipped\s+database\s+.*belongs to uid 4242.*run it as that account/m);
+        expect(fs.existsSync(`${file}-wal`)).toBe(false);
+        expect(code).toBe(0);
+      } finally {
+        fs.chownSync(file, owner.uid, owner.gid);
+      }
+    },
+  );
 
   it('says to chmod 700 a data directory other accounts can read', async () => {
     fs.chmodSync(dataDir, 0o755);

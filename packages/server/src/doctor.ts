@@ -41,6 +41,8 @@ export interface DoctorOptions {
 
 /** Each check that waits on something else (the database, a port) gives up after this long, in milliseconds. */
 const CHECK_TIMEOUT_MS = 3000;
+/** Each HTTP request to a server that may be running (`/healthz`, then `/readyz`), in milliseconds. */
+const PROBE_TIMEOUT_MS = 1500;
 /** Less free space than this on the data directory's file system: a warning (backups and the database grow). */
 const LOW_DISK_BYTES = 1024 ** 3;
 /** …or less than this share of the file system. */
@@ -172,6 +174,20 @@ async function checkDatabase(config: Config, hasDataDir: boolean): Promise<Docto
           message: hasDataDir
             ? `no SQLite database at ${file}: run \`fleetgate serve\` once to create it, or pass the data directory the server runs with`
             : `no SQLite database (no data directory at ${config.dataDir})`,
+        },
+        clockNotChecked('SQLite'),
+      ];
+    }
+    // Even read-only, SQLite makes the -wal and -shm files when they are missing (no server runs), and leaves
+    // them: made by another account (root), they would stop the server from writing its own database.
+    const owner = fs.statSync(file).uid;
+    const walMissing = !fs.existsSync(`${file}-wal`) || !fs.existsSync(`${file}-shm`);
+    if (walMissing && process.getuid && process.getuid() !== owner) {
+      return [
+        {
+          check: 'database',
+          level: 'skipped',
+          message: `${file} belongs to uid ${owner}, not to the account doctor runs as: run it as that account (sudo -u <user> fleetgate doctor …) to check the schema`,
         },
         clockNotChecked('SQLite'),
       ];
@@ -317,12 +333,15 @@ async function checkPorts(config: Config): Promise<DoctorCheck[]> {
     const health = await getJson(`${base}/healthz`);
     if (health.answered) {
       if ((health.body as { status?: unknown } | undefined)?.status !== 'ok') {
+        // Something else holds the HTTP port; the other two may still be free.
+        const others = portSettings.filter(({ key }) => key !== 'httpPort');
         return [
           {
             check: 'HTTP port',
             level: 'problem',
-            message: `${base} answers, but not as fleetgate: stop what listens there, or move fleetgate with --port or ${envNames.httpPort}`,
+            message: `${base} answers, but not as fleetgate: stop what listens there, or choose another port with --port <port> or ${envNames.httpPort}`,
           },
+          ...(await Promise.all(others.map((setting) => portCheck(config, setting)))),
         ];
       }
       const ready = await getJson(`${base}/readyz`);
@@ -339,40 +358,44 @@ async function checkPorts(config: Config): Promise<DoctorCheck[]> {
     }
   }
   // No fleetgate answers: could `serve` bind each port?
-  return Promise.all(
-    portSettings.map(async ({ key, check, flag }): Promise<DoctorCheck> => {
-      const port = config[key];
-      if (port === 0) return { check, level: 'ok', message: '0: the server picks a free port at start' };
-      const moveIt = `choose another with ${flag} <port> or ${envNames[key]}`;
-      const code = await bindCode(config.listen, port);
-      switch (code) {
-        case undefined:
-          return {
-            check,
-            level: 'ok',
-            message: `${config.listen}:${port} is free (no fleetgate server is running)`,
-          };
-        case 'EADDRINUSE':
-          return {
-            check,
-            level: 'problem',
-            message: `${config.listen}:${port} is in use by another process: stop it, or ${moveIt}`,
-          };
-        case 'EACCES':
-          return {
-            check,
-            level: 'problem',
-            message: `${config.listen}:${port} needs privileges (ports under 1024): give fleetgate CAP_NET_BIND_SERVICE, or ${moveIt}`,
-          };
-        default:
-          return {
-            check,
-            level: 'problem',
-            message: `cannot listen on ${config.listen}:${port} (${code}): check ${envNames.listen}, or ${moveIt}`,
-          };
-      }
-    }),
-  );
+  return Promise.all(portSettings.map((setting) => portCheck(config, setting)));
+}
+
+/** Whether `serve` could bind one port now, and if not what moves it. */
+async function portCheck(
+  config: Config,
+  { key, check, flag }: (typeof portSettings)[number],
+): Promise<DoctorCheck> {
+  const port = config[key];
+  if (port === 0) return { check, level: 'ok', message: '0: the server picks a free port at start' };
+  const moveIt = `choose another with ${flag} <port> or ${envNames[key]}`;
+  const code = await bindCode(config.listen, port);
+  switch (code) {
+    case undefined:
+      return {
+        check,
+        level: 'ok',
+        message: `${config.listen}:${port} is free (no fleetgate server is running)`,
+      };
+    case 'EADDRINUSE':
+      return {
+        check,
+        level: 'problem',
+        message: `${config.listen}:${port} is in use by another process: stop it, or ${moveIt}`,
+      };
+    case 'EACCES':
+      return {
+        check,
+        level: 'problem',
+        message: `${config.listen}:${port} needs privileges (ports under 1024): give fleetgate CAP_NET_BIND_SERVICE, or ${moveIt}`,
+      };
+    default:
+      return {
+        check,
+        level: 'problem',
+        message: `cannot listen on ${config.listen}:${port} (${code}): check ${envNames.listen}, or ${moveIt}`,
+      };
+  }
 }
 
 /** Binds and releases `host:port`: undefined when it could listen, else the system error code. */
@@ -388,7 +411,7 @@ function bindCode(host: string, port: number): Promise<string | undefined> {
 function getJson(url: string): Promise<{ answered: boolean; status?: number; body?: unknown }> {
   return new Promise((resolve) => {
     const get = url.startsWith('https:') ? https.get : http.get;
-    const request = get(url, { timeout: CHECK_TIMEOUT_MS, rejectUnauthorized: false }, (response) => {
+    const request = get(url, { timeout: PROBE_TIMEOUT_MS, rejectUnauthorized: false }, (response) => {
       let text = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => {
