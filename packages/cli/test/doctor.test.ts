@@ -3,7 +3,7 @@
  * problem and says the server runs (then, once stopped, that its ports are free); it names `chmod 700` for a data
  * directory others can read, the setting that moves a port another program holds, `fleetgate init --renew` for a
  * certificate close to its end or past it, `upgrade fleetgate` for a schema from a newer version, pending
- * migrations, stale scheduled backups and a wrong setting; `--json` answers the same checks for scripts. SQLite,
+ * migrations, stale scheduled backups, a running server's failed one and a wrong setting; `--json` answers the same checks for scripts. SQLite,
  * or PostgreSQL with DATABASE_URL (the clock is then compared with the database server's).
  */
 import { once } from 'node:events';
@@ -326,6 +326,33 @@ describe(`fleetgate doctor (${process.env.DATABASE_URL ? 'PostgreSQL' : 'SQLite'
       expect(fresh.code).toBe(0);
     } finally {
       fs.rmSync(backups, { recursive: true, force: true });
+    }
+  });
+
+  it("fails on a running server's failed scheduled backup, with the reason it gives", async () => {
+    // A backup folder under a file: every scheduled backup fails, and the server says so in /readyz.
+    const blocker = path.join(processes.dir, 'not-a-folder');
+    fs.writeFileSync(blocker, '');
+    const env = { FLEETGATE_BACKUP_INTERVAL: '1h', FLEETGATE_BACKUP_DIR: path.join(blocker, 'backups') };
+    const running = processes.start(
+      cliBin,
+      ['serve', ...settings(), '--admin-email', 'owner@doctor.test', '--log-level', 'fatal'],
+      env,
+    );
+    try {
+      await eventually('the first scheduled backup to fail', async () => {
+        const ready = await (await fetch(`http://127.0.0.1:${ports.http}/readyz`)).json();
+        return ready.backups?.lastError ? ready : undefined;
+      });
+      const { code, output } = await doctor([], env);
+      expect(output).toMatch(/^ok\s+server\s+a fleetgate server is running/m);
+      expect(output).toMatch(
+        /^problem\s+backups\s+the server's last scheduled backup failed, at \d{4}-.*: \S/m,
+      );
+      expect(code).toBe(1);
+    } finally {
+      running.child.kill('SIGTERM');
+      await once(running.child, 'exit');
     }
   });
 

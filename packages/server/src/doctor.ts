@@ -320,6 +320,12 @@ const portSettings = [
   { key: 'proxyPort', check: 'proxy port', flag: '--proxy-port' },
 ] as const;
 
+/** The parts of a running server's `/readyz` answer that doctor reads. */
+interface ReadyAnswer {
+  status?: string;
+  backups?: { lastSuccessAt?: string | null; lastFailureAt?: string | null; lastError?: string | null };
+}
+
 async function checkPorts(config: Config): Promise<DoctorCheck[]> {
   const host = config.listen === '0.0.0.0' ? '127.0.0.1' : config.listen === '::' ? '::1' : config.listen;
   let scheme: 'http' | 'https' = 'http';
@@ -345,16 +351,31 @@ async function checkPorts(config: Config): Promise<DoctorCheck[]> {
         ];
       }
       const ready = await getJson(`${base}/readyz`);
-      const isReady = (ready.body as { status?: unknown } | undefined)?.status === 'ready';
-      return [
-        {
-          check: 'server',
-          level: isReady ? 'ok' : 'problem',
-          message: isReady
-            ? `a fleetgate server is running at ${base} and is ready (its ports are in use by it)`
-            : `a fleetgate server runs at ${base} but is not ready (${ready.status ?? 'no answer'}): its database does not answer; see its log`,
-        },
-      ];
+      const readiness = ready.body as ReadyAnswer | undefined;
+      const isReady = readiness?.status === 'ready';
+      const server: DoctorCheck = {
+        check: 'server',
+        level: isReady ? 'ok' : 'problem',
+        message: isReady
+          ? `a fleetgate server is running at ${base} and is ready (its ports are in use by it)`
+          : `a fleetgate server runs at ${base} but is not ready (${ready.status ?? 'no answer'}): its database does not answer; see its log`,
+      };
+      // The server knows what the backup folder cannot show: its last scheduled backup failed.
+      const backups = readiness?.backups;
+      if (
+        backups?.lastFailureAt &&
+        (!backups.lastSuccessAt || backups.lastFailureAt > backups.lastSuccessAt)
+      ) {
+        return [
+          server,
+          {
+            check: 'backups',
+            level: 'problem',
+            message: `the server's last scheduled backup failed, at ${backups.lastFailureAt}: ${backups.lastError ?? 'see its log'}`,
+          },
+        ];
+      }
+      return [server];
     }
   }
   // No fleetgate answers: could `serve` bind each port?
