@@ -3,8 +3,9 @@
  * problem and says the server runs (then, once stopped, that its ports are free); it names `chmod 700` for a data
  * directory others can read, the setting that moves a port another program holds, `fleetgate init --renew` for a
  * certificate close to its end or past it, `upgrade fleetgate` for a schema from a newer version, pending
- * migrations, stale scheduled backups, a running server's failed one and a wrong setting; `--json` answers the same checks for scripts. SQLite,
- * or PostgreSQL with DATABASE_URL (the clock is then compared with the database server's).
+ * migrations, stale scheduled backups, a running server's failed one and a wrong setting; `--json` answers the
+ * same checks for scripts. SQLite, or PostgreSQL with DATABASE_URL (the clock is then compared with the database
+ * server's).
  */
 import { once } from 'node:events';
 import fs from 'node:fs';
