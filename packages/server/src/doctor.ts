@@ -132,12 +132,26 @@ function checkDataDir(dir: string): DoctorCheck[] {
   }
   // The database and the private keys: files directly in the data directory, and those in its key folders
   // other than certificates and public keys.
+  try {
+    fs.readdirSync(dir);
+  } catch (error) {
+    // Another account than fleetgate's (a 0700 directory): nothing inside can be checked from here.
+    return [
+      ...found,
+      {
+        check,
+        level: 'problem',
+        message: `cannot read ${dir} (${(error as NodeJS.ErrnoException).code}): run fleetgate doctor as the account fleetgate runs as (sudo -u <user> …)`,
+      },
+    ];
+  }
   const open: string[] = [];
   const visit = (folder: string, privateOnly: boolean) => {
     let entries: fs.Dirent[];
     try {
       entries = fs.readdirSync(folder, { withFileTypes: true });
     } catch {
+      // A key folder not made yet (tls/ before `fleetgate init`).
       return;
     }
     for (const entry of entries) {
@@ -166,21 +180,27 @@ function checkDataDir(dir: string): DoctorCheck[] {
 async function checkDatabase(config: Config, hasDataDir: boolean): Promise<DoctorCheck[]> {
   if (!config.databaseUrl) {
     const file = path.join(config.dataDir, 'fleetgate.db');
-    if (!fs.existsSync(file)) {
+    let owner: number;
+    try {
+      owner = fs.statSync(file).uid;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
       return [
         {
           check: 'database',
-          level: 'problem',
-          message: hasDataDir
-            ? `no SQLite database at ${file}: run \`fleetgate serve\` once to create it, or pass the data directory the server runs with`
-            : `no SQLite database (no data directory at ${config.dataDir})`,
+          level: code === 'EACCES' ? 'skipped' : 'problem',
+          message:
+            code === 'EACCES'
+              ? `cannot reach ${file} as this account: the data directory's check says what to do`
+              : hasDataDir
+                ? `no SQLite database at ${file}: run \`fleetgate serve\` once to create it, or pass the data directory the server runs with`
+                : `no SQLite database (no data directory at ${config.dataDir})`,
         },
         clockNotChecked('SQLite'),
       ];
     }
     // Even read-only, SQLite makes the -wal and -shm files when they are missing (no server runs), and leaves
     // them: made by another account (root), they would stop the server from writing its own database.
-    const owner = fs.statSync(file).uid;
     const walMissing = !fs.existsSync(`${file}-wal`) || !fs.existsSync(`${file}-shm`);
     if (walMissing && process.getuid && process.getuid() !== owner) {
       return [
