@@ -78,7 +78,10 @@ export function registerSessionCommands(program: Command, io: CliIo): Command {
       .option('--live', 'only live sessions')
       .option('--org <orgId>', 'only this organization', parseId)
       .option('--device <uuid>', 'only sessions to this device')
-      .option('--surface <surface>', 'only sessions that came this way: tunnel, connect, ssh')
+      .option(
+        '--surface <surface>',
+        'only sessions that came this way: tunnel, connect, ssh, openssh, terminal, web, vnc, files, diagnostics',
+      )
       .option('--user <email>', 'only sessions of this person'),
   ).action(async (options: ListOptions, command: Command) => {
     const ctx = new CommandContext(io, command);

@@ -3619,6 +3619,7 @@ export interface paths {
                     device?: string;
                     /** @description true: only live sessions; false: only ended ones */
                     live?: "true" | "false";
+                    /** @description only one surface: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
                     surface?: string;
                     /** @description e-mail of who opened the sessions */
                     user?: string;
@@ -3650,7 +3651,7 @@ export interface paths {
                                     id: number | null;
                                     label: string;
                                 };
-                                /** @description tunnel, connect (the HTTP CONNECT proxy), ssh… */
+                                /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
                                 surface: string;
                                 /** @description the device port; null when the target is not a port */
                                 port: number | null;
@@ -3727,7 +3728,7 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             };
-                            /** @description tunnel, connect (the HTTP CONNECT proxy), ssh… */
+                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
                             surface: string;
                             /** @description the device port; null when the target is not a port */
                             port: number | null;
@@ -3801,7 +3802,7 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             };
-                            /** @description tunnel, connect (the HTTP CONNECT proxy), ssh… */
+                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
                             surface: string;
                             /** @description the device port; null when the target is not a port */
                             port: number | null;

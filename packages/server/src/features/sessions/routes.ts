@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { getSession, listSessions, terminateSession } from './service.ts';
+import { getSession, listSessions, sessionSurfaces, terminateSession } from './service.ts';
 
 /** A session id, as the stream router hands it out: random hex. */
 export const sessionIdParam = z
@@ -16,7 +16,7 @@ const sessionSchema = z.object({
   fleetId: z.number(),
   device: z.object({ id: z.number(), uuid: z.string(), name: z.string() }),
   user: z.object({ id: z.number().nullable(), label: z.string() }).describe('who opened the session'),
-  surface: z.string().describe('tunnel, connect (the HTTP CONNECT proxy), ssh…'),
+  surface: z.string().describe(`how the person came: ${sessionSurfaces.join(', ')}`),
   port: z.number().nullable().describe('the device port; null when the target is not a port'),
   target: z.string(),
   clientAddress: z.string().nullable(),
@@ -49,7 +49,11 @@ export function registerSessionRoutes(app: TypedApp, deps: ServiceDeps): void {
             .optional()
             .describe('device uuid'),
           live: booleanQuery.optional().describe('true: only live sessions; false: only ended ones'),
-          surface: z.string().max(16).optional(),
+          surface: z
+            .string()
+            .max(16)
+            .optional()
+            .describe(`only one surface: ${sessionSurfaces.join(', ')}`),
           user: z.string().max(254).optional().describe('e-mail of who opened the sessions'),
         }),
         response: { 200: pageOf(sessionSchema) },
