@@ -43,7 +43,7 @@ afterAll(async () => {
   await processes?.cleanUp();
 });
 
-/** `fleetgate serve` on `dataDir` (and this file's PostgreSQL schema), answering once /healthz does. */
+/** `fleetgate serve` on `dataDir` (and this file's PostgreSQL schema), answering once /readyz says ready. */
 async function serve(dataDir: string, env: NodeJS.ProcessEnv = {}, logLevel = 'warn') {
   const port = await freePort();
   const running = processes.start(
@@ -73,7 +73,7 @@ async function serve(dataDir: string, env: NodeJS.ProcessEnv = {}, logLevel = 'w
   const base = `http://127.0.0.1:${port}`;
   await eventually(
     `the server on ${dataDir} to answer (${running.output()})`,
-    async () => (await fetch(`${base}/healthz`)).ok || undefined,
+    async () => (await fetch(`${base}/readyz`)).ok || undefined,
   );
   const { token } = await callApi(base, undefined, 'POST', '/api/v1/auth/login', ADMIN);
   return {

@@ -48,7 +48,7 @@ beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   processes.serve(port, ADMIN, { FLEETGATE_PRESENCE_FLUSH_MS: '200' });
-  await eventually('the server to answer', async () => (await fetch(`${base}/healthz`)).ok || undefined);
+  await eventually('the server to answer', async () => (await fetch(`${base}/readyz`)).ok || undefined);
   ({ token: session } = await api('POST', '/api/v1/auth/login', ADMIN));
   const org = (await api('GET', '/api/v1/orgs')).items[0];
   const fleet = await api('POST', '/api/v1/fleets', {

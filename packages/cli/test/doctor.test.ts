@@ -93,8 +93,8 @@ beforeAll(async () => {
     'warn',
   ]);
   await eventually(
-    'the server to answer /healthz',
-    async () => (await fetch(`http://127.0.0.1:${ports.http}/healthz`)).ok,
+    'the server to be ready (/readyz)',
+    async () => (await fetch(`http://127.0.0.1:${ports.http}/readyz`)).ok,
   );
 });
 

@@ -35,7 +35,7 @@ afterAll(async () => {
 describe('a server killed with SIGKILL', () => {
   it('shows, once restarted, the device whose agent never reconnected offline at once, its connection lost', async () => {
     const first = processes.serve(port, ADMIN, SERVER_ENV);
-    await eventually('the server to answer', async () => (await fetch(`${base}/healthz`)).ok || undefined);
+    await eventually('the server to answer', async () => (await fetch(`${base}/readyz`)).ok || undefined);
     ({ token: session } = await api('POST', '/api/v1/auth/login', ADMIN));
     const org = (await api('GET', '/api/v1/orgs')).items[0];
     const fleet = await api('POST', '/api/v1/fleets', {
@@ -77,7 +77,7 @@ describe('a server killed with SIGKILL', () => {
     const restarted = processes.serve(port, ADMIN, SERVER_ENV);
     await eventually(
       'the restarted server to answer',
-      async () => (await fetch(`${base}/healthz`)).ok || undefined,
+      async () => (await fetch(`${base}/readyz`)).ok || undefined,
     );
     // Its first answers, not eventually: it marked the device offline before it listened.
     const shown = await api('GET', `/api/v1/devices/${uuid}`);

@@ -58,7 +58,7 @@ afterAll(async () => {
 describe('server, agent and CLI as separate processes', () => {
   it('curl reaches the device through fleetgate tunnel, across a server restart, until the device is decommissioned', async () => {
     let server = startServer();
-    await eventually('the server to answer', async () => (await fetch(`${base}/healthz`)).ok || undefined);
+    await eventually('the server to answer', async () => (await fetch(`${base}/readyz`)).ok || undefined);
     ({ token: session } = await api('POST', '/api/v1/auth/login', {
       email: ADMIN.email,
       password: ADMIN.password,

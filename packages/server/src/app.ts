@@ -65,17 +65,31 @@ export interface AppOptions {
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
   /** The served certificate and its CA, for their expiry in `/metrics` and `/readyz`; with `tls`. */
   certificates?: ServedCertificates | undefined;
+  /**
+   * `/readyz` answers 503 `starting` until `markStarted()`: `startServer` listens first and creates the first owner
+   * last, so a script that waits for readiness and then signs in must not find the server ready before its owner.
+   */
+  starting?: boolean;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** What this app's services run with (for work done outside a request: first-run setup, tests). */
     deps: ServiceDeps;
+    /** The start is complete (first owner made): `/readyz` may say ready. */
+    markStarted(): void;
   }
 }
 
 /** Builds the HTTP application: infrastructure first, then every feature in a fixed, readable order. */
-export async function buildApp({ config, database, log, tls, certificates }: AppOptions): Promise<TypedApp> {
+export async function buildApp({
+  config,
+  database,
+  log,
+  tls,
+  certificates,
+  starting = false,
+}: AppOptions): Promise<TypedApp> {
   const deviceTokens = await openDeviceTokens({ dataDir: config.dataDir, ttlSeconds: config.deviceTokenTtl });
   // Before anything reads or writes variables: a key missing for sealed values stops the start here.
   const secrets = await openSecretVariableKeys(database.db, config);
@@ -139,15 +153,21 @@ export async function buildApp({ config, database, log, tls, certificates }: App
 
   // Ready or not is the database's answer; the certificates' days left are details for whoever watches (an
   // expiring certificate still serves, and a restart would not help).
+  let started = !starting;
+  app.decorate('markStarted', () => {
+    started = true;
+  });
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
-    (await databaseReady(database.db))
-      ? // A failed scheduled backup shows here (and in /metrics) without taking the server out of service.
-        {
-          status: 'ready',
-          ...(certificates ? { tls: certificateDetails(certificates) } : {}),
-          ...(backups ? { backups: backups.status() } : {}),
-        }
-      : sendError(reply, 'unavailable', 'the database does not answer'),
+    !started
+      ? sendError(reply, 'unavailable', 'the server is starting')
+      : (await databaseReady(database.db))
+        ? // A failed scheduled backup shows here (and in /metrics) without taking the server out of service.
+          {
+            status: 'ready',
+            ...(certificates ? { tls: certificateDetails(certificates) } : {}),
+            ...(backups ? { backups: backups.status() } : {}),
+          }
+        : sendError(reply, 'unavailable', 'the database does not answer'),
   );
 
   registerAuthRoutes(app, deps, auth);

@@ -209,6 +209,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       log,
       tls: tlsPair && { cert: tlsPair.cert, key: tlsPair.key },
       certificates,
+      starting: true,
     });
     // Every listener first: a start that fails on a port (in use, not allowed) must fail before the first owner
     // and its one-time password exist, or that password is lost with the failed start and nobody can sign in.
@@ -246,6 +247,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
     // Last before the banner: nothing that could still fail stands between the owner's creation and its password.
     const firstRun = await ensureFirstOwner(app.deps);
+    app.markStarted();
     print(banner({ url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair, expiring }));
 
     let closing: Promise<void> | undefined;
