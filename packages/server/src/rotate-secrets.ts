@@ -1,7 +1,10 @@
+import os from 'node:os';
 import path from 'node:path';
 import { openSecretVariableKeys, resealSecretVariables } from './features/variables/index.ts';
 import { type ConfigInput, loadConfig } from './infra/config/index.ts';
 import { openDatabase } from './infra/db/index.ts';
+import { EventBus } from './infra/events/index.ts';
+import { createLogger } from './infra/logging/index.ts';
 import { addSecretKey, loadSecretKeyRing, secretsKeyFile } from './infra/secrets/index.ts';
 
 export interface RotatedSecrets {
@@ -25,7 +28,8 @@ export interface RotatedSecrets {
  * instance), not in the database, and the server holds no API that hands out or changes them.
  */
 export async function rotateSecretKeys(
-  options: { env?: NodeJS.ProcessEnv; flags?: ConfigInput } = {},
+  /** `osUser`: who runs it on the machine, for the audit event (default: this process's user). */
+  options: { env?: NodeJS.ProcessEnv; flags?: ConfigInput; osUser?: string } = {},
 ): Promise<RotatedSecrets> {
   const config = loadConfig(options.env ?? process.env, options.flags ?? {});
   const database = await openDatabase({
@@ -39,7 +43,10 @@ export async function rotateSecretKeys(
     const ring = config.secretsKey
       ? loadSecretKeyRing({ dataDir: config.dataDir, envKeys: config.secretsKey })!
       : addSecretKey(config.dataDir);
-    const resealed = await resealSecretVariables(database.db, ring);
+    const log = createLogger('silent');
+    const events = new EventBus((err, name) => log.error({ err, event: name }, 'an event listener failed'));
+    const osUser = options.osUser ?? os.userInfo().username;
+    const resealed = await resealSecretVariables({ db: database.db, events, log }, osUser, ring);
     return {
       keyId: ring.currentKeyId,
       resealed,

@@ -360,6 +360,18 @@ describe('secret variables at rest', () => {
     server = await install.start();
     try {
       expect(server.app.deps.secrets.currentKeyId).toBe(rotated.keyId);
+      // Audited in the same transaction, by the machine's operator.
+      const audited = await server.app.deps.db
+        .selectFrom('audit_events')
+        .select(['resource_id', 'details'])
+        .where('action', '=', 'secrets.rotate')
+        .execute();
+      expect(audited).toHaveLength(1);
+      expect(audited[0]!.resource_id).toBe(rotated.keyId);
+      expect(JSON.parse(String(audited[0]!.details))).toMatchObject({
+        resealed: 2,
+        osUser: os.userInfo().username,
+      });
       expect(await server.delivered(device.id)).toMatchObject({
         FLEET_TOKEN: `fleet ${SECRET}`,
         DEVICE_TOKEN: `device ${SECRET}`,

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { Actor } from '../../infra/access/index.ts';
 import type { Config } from '../../infra/config/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import {
@@ -10,6 +11,7 @@ import {
   type SecretKeyRing,
   secretsKeyFile,
 } from '../../infra/secrets/index.ts';
+import { type WriteDeps, write } from '../../infra/service/index.ts';
 
 /**
  * Secret variables are sealed at rest (infra/secrets): `value` holds `v1:<key id>:…` and `key_id` the key's
@@ -158,12 +160,17 @@ async function sealPlainRows(db: Db, secrets: SecretKeyRing): Promise<number> {
 }
 
 /**
- * Re-seals every sealed value with the ring's current key (rotation), in one transaction: all or none. Every
- * value must open with the ring (the caller checked the key ids with `openSecretVariableKeys`). Answers how
- * many values were re-sealed.
+ * Re-seals every sealed value with the ring's current key (rotation), in one transaction with its audit event
+ * (`secrets.rotate`, by the machine's operator `osUser`): all or none. Every value must open with the ring (the
+ * caller checked the key ids with `openSecretVariableKeys`). Answers how many values were re-sealed.
  */
-export async function resealSecretVariables(db: Db, secrets: SecretKeyRing): Promise<number> {
-  return db.transaction().execute(async (trx) => {
+export async function resealSecretVariables(
+  deps: WriteDeps,
+  osUser: string,
+  secrets: SecretKeyRing,
+): Promise<number> {
+  const actor: Actor = { principal: { type: 'system', osUser }, sourceIp: null };
+  return write(deps, actor, { action: 'secrets.rotate', resourceType: 'secret_key' }, async (trx) => {
     let count = 0;
     const fleetRows = await trx
       .selectFrom('fleet_variables')
@@ -197,6 +204,11 @@ export async function resealSecretVariables(db: Db, secrets: SecretKeyRing): Pro
         .execute();
       count++;
     }
-    return count;
+    return {
+      value: count,
+      orgId: null,
+      resourceId: secrets.currentKeyId,
+      details: { keyId: secrets.currentKeyId, resealed: count, osUser },
+    };
   });
 }
