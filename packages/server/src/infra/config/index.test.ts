@@ -45,6 +45,12 @@ describe('loadConfig', () => {
       sshAuthTimeoutMs: 30_000,
       backupKeep: 7,
       backupDir: path.resolve('./data/backups'),
+      vpn: false,
+      vpnPort: 1194,
+      vpnBaseSubnet: '10.240.0.0/12',
+      vpnInstanceSubnetBitmask: 20,
+      vpnBasePort: 10_000,
+      vpnOpenvpn: 'openvpn',
     });
     expect(config.backupInterval).toBeUndefined();
     expect(config.adminPassword).toBeUndefined();
@@ -86,6 +92,15 @@ describe('loadConfig', () => {
       FLEETGATE_BACKUP_INTERVAL: '24h',
       FLEETGATE_BACKUP_KEEP: '3',
       FLEETGATE_BACKUP_DIR: '/srv/fleetgate-backups',
+      FLEETGATE_VPN: 'on',
+      FLEETGATE_VPN_PORT: '443',
+      FLEETGATE_VPN_HOST: 'vpn.example.test',
+      FLEETGATE_VPN_INSTANCES: '4',
+      FLEETGATE_VPN_BASE_SUBNET: '10.96.0.0/16',
+      FLEETGATE_VPN_INSTANCE_SUBNET_BITMASK: '24',
+      FLEETGATE_VPN_GATEWAY: '10.95.0.1',
+      FLEETGATE_VPN_BASE_PORT: '20000',
+      FLEETGATE_VPN_OPENVPN: '/usr/local/sbin/openvpn',
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -118,6 +133,15 @@ describe('loadConfig', () => {
       backupInterval: 24 * 3600 * 1000,
       backupKeep: 3,
       backupDir: '/srv/fleetgate-backups',
+      vpn: true,
+      vpnPort: 443,
+      vpnHost: 'vpn.example.test',
+      vpnInstances: 4,
+      vpnBaseSubnet: '10.96.0.0/16',
+      vpnInstanceSubnetBitmask: 24,
+      vpnGateway: '10.95.0.1',
+      vpnBasePort: 20_000,
+      vpnOpenvpn: '/usr/local/sbin/openvpn',
     });
   });
 
@@ -226,6 +250,21 @@ describe('loadConfig', () => {
     }
   });
 
+  it('refuses a VPN subnet, gateway or switch it cannot use, naming each variable', () => {
+    const error = configError(() =>
+      loadConfig({
+        FLEETGATE_VPN: 'yes',
+        FLEETGATE_VPN_BASE_SUBNET: '10.240.0.0',
+        FLEETGATE_VPN_GATEWAY: '10.240.0.300',
+      }),
+    );
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^FLEETGATE_VPN: /),
+      expect.stringMatching(/^FLEETGATE_VPN_BASE_SUBNET: must be an IPv4 subnet in CIDR notation/),
+      expect.stringMatching(/^FLEETGATE_VPN_GATEWAY: /),
+    ]);
+  });
+
   it('has an environment variable for every setting', () => {
     const config = loadConfig({
       FLEETGATE_ADMIN_PASSWORD: 'long enough',
@@ -236,6 +275,9 @@ describe('loadConfig', () => {
       FLEETGATE_MAX_CONNECTIONS: '4096',
       FLEETGATE_SECRETS_KEY: KEY_A,
       FLEETGATE_BACKUP_INTERVAL: '1h',
+      FLEETGATE_VPN_HOST: 'vpn.example.test',
+      FLEETGATE_VPN_INSTANCES: '2',
+      FLEETGATE_VPN_GATEWAY: '10.95.0.1',
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });

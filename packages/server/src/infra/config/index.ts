@@ -133,6 +133,39 @@ const configSchema = z.object({
       'must be base64 keys of 32 bytes, comma separated (openssl rand -base64 32)',
     )
     .optional(),
+  /**
+   * The OpenVPN backend for balenaOS devices (DESIGN section 8): `on` starts `vpnInstances` OpenVPN server
+   * processes that devices reach at `vpnPort`. Default `off`. (`FLEETGATE_VPN`)
+   */
+  vpn: z
+    .enum(['on', 'off'])
+    .default('off')
+    .transform((v) => v === 'on'),
+  /** Public TCP port devices' OpenVPN clients connect to (balena's is 443). Default 1194. (`FLEETGATE_VPN_PORT`) */
+  vpnPort: z.coerce.number().int().min(0).max(65535).default(1194),
+  /**
+   * Host name written in the devices' OpenVPN configuration (`remote`); unset = the host name the device used to
+   * fetch it (`GET /os/v1/config`). (`FLEETGATE_VPN_HOST`)
+   */
+  vpnHost: z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'must be a host name or an IPv4 address')
+    .optional(),
+  /** OpenVPN server processes; unset = one per CPU, as open-balena-vpn runs. (`FLEETGATE_VPN_INSTANCES`) */
+  vpnInstances: z.coerce.number().int().min(1).max(4096).optional(),
+  /** The subnet all instances share, split between them (seed 003's `VPN_BASE_SUBNET`). Default `10.240.0.0/12`. (`FLEETGATE_VPN_BASE_SUBNET`) */
+  vpnBaseSubnet: z
+    .string()
+    .regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'must be an IPv4 subnet in CIDR notation: 10.240.0.0/12')
+    .default('10.240.0.0/12'),
+  /** Prefix length of each instance's slice of the base subnet (`VPN_INSTANCE_SUBNET_BITMASK`). Default 20. (`FLEETGATE_VPN_INSTANCE_SUBNET_BITMASK`) */
+  vpnInstanceSubnetBitmask: z.coerce.number().int().min(1).max(30).default(20),
+  /** Server end of every instance's point-to-point link (`BALENA_VPN_GATEWAY`); unset = each slice's first usable address. (`FLEETGATE_VPN_GATEWAY`) */
+  vpnGateway: z.ipv4().optional(),
+  /** Instance n (from 1) listens on 127.0.0.1 port base + n (`VPN_BASE_PORT`). Default 10000. (`FLEETGATE_VPN_BASE_PORT`) */
+  vpnBasePort: z.coerce.number().int().min(1).max(65000).default(10_000),
+  /** The OpenVPN 2.6 program. Default `openvpn` (Debian's package). (`FLEETGATE_VPN_OPENVPN`) */
+  vpnOpenvpn: z.string().min(1).default('openvpn'),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -172,6 +205,15 @@ export const envNames: Record<keyof Config, string> = {
   backupInterval: 'FLEETGATE_BACKUP_INTERVAL',
   backupKeep: 'FLEETGATE_BACKUP_KEEP',
   backupDir: 'FLEETGATE_BACKUP_DIR',
+  vpn: 'FLEETGATE_VPN',
+  vpnPort: 'FLEETGATE_VPN_PORT',
+  vpnHost: 'FLEETGATE_VPN_HOST',
+  vpnInstances: 'FLEETGATE_VPN_INSTANCES',
+  vpnBaseSubnet: 'FLEETGATE_VPN_BASE_SUBNET',
+  vpnInstanceSubnetBitmask: 'FLEETGATE_VPN_INSTANCE_SUBNET_BITMASK',
+  vpnGateway: 'FLEETGATE_VPN_GATEWAY',
+  vpnBasePort: 'FLEETGATE_VPN_BASE_PORT',
+  vpnOpenvpn: 'FLEETGATE_VPN_OPENVPN',
 };
 
 export class ConfigError extends Error {
