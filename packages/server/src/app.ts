@@ -24,6 +24,7 @@ import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
 import { registerOpenSsh } from './features/openssh/index.ts';
+import { createVpnBackend, registerOpenVpn } from './features/openvpn/index.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
 import { registerPresenceRoutes } from './features/presence/routes.ts';
 import { registerProvisioningKeyRoutes } from './features/provisioning-keys/routes.ts';
@@ -112,7 +113,12 @@ export async function buildApp({
   };
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);
-  const streams = createStreamRouter(deps, [tunnelLinks(tunnels)]);
+  // Devices' OpenVPN connections (FLEETGATE_VPN=on): another kind of link, after the agent's tunnel.
+  const vpn = config.vpn ? createVpnBackend(deps, tunnels) : undefined;
+  const streams = createStreamRouter(
+    deps,
+    vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)],
+  );
   // Backups the server makes by itself (FLEETGATE_BACKUP_INTERVAL): off unless set.
   const backups =
     config.backupInterval === undefined
@@ -139,6 +145,7 @@ export async function buildApp({
       tunnels.registerMetrics(registry);
       streams.metrics.register(registry);
       backups?.registerMetrics(registry);
+      vpn?.registerMetrics(registry);
     },
     ...(tls ? { https: tls } : {}),
   });
@@ -166,6 +173,7 @@ export async function buildApp({
             status: 'ready',
             ...(certificates ? { tls: certificateDetails(certificates) } : {}),
             ...(backups ? { backups: backups.status() } : {}),
+            ...(vpn ? { vpn: { port: vpn.port, instances: vpn.status() } } : {}),
           }
         : sendError(reply, 'unavailable', 'the database does not answer'),
   );
@@ -195,6 +203,8 @@ export async function buildApp({
   registerLiveEvents(app, deps);
   // Devices' tunnels (an upgrade endpoint).
   registerTunnel(app, tunnels);
+  // The OpenVPN backend's processes and public port (FLEETGATE_VPN=on): started after the tunnel hub.
+  registerOpenVpn(app, vpn);
   // The HTTP CONNECT proxy and the SSH gateway, each on its own listener
   // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
   registerConnectProxy(app, deps, streams, auth);

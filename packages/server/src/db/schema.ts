@@ -145,6 +145,11 @@ export interface DeviceTable {
   connected_at: number | null;
   disconnected_at: number | null;
   last_seen_at: number | null;
+  /** Presence through OpenVPN (features/openvpn): online through it while vpn_connected_at is later. */
+  vpn_connected_at: number | null;
+  vpn_disconnected_at: number | null;
+  /** The device's address on the VPN while it is connected through it. */
+  vpn_address: string | null;
   /** The agent's last state report: JSON object. */
   state: string | null;
   state_reported_at: number | null;
@@ -270,6 +275,8 @@ export interface RecoveryCandidateTable {
 export interface DeviceConnectionTable {
   id: Generated<number>;
   device_id: number;
+  /** Which link: `tunnel` (the agent's WebSocket) or `vpn` (OpenVPN). */
+  link: Generated<string>;
   remote_address: string | null;
   agent_version: string | null;
   connected_at: number;

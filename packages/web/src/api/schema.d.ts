@@ -1540,6 +1540,10 @@ export interface paths {
                                 attributes: {
                                     [key: string]: unknown;
                                 } | null;
+                                /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
+                                onlineVia: ("tunnel" | "vpn")[];
+                                /** @description its VPN address while connected through OpenVPN */
+                                vpnAddress: string | null;
                                 /** @description last tunnel connect (presence is written about once a second) */
                                 connectedAt: string | null;
                                 disconnectedAt: string | null;
@@ -1614,6 +1618,10 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
+                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description its VPN address while connected through OpenVPN */
+                            vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
                             connectedAt: string | null;
                             disconnectedAt: string | null;
@@ -1684,6 +1692,10 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
+                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description its VPN address while connected through OpenVPN */
+                            vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
                             connectedAt: string | null;
                             disconnectedAt: string | null;
@@ -1777,6 +1789,10 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
+                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description its VPN address while connected through OpenVPN */
+                            vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
                             connectedAt: string | null;
                             disconnectedAt: string | null;
@@ -2592,6 +2608,10 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
+                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description its VPN address while connected through OpenVPN */
+                            vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
                             connectedAt: string | null;
                             disconnectedAt: string | null;
@@ -3334,7 +3354,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A device's tunnel connections, newest first (written about once a second) */
+        /** A device's connections (tunnel and OpenVPN), newest first (written about once a second) */
         get: {
             parameters: {
                 query?: {
@@ -3360,6 +3380,11 @@ export interface paths {
                         "application/json": {
                             items: {
                                 id: number;
+                                /**
+                                 * @description the agent's tunnel or OpenVPN
+                                 * @enum {string}
+                                 */
+                                link: "tunnel" | "vpn";
                                 connectedAt: string;
                                 disconnectedAt: string | null;
                                 /** @description null while the connection is open */

@@ -11,6 +11,7 @@ import * as deviceListIndexes from './0009_device_list_indexes.ts';
 import * as diagnostics from './0010_diagnostics.ts';
 import * as deviceWeb from './0011_device_web.ts';
 import * as sealedSecrets from './0012_sealed_secrets.ts';
+import * as vpnPresence from './0013_vpn_presence.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -40,6 +41,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0010_diagnostics': diagnostics,
   '0011_device_web': deviceWeb,
   '0012_sealed_secrets': sealedSecrets,
+  '0013_vpn_presence': vpnPresence,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

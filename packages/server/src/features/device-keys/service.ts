@@ -179,6 +179,8 @@ function selfQueryOf(db: Db) {
       'decommissioned_at',
       'connected_at',
       'disconnected_at',
+      'vpn_connected_at',
+      'vpn_disconnected_at',
     ])
     .where('id', '=', 0)
     .compile();

@@ -31,6 +31,10 @@ export const deviceSchema = z.object({
   tags: z.record(z.string(), z.string()),
   /** Inventory attributes the device reported (Mender `PUT /api/devices/v1/inventory/device/attributes`). */
   attributes: z.record(z.string(), z.unknown()).nullable(),
+  onlineVia: z
+    .array(z.enum(['tunnel', 'vpn']))
+    .describe("the links the device is online through: its agent's tunnel, OpenVPN, or both"),
+  vpnAddress: z.string().nullable().describe('its VPN address while connected through OpenVPN'),
   connectedAt: z
     .string()
     .nullable()

@@ -11,7 +11,13 @@ import { fleetForAction } from '../fleets/service.ts';
 import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/service.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision } from '../variables/changes.ts';
-import { type DeviceStatus, deviceStatus, pendingAuthExpression, statusCondition } from './status.ts';
+import {
+  type DeviceStatus,
+  deviceStatus,
+  onlineLinks,
+  pendingAuthExpression,
+  statusCondition,
+} from './status.ts';
 import type { DeviceTotals } from './totals.ts';
 
 export interface DeviceView {
@@ -27,6 +33,10 @@ export interface DeviceView {
   tags: Record<string, string>;
   /** Inventory attributes reported by the device (name → value), or null before its first report. */
   attributes: Record<string, unknown> | null;
+  /** The links the device is online through now: its agent's `tunnel`, `vpn` (OpenVPN), or both. */
+  onlineVia: ('tunnel' | 'vpn')[];
+  /** Its address on the VPN while it is connected through OpenVPN. */
+  vpnAddress: string | null;
   /** Presence: the last tunnel connect and disconnect, and the last sign of life (written in batches). */
   connectedAt: string | null;
   disconnectedAt: string | null;
@@ -79,6 +89,8 @@ async function deviceViews(
     deviceType: r.device_type,
     notes: r.notes,
     status: deviceStatus(r),
+    onlineVia: onlineLinks(r),
+    vpnAddress: onlineLinks(r).includes('vpn') ? r.vpn_address : null,
     tags: tags.get(r.id) ?? {},
     attributes: json.decode<Record<string, unknown>>(r.attributes),
     connectedAt: iso(r.connected_at),
@@ -641,6 +653,7 @@ export interface DevicePresence {
   orgId: number;
   fleetId: number;
   status: DeviceStatus;
+  onlineVia: ('tunnel' | 'vpn')[];
   connectedAt: string | null;
   disconnectedAt: string | null;
   lastSeenAt: string | null;
@@ -662,6 +675,8 @@ export async function devicePresence(db: Db, ids: readonly number[]): Promise<De
         'fleet_id',
         'connected_at',
         'disconnected_at',
+        'vpn_connected_at',
+        'vpn_disconnected_at',
         'last_seen_at',
         'decommissioned_at',
       ])
@@ -675,6 +690,7 @@ export async function devicePresence(db: Db, ids: readonly number[]): Promise<De
         orgId: r.org_id,
         fleetId: r.fleet_id,
         status: deviceStatus(r),
+        onlineVia: onlineLinks(r),
         connectedAt: iso(r.connected_at),
         disconnectedAt: iso(r.disconnected_at),
         lastSeenAt: iso(r.last_seen_at),

@@ -4,8 +4,9 @@ import { type RawBuilder, type SqlBool, sql } from 'kysely';
  * A device's status, computed here and only here and shown everywhere. In order of precedence:
  *
  * - `decommissioned`: an admin decommissioned it;
- * - `online`: it holds a tunnel (its last connect is later than its last disconnect; presence is written in
- *   batches, so a connect shows here about a second later);
+ * - `online`: it holds a tunnel or an OpenVPN connection (for either link, its last connect is later than its last
+ *   disconnect; presence is written in batches, so a connect shows here about a second later; `onlineLinks` says
+ *   through which);
  * - `pending`: it waits for an admin: it has a pending auth set, no accepted or preauthorized one and no live
  *   device key (e.g. an accepted set was put back to pending);
  * - `offline`: it connected before, but not now;
@@ -21,17 +22,28 @@ export interface StatusFacts {
   decommissioned_at?: number | null;
   connected_at?: number | null;
   disconnected_at?: number | null;
+  vpn_connected_at?: number | null;
+  vpn_disconnected_at?: number | null;
   /** 1 (or true) when the device waits for an admin to accept an auth set: see `pendingAuthExpression`. */
   pending_auth?: number | boolean | null;
 }
 
 export function deviceStatus(device: StatusFacts): DeviceStatus {
   if (device.decommissioned_at !== null && device.decommissioned_at !== undefined) return 'decommissioned';
-  const connectedAt = device.connected_at ?? null;
-  if (connectedAt !== null && connectedAt > (device.disconnected_at ?? 0)) return 'online';
+  if (onlineLinks(device).length) return 'online';
   if (device.pending_auth) return 'pending';
-  if (connectedAt !== null) return 'offline';
+  if (device.connected_at != null || device.vpn_connected_at != null) return 'offline';
   return 'never-connected';
+}
+
+/** The links a device is online through now: its agent's `tunnel`, `vpn` (OpenVPN), both or none. */
+export function onlineLinks(device: StatusFacts): ('tunnel' | 'vpn')[] {
+  const links: ('tunnel' | 'vpn')[] = [];
+  if (device.connected_at != null && device.connected_at > (device.disconnected_at ?? 0))
+    links.push('tunnel');
+  if (device.vpn_connected_at != null && device.vpn_connected_at > (device.vpn_disconnected_at ?? 0))
+    links.push('vpn');
+  return links;
 }
 
 /** 1 when the device in `devices` has a pending auth set, no accepted or preauthorized one and no live key. */
@@ -48,7 +60,10 @@ export function statusCondition(status: DeviceStatus): RawBuilder<SqlBool> {
   const decommissionedAt = sql.ref('devices.decommissioned_at');
   const connectedAt = sql.ref('devices.connected_at');
   const live = sql`${decommissionedAt} is null`;
-  const online = sql`(${connectedAt} is not null and ${connectedAt} > coalesce(${sql.ref('devices.disconnected_at')}, 0))`;
+  const vpnConnectedAt = sql.ref('devices.vpn_connected_at');
+  const online = sql`((${connectedAt} is not null and ${connectedAt} > coalesce(${sql.ref('devices.disconnected_at')}, 0))
+    or (${vpnConnectedAt} is not null and ${vpnConnectedAt} > coalesce(${sql.ref('devices.vpn_disconnected_at')}, 0)))`;
+  const everConnected = sql`(${connectedAt} is not null or ${vpnConnectedAt} is not null)`;
   const pending = sql`${pendingAuthExpression()} = 1`;
   switch (status) {
     case 'decommissioned':
@@ -58,8 +73,8 @@ export function statusCondition(status: DeviceStatus): RawBuilder<SqlBool> {
     case 'pending':
       return sql<SqlBool>`(${live} and not ${online} and ${pending})`;
     case 'offline':
-      return sql<SqlBool>`(${live} and ${connectedAt} is not null and not ${online} and not ${pending})`;
+      return sql<SqlBool>`(${live} and ${everConnected} and not ${online} and not ${pending})`;
     case 'never-connected':
-      return sql<SqlBool>`(${live} and ${connectedAt} is null and not ${pending})`;
+      return sql<SqlBool>`(${live} and not ${everConnected} and not ${pending})`;
   }
 }

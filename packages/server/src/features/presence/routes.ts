@@ -7,6 +7,7 @@ import { listDeviceConnections } from './service.ts';
 
 const connectionSchema = z.object({
   id: z.number(),
+  link: z.enum(['tunnel', 'vpn']).describe("the agent's tunnel or OpenVPN"),
   connectedAt: z.string(),
   disconnectedAt: z.string().nullable(),
   durationMs: z.number().nullable().describe('null while the connection is open'),
@@ -22,7 +23,7 @@ export function registerPresenceRoutes(app: TypedApp, deps: ServiceDeps): void {
     {
       schema: {
         tags: ['devices'],
-        summary: "A device's tunnel connections, newest first (written about once a second)",
+        summary: "A device's connections (tunnel and OpenVPN), newest first (written about once a second)",
         params: z.object({ device: deviceRefParam }),
         querystring: z.object(pageQuery),
         response: { 200: pageOf(connectionSchema) },

@@ -13,9 +13,16 @@ import { type DeviceRef, deviceForAction } from '../devices/service.ts';
  * reporting ten times in a second costs one write.
  */
 
-/** One tunnel connection as presence sees it. Fields are read at flush time (the agent version may arrive late). */
+/**
+ * One connection of a device as presence sees it: the agent's tunnel, or an OpenVPN client (`link: 'vpn'`,
+ * features/openvpn). Fields are read at flush time (the agent version may arrive late).
+ */
 export interface PresenceConnection {
   readonly deviceId: number;
+  /** Which link; unset = the tunnel. Each link has its own online state: a device is online through either. */
+  readonly link?: 'tunnel' | 'vpn';
+  /** The device's VPN address (a VPN connection). */
+  readonly vpnAddress?: string;
   readonly connectedAt: number;
   readonly remoteAddress: string | null;
   readonly agentVersion: string | null;
@@ -35,6 +42,9 @@ interface Closing {
 interface DeviceChange {
   connectedAt?: number;
   disconnectedAt?: number;
+  vpnConnectedAt?: number;
+  vpnDisconnectedAt?: number;
+  vpnAddress?: string;
   agentVersion?: string;
   state?: { report: StateReport; at: number };
   applied?: { revision: number; error: string | null; at: number };
@@ -94,10 +104,16 @@ export class PresenceRecorder {
     const deviceIds = await this.deps.db.transaction().execute(async (trx) => {
       const online = await trx
         .selectFrom('devices')
-        .select('id')
-        .where(sql<SqlBool>`connected_at > coalesce(disconnected_at, 0)`)
+        .select([
+          'id',
+          sql<number>`case when connected_at > coalesce(disconnected_at, 0) then 1 else 0 end`.as('tunnel'),
+        ])
+        .where(
+          sql<SqlBool>`(connected_at > coalesce(disconnected_at, 0) or vpn_connected_at > coalesce(vpn_disconnected_at, 0))`,
+        )
         .execute();
       const ids = online.map((d) => d.id);
+      const tunnelIds = online.filter((d) => Number(d.tunnel) === 1).map((d) => d.id);
       // A clean stop wrote every disconnect: nothing to close, and no scan of the history.
       if (!ids.length) return ids;
       // The last sign of life (the connect, or the last answered ping written): the tunnel ended at most a ping
@@ -114,15 +130,24 @@ export class PresenceRecorder {
         })
         .where('disconnected_at', 'is', null)
         .execute();
-      for (let i = 0; i < ids.length; i += CHUNK) {
+      for (let i = 0; i < tunnelIds.length; i += CHUNK) {
         await trx
           .updateTable('devices')
           .set({
             disconnected_at: sql<number>`case when last_seen_at > connected_at then last_seen_at else connected_at end`,
           })
-          .where('id', 'in', ids.slice(i, i + CHUNK))
+          .where('id', 'in', tunnelIds.slice(i, i + CHUNK))
           .execute();
       }
+      // The OpenVPN instances this run held stopped with it: their devices are offline through the VPN too.
+      await trx
+        .updateTable('devices')
+        .set({
+          vpn_disconnected_at: sql<number>`case when last_seen_at > vpn_connected_at then last_seen_at else vpn_connected_at end`,
+          vpn_address: null,
+        })
+        .where(sql<SqlBool>`vpn_connected_at > coalesce(vpn_disconnected_at, 0)`)
+        .execute();
       return ids;
     });
     if (deviceIds.length) {
@@ -146,8 +171,14 @@ export class PresenceRecorder {
   connected(connection: PresenceConnection): void {
     this.opened.add(connection);
     const change = this.changeOf(connection.deviceId);
-    change.connectedAt = connection.connectedAt;
-    delete change.disconnectedAt;
+    if (connection.link === 'vpn') {
+      change.vpnConnectedAt = connection.connectedAt;
+      change.vpnAddress = connection.vpnAddress ?? '';
+      delete change.vpnDisconnectedAt;
+    } else {
+      change.connectedAt = connection.connectedAt;
+      delete change.disconnectedAt;
+    }
   }
 
   /**
@@ -166,7 +197,10 @@ export class PresenceRecorder {
   ): void {
     const at = this.stoppedAt ?? Date.now();
     this.closing.push({ connection, at, code: close.code, reason: close.reason.slice(0, 256), current });
-    if (current) this.changeOf(connection.deviceId).disconnectedAt = Math.max(at, connection.connectedAt);
+    if (!current) return;
+    const change = this.changeOf(connection.deviceId);
+    if (connection.link === 'vpn') change.vpnDisconnectedAt = Math.max(at, connection.connectedAt);
+    else change.disconnectedAt = Math.max(at, connection.connectedAt);
   }
 
   /** The device answered a ping or sent something: its last-seen time moves on at the next flush. */
@@ -255,6 +289,7 @@ async function writeBatch(
     const closed = closedNow.get(c);
     return {
       device_id: c.deviceId,
+      link: c.link ?? 'tunnel',
       remote_address: c.remoteAddress,
       agent_version: c.agentVersion,
       connected_at: c.connectedAt,
@@ -273,10 +308,10 @@ async function writeBatch(
   // Closes with the same time, code and reason (all of them when the server stops) share one UPDATE.
   const closeGroups = groupBy(
     batch.closing.filter((c) => !closedNow.has(c.connection)),
-    (c) => `${c.at}\u0000${c.code}\u0000${c.reason}`,
+    (c) => `${c.at}\u0000${c.code}\u0000${c.reason}\u0000${c.connection.link ?? 'tunnel'}`,
   );
   for (const group of closeGroups) {
-    const { at, code, reason } = group[0]!;
+    const { at, code, reason, connection } = group[0]!;
     for (let i = 0; i < group.length; i += CHUNK) {
       const chunk = group.slice(i, i + CHUNK);
       await trx
@@ -294,6 +329,7 @@ async function writeBatch(
             chunk.map((c) => eb.tuple(c.connection.deviceId, c.connection.connectedAt)),
           ),
         )
+        .where('link', '=', connection.link ?? 'tunnel')
         .where('disconnected_at', 'is', null)
         .execute();
     }
@@ -316,6 +352,16 @@ async function writeBatch(
     if (change.disconnectedAt !== undefined) {
       set.disconnected_at = change.disconnectedAt;
       set.last_seen_at = change.disconnectedAt;
+    }
+    if (change.vpnConnectedAt !== undefined) {
+      set.vpn_connected_at = change.vpnConnectedAt;
+      set.vpn_address = change.vpnAddress || null;
+      set.last_seen_at = Math.max(change.vpnConnectedAt, (set.last_seen_at as number | undefined) ?? 0);
+    }
+    if (change.vpnDisconnectedAt !== undefined) {
+      set.vpn_disconnected_at = change.vpnDisconnectedAt;
+      set.vpn_address = null;
+      set.last_seen_at = Math.max(change.vpnDisconnectedAt, (set.last_seen_at as number | undefined) ?? 0);
     }
     if (change.agentVersion !== undefined) set.agent_version = change.agentVersion.slice(0, 128);
     if (change.state) {
@@ -378,6 +424,14 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where(sql<SqlBool>`coalesce(last_seen_at, connected_at) < ${cutoff}`)
     .returning('id')
     .execute();
+  // The OpenVPN backend marks its connected devices seen every few seconds (features/openvpn): the same rule.
+  const lostVpn = await trx
+    .updateTable('devices')
+    .set({ vpn_disconnected_at: now, vpn_address: null })
+    .where(sql<SqlBool>`vpn_connected_at > coalesce(vpn_disconnected_at, 0)`)
+    .where(sql<SqlBool>`coalesce(last_seen_at, vpn_connected_at) < ${cutoff}`)
+    .returning('id')
+    .execute();
   // Open rows of devices that are not online, or that connected again since.
   await trx
     .updateTable('device_connections')
@@ -389,16 +443,34 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where('disconnected_at', 'is', null)
     .where('connected_at', '<', cutoff)
     .where((eb) =>
-      eb(
-        'device_id',
-        'in',
-        eb
-          .selectFrom('devices')
-          .select('devices.id')
-          .where(
-            sql<SqlBool>`devices.connected_at <= coalesce(devices.disconnected_at, 0) or devices.connected_at > device_connections.connected_at`,
+      eb.or([
+        eb.and([
+          eb('link', '=', 'tunnel'),
+          eb(
+            'device_id',
+            'in',
+            eb
+              .selectFrom('devices')
+              .select('devices.id')
+              .where(
+                sql<SqlBool>`devices.connected_at <= coalesce(devices.disconnected_at, 0) or devices.connected_at > device_connections.connected_at`,
+              ),
           ),
-      ),
+        ]),
+        eb.and([
+          eb('link', '=', 'vpn'),
+          eb(
+            'device_id',
+            'in',
+            eb
+              .selectFrom('devices')
+              .select('devices.id')
+              .where(
+                sql<SqlBool>`devices.vpn_connected_at <= coalesce(devices.vpn_disconnected_at, 0) or devices.vpn_connected_at > device_connections.connected_at`,
+              ),
+          ),
+        ]),
+      ]),
     )
     .execute();
   await trx
@@ -406,11 +478,12 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where('connected_at', '<', now - HISTORY_DAYS * 24 * 3600 * 1000)
     .where('disconnected_at', 'is not', null)
     .execute();
-  return lost.map(({ id }) => id);
+  return [...lost, ...lostVpn].map(({ id }) => id);
 }
 
 export interface ConnectionView {
   id: number;
+  link: 'tunnel' | 'vpn';
   connectedAt: string;
   disconnectedAt: string | null;
   /** Null while the connection is open. */
@@ -421,7 +494,7 @@ export interface ConnectionView {
   closeReason: string | null;
 }
 
-/** A device's tunnel connections, newest first (written in batches: the newest may take a second to show). */
+/** A device's connections (tunnel and OpenVPN), newest first (written in batches: the newest may take a second to show). */
 export async function listDeviceConnections(
   deps: ServiceDeps,
   actor: Actor,
@@ -453,6 +526,7 @@ export async function listDeviceConnections(
   return {
     items: rows.map((r) => ({
       id: r.id,
+      link: r.link === 'vpn' ? 'vpn' : 'tunnel',
       connectedAt: iso(r.connected_at),
       disconnectedAt: iso(r.disconnected_at),
       durationMs: r.duration_ms,

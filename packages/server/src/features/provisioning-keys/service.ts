@@ -254,3 +254,40 @@ export async function registerDevice(
     throw rethrowConstraint(err);
   }
 }
+
+/**
+ * The device `uuid` of the provisioning key's fleet, when it holds no key of its own yet: balenaOS connects its VPN
+ * with the fleet's provisioning key until the supervisor has exchanged it for the device's own key (its
+ * `/var/volatile/vpn-auth` holds `apiKey` while config.json has one). Once the device holds a live key, the
+ * provisioning key no longer stands for it: whoever holds a fleet's provisioning key cannot pose as its devices.
+ * Reads only: a use is counted when a device registers, not when it connects.
+ */
+export async function deviceAwaitingOwnKey(
+  deps: ServiceDeps,
+  uuid: string,
+  provisioningKey: string,
+): Promise<{ id: number; uuid: string; org_id: number; fleet_id: number } | undefined> {
+  const now = Date.now();
+  return deps.db
+    .selectFrom('devices')
+    .innerJoin('provisioning_keys', 'provisioning_keys.fleet_id', 'devices.fleet_id')
+    .select(['devices.id', 'devices.uuid', 'devices.org_id', 'devices.fleet_id'])
+    .where('provisioning_keys.key_hash', '=', sha256Hex(provisioningKey))
+    .where('provisioning_keys.revoked_at', 'is', null)
+    .where((eb) =>
+      eb.or([eb('provisioning_keys.expires_at', 'is', null), eb('provisioning_keys.expires_at', '>', now)]),
+    )
+    .where('devices.uuid', '=', uuid.toLowerCase())
+    .where('devices.decommissioned_at', 'is', null)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('device_keys')
+            .select('device_keys.id')
+            .whereRef('device_keys.device_id', '=', 'devices.id')
+            .where('device_keys.revoked_at', 'is', null),
+        ),
+      ),
+    )
+    .executeTakeFirst();
+}

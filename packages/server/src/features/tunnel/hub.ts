@@ -139,6 +139,11 @@ export class TunnelHub implements DeviceTunnelOwner {
     this.options.presence.start();
   }
 
+  /** The presence recorder the hub writes through: other links of devices (OpenVPN) write through it too. */
+  get presence(): PresenceRecorder {
+    return this.options.presence;
+  }
+
   /** The device's live tunnel on this instance, if any. */
   tunnelOf(deviceId: number): DeviceTunnel | undefined {
     return this.devices.get(deviceId);
