@@ -21,6 +21,15 @@ describe('proxy targets', () => {
     });
   });
 
+  it("reads openBalena's <uuid>.balena, for a full uuid only", () => {
+    expect(parseConnectAuthority(`${uuid}.balena:80`, 'devices')).toMatchObject({ device: uuid, port: 80 });
+    expect(parseAbsoluteUrl(`http://${uuid.toUpperCase()}.BALENA/x`, 'devices')).toMatchObject({
+      device: uuid,
+    });
+    expect(() => parseConnectAuthority('kiosk-17.balena:80', 'devices')).toThrow(TargetError);
+    expect(() => parseConnectAuthority('0123abc.balena:80', 'devices')).toThrow(TargetError);
+  });
+
   it('reads names and uuid prefixes before the suffix, lower-cased, punycode decoded', () => {
     const device = (authority: string) => parseConnectAuthority(authority, 'devices').device;
     expect(device('Kiosk-17.devices:80')).toBe('kiosk-17');

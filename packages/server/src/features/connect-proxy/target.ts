@@ -33,6 +33,9 @@ export function deviceOfHost(host: string, suffix: string): string | undefined {
     // domainToUnicode answers '' for punycode that does not decode: such a label is looked up as written.
     return label ? domainToUnicode(label) || label : undefined;
   }
+  // openBalena's name for a device behind its VPN, `<uuid>.balena`: a full uuid only.
+  if (name.endsWith('.balena') && uuidPattern.test(name.slice(0, -'.balena'.length)))
+    return name.slice(0, -7);
   return uuidPattern.test(name) ? name : undefined;
 }
 

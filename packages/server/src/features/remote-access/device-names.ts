@@ -8,7 +8,8 @@ import type { DeviceRow } from '../devices/service.ts';
  * How people name a device when they reach it — at the SSH gateway, in OpenSSH integration mode and at the
  * CONNECT proxy (the stream router resolves `{typed}` device references here): its uuid, a unique prefix of it of at
  * least 7 characters, its id, or its name when exactly one of their devices has it, in that order; any of these may
- * be followed by `.<deviceSuffix>` (`kiosk-17.devices`).
+ * be followed by `.<deviceSuffix>` (`kiosk-17.devices`). A full uuid may also be followed by `.balena`, openBalena's
+ * name for a device behind its VPN (`<uuid>.balena`), so the scripts and habits of people moving from it still work.
  *
  * A name matches exactly first, then ignoring the case of A–Z: host names are case-insensitive and clients
  * lower-case them (OpenSSH does, URL parsers do), so `kiosk-17.devices` reaches a device named `Kiosk-17`.
@@ -49,6 +50,7 @@ export async function resolveDevice(
   let text = typed.trim();
   const ending = `.${deviceSuffix}`;
   if (lowerAscii(text).endsWith(lowerAscii(ending))) text = text.slice(0, -ending.length);
+  else if (/^[0-9a-f]{32}\.balena$/.test(lowerAscii(text))) text = text.slice(0, -'.balena'.length);
   if (!text || text.length > MAX_TYPED) throw unknownDevice(typed);
   const scoped = () =>
     db
