@@ -29,6 +29,7 @@ import { registerSshKeyCommands } from './commands/ssh-keys.ts';
 import { registerTunnelCommand } from './commands/tunnel.ts';
 import { registerUserCommands } from './commands/users.ts';
 import { registerVariableCommands } from './commands/vars.ts';
+import { registerVpnCommands } from './commands/vpn.ts';
 import { type CliIo, processIo } from './context.ts';
 import { CliError } from './errors.ts';
 
@@ -94,6 +95,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerSessionPlayCommand(registerSessionCommands(program, io), io);
   registerAuditCommand(program, io);
   registerSecretsCommands(program, io);
+  registerVpnCommands(program, io);
   return program;
 }
 

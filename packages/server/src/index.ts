@@ -31,6 +31,7 @@ export {
 } from './doctor.ts';
 /** How devices' identities and keys are read and hashed, for clients that sign auth requests as devices do (bench/auth). */
 export { canonicalIdentity, identityHash, parsePublicKey } from './features/auth-sets/keys.ts';
+export { planVpn, type VpnInstancePlan, VpnPlanError } from './features/openvpn/index.ts';
 export { type Config, ConfigError, envNames, loadConfig } from './infra/config/index.ts';
 export { dropPostgresSchema, openDatabase } from './infra/db/index.ts';
 export { createLogger } from './infra/logging/index.ts';

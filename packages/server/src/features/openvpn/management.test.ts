@@ -14,7 +14,7 @@ async function connected() {
   const [ours] = (await Promise.all([
     new Promise((resolve) => server.once('connection', resolve)),
     new Promise((resolve) => openvpn.once('connect', resolve)),
-  ])) as [net.Socket];
+  ])) as unknown as [net.Socket];
   const seen = {
     requests: [] as ClientRequest[],
     established: [] as [number, Map<string, string>][],
