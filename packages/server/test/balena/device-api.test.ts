@@ -285,6 +285,15 @@ describe('POST /api-key/device/:deviceId/device-key', () => {
     const source = '192.0.2.20';
     // alpha-device-2 lives in the second fleet: the first fleet's key does not see it.
     const foreign = await createProvisioningKey(server, seed.alpha.fleet.id);
+    const filter = encodeURIComponent(`uuid eq '${device.uuid}'`);
+    const lookup = await server.api('GET', `/v7/device?$select=id&$filter=${filter}`, {
+      headers: bearer(foreign.key),
+    });
+    expect(check(lookup, 200)).toEqual({ d: [] });
+    expect(
+      (await server.api('GET', '/v7/device?$filter=name%20eq%20%27x%27', { headers: bearer(foreign.key) }))
+        .status,
+    ).toBe(400);
     expect((await exchange(device.id, foreign.key, { apiKey }, source)).status).toBe(404);
     const beta = await createProvisioningKey(server, seed.beta.fleet.id, {}, seed.people.betaOwner.token);
     expect((await exchange(device.id, beta.key, { apiKey }, source)).status).toBe(404);
