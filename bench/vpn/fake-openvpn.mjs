@@ -74,10 +74,16 @@ function askManagement([uuid, key]) {
 function askScript([uuid, key], url) {
   const started = process.hrtime.bigint();
   return new Promise((resolve) => {
-    const curl = spawn('curl', ['-sf', '-o', '/dev/null', '-u', `${uuid}:${key}`, `${url}/api/v1/device/self`], {
-      stdio: 'ignore',
-    });
-    curl.on('exit', (code) => resolve({ allowed: code === 0, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
+    const curl = spawn(
+      'curl',
+      ['-sf', '-o', '/dev/null', '-u', `${uuid}:${key}`, `${url}/api/v1/device/self`],
+      {
+        stdio: 'ignore',
+      },
+    );
+    curl.on('exit', (code) =>
+      resolve({ allowed: code === 0, ms: Number(process.hrtime.bigint() - started) / 1e6 }),
+    );
   });
 }
 
@@ -95,7 +101,12 @@ async function run({ mode, credentials, concurrency, url }) {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { latencies, allowed, refused: credentials.length - allowed, elapsedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  return {
+    latencies,
+    allowed,
+    refused: credentials.length - allowed,
+    elapsedMs: Number(process.hrtime.bigint() - started) / 1e6,
+  };
 }
 
 const control = net.createServer((socket) => {

@@ -30,7 +30,14 @@ import { parseArgs } from 'node:util';
 import { dropPostgresSchema } from '@fleetgate/server';
 import { percentile } from '../lib/figures.ts';
 import { until } from '../lib/processes.ts';
-import { api, type Flags, ratio, signInAsAdmin, startServerProcess, wholeNumber } from '../lib/server-process.ts';
+import {
+  api,
+  type Flags,
+  ratio,
+  signInAsAdmin,
+  startServerProcess,
+  wholeNumber,
+} from '../lib/server-process.ts';
 
 const OPENBALENA_MEASURED = 417;
 const TARGET_PER_SECOND = 10 * OPENBALENA_MEASURED;
@@ -60,7 +67,10 @@ interface RunResult {
 const fake = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fake-openvpn.mjs');
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-vpn-'));
 process.env.FAKE_OPENVPN_DIR = workDir;
-const databaseUrl = values.db === 'postgres' ? (process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test') : undefined;
+const databaseUrl =
+  values.db === 'postgres'
+    ? (process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test')
+    : undefined;
 const schema = `bench_vpn_${randomBytes(4).toString('hex')}`;
 const flags: Flags = {
   dataDir: path.join(workDir, 'data'),
@@ -150,7 +160,9 @@ try {
   console.log('| how it decides | decisions | in flight | per second | p50 ms | p99 ms |');
   console.log('|---|---|---|---|---|---|');
   console.log(row('fleetgate: management interface', management, concurrency));
-  console.log(row('baseline: auth script + HTTP per connection (openBalena design)', script, scriptConcurrency));
+  console.log(
+    row('baseline: auth script + HTTP per connection (openBalena design)', script, scriptConcurrency),
+  );
   const p99 = percentile(management.latencies, 99);
   console.log(
     `\nmanagement interface vs auth script: ${ratio(rate(management), rate(script))}; vs open-balena-api's ` +

@@ -26,6 +26,7 @@ import { registerMenderRoutes } from './features/mender/routes.ts';
 import { registerOpenSsh } from './features/openssh/index.ts';
 import { createVpnBackend, registerOpenVpn } from './features/openvpn/index.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
+import { registerOsConfig } from './features/os-config/index.ts';
 import { registerPresenceRoutes } from './features/presence/routes.ts';
 import { registerProvisioningKeyRoutes } from './features/provisioning-keys/routes.ts';
 import { registerRecoveryRoutes } from './features/recovery/routes.ts';
@@ -193,6 +194,7 @@ export async function buildApp({
   registerDecommissionRoutes(app, deps);
   registerAuthSetRoutes(app, deps);
   registerMenderRoutes(app, deps, auth);
+  await registerOsConfig(app, deps);
   registerVariables(app, deps, tunnels);
   registerPresenceRoutes(app, deps);
   // People reaching devices, all through one stream router: port allow-lists and port streams (`fleetgate

@@ -230,7 +230,8 @@ export interface DeviceKeyTable {
   id: Generated<number>;
   device_id: number;
   key_hash: string;
-  origin: 'register' | 'rotate' | 'import' | 'recovery';
+  /** How the key came: registration, rotation, an imported config.json, recovery, or balena's key exchange. */
+  origin: 'register' | 'rotate' | 'import' | 'recovery' | 'exchange';
   created_at: number;
   last_used_at: number | null;
   revoked_at: number | null;

@@ -2233,7 +2233,7 @@ export interface paths {
                             items: {
                                 id: number;
                                 /** @enum {string} */
-                                origin: "register" | "rotate" | "import" | "recovery";
+                                origin: "register" | "rotate" | "import" | "recovery" | "exchange";
                                 createdAt: string;
                                 lastUsedAt: string | null;
                                 revokedAt: string | null;

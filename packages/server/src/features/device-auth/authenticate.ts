@@ -105,15 +105,43 @@ export async function authenticateDevice(
     return principalOf(device, { type: 'device_token', id: claims.jti });
   }
 
+  return verifyDeviceKey(deps, credential.key, credential.uuid, sourceIp);
+}
+
+/** The throttle's identity for keys sent without a uuid: such refusals count per source (and all together). */
+const BARE_KEY_IDENTITY = '(device key alone)';
+
+/**
+ * Resolves a device API key sent alone, without its uuid, as balenaOS's os-config sends it (`Authorization:
+ * Bearer <deviceApiKey>`): the key identifies its device, since key hashes are unique (open-balena-api resolves
+ * a bare key the same way, `permissions.checkApiKey`). Throws `unauthorized` (or `rate_limited`) as
+ * `authenticateDevice` does; an unknown key is not remembered for recovery (there is no uuid to adopt).
+ */
+export function authenticateDeviceKey(
+  deps: ServiceDeps,
+  key: string,
+  sourceIp: string | null,
+): Promise<DevicePrincipal> {
+  return verifyDeviceKey(deps, key, undefined, sourceIp);
+}
+
+/** A device key, and the uuid it came with unless it came alone: the one check behind both functions above. */
+async function verifyDeviceKey(
+  deps: ServiceDeps,
+  key: string,
+  uuid: string | undefined,
+  sourceIp: string | null,
+): Promise<DevicePrincipal> {
+  const { db } = deps;
   // The key is checked before any limit: the right key always gets its device in, whoever else guessed at
   // its uuid or from its network (a NAT). Device keys are random (128 bits and more), so online guessing
   // cannot find one however fast it goes; limits only tell a client sending wrong keys to stop (`failed`).
   const limits = deps.deviceAuth;
-  const keyHash = sha256Hex(credential.key);
+  const keyHash = sha256Hex(key);
   const now = Date.now();
-  // A key verified a moment ago, for this same uuid: nothing changed since, or the cache would be empty.
+  // A key verified a moment ago (for this same uuid, when sent): nothing changed since, or the cache would be empty.
   const cached = limits.verifiedKeys.get(keyHash, now);
-  if (cached && cached.device.uuid === credential.uuid) {
+  if (cached && (uuid === undefined || cached.device.uuid === uuid)) {
     if (cached.lastUsedAt === null || now - cached.lastUsedAt > LAST_USED_PRECISION_MS) {
       cached.lastUsedAt = now;
       deps.deviceKeyUsage.record(cached.keyId, now);
@@ -128,18 +156,18 @@ export async function authenticateDevice(
     keyQueries.set(db, query);
   }
   const [found] = await readNow(db, query, [keyHash]);
-  // Lookup by the key's hash, then the uuid must match: a key works only for its own device.
+  // Lookup by the key's hash, then the uuid (when sent) must match: a key works only for its own device.
   if (
     !found ||
-    found.uuid !== credential.uuid ||
+    (uuid !== undefined && found.uuid !== uuid) ||
     found.revoked_at !== null ||
     found.decommissioned_at !== null
   ) {
     const source = sourceKeyOf(sourceIp);
-    const refusal = failed(limits, source, credential.uuid);
+    const refusal = failed(limits, source, uuid ?? BARE_KEY_IDENTITY);
     // An unknown pair may be a device whose record was lost (unless its sender keeps sending wrong keys).
-    if (!found && refusal.code === 'unauthorized') {
-      await rememberRecoveryCandidate(deps, credential.uuid, keyHash, sourceIp);
+    if (!found && uuid !== undefined && refusal.code === 'unauthorized') {
+      await rememberRecoveryCandidate(deps, uuid, keyHash, sourceIp);
     }
     throw refusal;
   }

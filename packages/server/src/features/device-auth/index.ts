@@ -2,5 +2,10 @@
  * Device authentication: the credential a device sends (device token, or uuid + device key), checked once for
  * every door a device comes in by (the API, the tunnel, the Mender-compatible API).
  */
-export { authenticateDevice, type DeviceCredential, deviceCredentialOf } from './authenticate.ts';
+export {
+  authenticateDevice,
+  authenticateDeviceKey,
+  type DeviceCredential,
+  deviceCredentialOf,
+} from './authenticate.ts';
 export { decommissionedCredential } from './decommissioned.ts';

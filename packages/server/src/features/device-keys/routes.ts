@@ -14,7 +14,7 @@ import {
 
 const deviceKeySchema = z.object({
   id: z.number(),
-  origin: z.enum(['register', 'rotate', 'import', 'recovery']),
+  origin: z.enum(['register', 'rotate', 'import', 'recovery', 'exchange']),
   createdAt: z.string(),
   lastUsedAt: z.string().nullable(),
   revokedAt: z.string().nullable(),

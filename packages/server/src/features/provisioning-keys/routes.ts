@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
@@ -5,6 +6,7 @@ import { idParam, nameString } from '../../infra/http/schemas.ts';
 import { FailureLimiter } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { deviceKeyString } from '../device-keys/routes.ts';
+import { registerBalenaProvisioningRoutes } from './balena-routes.ts';
 import {
   createProvisioningKey,
   listProvisioningKeys,
@@ -103,7 +105,7 @@ export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps):
     },
   );
 
-  const failures = new FailureLimiter(REGISTER_FAILURES_PER_SOURCE, REGISTER_FAILURE_WINDOW_MS);
+  const guard = provisioningKeyGuard();
   app.post(
     '/api/v1/devices/register',
     {
@@ -116,21 +118,12 @@ export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps):
         body: registrationBody,
         response: { 201: z.object({ id: z.number(), uuid: z.string() }) },
       },
-      // The source may be waiting out its failures: say so before looking at anything else.
-      onRequest: async (request) => {
-        const wait = failures.retryAfter(request.ip);
-        if (wait > 0)
-          throw new AppError('rate_limited', 'too many refused registrations from this address', {
-            details: { retryAfterSeconds: Math.ceil(wait / 1000) },
-          });
-      },
+      onRequest: guard.onRequest,
     },
     async (request, reply) => {
-      const key = /^Bearer\s+(\S{1,512})\s*$/i.exec(request.headers.authorization ?? '')?.[1];
-      try {
-        if (!key) throw provisioningKeyRefused();
-        const body = request.body;
-        const device = await registerDevice(
+      const body = request.body;
+      const device = await guard.run(request, (key) =>
+        registerDevice(
           deps,
           key,
           {
@@ -142,12 +135,44 @@ export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps):
             agentVersion: body.agent_version,
           },
           request.ip,
-        );
-        return reply.status(201).send(device);
+        ),
+      );
+      return reply.status(201).send(device);
+    },
+  );
+  registerBalenaProvisioningRoutes(app, deps, guard);
+}
+
+/**
+ * The provisioning key in `Authorization: Bearer`, for every route that takes one: a source whose keys were
+ * refused `REGISTER_FAILURES_PER_SOURCE` times waits out the window, on all of them together.
+ */
+export interface ProvisioningKeyGuard {
+  /** The route's `onRequest`: a source waiting out its failures is told so before anything else is read. */
+  onRequest(request: FastifyRequest): Promise<void>;
+  /** Runs `use` with the request's provisioning key; a refused key (missing, unknown, unusable) counts a failure. */
+  run<T>(request: FastifyRequest, use: (key: string) => Promise<T>): Promise<T>;
+}
+
+function provisioningKeyGuard(): ProvisioningKeyGuard {
+  const failures = new FailureLimiter(REGISTER_FAILURES_PER_SOURCE, REGISTER_FAILURE_WINDOW_MS);
+  return {
+    async onRequest(request) {
+      const wait = failures.retryAfter(request.ip);
+      if (wait > 0)
+        throw new AppError('rate_limited', 'too many refused provisioning keys from this address', {
+          details: { retryAfterSeconds: Math.ceil(wait / 1000) },
+        });
+    },
+    async run(request, use) {
+      const key = /^Bearer\s+(\S{1,512})\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+      try {
+        if (!key) throw provisioningKeyRefused();
+        return await use(key);
       } catch (err) {
         if (err instanceof AppError && err.code === 'unauthorized') failures.fail(request.ip);
         throw err;
       }
     },
-  );
+  };
 }

@@ -291,3 +291,166 @@ export async function deviceAwaitingOwnKey(
     )
     .executeTakeFirst();
 }
+
+/** What a key exchange did: stored the key, or found it already the device's (a retry). */
+export type KeyExchangeOutcome = 'stored' | 'already_stored';
+
+/**
+ * balena's key exchange (`POST /api-key/device/:deviceId/device-key`): the holder of a fleet's provisioning key
+ * gives a device of that fleet the key the device generated. balena's supervisor calls it when its registration
+ * answered 409 (the uuid exists: a device pre-registered, or registered by an earlier attempt whose answer was
+ * lost), when it was registered but never saved its device id, or when it still holds the provisioning key after
+ * registering (balena-supervisor src/lib/api-helper.ts `provision`, `exchangeKeyAndGetDevice`).
+ *
+ * balena lets a provisioning key add a key to any device of its fleet, whatever keys it has. Here that would let
+ * anyone holding the key baked into every image of a fleet take over any device of it, so it is allowed only:
+ * - with a provisioning key that could register a device now (not revoked, not expired, not used up), and it
+ *   counts as one use, as a registration does;
+ * - for a device of that key's fleet, not decommissioned (another fleet's device answers as a missing one);
+ * - to a device that never had a credential: no device key (live or revoked: a key an admin revoked is replaced
+ *   by an admin, not by whoever holds the fleet's key) and no accepted auth set.
+ * Sending the key the device already has is a retry, answered as a success without writing anything. Any other
+ * device that has a key gets 409, audited as denied.
+ */
+export async function exchangeDeviceKey(
+  deps: ServiceDeps,
+  provisioningKey: string,
+  deviceId: number,
+  apiKey: string,
+  sourceIp: string | null,
+): Promise<KeyExchangeOutcome> {
+  const keyHash = sha256Hex(provisioningKey);
+  const apiKeyHash = sha256Hex(apiKey);
+  let refusal: { orgId: number; uuid: string; provisioningKeyId: number } | undefined;
+  try {
+    let orgId: number | null = null;
+    const outcome = await deps.db.transaction().execute(async (trx): Promise<KeyExchangeOutcome> => {
+      const now = Date.now();
+      const key = await trx
+        .selectFrom('provisioning_keys')
+        .select(['id', 'org_id', 'fleet_id'])
+        .where('key_hash', '=', keyHash)
+        .where('revoked_at', 'is', null)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
+        .executeTakeFirst();
+      if (!key) throw provisioningKeyRefused();
+      // Updating the device first locks its row (PostgreSQL): two exchanges for one device run one after the
+      // other, and the second sees the key the first stored.
+      const device = await trx
+        .updateTable('devices')
+        .set({ updated_at: now })
+        .where('id', '=', deviceId)
+        .where('fleet_id', '=', key.fleet_id)
+        .where('decommissioned_at', 'is', null)
+        .returning(['id', 'uuid', 'org_id', 'fleet_id'])
+        .executeTakeFirst();
+      if (!device) throw notFound('device');
+      orgId = device.org_id;
+      const keys = await trx
+        .selectFrom('device_keys')
+        .select(['key_hash', 'revoked_at'])
+        .where('device_id', '=', device.id)
+        .execute();
+      if (keys.some((k) => k.revoked_at === null && k.key_hash === apiKeyHash)) return 'already_stored';
+      const acceptedSet = await trx
+        .selectFrom('auth_sets')
+        .select('id')
+        .where('device_id', '=', device.id)
+        .where('status', '=', 'accepted')
+        .executeTakeFirst();
+      if (keys.length > 0 || acceptedSet) {
+        refusal = { orgId: device.org_id, uuid: device.uuid, provisioningKeyId: key.id };
+        throw new AppError(
+          'conflict',
+          'the device already has a credential: a provisioning key may only give a key to a device that never had one ' +
+            '(an admin replaces a device key: fleetgate import balena-config, or the recovery queue)',
+        );
+      }
+      if (await deviceKeyHashTaken(trx, apiKeyHash))
+        throw new AppError('conflict', 'that apiKey is already in use: generate another one');
+      // Counted as a registration is: the same conditions, so a key used up meanwhile is refused.
+      const used = await trx
+        .updateTable('provisioning_keys')
+        .set((eb) => ({ uses: eb('uses', '+', 1), last_used_at: now }))
+        .where('id', '=', key.id)
+        .where('revoked_at', 'is', null)
+        .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
+        .executeTakeFirst();
+      if (Number(used.numUpdatedRows) === 0) throw provisioningKeyRefused();
+      const keyId = await insertDeviceKey(trx, device.id, apiKeyHash, 'exchange', now);
+      await appendAuditEvent(
+        trx,
+        {
+          principal: {
+            type: 'device',
+            deviceId: device.id,
+            uuid: device.uuid,
+            orgId: device.org_id,
+            fleetId: device.fleet_id,
+            credential: { type: 'device_key', id: keyId },
+          },
+          sourceIp,
+        },
+        {
+          orgId: device.org_id,
+          action: 'device.key.exchange',
+          resourceType: 'device',
+          resourceId: device.uuid,
+          outcome: 'success',
+          details: { provisioningKeyId: key.id, keyId },
+        },
+      );
+      return 'stored';
+    });
+    if (outcome === 'stored')
+      deps.events.emit('write.committed', { action: 'device.key.exchange', resourceType: 'device', orgId });
+    return outcome;
+  } catch (err) {
+    if (refusal) {
+      const { orgId, uuid, provisioningKeyId } = refusal;
+      await appendAuditEvent(
+        deps.db,
+        { principal: { type: 'anonymous' }, sourceIp },
+        {
+          orgId,
+          action: 'device.key.exchange',
+          resourceType: 'device',
+          resourceId: uuid,
+          outcome: 'denied',
+          details: { provisioningKeyId, reason: 'the device already has a credential' },
+        },
+      ).catch((e) => deps.log.error({ err: e }, 'could not record a refused key exchange in the audit log'));
+    }
+    throw rethrowConstraint(err);
+  }
+}
+
+/**
+ * The id of the device `uuid` as a provisioning key of its fleet may see it (not revoked, not expired, the
+ * device not decommissioned), or undefined; throws the usual refusal for a key that is no usable provisioning
+ * key at all. balena's supervisor looks its device up this way before a key exchange (`fetchDevice`).
+ */
+export async function deviceIdForProvisioningKey(
+  deps: ServiceDeps,
+  provisioningKey: string,
+  uuid: string,
+): Promise<number | undefined> {
+  const now = Date.now();
+  const key = await deps.db
+    .selectFrom('provisioning_keys')
+    .select(['fleet_id'])
+    .where('key_hash', '=', sha256Hex(provisioningKey))
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .executeTakeFirst();
+  if (!key) throw provisioningKeyRefused();
+  const device = await deps.db
+    .selectFrom('devices')
+    .select('id')
+    .where('uuid', '=', uuid.toLowerCase())
+    .where('fleet_id', '=', key.fleet_id)
+    .where('decommissioned_at', 'is', null)
+    .executeTakeFirst();
+  return device?.id;
+}

@@ -1,4 +1,5 @@
-import { type Actor, requireUser } from '../../infra/access/index.ts';
+import { type Actor, can, type Role, requireUser } from '../../infra/access/index.ts';
+import { json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
@@ -111,6 +112,44 @@ export async function removeSshKey(deps: ServiceDeps, actor: Actor, keyId: numbe
     if (!row) throw notFound('SSH key');
     return { value: undefined, orgId: null, resourceId: keyId, details: { fingerprint: row.fingerprint } };
   });
+}
+
+/**
+ * The registered SSH public keys of everyone who may open SSH to a device (`device.ssh` on its organization and
+ * fleet, by the one rule in infra/access: operators and above, memberships narrowed to other fleets left out),
+ * oldest first, as `<algorithm> <base64>` lines. balenaOS's host sshd reads them from the `authorized_keys`
+ * os-config writes (`GET /os/v1/config`), so whoever reaches the device's port 22222 signs in with their own key.
+ * Only the device itself asks (no person is the actor): the answer holds public keys only.
+ */
+export async function sshKeysAllowedOnDevice(
+  deps: Pick<ServiceDeps, 'db'>,
+  device: { orgId: number; fleetId: number },
+): Promise<string[]> {
+  const rows = await deps.db
+    .selectFrom('memberships')
+    .innerJoin('ssh_keys', 'ssh_keys.user_id', 'memberships.user_id')
+    .select(['memberships.user_id', 'memberships.role', 'memberships.fleet_ids', 'ssh_keys.public_key'])
+    .where('memberships.org_id', '=', device.orgId)
+    .orderBy('ssh_keys.id')
+    .execute();
+  return rows
+    .filter((r) =>
+      can(
+        {
+          type: 'user',
+          userId: r.user_id,
+          email: '',
+          serverAdmin: false,
+          memberships: [
+            { orgId: device.orgId, role: r.role as Role, fleetIds: json.decode<number[]>(r.fleet_ids) },
+          ],
+          credential: { type: 'ssh_key', id: 0 },
+        },
+        'device.ssh',
+        { orgId: device.orgId, fleetId: device.fleetId },
+      ),
+    )
+    .map((r) => r.public_key);
 }
 
 // --- Signing in with a key (the SSH gateway, the OpenSSH integration mode) ------------------------------
