@@ -121,6 +121,7 @@ const listeners = {
   httpPort: { name: 'the HTTP API and web UI', flag: '--port' },
   proxyPort: { name: 'the HTTP CONNECT proxy', flag: '--proxy-port' },
   sshPort: { name: 'the SSH gateway', flag: '--ssh-port' },
+  vpnPort: { name: "the OpenVPN devices' port", flag: '--vpn-port' },
 } as const;
 
 /**
@@ -165,7 +166,9 @@ async function listening<T>(
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      throw new ListenError(setting, config.listen, config[setting], error as NodeJS.ErrnoException);
+      // The OpenVPN port opens as the app gets ready, inside the HTTP listener's `listen`: its error says so.
+      const which = (error as { listener?: keyof typeof listeners }).listener ?? setting;
+      throw new ListenError(which, config.listen, config[which], error as NodeJS.ErrnoException);
     }
     throw error;
   }
@@ -249,7 +252,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     // Last before the banner: nothing that could still fail stands between the owner's creation and its password.
     const firstRun = await ensureFirstOwner(app.deps);
     app.markStarted();
-    print(banner({ url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair, expiring }));
+    const vpn = app.vpn && { port: app.vpn.port, instances: app.vpn.status().length };
+    print(banner({ url, proxyPort, sshPort, vpn, config, database, firstRun, tlsFiles, tlsPair, expiring }));
 
     let closing: Promise<void> | undefined;
     const running: RunningServer = {
@@ -330,6 +334,8 @@ function banner(what: {
   url: string;
   proxyPort: number;
   sshPort: number;
+  /** The OpenVPN backend's public port and instances, when it runs. */
+  vpn: { port: number; instances: number } | undefined;
   config: Config;
   database: DatabaseHandle;
   firstRun: Awaited<ReturnType<typeof ensureFirstOwner>>;
@@ -338,7 +344,7 @@ function banner(what: {
   /** Certificates with fewer than 30 days left. */
   expiring: CertificateExpiry[];
 }): string {
-  const { url, proxyPort, sshPort, config, database, firstRun, tlsFiles, tlsPair, expiring } = what;
+  const { url, proxyPort, sshPort, vpn, config, database, firstRun, tlsFiles, tlsPair, expiring } = what;
   const proxy = `http://${new URL(url).hostname}:${proxyPort}`;
   const lines = [
     '',
@@ -351,6 +357,11 @@ function banner(what: {
     `  proxy        ${proxy}  (curl -x ${proxy.slice(7)} -U <e-mail>:<API key> http://<uuid>.${config.deviceSuffix}/)`,
     `  SSH          ssh -J <login>@${new URL(url).hostname}:${sshPort} root@<device>   or   ssh -p ${sshPort} <login>+<device>@${new URL(url).hostname}`,
   ];
+  if (vpn) {
+    lines.push(
+      `  OpenVPN      port ${vpn.port} for balenaOS devices, ${vpn.instances} instance(s)  (devices fetch their configuration at ${url}/os/v1/config)`,
+    );
+  }
   if (tlsFiles && tlsPair) {
     const names = tlsPair.certificate.subjectAltName?.replaceAll('DNS:', '').replaceAll('IP Address:', '');
     lines.push(

@@ -17,6 +17,12 @@ const serveFlags = [
     help: 'HTTP CONNECT proxy port; 0 picks a free one (default 3128)',
   },
   { flag: '--listen <address>', key: 'listen', help: 'address to bind (default 127.0.0.1)' },
+  { flag: '--vpn <on|off>', key: 'vpn', help: 'the OpenVPN backend for balenaOS devices (default off)' },
+  {
+    flag: '--vpn-port <port>',
+    key: 'vpnPort',
+    help: "OpenVPN devices' port; 0 picks a free one (default 1194)",
+  },
   { flag: '--admin-email <email>', key: 'adminEmail', help: 'the first owner, created on the first start' },
   { flag: '--admin-password <password>', key: 'adminPassword', help: "the first owner's password" },
   { flag: '--database-url <url>', key: 'databaseUrl', help: 'PostgreSQL URL (default: SQLite)' },

@@ -199,7 +199,13 @@ export class VpnBackend implements InstanceOwner {
       () => this.instances.map((i) => ({ id: i.id, port: i.plan.port, ready: i.ready })),
       log,
     );
-    this.publicPort = await this.frontDoor.listen(config.vpnPort, config.listen);
+    try {
+      this.publicPort = await this.frontDoor.listen(config.vpnPort, config.listen);
+    } catch (err) {
+      // Named for `fleetgate serve`'s ListenError: which port, which setting moves it.
+      await Promise.all(this.instances.map((instance) => instance.stop()));
+      throw Object.assign(err as Error, { listener: 'vpnPort' });
+    }
     log.info(
       { port: this.publicPort, instances: plans.length, subnet: config.vpnBaseSubnet },
       `OpenVPN: ${plans.length} instance(s) ready for devices on port ${this.publicPort}`,
@@ -211,12 +217,10 @@ export class VpnBackend implements InstanceOwner {
     clearInterval(this.seenTimer);
     for (const stop of this.unsubscribe.splice(0)) stop();
     await this.frontDoor?.close();
-    const at = Date.now();
     for (const connection of this.devices.values()) {
       this.options.presence.disconnected(connection, { code: 0, reason: 'the server stopped' }, true);
     }
     this.devices.clear();
-    void at;
     await Promise.all(this.instances.map((instance) => instance.stop()));
     if (this.runDir) fs.rmSync(this.runDir, { recursive: true, force: true });
   }

@@ -27,7 +27,6 @@ export class VpnFrontDoor {
     private readonly log: Logger,
   ) {
     this.server = net.createServer((socket) => this.pipe(socket));
-    this.server.on('error', (err) => log.error({ err }, 'the VPN port failed'));
   }
 
   /** Listens on the public VPN port; resolves with the port (0 picks a free one). */
@@ -36,6 +35,7 @@ export class VpnFrontDoor {
       this.server.once('error', reject);
       this.server.listen({ port, host }, () => {
         this.server.off('error', reject);
+        this.server.on('error', (err) => this.log.error({ err }, 'the VPN port failed'));
         resolve((this.server.address() as net.AddressInfo).port);
       });
     });
