@@ -97,8 +97,8 @@ export async function api(
 }
 
 /**
- * Starts a real `sshd` on 127.0.0.1:`port` from a temporary config in `dir` (`Port`, `ListenAddress`,
- * `HostKey` and `PidFile`, then `settings`) with a new host key `hostKeyName`; `untilListening` waits for it.
+ * Starts a real `sshd` on 127.0.0.1:`port` from a temporary config in `dir` (see {@link writeSshdConfig}) with
+ * a new host key `hostKeyName`; `untilListening` waits for it.
  */
 export async function startSshd(
   dir: string,
@@ -106,6 +106,21 @@ export async function startSshd(
   hostKeyName: string,
   settings: string[],
 ): Promise<ChildProcess> {
+  const config = await writeSshdConfig(dir, port, hostKeyName, settings);
+  return spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
+}
+
+/**
+ * Writes `<dir>/sshd_config` for a temporary `sshd` on `listenAddress`:`port` (`Port`, `ListenAddress`,
+ * `HostKey` — a new key `hostKeyName` — and `PidFile`, then `settings`) and answers its path.
+ */
+export async function writeSshdConfig(
+  dir: string,
+  port: number,
+  hostKeyName: string,
+  settings: string[],
+  listenAddress = '127.0.0.1',
+): Promise<string> {
   const hostKey = await keygen(dir, hostKeyName);
   fs.mkdirSync('/run/sshd', { recursive: true });
   const config = path.join(dir, 'sshd_config');
@@ -113,7 +128,7 @@ export async function startSshd(
     config,
     [
       `Port ${port}`,
-      'ListenAddress 127.0.0.1',
+      `ListenAddress ${listenAddress}`,
       `HostKey ${hostKey}`,
       `PidFile ${path.join(dir, 'sshd.pid')}`,
       // Sessions get a HOME without dotfiles: this machine's ~/.bashrc (pyenv) must not decide a test.
@@ -122,7 +137,7 @@ export async function startSshd(
       '',
     ].join('\n'),
   );
-  return spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
+  return config;
 }
 
 function emptyHome(dir: string): string {
