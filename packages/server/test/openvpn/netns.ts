@@ -82,6 +82,12 @@ export interface Namespace {
   address: string;
   /** Starts `command` inside the namespace (`ip netns exec`, which execs it: the child's pid is the command's). */
   spawn(command: string, args: readonly string[], options?: SpawnOptions): ChildProcess;
+  /**
+   * Pulls its cable (`eth0` down): nothing leaves or arrives, and no connection is told (a power cut, a dead
+   * mobile link, as the server sees it). `plug()` puts it back.
+   */
+  unplug(): Promise<void>;
+  plug(): Promise<void>;
   /** Kills every process inside and removes the namespace and its veth; resolves once the veth is gone. */
   destroy(): Promise<void>;
 }
@@ -166,6 +172,12 @@ export async function createNamespaces(count: number, prefix = 'ns'): Promise<Na
   return made.map(({ name, veth, address }) => ({
     name,
     address,
+    unplug: async () => {
+      await run('ip', ['-n', name, 'link', 'set', 'eth0', 'down']);
+    },
+    plug: async () => {
+      await run('ip', ['-n', name, 'link', 'set', 'eth0', 'up']);
+    },
     spawn: (command, args, options = {}) =>
       track(spawn('ip', ['netns', 'exec', name, command, ...args], options)),
     destroy: async () => {
@@ -256,8 +268,11 @@ export interface OpenvpnClient {
   kill(signal?: NodeJS.Signals): Promise<OpenvpnExit>;
   /** Everything the client printed, over all its restarts. */
   log(): string;
-  /** Ends the process (SIGTERM) and starts a new one with the same files, as a device's reboot would. */
-  restart(): Promise<void>;
+  /**
+   * Ends the process with `signal` (default SIGTERM; SIGKILL for a device losing power) and starts a new one with
+   * the same files at once.
+   */
+  restart(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** Lines of the served configuration that point at balenaOS files and mean nothing here. */
@@ -335,7 +350,8 @@ export async function startOpenvpnClient(
     child.stdout?.on('data', take);
     child.stderr?.on('data', take);
     exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
+      // 'close', not 'exit': the process may exit before its last output was read.
+      child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
         state = 'ended';
         changed();
         resolve({ code, signal, log });
@@ -391,8 +407,8 @@ export async function startOpenvpnClient(
     },
     kill,
     log: () => log,
-    restart: async () => {
-      await kill('SIGTERM');
+    restart: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      await kill(signal);
       log += `\n----- restarted by the test -----\n`;
       start();
     },

@@ -1,0 +1,254 @@
+/**
+ * fleetgate's OpenVPN backend with real balenaOS-style devices: the real `fleetgate serve` (`FLEETGATE_VPN=on`,
+ * its supervised OpenVPN 2.6 instances behind its public VPN port) and real `openvpn` clients, each in a network
+ * namespace of its own (netns.ts), running the configuration `GET /os/v1/config` serves with the device's uuid and
+ * key, as balenaOS does. On SQLite, and on PostgreSQL with DATABASE_URL.
+ */
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newDeviceIdentity } from '../enrollment/helpers.ts';
+import { ADMIN_EMAIL } from '../harness.ts';
+import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+import {
+  BRIDGE_ADDRESS,
+  createNamespaces,
+  destroyAll,
+  type Namespace,
+  type OpenvpnClient,
+  openvpnToolsMissing,
+  serveHttp,
+  startOpenvpnClient,
+  workerNetwork,
+} from './netns.ts';
+
+const missing = openvpnToolsMissing();
+if (missing) console.warn(`SKIPPED OpenVPN backend tests: ${missing}`);
+
+// CI (.ci/run sets CI=1) installs them and runs as root: there, a missing one is a failure, never a skip.
+describe.runIf(missing && process.env.CI)('OpenVPN backend test prerequisites', () => {
+  it('are present on CI', () => {
+    expect.fail(`the OpenVPN backend tests cannot run: ${missing}`);
+  });
+});
+
+/** The port each device's web server listens on, in its namespace (openBalena's `<uuid>.balena:80`). */
+const WEB_PORT = 80;
+const RECONNECTS = 25;
+
+interface Device {
+  id: number;
+  uuid: string;
+  apiKey: string;
+}
+
+describe.skipIf(missing)('OpenVPN backend with balenaOS devices', () => {
+  let server: ListeningServer;
+  let namespaces: Namespace[];
+  let fleetId: number;
+  let provisioningKey: string;
+  /** `services.openvpn` of `GET /os/v1/config`, as os-config writes it on the device. */
+  let served: { config: string; ca: string };
+
+  const api = async (method: string, url: string, body?: unknown) => {
+    const answer = await requestJson(`${server.url}${url}`, {
+      method,
+      token: server.adminToken,
+      ...(body === undefined ? {} : { body }),
+    });
+    if (answer.status >= 300) throw new Error(`${method} ${url}: ${answer.status} ${answer.text}`);
+    return answer.body;
+  };
+  /** Registers a device as balena-register-device does, with the fleet's provisioning key and its own new key. */
+  const register = async (): Promise<Device> => {
+    const identity = newDeviceIdentity();
+    const answer = await requestJson(`${server.url}/device/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${provisioningKey}` },
+      body: { uuid: identity.uuid, device_type: 'raspberrypi4-64', api_key: identity.apiKey },
+    });
+    if (answer.status !== 201) throw new Error(`register: ${answer.status} ${answer.text}`);
+    return { id: answer.body.id, ...identity };
+  };
+  const connect = (namespace: Namespace, username: string, password: string) =>
+    startOpenvpnClient(namespace, { config: served.config, ca: served.ca, username, password });
+  const deviceView = (device: Device) => api('GET', `/api/v1/devices/${device.uuid}`);
+  /** Waits until the API shows the device online through the VPN at `address`; answers its view. */
+  const untilOnlineAt = (device: Device, address: string) =>
+    waitFor(async () => {
+      const view = await deviceView(device);
+      return (
+        view.status === 'online' && view.onlineVia.includes('vpn') && view.vpnAddress === address && view
+      );
+    }, `${device.uuid} online at ${address}`);
+
+  beforeAll(async () => {
+    const network = await workerNetwork();
+    server = await startListeningServer({
+      flags: {
+        // The namespaces reach the root namespace at the bridge's address only.
+        listen: BRIDGE_ADDRESS,
+        vpn: 'on',
+        // A port the served configuration can name (with 0 it would name 0: see the report).
+        vpnPort: await freePortOn(BRIDGE_ADDRESS),
+        vpnInstances: 2,
+        // This process's own subnet and instance ports: parallel test files share the root namespace's routes.
+        vpnBaseSubnet: `${network.vpnSubnet}/16`,
+        vpnInstanceSubnetBitmask: 20,
+        vpnBasePort: 30_000 + network.slot * 16,
+        presenceFlushMs: 50,
+      },
+    });
+    const fleet = await api('POST', '/api/v1/fleets', {
+      orgId: 1,
+      name: 'balena-vpn',
+      defaultDeviceType: 'raspberrypi4-64',
+    });
+    fleetId = fleet.id;
+    await api('PUT', `/api/v1/fleets/${fleetId}/allowed-ports`, { ports: [WEB_PORT] });
+    provisioningKey = (await api('POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, { name: 'vpn' })).key;
+    // What os-config fetches (served to anyone: the VPN itself refuses whoever has no device key).
+    served = (await api('GET', '/os/v1/config')).services.openvpn;
+    namespaces = await createNamespaces(9, 'vpn');
+  }, 60_000);
+
+  afterAll(async () => {
+    await destroyAll();
+    await server?.close();
+  });
+
+  it("a device registered with the fleet's provisioning key connects with its uuid and key, from the served configuration, and shows online", async () => {
+    const device = await register();
+    // os-config's request: its key as a bearer token, from the host name it was configured with.
+    const answer = await requestJson(`${server.url}/os/v1/config`, {
+      headers: { authorization: `Bearer ${device.apiKey}` },
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.body.services.openvpn).toEqual(served);
+    expect(served.config).toContain(`remote ${BRIDGE_ADDRESS} ${server.config.vpnPort}`);
+
+    const client = await connect(namespaces[0] as Namespace, device.uuid, device.apiKey);
+    const address = await client.connected();
+    const view = await untilOnlineAt(device, address);
+    expect(view.onlineVia).toEqual(['vpn']);
+  });
+
+  it('refuses a wrong key, an unknown uuid and a decommissioned device: each client ends with AUTH_FAILED', async () => {
+    const [wrongKey, decommissioned] = [await register(), await register()];
+    await api('POST', `/api/v1/devices/${decommissioned.uuid}/decommission`);
+    const unknown = newDeviceIdentity();
+    const refused = await Promise.all([
+      connect(namespaces[1] as Namespace, wrongKey.uuid, newDeviceIdentity().apiKey),
+      connect(namespaces[2] as Namespace, unknown.uuid, unknown.apiKey),
+      connect(namespaces[3] as Namespace, decommissioned.uuid, decommissioned.apiKey),
+    ]);
+    for (const client of refused) {
+      const { log } = await client.exited;
+      expect(log).toContain('AUTH_FAILED');
+      expect(log).not.toContain('Initialization Sequence Completed');
+    }
+    for (const device of [wrongKey, decommissioned])
+      expect((await deviceView(device)).status).not.toBe('online');
+  });
+
+  it('decommissioning a connected device cuts its VPN connection at once, and it shows offline', async () => {
+    const device = await register();
+    const client = await connect(namespaces[4] as Namespace, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await client.connected());
+    await api('POST', `/api/v1/devices/${device.uuid}/decommission`);
+    // At once: well before OpenVPN's own timeouts (pings every 10 s, given up after 60 s) could have noticed.
+    await client.disconnected(5000);
+    await waitFor(async () => (await deviceView(device)).status !== 'online', `${device.uuid} offline`);
+    // Told to halt, the client stops trying (the device's service manager would start it again, to be refused).
+    const { log } = await client.exited;
+    expect(log).toContain('Halt command was pushed by server');
+  });
+
+  it(`a device killed and reconnecting at once, ${RECONNECTS} times, is never left offline`, async () => {
+    const device = await register();
+    const client = await connect(namespaces[5] as Namespace, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await client.connected());
+    let address = '';
+    for (let i = 0; i < RECONNECTS; i++) {
+      // SIGKILL: a power cut, the old connection's end reaching the server while the new one comes in.
+      await client.restart('SIGKILL');
+      address = await client.connected();
+      await untilOnlineAt(device, address);
+    }
+    // A late disconnect of an earlier connection would land within a few presence flushes (50 ms each).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const view = await deviceView(device);
+    expect(view.status).toBe('online');
+    expect(view.vpnAddress).toBe(address);
+  });
+
+  it("a device whose old connection the server still holds (a power cut) comes back: the old connection's end does not take it offline", async () => {
+    const device = await register();
+    const [before, after] = [namespaces[7] as Namespace, namespaces[8] as Namespace];
+    const old = await connect(before, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await old.connected());
+    // The power goes: the client dies without a word reaching the server, which holds the connection open.
+    await before.unplug();
+    await old.kill('SIGKILL');
+    const again = await connect(after, device.uuid, device.apiKey);
+    const address = await again.connected();
+    await untilOnlineAt(device, address);
+    // The old connection ends now (the server dropped it for the new one; its client's last packets arrive).
+    await before.plug();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const view = await deviceView(device);
+    expect(view.status).toBe('online');
+    expect(view.vpnAddress).toBe(address);
+    await again.kill();
+  });
+
+  it('curl through the CONNECT proxy reaches the web server in the device at <uuid>.balena:80', async () => {
+    const device = await register();
+    const namespace = namespaces[6] as Namespace;
+    await serveHttp(namespace, WEB_PORT);
+    const client: OpenvpnClient = await connect(namespace, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await client.connected());
+    const { key } = await api('POST', '/api/v1/api-keys', { name: 'curl' });
+    const answer = await curl([
+      '-x',
+      `http://${BRIDGE_ADDRESS}:${server.server.proxyPort}`,
+      '-U',
+      `${ADMIN_EMAIL}:${key}`,
+      `http://${device.uuid}.balena:${WEB_PORT}/`,
+    ]);
+    expect(answer.stderr).toBe('');
+    expect(answer.stdout).toBe(`hello from ${namespace.name}`);
+  });
+});
+
+/** What `curl` printed; never throws on curl's own failure (the caller checks stderr). */
+function curl(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '10', ...args], (_error, stdout, stderr) =>
+      resolve({ stdout, stderr }),
+    );
+  });
+}
+
+/** A port no one listens on now at `host`. */
+function freePortOn(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` every 50 ms until it answers something truthy; throws after 15 s naming `what`. */
+async function waitFor<T>(check: () => Promise<T | false>, what: string): Promise<T> {
+  const deadline = performance.now() + 15_000;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
