@@ -109,7 +109,7 @@ describe.skipIf(missing)('OpenVPN backend with balenaOS devices', () => {
     provisioningKey = (await api('POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, { name: 'vpn' })).key;
     // What os-config fetches (served to anyone: the VPN itself refuses whoever has no device key).
     served = (await api('GET', '/os/v1/config')).services.openvpn;
-    namespaces = await createNamespaces(9, 'vpn');
+    namespaces = await createNamespaces(12, 'vpn');
   }, 60_000);
 
   afterAll(async () => {
@@ -202,6 +202,59 @@ describe.skipIf(missing)('OpenVPN backend with balenaOS devices', () => {
     await again.kill();
   });
 
+  it("a device without a key of its own connects with the fleet's provisioning key, as balenaOS does until its key exchange; after it, only with its own key", async () => {
+    const namespace = namespaces[11] as Namespace;
+    // Made by a person beforehand (balena device register): no key until its supervisor exchanges one.
+    const made = await api('POST', '/api/v1/devices', { fleetId, name: 'preregistered' });
+    const device: Device = { id: made.id, uuid: made.uuid, apiKey: newDeviceIdentity().apiKey };
+    const before = await connect(namespace, device.uuid, provisioningKey);
+    await untilOnlineAt(device, await before.connected());
+
+    const exchanged = await requestJson(`${server.url}/api-key/device/${device.id}/device-key`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${provisioningKey}` },
+      body: { apiKey: device.apiKey },
+    });
+    expect(exchanged.status).toBe(200);
+    await before.kill();
+    const withProvisioningKey = await connect(namespace, device.uuid, provisioningKey);
+    expect((await withProvisioningKey.exited).log).toContain('AUTH_FAILED');
+    const withOwnKey = await connect(namespace, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await withOwnKey.connected());
+  });
+
+  it("revoking a connected device's keys cuts its VPN connection, and its client, coming back with the old key, is refused", async () => {
+    const device = await register();
+    const client = await connect(namespaces[9] as Namespace, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await client.connected());
+    await api('DELETE', `/api/v1/devices/${device.uuid}/keys`);
+    // Told to reconnect, it does, with the key it has: auth-retry none ends it on the refusal.
+    const { log } = await client.exited;
+    expect(log).toContain('AUTH_FAILED');
+    await waitFor(async () => (await deviceView(device)).status !== 'online', `${device.uuid} offline`);
+  });
+
+  it('an OpenVPN instance that dies: its devices reconnect and show online again, and the instance is started again', async () => {
+    const device = await register();
+    const client = await connect(namespaces[10] as Namespace, device.uuid, device.apiKey);
+    const address = await client.connected();
+    await untilOnlineAt(device, address);
+    const instances = async (): Promise<
+      { id: number; subnet: string; pid: number | null; restarts: number }[]
+    > => (await requestJson(`${server.url}/readyz`)).body.vpn.instances;
+    // The instance holding the device: the one whose subnet its address is in.
+    const holding = (await instances()).find((instance) => inSubnet(address, instance.subnet));
+    expect(holding?.pid).toBeTypeOf('number');
+    // The process fleetgate started for the instance, dying as OpenVPN would of a crash.
+    process.kill(holding?.pid as number, 'SIGKILL');
+    await client.disconnected();
+    await untilOnlineAt(device, await client.connected());
+    await waitFor(async () => {
+      const again = (await instances()).find((instance) => instance.id === holding?.id);
+      return again !== undefined && again.restarts > 0 && again.pid !== null && again.pid !== holding?.pid;
+    }, `instance ${holding?.id} started again`);
+  });
+
   it('curl through the CONNECT proxy reaches the web server in the device at <uuid>.balena:80', async () => {
     const device = await register();
     const namespace = namespaces[6] as Namespace;
@@ -228,6 +281,14 @@ function curl(args: string[]): Promise<{ stdout: string; stderr: string }> {
       resolve({ stdout, stderr }),
     );
   });
+}
+
+/** Whether the IPv4 `address` is in `subnet` (CIDR). */
+function inSubnet(address: string, subnet: string): boolean {
+  const toNumber = (text: string) => text.split('.').reduce((n, part) => n * 256 + Number(part), 0);
+  const [network = '', bits = '32'] = subnet.split('/');
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(toNumber(address) / size) === Math.floor(toNumber(network) / size);
 }
 
 /** A port no one listens on now at `host`. */
