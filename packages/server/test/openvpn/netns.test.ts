@@ -6,7 +6,6 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,6 +19,7 @@ import {
   BRIDGE_ADDRESS,
   createNamespaces,
   destroyAll,
+  freePortOn,
   type Namespace,
   type OpenvpnClient,
   openvpnToolsMissing,
@@ -228,18 +228,6 @@ describe.skipIf(missing)('OpenVPN clients in network namespaces', () => {
     expect(answer).not.toBe(`hello from ${namespaces[1]?.name}`);
   });
 });
-
-/** A port no one listens on now at `host`. */
-function freePortOn(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** The body of a GET to `url`; rejects on a connection error, or after 5 s. */
 function httpGet(url: string): Promise<string> {

@@ -676,6 +676,18 @@ async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boole
   return true;
 }
 
+/** A TCP port no one listens on now at `host` (for a server the caller is about to start there). */
+export function freePortOn(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 /** Resolves once `host`:`port` accepts a TCP connection (or rejects after `timeoutMs`). */
 export async function untilAnswering(host: string, port: number, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;

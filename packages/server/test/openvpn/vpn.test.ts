@@ -5,7 +5,6 @@
  * key, as balenaOS does. On SQLite, and on PostgreSQL with DATABASE_URL.
  */
 import { execFile } from 'node:child_process';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newDeviceIdentity } from '../enrollment/helpers.ts';
 import { ADMIN_EMAIL } from '../harness.ts';
@@ -14,6 +13,7 @@ import {
   BRIDGE_ADDRESS,
   createNamespaces,
   destroyAll,
+  freePortOn,
   type Namespace,
   type OpenvpnClient,
   openvpnToolsMissing,
@@ -289,18 +289,6 @@ function inSubnet(address: string, subnet: string): boolean {
   const [network = '', bits = '32'] = subnet.split('/');
   const size = 2 ** (32 - Number(bits));
   return Math.floor(toNumber(address) / size) === Math.floor(toNumber(network) / size);
-}
-
-/** A port no one listens on now at `host`. */
-function freePortOn(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** Polls `check` every 50 ms until it answers something truthy; throws after 15 s naming `what`. */
