@@ -89,8 +89,8 @@ describe.skipIf(missing)('fleetgate restarted with OpenVPN devices connected', (
   afterAll(async () => {
     await destroyAll();
     await server?.close();
-    if (server?.config.databaseUrl)
-      await dropPostgresSchema(server.config.databaseUrl, server.config.dbSchema);
+    // Also when the test stopped while the server was down.
+    if (process.env.DATABASE_URL) await dropPostgresSchema(process.env.DATABASE_URL, String(flags.dbSchema));
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
