@@ -5,10 +5,13 @@
  * key, as balenaOS does. On SQLite, and on PostgreSQL with DATABASE_URL.
  */
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newDeviceIdentity } from '../enrollment/helpers.ts';
 import { ADMIN_EMAIL } from '../harness.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+import { clientOptions, keygen, run } from '../ssh/openssh-tools.ts';
 import {
   BRIDGE_ADDRESS,
   createNamespaces,
@@ -19,6 +22,7 @@ import {
   openvpnToolsMissing,
   serveHttp,
   startOpenvpnClient,
+  startSshd,
   workerNetwork,
 } from './netns.ts';
 
@@ -34,6 +38,8 @@ describe.runIf(missing && process.env.CI)('OpenVPN backend test prerequisites', 
 
 /** The port each device's web server listens on, in its namespace (openBalena's `<uuid>.balena:80`). */
 const WEB_PORT = 80;
+/** balenaOS's host sshd. */
+const HOST_SSH_PORT = 22222;
 const RECONNECTS = 25;
 
 interface Device {
@@ -105,11 +111,11 @@ describe.skipIf(missing)('OpenVPN backend with balenaOS devices', () => {
       defaultDeviceType: 'raspberrypi4-64',
     });
     fleetId = fleet.id;
-    await api('PUT', `/api/v1/fleets/${fleetId}/allowed-ports`, { ports: [WEB_PORT] });
+    await api('PUT', `/api/v1/fleets/${fleetId}/allowed-ports`, { ports: [WEB_PORT, HOST_SSH_PORT] });
     provisioningKey = (await api('POST', `/api/v1/fleets/${fleetId}/provisioning-keys`, { name: 'vpn' })).key;
     // What os-config fetches (served to anyone: the VPN itself refuses whoever has no device key).
     served = (await api('GET', '/os/v1/config')).services.openvpn;
-    namespaces = await createNamespaces(12, 'vpn');
+    namespaces = await createNamespaces(13, 'vpn');
   }, 60_000);
 
   afterAll(async () => {
@@ -271,6 +277,63 @@ describe.skipIf(missing)('OpenVPN backend with balenaOS devices', () => {
     ]);
     expect(answer.stderr).toBe('');
     expect(answer.stdout).toBe(`hello from ${namespace.name}`);
+  });
+
+  it("ssh -J through fleetgate's SSH gateway reaches the device's host sshd at <uuid>.balena, with the keys os-config gave it", async () => {
+    const device = await register();
+    const namespace = namespaces[12] as Namespace;
+    const dir = fs.mkdtempSync(path.join((await workerNetwork()).dir, 'ssh-'));
+    const key = await keygen(dir, 'admin');
+    await api('POST', '/api/v1/ssh-keys', { publicKey: fs.readFileSync(`${key}.pub`, 'utf8') });
+    // os-config, with the device's key, writes root's authorized_keys for balenaOS's host sshd.
+    const config = await requestJson(`${server.url}/os/v1/config`, {
+      headers: { authorization: `Bearer ${device.apiKey}` },
+    });
+    const authorizedKeys = path.join(dir, 'authorized_keys');
+    fs.writeFileSync(authorizedKeys, config.body.services.ssh.authorized_keys);
+    await startSshd(namespace, HOST_SSH_PORT, authorizedKeys);
+    const client = await connect(namespace, device.uuid, device.apiKey);
+    await untilOnlineAt(device, await client.connected());
+
+    // `ssh -J` as a person writes it; the jump's options come from a config file, which OpenSSH hands on to
+    // the ssh it starts for the jump.
+    const sshConfig = path.join(dir, 'ssh_config');
+    fs.writeFileSync(
+      sshConfig,
+      [
+        'Host *',
+        '  StrictHostKeyChecking no',
+        '  UserKnownHostsFile /dev/null',
+        '  BatchMode yes',
+        '  IdentitiesOnly yes',
+        '  LogLevel ERROR',
+        `  IdentityFile ${key}`,
+        '',
+      ].join('\n'),
+    );
+    const session = await run('ssh', [
+      '-F',
+      sshConfig,
+      '-J',
+      `${ADMIN_EMAIL}@${BRIDGE_ADDRESS}:${server.server.sshPort}`,
+      '-p',
+      String(HOST_SSH_PORT),
+      `root@${device.uuid}.balena`,
+      'ip netns identify',
+    ]);
+    expect(session.stderr).toBe('');
+    expect(session.stdout.trim()).toBe(namespace.name);
+
+    // A command run by the gateway itself needs fleetgate-agent on the device: refused, saying why.
+    const exec = await run('ssh', [
+      ...clientOptions(key),
+      '-p',
+      String(server.server.sshPort),
+      `admin+${device.uuid}@${BRIDGE_ADDRESS}`,
+      'true',
+    ]);
+    expect(exec.code).not.toBe(0);
+    expect(exec.stderr).toMatch(/reached over OpenVPN, without fleetgate-agent/);
   });
 });
 
