@@ -36,7 +36,7 @@ export const BRIDGE = 'fgvpn0';
 export const BRIDGE_ADDRESS = '172.30.0.1';
 /** Slots 1–39: VPN subnets 10.201–10.239 stay clear of the product's 10.240.0.0/12. */
 const MAX_SLOT = 39;
-/** Namespaces one process can make over its life (its /22 of bridge addresses, less the first and the last). */
+/** Namespaces one process can make over its life: 1000 of the 1024 bridge addresses of its /22. */
 export const MAX_NAMESPACES = 1000;
 const LOCKS = '/run/fleetgate-netns';
 /** How many `ip -n <ns> -batch` run at once while configuring namespaces (the machine has 2 cores). */
@@ -522,6 +522,11 @@ async function ensureBridge(): Promise<void> {
 async function sweepDeadSlots(): Promise<void> {
   const netnsNames = fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
   const links = fs.readdirSync('/sys/class/net');
+  // openvpnToolsMissing's probe, should its process have died between adding and deleting it.
+  for (const name of netnsNames) {
+    const pid = /^fgprobe-(\d+)$/.exec(name)?.[1];
+    if (pid && !fs.existsSync(`/proc/${pid}`)) await run('ip', ['netns', 'del', name], '', true);
+  }
   // A slot shows by its lock or, should the lock be gone, by its namespaces.
   const slots = new Set<string>();
   for (const file of fs.readdirSync(LOCKS)) slots.add(/^slot-(\d+)$/.exec(file)?.[1] ?? '');
