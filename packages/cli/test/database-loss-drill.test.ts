@@ -226,6 +226,9 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
       '--fleet',
       String(fleet.id),
     );
+    // The operator keeps the key, as it is baked into the devices' images: a copy outside the server.
+    const keyFile = path.join(dir, 'factory.key');
+    fs.writeFileSync(keyFile, `${provisioningKey}\n`, { mode: 0o600 });
 
     // (d) A balenaOS device whose config.json the operator imported, running the agent on that config.json.
     const configJson = path.join(dir, 'config.json');
@@ -246,7 +249,10 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
         keyPair: processes.start(agentBin, [
           'run',
           '--config',
-          writeAgentConfig('key-pair', { enrollment: { keyPair: { identity: { mac: KEY_PAIR_MAC } } } }),
+          writeAgentConfig('key-pair', {
+            // The fleet's provisioning key as its tenant token: it asks to join that fleet.
+            enrollment: { keyPair: { identity: { mac: KEY_PAIR_MAC }, tenantToken: provisioningKey } },
+          }),
         ]),
         balena: processes.start(agentBin, [
           'run',
@@ -362,12 +368,25 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
     expect(adopted.code, adopted.stderr).toBe(0);
     expect(adopted.stdout).toMatch(new RegExp(`${devices.deviceKeyUuid}\\s+adopted`));
 
-    // 4. Key-pair devices (the agent, mender-client) ask to join again: accepted in bulk.
+    // 4. Key-pair devices (the agent, mender-client) ask to join again: accepted in bulk. The agent sends the
+    // lost provisioning key as its tenant token: refused until the key is restored, then pending in its fleet.
+    const restoredKey = await fleetgate(
+      'provisioning-keys',
+      'restore',
+      'factory',
+      '--fleet',
+      String(newFleet.id),
+      '--key-file',
+      keyFile,
+    );
+    expect(restoredKey.code, restoredKey.stderr).toBe(0);
+    expect(restoredKey.stdout).toContain('restored provisioning key');
     const pending = await eventually(
       'the key-pair devices in the pending queue',
       async () => {
         const sets = (await fleetgateJson('devices', 'pending')).items as {
           id: number;
+          fleetId: number | null;
           identity: { mac: string };
         }[];
         return expectedPending.every((mac) => sets.some((s) => s.identity.mac === mac)) ? sets : undefined;
@@ -375,6 +394,8 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
       120_000,
     );
     expect(pending.map((s) => s.identity.mac).sort()).toEqual(expectedPending);
+    // Proposed for the restored key's fleet; the mender-client, without a tenant token, for none.
+    expect(pending.find((s) => s.identity.mac === KEY_PAIR_MAC)).toMatchObject({ fleetId: newFleet.id });
     const reaccepted = await fleetgate(
       'devices',
       'accept',
@@ -383,6 +404,8 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
       String(newFleet.id),
     );
     expect(reaccepted.code, reaccepted.stderr).toBe(0);
+
+    const operatorDoneAt = Date.now();
 
     // ---- Every device back, by itself. ----
     const backAt = await everyDeviceBack(dashboard, devices, 'after the loss', 180_000);
@@ -401,6 +424,7 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
       ['recovery.adopt', 1],
       ['auth_set.accept', expectedPending.length],
       ['fleet.create', 1],
+      ['provisioning_key.restore', 1],
     ] as const) {
       const events = (await fleetgateJson('audit', '--action', action)).items as {
         actor: { label: string };
@@ -416,6 +440,7 @@ describe(`the database-loss drill (${process.env.DATABASE_URL ? 'PostgreSQL' : '
       [
         `database-loss drill (${processes.databaseUrl ? 'PostgreSQL' : 'SQLite'}; deleted ${deleted.join(', ')}):`,
         `  server ready after ${seconds(readyAt)}`,
+        `  the operator's last command done after ${seconds(operatorDoneAt)}`,
         ...Object.entries(backAt).map(([kind, at]) => `  ${kind} back after ${seconds(at)}`),
         `  every device back ${seconds(allBackAt)} after the restart`,
       ].join('\n'),
