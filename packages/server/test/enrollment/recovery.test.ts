@@ -347,3 +347,37 @@ describe('restoring a provisioning key devices still hold', () => {
     );
   });
 });
+
+describe('key-pair devices after a database loss', () => {
+  it('preauthorized again from the kept CSV rows, a device waiting in the pending queue is accepted at its next request', async () => {
+    const key = testKey('ec256');
+    const identity = { serial: 'P-lost-0001' };
+    const ask = async () => {
+      const { payload, headers } = signedAuthRequest(key, identity);
+      const r = await server.app.inject({
+        method: 'POST',
+        url: '/api/devices/v1/authentication/auth_requests',
+        payload,
+        headers,
+        remoteAddress: '10.7.0.2',
+      });
+      return r.statusCode;
+    };
+    // Its rows are gone: the device's request is a new pending set.
+    expect(await ask()).toBe(401);
+    const preauthorized = check(
+      await server.api('POST', '/api/v1/auth-sets/preauthorize', {
+        token: server.adminToken,
+        body: { fleetId: seed.alpha.fleet.id, devices: [{ identity, publicKey: key.publicPem }] },
+      }),
+      200,
+    );
+    expect(preauthorized.created).toBe(1);
+    expect(await ask()).toBe(200);
+    const sets = check(
+      await server.api('GET', '/api/v1/auth-sets?limit=500', { token: server.adminToken }),
+      200,
+    ).items.filter((s: { identity: { serial?: string } }) => s.identity.serial === identity.serial);
+    expect(sets.map((s: { status: string }) => s.status)).toEqual(['accepted']);
+  });
+});
