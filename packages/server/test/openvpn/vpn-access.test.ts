@@ -160,10 +160,14 @@ describe.skipIf(missing)('people reach a VPN device through the CONNECT proxy an
       password: identity.apiKey,
     });
     const address = await client.connected();
-    await waitFor(async () => {
-      const view = await api('GET', `/api/v1/devices/${uuid}`);
-      return view.status === 'online' && view.vpnAddress === address;
-    }, 30_000, 'the device online through the VPN');
+    await waitFor(
+      async () => {
+        const view = await api('GET', `/api/v1/devices/${uuid}`);
+        return view.status === 'online' && view.vpnAddress === address;
+      },
+      30_000,
+      'the device online through the VPN',
+    );
   }, 90_000);
 
   afterAll(async () => {
