@@ -31,11 +31,12 @@
  */
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ByteService, download, startByteService, upload } from '../lib/byte-service.ts';
+import { connectDirect, connectThrough } from '../lib/connect-client.ts';
 import { cpuSeconds, percentile } from '../lib/figures.ts';
 import { freePort, killChildren, ROOT, startAgent, track } from '../lib/processes.ts';
 import {
@@ -67,52 +68,6 @@ async function startRelay(): Promise<{ port: number; pid: number }> {
   return new Promise((resolve, reject) => {
     relay.once('message', (message: { port: number }) => resolve({ port: message.port, pid: relay.pid! }));
     relay.once('exit', (code) => reject(new Error(`the CONNECT relay ended (code ${code})`)));
-  });
-}
-
-/** A TCP connection to 127.0.0.1:`port`, once connected. */
-function connectDirect(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('error', reject);
-    socket.once('connect', () => {
-      socket.off('error', reject);
-      resolve(socket);
-    });
-  });
-}
-
-/**
- * A tunnel through the CONNECT proxy at 127.0.0.1:`proxyPort` to `authority`, once the proxy answered 200.
- * The service speaks only after a request, so no byte of it can arrive with the proxy's answer.
- */
-function connectThrough(proxyPort: number, authority: string, authorization?: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: proxyPort });
-    let head = '';
-    const fail = (error: Error) => {
-      socket.destroy();
-      reject(error);
-    };
-    const onData = (chunk: Buffer) => {
-      head += chunk.toString('latin1');
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      socket.off('error', fail);
-      if (!head.startsWith('HTTP/1.1 200 ') || end + 4 !== head.length)
-        return fail(new Error(`CONNECT ${authority} answered: ${JSON.stringify(head.slice(0, 300))}`));
-      resolve(socket);
-    };
-    socket.on('data', onData);
-    socket.once('error', fail);
-    socket.once('connect', () =>
-      socket.write(
-        `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n` +
-          (authorization ? `Proxy-Authorization: ${authorization}\r\n` : '') +
-          '\r\n',
-      ),
-    );
   });
 }
 

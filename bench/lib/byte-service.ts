@@ -8,7 +8,9 @@
  *
  * `upload` and `download` are the client's side, on a connected socket. Forked with `serve`, this file is the
  * child: it sends `{ port }` when listening and exits when the parent disconnects (also when the parent dies,
- * which closes the IPC channel). It imports nothing of fleetgate, so the child stays small.
+ * which closes the IPC channel). It imports nothing of fleetgate, so the child stays small. Started without an
+ * IPC channel (`serve <host> <port>`, e.g. inside a network namespace: {@link byteServiceArgs}), it prints
+ * `listening <port>` instead and runs until it is killed.
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -80,7 +82,15 @@ function onLine(socket: net.Socket, line: (text: string) => void, rest: (chunk: 
   });
 }
 
-function serve(): void {
+/**
+ * Node arguments (after `process.execPath`) that run the service on `host`:`port` without an IPC channel: it
+ * prints `listening <port>` once it listens. With this process's `execArgv`, so TypeScript runs as here.
+ */
+export function byteServiceArgs(host: string, port: number): string[] {
+  return [...process.execArgv, fileURLToPath(import.meta.url), 'serve', host, String(port)];
+}
+
+function serve(host: string, port: number): void {
   const chunk = randomBytes(CHUNK);
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
@@ -119,8 +129,10 @@ function serve(): void {
       },
     );
   });
-  server.listen(0, '127.0.0.1', () => {
-    process.send!({ port: (server.address() as net.AddressInfo).port });
+  server.listen(port, host, () => {
+    const bound = (server.address() as net.AddressInfo).port;
+    if (process.send) process.send({ port: bound });
+    else process.stdout.write(`listening ${bound}\n`);
   });
   process.on('disconnect', () => process.exit(0));
 }
@@ -172,4 +184,6 @@ export function download(socket: net.Socket, bytes: number): Promise<void> {
   });
 }
 
-if (process.argv[2] === 'serve' && process.argv[1] === fileURLToPath(import.meta.url)) serve();
+if (process.argv[2] === 'serve' && process.argv[1] === fileURLToPath(import.meta.url)) {
+  serve(process.argv[3] ?? '127.0.0.1', Number(process.argv[4] ?? 0));
+}

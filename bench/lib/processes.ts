@@ -100,7 +100,7 @@ export async function startAgent(
   );
   agent.stdout.resume();
   const uuid = await until('the agent to enroll and connect', 60_000, async () => {
-    const page = await api(base, 'GET', `/api/v1/devices?fleet=${fleetId}&status=online`, session);
+    const page = await api(base, 'GET', `/api/v1/devices?fleetId=${fleetId}&status=online`, session);
     return page.items[0]?.uuid as string | undefined;
   });
   return { agent, uuid };

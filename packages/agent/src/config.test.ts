@@ -123,4 +123,37 @@ describe('agent configuration', () => {
       tenantToken: 't',
     });
   });
+
+  it("takes a balenaOS config.json's uuid and device API key, and says what is missing from one", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-agent-balena-'));
+    try {
+      const uuid = 'A1'.repeat(16);
+      fs.writeFileSync(
+        path.join(dir, 'config.json'),
+        JSON.stringify({
+          uuid,
+          deviceApiKeys: { 'api.balena-cloud.com': 'k'.repeat(32) },
+          applicationName: 'x',
+        }),
+      );
+      fs.writeFileSync(path.join(dir, 'nokey.json'), JSON.stringify({ uuid }));
+      const config = (file: string) =>
+        parseConfig(
+          { server: 'https://x', deviceType: 'a', enrollment: { balenaConfigFile: file } },
+          { source: path.join(dir, 'agent.json') },
+        );
+      expect(config('config.json').enrollment).toEqual({
+        method: 'balena-config',
+        file: path.join(dir, 'config.json'),
+        uuid: uuid.toLowerCase(),
+        deviceKey: 'k'.repeat(32),
+      });
+      expect(() => config('nokey.json')).toThrow(
+        /enrollment\.balenaConfigFile: .*nokey\.json has no deviceApiKey/,
+      );
+      expect(() => config('missing.json')).toThrow(/enrollment\.balenaConfigFile: ENOENT/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -59,6 +59,14 @@ const enrollmentSchema = z.union([
       tenantToken: z.string().max(512).optional(),
     }),
   }),
+  z.strictObject({
+    /**
+     * A balenaOS `config.json` (e.g. /mnt/boot/config.json): the device keeps its balena uuid and device API key
+     * (`deviceApiKey`, or the first of `deviceApiKeys`), which the server knows from `fleetgate import
+     * balena-config`. Nothing is registered.
+     */
+    balenaConfigFile: z.string().min(1),
+  }),
 ]);
 
 /** The file's schema. Every duration is in seconds. */
@@ -136,6 +144,7 @@ export type AgentConfigFile = z.input<typeof agentConfigFileSchema>;
 /** How a device without credentials enrolls, resolved. */
 export type EnrollmentConfig =
   | { method: 'provisioning-key'; provisioningKey: string }
+  | { method: 'balena-config'; file: string; uuid: string; deviceKey: string }
   | {
       method: 'key-pair';
       privateKeyFile: string;
@@ -283,6 +292,15 @@ function resolveEnrollment(
       ...(enrollment.keyPair.tenantToken ? { tenantToken: enrollment.keyPair.tenantToken } : {}),
     };
   }
+  if ('balenaConfigFile' in enrollment) {
+    const file = resolve(enrollment.balenaConfigFile);
+    const identity = readBalenaConfig(file);
+    if (typeof identity === 'string') {
+      problems.push(`enrollment.balenaConfigFile: ${identity}`);
+      return undefined;
+    }
+    return { method: 'balena-config', file, ...identity };
+  }
   if (enrollment.provisioningKey && enrollment.provisioningKeyFile) {
     problems.push('enrollment: give provisioningKey or provisioningKeyFile, not both');
     return undefined;
@@ -299,8 +317,34 @@ function resolveEnrollment(
   }
   if (enrollment.provisioningKey)
     return { method: 'provisioning-key', provisioningKey: enrollment.provisioningKey };
-  problems.push('enrollment: give provisioningKey, provisioningKeyFile or keyPair');
+  problems.push('enrollment: give provisioningKey, provisioningKeyFile, keyPair or balenaConfigFile');
   return undefined;
+}
+
+/** The uuid and device API key of a balenaOS `config.json`, or why it has none. */
+function readBalenaConfig(file: string): { uuid: string; deviceKey: string } | string {
+  let config: Record<string, unknown>;
+  try {
+    const value: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      return `${file} is not a JSON object`;
+    config = value as Record<string, unknown>;
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const { uuid } = config;
+  if (typeof uuid !== 'string' || !/^[0-9a-fA-F]{32}$/.test(uuid))
+    return `${file} has no uuid of 32 hexadecimal characters`;
+  // Newer balenaOS keeps the key per API host in `deviceApiKeys`; older ones in `deviceApiKey`.
+  const perHost = config.deviceApiKeys;
+  const keys = typeof perHost === 'object' && perHost !== null ? Object.values(perHost) : [];
+  const deviceKey = [config.deviceApiKey, ...keys].find(
+    (k): k is string => typeof k === 'string' && k !== '',
+  );
+  if (!deviceKey) return `${file} has no deviceApiKey`;
+  if (!/^[\x21-\x7e]{16,512}$/.test(deviceKey))
+    return `the deviceApiKey in ${file} is not 16-512 printable characters without spaces`;
+  return { uuid: uuid.toLowerCase(), deviceKey };
 }
 
 function defaultDeviceType(): string | undefined {

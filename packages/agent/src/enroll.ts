@@ -4,6 +4,8 @@
  * - Provisioning key (balena style): the agent generates a uuid and a device key, registers them with
  *   `POST /api/v1/devices/register` (`Authorization: Bearer <provisioning key>`), and from then on
  *   authenticates with `Basic uuid:key`.
+ * - balena `config.json`: the device keeps the uuid + device API key balenaOS gave it (imported on the server
+ *   with `fleetgate import balena-config`) and authenticates with them from the start.
  * - Key pair (Mender style): the agent signs auth requests (`POST /api/v1/device-auth/auth_requests`,
  *   signature over the exact body bytes in `X-MEN-Signature`). 200 answers a short-lived device JWT; 401
  *   means the auth set is pending until an admin accepts it, so the agent retries with backoff.
@@ -82,6 +84,21 @@ export async function ensureEnrolled(options: EnrollOptions): Promise<Credential
       ...(enrollment.tenantToken ? { tenantToken: enrollment.tenantToken } : {}),
     };
     writeCredentials(options.dataDir, credentials);
+    return credentials;
+  }
+  if (enrollment.method === 'balena-config') {
+    // The server knows this uuid + key already (`fleetgate import balena-config`): nothing to register.
+    credentials = {
+      type: 'device-key',
+      uuid: enrollment.uuid,
+      deviceKey: enrollment.deviceKey,
+      registered: true,
+    };
+    writeCredentials(options.dataDir, credentials);
+    options.log.info('using the uuid and device key of the balena config', {
+      uuid: enrollment.uuid,
+      file: enrollment.file,
+    });
     return credentials;
   }
 

@@ -181,3 +181,54 @@ describe('enrollment commands', () => {
     expect(wrong.code).not.toBe(0);
   });
 });
+
+describe('fleetgate provisioning-keys restore', () => {
+  it('gives the fleet back a key devices still hold, without printing it; the key registers devices again', async () => {
+    const lost = `image-key-${randomBytes(16).toString('hex')}`;
+    const keyFile = writeConfig('provisioning.key', `${lost}\n`);
+    const restored = await fleetgate(
+      'provisioning-keys',
+      'restore',
+      'image 2026-11',
+      '--fleet',
+      String(fleetId),
+      '--key-file',
+      keyFile,
+    );
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout).toMatch(
+      /^restored provisioning key \d+ "image 2026-11" \(image-…\) for fleet \d+/,
+    );
+    expect(restored.stdout).not.toContain(lost);
+
+    const device = balenaDevice();
+    const registered = await requestJson(`${server.url}/api/v1/devices/register`, {
+      method: 'POST',
+      token: lost,
+      body: { uuid: device.uuid, device_type: 'raspberrypi4-64', api_key: device.deviceApiKey },
+    });
+    expect(registered.status).toBe(201);
+
+    const twice = await fleetgate(
+      'provisioning-keys',
+      'restore',
+      'again',
+      '--fleet',
+      String(fleetId),
+      '--key-file',
+      keyFile,
+    );
+    expect(twice.code).not.toBe(0);
+    expect(twice.stderr).toMatch(/exists already/);
+    const missing = await fleetgate(
+      'provisioning-keys',
+      'restore',
+      'x',
+      '--fleet',
+      String(fleetId),
+      '--key-file',
+      path.join(workDir, 'nope'),
+    );
+    expect(missing.stderr).toMatch(/cannot read .*nope/);
+  });
+});

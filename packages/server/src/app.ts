@@ -194,7 +194,7 @@ export async function buildApp({
   registerDecommissionRoutes(app, deps);
   registerAuthSetRoutes(app, deps);
   registerMenderRoutes(app, deps, auth);
-  await registerOsConfig(app, deps);
+  await registerOsConfig(app, deps, () => vpn?.port || config.vpnPort);
   registerVariables(app, deps, tunnels);
   registerPresenceRoutes(app, deps);
   // People reaching devices, all through one stream router: port allow-lists and port streams (`fleetgate

@@ -1,8 +1,10 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Items } from '../api.ts';
 import { parseCount, parseId } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
+import { CliError } from '../errors.ts';
 import type { Column } from '../output.ts';
 
 /** A fleet's provisioning key as `GET /fleets/:fleetId/provisioning-keys` lists it (never the key itself). */
@@ -65,6 +67,46 @@ export function registerProvisioningKeyCommands(program: Command, io: CliIo): vo
             'Copy it now: it cannot be shown again. Devices send it as Authorization: Bearer to POST /api/v1/devices/register.',
             '',
           ].join('\n'),
+        );
+      },
+    );
+
+  keys
+    .command('restore')
+    .description(
+      'after a database loss: give a fleet back a provisioning key that devices still hold (in their OS image, agent.json or mender.conf TenantToken)',
+    )
+    .argument('<name>', 'what it is for, e.g. factory-line-1')
+    .requiredOption('--fleet <fleetId>', 'fleet id', parseId)
+    .requiredOption(
+      '--key-file <file>',
+      'a file holding the key (kept off the command line, where ps would show it)',
+    )
+    .option('--expires-in-days <days>', 'lifetime in days (default: no expiry)', parseCount)
+    .option('--max-uses <n>', 'devices it may register at most (default: unlimited)', parseCount)
+    .action(
+      async (
+        name: string,
+        options: { fleet: number; keyFile: string; expiresInDays?: number; maxUses?: number },
+        command: Command,
+      ) => {
+        const ctx = new CommandContext(io, command);
+        let key: string;
+        try {
+          key = (await readFile(options.keyFile, 'utf8')).trim();
+        } catch (error) {
+          throw new CliError(`cannot read ${options.keyFile}: ${(error as Error).message}`);
+        }
+        const { key: _sent, ...restored } = await ctx.api<ProvisioningKey & { key: string }>(
+          'POST',
+          apiPath`/fleets/${options.fleet}/provisioning-keys`,
+          { body: { name, key, expiresInDays: options.expiresInDays, maxUses: options.maxUses } },
+        );
+        ctx.out.result(
+          restored,
+          () =>
+            `restored provisioning key ${restored.id} "${restored.name}" (${restored.prefix}…) for fleet ${restored.fleetId}` +
+            ` (max uses ${restored.maxUses ?? 'unlimited'}, expires ${restored.expiresAt ?? 'never'})\n`,
         );
       },
     );

@@ -5,8 +5,16 @@ import {
   RECOVERY_CANDIDATES_PER_SOURCE,
 } from '../../src/features/device-auth/authenticate.ts';
 import { apiFrom, check } from '../api/helpers.ts';
+import { signedAuthRequest, testKey } from '../auth-sets/signing.ts';
 import { seedTwoOrgs, startTestServer, type TestServer } from '../harness.ts';
-import { basic, createProvisioningKey, deviceSelf, newDeviceIdentity, registerNewDevice } from './helpers.ts';
+import {
+  basic,
+  createProvisioningKey,
+  deviceSelf,
+  newDeviceIdentity,
+  register,
+  registerNewDevice,
+} from './helpers.ts';
 
 /** Surviving a database loss (seed 000): recovery candidates, adoption, and the balena config.json import. */
 let server: TestServer;
@@ -237,5 +245,139 @@ describe('POST /api/v1/devices/import', () => {
       });
       expect(answer.status).toBe(400);
     }
+  });
+});
+
+describe('restoring a provisioning key devices still hold', () => {
+  /** A key-pair device's signed auth request with `tenantToken`, as the agent or mender-client sends it. */
+  async function askToJoin(mac: string, tenantToken: string) {
+    const { payload, headers } = signedAuthRequest(testKey('ed25519'), { mac }, { tenantToken });
+    const r = await server.app.inject({
+      method: 'POST',
+      url: '/api/devices/v1/authentication/auth_requests',
+      payload,
+      headers,
+      remoteAddress: '10.7.0.1',
+    });
+    return { status: r.statusCode, body: JSON.parse(r.body) };
+  }
+
+  it('lets devices register and ask to join with it again, in its fleet; audited, stored as a hash only', async () => {
+    // The key was in an OS image and a mender.conf before the database was lost.
+    const lostKey = `balena-${newDeviceIdentity().apiKey}`;
+    const refused = await askToJoin('02:70:00:00:00:01', lostKey);
+    expect(refused).toMatchObject({
+      status: 401,
+      body: { error: { details: { reason: 'bad_tenant_token' } } },
+    });
+
+    const restored = check(
+      await server.api('POST', `/api/v1/fleets/${seed.alpha.fleet2.id}/provisioning-keys`, {
+        token: seed.people.alphaAdmin.token,
+        body: { name: 'image 2026-11', key: lostKey },
+      }),
+      201,
+    );
+    expect(restored).toMatchObject({ fleetId: seed.alpha.fleet2.id, prefix: lostKey.slice(0, 6), uses: 0 });
+    expect(await everythingStored()).not.toContain(lostKey);
+
+    // A key-pair device sending it as its tenant token waits in the key's fleet; a device key registers.
+    expect(await askToJoin('02:70:00:00:00:01', lostKey)).toMatchObject({
+      status: 401,
+      body: { error: { details: { reason: 'pending' } } },
+    });
+    const pending = check(
+      await server.api('GET', '/api/v1/auth-sets?status=pending&limit=500', { token: server.adminToken }),
+      200,
+    ).items.find((s: { identity: { mac?: string } }) => s.identity.mac === '02:70:00:00:00:01');
+    expect(pending).toMatchObject({ orgId: 1, fleetId: seed.alpha.fleet2.id });
+    const fresh = newDeviceIdentity();
+    check(
+      await register(server, lostKey, {
+        uuid: fresh.uuid,
+        device_type: 'raspberrypi4-64',
+        api_key: fresh.apiKey,
+      }),
+      201,
+    );
+    expect(check(await deviceSelf(server, basic(fresh.uuid, fresh.apiKey)), 200).fleetId).toBe(
+      seed.alpha.fleet2.id,
+    );
+
+    const audit = check(
+      await server.api('GET', '/api/v1/audit?action=provisioning_key.restore', { token: server.adminToken }),
+      200,
+    );
+    expect(audit.items).toHaveLength(1);
+    expect(audit.items[0]).toMatchObject({
+      actor: { label: seed.people.alphaAdmin.email },
+      details: { name: 'image 2026-11', fleetId: seed.alpha.fleet2.id, restored: true },
+    });
+    expect(JSON.stringify(audit.items[0])).not.toContain(lostKey);
+  });
+
+  it('refuses a value some key has already, a short one, and people who may not manage keys', async () => {
+    const { key } = await createProvisioningKey(server, seed.alpha.fleet.id);
+    const again = await server.api('POST', `/api/v1/fleets/${seed.alpha.fleet.id}/provisioning-keys`, {
+      token: server.adminToken,
+      body: { name: 'twice', key },
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.error.message).toMatch(/exists already/);
+    check(
+      await server.api('POST', `/api/v1/fleets/${seed.alpha.fleet.id}/provisioning-keys`, {
+        token: server.adminToken,
+        body: { name: 'short', key: 'too-short' },
+      }),
+      400,
+    );
+    check(
+      await server.api('POST', `/api/v1/fleets/${seed.alpha.fleet.id}/provisioning-keys`, {
+        token: seed.people.alphaViewer.token,
+        body: { name: 'viewer', key: `viewer-${newDeviceIdentity().apiKey}` },
+      }),
+      403,
+    );
+    check(
+      await server.api('POST', `/api/v1/fleets/${seed.alpha.fleet.id}/provisioning-keys`, {
+        token: seed.people.betaOwner.token,
+        body: { name: 'other org', key: `beta-${newDeviceIdentity().apiKey}` },
+      }),
+      404,
+    );
+  });
+});
+
+describe('key-pair devices after a database loss', () => {
+  it('preauthorized again from the kept CSV rows, a device waiting in the pending queue is accepted at its next request', async () => {
+    const key = testKey('ec256');
+    const identity = { serial: 'P-lost-0001' };
+    const ask = async () => {
+      const { payload, headers } = signedAuthRequest(key, identity);
+      const r = await server.app.inject({
+        method: 'POST',
+        url: '/api/devices/v1/authentication/auth_requests',
+        payload,
+        headers,
+        remoteAddress: '10.7.0.2',
+      });
+      return r.statusCode;
+    };
+    // Its rows are gone: the device's request is a new pending set.
+    expect(await ask()).toBe(401);
+    const preauthorized = check(
+      await server.api('POST', '/api/v1/auth-sets/preauthorize', {
+        token: server.adminToken,
+        body: { fleetId: seed.alpha.fleet.id, devices: [{ identity, publicKey: key.publicPem }] },
+      }),
+      200,
+    );
+    expect(preauthorized.created).toBe(1);
+    expect(await ask()).toBe(200);
+    const sets = check(
+      await server.api('GET', '/api/v1/auth-sets?limit=500', { token: server.adminToken }),
+      200,
+    ).items.filter((s: { identity: { serial?: string } }) => s.identity.serial === identity.serial);
+    expect(sets.map((s: { status: string }) => s.status)).toEqual(['accepted']);
   });
 });

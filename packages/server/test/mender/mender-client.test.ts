@@ -1,4 +1,3 @@
-import { type SpawnOptions, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
@@ -8,50 +7,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signedAuthRequest, testKey } from '../auth-sets/signing.ts';
 import { dialectUnderTest } from '../harness.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+import {
+  canRunMender,
+  createMenderDevice,
+  forgetMenderToken,
+  type MenderDevice,
+  runMender,
+  startMenderDaemon,
+  whyMenderCannotRun,
+} from './mender-device.ts';
 
-/**
- * The real Debian mender-client 3.4.0 against fleetgate over HTTPS.
- *
- * The client takes its identity from a fixed path (/usr/share/mender/identity/mender-device-identity), its
- * artifact name from /etc/mender/artifact_info and inventory scripts from /usr/share/mender/inventory; no
- * flag or configuration key moves them. So each test device runs the client in its own mount namespace
- * (`unshare -m`, root) where its own directories are bind-mounted over those three: every device has its own
- * identity, while the data directory (`-d`: key mender-agent.pem, mender-store) and configuration (`-c`)
- * are per device anyway. Nothing outside the namespace changes.
- */
+/** The real Debian mender-client 3.4.0 against fleetgate over HTTPS (how it runs: ./mender-device.ts). */
 
-const MENDER_PACKAGE = 'mender-client';
-const hasMender = spawnSync('sh', ['-c', 'command -v mender'], { encoding: 'utf8' }).status === 0;
-const canUnshare =
-  hasMender &&
-  ['/usr/share/mender/identity', '/usr/share/mender/inventory', '/etc/mender'].every((d) =>
-    fs.existsSync(d),
-  ) &&
-  spawnSync('unshare', ['-m', 'true']).status === 0;
-const whyNot = hasMender
-  ? 'cannot unshare a mount namespace (run as root)'
-  : `install the Debian package ${MENDER_PACKAGE}`;
-if (!canUnshare) console.warn(`SKIPPED mender-client tests: ${whyNot}`);
+if (!canRunMender) console.warn(`SKIPPED mender-client tests: ${whyMenderCannotRun}`);
 
 // CI (.ci/run sets CI=1) installs the client and runs as root: there, a missing client is a failure.
-describe.runIf(!canUnshare && process.env.CI)('mender-client prerequisites', () => {
+describe.runIf(!canRunMender && process.env.CI)('mender-client prerequisites', () => {
   it('are present on CI', () => {
-    expect.fail(`the real-client tests cannot run: ${whyNot}`);
+    expect.fail(`the real-client tests cannot run: ${whyMenderCannotRun}`);
   });
 });
 
-interface MenderDevice {
-  dir: string;
-  dataDir: string;
-  conf: string;
-}
-
-interface Run {
-  code: number | null;
-  output: string;
-}
-
-describe.skipIf(!canUnshare)(`mender-client 3.4.0 against fleetgate (${dialectUnderTest})`, () => {
+describe.skipIf(!canRunMender)(`mender-client 3.4.0 against fleetgate (${dialectUnderTest})`, () => {
   let server: ListeningServer;
   let ca: Buffer;
   let fleetId: number;
@@ -96,74 +73,17 @@ describe.skipIf(!canUnshare)(`mender-client 3.4.0 against fleetgate (${dialectUn
   const api = (method: string, url: string, body?: unknown) =>
     requestJson(`${server.url}${url}`, { method, token: server.adminToken, ca, ...(body ? { body } : {}) });
 
-  /** A device directory: its identity script, artifact_info, an inventory script, data dir and mender.conf. */
-  const newDevice = (identityLines: string[], privateKeyPem?: string): MenderDevice => {
-    const dir = path.join(work, `device-${++deviceCount}`);
-    const dataDir = path.join(dir, 'data');
-    for (const d of ['identity', 'etc', 'inventory', 'data'])
-      fs.mkdirSync(path.join(dir, d), { recursive: true });
-    const script = (file: string, lines: string[]) =>
-      fs.writeFileSync(file, `#!/bin/sh\n${lines.map((l) => `echo '${l}'`).join('\n')}\n`, { mode: 0o755 });
-    script(path.join(dir, 'identity', 'mender-device-identity'), identityLines);
-    script(path.join(dir, 'inventory', 'mender-inventory-fleetgate'), [
-      `test_device=${deviceCount}`,
-      'tags=a',
-      'tags=b',
-    ]);
-    fs.writeFileSync(path.join(dir, 'etc', 'artifact_info'), `artifact_name=fleetgate-test-${deviceCount}\n`);
-    fs.writeFileSync(path.join(dataDir, 'device_type'), 'device_type=qemux86-64\n');
-    if (privateKeyPem)
-      fs.writeFileSync(path.join(dataDir, 'mender-agent.pem'), privateKeyPem, { mode: 0o600 });
-    const conf = path.join(dir, 'mender.conf');
-    fs.writeFileSync(
-      conf,
-      JSON.stringify({
-        ServerURL: `https://localhost:${port}`,
-        ServerCertificate: server.caFile,
-        InventoryPollIntervalSeconds: 5,
-        UpdatePollIntervalSeconds: 5,
-        RetryPollIntervalSeconds: 1,
-      }),
-    );
-    return { dir, dataDir, conf };
-  };
-
-  const menderArgs = (device: MenderDevice, command: string) => [
-    '-m',
-    'sh',
-    '-c',
-    [
-      `mount --bind '${device.dir}/identity' /usr/share/mender/identity`,
-      `mount --bind '${device.dir}/inventory' /usr/share/mender/inventory`,
-      `mount --bind '${device.dir}/etc' /etc/mender`,
-      `exec mender --no-syslog -c '${device.conf}' -d '${device.dataDir}' ${command}`,
-    ].join(' && '),
-  ];
-
-  /** Runs a mender command to its end, killed after `timeoutMs`. */
-  const mender = (device: MenderDevice, command: string, timeoutMs = 30_000): Promise<Run> =>
-    new Promise((resolve) => {
-      const options: SpawnOptions = {
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        stdio: ['ignore', 'pipe', 'pipe'],
-      };
-      const child = spawn('unshare', menderArgs(device, command), options);
-      let output = '';
-      child.stdout?.on('data', (c: Buffer) => {
-        output += c.toString();
-      });
-      child.stderr?.on('data', (c: Buffer) => {
-        output += c.toString();
-      });
-      child.on('close', (code) => resolve({ code, output }));
+  const newDevice = (identityLines: string[], privateKeyPem?: string): MenderDevice =>
+    createMenderDevice({
+      dir: path.join(work, `device-${++deviceCount}`),
+      identityLines,
+      serverUrl: `https://localhost:${port}`,
+      caFile: server.caFile!,
+      inventoryId: deviceCount,
+      ...(privateKeyPem ? { privateKeyPem } : {}),
     });
-
-  /** Forgets the device token the client stored, so the next bootstrap asks the server again. */
-  const forgetToken = (device: MenderDevice) => {
-    for (const f of ['mender-store', 'mender-store-lock'])
-      fs.rmSync(path.join(device.dataDir, f), { force: true });
-  };
+  const mender = runMender;
+  const forgetToken = forgetMenderToken;
 
   const authSets = async (query: string) => {
     const answer = await api('GET', `/api/v1/auth-sets?limit=500&${query}`);
@@ -218,11 +138,7 @@ describe.skipIf(!canUnshare)(`mender-client 3.4.0 against fleetgate (${dialectUn
     const [acceptedSet] = await authSets('status=accepted').then((all) => all.filter((s) => s.id === set.id));
     expect(acceptedSet?.deviceId).toBeTruthy();
     // The daemon sends its inventory soon after it starts; stop it once the attributes are on the device.
-    const child = spawn('unshare', menderArgs(device, 'daemon'), {
-      stdio: 'ignore',
-      timeout: 40_000,
-      killSignal: 'SIGKILL',
-    });
+    const { child } = startMenderDaemon(device, 40_000);
     let attributes: Record<string, unknown> | null = null;
     try {
       const deadline = Date.now() + 30_000;

@@ -241,6 +241,11 @@ export interface OpenvpnClientOptions {
   password: string;
   /** The CA certificate (PEM) that signed the server's certificate. */
   ca: string;
+  /**
+   * Arguments after `--config <file>`, as the device's service adds them: balenaOS's `openvpn.service` runs
+   * `openvpn … --config /etc/openvpn/openvpn.conf --connect-retry 5 120`. Default none.
+   */
+  args?: readonly string[];
 }
 
 /** How an OpenVPN client process ended. */
@@ -268,6 +273,10 @@ export interface OpenvpnClient {
   kill(signal?: NodeJS.Signals): Promise<OpenvpnExit>;
   /** Everything the client printed, over all its restarts. */
   log(): string;
+  /** The VPN address while the client is connected (what `connected()` would answer at once), else undefined. */
+  readonly address: string | undefined;
+  /** The current `openvpn` process's pid (for its CPU time); undefined when it could not start. */
+  readonly pid: number | undefined;
   /**
    * Ends the process with `signal` (default SIGTERM; SIGKILL for a device losing power) and starts a new one with
    * the same files at once.
@@ -336,7 +345,9 @@ export async function startOpenvpnClient(
   const start = () => {
     state = 'connecting';
     pushedAddress = '';
-    child = namespace.spawn('openvpn', ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = namespace.spawn('openvpn', ['--config', configFile, ...(options.args ?? [])], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let partial = '';
     const take = (chunk: Buffer) => {
       const text = chunk.toString();
@@ -407,6 +418,12 @@ export async function startOpenvpnClient(
     },
     kill,
     log: () => log,
+    get address() {
+      return state === 'connected' ? address : undefined;
+    },
+    get pid() {
+      return child.pid;
+    },
     restart: async (signal: NodeJS.Signals = 'SIGTERM') => {
       await kill(signal);
       log += `\n----- restarted by the test -----\n`;

@@ -1972,7 +1972,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Create a provisioning key with which devices register into the fleet; shown once */
+        /** Create a provisioning key with which devices register into the fleet; shown once. With `key`: restore one */
         post: {
             parameters: {
                 query?: never;
@@ -1988,6 +1988,8 @@ export interface paths {
                         name: string;
                         expiresInDays?: number;
                         maxUses?: number;
+                        /** @description Restore a key that devices already hold (after a database loss) instead of generating one; a value some key has already: 409 */
+                        key?: string;
                     };
                 };
             };

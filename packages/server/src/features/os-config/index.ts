@@ -29,7 +29,12 @@ import { sshKeysAllowedOnDevice } from '../ssh-keys/service.ts';
  * before anything is written). Either way the device keeps the files it has, which is what we want: serving an
  * empty or made-up OpenVPN configuration instead would make os-config write it and restart openvpn with it.
  */
-export async function registerOsConfig(app: TypedApp, deps: ServiceDeps): Promise<void> {
+/** @param vpnPort the port devices' OpenVPN reaches: the one the backend listens on (`FLEETGATE_VPN_PORT`, or the one 0 picked). */
+export async function registerOsConfig(
+  app: TypedApp,
+  deps: ServiceDeps,
+  vpnPort: () => number = () => deps.config.vpnPort,
+): Promise<void> {
   // Once, at start: the CA does not change while the server runs (certificates.ts never replaces it).
   const vpnCa = deps.config.vpn ? (await ensureVpnCertificates(deps.config.dataDir)).caPem : undefined;
 
@@ -65,7 +70,7 @@ export async function registerOsConfig(app: TypedApp, deps: ServiceDeps): Promis
       const sshKeys = device ? await sshKeysAllowedOnDevice(deps, device) : [];
       return {
         services: {
-          openvpn: { config: openvpnClientConfig({ host, port: deps.config.vpnPort }), ca: vpnCa },
+          openvpn: { config: openvpnClientConfig({ host, port: vpnPort() }), ca: vpnCa },
           ssh: { authorized_keys: sshKeys.map((key) => `${key}\n`).join('') },
         },
         schema_version: '1.0.0' as const,

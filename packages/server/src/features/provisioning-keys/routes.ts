@@ -41,6 +41,11 @@ const shortText = z
   .max(128)
   .regex(/^[^\p{Cc}\p{Cs}]+$/u, 'must not contain control characters');
 
+/** A provisioning key's value as devices send it: `fgp_…`, a balena provisioning key, a Mender tenant token. */
+const provisioningKeyString = z
+  .string()
+  .regex(/^[\x21-\x7e]{16,1024}$/, '16-1024 printable ASCII characters without spaces');
+
 /** balena's `POST /device/register` body, snake_case as balena sends it. */
 const registrationBody = z.object({
   uuid: z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters'),
@@ -74,12 +79,18 @@ export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps):
     {
       schema: {
         tags,
-        summary: 'Create a provisioning key with which devices register into the fleet; shown once',
+        summary:
+          'Create a provisioning key with which devices register into the fleet; shown once. With `key`: restore one',
         params: fleetParams,
         body: z.strictObject({
           name: nameString,
           expiresInDays: z.number().int().min(1).max(3650).optional(),
           maxUses: z.number().int().min(1).max(1_000_000_000).optional(),
+          key: provisioningKeyString
+            .optional()
+            .describe(
+              'Restore a key that devices already hold (after a database loss) instead of generating one; a value some key has already: 409',
+            ),
         }),
         response: { 201: provisioningKeySchema.extend({ key: z.string() }) },
       },

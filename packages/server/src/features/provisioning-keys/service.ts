@@ -90,20 +90,47 @@ export async function listProvisioningKeys(
   return rows.map(provisioningKeyView);
 }
 
-/** Creates a provisioning key for a fleet; the answer holds the key once. */
+/** Characters of a generated key shown in lists (`fgp_` and 6 more), and of a restored one (6). */
+const PREFIX_SHOWN = PROVISIONING_KEY_PREFIX.length + 6;
+const RESTORED_PREFIX_SHOWN = 6;
+
+/**
+ * Creates a provisioning key for a fleet; the answer holds the key once. With `key`, the key is not generated
+ * but restored: after a database loss the keys baked into OS images, agent configurations and `mender.conf`
+ * (`TenantToken`) are still in the field, and restoring them lets those devices register and ask to join
+ * again with no change on them. A value some key has already is refused (`conflict`).
+ */
 export async function createProvisioningKey(
   deps: ServiceDeps,
   actor: Actor,
   fleetId: number,
-  input: { name: string; expiresInDays?: number | undefined; maxUses?: number | undefined },
+  input: {
+    name: string;
+    expiresInDays?: number | undefined;
+    maxUses?: number | undefined;
+    key?: string | undefined;
+  },
 ): Promise<ProvisioningKeyView & { key: string }> {
   return write(
     deps,
     actor,
-    { action: 'provisioning_key.create', resourceType: 'provisioning_key' },
+    {
+      action: input.key === undefined ? 'provisioning_key.create' : 'provisioning_key.restore',
+      resourceType: 'provisioning_key',
+    },
     async (trx) => {
       const fleet = await fleetForAction(trx, actor, fleetId, 'provisioning_key.manage');
-      const key = randomToken(PROVISIONING_KEY_PREFIX);
+      const restored = input.key !== undefined;
+      const key = input.key ?? randomToken(PROVISIONING_KEY_PREFIX);
+      const keyHash = sha256Hex(key);
+      // Checked before the insert, so no statement fails and aborts the transaction (PostgreSQL). Whoever sends
+      // the value can use it anyway: saying that it exists tells them nothing more.
+      const taken = await trx
+        .selectFrom('provisioning_keys')
+        .select('id')
+        .where('key_hash', '=', keyHash)
+        .executeTakeFirst();
+      if (taken) throw new AppError('conflict', 'a provisioning key with this value exists already');
       const now = Date.now();
       const row = await trx
         .insertInto('provisioning_keys')
@@ -111,8 +138,11 @@ export async function createProvisioningKey(
           org_id: fleet.org_id,
           fleet_id: fleet.id,
           name: input.name,
-          key_hash: sha256Hex(key),
-          key_prefix: key.slice(0, PROVISIONING_KEY_PREFIX.length + 6),
+          key_hash: keyHash,
+          key_prefix: key.slice(
+            0,
+            restored && !key.startsWith(PROVISIONING_KEY_PREFIX) ? RESTORED_PREFIX_SHOWN : PREFIX_SHOWN,
+          ),
           max_uses: input.maxUses ?? null,
           created_by: actor.principal.type === 'user' ? actor.principal.userId : null,
           created_at: now,
@@ -126,7 +156,7 @@ export async function createProvisioningKey(
         value: { ...provisioningKeyView(row), key },
         orgId: fleet.org_id,
         resourceId: row.id,
-        details: { name: input.name, fleetId: fleet.id, maxUses: input.maxUses ?? null },
+        details: { name: input.name, fleetId: fleet.id, maxUses: input.maxUses ?? null, restored },
       };
     },
   );
