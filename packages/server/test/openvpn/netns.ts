@@ -15,16 +15,17 @@ import { writeSshdConfig } from '../ssh/openssh-tools.ts';
  * - One bridge, {@link BRIDGE} with {@link BRIDGE_ADDRESS}/16, in the root namespace. It is made by whoever needs
  *   it first (an `EEXIST` from a racing process is fine) and never removed: it holds no state of a run, and
  *   removing it under a parallel run would cut that run's namespaces off.
- * - Each process claims a **slot** from 1 to {@link MAX_SLOT} by creating `/run/fleetgate-netns/slot-<n>` (an
- *   exclusive create, holding the process's pid and start time). Everything the process makes carries the slot:
- *   namespaces `fgns<slot>-<prefix><serial>`, root-side veths `fgv<slot>-<serial>`, bridge addresses from
- *   172.30.<4·slot>.0/22 (up to {@link MAX_NAMESPACES} namespaces per process), a VPN subnet for fixture servers
+ * - Each process claims a **slot** from 1 to {@link MAX_SLOT} by binding the abstract Unix socket
+ *   `@fleetgate-netns-slot-<n>`: exclusive, and released by the kernel when the process ends, however it ends
+ *   (`/run/fleetgate-netns/slot-<n>` names the holder's pid for people). Everything the process makes carries the
+ *   slot: namespaces `fgns<slot>-<prefix><serial>`, root-side veths `fgv<slot>-<serial>`, bridge addresses from
+ *   172.30.<4·slot>.0/22 (up to {@link MAX_NAMESPACES} namespaces per process), a VPN subnet for servers
  *   ({@link workerNetwork}: 10.<200+slot>.0.0/16, below the product's default 10.240.0.0/12) and its temporary
  *   files under /tmp/fleetgate-netns-<slot>. Two processes never pick the same names or addresses.
- * - A slot whose owner is gone (a run killed before its `afterAll`) is swept by the next process that starts:
- *   the processes inside its namespaces and the root-namespace processes it recorded (pid and start time must
- *   both match, so a reused pid is left alone) are killed, its namespaces, veths and files removed, and the slot
- *   freed. /run is a tmpfs, like /run/netns itself: a reboot clears both.
+ * - What a run killed before its `afterAll` left is swept by the next process that starts, slot by slot while
+ *   holding the slot (so never under a live user): the processes inside its namespaces and the root-namespace
+ *   processes it recorded (pid and start time must both match, so a reused pid is left alone) are killed, its
+ *   namespaces, veths and files removed.
  *
  * A test file calls {@link destroyAll} in `afterAll`: it kills every process started here and removes every
  * namespace, also when a test failed.
@@ -96,6 +97,8 @@ export interface Namespace {
 // per process; `destroyAll` empties it.
 let claimed: Promise<WorkerNetwork> | undefined;
 let claimedNow: WorkerNetwork | undefined;
+/** The slot's abstract socket: held while this process uses the slot (see claimSlot). */
+let slotHolder: net.Server | undefined;
 let serial = 0;
 let serverSerial = 0;
 const namespaces = new Map<string, { veth: string }>();
@@ -125,22 +128,27 @@ export async function createNamespaces(count: number, prefix = 'ns'): Promise<Na
       `${serial + count} namespaces in one process: the harness has addresses for ${MAX_NAMESPACES}`,
     );
   }
-  const made: { name: string; veth: string; address: string }[] = [];
+  const made: { name: string; veth: string; address: string; mac: string }[] = [];
   for (let i = 0; i < count; i++) {
     const n = serial++;
     const host = network.slot * 1024 + n + 1;
+    const [high, low] = [host >> 8, host & 255];
     made.push({
       name: `fgns${network.slot}-${prefix}${n}`,
       veth: `fgv${network.slot}-${n}`,
-      address: `172.30.${host >> 8}.${host & 255}`,
+      address: `172.30.${high}.${low}`,
+      // The next holder of the slot reuses the address: with the same MAC, whatever the root namespace's
+      // neighbour table still holds for it stays right (a new MAC was unreachable for the seconds until the
+      // kernel probed the old one out, and a test file starting then could not reach its own namespace).
+      mac: ['02', '66', '67', 30, high, low].map((byte) => byte.toString(16).padStart(2, '0')).join(':'),
     });
   }
   try {
     await ipBatch(
       [],
-      made.flatMap(({ name, veth }) => [
+      made.flatMap(({ name, veth, mac }) => [
         `netns add ${name}`,
-        `link add ${veth} type veth peer name eth0 netns ${name}`,
+        `link add ${veth} type veth peer name eth0 address ${mac} netns ${name}`,
         `link set ${veth} master ${BRIDGE} up`,
       ]),
     );
@@ -227,6 +235,9 @@ export async function destroyAll(): Promise<void> {
   fs.rmSync(network.dir, { recursive: true, force: true });
   fs.rmSync(path.join(LOCKS, `slot-${network.slot}.pids`), { force: true });
   fs.rmSync(path.join(LOCKS, `slot-${network.slot}`), { force: true });
+  // Last: the slot is free once nothing of it is left.
+  slotHolder?.close();
+  slotHolder = undefined;
   claimed = undefined;
   claimedNow = undefined;
 }
@@ -483,8 +494,16 @@ export async function startSshd(
     [`AuthorizedKeysFile ${authorizedKeysFile}`, 'UsePAM no', 'StrictModes no'],
     '0.0.0.0',
   );
-  const child = namespace.spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
-  await untilAnswering(namespace.address, port);
+  const child = namespace.spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let output = '';
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk));
+  try {
+    await untilAnswering(namespace.address, port);
+  } catch (error) {
+    throw new Error(`sshd in ${namespace.name} (exit ${child.exitCode}): ${output}`, { cause: error });
+  }
   return { port, stop: () => killAndWait(child, 'SIGTERM') };
 }
 
@@ -495,26 +514,89 @@ function requireClaimed(): WorkerNetwork {
   return claimedNow;
 }
 
+/**
+ * Claims the lowest free slot, and sweeps what dead owners left in every free slot on the way. Holding a slot is
+ * holding an abstract Unix socket, `@fleetgate-netns-slot-<n>`: binding it is exclusive, and the kernel releases
+ * it when the process ends however it ends, so a slot is never held by a dead process and a slot bound here
+ * belongs to nobody else. What is cleaned is cleaned only while held: no other process can be using it.
+ */
 async function claimSlot(): Promise<WorkerNetwork> {
   fs.mkdirSync(LOCKS, { recursive: true });
-  await sweepDeadSlots();
   await ensureBridge();
-  const owner = `${process.pid} ${startTime(process.pid)}\n`;
+  await deleteDeadProbes();
+  let mine: { slot: number; holder: net.Server } | undefined;
   for (let slot = 1; slot <= MAX_SLOT; slot++) {
-    try {
-      fs.writeFileSync(path.join(LOCKS, `slot-${slot}`), owner, { flag: 'wx' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw error;
+    const holder = await hold(slot);
+    if (!holder) continue;
+    // A lock file naming another live process: a harness of an earlier version holds the slot by that file alone.
+    const lock = path.join(LOCKS, `slot-${slot}`);
+    const owner = readOrEmpty(lock);
+    if (isRunning(owner) && Number(owner.split(' ')[0]) !== process.pid) {
+      holder.close();
+      continue;
     }
-    const dir = `/tmp/fleetgate-netns-${slot}`;
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true });
-    claimedNow = { slot, vpnSubnet: `10.${200 + slot}.0.0`, dir };
-    serial = 0;
-    return claimedNow;
+    await sweepSlot(slot);
+    if (mine) {
+      if (readOrEmpty(lock) === owner) fs.rmSync(lock, { force: true });
+      holder.close();
+      continue;
+    }
+    // For people (and earlier harnesses): who holds the slot.
+    fs.writeFileSync(lock, `${process.pid} ${startTime(process.pid)}\n`);
+    mine = { slot, holder };
   }
-  throw new Error(`all ${MAX_SLOT} slots of ${LOCKS} are held by live processes`);
+  if (!mine) throw new Error(`all ${MAX_SLOT} slots are held by live processes`);
+  const { slot, holder } = mine;
+  const dir = `/tmp/fleetgate-netns-${slot}`;
+  fs.mkdirSync(dir, { recursive: true });
+  claimedNow = { slot, vpnSubnet: `10.${200 + slot}.0.0`, dir };
+  slotHolder = holder;
+  serial = 0;
+  return claimedNow;
+}
+
+/** Binds slot `slot`'s abstract socket; undefined when another process holds it. */
+function hold(slot: number): Promise<net.Server | undefined> {
+  return new Promise((resolve, reject) => {
+    const holder = net.createServer();
+    holder.once('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'EADDRINUSE' ? resolve(undefined) : reject(error),
+    );
+    // The leading NUL makes it abstract: no file, gone with the process.
+    holder.listen(`\0fleetgate-netns-slot-${slot}`, () => {
+      holder.unref();
+      resolve(holder);
+    });
+  });
+}
+
+/**
+ * Removes what an earlier holder of `slot` left (it is gone: the caller holds the slot): the root-namespace
+ * processes it recorded (pid and start time must both match, so a reused pid is left alone), the processes in its
+ * namespaces, the namespaces, their veths and its files.
+ */
+async function sweepSlot(slot: number): Promise<void> {
+  const lock = path.join(LOCKS, `slot-${slot}`);
+  for (const line of readOrEmpty(`${lock}.pids`).split('\n')) {
+    if (isRunning(line)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+  }
+  const netnsNames = fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
+  // Waiting for the veths keeps this process from meeting a name the kernel is still tearing down.
+  await removeNamespaces(
+    netnsNames.filter((name) => name.startsWith(`fgns${slot}-`)),
+    fs.readdirSync('/sys/class/net').filter((link) => link.startsWith(`fgv${slot}-`)),
+  );
+  fs.rmSync(`/tmp/fleetgate-netns-${slot}`, { recursive: true, force: true });
+  fs.rmSync(`${lock}.pids`, { force: true });
+}
+
+/** openvpnToolsMissing's probe namespaces whose process died between adding and deleting them. */
+async function deleteDeadProbes(): Promise<void> {
+  const netnsNames = fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
+  for (const name of netnsNames) {
+    const pid = /^fgprobe-(\d+)$/.exec(name)?.[1];
+    if (pid && !fs.existsSync(`/proc/${pid}`)) await run('ip', ['netns', 'del', name], '', true);
+  }
 }
 
 /** The bridge, its address and its state up; a racing process making it at the same time is fine. */
@@ -533,44 +615,6 @@ async function ensureBridge(): Promise<void> {
   const shown = await run('ip', ['-o', '-4', 'addr', 'show', 'dev', BRIDGE]);
   if (!shown.includes(`${BRIDGE_ADDRESS}/16`))
     throw new Error(`the bridge ${BRIDGE} has no ${BRIDGE_ADDRESS}/16: ${shown}`);
-}
-
-/** Frees the slots whose owner is no longer running, and whatever they left: processes, namespaces, veths, files. */
-async function sweepDeadSlots(): Promise<void> {
-  const netnsNames = fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
-  const links = fs.readdirSync('/sys/class/net');
-  // openvpnToolsMissing's probe, should its process have died between adding and deleting it.
-  for (const name of netnsNames) {
-    const pid = /^fgprobe-(\d+)$/.exec(name)?.[1];
-    if (pid && !fs.existsSync(`/proc/${pid}`)) await run('ip', ['netns', 'del', name], '', true);
-  }
-  // A slot shows by its lock or, should the lock be gone, by its namespaces.
-  const slots = new Set<string>();
-  for (const file of fs.readdirSync(LOCKS)) slots.add(/^slot-(\d+)$/.exec(file)?.[1] ?? '');
-  for (const name of netnsNames) slots.add(/^fgns(\d+)-/.exec(name)?.[1] ?? '');
-  slots.delete('');
-  for (const slot of slots) {
-    const lock = path.join(LOCKS, `slot-${slot}`);
-    const owner = readOrEmpty(lock);
-    if (isRunning(owner)) continue;
-    // An empty lock may be one being claimed this instant (created, not yet written).
-    if (!owner && Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? 0) < 10_000)
-      continue;
-    // Root-namespace processes it recorded, then everything in its namespaces.
-    for (const line of readOrEmpty(`${lock}.pids`).split('\n')) {
-      if (isRunning(line)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
-    }
-    // Its veths go with its namespaces; waiting for them keeps the next owner of the slot from meeting a name
-    // the kernel is still tearing down.
-    await removeNamespaces(
-      netnsNames.filter((name) => name.startsWith(`fgns${slot}-`)),
-      links.filter((link) => link.startsWith(`fgv${slot}-`)),
-    );
-    fs.rmSync(`/tmp/fleetgate-netns-${slot}`, { recursive: true, force: true });
-    fs.rmSync(`${lock}.pids`, { force: true });
-    // Another process may have swept and re-claimed it since we read it: unlink only the dead owner's lock.
-    if (owner && readOrEmpty(lock) === owner) fs.rmSync(lock, { force: true });
-  }
 }
 
 /**
