@@ -39,6 +39,7 @@ export const BRIDGE_ADDRESS = '172.30.0.1';
 const MAX_SLOT = 39;
 /** Namespaces one process can make over its life: 1000 of the 1024 bridge addresses of its /22. */
 export const MAX_NAMESPACES = 1000;
+/** Who holds each slot (`slot-<n>`: pid and start time) and the root-namespace processes it started (`slot-<n>.pids`). */
 const LOCKS = '/run/fleetgate-netns';
 /** How many `ip -n <ns> -batch` run at once while configuring namespaces (the machine has 2 cores). */
 const CONFIGURE_CONCURRENCY = 4;
