@@ -2,7 +2,8 @@
 /**
  * Builds the `fleetgate` command into plain JavaScript that Node runs without a TypeScript loader:
  * dist/fleetgate.mjs (the CLI's entry) and dist/chunks/ (the server, the agent and the rest, each loaded only by
- * the commands that need it), plus dist/inputs.json listing the files the build read.
+ * the commands that need it), plus dist/inputs.json listing the files the build read. dist/server.mjs is the
+ * server alone, for the benchmarks' server processes.
  *
  * Why: running the TypeScript through tsx's loader costs a loader thread with a V8 heap of its own (about 30 MB
  * of resident memory, kept for the server's whole life) and compiles every source file at each start
@@ -24,11 +25,24 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { build } from 'esbuild';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'dist');
 const repository = path.resolve(root, '../..');
+/** The CLI's entry in the build, and the list of the files it was built from (absolute paths). */
+export const distEntry = path.join(dist, 'fleetgate.mjs');
+const inputsFile = path.join(dist, 'inputs.json');
+
+/** True when the build exists and none of its inputs (a source, this script) changed since: a missing one counts. */
+export function buildIsFresh() {
+  try {
+    const builtAt = fs.statSync(distEntry).mtimeMs;
+    const inputs = JSON.parse(fs.readFileSync(inputsFile, 'utf8'));
+    return inputs.every((input) => fs.statSync(input).mtimeMs <= builtAt);
+  } catch {
+    return false;
+  }
+}
 
 /** Packages of ours that are bundled from their TypeScript; every other bare import stays external. */
 const BUNDLED = /^@fleetgate\/(server|agent|protocol)(\/|$)/;
@@ -51,8 +65,14 @@ const externalPackages = {
  */
 export async function buildCli() {
   const started = Date.now();
+  // Loaded here: bin/fleetgate.js imports this module at every start for `buildIsFresh` alone.
+  const { build } = await import('esbuild');
   const result = await build({
-    entryPoints: { fleetgate: path.join(root, 'src/main.ts') },
+    // The code the two entries share is in chunks.
+    entryPoints: {
+      fleetgate: path.join(root, 'src/main.ts'),
+      server: path.join(repository, 'packages/server/src/index.ts'),
+    },
     outdir: dist,
     chunkNames: 'chunks/[name]-[hash]',
     entryNames: '[name]',
@@ -70,8 +90,10 @@ export async function buildCli() {
     write: false,
     logLevel: 'error',
   });
-  const entry = path.join(dist, 'fleetgate.mjs');
-  const ordered = [...result.outputFiles].sort((a, b) => Number(a.path === entry) - Number(b.path === entry));
+  // Chunks first, then the entries, the CLI's last: an entry never lands before a chunk it imports.
+  const rank = (file) =>
+    file.path === distEntry ? 2 : file.path.startsWith(path.join(dist, 'chunks')) ? 0 : 1;
+  const ordered = [...result.outputFiles].sort((a, b) => rank(a) - rank(b));
   for (const file of ordered) {
     fs.mkdirSync(path.dirname(file.path), { recursive: true });
     const temporary = `${file.path}.${process.pid}.tmp`;
@@ -84,7 +106,6 @@ export async function buildCli() {
     import.meta.filename,
     path.join(repository, 'tsconfig.json'),
   ];
-  const inputsFile = path.join(dist, 'inputs.json');
   fs.writeFileSync(`${inputsFile}.${process.pid}.tmp`, `${JSON.stringify(inputs, null, 2)}\n`);
   fs.renameSync(`${inputsFile}.${process.pid}.tmp`, inputsFile);
   removeOldChunks(new Set(result.outputFiles.map((file) => file.path)));
@@ -105,7 +126,9 @@ function removeOldChunks(current) {
   }
 }
 
+// `node scripts/build.mjs [--if-stale] [--quiet]`: `--if-stale` builds only when `buildIsFresh()` says no.
 if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) {
+  if (process.argv.includes('--if-stale') && buildIsFresh()) process.exit(0);
   const { ms, files } = await buildCli();
   if (!process.argv.includes('--quiet'))
     process.stderr.write(
