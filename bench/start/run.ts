@@ -2,7 +2,9 @@
  * Start benchmark (issue 18): `fleetgate serve` run from its build (packages/cli/dist, what `npm start` and the
  * service units run) against the baseline measured in the same run, the same command from its TypeScript sources
  * through tsx's loader (`FLEETGATE_FROM_SOURCE=1`, how every start ran before the build). Each start is a new
- * process on a new, empty data directory (SQLite), as on a first start: migrations, keys, the first owner.
+ * process on a new data directory (SQLite), as on a first start: migrations, keys, the first owner. Only the SSH
+ * host keys are put there first, the same for every start (made once by the bench): the server makes an RSA-3072
+ * one on a first start, which takes from 0.2 to 2 s at random and would drown what is measured.
  *
  *   (a) start time: from spawning `node <the bin's flags> bin/fleetgate.js serve` to the first `/readyz` that
  *       answers 200 (asked every 10 ms on a new connection);
@@ -23,6 +25,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import ssh2 from 'ssh2';
 import { CLI_BIN, nodeFlagsOf } from '../lib/bins.ts';
 import { freePort, killChildren, ROOT, sleep, track } from '../lib/processes.ts';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, ratio, wholeNumber } from '../lib/server-process.ts';
@@ -69,13 +72,35 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** One first start of `fleetgate serve` on an empty data directory: ms to ready, then RSS after `idleMs`. */
+/**
+ * The server's SSH host keys, made once (as the server makes them: ssh2's generator, a pair it can read back) in
+ * `<dir>/ssh`, the folder the server keeps them in inside its data directory.
+ */
+function makeHostKeys(dir: string): string {
+  const folder = path.join(dir, 'ssh');
+  fs.mkdirSync(folder, { mode: 0o700 });
+  for (const [file, type, options] of [
+    ['ssh_host_ed25519_key', 'ed25519', {}],
+    ['ssh_host_rsa_key', 'rsa', { bits: 3072 }],
+  ] as const) {
+    let pair = ssh2.utils.generateKeyPairSync(type, options);
+    while (ssh2.utils.parseKey(pair.private) instanceof Error)
+      pair = ssh2.utils.generateKeyPairSync(type, options);
+    fs.writeFileSync(path.join(folder, file), pair.private, { mode: 0o600 });
+    fs.writeFileSync(path.join(folder, `${file}.pub`), `${pair.public}\n`);
+  }
+  return folder;
+}
+
+/** One first start of `fleetgate serve` on a new data directory: ms to ready, then RSS after `idleMs`. */
 async function serveOnce(
   way: Way,
   dir: string,
+  hostKeys: string,
   idleMs: number,
 ): Promise<{ readyMs: number; rssBytes: number }> {
   const home = fs.mkdtempSync(path.join(dir, `${way}-`));
+  fs.cpSync(hostKeys, path.join(home, 'data', 'ssh'), { recursive: true });
   const port = await freePort();
   const args = [
     ...nodeFlagsOf(CLI_BIN),
@@ -162,15 +187,16 @@ async function main(): Promise<void> {
     if (build.status !== 0) throw new Error(`the CLI's build failed:\n${build.stderr}`);
     const { ensureWebBuilt } = await import('@fleetgate/web/build');
     await ensureWebBuilt(log);
+    const hostKeys = makeHostKeys(dir);
     const loadBefore = loadavg();
-    log(`fleetgate serve, first start on an empty SQLite data directory: ${runs} runs each way, alternating`);
+    log(`fleetgate serve, first start on a new SQLite data directory: ${runs} runs each way, alternating`);
     log(`  the CLI's build (scripts/build.mjs, its own process): ${buildMs.toFixed(0)} ms`);
 
     const ready: Record<Way, number[]> = { build: [], sources: [] };
     const rss: Record<Way, number[]> = { build: [], sources: [] };
     for (let run = 1; run <= runs; run++) {
       for (const way of run % 2 ? WAYS : [...WAYS].reverse()) {
-        const figures = await serveOnce(way, dir, idleMs);
+        const figures = await serveOnce(way, dir, hostKeys, idleMs);
         ready[way].push(figures.readyMs);
         rss[way].push(figures.rssBytes);
         log(
