@@ -7,7 +7,7 @@
 //
 // Runs the CLI from its build (scripts/build.mjs: dist/fleetgate.mjs), building it first when it is missing or
 // older than a source, as bin/fleetgate-agent.js does for the agent. Without a TypeScript loader at run time,
-// `fleetgate serve` is ready in half the time and holds about 50 MiB less once idle (bench/start,
+// `fleetgate serve` is ready in two thirds of the time and holds about 45 MiB less once idle (bench/start,
 // BENCHMARKS.md). It runs the TypeScript through tsx's loader instead when FLEETGATE_FROM_SOURCE=1 is set, or
 // when the build cannot be made (a read-only install whose sources changed), saying so.
 import { spawnSync } from 'node:child_process';

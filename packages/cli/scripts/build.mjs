@@ -5,9 +5,9 @@
  * the commands that need it), plus dist/inputs.json listing the files the build read. dist/server.mjs is the
  * server alone, for the benchmarks' server processes.
  *
- * Why: running the TypeScript through tsx's loader costs a loader thread with a V8 heap of its own (about 30 MB
- * of resident memory, kept for the server's whole life) and compiles every source file at each start
- * (bench/start, BENCHMARKS.md).
+ * Why: running the TypeScript through tsx's loader costs a loader thread with a V8 heap of its own and a pass over
+ * every source file at each start (from tsx's cache at best): `fleetgate serve` idled at 46 MiB more resident
+ * memory for its whole life, and took 1.5 times as long to be ready (bench/start, BENCHMARKS.md).
  *
  * What is bundled: our own TypeScript, found by following imports from src/main.ts (so a new source file needs
  * no list here), across the workspace packages it imports (@fleetgate/server, @fleetgate/agent,
