@@ -129,9 +129,15 @@ function removeOldChunks(current) {
 // `node scripts/build.mjs [--if-stale] [--quiet]`: `--if-stale` builds only when `buildIsFresh()` says no.
 if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) {
   if (process.argv.includes('--if-stale') && buildIsFresh()) process.exit(0);
-  const { ms, files } = await buildCli();
-  if (!process.argv.includes('--quiet'))
-    process.stderr.write(
-      `built the fleetgate CLI into ${path.relative(process.cwd(), dist) || dist} (${files} files) in ${ms} ms\n`,
-    );
+  try {
+    const { ms, files } = await buildCli();
+    if (!process.argv.includes('--quiet'))
+      process.stderr.write(
+        `built the fleetgate CLI into ${path.relative(process.cwd(), dist) || dist} (${files} files) in ${ms} ms\n`,
+      );
+  } catch (error) {
+    // esbuild has printed a source's errors already, with their file and line; this says what failed.
+    process.stderr.write(`cannot build ${dist}: ${error instanceof Error ? error.message : error}\n`);
+    process.exitCode = 1;
+  }
 }
