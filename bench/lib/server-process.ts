@@ -1,16 +1,13 @@
 /**
- * The server under test, shared by the benchmarks: fleetgate in a child process of its own, so that the
- * server and the load generator each have an event loop and a core (in one process they would share a thread
- * and the figures would measure the load generator as much as fleetgate).
- *
- * Forked with `serve <flags>`, this file is that child: it runs fleetgate with `flags` and no environment (a
- * developer's FLEETGATE_* variables cannot change the run), sends its URL, answers `'cpu'` with its CPU time
- * and `'memory'` with its memory (after a full garbage collection), and closes when the parent disconnects.
- * A normal exit lets `--cpu-prof` write its profile.
+ * The server under test, shared by the benchmarks: fleetgate in a child process of its own (server-child.mjs), so
+ * that the server and the load generator each have an event loop and a core (in one process they would share a
+ * thread and the figures would measure the load generator as much as fleetgate). The child runs the server from the
+ * CLI's build, as `fleetgate serve` does (made first here when it is stale), or from the TypeScript sources through
+ * tsx with FLEETGATE_FROM_SOURCE=1 in the bench's environment.
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { type StartOptions, startServer } from '@fleetgate/server';
+import { fork, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import type { StartOptions } from '@fleetgate/server';
 import { CLI_BIN, nodeFlagsOf } from './bins.ts';
 
 /** `fleetgate serve` flags: the server's configuration. */
@@ -41,38 +38,24 @@ export interface ServerProcess {
   kill(): Promise<void>;
 }
 
-async function serve(flags: Flags): Promise<void> {
-  const server = await startServer({ flags, env: {}, print: () => {} });
-  let closing = false;
-  const close = async () => {
-    if (closing) return;
-    closing = true;
-    await server.close();
-    process.exit(0);
-  };
-  process.on('disconnect', close);
-  process.on('SIGINT', close);
-  process.on('message', (message) => {
-    if (message === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send!({ cpuMicros: user + system });
-    } else if (message === 'memory') {
-      globalThis.gc?.();
-      const { rss, heapUsed, external } = process.memoryUsage();
-      process.send!({ memory: { rssBytes: rss, heapUsedBytes: heapUsed, externalBytes: external } });
-    }
-  });
-  process.send!({ url: server.url, sshPort: server.sshPort });
+const CHILD = path.join(import.meta.dirname, 'server-child.mjs');
+const BUILD_SCRIPT = path.resolve(import.meta.dirname, '../../packages/cli/scripts/build.mjs');
+
+/** Makes the CLI's build when it is missing or older than a source, as `fleetgate` does before it runs. */
+function ensureBuilt(): void {
+  if (process.env.FLEETGATE_FROM_SOURCE === '1') return;
+  const build = spawnSync(process.execPath, [BUILD_SCRIPT, '--if-stale', '--quiet'], { encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`the CLI's build (${BUILD_SCRIPT}) failed:\n${build.stderr}`);
 }
 
 export function startServerProcess(
   flags: Flags,
   options: { cpuProfDir?: string | undefined } = {},
 ): Promise<ServerProcess> {
-  const child = fork(fileURLToPath(import.meta.url), ['serve', JSON.stringify(flags)], {
-    // process.execArgv carries tsx's loader, so the child runs TypeScript too.
+  ensureBuilt();
+  const child = fork(CHILD, [JSON.stringify(flags)], {
+    // Not this process's execArgv, which carries tsx's loader: the child loads it only to run the sources.
     execArgv: [
-      ...process.execArgv,
       '--expose-gc',
       // As `fleetgate serve` runs: with the Node flags of the CLI's first line.
       ...nodeFlagsOf(CLI_BIN),
@@ -168,8 +151,4 @@ export function wholeNumber(name: string, text: string, min: number): number {
 export function ratio(value: number, baseline: number): string {
   const r = value / baseline;
   return `${r >= 1 ? r.toFixed(2) : r.toPrecision(2)}×`;
-}
-
-if (process.argv[2] === 'serve' && process.argv[1] === fileURLToPath(import.meta.url)) {
-  await serve(JSON.parse(process.argv[3]!) as Flags);
 }

@@ -10,6 +10,7 @@ import { dropPostgresSchema } from '@fleetgate/server';
  * fleetgate's programs as their own processes, as on real machines: `fleetgate serve` on a data directory (and,
  * with DATABASE_URL, a PostgreSQL schema) that outlives any one server process, `fleetgate-agent`, the CLI.
  */
+/** The `fleetgate` people run: it runs the CLI's build (packages/cli/dist), making it first when it is stale. */
 export const cliBin = path.resolve(import.meta.dirname, '../bin/fleetgate.js');
 export const agentBin = path.resolve(import.meta.dirname, '../../agent/bin/fleetgate-agent.js');
 

@@ -1,13 +1,16 @@
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { migrationNames } from './db/migrations/index.ts';
 import { scheduledBackups } from './features/backup/schedule.ts';
+import { planVpn } from './features/openvpn/index.ts';
 import { servedTlsFiles } from './index.ts';
 import { type Config, ConfigError, type ConfigInput, envNames, loadConfig } from './infra/config/index.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './infra/data-dir/index.ts';
@@ -98,6 +101,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
     ...(hasDataDir ? [checkDisk(config.dataDir)] : []),
     ...checkCertificates(config, now),
     checkBackups(config, now),
+    checkVpn(config),
   );
   return { ok: checks.every((entry) => entry.level !== 'problem'), checks };
 }
@@ -627,4 +631,57 @@ function gib(bytes: number): string {
   return bytes >= 1024 ** 3
     ? `${(bytes / 1024 ** 3).toFixed(1)} GiB`
     : `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
+}
+
+/**
+ * The OpenVPN backend, when it is on: the `openvpn` program, /dev/net/tun, the right to make tun devices
+ * (root or CAP_NET_ADMIN), and an instance plan that fits its subnet.
+ */
+function checkVpn(config: Config): DoctorCheck {
+  const check = 'OpenVPN';
+  if (!config.vpn) return { check, level: 'skipped', message: 'the OpenVPN backend is off (FLEETGATE_VPN)' };
+  const version = spawnSync(config.vpnOpenvpn, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+  if (version.error) {
+    return {
+      check,
+      level: 'problem',
+      message: `${config.vpnOpenvpn} cannot run (${(version.error as NodeJS.ErrnoException).code}): install OpenVPN 2.6 (apt-get install openvpn) or set FLEETGATE_VPN_OPENVPN`,
+    };
+  }
+  if (!fs.existsSync('/dev/net/tun')) {
+    return {
+      check,
+      level: 'problem',
+      message: 'no /dev/net/tun: load the tun module (modprobe tun), or give the container the device',
+    };
+  }
+  let instances: number;
+  try {
+    instances = planVpn({
+      baseSubnet: config.vpnBaseSubnet,
+      instanceBitmask: config.vpnInstanceSubnetBitmask,
+      instances: config.vpnInstances ?? os.availableParallelism(),
+      gateway: config.vpnGateway,
+      basePort: config.vpnBasePort,
+    }).length;
+  } catch (error) {
+    return { check, level: 'problem', message: (error as Error).message };
+  }
+  // CAP_NET_ADMIN is bit 12 of the effective capabilities.
+  const capabilities = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1];
+  const netAdmin = capabilities !== undefined && (BigInt(`0x${capabilities}`) & (1n << 12n)) !== 0n;
+  if (!netAdmin) {
+    return {
+      check,
+      level: 'warning',
+      message:
+        'this account cannot make tun devices (no CAP_NET_ADMIN): run fleetgate as root or give its unit AmbientCapabilities=CAP_NET_ADMIN',
+    };
+  }
+  const program = version.stdout.split('\n')[0]?.split(' ').slice(0, 2).join(' ') ?? config.vpnOpenvpn;
+  return {
+    check,
+    level: 'ok',
+    message: `${program}, ${instances} instance(s) planned in ${config.vpnBaseSubnet}, port ${config.vpnPort} for devices`,
+  };
 }

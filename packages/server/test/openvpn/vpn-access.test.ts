@@ -5,14 +5,13 @@
  * records. Real `fleetgate serve` with the VPN on, a real `openvpn` client with the served configuration in a
  * network namespace of its own running a web server and sshd (netns.ts), real `curl` and OpenSSH `ssh`.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { waitFor } from '@fleetgate/agent/test/helpers.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newDeviceIdentity } from '../enrollment/helpers.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
-import { api as callApi, keygen, run } from '../ssh/openssh-tools.ts';
+import { api as callApi, clientOptions, keygen, run, sshJump } from '../ssh/openssh-tools.ts';
 import {
   BRIDGE_ADDRESS,
   createNamespaces,
@@ -63,32 +62,13 @@ describe.skipIf(missing)('people reach a VPN device through the CONNECT proxy an
       `${login}:${key}`,
       url,
     ]);
-  /** `ssh -J <login>@gateway root@<target>`, as a person writes it (the jump's options from an ssh_config). */
-  const jump = (key: string, login: string, target: string, command: string[]) => {
-    const config = path.join(dir, `ssh_config_${randomBytes(4).toString('hex')}`);
-    fs.writeFileSync(
-      config,
-      [
-        'Host *',
-        '  StrictHostKeyChecking no',
-        '  UserKnownHostsFile /dev/null',
-        '  BatchMode yes',
-        '  IdentitiesOnly yes',
-        `  IdentityFile ${key}`,
-        '',
-      ].join('\n'),
+  /** `ssh -J <login>@gateway root@<target>` to the device's own sshd, as a person writes it. */
+  const jump = (key: string, login: string, target: string, command: string[]) =>
+    sshJump(
+      dir,
+      { key, login, gateway: `${BRIDGE_ADDRESS}:${server.server.sshPort}`, target, port: SSH_PORT },
+      command,
     );
-    return run('ssh', [
-      '-F',
-      config,
-      '-J',
-      `${login}@${BRIDGE_ADDRESS}:${server.server.sshPort}`,
-      '-p',
-      String(SSH_PORT),
-      `root@${target}`,
-      ...command,
-    ]);
-  };
 
   beforeAll(async () => {
     const network = await workerNetwork();
@@ -211,16 +191,7 @@ describe.skipIf(missing)('people reach a VPN device through the CONNECT proxy an
 
   it("says why a shell through the gateway's agent channel cannot open on a device without fleetgate-agent", async () => {
     const answer = await run('ssh', [
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'IdentitiesOnly=yes',
-      '-i',
-      adminKey,
+      ...clientOptions(adminKey),
       '-p',
       String(server.server.sshPort),
       `admin+${uuid}@${BRIDGE_ADDRESS}`,

@@ -3,6 +3,7 @@
  * the `ssh -o` options of a non-interactive client, an API call as the administrator, and a temporary `sshd`.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -74,6 +75,41 @@ export const clientOptions = (key: string) => [
   '-i',
   key,
 ];
+
+/**
+ * `ssh -J <login>@<gateway> -p <port> root@<target> <command>` to a device's own sshd through fleetgate's SSH
+ * gateway, as a person writes it; the options come from an ssh_config written in `dir` (`-F`), which OpenSSH
+ * hands on to the ssh it starts for the jump.
+ */
+export function sshJump(
+  dir: string,
+  options: { key: string; login: string; gateway: string; target: string; port: number },
+  command: string[],
+): Promise<Run> {
+  const config = path.join(dir, `ssh_config_${randomBytes(4).toString('hex')}`);
+  fs.writeFileSync(
+    config,
+    [
+      'Host *',
+      '  StrictHostKeyChecking no',
+      '  UserKnownHostsFile /dev/null',
+      '  BatchMode yes',
+      '  IdentitiesOnly yes',
+      `  IdentityFile ${options.key}`,
+      '',
+    ].join('\n'),
+  );
+  return run('ssh', [
+    '-F',
+    config,
+    '-J',
+    `${options.login}@${options.gateway}`,
+    '-p',
+    String(options.port),
+    `root@${options.target}`,
+    ...command,
+  ]);
+}
 
 /**
  * One API call to `server` (as its administrator unless `token` says otherwise); throws on a status from 300

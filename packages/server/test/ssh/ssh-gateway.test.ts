@@ -20,6 +20,7 @@ import {
   keygen as keygenIn,
   type Run,
   run,
+  sshJump,
   startSshd,
   untilListening,
 } from './openssh-tools.ts';
@@ -39,35 +40,9 @@ describe('SSH gateway with OpenSSH clients', () => {
   const api = (method: string, url: string, body?: unknown, token?: string) =>
     callApi(server, method, url, body, token);
   const keygen = (name: string) => keygenIn(dir, name);
-  /**
-   * `ssh -J <login>@gw root@<target>` to the device's sshd, as a person writes it; the jump host's options come
-   * from an ssh_config (`-F`), which OpenSSH hands on to the ssh it starts for the jump.
-   */
-  const jump = (key: string, login: string, target: string, port: number, command: string[]) => {
-    const config = path.join(dir, `ssh_config_${randomBytes(4).toString('hex')}`);
-    fs.writeFileSync(
-      config,
-      [
-        'Host *',
-        '  StrictHostKeyChecking no',
-        '  UserKnownHostsFile /dev/null',
-        '  BatchMode yes',
-        '  IdentitiesOnly yes',
-        `  IdentityFile ${key}`,
-        '',
-      ].join('\n'),
-    );
-    return run('ssh', [
-      '-F',
-      config,
-      '-J',
-      `${login}@127.0.0.1:${sshPort}`,
-      '-p',
-      String(port),
-      `root@${target}`,
-      ...command,
-    ]);
-  };
+  /** `ssh -J <login>@gw root@<target>` to the device's sshd, as a person writes it. */
+  const jump = (key: string, login: string, target: string, port: number, command: string[]) =>
+    sshJump(dir, { key, login, gateway: `127.0.0.1:${sshPort}`, target, port }, command);
   const direct = (key: string, user: string, command: string[], extra: string[] = []) =>
     run('ssh', [...clientOptions(key), ...extra, '-p', String(sshPort), `${user}@127.0.0.1`, ...command]);
 

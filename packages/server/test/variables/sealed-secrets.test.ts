@@ -280,9 +280,10 @@ describe('secret variables at rest', () => {
       ),
       ...(install.databaseUrl ? { migrationTableSchema: install.schema } : {}),
     });
-    const undone = await migrator.migrateDown();
+    // Back to the schema before sealing (undoing the later migrations on the way).
+    const undone = await migrator.migrateTo('0011_device_web');
     expect(undone.error).toBeUndefined();
-    expect(undone.results?.map((r) => r.migrationName)).toEqual(['0012_sealed_secrets']);
+    expect(undone.results?.map((r) => r.migrationName).at(-1)).toBe('0012_sealed_secrets');
     await database.close();
 
     server = await install.start();

@@ -7,7 +7,10 @@ import type { Device, DevicePage } from './client.ts';
  * presence is patched into every device list and page on screen at once, and any other change in the
  * organization makes the pages on screen fetch again (batched: a burst of changes is one refetch).
  */
-type Presence = Pick<Device, 'id' | 'status' | 'connectedAt' | 'disconnectedAt' | 'lastSeenAt'>;
+type Presence = Pick<
+  Device,
+  'id' | 'status' | 'onlineVia' | 'vpnAddress' | 'connectedAt' | 'disconnectedAt' | 'lastSeenAt'
+>;
 
 export function useLiveUpdates(enabled: boolean): void {
   const queryClient = useQueryClient();
@@ -57,6 +60,8 @@ function patchPresence(queryClient: QueryClient, presence: Presence): boolean {
     return {
       ...device,
       status: presence.status,
+      onlineVia: presence.onlineVia,
+      vpnAddress: presence.vpnAddress,
       connectedAt: presence.connectedAt,
       disconnectedAt: presence.disconnectedAt,
       lastSeenAt: presence.lastSeenAt,

@@ -118,9 +118,10 @@ function DeviceView({ device }: { device: Device }) {
           <Facts
             rows={[
               ['Status', <StatusBadge key="s" status={device.status} />],
+              ['Online via', onlineVia(device)],
               ['Last seen', device.status === 'online' ? 'now' : ago(device.lastSeenAt)],
-              ['Connected', when(device.connectedAt)],
-              ['Disconnected', when(device.disconnectedAt)],
+              ['Tunnel connected', when(device.connectedAt)],
+              ['Tunnel disconnected', when(device.disconnectedAt)],
               ['Agent', device.agentVersion ?? '—'],
               [
                 'Variables applied',
@@ -395,9 +396,25 @@ function DeviceHeader({ device }: { device: Device }) {
   );
 }
 
+/** The links the device is online through: its agent's tunnel, OpenVPN (with its VPN address), or both. */
+function onlineVia(device: Device): string {
+  const links = device.onlineVia.map((link) =>
+    link === 'vpn' ? `OpenVPN${device.vpnAddress ? ` (${device.vpnAddress})` : ''}` : 'agent tunnel',
+  );
+  return links.length ? links.join(' and ') : '—';
+}
+
 function Connections({ device }: { device: Device }) {
   const connections = useQuery({
-    queryKey: ['device', device.uuid, 'connections', device.connectedAt, device.disconnectedAt],
+    queryKey: [
+      'device',
+      device.uuid,
+      'connections',
+      device.connectedAt,
+      device.disconnectedAt,
+      device.onlineVia.join(),
+      device.vpnAddress,
+    ],
     queryFn: async () =>
       data(
         await api.GET('/api/v1/devices/{device}/connections', {
@@ -416,6 +433,7 @@ function Connections({ device }: { device: Device }) {
           <Table.Thead>
             <Table.Tr>
               <Table.Th>Connected</Table.Th>
+              <Table.Th>Link</Table.Th>
               <Table.Th>Duration</Table.Th>
               <Table.Th>From</Table.Th>
               <Table.Th>Agent</Table.Th>
@@ -426,6 +444,7 @@ function Connections({ device }: { device: Device }) {
             {page.items.map((c) => (
               <Table.Tr key={c.id}>
                 <Table.Td>{when(c.connectedAt)}</Table.Td>
+                <Table.Td>{c.link === 'vpn' ? 'OpenVPN' : 'agent tunnel'}</Table.Td>
                 <Table.Td>
                   {c.disconnectedAt ? (
                     duration(c.durationMs)

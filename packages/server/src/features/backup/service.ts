@@ -66,7 +66,9 @@ const NOT_COPIED = new Set([
 
 const version = (() => {
   try {
-    const file = path.resolve(import.meta.dirname, '../../../package.json');
+    // Found through the package's own entry, not this file's folder: the CLI's build (packages/cli/dist) runs
+    // this code from another place than the sources.
+    const file = path.resolve(path.dirname(require.resolve('@fleetgate/server')), '../package.json');
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';

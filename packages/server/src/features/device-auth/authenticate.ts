@@ -1,3 +1,4 @@
+import { type CompiledQuery, PostgresAdapter, type SqlBool, sql } from 'kysely';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import { type Db, readNow } from '../../infra/db/index.ts';
@@ -150,12 +151,7 @@ async function verifyDeviceKey(
   }
 
   const snapshot = limits.verifiedKeys.snapshot();
-  let query = keyQueries.get(db);
-  if (!query) {
-    query = keyQueryOf(db);
-    keyQueries.set(db, query);
-  }
-  const [found] = await readNow(db, query, [keyHash]);
+  const found = await lookUpKey(db, keyHash);
   // Lookup by the key's hash, then the uuid (when sent) must match: a key works only for its own device.
   if (
     !found ||
@@ -201,6 +197,11 @@ function failed(limits: DeviceAuthState, source: string, uuid: string): AppError
  * (`readNow`), since every device's first request after a while asks it.
  */
 function keyQueryOf(db: Db) {
+  return keyColumns(db).where('device_keys.key_hash', '=', '').compile();
+}
+const keyQueries = new WeakMap<Db, ReturnType<typeof keyQueryOf>>();
+
+function keyColumns(db: Db) {
   return db
     .selectFrom('device_keys')
     .innerJoin('devices', 'devices.id', 'device_keys.device_id')
@@ -213,11 +214,83 @@ function keyQueryOf(db: Db) {
       'devices.org_id',
       'devices.fleet_id',
       'devices.decommissioned_at',
-    ])
-    .where('device_keys.key_hash', '=', '')
-    .compile();
+      'device_keys.key_hash',
+    ]);
 }
-const keyQueries = new WeakMap<Db, ReturnType<typeof keyQueryOf>>();
+
+type KeyRow = ReturnType<typeof keyQueryOf> extends CompiledQuery<infer R> ? R : never;
+
+/**
+ * A device key and its device, by the key's hash. On SQLite one indexed read on the read connection (`readNow`),
+ * microseconds; on PostgreSQL each read is a round trip to the server, so the first checks of many devices at once
+ * (a reconnect storm, after a restart: bench/vpn, bench/auth) are read together, one `key_hash = any($1)` query
+ * for the hashes asked within the same turn of the event loop (`KeyBatch`).
+ */
+function lookUpKey(db: Db, keyHash: string): Promise<KeyRow | undefined> {
+  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+    let batch = keyBatches.get(db);
+    if (!batch) {
+      batch = new KeyBatch(db);
+      keyBatches.set(db, batch);
+    }
+    return batch.load(keyHash);
+  }
+  let query = keyQueries.get(db);
+  if (!query) {
+    query = keyQueryOf(db);
+    keyQueries.set(db, query);
+  }
+  return readNow(db, query, [keyHash]).then(([row]) => row);
+}
+
+/** Hashes per batched query: well under PostgreSQL's limits, and a burst is split into a few. */
+const KEY_BATCH_MAX = 500;
+
+class KeyBatch {
+  private waiting = new Map<
+    string,
+    { resolve(row: KeyRow | undefined): void; reject(err: unknown): void }[]
+  >();
+  private scheduled = false;
+  private readonly query: CompiledQuery<KeyRow>;
+
+  constructor(private readonly db: Db) {
+    this.query = keyColumns(db)
+      .where(sql<SqlBool>`device_keys.key_hash = any(${sql.val<string[]>([])})`)
+      .compile() as CompiledQuery<KeyRow>;
+  }
+
+  load(keyHash: string): Promise<KeyRow | undefined> {
+    return new Promise((resolve, reject) => {
+      const waiters = this.waiting.get(keyHash);
+      if (waiters) waiters.push({ resolve, reject });
+      else this.waiting.set(keyHash, [{ resolve, reject }]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.run());
+      }
+    });
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    const all = [...this.waiting];
+    this.waiting = new Map();
+    for (let i = 0; i < all.length; i += KEY_BATCH_MAX) {
+      const batch = all.slice(i, i + KEY_BATCH_MAX);
+      readNow(this.db, this.query, [batch.map(([hash]) => hash)]).then(
+        (rows) => {
+          const byHash = new Map(rows.map((row) => [row.key_hash, row]));
+          for (const [hash, waiters] of batch) for (const w of waiters) w.resolve(byHash.get(hash));
+        },
+        (err: unknown) => {
+          for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
+        },
+      );
+    }
+  }
+}
+const keyBatches = new WeakMap<Db, KeyBatch>();
 
 function principalOf(
   device: { id: number; uuid: string; org_id: number; fleet_id: number },

@@ -654,6 +654,7 @@ export interface DevicePresence {
   fleetId: number;
   status: DeviceStatus;
   onlineVia: ('tunnel' | 'vpn')[];
+  vpnAddress: string | null;
   connectedAt: string | null;
   disconnectedAt: string | null;
   lastSeenAt: string | null;
@@ -677,6 +678,7 @@ export async function devicePresence(db: Db, ids: readonly number[]): Promise<De
         'disconnected_at',
         'vpn_connected_at',
         'vpn_disconnected_at',
+        'vpn_address',
         'last_seen_at',
         'decommissioned_at',
       ])
@@ -691,6 +693,7 @@ export async function devicePresence(db: Db, ids: readonly number[]): Promise<De
         fleetId: r.fleet_id,
         status: deviceStatus(r),
         onlineVia: onlineLinks(r),
+        vpnAddress: onlineLinks(r).includes('vpn') ? r.vpn_address : null,
         connectedAt: iso(r.connected_at),
         disconnectedAt: iso(r.disconnected_at),
         lastSeenAt: iso(r.last_seen_at),

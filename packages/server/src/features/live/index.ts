@@ -83,7 +83,7 @@ export function registerLiveEvents(app: TypedApp, deps: ServiceDeps): void {
         tags: ['live'],
         summary: 'Live updates for my pages, as server-sent events (text/event-stream)',
         description:
-          'Events: `device` `{id, uuid, orgId, fleetId, status, connectedAt, disconnectedAt, lastSeenAt}` when a ' +
+          'Events: `device` `{id, uuid, orgId, fleetId, status, onlineVia, vpnAddress, connectedAt, disconnectedAt, lastSeenAt}` when a ' +
           "device's presence changes (written about once a second); `change` `{action, resourceType, orgId}` after " +
           'every change in my organizations (refetch what shows it); `end` `{reason}` when my sign-in ended (the ' +
           'stream then closes). Only what I may read is sent. A comment line every 25 s keeps it open. At most ' +

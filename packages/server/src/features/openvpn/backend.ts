@@ -223,6 +223,8 @@ export class VpnBackend implements InstanceOwner {
     this.devices.clear();
     await Promise.all(this.instances.map((instance) => instance.stop()));
     if (this.runDir) fs.rmSync(this.runDir, { recursive: true, force: true });
+    // The tunnel hub, which stops first, wrote its last batch already: these disconnects need one of their own.
+    await this.options.presence.flush();
   }
 
   /** The device's current VPN connection on this server, if any. */
