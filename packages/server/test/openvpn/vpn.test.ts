@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newDeviceIdentity } from '../enrollment/helpers.ts';
 import { ADMIN_EMAIL } from '../harness.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
-import { clientOptions, keygen, run } from '../ssh/openssh-tools.ts';
+import { clientOptions, keygen, run, sshJump } from '../ssh/openssh-tools.ts';
 import {
   BRIDGE_ADDRESS,
   createNamespaces,
@@ -295,33 +295,18 @@ describe.skipIf(missing)('OpenVPN backend with balenaOS devices', () => {
     const client = await connect(namespace, device.uuid, device.apiKey);
     await untilOnlineAt(device, await client.connected());
 
-    // `ssh -J` as a person writes it; the jump's options come from a config file, which OpenSSH hands on to
-    // the ssh it starts for the jump.
-    const sshConfig = path.join(dir, 'ssh_config');
-    fs.writeFileSync(
-      sshConfig,
-      [
-        'Host *',
-        '  StrictHostKeyChecking no',
-        '  UserKnownHostsFile /dev/null',
-        '  BatchMode yes',
-        '  IdentitiesOnly yes',
-        '  LogLevel ERROR',
-        `  IdentityFile ${key}`,
-        '',
-      ].join('\n'),
+    const session = await sshJump(
+      dir,
+      {
+        key,
+        login: ADMIN_EMAIL,
+        gateway: `${BRIDGE_ADDRESS}:${server.server.sshPort}`,
+        target: `${device.uuid}.balena`,
+        port: HOST_SSH_PORT,
+      },
+      ['ip netns identify'],
     );
-    const session = await run('ssh', [
-      '-F',
-      sshConfig,
-      '-J',
-      `${ADMIN_EMAIL}@${BRIDGE_ADDRESS}:${server.server.sshPort}`,
-      '-p',
-      String(HOST_SSH_PORT),
-      `root@${device.uuid}.balena`,
-      'ip netns identify',
-    ]);
-    expect(session.stderr).toBe('');
+    expect(session.code, session.stderr).toBe(0);
     expect(session.stdout.trim()).toBe(namespace.name);
 
     // A command run by the gateway itself needs fleetgate-agent on the device: refused, saying why.
