@@ -8,7 +8,6 @@
  * balenaOS, 1 s here).
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from '@fleetgate/agent/test/helpers.ts';
@@ -22,6 +21,7 @@ import {
   BRIDGE_ADDRESS,
   createNamespaces,
   destroyAll,
+  freePortOn,
   type Namespace,
   type OpenvpnClient,
   openvpnToolsMissing,
@@ -37,18 +37,6 @@ describe.runIf(missing && process.env.CI)('OpenVPN recovery test prerequisites',
     expect.fail(`the OpenVPN recovery tests cannot run: ${missing}`);
   });
 });
-
-/** A port nothing listens on now, on the bridge: the VPN's, the same across the restart (devices keep it). */
-function freeBridgePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, BRIDGE_ADDRESS, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 describe.skipIf(missing)('a database loss with balenaOS devices on the VPN', () => {
   const databaseUrl = process.env.DATABASE_URL;
@@ -108,7 +96,8 @@ describe.skipIf(missing)('a database loss with balenaOS devices on the VPN', () 
       logLevel: 'silent',
       presenceFlushMs: 50,
       vpn: 'on',
-      vpnPort: await freeBridgePort(),
+      // The VPN's port stays the same across the restart: the devices keep it in their configuration.
+      vpnPort: await freePortOn(BRIDGE_ADDRESS),
       vpnInstances: 1,
       // This process's own subnet and ports (vpn.test.ts and vpn-access.test.ts take the others of its slot).
       vpnBaseSubnet: `${network.vpnSubnet.replace(/\.0\.0$/, '.192.0')}/18`,

@@ -302,7 +302,7 @@ async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStr
     throw await authorized.refuse(
       new AppError(
         'unavailable',
-        `device ${device.name} (${device.uuid}) is offline: it has no tunnel to this server`,
+        `device ${device.name} (${device.uuid}) is offline: it has no tunnel or VPN connection to this server`,
         { details: { stream: StreamErrorCode.unreachable } },
       ),
       'failure',
@@ -316,7 +316,7 @@ async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStr
     throw await authorized.refuse(
       new AppError(
         'unavailable',
-        `device ${device.name} refused ${command ?? `port ${port}`}: ${err.code}${err.reason ? `: ${err.reason}` : ''}`,
+        `${command ?? `port ${port}`} on device ${device.name} could not be opened (${err.code})${err.reason ? `: ${err.reason}` : ''}`,
         { details: { stream: err.code }, cause: err },
       ),
       'failure',
