@@ -145,7 +145,9 @@ function startFailure(error: unknown): unknown {
       cause: error,
     });
   }
-  // Says which listener, which port and which flag or variable moves it (the server's ListenError).
-  if (error.name === 'ListenError') return new CliError(error.message, { cause: error });
+  // Says which listener, which port and which flag or variable moves it (the server's ListenError); an OpenVPN
+  // instance that could not start says what OpenVPN said and what to change (VpnStartError).
+  if (error.name === 'ListenError' || error.name === 'VpnStartError')
+    return new CliError(error.message, { cause: error });
   return error;
 }

@@ -7,7 +7,9 @@
  * none` ends the client on a refusal and its service manager starts it again (`Restart=always`; 10 s on
  * balenaOS, 1 s here).
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from '@fleetgate/agent/test/helpers.ts';
@@ -197,4 +199,55 @@ describe.skipIf(missing)('a database loss with balenaOS devices on the VPN', () 
     const actions = audit.items.map((e: { action: string }) => e.action);
     expect(actions).toEqual(expect.arrayContaining(['device.import', 'recovery.adopt']));
   }, 180_000);
+});
+
+describe.skipIf(missing)('an OpenVPN instance that cannot start', () => {
+  it('fails the start at once with what OpenVPN said and the setting to change, leaving nothing running', async () => {
+    const network = await workerNetwork();
+    const basePort = 34_000 + network.slot * 16;
+    // Another program on instance 1's port.
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(basePort + 1, '127.0.0.1', resolve));
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-vpn-taken-'));
+    try {
+      const started = Date.now();
+      await expect(
+        startServer({
+          flags: {
+            dataDir,
+            listen: BRIDGE_ADDRESS,
+            httpPort: 0,
+            sshPort: 0,
+            proxyPort: 0,
+            adminPassword: ADMIN_PASSWORD,
+            logLevel: 'silent',
+            vpn: 'on',
+            vpnPort: 0,
+            vpnInstances: 1,
+            vpnBaseSubnet: `${network.vpnSubnet.replace(/\.0\.0$/, '.160.0')}/19`,
+            vpnInstanceSubnetBitmask: 20,
+            vpnBasePort: basePort,
+            ...(process.env.DATABASE_URL
+              ? { databaseUrl: process.env.DATABASE_URL, dbSchema: `fg_vpntaken_${process.pid}` }
+              : {}),
+          },
+          env: {},
+          print: () => {},
+        }),
+      ).rejects.toThrow(
+        /OpenVPN instance 1 exited with code 1 as it started: another program holds its port; choose other ports with FLEETGATE_VPN_BASE_PORT[\s\S]*Address already in use/,
+      );
+      // At once, not after the instance's start timeout or its restarts.
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const openvpns = await new Promise<string>((resolve) =>
+        execFile('pgrep', ['-f', `openvpn .*--port ${basePort + 1} `], (_err, stdout) => resolve(stdout)),
+      );
+      expect(openvpns.trim()).toBe('');
+    } finally {
+      holder.close();
+      if (process.env.DATABASE_URL)
+        await dropPostgresSchema(process.env.DATABASE_URL, `fg_vpntaken_${process.pid}`);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -179,7 +179,14 @@ export class VpnBackend implements InstanceOwner {
       this.admitted.set(instance, new Map());
       this.clients.set(instance, new Map());
     }
-    await Promise.all(this.instances.map((instance) => instance.start()));
+    try {
+      await Promise.all(this.instances.map((instance) => instance.start()));
+    } catch (err) {
+      // One instance that cannot start fails the start: none is left running behind it.
+      await Promise.all(this.instances.map((instance) => instance.stop()));
+      fs.rmSync(this.runDir, { recursive: true, force: true });
+      throw err;
+    }
     this.unsubscribe.push(
       this.deps.events.on('device.decommissioned', ({ deviceId }) =>
         this.cut(deviceId, 'HALT', 'decommissioned'),
@@ -217,10 +224,7 @@ export class VpnBackend implements InstanceOwner {
     clearInterval(this.seenTimer);
     for (const stop of this.unsubscribe.splice(0)) stop();
     await this.frontDoor?.close();
-    for (const connection of this.devices.values()) {
-      this.options.presence.disconnected(connection, { code: 0, reason: 'the server stopped' }, true);
-    }
-    this.devices.clear();
+    for (const connection of [...this.devices.values()]) this.end(connection, 'the server stopped');
     await Promise.all(this.instances.map((instance) => instance.stop()));
     if (this.runDir) fs.rmSync(this.runDir, { recursive: true, force: true });
     // The tunnel hub, which stops first, wrote its last batch already: these disconnects need one of their own.

@@ -31,6 +31,20 @@ export interface InstanceSettings {
   log: Logger;
 }
 
+/** An OpenVPN instance that could not start: what OpenVPN said of it (its errors), and what to change. */
+export class VpnStartError extends Error {
+  constructor(id: number, why: string, log: readonly string[]) {
+    const said = log.filter((line) => /\berror\b|failed|cannot|exiting/i.test(line)).slice(-4);
+    const hint = said.some((line) => line.includes('Address already in use'))
+      ? ': another program holds its port; choose other ports with FLEETGATE_VPN_BASE_PORT'
+      : '';
+    super(
+      `OpenVPN instance ${id} ${why} as it started${hint}. OpenVPN said:\n  ${(said.length ? said : log.slice(-4)).join('\n  ')}`,
+    );
+    this.name = 'VpnStartError';
+  }
+}
+
 const FIRST_RESTART_MS = 1000;
 const MAX_RESTART_MS = 30_000;
 /** A run this long counts as healthy: the next restart waits `FIRST_RESTART_MS` again. */
@@ -47,6 +61,12 @@ export class VpnInstance {
   private startedAt = 0;
   private stopping = false;
   private readonly recent: string[] = [];
+  /** Set while `start` waits: the process ending before it is up fails the start at once. */
+  private startFailed: ((why: string) => void) | undefined;
+  /** Set while `start` waits: called once the process says it is up. */
+  private startDone: (() => void) | undefined;
+  /** The current process said `Initialization Sequence Completed`: it listens and takes clients. */
+  private initialized = false;
   /** Times the process was started again after stopping on its own. */
   restarts = 0;
   readonly socketPath: string;
@@ -66,9 +86,9 @@ export class VpnInstance {
     return this.plan.id;
   }
 
-  /** The process is up and its management connection open: it can take clients. */
+  /** The process is up (listening) and its management connection open: it can take clients. */
   get ready(): boolean {
-    return this.management?.open === true;
+    return this.initialized && this.management?.open === true;
   }
 
   get pid(): number | undefined {
@@ -80,7 +100,11 @@ export class VpnInstance {
     return this.recent.join('\n');
   }
 
-  /** Listens on the management socket, then starts the process; resolves once it connected (or rejects). */
+  /**
+   * Listens on the management socket, then starts the process; resolves once it is up (it connected to the
+   * socket and says it listens), rejects when it ends first (its port taken, a wrong setting) or after
+   * `readyTimeoutMs`, with what it said.
+   */
   async start(readyTimeoutMs = 15_000): Promise<void> {
     fs.rmSync(this.socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
@@ -93,18 +117,26 @@ export class VpnInstance {
     fs.chmodSync(this.socketPath, 0o600);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.server.off('connection', connected);
+        this.startDone = undefined;
+        this.startFailed = undefined;
         reject(
           new Error(
             `OpenVPN instance ${this.id} did not start within ${readyTimeoutMs / 1000} s. It said:\n${this.recentLog()}`,
           ),
         );
       }, readyTimeoutMs);
-      const connected = () => {
+      this.startDone = () => {
         clearTimeout(timer);
+        this.startDone = undefined;
+        this.startFailed = undefined;
         resolve();
       };
-      this.server.once('connection', connected);
+      this.startFailed = (why) => {
+        clearTimeout(timer);
+        this.startDone = undefined;
+        this.startFailed = undefined;
+        reject(new VpnStartError(this.id, why, this.recent));
+      };
       this.spawn();
     });
   }
@@ -153,6 +185,7 @@ export class VpnInstance {
       'tun',
     );
     this.startedAt = Date.now();
+    this.initialized = false;
     const child = spawn(settings.openvpn, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     for (const stream of [child.stdout, child.stderr]) {
@@ -167,6 +200,10 @@ export class VpnInstance {
       this.management?.close();
       if (this.stopping) return;
       const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
+      if (this.startFailed) {
+        this.startFailed(why);
+        return;
+      }
       settings.log.error(
         { instance: plan.id, code, signal, output: this.recentLog() },
         `OpenVPN instance ${plan.id} ${why}: starting it again`,
@@ -205,9 +242,14 @@ export class VpnInstance {
         ),
     );
     this.management = connection;
+    if (this.initialized) this.startDone?.();
   }
 
   private logLine(line: string): void {
+    if (line.endsWith('Initialization Sequence Completed')) {
+      this.initialized = true;
+      if (this.management?.open) this.startDone?.();
+    }
     this.recent.push(line);
     if (this.recent.length > LOG_LINES_KEPT) this.recent.shift();
     this.settings.log.debug({ instance: this.id }, line);
