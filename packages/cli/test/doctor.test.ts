@@ -169,6 +169,22 @@ describe(`fleetgate doctor (${process.env.DATABASE_URL ? 'PostgreSQL' : 'SQLite'
     expect(code).toBe(0);
   });
 
+  it('checks the OpenVPN backend when it is on: its program and a plan that fits, naming what to change', async () => {
+    const off = await doctor();
+    expect(off.output).toMatch(/^skipped\s+OpenVPN\s+the OpenVPN backend is off/m);
+    const fits = await doctor([], { FLEETGATE_VPN: 'on', FLEETGATE_VPN_INSTANCES: '2' });
+    expect(fits.output).toMatch(
+      /^ok\s+OpenVPN\s+OpenVPN 2\.6\.\d+, 2 instance\(s\) planned in 10\.240\.0\.0\/12/m,
+    );
+    const tooMany = await doctor([], { FLEETGATE_VPN: 'on', FLEETGATE_VPN_INSTANCES: '300' });
+    expect(tooMany.output).toMatch(/^problem\s+OpenVPN\s+300 instances do not fit in 10\.240\.0\.0\/12/m);
+    expect(tooMany.code).toBe(1);
+    const missing = await doctor([], { FLEETGATE_VPN: 'on', FLEETGATE_VPN_OPENVPN: '/nonexistent/openvpn' });
+    expect(missing.output).toMatch(
+      /^problem\s+OpenVPN\s+\/nonexistent\/openvpn cannot run \(ENOENT\): install OpenVPN 2\.6/m,
+    );
+  });
+
   it('names the setting that moves a port another program holds, and fails', async () => {
     const holder = net.createServer();
     holder.listen(ports.ssh, '127.0.0.1');
