@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type tls from 'node:tls';
 import { buildApp } from './app.ts';
+import { sharesHttpPort } from './features/openvpn/index.ts';
 import { ensureFirstOwner } from './features/setup/service.ts';
 import { type PasswordReset, resetPasswordOnMachine } from './features/users/service.ts';
 import { type Config, ConfigError, type ConfigInput, envNames, loadConfig } from './infra/config/index.ts';
@@ -218,7 +220,19 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     // Every listener first: a start that fails on a port (in use, not allowed) must fail before the first owner
     // and its one-time password exist, or that password is lost with the failed start and nobody can sign in.
     const target = app;
-    await listening('httpPort', config, () => target.listen({ host: config.listen, port: config.httpPort }));
+    // Devices' OpenVPN on the HTTP port (openBalena's 443 for both): the port is the VPN's front door, which hands
+    // TLS and HTTP on to the HTTP listener, here on 127.0.0.1 only.
+    const shared = sharesHttpPort(config);
+    await listening('httpPort', config, () =>
+      target.listen(shared ? { host: '127.0.0.1', port: 0 } : { host: config.listen, port: config.httpPort }),
+    );
+    if (shared && app.vpn) {
+      const vpn = app.vpn;
+      const internal = (app.server.address() as AddressInfo).port;
+      await listening('httpPort', config, () =>
+        vpn.shareHttpPort(app!.server, internal, tlsFiles !== undefined),
+      );
+    }
     const proxyPort = await listening('proxyPort', config, () => target.connectProxy.listen());
     const sshPort = await listening('sshPort', config, () =>
       target.sshGateway.listen(config.listen, config.sshPort),
@@ -245,7 +259,11 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       expiryCheck.unref();
     }
     const address = app.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.httpPort;
+    const port = shared
+      ? config.httpPort
+      : typeof address === 'object' && address
+        ? address.port
+        : config.httpPort;
     const host = config.listen.includes(':') ? `[${config.listen}]` : config.listen;
     const scheme = tlsFiles ? 'https' : 'http';
     const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;

@@ -206,6 +206,8 @@ export class VpnBackend implements InstanceOwner {
       () => this.instances.map((i) => ({ id: i.id, port: i.plan.port, ready: i.ready })),
       log,
     );
+    // Shared with the HTTP port: `fleetgate serve` opens it (`shareHttpPort`) once the HTTP listener runs.
+    if (sharesHttpPort(config)) return;
     try {
       this.publicPort = await this.frontDoor.listen(config.vpnPort, config.listen);
     } catch (err) {
@@ -229,6 +231,40 @@ export class VpnBackend implements InstanceOwner {
     if (this.runDir) fs.rmSync(this.runDir, { recursive: true, force: true });
     // The tunnel hub, which stops first, wrote its last batch already: these disconnects need one of their own.
     await this.options.presence.flush();
+  }
+
+  /**
+   * Opens the shared port (`FLEETGATE_VPN_PORT` = `FLEETGATE_HTTP_PORT`): TLS and HTTP connections go on to
+   * `server`, which listens on 127.0.0.1:`internalPort`, and get the person's address back on their socket (the
+   * `secureConnection` one for HTTPS), so that `request.ip` and everything that counts by it see it.
+   */
+  async shareHttpPort(server: net.Server, internalPort: number, tls: boolean): Promise<number> {
+    const frontDoor = this.frontDoor;
+    if (!frontDoor) throw new Error('the OpenVPN backend has not started');
+    frontDoor.shareWithHttp(internalPort);
+    server.prependListener(tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+      if (socket.remoteAddress !== '127.0.0.1' || socket.remotePort === undefined) return;
+      const port = socket.remotePort;
+      // Read when asked (a plain connection may be accepted before the pipe's own connect callback ran), then kept.
+      let source: string | undefined;
+      Object.defineProperty(socket, 'remoteAddress', {
+        configurable: true,
+        get: () => {
+          source ??= frontDoor.sourceOf(port);
+          return source ?? '127.0.0.1';
+        },
+      });
+    });
+    try {
+      this.publicPort = await frontDoor.listen(this.deps.config.httpPort, this.deps.config.listen);
+    } catch (err) {
+      throw Object.assign(err as Error, { listener: 'httpPort' });
+    }
+    this.deps.log.info(
+      { port: this.publicPort },
+      `OpenVPN and HTTP${tls ? 'S' : ''} share port ${this.publicPort}, told apart by their first byte`,
+    );
+    return this.publicPort;
   }
 
   /** The device's current VPN connection on this server, if any. */
@@ -388,6 +424,11 @@ export class VpnBackend implements InstanceOwner {
     this.clients.get(connection.instance)?.delete(connection.cid);
     if (this.devices.get(connection.deviceId) === connection) this.devices.delete(connection.deviceId);
   }
+}
+
+/** `FLEETGATE_VPN_PORT` = `FLEETGATE_HTTP_PORT` (not 0): devices' OpenVPN and people's HTTPS on one port. */
+export function sharesHttpPort(config: { vpn: boolean; vpnPort: number; httpPort: number }): boolean {
+  return config.vpn && config.vpnPort === config.httpPort && config.httpPort !== 0;
 }
 
 /** Says what to install when the OpenVPN program is missing, before anything starts. */

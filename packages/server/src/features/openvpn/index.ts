@@ -3,7 +3,7 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { TunnelHub } from '../tunnel/index.ts';
 import { VpnBackend } from './backend.ts';
 
-export { VpnBackend, type VpnConnection, type VpnInstanceStatus } from './backend.ts';
+export { sharesHttpPort, VpnBackend, type VpnConnection, type VpnInstanceStatus } from './backend.ts';
 export { ensureVpnCertificates, type VpnCertificates, vpnFilesOf } from './certificates.ts';
 export { openvpnClientConfig } from './client-config.ts';
 export { instancesAvailable, planVpn, type VpnInstancePlan, VpnPlanError } from './plan.ts';
