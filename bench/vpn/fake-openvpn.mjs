@@ -29,6 +29,8 @@ const port = args[args.indexOf('--port') + 1];
 
 const management = net.connect(socketPath);
 management.setEncoding('utf8');
+// What fleetgate waits for before it counts the instance as up (OpenVPN prints it once it listens).
+management.once('connect', () => console.log('fleetgate bench stand-in: Initialization Sequence Completed'));
 let nextCid = 1;
 /** cid → resolve(answer) of the requests in flight. */
 const waiting = new Map();

@@ -105,7 +105,7 @@ export class VpnInstance {
    * socket and says it listens), rejects when it ends first (its port taken, a wrong setting) or after
    * `readyTimeoutMs`, with what it said.
    */
-  async start(readyTimeoutMs = 15_000): Promise<void> {
+  async start(readyTimeoutMs = 8_000): Promise<void> {
     fs.rmSync(this.socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
