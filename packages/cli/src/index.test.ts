@@ -3,6 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { credentialsFile, readCredentials, saveCredentials } from './config.ts';
 import { runCli } from './index.ts';
@@ -158,13 +159,62 @@ describe('fleetgate', () => {
   it('confirms a delete in one line, or with {"ok":true} in JSON', async () => {
     await logIn();
     routes['DELETE /api/v1/devices/42'] = { status: 204 };
-    expect((await fleetgate(['devices', 'rm', '42'])).stdout).toBe('deleted device 42\n');
-    expect(await fleetgate(['devices', 'rm', '42', '--json'])).toEqual({
+    expect((await fleetgate(['devices', 'rm', '42', '--yes'])).stdout).toBe('deleted device 42\n');
+    expect(await fleetgate(['devices', 'rm', '42', '--yes', '--json'])).toEqual({
       code: 0,
       stdout: '{\n  "ok": true\n}\n',
       stderr: '',
     });
     expect(seen.map((request) => request.method)).toEqual(['DELETE', 'DELETE']);
+  });
+
+  it('asks on a terminal before deleting or decommissioning a device, and does nothing on "n"', async () => {
+    await logIn();
+    routes['GET /api/v1/devices/42'] = { status: 200, body: device };
+    routes['DELETE /api/v1/devices/42'] = { status: 204 };
+    routes['POST /api/v1/devices/42/decommission'] = { status: 200, body: device };
+    const onTerminal = async (args: string[], typed: string) => {
+      const memory = memoryIo({ env: { FLEETGATE_CONFIG_DIR: configDirectory } });
+      memory.io.stdin = Object.assign(Readable.from([typed]), { isTTY: true });
+      const code = await runCli(args, memory.io);
+      return { code, stdout: memory.stdout(), stderr: memory.stderr() };
+    };
+
+    const declined = await onTerminal(['devices', 'rm', '42'], 'n\n');
+    expect(declined).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `Delete ${device.name} (${device.uuid})? [y/N] fleetgate: cancelled: nothing was changed\n`,
+    });
+    expect(seen.map((request) => request.method)).toEqual(['GET']);
+
+    expect(await onTerminal(['devices', 'rm', '42'], 'y\n')).toMatchObject({
+      code: 0,
+      stdout: 'deleted device 42\n',
+    });
+    const decommissioned = await onTerminal(['devices', 'decommission', '42'], 'yes\n');
+    expect(decommissioned.code).toBe(0);
+    expect(decommissioned.stderr).toBe(`Decommission ${device.name} (${device.uuid})? [y/N] `);
+    expect(seen.map((request) => `${request.method} ${request.url}`)).toEqual([
+      'GET /api/v1/devices/42',
+      'GET /api/v1/devices/42',
+      'DELETE /api/v1/devices/42',
+      'GET /api/v1/devices/42',
+      'POST /api/v1/devices/42/decommission',
+    ]);
+  });
+
+  it('refuses to delete or decommission without --yes when no one can answer, before asking the server', async () => {
+    await logIn();
+    for (const command of ['rm', 'decommission']) {
+      expect(await fleetgate(['devices', command, '42'])).toEqual({
+        code: 2,
+        stdout: '',
+        stderr:
+          'fleetgate: standard input is not a terminal, so nothing can be confirmed: add --yes to go ahead\n',
+      });
+    }
+    expect(seen).toEqual([]);
   });
 
   it("prints the server's error message and exits 1", async () => {

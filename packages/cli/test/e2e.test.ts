@@ -353,7 +353,9 @@ describe('an admin session with fleetgate', () => {
   });
 
   it('deletes a device, after which it is unknown', async () => {
-    expect(succeeded(await as(['devices', 'rm', spare.uuid]))).toBe(`deleted device ${spare.uuid}\n`);
+    expect(succeeded(await as(['devices', 'rm', spare.uuid, '--yes']))).toBe(
+      `deleted device ${spare.uuid}\n`,
+    );
     failedWith(await as(['devices', 'show', String(spare.id)]), /not found/i);
     expect((await json(['devices', 'ls'])).items.map((device: { id: number }) => device.id)).toEqual([
       kiosk.id,
