@@ -143,7 +143,9 @@ describe('fleetgate', () => {
     expect(result.code).toBe(0);
     expect(seen[0]?.url).toBe('/api/v1/devices?fleetId=3&tag=site%3Dparis&q=kiosk');
     expect(seen[0]?.authorization).toBe('Bearer fgs_saved');
-    expect(result.stdout.split('\n')[0]).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+TAGS$/);
+    expect(result.stdout.split('\n')[0]).toMatch(
+      /^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/,
+    );
     expect(result.stdout).toContain('kiosk-17');
     expect(result.stdout).toContain('site=paris');
   });
@@ -215,6 +217,26 @@ describe('fleetgate', () => {
       });
     }
     expect(seen).toEqual([]);
+  });
+
+  it('lists devices with when each was last seen, and --json as the API answered', async () => {
+    await logIn();
+    const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+    const answer = {
+      items: [
+        { ...device, status: 'offline', lastSeenAt: minutesAgo(3) },
+        { ...device, id: 43, name: 'kiosk-18', status: 'online', lastSeenAt: minutesAgo(2) },
+        { ...device, id: 44, name: 'kiosk-19', lastSeenAt: null },
+      ],
+      total: 3,
+    };
+    routes['GET /api/v1/devices'] = { status: 200, body: answer };
+    const table = (await fleetgate(['devices', 'ls'])).stdout;
+    expect(table).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/m);
+    expect(table).toMatch(/^42\s.*\soffline\s+3 min ago\s+site=paris$/m);
+    expect(table).toMatch(/^43\s.*\sonline\s+now\s+site=paris$/m);
+    expect(table).toMatch(/^44\s.*\snever-connected\s+-\s+site=paris$/m);
+    expect(JSON.parse((await fleetgate(['devices', 'ls', '--json'])).stdout)).toEqual(answer);
   });
 
   it("prints the server's error message and exits 1", async () => {

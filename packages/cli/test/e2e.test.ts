@@ -302,9 +302,12 @@ describe('an admin session with fleetgate', () => {
     expect(spare).toMatchObject({ name: 'gateway-1', deviceType: 'acme-gw' });
 
     const table = succeeded(await as(['devices', 'ls']));
-    expect(table).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+TAGS$/m);
+    expect(table).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/m);
     expect(table).toMatch(
-      new RegExp(`^${kiosk.id}\\s+${kiosk.uuid}\\s+kiosk-1\\s+lobby\\s+raspberrypi4-64\\s`, 'm'),
+      new RegExp(
+        `^${kiosk.id}\\s+${kiosk.uuid}\\s+kiosk-1\\s+lobby\\s+raspberrypi4-64\\s+never-connected\\s+-\\s`,
+        'm',
+      ),
     );
     expect(table).toMatch(
       new RegExp(`^${spare.id}\\s+${spare.uuid}\\s+gateway-1\\s+lobby\\s+acme-gw\\s`, 'm'),

@@ -3,7 +3,7 @@ import { type Device, deviceStatuses, listSorts, type Page } from '../api.ts';
 import { parseDeviceRef, parseId, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
-import type { Column } from '../output.ts';
+import { type Column, formatAgo } from '../output.ts';
 import { assertCanConfirm, confirm } from '../prompt.ts';
 import { registerPendingCommands } from './pending.ts';
 import { registerTagCommand } from './tags.ts';
@@ -15,6 +15,11 @@ const deviceColumns: Column<Device>[] = [
   { header: 'FLEET', value: (device) => device.fleetName },
   { header: 'TYPE', value: (device) => device.deviceType },
   { header: 'STATUS', value: (device) => device.status },
+  // An online device is connected as this prints; its lastSeenAt is written in batches and lags behind.
+  {
+    header: 'LAST SEEN',
+    value: (device) => (device.status === 'online' ? 'now' : formatAgo(device.lastSeenAt)),
+  },
   { header: 'TAGS', value: (device) => device.tags },
 ];
 
@@ -30,6 +35,7 @@ const deviceFields = [
   'deviceType',
   'tags',
   'notes',
+  'lastSeenAt',
   'createdAt',
   'updatedAt',
 ];
