@@ -17,7 +17,7 @@ interface SeenRequest {
 }
 
 /** Answers of the fake API by `METHOD /path` (query string left out); anything else is a 404. */
-let routes: Record<string, { status: number; body?: unknown }> = {};
+let routes: Record<string, { status: number; body?: unknown; headers?: Record<string, string> }> = {};
 const seen: SeenRequest[] = [];
 let server: Server;
 let base: string;
@@ -39,7 +39,7 @@ beforeAll(async () => {
         status: 404,
         body: { error: { code: 'not_found', message: 'device not found' } },
       };
-      response.writeHead(route.status, { 'content-type': 'application/json' });
+      response.writeHead(route.status, { 'content-type': 'application/json', ...route.headers });
       response.end(route.body === undefined ? undefined : JSON.stringify(route.body));
     });
   });
@@ -237,6 +237,31 @@ describe('fleetgate', () => {
     expect(table).toMatch(/^43\s.*\sonline\s+now\s+site=paris$/m);
     expect(table).toMatch(/^44\s.*\snever-connected\s+-\s+site=paris$/m);
     expect(JSON.parse((await fleetgate(['devices', 'ls', '--json'])).stdout)).toEqual(answer);
+  });
+
+  it('says in how many seconds to try again when the server answers 429 with Retry-After', async () => {
+    await logIn();
+    routes['GET /api/v1/devices/42'] = {
+      status: 429,
+      headers: { 'retry-after': '37' },
+      body: {
+        error: { code: 'rate_limited', message: 'too many refused device credentials: try again later' },
+      },
+    };
+    expect(await fleetgate(['devices', 'show', '42'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'fleetgate: too many refused device credentials: try again in 37 s\n',
+    });
+    // A message that says it already is not repeated.
+    routes['GET /api/v1/devices/42'] = {
+      status: 429,
+      headers: { 'retry-after': '12' },
+      body: { error: { code: 'rate_limited', message: 'too many failed sign-ins: try again in 12 s' } },
+    };
+    expect((await fleetgate(['devices', 'show', '42'])).stderr).toBe(
+      'fleetgate: too many failed sign-ins: try again in 12 s\n',
+    );
   });
 
   it("prints the server's error message and exits 1", async () => {

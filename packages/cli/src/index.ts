@@ -138,5 +138,9 @@ function describeApiError(error: ApiError): string {
   if (error.status === 401 && error.path !== '/auth/login') {
     return `${error.message.replace(/:? sign in again.*$/, '')}: run \`fleetgate login --server URL\``;
   }
+  // Some refusals say when to try again in their message already; others only in `Retry-After`.
+  if (error.retryAfterSeconds !== undefined && !/try again in \d+ s/.test(error.message)) {
+    return `${error.message.replace(/:? try again later$/, '')}: try again in ${error.retryAfterSeconds} s`;
+  }
   return error.message;
 }
