@@ -6,6 +6,7 @@ import { registerApiKeyCommands } from './commands/api-keys.ts';
 import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
 import { registerBackupCommands } from './commands/backup.ts';
+import { registerCompletionCommands } from './commands/completion.ts';
 import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
@@ -96,6 +97,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerAuditCommand(program, io);
   registerSecretsCommands(program, io);
   registerVpnCommands(program, io);
+  registerCompletionCommands(program, io);
   return program;
 }
 
