@@ -119,6 +119,8 @@ export interface Device {
   notes: string;
   status: string;
   tags: Tags;
+  /** When the device was last connected or heard from; null if never. */
+  lastSeenAt: string | null;
   createdAt: string;
   updatedAt: string;
 }

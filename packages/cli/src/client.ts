@@ -31,6 +31,8 @@ export class ApiError extends Error {
   readonly method: string;
   /** The API path asked for, e.g. `/devices/42`. */
   readonly path: string;
+  /** How long the server asks to wait before trying again (its `Retry-After` header), in seconds. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(init: {
     status: number;
@@ -39,6 +41,7 @@ export class ApiError extends Error {
     details?: unknown;
     method: string;
     path: string;
+    retryAfterSeconds?: number;
   }) {
     super(init.message);
     this.name = 'ApiError';
@@ -47,6 +50,7 @@ export class ApiError extends Error {
     this.details = init.details;
     this.method = init.method;
     this.path = init.path;
+    this.retryAfterSeconds = init.retryAfterSeconds;
   }
 }
 
@@ -154,7 +158,13 @@ function errorOf(response: Response, text: string, method: string, path: string)
     details: error?.details,
     method,
     path,
+    retryAfterSeconds: retryAfterOf(response.headers.get('retry-after')),
   });
+}
+
+/** `Retry-After` in seconds; its other form, an HTTP date, is not sent by fleetgate and is left out. */
+function retryAfterOf(header: string | null): number | undefined {
+  return header !== null && /^\d+$/.test(header.trim()) ? Number(header.trim()) : undefined;
 }
 
 /** `fetch` wraps socket errors: TypeError('fetch failed') → cause (sometimes an AggregateError) → code. */

@@ -63,7 +63,8 @@ export class CommandContext {
     return (await this.client()).request<T>(method, path, options);
   }
 
-  clientFor(server: string, token?: string): ApiClient {
-    return new ApiClient({ server, token, fetch: this.io.fetch });
+  /** A client for `server`; `timeoutMs` as in `ApiClientOptions` (default 30 s). */
+  clientFor(server: string, token?: string, options: { timeoutMs?: number } = {}): ApiClient {
+    return new ApiClient({ server, token, fetch: this.io.fetch, timeoutMs: options.timeoutMs });
   }
 }

@@ -3,6 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { credentialsFile, readCredentials, saveCredentials } from './config.ts';
 import { runCli } from './index.ts';
@@ -16,7 +17,7 @@ interface SeenRequest {
 }
 
 /** Answers of the fake API by `METHOD /path` (query string left out); anything else is a 404. */
-let routes: Record<string, { status: number; body?: unknown }> = {};
+let routes: Record<string, { status: number; body?: unknown; headers?: Record<string, string> }> = {};
 const seen: SeenRequest[] = [];
 let server: Server;
 let base: string;
@@ -38,7 +39,7 @@ beforeAll(async () => {
         status: 404,
         body: { error: { code: 'not_found', message: 'device not found' } },
       };
-      response.writeHead(route.status, { 'content-type': 'application/json' });
+      response.writeHead(route.status, { 'content-type': 'application/json', ...route.headers });
       response.end(route.body === undefined ? undefined : JSON.stringify(route.body));
     });
   });
@@ -142,7 +143,9 @@ describe('fleetgate', () => {
     expect(result.code).toBe(0);
     expect(seen[0]?.url).toBe('/api/v1/devices?fleetId=3&tag=site%3Dparis&q=kiosk');
     expect(seen[0]?.authorization).toBe('Bearer fgs_saved');
-    expect(result.stdout.split('\n')[0]).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+TAGS$/);
+    expect(result.stdout.split('\n')[0]).toMatch(
+      /^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/,
+    );
     expect(result.stdout).toContain('kiosk-17');
     expect(result.stdout).toContain('site=paris');
   });
@@ -158,13 +161,107 @@ describe('fleetgate', () => {
   it('confirms a delete in one line, or with {"ok":true} in JSON', async () => {
     await logIn();
     routes['DELETE /api/v1/devices/42'] = { status: 204 };
-    expect((await fleetgate(['devices', 'rm', '42'])).stdout).toBe('deleted device 42\n');
-    expect(await fleetgate(['devices', 'rm', '42', '--json'])).toEqual({
+    expect((await fleetgate(['devices', 'rm', '42', '--yes'])).stdout).toBe('deleted device 42\n');
+    expect(await fleetgate(['devices', 'rm', '42', '--yes', '--json'])).toEqual({
       code: 0,
       stdout: '{\n  "ok": true\n}\n',
       stderr: '',
     });
     expect(seen.map((request) => request.method)).toEqual(['DELETE', 'DELETE']);
+  });
+
+  it('asks on a terminal before deleting or decommissioning a device, and does nothing on "n"', async () => {
+    await logIn();
+    routes['GET /api/v1/devices/42'] = { status: 200, body: device };
+    routes['DELETE /api/v1/devices/42'] = { status: 204 };
+    routes['POST /api/v1/devices/42/decommission'] = { status: 200, body: device };
+    const onTerminal = async (args: string[], typed: string) => {
+      const memory = memoryIo({ env: { FLEETGATE_CONFIG_DIR: configDirectory } });
+      memory.io.stdin = Object.assign(Readable.from([typed]), { isTTY: true });
+      const code = await runCli(args, memory.io);
+      return { code, stdout: memory.stdout(), stderr: memory.stderr() };
+    };
+
+    const declined = await onTerminal(['devices', 'rm', '42'], 'n\n');
+    expect(declined).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `Delete ${device.name} (${device.uuid})? [y/N] fleetgate: cancelled: nothing was changed\n`,
+    });
+    expect(seen.map((request) => request.method)).toEqual(['GET']);
+
+    expect(await onTerminal(['devices', 'rm', '42'], 'y\n')).toMatchObject({
+      code: 0,
+      stdout: 'deleted device 42\n',
+    });
+    const decommissioned = await onTerminal(['devices', 'decommission', '42'], 'yes\n');
+    expect(decommissioned.code).toBe(0);
+    expect(decommissioned.stderr).toBe(`Decommission ${device.name} (${device.uuid})? [y/N] `);
+    expect(seen.map((request) => `${request.method} ${request.url}`)).toEqual([
+      'GET /api/v1/devices/42',
+      'GET /api/v1/devices/42',
+      'DELETE /api/v1/devices/42',
+      'GET /api/v1/devices/42',
+      'POST /api/v1/devices/42/decommission',
+    ]);
+  });
+
+  it('refuses to delete or decommission without --yes when no one can answer, before asking the server', async () => {
+    await logIn();
+    for (const command of ['rm', 'decommission']) {
+      expect(await fleetgate(['devices', command, '42'])).toEqual({
+        code: 2,
+        stdout: '',
+        stderr:
+          'fleetgate: standard input is not a terminal, so nothing can be confirmed: add --yes to go ahead\n',
+      });
+    }
+    expect(seen).toEqual([]);
+  });
+
+  it('lists devices with when each was last seen, and --json as the API answered', async () => {
+    await logIn();
+    const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+    const answer = {
+      items: [
+        { ...device, status: 'offline', lastSeenAt: minutesAgo(3) },
+        { ...device, id: 43, name: 'kiosk-18', status: 'online', lastSeenAt: minutesAgo(2) },
+        { ...device, id: 44, name: 'kiosk-19', lastSeenAt: null },
+      ],
+      total: 3,
+    };
+    routes['GET /api/v1/devices'] = { status: 200, body: answer };
+    const table = (await fleetgate(['devices', 'ls'])).stdout;
+    expect(table).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/m);
+    expect(table).toMatch(/^42\s.*\soffline\s+3 min ago\s+site=paris$/m);
+    expect(table).toMatch(/^43\s.*\sonline\s+now\s+site=paris$/m);
+    expect(table).toMatch(/^44\s.*\snever-connected\s+-\s+site=paris$/m);
+    expect(JSON.parse((await fleetgate(['devices', 'ls', '--json'])).stdout)).toEqual(answer);
+  });
+
+  it('says in how many seconds to try again when the server answers 429 with Retry-After', async () => {
+    await logIn();
+    routes['GET /api/v1/devices/42'] = {
+      status: 429,
+      headers: { 'retry-after': '37' },
+      body: {
+        error: { code: 'rate_limited', message: 'too many refused device credentials: try again later' },
+      },
+    };
+    expect(await fleetgate(['devices', 'show', '42'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'fleetgate: too many refused device credentials: try again in 37 s\n',
+    });
+    // A message that says it already is not repeated.
+    routes['GET /api/v1/devices/42'] = {
+      status: 429,
+      headers: { 'retry-after': '12' },
+      body: { error: { code: 'rate_limited', message: 'too many failed sign-ins: try again in 12 s' } },
+    };
+    expect((await fleetgate(['devices', 'show', '42'])).stderr).toBe(
+      'fleetgate: too many failed sign-ins: try again in 12 s\n',
+    );
   });
 
   it("prints the server's error message and exits 1", async () => {

@@ -6,6 +6,7 @@ import { registerApiKeyCommands } from './commands/api-keys.ts';
 import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
 import { registerBackupCommands } from './commands/backup.ts';
+import { registerCompletionCommands } from './commands/completion.ts';
 import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
@@ -96,6 +97,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerAuditCommand(program, io);
   registerSecretsCommands(program, io);
   registerVpnCommands(program, io);
+  registerCompletionCommands(program, io);
   return program;
 }
 
@@ -137,6 +139,10 @@ function describeApiError(error: ApiError): string {
   // The server tells API users to POST /auth/login; a CLI user needs the command instead.
   if (error.status === 401 && error.path !== '/auth/login') {
     return `${error.message.replace(/:? sign in again.*$/, '')}: run \`fleetgate login --server URL\``;
+  }
+  // Some refusals say when to try again in their message already; others only in `Retry-After`.
+  if (error.retryAfterSeconds !== undefined && !/try again in \d+ s/.test(error.message)) {
+    return `${error.message.replace(/:? try again later$/, '')}: try again in ${error.retryAfterSeconds} s`;
   }
   return error.message;
 }

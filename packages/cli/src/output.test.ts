@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Column, formatRecord, formatTable, formatValue, Output } from './output.ts';
+import { type Column, formatAgo, formatRecord, formatTable, formatValue, Output } from './output.ts';
 
 interface Row {
   id: number;
@@ -49,6 +49,20 @@ describe('formatValue', () => {
     expect(formatValue({ count: 3 })).toBe('{"count":3}');
     expect(formatValue('2025-01-31T12:00:00.000Z')).toBe('2025-01-31T12:00:00.000Z');
     expect(formatValue('')).toBe('');
+  });
+});
+
+describe('formatAgo', () => {
+  const now = new Date('2026-01-10T12:00:00.000Z');
+  it('says how long ago in the largest unit that fits', () => {
+    expect(formatAgo('2026-01-10T11:59:48.000Z', now)).toBe('12 s ago');
+    expect(formatAgo('2026-01-10T11:57:00.000Z', now)).toBe('3 min ago');
+    expect(formatAgo('2026-01-10T07:00:00.000Z', now)).toBe('5 h ago');
+    expect(formatAgo('2026-01-07T12:00:00.000Z', now)).toBe('3 days ago');
+  });
+  it('shows - for never, and a time slightly ahead of this clock as 0 s ago', () => {
+    expect(formatAgo(null, now)).toBe('-');
+    expect(formatAgo('2026-01-10T12:00:02.000Z', now)).toBe('0 s ago');
   });
 });
 

@@ -57,6 +57,23 @@ export function formatValue(value: unknown): string {
   return String(value);
 }
 
+/**
+ * How long ago `timestamp` (ISO 8601) was, as a person says it: `12 s ago`, `3 min ago`, `5 h ago`, `2 days ago`;
+ * `-` for none. A time a little ahead of `now` (clocks of server and client differ) counts as `0 s ago`.
+ */
+export function formatAgo(timestamp: string | null | undefined, now: Date = new Date()): string {
+  if (!timestamp) return '-';
+  const then = Date.parse(timestamp);
+  if (Number.isNaN(then)) return timestamp;
+  const seconds = Math.max(0, Math.floor((now.getTime() - then) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ago`;
+  return `${Math.floor(hours / 24)} days ago`;
+}
+
 /** Rows under upper-case headers, columns separated by two spaces, no trailing blanks. */
 export function formatTable<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
   const table = new Table({

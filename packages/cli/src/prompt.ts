@@ -33,6 +33,35 @@ export async function ask(
   }
 }
 
+/**
+ * Makes sure a person meant an irreversible command. With `yes` (`--yes`) it answers at once. On a terminal it
+ * asks `question [y/N]` and goes on only on `y` or `yes`; otherwise it fails with `cancelled` (exit 1). Without a
+ * terminal it never waits for an answer that no one will type: it fails at once, naming `--yes` (exit 2, a usage
+ * error), so a script that forgot the flag stops instead of hanging.
+ */
+export async function confirm(
+  io: { stdin: InputStream; stderr: TextSink },
+  question: string,
+  options: { yes?: boolean },
+): Promise<void> {
+  if (options.yes) return;
+  assertCanConfirm(io.stdin);
+  const answer = (await ask(io, `${question} [y/N] `)).toLowerCase();
+  if (answer !== 'y' && answer !== 'yes') throw new CliError('cancelled: nothing was changed');
+}
+
+/** Fails with exit 2 and the advice to add `--yes` when no one can answer a confirmation (see `confirm`). */
+export function assertCanConfirm(stdin: InputStream): void {
+  if (!canPrompt(stdin)) {
+    throw new CliError(
+      'standard input is not a terminal, so nothing can be confirmed: add --yes to go ahead',
+      {
+        exitCode: 2,
+      },
+    );
+  }
+}
+
 /** Reads a line in raw mode, echoing nothing; Ctrl-C cancels the command. */
 function askHidden(stdin: InputStream, stderr: TextSink, question: string): Promise<string> {
   stderr.write(question);

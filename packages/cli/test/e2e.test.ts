@@ -302,9 +302,12 @@ describe('an admin session with fleetgate', () => {
     expect(spare).toMatchObject({ name: 'gateway-1', deviceType: 'acme-gw' });
 
     const table = succeeded(await as(['devices', 'ls']));
-    expect(table).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+TAGS$/m);
+    expect(table).toMatch(/^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/m);
     expect(table).toMatch(
-      new RegExp(`^${kiosk.id}\\s+${kiosk.uuid}\\s+kiosk-1\\s+lobby\\s+raspberrypi4-64\\s`, 'm'),
+      new RegExp(
+        `^${kiosk.id}\\s+${kiosk.uuid}\\s+kiosk-1\\s+lobby\\s+raspberrypi4-64\\s+never-connected\\s+-\\s`,
+        'm',
+      ),
     );
     expect(table).toMatch(
       new RegExp(`^${spare.id}\\s+${spare.uuid}\\s+gateway-1\\s+lobby\\s+acme-gw\\s`, 'm'),
@@ -353,7 +356,9 @@ describe('an admin session with fleetgate', () => {
   });
 
   it('deletes a device, after which it is unknown', async () => {
-    expect(succeeded(await as(['devices', 'rm', spare.uuid]))).toBe(`deleted device ${spare.uuid}\n`);
+    expect(succeeded(await as(['devices', 'rm', spare.uuid, '--yes']))).toBe(
+      `deleted device ${spare.uuid}\n`,
+    );
     failedWith(await as(['devices', 'show', String(spare.id)]), /not found/i);
     expect((await json(['devices', 'ls'])).items.map((device: { id: number }) => device.id)).toEqual([
       kiosk.id,
@@ -679,6 +684,59 @@ describe('the installed fleetgate command', () => {
     expect(failure?.stderr).toMatch(/^fleetgate: [^\n]+\n$/);
   });
 
+  it('refuses to delete or decommission a device from a script without --yes, and goes ahead with it', async () => {
+    const configDir = await temporaryDir('fleetgate-e2e-yes-');
+    const fleet = await server.api('POST', '/api/v1/fleets', {
+      token: server.adminToken,
+      body: { orgId: 1, name: 'yes-fleet', defaultDeviceType: 'generic-amd64' },
+    });
+    const created = await server.api('POST', '/api/v1/devices', {
+      token: server.adminToken,
+      body: { fleetId: fleet.body.id, name: 'kiosk-to-remove' },
+    });
+    expect(created.status).toBe(201);
+    const childEnv = { PATH: process.env.PATH, HOME: configDir, FLEETGATE_CONFIG_DIR: configDir };
+    const connection = ['--server', url, '--token', server.adminToken];
+    // Standard input is a pipe here, as in a script or CI job: nothing can be confirmed.
+    for (const command of ['decommission', 'rm']) {
+      const refused = await run(
+        process.execPath,
+        [bin, ...connection, 'devices', command, created.body.uuid],
+        {
+          timeout: 20_000,
+          env: childEnv,
+        },
+      ).then(
+        () => undefined,
+        (error: { code?: number; stdout: string; stderr: string }) => error,
+      );
+      expect(refused).toMatchObject({
+        code: 2,
+        stdout: '',
+        stderr:
+          'fleetgate: standard input is not a terminal, so nothing can be confirmed: add --yes to go ahead\n',
+      });
+    }
+    const untouched = await server.api('GET', `/api/v1/devices/${created.body.uuid}`, {
+      token: server.adminToken,
+    });
+    expect(untouched.body.status).toBe('never-connected');
+
+    const removed = await run(
+      process.execPath,
+      [bin, ...connection, 'devices', 'rm', created.body.uuid, '--yes'],
+      {
+        timeout: 20_000,
+        env: childEnv,
+      },
+    );
+    expect(removed.stdout).toBe(`deleted device ${created.body.uuid}\n`);
+    const gone = await server.api('GET', `/api/v1/devices/${created.body.uuid}`, {
+      token: server.adminToken,
+    });
+    expect(gone.status).toBe(404);
+  });
+
   it('logs in through bin/fleetgate.js into ~/.config/fleetgate by default, and later runs need no token', async () => {
     const home = await temporaryDir('fleetgate-e2e-home-');
     const childEnv = { PATH: process.env.PATH, HOME: home };
@@ -697,5 +755,32 @@ describe('the installed fleetgate command', () => {
     });
     const expected = await server.api('GET', '/api/v1/devices', { token: server.adminToken });
     expect(JSON.parse(stdout)).toEqual(expected.body);
+  });
+});
+
+describe('fleetgate after too many failed sign-ins', () => {
+  let limited: TestServer;
+  let limitedUrl: string;
+
+  beforeAll(async () => {
+    limited = await startTestServer({ loginAttempts: 2 });
+    await limited.app.listen({ port: 0, host: '127.0.0.1' });
+    const address = limited.app.server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('the test server does not listen');
+    limitedUrl = `http://127.0.0.1:${address.port}`;
+  });
+
+  afterAll(() => limited?.close());
+
+  it('says in how many seconds to try again (the server sends Retry-After)', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: await temporaryDir('fleetgate-e2e-429-') };
+    const login = ['login', '--server', limitedUrl, '--email', ADMIN_EMAIL, '--password', 'a wrong guess'];
+    for (let attempt = 0; attempt < 2; attempt++)
+      failedWith(await fleetgate(login, { env }), /password|credentials/i);
+    const refused = await fleetgate(login, { env });
+    failedWith(refused, /too many failed sign-ins/);
+    const seconds = Number(/try again in (\d+) s\n$/.exec(refused.stderr)?.[1]);
+    expect(seconds).toBeGreaterThan(0);
+    expect(seconds).toBeLessThanOrEqual(15 * 60);
   });
 });

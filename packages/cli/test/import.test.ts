@@ -157,7 +157,7 @@ describe('enrollment commands', () => {
     expect(registered.status).toBe(201);
     expect((await deviceSelf(device.uuid, device.deviceApiKey)).status).toBe(200);
 
-    const decommissioned = await fleetgate('devices', 'decommission', device.uuid);
+    const decommissioned = await fleetgate('devices', 'decommission', device.uuid, '--yes');
     expect(decommissioned.code, decommissioned.stderr).toBe(0);
     expect(decommissioned.stdout).toContain(`decommissioned device ${registered.body.id}`);
     expect((await deviceSelf(device.uuid, device.deviceApiKey)).status).toBe(401);

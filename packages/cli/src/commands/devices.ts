@@ -3,7 +3,8 @@ import { type Device, deviceStatuses, listSorts, type Page } from '../api.ts';
 import { parseDeviceRef, parseId, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
-import type { Column } from '../output.ts';
+import { type Column, formatAgo } from '../output.ts';
+import { assertCanConfirm, confirm } from '../prompt.ts';
 import { registerPendingCommands } from './pending.ts';
 import { registerTagCommand } from './tags.ts';
 
@@ -14,6 +15,11 @@ const deviceColumns: Column<Device>[] = [
   { header: 'FLEET', value: (device) => device.fleetName },
   { header: 'TYPE', value: (device) => device.deviceType },
   { header: 'STATUS', value: (device) => device.status },
+  // An online device is connected as this prints; its lastSeenAt is written in batches and lags behind.
+  {
+    header: 'LAST SEEN',
+    value: (device) => (device.status === 'online' ? 'now' : formatAgo(device.lastSeenAt)),
+  },
   { header: 'TAGS', value: (device) => device.tags },
 ];
 
@@ -29,6 +35,7 @@ const deviceFields = [
   'deviceType',
   'tags',
   'notes',
+  'lastSeenAt',
   'createdAt',
   'updatedAt',
 ];
@@ -141,8 +148,10 @@ export function registerDeviceCommands(program: Command, io: CliIo): void {
     .command('rm')
     .description('delete a device record')
     .argument(...deviceArgument)
-    .action(async (device: string, _options: unknown, command: Command) => {
+    .option('-y, --yes', 'do not ask for confirmation (required when standard input is not a terminal)')
+    .action(async (device: string, options: { yes?: boolean }, command: Command) => {
       const ctx = new CommandContext(io, command);
+      await confirmDeviceCommand(ctx, device, 'Delete', options);
       await ctx.api('DELETE', apiPath`/devices/${device}`);
       ctx.out.done(`deleted device ${device}`);
     });
@@ -156,4 +165,21 @@ export function registerDeviceCommands(program: Command, io: CliIo): void {
     parse: parseDeviceRef,
     path: (device) => apiPath`/devices/${device}`,
   });
+}
+
+/**
+ * Asks `<verb> <name> (<uuid>)? [y/N]` before a command that cannot be undone on `device` (see `confirm`). The
+ * device is looked up only when someone is there to answer: with `--yes`, or without a terminal, nothing is asked.
+ */
+export async function confirmDeviceCommand(
+  ctx: CommandContext,
+  device: string,
+  verb: string,
+  options: { yes?: boolean },
+): Promise<void> {
+  if (options.yes) return;
+  // Before the lookup: a script without a terminal learns at once that it needs --yes.
+  assertCanConfirm(ctx.io.stdin);
+  const found = await ctx.api<Device>('GET', apiPath`/devices/${device}`);
+  await confirm(ctx.io, `${verb} ${found.name} (${found.uuid})?`, options);
 }

@@ -4,6 +4,7 @@ import { parseId, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { type Column, formatTable } from '../output.ts';
+import { namedArgument } from './completion.ts';
 import { resolveDevice } from './tunnel.ts';
 
 const runColumns: Column<DiagnosticsRunSummary>[] = [
@@ -57,7 +58,7 @@ export function registerDiagnoseCommand(program: Command, io: CliIo): void {
         "run a device's remote diagnostics (disk, memory, load, time sync, the server's DNS and TCP, the agent, " +
           'network interfaces, failed systemd units, kernel messages) and show the results',
       )
-      .argument('<device>', 'device uuid, id or name')
+      .addArgument(namedArgument('<device>', 'device uuid, id or name', 'devices'))
       .option('--history', 'list the stored runs instead, newest first (the device keeps its last 50)')
       .option('--run <id>', 'show a stored run (from --history) instead of running them', parseId)
       .addHelpText(

@@ -5,6 +5,7 @@ import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
 import type { Column } from '../output.ts';
+import { confirmDeviceCommand } from './devices.ts';
 
 /** A device the server no longer knows that keeps presenting its uuid + key (after a database loss). */
 export interface RecoveryCandidate {
@@ -90,8 +91,10 @@ export function registerDecommissionCommand(program: Command, io: CliIo): void {
     .command('decommission')
     .description('decommission a device: every key and token it holds is refused at once')
     .argument('<device>', 'device id or 32-hex uuid', parseDeviceRef)
-    .action(async (device: string, _options: unknown, command: Command) => {
+    .option('-y, --yes', 'do not ask for confirmation (required when standard input is not a terminal)')
+    .action(async (device: string, options: { yes?: boolean }, command: Command) => {
       const ctx = new CommandContext(io, command);
+      await confirmDeviceCommand(ctx, device, 'Decommission', options);
       const answer = await ctx.api<Device>('POST', apiPath`/devices/${device}/decommission`);
       ctx.out.result(answer, () => `decommissioned device ${answer.id} (${answer.uuid})\n`);
     });

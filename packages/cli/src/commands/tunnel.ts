@@ -8,6 +8,7 @@ import type { Device, Page } from '../api.ts';
 import { ApiError, apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
+import { namedArgument } from './completion.ts';
 
 /** One `<localPort>:<remotePort>` argument. */
 export interface PortMapping {
@@ -48,7 +49,7 @@ export function registerTunnelCommand(program: Command, io: CliIo): void {
   program
     .command('tunnel')
     .description("forward local TCP ports to a device's ports through the server (like ssh -L)")
-    .argument('<device>', 'device uuid, id or name')
+    .addArgument(namedArgument('<device>', 'device uuid, id or name', 'devices'))
     .argument('<mappings...>', '<localPort>:<remotePort>, e.g. 8022:22 (local port 0 picks a free one)')
     .option('--bind <address>', 'local address to listen on', '127.0.0.1')
     .addHelpText(

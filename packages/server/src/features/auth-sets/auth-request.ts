@@ -2,7 +2,7 @@ import type { Actor } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
 import type { Db } from '../../infra/db/index.ts';
-import { AppError, badRequest } from '../../infra/errors/index.ts';
+import { AppError, badRequest, rateLimited } from '../../infra/errors/index.ts';
 import { FailureLimiter } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { assertRoomForDevice, isDeviceLimitReached } from '../devices/service.ts';
@@ -288,12 +288,9 @@ async function addPending(
   const source = sourceIp ?? 'unknown';
   const wait = limiter.retryAfter(source);
   if (wait > 0)
-    throw new AppError(
-      'rate_limited',
+    throw rateLimited(
       `too many new devices from this address: try again in ${Math.ceil(wait / 1000)} s`,
-      {
-        details: { retryAfterSeconds: Math.ceil(wait / 1000) },
-      },
+      wait,
     );
   const { n } = await db
     .selectFrom('auth_sets')

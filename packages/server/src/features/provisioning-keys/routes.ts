@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AppError } from '../../infra/errors/index.ts';
+import { AppError, rateLimited } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, nameString } from '../../infra/http/schemas.ts';
 import { FailureLimiter } from '../../infra/rate-limit/index.ts';
@@ -170,10 +170,7 @@ function provisioningKeyGuard(): ProvisioningKeyGuard {
   return {
     async onRequest(request) {
       const wait = failures.retryAfter(request.ip);
-      if (wait > 0)
-        throw new AppError('rate_limited', 'too many refused provisioning keys from this address', {
-          details: { retryAfterSeconds: Math.ceil(wait / 1000) },
-        });
+      if (wait > 0) throw rateLimited('too many refused provisioning keys from this address', wait);
     },
     async run(request, use) {
       const key = /^Bearer\s+(\S{1,512})\s*$/i.exec(request.headers.authorization ?? '')?.[1];
