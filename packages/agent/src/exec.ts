@@ -301,6 +301,9 @@ function startPipes(spec: ProcessSpec, { send, finish, stdinFull }: ProcessIo): 
   };
 }
 
+/** How long a terminal's exit waits for the rest of its output at most (see `startPty`). */
+const OUTPUT_DRAIN_MS = 1000;
+
 async function startPty(
   spec: ProcessSpec,
   size: { term: string; cols: number; rows: number },
@@ -322,9 +325,25 @@ async function startPty(
   terminal.onData((data: string | Buffer) =>
     send({ type: 'stdout', data: Buffer.from(data) }, pause, resume),
   );
+  // node-pty may report the exit before the last output is read from the terminal (seen: a command's last line
+  // lost under load): the exit is told once the terminal's output has ended (its socket closes at end of output),
+  // or after a second at most, since a background process may keep the terminal open.
+  const output = (
+    terminal as unknown as { _socket?: { destroyed: boolean; once(e: 'close', f: () => void): void } }
+  )._socket;
   terminal.onExit(({ exitCode, signal }) => {
     const name = signal ? signalName(signal) : undefined;
-    finish(name ? { signal: name } : { code: exitCode & 0xff });
+    const status = name ? { signal: name } : { code: exitCode & 0xff };
+    let told = false;
+    const tell = () => {
+      if (told) return;
+      told = true;
+      clearTimeout(timer);
+      finish(status);
+    };
+    const timer = setTimeout(tell, OUTPUT_DRAIN_MS);
+    if (!output || output.destroyed) tell();
+    else output.once('close', tell);
   });
   return {
     pid: terminal.pid,
