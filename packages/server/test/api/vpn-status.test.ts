@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../harness.ts';
+import { check } from './helpers.ts';
+
+/**
+ * A device's status with two links (its agent's tunnel and OpenVPN): the one status rule, in a device's view
+ * (`deviceStatus`) and in the list's status filter (`statusCondition`, SQL), agree for every combination. Presence
+ * is what the tunnel hub and the OpenVPN backend write (their own tests connect real clients); here it is set
+ * directly, to reach each combination.
+ */
+let server: TestServer;
+const now = Date.now();
+/** Name → tunnel (connected, disconnected), VPN (connected, disconnected), and the status and links expected. */
+const cases: [string, [number | null, number | null], [number | null, number | null], string, string[]][] = [
+  ['tunnel-only', [now - 1000, null], [null, null], 'online', ['tunnel']],
+  ['vpn-only', [null, null], [now - 1000, null], 'online', ['vpn']],
+  ['both', [now - 2000, null], [now - 1000, null], 'online', ['tunnel', 'vpn']],
+  ['vpn-gone-tunnel-up', [now - 1000, null], [now - 5000, now - 3000], 'online', ['tunnel']],
+  ['vpn-gone', [null, null], [now - 5000, now - 3000], 'offline', []],
+  ['tunnel-gone-vpn-gone', [now - 9000, now - 8000], [now - 5000, now - 3000], 'offline', []],
+  ['never', [null, null], [null, null], 'never-connected', []],
+];
+
+beforeAll(async () => {
+  server = await startTestServer();
+  const fleet = check(
+    await server.api('POST', '/api/v1/fleets', {
+      token: server.adminToken,
+      body: { orgId: 1, name: 'links', defaultDeviceType: 'raspberrypi4-64' },
+    }),
+    201,
+  );
+  for (const [name, [connected, disconnected], [vpnConnected, vpnDisconnected]] of cases) {
+    const { id } = check(
+      await server.api('POST', '/api/v1/devices', {
+        token: server.adminToken,
+        body: { fleetId: fleet.id, name },
+      }),
+      201,
+    );
+    await server.database.db
+      .updateTable('devices')
+      .set({
+        connected_at: connected,
+        disconnected_at: disconnected,
+        vpn_connected_at: vpnConnected,
+        vpn_disconnected_at: vpnDisconnected,
+        vpn_address: vpnConnected !== null && vpnDisconnected === null ? '10.240.0.7' : null,
+      })
+      .where('id', '=', id)
+      .execute();
+  }
+});
+
+afterAll(async () => {
+  await server?.close();
+});
+
+describe('a device online through its tunnel, OpenVPN or both', () => {
+  it('shows the same status in its view and in the status filter, with the links and VPN address', async () => {
+    const all = check(
+      await server.api('GET', '/api/v1/devices?limit=100', { token: server.adminToken }),
+      200,
+    );
+    for (const [name, , , status, links] of cases) {
+      const view = all.items.find((d: { name: string }) => d.name === name);
+      expect({ name, status: view.status, onlineVia: view.onlineVia }).toEqual({
+        name,
+        status,
+        onlineVia: links,
+      });
+      expect(view.vpnAddress).toBe(links.includes('vpn') ? '10.240.0.7' : null);
+    }
+    for (const status of ['online', 'offline', 'never-connected']) {
+      const listed = check(
+        await server.api('GET', `/api/v1/devices?status=${status}&limit=100`, { token: server.adminToken }),
+        200,
+      );
+      expect(listed.items.map((d: { name: string }) => d.name).sort()).toEqual(
+        cases
+          .filter(([, , , s]) => s === status)
+          .map(([name]) => name)
+          .sort(),
+      );
+    }
+  });
+});
