@@ -87,11 +87,20 @@ export class VpnFrontDoor {
       this.pipe(client, this.pick());
       return;
     }
-    // Every client of this port speaks first (a TLS ClientHello, an HTTP request, an OpenVPN reset packet).
+    // Every client of this port speaks first (a TLS ClientHello, an HTTP request, an OpenVPN reset packet). Held
+    // in `sockets` meanwhile, so that `close` cuts it too.
+    this.sockets.add(client);
     const silent = setTimeout(() => client.destroy(), FIRST_BYTE_TIMEOUT_MS);
     client.on('error', () => client.destroy());
+    const closedFirst = () => {
+      clearTimeout(silent);
+      this.sockets.delete(client);
+    };
+    client.once('close', closedFirst);
     client.once('data', (chunk: Buffer) => {
       clearTimeout(silent);
+      client.off('close', closedFirst);
+      this.sockets.delete(client);
       client.pause();
       client.unshift(chunk);
       const first = chunk[0] ?? 0;
