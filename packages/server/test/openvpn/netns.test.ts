@@ -22,7 +22,6 @@ import {
   freePortOn,
   type Namespace,
   type OpenvpnClient,
-  openvpnToolsMissing,
   serveHttp,
   spawnInRoot,
   startOpenvpnClient,
@@ -30,16 +29,9 @@ import {
   tunName,
   workerNetwork,
 } from './netns.ts';
+import { openvpnPrerequisites } from './prerequisites.ts';
 
-const missing = openvpnToolsMissing();
-if (missing) console.warn(`SKIPPED OpenVPN network namespace tests: ${missing}`);
-
-// CI (.ci/run sets CI=1) installs them and runs as root: there, a missing one is a failure, never a skip.
-describe.runIf(missing && process.env.CI)('OpenVPN test prerequisites', () => {
-  it('are present on CI', () => {
-    expect.fail(`the OpenVPN tests cannot run: ${missing}`);
-  });
-});
+const missing = openvpnPrerequisites('OpenVPN network namespace tests');
 
 /** What fleetgate serves a balenaOS device (`GET /os/v1/config`'s OpenVPN part), as balenaOS's own file reads. */
 const BALENA_CLIENT_CONFIG = `client

@@ -18,20 +18,12 @@ import {
   destroyAll,
   freePortOn,
   type Namespace,
-  openvpnToolsMissing,
   startOpenvpnClient,
   workerNetwork,
 } from './netns.ts';
+import { openvpnPrerequisites } from './prerequisites.ts';
 
-const missing = openvpnToolsMissing();
-if (missing) console.warn(`SKIPPED OpenVPN restart tests: ${missing}`);
-
-// CI (.ci/run sets CI=1) installs them and runs as root: there, a missing one is a failure, never a skip.
-describe.runIf(missing && process.env.CI)('OpenVPN restart test prerequisites', () => {
-  it('are present on CI', () => {
-    expect.fail(`the OpenVPN restart tests cannot run: ${missing}`);
-  });
-});
+const missing = openvpnPrerequisites('OpenVPN restart tests');
 
 describe.skipIf(missing)('fleetgate restarted with OpenVPN devices connected', () => {
   let dataDir: string;

@@ -23,19 +23,12 @@ import {
   destroyAll,
   freePortOn,
   type Namespace,
-  openvpnToolsMissing,
   startOpenvpnClient,
   workerNetwork,
 } from './netns.ts';
+import { openvpnPrerequisites } from './prerequisites.ts';
 
-const missing = openvpnToolsMissing();
-if (missing) console.warn(`SKIPPED OpenVPN shared port tests: ${missing}`);
-
-describe.runIf(missing && process.env.CI)('OpenVPN shared port test prerequisites', () => {
-  it('are present on CI', () => {
-    expect.fail(`the OpenVPN shared port tests cannot run: ${missing}`);
-  });
-});
+const missing = openvpnPrerequisites('OpenVPN shared port tests');
 
 describe.skipIf(missing)('OpenVPN and HTTPS on one port', () => {
   const databaseUrl = process.env.DATABASE_URL;

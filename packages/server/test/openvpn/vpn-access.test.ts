@@ -17,21 +17,14 @@ import {
   createNamespaces,
   destroyAll,
   type Namespace,
-  openvpnToolsMissing,
   serveHttp,
   startOpenvpnClient,
   startSshd,
   workerNetwork,
 } from './netns.ts';
+import { openvpnPrerequisites } from './prerequisites.ts';
 
-const missing = openvpnToolsMissing();
-if (missing) console.warn(`SKIPPED OpenVPN access tests: ${missing}`);
-
-describe.runIf(missing && process.env.CI)('OpenVPN access test prerequisites', () => {
-  it('are present on CI', () => {
-    expect.fail(`the OpenVPN access tests cannot run: ${missing}`);
-  });
-});
+const missing = openvpnPrerequisites('OpenVPN access tests');
 
 const WEB_PORT = 80;
 const SSH_PORT = 22;

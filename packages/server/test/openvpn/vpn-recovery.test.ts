@@ -26,19 +26,12 @@ import {
   freePortOn,
   type Namespace,
   type OpenvpnClient,
-  openvpnToolsMissing,
   startOpenvpnClient,
   workerNetwork,
 } from './netns.ts';
+import { openvpnPrerequisites } from './prerequisites.ts';
 
-const missing = openvpnToolsMissing();
-if (missing) console.warn(`SKIPPED OpenVPN recovery tests: ${missing}`);
-
-describe.runIf(missing && process.env.CI)('OpenVPN recovery test prerequisites', () => {
-  it('are present on CI', () => {
-    expect.fail(`the OpenVPN recovery tests cannot run: ${missing}`);
-  });
-});
+const missing = openvpnPrerequisites('OpenVPN recovery tests');
 
 describe.skipIf(missing)('a database loss with balenaOS devices on the VPN', () => {
   const databaseUrl = process.env.DATABASE_URL;

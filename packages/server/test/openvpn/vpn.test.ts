@@ -19,22 +19,14 @@ import {
   freePortOn,
   type Namespace,
   type OpenvpnClient,
-  openvpnToolsMissing,
   serveHttp,
   startOpenvpnClient,
   startSshd,
   workerNetwork,
 } from './netns.ts';
+import { openvpnPrerequisites } from './prerequisites.ts';
 
-const missing = openvpnToolsMissing();
-if (missing) console.warn(`SKIPPED OpenVPN backend tests: ${missing}`);
-
-// CI (.ci/run sets CI=1) installs them and runs as root: there, a missing one is a failure, never a skip.
-describe.runIf(missing && process.env.CI)('OpenVPN backend test prerequisites', () => {
-  it('are present on CI', () => {
-    expect.fail(`the OpenVPN backend tests cannot run: ${missing}`);
-  });
-});
+const missing = openvpnPrerequisites('OpenVPN backend tests');
 
 /** The port each device's web server listens on, in its namespace (openBalena's `<uuid>.balena:80`). */
 const WEB_PORT = 80;
