@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type client from 'prom-client';
 import { Gauge } from 'prom-client';
@@ -9,6 +10,7 @@ import { createAuthSetActivity } from './features/auth-sets/activity.ts';
 import { createPendingAuthSetLimiter } from './features/auth-sets/auth-request.ts';
 import { registerAuthSetRoutes } from './features/auth-sets/routes.ts';
 import { scheduleBackups } from './features/backup/schedule.ts';
+import { createCluster, registerCluster } from './features/cluster/index.ts';
 import { registerConnectProxy } from './features/connect-proxy/index.ts';
 import { createDeviceAuthState } from './features/device-auth/authenticate.ts';
 import { createDeviceKeyUsage } from './features/device-auth/last-used.ts';
@@ -36,7 +38,7 @@ import {
   registerRemoteAccess,
   tunnelLinks,
 } from './features/remote-access/index.ts';
-import { registerSessions } from './features/sessions/index.ts';
+import { endSessionsOfInstances, registerSessions } from './features/sessions/index.ts';
 import { registerSshGateway } from './features/ssh-gateway/index.ts';
 import { registerSshKeyRoutes } from './features/ssh-keys/routes.ts';
 import { createTunnelHub, registerTunnel } from './features/tunnel/index.ts';
@@ -101,6 +103,7 @@ export async function buildApp({
   // Everything per app lives here, made once: two apps in one process (tests) share none of it.
   const deps: ServiceDeps = {
     db: database.db,
+    instanceId: randomUUID(),
     config,
     log,
     deviceTokens,
@@ -116,10 +119,18 @@ export async function buildApp({
   const tunnels = createTunnelHub(deps);
   // Devices' OpenVPN connections (FLEETGATE_VPN=on): another kind of link, after the agent's tunnel.
   const vpn = config.vpn ? createVpnBackend(deps, tunnels) : undefined;
-  const streams = createStreamRouter(
-    deps,
-    vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)],
-  );
+  const localLinks = vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)];
+  // Other instances on the same database, and the devices they hold (FLEETGATE_INTERNAL_PORT): reached through them.
+  const cluster = createCluster(deps, {
+    dialect: database.dialect,
+    localLinks,
+    closeHeldBy: async (instanceIds) => {
+      await tunnels.presence.closeLeftOpen(instanceIds);
+      await endSessionsOfInstances(deps.db, instanceIds, Date.now());
+    },
+    dropLinks: () => tunnels.dropDeviceTunnels(),
+  });
+  const streams = createStreamRouter(deps, cluster.links ? [...localLinks, cluster.links] : localLinks);
   // Backups the server makes by itself (FLEETGATE_BACKUP_INTERVAL): off unless set.
   const backups =
     config.backupInterval === undefined
@@ -172,6 +183,7 @@ export async function buildApp({
         ? // A failed scheduled backup shows here (and in /metrics) without taking the server out of service.
           {
             status: 'ready',
+            instance: deps.instanceId,
             ...(certificates ? { tls: certificateDetails(certificates) } : {}),
             ...(backups ? { backups: backups.status() } : {}),
             ...(vpn ? { vpn: { port: vpn.port, instances: vpn.status() } } : {}),
@@ -203,6 +215,9 @@ export async function buildApp({
   registerSessions(app, deps, (deviceId) => currentDeviceReach(deps.db, deviceId));
   registerAuditRoutes(app, deps);
   registerLiveEvents(app, deps);
+  // This instance among the others on the database: before the tunnel, so that what dead instances held is
+  // closed before devices connect.
+  registerCluster(app, cluster);
   // Devices' tunnels (an upgrade endpoint).
   registerTunnel(app, tunnels);
   // The OpenVPN backend's processes and public port (FLEETGATE_VPN=on): started after the tunnel hub.

@@ -29,6 +29,22 @@ export interface Database {
   session_recording_chunks: SessionRecordingChunkTable;
   device_web_sessions: DeviceWebSessionTable;
   device_diagnostics: DeviceDiagnosticsTable;
+  instances: InstanceTable;
+}
+
+/**
+ * A running fleetgate instance (features/cluster): it heartbeats while it runs; one whose heartbeat stops is
+ * dead, and its devices' presence and its sessions are closed by whichever instance notices first.
+ */
+export interface InstanceTable {
+  id: string;
+  /** Where it runs, for people: host name and process id. */
+  host: string;
+  pid: number;
+  /** Its internal link (`http://host:port`), where other instances open streams to devices it holds; null = none. */
+  internal_url: string | null;
+  started_at: number;
+  heartbeat_at: number;
 }
 
 export interface OrganizationTable {
@@ -150,6 +166,10 @@ export interface DeviceTable {
   vpn_disconnected_at: number | null;
   /** The device's address on the VPN while it is connected through it. */
   vpn_address: string | null;
+  /** The instance holding the device's tunnel (written with `connected_at`, its generation); null = none known. */
+  tunnel_instance: string | null;
+  /** The instance holding the device's OpenVPN connection (written with `vpn_connected_at`). */
+  vpn_instance: string | null;
   /** The agent's last state report: JSON object. */
   state: string | null;
   state_reported_at: number | null;
@@ -285,6 +305,8 @@ export interface DeviceConnectionTable {
   duration_ms: number | null;
   close_code: number | null;
   close_reason: string | null;
+  /** The instance that held it. */
+  instance_id: string | null;
 }
 
 /** One person's session to a device (a stream opened through the stream router), live while ended_at is null. */
@@ -309,6 +331,8 @@ export interface RemoteSessionTable {
   outcome: string | null;
   terminated_by: number | null;
   terminated_by_label: string | null;
+  /** The instance relaying it (where the person's connection is). */
+  instance_id: string | null;
 }
 
 /** A shell session's recording (asciicast v2), by the id of its `remote_sessions` row. */

@@ -42,8 +42,11 @@ interface Closing {
 interface DeviceChange {
   connectedAt?: number;
   disconnectedAt?: number;
+  /** The connect time of the tunnel that ended: the device's row goes offline only if it still shows that one. */
+  disconnectedOf?: number;
   vpnConnectedAt?: number;
   vpnDisconnectedAt?: number;
+  vpnDisconnectedOf?: number;
   vpnAddress?: string;
   agentVersion?: string;
   state?: { report: StateReport; at: number };
@@ -89,34 +92,43 @@ export class PresenceRecorder {
   }
 
   /**
-   * Run once at start, before this instance accepts a tunnel: it holds none yet, so every device the database
-   * shows online was left so by a run that stopped without writing the disconnects (`kill -9`, a crash, a power
-   * cut). Those devices go offline at once, as of their last sign of life, and their open connections are closed
-   * in the history as lost; the stale sweep alone would take up to `staleAfterMs` plus its minute. Logs one
-   * warning with the count, and answers it.
-   *
-   * One instance per database is what runs today, so the previous run of this instance held every one of them.
-   * Several instances on one PostgreSQL database are not supported yet: then this must close only the
-   * connections this instance held (which needs the holder written beside each connection), or a restart would
-   * take the devices of the other instances offline until their next flush.
+   * Closes the links that dead instances held (`holders`: their ids, found by features/cluster at start and
+   * whenever one stops beating), and those no recorded instance holds (written before instances were recorded):
+   * their devices go offline at once, as of their last sign of life, and their open connections are closed in the
+   * history as lost. Run at start before this instance accepts a tunnel, for what a previous run left (`kill -9`, a
+   * crash, a power cut); the stale sweep alone would take up to `staleAfterMs` plus its minute. A device that
+   * connected again since, to any instance, keeps its newer connection. Logs one warning with the count, and
+   * answers it.
    */
-  async closeLeftOpen(): Promise<number> {
+  async closeLeftOpen(holders: readonly string[] = []): Promise<number> {
+    const heldBy = (column: 'tunnel_instance' | 'vpn_instance' | 'instance_id') =>
+      holders.length
+        ? sql<SqlBool>`(${sql.ref(column)} is null or ${sql.ref(column)} in (${sql.join([...holders])}))`
+        : sql<SqlBool>`${sql.ref(column)} is null`;
     const deviceIds = await this.deps.db.transaction().execute(async (trx) => {
-      const online = await trx
-        .selectFrom('devices')
-        .select([
-          'id',
-          sql<number>`case when connected_at > coalesce(disconnected_at, 0) then 1 else 0 end`.as('tunnel'),
-        ])
-        .where(
-          sql<SqlBool>`(connected_at > coalesce(disconnected_at, 0) or vpn_connected_at > coalesce(vpn_disconnected_at, 0))`,
-        )
+      const tunnel = await trx
+        .updateTable('devices')
+        .set({
+          disconnected_at: sql<number>`case when last_seen_at > connected_at then last_seen_at else connected_at end`,
+          tunnel_instance: null,
+        })
+        .where(sql<SqlBool>`connected_at > coalesce(disconnected_at, 0)`)
+        .where(heldBy('tunnel_instance'))
+        .returning('id')
         .execute();
-      const ids = online.map((d) => d.id);
-      const tunnelIds = online.filter((d) => Number(d.tunnel) === 1).map((d) => d.id);
-      // A clean stop wrote every disconnect: nothing to close, and no scan of the history.
-      if (!ids.length) return ids;
-      // The last sign of life (the connect, or the last answered ping written): the tunnel ended at most a ping
+      // The OpenVPN instances a dead instance ran stopped with it: their devices are offline through the VPN too.
+      const vpn = await trx
+        .updateTable('devices')
+        .set({
+          vpn_disconnected_at: sql<number>`case when last_seen_at > vpn_connected_at then last_seen_at else vpn_connected_at end`,
+          vpn_address: null,
+          vpn_instance: null,
+        })
+        .where(sql<SqlBool>`vpn_connected_at > coalesce(vpn_disconnected_at, 0)`)
+        .where(heldBy('vpn_instance'))
+        .returning('id')
+        .execute();
+      // The last sign of life (the connect, or the last answered ping written): the link ended at most a ping
       // interval after it, while the restart may come hours later.
       const lastSign = sql<number>`(select case when d.last_seen_at > device_connections.connected_at
         then d.last_seen_at else device_connections.connected_at end
@@ -129,32 +141,15 @@ export class PresenceRecorder {
           close_reason: LOST,
         })
         .where('disconnected_at', 'is', null)
+        .where(heldBy('instance_id'))
         .execute();
-      for (let i = 0; i < tunnelIds.length; i += CHUNK) {
-        await trx
-          .updateTable('devices')
-          .set({
-            disconnected_at: sql<number>`case when last_seen_at > connected_at then last_seen_at else connected_at end`,
-          })
-          .where('id', 'in', tunnelIds.slice(i, i + CHUNK))
-          .execute();
-      }
-      // The OpenVPN instances this run held stopped with it: their devices are offline through the VPN too.
-      await trx
-        .updateTable('devices')
-        .set({
-          vpn_disconnected_at: sql<number>`case when last_seen_at > vpn_connected_at then last_seen_at else vpn_connected_at end`,
-          vpn_address: null,
-        })
-        .where(sql<SqlBool>`vpn_connected_at > coalesce(vpn_disconnected_at, 0)`)
-        .execute();
-      return ids;
+      return [...new Set([...tunnel, ...vpn].map((d) => d.id))];
     });
     if (deviceIds.length) {
       this.deps.log.warn(
         { devices: deviceIds.length },
-        `${deviceIds.length} device(s) still showed online from before this start (the server stopped without ` +
-          'closing their tunnels): marked offline as of their last sign of life',
+        `${deviceIds.length} device(s) still showed online through an instance that stopped without closing ` +
+          'their links: marked offline as of their last sign of life',
       );
       this.deps.events.emit('presence.written', { deviceIds });
     }
@@ -199,8 +194,13 @@ export class PresenceRecorder {
     this.closing.push({ connection, at, code: close.code, reason: close.reason.slice(0, 256), current });
     if (!current) return;
     const change = this.changeOf(connection.deviceId);
-    if (connection.link === 'vpn') change.vpnDisconnectedAt = Math.max(at, connection.connectedAt);
-    else change.disconnectedAt = Math.max(at, connection.connectedAt);
+    if (connection.link === 'vpn') {
+      change.vpnDisconnectedAt = Math.max(at, connection.connectedAt);
+      change.vpnDisconnectedOf = connection.connectedAt;
+    } else {
+      change.disconnectedAt = Math.max(at, connection.connectedAt);
+      change.disconnectedOf = connection.connectedAt;
+    }
   }
 
   /** The device answered a ping or sent something: its last-seen time moves on at the next flush. */
@@ -252,7 +252,7 @@ export class PresenceRecorder {
     this.changes = new Map();
     try {
       const lost = await this.deps.db.transaction().execute(async (trx) => {
-        await writeBatch(trx, batch, now);
+        await writeBatch(trx, batch, now, this.deps.instanceId);
         return sweep ? closeStale(trx, now, this.options.staleAfterMs) : [];
       });
       if (sweep) this.lastSweep = now;
@@ -281,6 +281,7 @@ async function writeBatch(
     changes: Map<number, DeviceChange>;
   },
   now: number,
+  instanceId: string,
 ): Promise<void> {
   // Connections that opened and closed within one batch are written once, complete.
   const closedNow = new Map<PresenceConnection, Closing>();
@@ -297,6 +298,7 @@ async function writeBatch(
       duration_ms: closed ? closed.at - c.connectedAt : null,
       close_code: closed?.code ?? null,
       close_reason: closed?.reason ?? null,
+      instance_id: instanceId,
     };
   });
   for (let i = 0; i < rows.length; i += CHUNK) {
@@ -341,51 +343,29 @@ async function writeBatch(
       if (change && change.agentVersion === undefined) change.agentVersion = c.agentVersion;
     }
   }
-  // Devices with the same change (all of them going offline when the server stops) share one UPDATE.
-  const updates = new Map<string, { set: Record<string, unknown>; ids: number[] }>();
-  for (const [deviceId, change] of batch.changes) {
-    const set: Record<string, unknown> = {};
-    if (change.connectedAt !== undefined) {
-      set.connected_at = change.connectedAt;
-      set.last_seen_at = change.connectedAt;
-    }
-    if (change.disconnectedAt !== undefined) {
-      set.disconnected_at = change.disconnectedAt;
-      set.last_seen_at = change.disconnectedAt;
-    }
-    if (change.vpnConnectedAt !== undefined) {
-      set.vpn_connected_at = change.vpnConnectedAt;
-      set.vpn_address = change.vpnAddress || null;
-      set.last_seen_at = Math.max(change.vpnConnectedAt, (set.last_seen_at as number | undefined) ?? 0);
-    }
-    if (change.vpnDisconnectedAt !== undefined) {
-      set.vpn_disconnected_at = change.vpnDisconnectedAt;
-      set.vpn_address = null;
-      set.last_seen_at = Math.max(change.vpnDisconnectedAt, (set.last_seen_at as number | undefined) ?? 0);
-    }
-    if (change.agentVersion !== undefined) set.agent_version = change.agentVersion.slice(0, 128);
-    if (change.state) {
-      set.state = json.encode(change.state.report);
-      set.state_reported_at = change.state.at;
-    }
-    if (change.applied) {
-      set.variables_applied_revision = change.applied.revision;
-      set.variables_applied_at = change.applied.at;
-      set.variables_error = change.applied.error?.slice(0, 1024) ?? null;
-    }
-    if (Object.keys(set).length === 0) continue;
-    const key = JSON.stringify(set);
-    const update = updates.get(key);
-    if (update) update.ids.push(deviceId);
-    else updates.set(key, { set, ids: [deviceId] });
-  }
-  for (const { set, ids } of updates.values()) {
-    for (let i = 0; i < ids.length; i += CHUNK) {
-      await trx
-        .updateTable('devices')
-        .set(set)
-        .where('id', 'in', ids.slice(i, i + CHUNK))
-        .execute();
+  for (const update of deviceUpdates(batch.changes, instanceId)) {
+    for (let i = 0; i < update.ids.length; i += CHUNK) {
+      const ids = update.ids.slice(i, i + CHUNK);
+      let query = trx.updateTable('devices').set(update.set);
+      const { guard } = update;
+      if (!guard) query = query.where('id', 'in', ids);
+      else if (guard.kind === 'newer') {
+        // A connect never replaces a newer one (written by another instance, or by this one's later batch).
+        query = query
+          .where('id', 'in', ids)
+          .where(sql<SqlBool>`coalesce(${sql.ref(guard.column)}, 0) <= ${guard.at}`);
+      } else {
+        // A disconnect takes the device offline only while its row still shows the connection that ended.
+        const pairs = ids.map((id) => [id, update.connectedOf.get(id)!] as const);
+        query = query.where((eb) =>
+          eb(
+            eb.refTuple('id', guard.column),
+            'in',
+            pairs.map(([id, at]) => eb.tuple(id, at)),
+          ),
+        );
+      }
+      await query.execute();
     }
   }
   const seen = [...batch.seen];
@@ -396,6 +376,119 @@ async function writeBatch(
       .where('id', 'in', seen.slice(i, i + CHUNK))
       .execute();
   }
+}
+
+interface DeviceUpdate {
+  set: Record<string, unknown>;
+  ids: number[];
+  /** Unset: applies as is. `newer`: only over an older connect. `same`: only while the row shows `connectedOf`. */
+  guard?:
+    | { kind: 'newer'; column: 'connected_at' | 'vpn_connected_at'; at: number }
+    | {
+        kind: 'same';
+        column: 'connected_at' | 'vpn_connected_at';
+      };
+  connectedOf: Map<number, number>;
+}
+
+/** The latest of a device's last-seen time and `at`, as SQL (a link's update never moves it back). */
+function seenAt(at: number) {
+  return sql<number>`case when coalesce(last_seen_at, 0) > ${at} then last_seen_at else ${at} end`;
+}
+
+/**
+ * The UPDATEs of devices' rows for a batch's changes: per device, what applies as is (state reports, variables
+ * answers, agent version), its tunnel's connect or disconnect and its VPN's, each guarded by the connection's
+ * generation (its connect time), so that several instances writing one device's presence leave the newest
+ * connection standing. Devices with the same change (all of them going offline when the server stops) share one.
+ */
+function deviceUpdates(changes: Map<number, DeviceChange>, instanceId: string): DeviceUpdate[] {
+  const updates = new Map<string, DeviceUpdate>();
+  /** `seen`: the last-seen time the change brings (a link's connect or disconnect). */
+  const add = (
+    deviceId: number,
+    set: Record<string, unknown>,
+    guard?: DeviceUpdate['guard'],
+    connectedOf?: number,
+    seen?: number,
+  ) => {
+    const key = JSON.stringify([set, guard ?? null, seen ?? null]);
+    let update = updates.get(key);
+    if (!update) {
+      const withSeen = seen === undefined ? set : { ...set, last_seen_at: seenAt(seen) };
+      update = { set: withSeen, ids: [], ...(guard ? { guard } : {}), connectedOf: new Map() };
+      updates.set(key, update);
+    }
+    update.ids.push(deviceId);
+    if (connectedOf !== undefined) update.connectedOf.set(deviceId, connectedOf);
+  };
+  for (const [deviceId, change] of changes) {
+    const plain: Record<string, unknown> = {};
+    if (change.agentVersion !== undefined) plain.agent_version = change.agentVersion.slice(0, 128);
+    if (change.state) {
+      plain.state = json.encode(change.state.report);
+      plain.state_reported_at = change.state.at;
+    }
+    if (change.applied) {
+      plain.variables_applied_revision = change.applied.revision;
+      plain.variables_applied_at = change.applied.at;
+      plain.variables_error = change.applied.error?.slice(0, 1024) ?? null;
+    }
+    if (Object.keys(plain).length) add(deviceId, plain);
+    if (change.connectedAt !== undefined) {
+      const set: Record<string, unknown> = {
+        connected_at: change.connectedAt,
+        tunnel_instance: instanceId,
+      };
+      if (change.disconnectedAt !== undefined) {
+        set.disconnected_at = change.disconnectedAt;
+        set.tunnel_instance = null;
+      }
+      const seen = change.disconnectedAt ?? change.connectedAt;
+      add(deviceId, set, { kind: 'newer', column: 'connected_at', at: change.connectedAt }, undefined, seen);
+    } else if (change.disconnectedAt !== undefined) {
+      add(
+        deviceId,
+        { disconnected_at: change.disconnectedAt, tunnel_instance: null },
+        { kind: 'same', column: 'connected_at' },
+        change.disconnectedOf,
+        change.disconnectedAt,
+      );
+    }
+    if (change.vpnConnectedAt !== undefined) {
+      const set: Record<string, unknown> = {
+        vpn_connected_at: change.vpnConnectedAt,
+        vpn_address: change.vpnAddress || null,
+        vpn_instance: instanceId,
+      };
+      if (change.vpnDisconnectedAt !== undefined) {
+        set.vpn_disconnected_at = change.vpnDisconnectedAt;
+        set.vpn_address = null;
+        set.vpn_instance = null;
+      }
+      const seen = change.vpnDisconnectedAt ?? change.vpnConnectedAt;
+      add(
+        deviceId,
+        set,
+        { kind: 'newer', column: 'vpn_connected_at', at: change.vpnConnectedAt },
+        undefined,
+        seen,
+      );
+    } else if (change.vpnDisconnectedAt !== undefined) {
+      add(
+        deviceId,
+        {
+          vpn_disconnected_at: change.vpnDisconnectedAt,
+          vpn_address: null,
+          vpn_instance: null,
+        },
+        { kind: 'same', column: 'vpn_connected_at' },
+        change.vpnDisconnectedOf,
+        change.vpnDisconnectedAt,
+      );
+    }
+  }
+  return [...updates.values()];
 }
 
 function groupBy<T>(items: T[], keyOf: (item: T) => string): T[][] {

@@ -19,8 +19,11 @@ export interface DeviceLink {
 
 /** Where links of one kind are found. */
 export interface DeviceLinks {
-  /** The device's live link of this kind, or undefined when it has none now. */
-  linkOf(device: { id: number; uuid: string }): DeviceLink | undefined;
+  /**
+   * The device's live link of this kind, or undefined when it has none now. A kind that must look it up (the
+   * link through another instance, features/cluster) answers a promise.
+   */
+  linkOf(device: { id: number; uuid: string }): DeviceLink | undefined | Promise<DeviceLink | undefined>;
 }
 
 /** Devices' tunnels to this instance (DESIGN section 6), as links. */

@@ -28,7 +28,8 @@ import { StreamMetrics } from './metrics.ts';
  *
  * 1. `authorizeStream`: the caller's rights as they are now, the device they named among their own devices,
  *    `device.connect` (a port) or `device.ssh` (a command), and the port allow-list;
- * 2. `findLink`: the device's live link (its tunnel to this instance), and a stream opened over it;
+ * 2. `findLink`: the device's live link (its tunnel or OpenVPN connection to this instance, else either one
+ *    held by another instance, reached through it), and a stream opened over it;
  * 3. `recordSession`: the session recorded (features/sessions), live and terminable from then on;
  * 4. `relay` (on the answered session): the stream piped to the person's end, bytes counted, its end recorded.
  *
@@ -295,14 +296,14 @@ async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStr
   let link: DeviceLink | undefined;
   // A decommissioned device was refused in `authorizeStream`: its link, if any, is being closed.
   for (const kind of links) {
-    link = kind.linkOf(device);
+    link = await kind.linkOf(device);
     if (link) break;
   }
   if (!link) {
     throw await authorized.refuse(
       new AppError(
         'unavailable',
-        `device ${device.name} (${device.uuid}) is offline: it has no tunnel or VPN connection to this server`,
+        `device ${device.name} (${device.uuid}) is offline: it has no tunnel or VPN connection to any instance of this server`,
         { details: { stream: StreamErrorCode.unreachable } },
       ),
       'failure',

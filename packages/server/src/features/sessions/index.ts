@@ -9,6 +9,7 @@ import {
   type DeviceReach,
   liveSessionCount,
   recheckLiveSessions,
+  terminateIfRelayedHere,
 } from './service.ts';
 
 export {
@@ -18,6 +19,7 @@ export {
 } from './recording.ts';
 export {
   type DeviceReach,
+  endSessionsOfInstances,
   type LiveSessionHandle,
   recordSessionEnd,
   recordSessionStart,
@@ -99,11 +101,18 @@ export function registerSessions(
       });
   };
   const stopWatching = deps.events.on('write.committed', ({ action, resourceType }) => {
-    if (ACCESS_CHANGES.has(resourceType) || DEVICE_REACH_CHANGES.has(action)) recheck();
+    // `cluster.resync`: events from other instances may have been missed (features/cluster).
+    if (ACCESS_CHANGES.has(resourceType) || DEVICE_REACH_CHANGES.has(action) || resourceType === 'cluster')
+      recheck();
   });
+  // An administrator on another instance ended a session this one relays.
+  const stopTerminating = deps.events.on('session.terminate', ({ sessionId, reason }) =>
+    terminateIfRelayedHere(deps.db, sessionId, reason),
+  );
   const expiryCheck = setInterval(recheck, EXPIRY_CHECK_MS).unref();
   app.addHook('onClose', async () => {
     stopWatching();
+    stopTerminating();
     clearInterval(expiryCheck);
     await checking;
     await closeLiveSessions(deps.db, 'the server stopped');

@@ -15,6 +15,7 @@ import type { Db } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
+import { instanceRuns } from '../cluster/index.ts';
 
 /**
  * People's sessions to devices (DESIGN section 7, issue 5 item 1): every stream opened through the stream
@@ -223,7 +224,7 @@ function userOf(actor: Actor): { id: number | null; label: string } {
 
 /** Records a session's start and its `device.stream.open` audit event, in one transaction. */
 export async function recordSessionStart(
-  deps: Pick<ServiceDeps, 'db'>,
+  deps: Pick<ServiceDeps, 'db'> & Partial<Pick<ServiceDeps, 'instanceId'>>,
   actor: Actor,
   start: SessionStart,
 ): Promise<void> {
@@ -249,6 +250,7 @@ export async function recordSessionStart(
         outcome: null,
         terminated_by: null,
         terminated_by_label: null,
+        instance_id: deps.instanceId ?? null,
       })
       .execute();
     await appendAuditEvent(trx, actor, {
@@ -398,38 +400,106 @@ const TERMINATE_WAIT_MS = 3000;
  */
 export async function terminateSession(deps: ServiceDeps, actor: Actor, id: string): Promise<SessionView> {
   const p = requireUser(actor.principal);
-  const entry = liveSessions.get(id);
-  await write(deps, actor, { action: 'session.terminate', resourceType: 'session' }, async (trx) => {
-    const row = await sessionForAction(trx, actor, id, 'session.terminate');
-    if (row.ended_at !== null) {
-      throw new AppError('conflict', `session ${id} already ended (${row.outcome ?? 'closed'})`);
-    }
-    await trx
-      .updateTable('remote_sessions')
-      .set({
-        terminated_by: p.userId,
-        terminated_by_label: p.email,
-        ...(entry ? {} : { ended_at: Date.now(), outcome: `terminated by ${p.email} (not relayed here)` }),
-      })
-      .where('id', '=', id)
-      .execute();
-    return {
-      value: undefined,
-      orgId: row.org_id,
-      resourceId: id,
-      details: { device: row.device_uuid, surface: row.surface, live: !!entry },
-    };
-  });
+  const local = liveSessions.get(id);
+  const entry = local?.db === deps.db ? local : undefined;
+  const reason = `terminated by ${p.email}`;
+  const elsewhere = await write(
+    deps,
+    actor,
+    { action: 'session.terminate', resourceType: 'session' },
+    async (trx) => {
+      const row = await sessionForAction(trx, actor, id, 'session.terminate');
+      if (row.ended_at !== null) {
+        throw new AppError('conflict', `session ${id} already ended (${row.outcome ?? 'closed'})`);
+      }
+      // Relayed by another instance that still runs: that instance ends it (told through the event bus).
+      const relayedElsewhere =
+        !entry &&
+        row.instance_id !== null &&
+        row.instance_id !== deps.instanceId &&
+        (await instanceRuns(trx, row.instance_id));
+      await trx
+        .updateTable('remote_sessions')
+        .set({
+          terminated_by: p.userId,
+          terminated_by_label: p.email,
+          ...(entry || relayedElsewhere
+            ? {}
+            : { ended_at: Date.now(), outcome: `${reason} (not relayed here)` }),
+        })
+        .where('id', '=', id)
+        .execute();
+      return {
+        value: relayedElsewhere,
+        orgId: row.org_id,
+        resourceId: id,
+        details: {
+          device: row.device_uuid,
+          surface: row.surface,
+          live: !!entry || relayedElsewhere,
+          ...(relayedElsewhere ? { instance: row.instance_id } : {}),
+        },
+      };
+    },
+  );
   if (entry) {
-    entry.handle.terminate(`terminated by ${p.email}`);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
+    entry.handle.terminate(reason);
+    await untilOrTimeout(
       entry.handle.ended.catch(() => {}),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, TERMINATE_WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+      TERMINATE_WAIT_MS,
+    );
+  } else if (elsewhere) {
+    deps.events.emit('session.terminate', { sessionId: id, reason });
+    await untilOrTimeout(endRecorded(deps.db, id), TERMINATE_WAIT_MS);
   }
   return viewOf(await sessionForAction(deps.db, actor, id, 'device.read'));
+}
+
+/** Ends the live session `sessionId` if this app relays it (told by `terminateSession` on any instance). */
+export function terminateIfRelayedHere(db: Db, sessionId: string, reason: string): void {
+  const entry = liveSessions.get(sessionId);
+  if (entry?.db === db) entry.handle.terminate(reason);
+}
+
+/**
+ * Closes, in the record, the sessions the given instances relayed (they stopped without recording their ends:
+ * killed, crashed). Answers how many.
+ */
+export async function endSessionsOfInstances(
+  db: Db,
+  instanceIds: readonly string[],
+  now: number,
+): Promise<number> {
+  if (!instanceIds.length) return 0;
+  const ended = await db
+    .updateTable('remote_sessions')
+    .set({ ended_at: now, outcome: 'lost: the instance relaying it stopped' })
+    .where('instance_id', 'in', [...instanceIds])
+    .where('ended_at', 'is', null)
+    .executeTakeFirst();
+  return Number(ended.numUpdatedRows);
+}
+
+/** Resolves once the session's end is recorded (polled: another instance records it). */
+async function endRecorded(db: Db, id: string): Promise<void> {
+  const deadline = Date.now() + TERMINATE_WAIT_MS;
+  while (Date.now() < deadline) {
+    const row = await db
+      .selectFrom('remote_sessions')
+      .select('ended_at')
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row || row.ended_at !== null) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function untilOrTimeout(work: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    work,
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

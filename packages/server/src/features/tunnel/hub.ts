@@ -123,18 +123,18 @@ export class TunnelHub implements DeviceTunnelOwner {
   ) {}
 
   /**
-   * Marks offline the devices a previous run left online (`PresenceRecorder.closeLeftOpen`: this instance holds no
-   * tunnel yet, so call it before accepting any), then starts the liveness sweep, presence writes, and closing
-   * tunnels whose credentials stop holding.
+   * Starts the liveness sweep, presence writes, and closing tunnels whose credentials stop holding or whose
+   * device connected to another instance since. (What a previous run left online is closed before, by
+   * features/cluster as the instance registers.)
    */
   async start(): Promise<void> {
-    await this.options.presence.closeLeftOpen();
     const { pingIntervalMs, pingTimeoutMs } = this.options;
     const period = Math.max(50, Math.min(1000, Math.floor(Math.min(pingIntervalMs, pingTimeoutMs) / 5)));
     this.sweepTimer = setInterval(() => this.sweep(), period).unref();
     this.unsubscribe.push(
       this.deps.events.on('device.decommissioned', (device) => this.decommissioned(device)),
       this.deps.events.on('device.credentials.revoked', (revoked) => this.credentialsRevoked(revoked)),
+      this.deps.events.on('tunnel.connected', (connected) => this.connectedElsewhere(connected)),
     );
     this.options.presence.start();
   }
@@ -282,6 +282,11 @@ export class TunnelHub implements DeviceTunnelOwner {
     this.devices.set(principal.deviceId, tunnel);
     this.options.presence.connected(tunnel);
     previous?.peer.close(CloseCode.superseded, 'a newer connection of this device replaced this one');
+    this.deps.events.emit('tunnel.connected', {
+      deviceId: principal.deviceId,
+      instanceId: this.deps.instanceId,
+      connectedAt: tunnel.connectedAt,
+    });
     // Revoked or decommissioned while this connection was being authenticated.
     const revokedAt = this.revoked.get(principal.uuid);
     if (revokedAt !== undefined && revokedAt >= startedAt) {
@@ -325,6 +330,28 @@ export class TunnelHub implements DeviceTunnelOwner {
     const tunnel = this.devices.get(device.deviceId);
     if (tunnel && tunnel.principal.uuid === device.uuid) {
       tunnel.peer.close(CloseCode.decommissioned, 'the device was decommissioned');
+    }
+  }
+
+  /** The device connected to another instance: its tunnel here, older, is gone (its agent moved without a word). */
+  private connectedElsewhere(connected: AppEvents['tunnel.connected']): void {
+    if (connected.instanceId === this.deps.instanceId) return;
+    const tunnel = this.devices.get(connected.deviceId);
+    if (tunnel && tunnel.connectedAt <= connected.connectedAt) {
+      tunnel.peer.close(
+        CloseCode.superseded,
+        'a newer connection of this device, to another instance, replaced this one',
+      );
+    }
+  }
+
+  /**
+   * Closes every device tunnel with `goingAway` (their agents reconnect): this instance was found dead by another
+   * one, which closed its devices' presence, so what it holds must be made again.
+   */
+  dropDeviceTunnels(): void {
+    for (const tunnel of [...this.devices.values()]) {
+      tunnel.peer.close(CloseCode.goingAway, 'this server instance lost its registration: reconnect');
     }
   }
 

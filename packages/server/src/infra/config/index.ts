@@ -166,6 +166,27 @@ const configSchema = z.object({
   vpnBasePort: z.coerce.number().int().min(1).max(65000).default(10_000),
   /** The OpenVPN 2.6 program. Default `openvpn` (Debian's package). (`FLEETGATE_VPN_OPENVPN`) */
   vpnOpenvpn: z.string().min(1).default('openvpn'),
+  /**
+   * TCP port of the internal link between instances sharing one PostgreSQL database: an instance reaches a device
+   * whose tunnel another instance holds through this port of the holder. Unset = off (one instance). Needs
+   * `FLEETGATE_CLUSTER_SECRET`. (`FLEETGATE_INTERNAL_PORT`)
+   */
+  internalPort: z.coerce.number().int().min(0).max(65535).optional(),
+  /** Address the internal link binds to. Default `127.0.0.1`. (`FLEETGATE_INTERNAL_HOST`) */
+  internalHost: z.string().min(1).default('127.0.0.1'),
+  /**
+   * How the other instances reach this one's internal link, as `http://host:port`; unset =
+   * `http://<FLEETGATE_INTERNAL_HOST>:<port>`. (`FLEETGATE_INTERNAL_URL`)
+   */
+  internalUrl: z
+    .string()
+    .regex(/^http:\/\/[^/\s]+:\d+$/, 'must be http://host:port')
+    .optional(),
+  /**
+   * The secret every instance of one installation shares: internal-link requests are signed with it (HMAC-SHA256),
+   * and one without a valid signature is refused. At least 32 characters. (`FLEETGATE_CLUSTER_SECRET`)
+   */
+  clusterSecret: z.string().min(32, 'must be at least 32 characters').optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -214,6 +235,10 @@ export const envNames: Record<keyof Config, string> = {
   vpnGateway: 'FLEETGATE_VPN_GATEWAY',
   vpnBasePort: 'FLEETGATE_VPN_BASE_PORT',
   vpnOpenvpn: 'FLEETGATE_VPN_OPENVPN',
+  internalPort: 'FLEETGATE_INTERNAL_PORT',
+  internalHost: 'FLEETGATE_INTERNAL_HOST',
+  internalUrl: 'FLEETGATE_INTERNAL_URL',
+  clusterSecret: 'FLEETGATE_CLUSTER_SECRET',
 };
 
 export class ConfigError extends Error {
@@ -244,6 +269,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = {}, flags: ConfigInput = {})
     );
   }
   const dataDir = path.resolve(parsed.data.dataDir);
+  const problems: string[] = [];
+  if (parsed.data.internalPort !== undefined && !parsed.data.clusterSecret)
+    problems.push(
+      'FLEETGATE_INTERNAL_PORT: needs FLEETGATE_CLUSTER_SECRET (the secret every instance shares)',
+    );
+  if (parsed.data.internalPort !== undefined && !parsed.data.databaseUrl)
+    problems.push(
+      'FLEETGATE_INTERNAL_PORT: several instances share one PostgreSQL database (DATABASE_URL); SQLite serves one instance',
+    );
+  if (problems.length) throw new ConfigError(problems);
   return {
     ...parsed.data,
     dataDir,

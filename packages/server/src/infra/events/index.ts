@@ -38,7 +38,28 @@ export interface AppEvents {
   'variables.changed': { fleetId: number } | { deviceId: number };
   /** A device's tunnel to this instance said hello: it now takes control messages (its variables first). */
   'tunnel.ready': { deviceId: number };
+  /**
+   * A device's tunnel connected to the instance `instanceId`, at `connectedAt`: an older tunnel of the same device
+   * held by another instance (its agent gone without a word) is superseded.
+   */
+  'tunnel.connected': { deviceId: number; instanceId: string; connectedAt: number };
+  /** An administrator ended a live session on some instance: the instance relaying it ends it. */
+  'session.terminate': { sessionId: string; reason: string };
 }
+
+/**
+ * The events that concern every instance on one database (features/cluster carries them between instances
+ * through PostgreSQL): those that say what changed in the database, or ask whoever holds something to act.
+ */
+export const sharedEvents = [
+  'write.committed',
+  'presence.written',
+  'device.credentials.revoked',
+  'device.decommissioned',
+  'variables.changed',
+  'tunnel.connected',
+  'session.terminate',
+] as const satisfies readonly AppEventName[];
 
 export type AppEventName = keyof AppEvents;
 type Listener<K extends AppEventName> = (event: AppEvents[K]) => void;

@@ -19,6 +19,11 @@ import type { WriteBehind } from '../write-behind/index.ts';
  */
 export interface ServiceDeps {
   db: Db;
+  /**
+   * This instance's id (random at each start): written beside what it holds (tunnels, sessions), so that several
+   * instances on one database tell theirs apart (features/cluster).
+   */
+  instanceId: string;
   config: Config;
   log: Logger;
   deviceTokens: DeviceTokens;
