@@ -51,6 +51,7 @@ describe('loadConfig', () => {
       vpnInstanceSubnetBitmask: 20,
       vpnBasePort: 10_000,
       vpnOpenvpn: 'openvpn',
+      internalHost: '127.0.0.1',
     });
     expect(config.backupInterval).toBeUndefined();
     expect(config.adminPassword).toBeUndefined();
@@ -101,6 +102,10 @@ describe('loadConfig', () => {
       FLEETGATE_VPN_GATEWAY: '10.95.0.1',
       FLEETGATE_VPN_BASE_PORT: '20000',
       FLEETGATE_VPN_OPENVPN: '/usr/local/sbin/openvpn',
+      FLEETGATE_INTERNAL_PORT: '7000',
+      FLEETGATE_INTERNAL_HOST: '10.0.0.5',
+      FLEETGATE_INTERNAL_URL: 'http://fleetgate-2.internal:7000',
+      FLEETGATE_CLUSTER_SECRET: 's'.repeat(32),
     });
     expect(config).toEqual({
       dataDir: '/var/lib/fleetgate',
@@ -142,7 +147,21 @@ describe('loadConfig', () => {
       vpnGateway: '10.95.0.1',
       vpnBasePort: 20_000,
       vpnOpenvpn: '/usr/local/sbin/openvpn',
+      internalPort: 7000,
+      internalHost: '10.0.0.5',
+      internalUrl: 'http://fleetgate-2.internal:7000',
+      clusterSecret: 's'.repeat(32),
     });
+  });
+
+  it('refuses an internal link without the cluster secret or without PostgreSQL, naming what is missing', () => {
+    expect(configError(() => loadConfig({ FLEETGATE_INTERNAL_PORT: '7000' })).problems).toEqual([
+      'FLEETGATE_INTERNAL_PORT: needs FLEETGATE_CLUSTER_SECRET (the secret every instance shares)',
+      'FLEETGATE_INTERNAL_PORT: several instances share one PostgreSQL database (DATABASE_URL); SQLite serves one instance',
+    ]);
+    expect(configError(() => loadConfig({ FLEETGATE_CLUSTER_SECRET: 'short' })).problems).toEqual([
+      'FLEETGATE_CLUSTER_SECRET: must be at least 32 characters',
+    ]);
   });
 
   it('reads the backup interval in seconds, minutes, hours or days and refuses anything else', () => {
@@ -278,6 +297,9 @@ describe('loadConfig', () => {
       FLEETGATE_VPN_HOST: 'vpn.example.test',
       FLEETGATE_VPN_INSTANCES: '2',
       FLEETGATE_VPN_GATEWAY: '10.95.0.1',
+      FLEETGATE_INTERNAL_PORT: '7000',
+      FLEETGATE_INTERNAL_URL: 'http://fleetgate-2.internal:7000',
+      FLEETGATE_CLUSTER_SECRET: 's'.repeat(32),
     });
     expect(Object.keys(envNames).sort()).toEqual(Object.keys(config).sort());
   });
