@@ -45,11 +45,22 @@ export class Processes {
     return { child, output: () => output };
   }
 
+  /** Kills `child` (another program this file started) with the others at `cleanUp`. */
+  adopt(child: ChildProcess): void {
+    this.children.push(child);
+  }
+
   /**
    * `fleetgate serve` on `port`, with `<dir>/server` as its data directory (and this file's schema), logging
    * warnings and errors only. Every call starts on the same data: a restart.
    */
-  serve(port: number, admin: { email: string; password: string }, env: NodeJS.ProcessEnv = {}): Running {
+  serve(
+    port: number,
+    admin: { email: string; password: string },
+    env: NodeJS.ProcessEnv = {},
+    /** The CONNECT proxy's port; default 0 (any free one). */
+    proxyPort = 0,
+  ): Running {
     return this.start(
       cliBin,
       [
@@ -59,7 +70,7 @@ export class Processes {
         '--port',
         String(port),
         '--proxy-port',
-        '0',
+        String(proxyPort),
         '--ssh-port',
         '0',
         '--admin-email',
