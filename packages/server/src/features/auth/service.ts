@@ -13,8 +13,8 @@ import { type Db, json } from '../../infra/db/index.ts';
 import { AppError, rateLimited } from '../../infra/errors/index.ts';
 import {
   FailureLimiter,
-  GuessThrottle,
   personGuessLimits,
+  sharedGuessThrottle,
   sourceKeyOf,
 } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
@@ -151,7 +151,11 @@ let decoyHash: Promise<string> | undefined;
 export function createAuthService(deps: ServiceDeps): AuthService {
   const { db, config } = deps;
   // Guessing passwords is slowed per (account, source) and per source; the owner elsewhere still gets in.
-  const guesses = new GuessThrottle(personGuessLimits(config.loginAttempts, LOGIN_WINDOW_MS));
+  const guesses = sharedGuessThrottle(
+    deps,
+    'sign-in',
+    personGuessLimits(config.loginAttempts, LOGIN_WINDOW_MS),
+  );
   // Refusals for too many failures are audited once a minute per source: a flood cannot fill the audit log.
   const refusalsAudited = new FailureLimiter(1, 60_000);
 

@@ -9,7 +9,12 @@ import { type Duplex, duplexPair } from 'node:stream';
 import { StreamErrorCode } from '@fleetgate/protocol';
 import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import { GuessThrottle, personGuessLimits, sourceKeyOf } from '../../infra/rate-limit/index.ts';
+import {
+  type GuessThrottle,
+  personGuessLimits,
+  sharedGuessThrottle,
+  sourceKeyOf,
+} from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import type { FoundDevice, StreamRouter, StreamSession } from '../remote-access/index.ts';
@@ -107,7 +112,7 @@ export class ConnectProxy {
     private readonly options: ConnectProxyOptions,
   ) {
     const windowMs = options.authWindowMs ?? 15 * 60 * 1000;
-    this.guesses = new GuessThrottle(personGuessLimits(options.authAttempts, windowMs));
+    this.guesses = sharedGuessThrottle(deps, 'proxy', personGuessLimits(options.authAttempts, windowMs));
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
       headersTimeout: options.headerTimeoutMs,

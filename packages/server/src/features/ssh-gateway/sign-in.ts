@@ -3,7 +3,7 @@ import ssh2, { type AuthContext, type PasswordAuthContext, type PublicKeyAuthCon
 import type { UserPrincipal } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
-import { GuessThrottle, personGuessLimits } from '../../infra/rate-limit/index.ts';
+import { type GuessThrottle, personGuessLimits, sharedGuessThrottle } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
 import { markSshKeyUsed, sshKeyByFingerprint } from '../ssh-keys/service.ts';
@@ -48,7 +48,11 @@ export class SshSignIn {
     private readonly deps: ServiceDeps,
     private readonly auth: AuthService,
   ) {
-    this.guesses = new GuessThrottle(personGuessLimits(deps.config.loginAttempts, LOGIN_WINDOW_MS));
+    this.guesses = sharedGuessThrottle(
+      deps,
+      'ssh',
+      personGuessLimits(deps.config.loginAttempts, LOGIN_WINDOW_MS),
+    );
   }
 
   /** Answers one authentication request of a connection (accepts, rejects, or answers a key query). */

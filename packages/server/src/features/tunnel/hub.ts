@@ -135,6 +135,9 @@ export class TunnelHub implements DeviceTunnelOwner {
       this.deps.events.on('device.decommissioned', (device) => this.decommissioned(device)),
       this.deps.events.on('device.credentials.revoked', (revoked) => this.credentialsRevoked(revoked)),
       this.deps.events.on('tunnel.connected', (connected) => this.connectedElsewhere(connected)),
+      this.deps.events.on('write.committed', ({ resourceType }) => {
+        if (resourceType === 'cluster') void this.recheckDecommissioned();
+      }),
     );
     this.options.presence.start();
   }
@@ -342,6 +345,30 @@ export class TunnelHub implements DeviceTunnelOwner {
         CloseCode.superseded,
         'a newer connection of this device, to another instance, replaced this one',
       );
+    }
+  }
+
+  /**
+   * Closes the tunnels of devices decommissioned meanwhile: told when this instance may have missed other
+   * instances' events (features/cluster, `cluster.resync`).
+   */
+  private async recheckDecommissioned(): Promise<void> {
+    const ids = [...this.devices.keys()];
+    for (let i = 0; i < ids.length; i += 500) {
+      const gone = await this.deps.db
+        .selectFrom('devices')
+        .select(['id', 'uuid', 'org_id', 'fleet_id'])
+        .where('id', 'in', ids.slice(i, i + 500))
+        .where('decommissioned_at', 'is not', null)
+        .execute()
+        .catch(() => []);
+      for (const device of gone)
+        this.decommissioned({
+          deviceId: device.id,
+          uuid: device.uuid,
+          orgId: device.org_id,
+          fleetId: device.fleet_id,
+        });
     }
   }
 

@@ -45,6 +45,17 @@ export interface AppEvents {
   'tunnel.connected': { deviceId: number; instanceId: string; connectedAt: number };
   /** An administrator ended a live session on some instance: the instance relaying it ends it. */
   'session.terminate': { sessionId: string; reason: string };
+  /**
+   * A person's sign-in failed or succeeded on the instance `instanceId` (infra/rate-limit `sharedGuessThrottle`):
+   * the other instances count it too. Identity and source are digests, never the login or the address.
+   */
+  'guess.counted': {
+    throttle: string;
+    instanceId: string;
+    outcome: 'failed' | 'succeeded';
+    identity: string;
+    source: string;
+  };
 }
 
 /**
@@ -59,6 +70,7 @@ export const sharedEvents = [
   'variables.changed',
   'tunnel.connected',
   'session.terminate',
+  'guess.counted',
 ] as const satisfies readonly AppEventName[];
 
 export type AppEventName = keyof AppEvents;

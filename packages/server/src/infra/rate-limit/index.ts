@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import type { EventBus } from '../events/index.ts';
+
 /**
  * Counts failures per key in a fixed window. In memory and per process: enough to slow down guessing
  * against one instance; it forgets on restart, which only ever helps the legitimate user.
@@ -82,29 +85,91 @@ export class GuessThrottle {
   constructor(
     limits: { perPair: number; perSource: number; perIdentity: number; windowMs: number },
     now: () => number = Date.now,
+    /** Counts shared with the other instances on the database (see `sharedGuessThrottle`). */
+    private readonly shared?: SharedCounts,
   ) {
     this.pairs = new FailureLimiter(limits.perPair, limits.windowMs, now);
     this.sources = new FailureLimiter(limits.perSource, limits.windowMs, now);
     this.identities = new FailureLimiter(limits.perIdentity, limits.windowMs, now);
+    shared?.events.on('guess.counted', (event) => {
+      if (event.instanceId === shared.instanceId || event.throttle !== shared.name) return;
+      if (event.outcome === 'failed') this.count(event.identity, event.source);
+      else this.pairs.reset(pairKey(event.identity, event.source));
+    });
   }
 
   /** Milliseconds until `source` may try `identity` again, or 0 when it may try now. */
   retryAfter(identity: string, source: string): number {
+    [identity, source] = this.keys(identity, source);
     const pair = pairKey(identity, source);
     const underAttack = this.pairs.count(pair) > 0 ? this.identities.retryAfter(identity) : 0;
     return Math.max(this.pairs.retryAfter(pair), this.sources.retryAfter(source), underAttack);
   }
 
   failed(identity: string, source: string): void {
+    [identity, source] = this.keys(identity, source);
+    this.count(identity, source);
+    this.tell('failed', identity, source);
+  }
+
+  /** The right credential from `source`: its earlier slips on `identity` are forgotten. */
+  succeeded(identity: string, source: string): void {
+    [identity, source] = this.keys(identity, source);
+    this.pairs.reset(pairKey(identity, source));
+    this.tell('succeeded', identity, source);
+  }
+
+  private count(identity: string, source: string): void {
     this.pairs.fail(pairKey(identity, source));
     this.sources.fail(source);
     this.identities.fail(identity);
   }
 
-  /** The right credential from `source`: its earlier slips on `identity` are forgotten. */
-  succeeded(identity: string, source: string): void {
-    this.pairs.reset(pairKey(identity, source));
+  /** Shared counts travel as digests: no login or address leaves the instance. */
+  private keys(identity: string, source: string): [string, string] {
+    if (!this.shared) return [identity, source];
+    return [digest(identity), digest(source)];
   }
+
+  private tell(outcome: 'failed' | 'succeeded', identity: string, source: string): void {
+    const shared = this.shared;
+    shared?.events.emit('guess.counted', {
+      throttle: shared.name,
+      instanceId: shared.instanceId,
+      outcome,
+      identity,
+      source,
+    });
+  }
+}
+
+/** Where a `GuessThrottle` shares its counts: the app's bus, which features/cluster carries to every instance. */
+export interface SharedCounts {
+  events: EventBus;
+  instanceId: string;
+  /** Which throttle (several count different guesses). */
+  name: string;
+}
+
+function digest(value: string): string {
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+}
+
+/**
+ * A `GuessThrottle` for people's sign-ins (`name`: which surface), whose counts hold across the instances on
+ * one PostgreSQL database: each failure and success is told to every instance (features/cluster), so a guesser
+ * spreading attempts over instances gets no more than against one. On SQLite (one instance) it counts alone.
+ */
+export function sharedGuessThrottle(
+  deps: { events: EventBus; instanceId: string; config: { databaseUrl?: string | undefined } },
+  name: string,
+  limits: { perPair: number; perSource: number; perIdentity: number; windowMs: number },
+): GuessThrottle {
+  return new GuessThrottle(
+    limits,
+    Date.now,
+    deps.config.databaseUrl ? { events: deps.events, instanceId: deps.instanceId, name } : undefined,
+  );
 }
 
 const pairKey = (identity: string, source: string) => `${source}\u0000${identity}`;
