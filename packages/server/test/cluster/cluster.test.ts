@@ -333,7 +333,7 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
         2000,
         'a 429',
       );
-      expect(answer.body.error.message).toMatch(
+      expect(answer?.body.error.message).toMatch(
         /too many failed sign-ins from your address: try again in \d+ s/,
       );
     }

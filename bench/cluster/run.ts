@@ -1,0 +1,260 @@
+/**
+ * Several instances benchmark (issue 19). Two fleetgate processes (A and B) on one PostgreSQL schema, sharing a
+ * data directory, with the internal link on; a real fleetgate-agent process connected to B, and "a service on the
+ * device" (bench/lib/byte-service.ts) as the only port on its allow-list. Measures, interleaved so that other load
+ * on the machine falls on both ways alike:
+ *
+ *   (a) stream throughput: `--mb` MB each way through B's CONNECT proxy (B holds the tunnel: one instance) and
+ *       through A's (A authorizes, records the session and relays over the internal link to B), MB/s from
+ *       opening the connection to the end, the median of `--rounds`; and the set-up time to the proxy's 200, p50
+ *       and p99 over `--connects` connections each way. Target: through two ÷ through one >= 0.8.
+ *   (b) read API throughput: `GET /api/v1/devices/<uuid>` with an API key, `--connections` connections for
+ *       `--duration` s, against A alone, then against A and B at once (half the connections each); requests per
+ *       second summed. Target: two ÷ one >= 1.6. The load generator runs in this process, on the same two cores
+ *       as both servers and PostgreSQL: what it takes is taken from the servers.
+ *
+ *   npm run bench:cluster -- [--database-url URL] [--mb 200] [--rounds 3] [--connects 100] [--connections 50]
+ *                            [--duration 5]
+ *
+ * Default database: DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test (a schema of its own, dropped at
+ * the end). Exits 0 with its figures, 1 when the bench itself fails.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { dropPostgresSchema } from '@fleetgate/server';
+import autocannon, { type Result } from 'autocannon';
+import { type ByteService, download, startByteService, upload } from '../lib/byte-service.ts';
+import { connectThrough } from '../lib/connect-client.ts';
+import { percentile } from '../lib/figures.ts';
+import { freePort, killChildren, startAgent } from '../lib/processes.ts';
+import {
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
+  api,
+  type Flags,
+  ratio,
+  type ServerProcess,
+  signInAsAdmin,
+  startServerProcess,
+  wholeNumber,
+} from '../lib/server-process.ts';
+
+const MB = 1_000_000;
+const log = (line: string) => process.stdout.write(`${line}\n`);
+const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').trim();
+
+function closeUnused(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    socket.once('close', () => resolve());
+    socket.on('data', () => {});
+    socket.on('error', () => {});
+    socket.end();
+  });
+}
+
+function load(
+  url: string,
+  connections: number,
+  duration: number,
+  headers: Record<string, string>,
+): Promise<Result> {
+  return new Promise((resolve, reject) =>
+    autocannon({ url, connections, duration, headers }, (error, result) =>
+      error ? reject(error) : resolve(result),
+    ),
+  );
+}
+
+type Way = 'one' | 'two';
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      'database-url': { type: 'string' },
+      mb: { type: 'string', default: '200' },
+      rounds: { type: 'string', default: '3' },
+      connects: { type: 'string', default: '100' },
+      connections: { type: 'string', default: '50' },
+      duration: { type: 'string', default: '5' },
+    },
+  });
+  const databaseUrl =
+    values['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const mb = wholeNumber('mb', values.mb, 1);
+  const rounds = wholeNumber('rounds', values.rounds, 1);
+  const connects = wholeNumber('connects', values.connects, 2);
+  const connections = wholeNumber('connections', values.connections, 2);
+  const duration = wholeNumber('duration', values.duration, 1);
+  log(
+    `fleetgate several-instances benchmark: ${mb} MB each way × ${rounds} rounds, ${connects} connects, ` +
+      `${connections} API connections × ${duration} s; Node ${process.versions.node}, ${os.cpus().length} cores, ` +
+      new Date().toISOString(),
+  );
+  log(`  /proc/loadavg before: ${loadavg()}`);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-cluster-'));
+  const schema = `fg_bench_cluster_${randomBytes(4).toString('hex')}`;
+  const servers: ServerProcess[] = [];
+  let service: ByteService | undefined;
+  try {
+    service = await startByteService();
+    const secret = randomBytes(32).toString('hex');
+    const flagsOf = async (): Promise<Flags> => ({
+      dataDir: path.join(dir, 'data'),
+      listen: '127.0.0.1',
+      httpPort: await freePort(),
+      proxyPort: await freePort(),
+      sshPort: 0,
+      logLevel: 'warn',
+      adminEmail: ADMIN_EMAIL,
+      adminPassword: ADMIN_PASSWORD,
+      databaseUrl,
+      dbSchema: schema,
+      internalPort: await freePort(),
+      clusterSecret: secret,
+    });
+    const flagsA = await flagsOf();
+    const flagsB = await flagsOf();
+    // One after the other: the first creates the owner.
+    servers.push(await startServerProcess(flagsA));
+    servers.push(await startServerProcess(flagsB));
+    const [a, b] = servers as [ServerProcess, ServerProcess];
+    const session = await signInAsAdmin(a.url);
+    const org = (await api(a.url, 'GET', '/api/v1/orgs', session)).items[0];
+    const fleetId = (
+      await api(a.url, 'POST', '/api/v1/fleets', session, {
+        orgId: org.id,
+        name: 'bench-cluster',
+        defaultDeviceType: 'generic-amd64',
+      })
+    ).id as number;
+    // The agent knows B only.
+    const { uuid, agent } = await startAgent(b.url, session, fleetId, dir, [service.port]);
+    await api(a.url, 'PUT', `/api/v1/devices/${uuid}/allowed-ports`, session, { ports: [service.port] });
+    const { key } = await api(a.url, 'POST', '/api/v1/api-keys', session, { name: 'bench-cluster' });
+    const authorization = `Basic ${Buffer.from(`${ADMIN_EMAIL}:${key}`).toString('base64')}`;
+    const target = `${uuid}.devices:${service.port}`;
+    const open: Record<Way, () => Promise<net.Socket>> = {
+      one: () => connectThrough(flagsB.proxyPort as number, target, authorization),
+      two: () => connectThrough(flagsA.proxyPort as number, target, authorization),
+    };
+    log(
+      `  A pid ${a.pid} (relays), B pid ${b.pid} (holds the tunnel), agent pid ${agent.pid}, device ${uuid}`,
+    );
+
+    const transfer = async (way: Way, direction: 'upload' | 'download', bytes: number) => {
+      const start = performance.now();
+      const socket = await open[way]();
+      await (direction === 'upload' ? upload(socket, bytes) : download(socket, bytes));
+      return bytes / MB / ((performance.now() - start) / 1000);
+    };
+    const setUp = async (way: Way) => {
+      const start = performance.now();
+      const socket = await open[way]();
+      const ms = performance.now() - start;
+      await closeUnused(socket);
+      return ms;
+    };
+    const bytes = mb * MB;
+    for (const way of ['one', 'two'] as const) {
+      for (let i = 0; i < 10; i++) await setUp(way);
+      await transfer(way, 'upload', Math.min(bytes, 50 * MB));
+      await transfer(way, 'download', Math.min(bytes, 50 * MB));
+    }
+    log(`\n(a) ${mb} MB each way, ${rounds} rounds, interleaved`);
+    const rates: Record<Way, Record<'upload' | 'download', number[]>> = {
+      one: { upload: [], download: [] },
+      two: { upload: [], download: [] },
+    };
+    for (let round = 1; round <= rounds; round++) {
+      for (const direction of ['upload', 'download'] as const) {
+        for (const way of ['one', 'two'] as const) {
+          const rate = await transfer(way, direction, bytes);
+          rates[way][direction].push(rate);
+          log(
+            `  round ${round}, ${direction}, through ${way === 'one' ? 'B (holder)' : 'A → B'}: ${rate.toFixed(0)} MB/s`,
+          );
+        }
+      }
+    }
+    const setup: Record<Way, number[]> = { one: [], two: [] };
+    for (let i = 0; i < connects; i++)
+      for (const way of ['one', 'two'] as const) setup[way].push(await setUp(way));
+
+    log(`\n(b) GET /api/v1/devices/<uuid>, ${connections} connections × ${duration} s`);
+    const headers = { authorization: `Bearer ${key}` };
+    const path1 = `/api/v1/devices/${uuid}`;
+    // Warm-up, not counted.
+    await load(a.url + path1, connections, 1, headers);
+    await load(b.url + path1, connections, 1, headers);
+    const alone = await load(a.url + path1, connections, duration, headers);
+    const [withA, withB] = await Promise.all([
+      load(a.url + path1, Math.ceil(connections / 2), duration, headers),
+      load(b.url + path1, Math.floor(connections / 2), duration, headers),
+    ]);
+    const rps = (r: Result) => r.requests.total / duration;
+    const failures = (r: Result) => r.errors + r.timeouts + r.non2xx;
+    if (failures(alone) + failures(withA) + failures(withB) > 0) {
+      throw new Error(
+        `API requests failed: ${failures(alone)} alone, ${failures(withA)} + ${failures(withB)} with two`,
+      );
+    }
+    log(`  one instance: ${rps(alone).toFixed(0)} req/s, p99 ${alone.latency.p99} ms`);
+    log(
+      `  two instances: ${rps(withA).toFixed(0)} + ${rps(withB).toFixed(0)} req/s, p99 ${withA.latency.p99} / ${withB.latency.p99} ms`,
+    );
+
+    const median = (values: number[]) => percentile(values, 50);
+    const row = (cells: string[]) => log(`| ${cells.join(' | ')} |`);
+    log('\nResults (ratios: two instances ÷ one, same run; MB = 10^6 bytes)\n');
+    row(['measure', 'one instance', 'two instances', '÷ one', 'target']);
+    row(['---', '---:', '---:', '---:', '---:']);
+    for (const direction of ['upload', 'download'] as const) {
+      const m = (way: Way) => median(rates[way][direction]);
+      row([
+        `${mb} MB ${direction === 'upload' ? 'to' : 'from'} the device, median of ${rounds} (MB/s)`,
+        m('one').toFixed(0),
+        m('two').toFixed(0),
+        ratio(m('two'), m('one')),
+        '>= 0.8×',
+      ]);
+    }
+    for (const p of [50, 99]) {
+      row([
+        `CONNECT set-up p${p} (ms)`,
+        percentile(setup.one, p).toFixed(1),
+        percentile(setup.two, p).toFixed(1),
+        ratio(percentile(setup.two, p), percentile(setup.one, p)),
+        '—',
+      ]);
+    }
+    row([
+      `device GET, ${connections} connections (req/s)`,
+      rps(alone).toFixed(0),
+      (rps(withA) + rps(withB)).toFixed(0),
+      ratio(rps(withA) + rps(withB), rps(alone)),
+      '>= 1.6×',
+    ]);
+    log(`\n  /proc/loadavg after: ${loadavg()}`);
+    return 0;
+  } finally {
+    for (const server of servers.reverse()) await server.stop().catch(() => {});
+    await service?.stop?.();
+    killChildren();
+    await dropPostgresSchema(databaseUrl, schema).catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    killChildren();
+    process.exit(1);
+  },
+);
