@@ -147,6 +147,39 @@ describe('bridge', () => {
   });
 });
 
+describe('bridge aborting a socket whose sending side has just ended', () => {
+  it('still closes it: a TCP reset while its FIN is being sent is refused (EINVAL), and its close would never come', async () => {
+    const peers: net.Socket[] = [];
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      peers.push(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const a = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const b = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    await Promise.all([once(a, 'connect'), once(b, 'connect')]);
+    cleanups.push(() => {
+      for (const socket of [a, b, ...peers]) socket.destroy();
+      server.close();
+    });
+    const bridged = bridge(a, b);
+    bridged.catch(() => {});
+    // As the SSH gateway saw it: one side's end and the other's breaking in the same tick.
+    a.end();
+    b.destroy(new Error('the other side broke'));
+    const settled = await Promise.race([
+      bridged.then(
+        () => 'resolved',
+        () => 'rejected',
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000)),
+    ]);
+    expect(settled).toBe('rejected');
+    expect(a.closed).toBe(true);
+  });
+});
+
 describe('TunnelStream under stream.pipeline', () => {
   it('sends no reset when pipeline destroys it after FIN both ways', async () => {
     const { client, targetSocket, sent } = await tunnelPath(

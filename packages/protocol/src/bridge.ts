@@ -20,8 +20,8 @@ function isResettable(stream: Duplex): stream is Duplex & Resettable {
  *   direction goes on until it ends too;
  * - an error, or a close before both directions finished (a RESET from the peer, a cancelled stream, a
  *   destroyed socket), aborts the other side: a TCP socket (anything with `resetAndDestroy()`) is reset, so
- *   the program on it sees ECONNRESET rather than a clean end; a tunnel stream is destroyed with the error,
- *   which sends its peer a RESET with the reason.
+ *   the program on it sees ECONNRESET rather than a clean end (unless it already sent its FIN: then it is
+ *   closed); a tunnel stream is destroyed with the error, which sends its peer a RESET with the reason.
  *
  * Resolves when both sides have closed after finishing both ways, or rejects with the first error.
  *
@@ -34,7 +34,10 @@ export function bridge(a: Duplex, b: Duplex): Promise<void> {
     let closed = 0;
     const abort = (target: Duplex, error: Error) => {
       if (target.destroyed) return;
-      if (isResettable(target)) target.resetAndDestroy();
+      // Not once its sending side has ended: while its FIN is on its way, libuv refuses the reset (EINVAL) and
+      // Node then never closes the socket, so this bridge would wait for its close forever. Closing it plainly
+      // still ends the connection (with a reset from the kernel if bytes were left unread).
+      if (isResettable(target) && !target.writableEnded) target.resetAndDestroy();
       else target.destroy(error);
     };
     const watch = (self: Duplex, other: Duplex) => {

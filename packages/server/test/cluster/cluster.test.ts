@@ -6,7 +6,7 @@
  * every session everywhere, and refuse internal-link requests without the cluster secret. On SQLite: a second
  * instance on the same database file is refused with a message that says why.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -21,6 +21,15 @@ import { type RunningServer, startServer } from '../../src/index.ts';
 import { dropPostgresSchema } from '../../src/infra/db/index.ts';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, dialectUnderTest } from '../harness.ts';
 import { requestJson, startListeningServer } from '../listening.ts';
+import {
+  clientOptions,
+  freePort,
+  keygen,
+  run,
+  sshJump,
+  startSshd,
+  untilListening,
+} from '../ssh/openssh-tools.ts';
 
 const SECRET = randomBytes(32).toString('hex');
 
@@ -93,6 +102,9 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
   let devicePort: number;
   let echo: net.Server;
   let echoPort: number;
+  let sshd: ChildProcess | undefined;
+  let sshdPort: number;
+  let adminKey: string;
   /** An operator of the default organization, with an API key for the proxy. */
   const operator = { email: 'cluster-operator@example.test', token: '', key: '', keyId: 0 };
 
@@ -165,18 +177,36 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
     await once(echo, 'listening');
     echoPort = (echo.address() as net.AddressInfo).port;
 
+    // The device's own sshd, trusting the administrator's key.
+    adminKey = await keygen(dataDir, 'id_admin');
+    fs.copyFileSync(`${adminKey}.pub`, path.join(dataDir, 'authorized_keys'));
+    sshdPort = await freePort();
+    sshd = await startSshd(dataDir, sshdPort, 'device_host_key', [
+      `AuthorizedKeysFile ${path.join(dataDir, 'authorized_keys')}`,
+      'UsePAM no',
+      'StrictModes no',
+      'PermitRootLogin yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'LogLevel ERROR',
+    ]);
+    await untilListening(sshdPort, 'the device sshd');
+
     const fleet = await api(a, 'POST', '/api/v1/fleets', {
       orgId: 1,
       name: 'cluster',
       defaultDeviceType: 'generic-amd64',
     });
-    await api(a, 'PUT', `/api/v1/fleets/${fleet.id}/allowed-ports`, { ports: [devicePort, echoPort] });
+    await api(a, 'PUT', `/api/v1/fleets/${fleet.id}/allowed-ports`, {
+      ports: [devicePort, echoPort, sshdPort],
+    });
+    await api(b, 'POST', '/api/v1/ssh-keys', { publicKey: fs.readFileSync(`${adminKey}.pub`, 'utf8') });
     const { key } = await api(a, 'POST', `/api/v1/fleets/${fleet.id}/provisioning-keys`, { name: 'cluster' });
     // The device's agent knows only the third instance.
     ({ agent, uuid } = await enrollAgent(
       c.url,
       key,
-      { agentVersion: '0.1.0-cluster-test', allowedPorts: [devicePort, echoPort] },
+      { agentVersion: '0.1.0-cluster-test', allowedPorts: [devicePort, echoPort, sshdPort] },
       async (id) => (await api(a, 'GET', `/api/v1/devices/${id}`)).status === 'online',
     ));
     const member = await api(a, 'POST', '/api/v1/orgs/1/members', {
@@ -197,6 +227,7 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
     await agent?.stop();
     device?.close();
     echo?.close();
+    sshd?.kill();
     for (const instance of instances.reverse()) await instance.close().catch(() => {});
     const url = process.env.DATABASE_URL;
     if (url) await dropPostgresSchema(url, schema);
@@ -259,8 +290,27 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
     socket.destroy();
   });
 
+  it('ssh through the first instance: ssh -J to the device sshd, and a command the agent runs', async () => {
+    const jumped = await sshJump(
+      dataDir,
+      { key: adminKey, login: 'admin', gateway: `127.0.0.1:${a.sshPort}`, target: uuid, port: sshdPort },
+      ['echo', 'jumped', '$((6*7))'],
+    );
+    expect(jumped, jumped.stderr).toMatchObject({ code: 0, stdout: 'jumped 42\n' });
+    const direct = await run('ssh', [
+      ...clientOptions(adminKey),
+      '-p',
+      String(a.sshPort),
+      `admin+${uuid}@127.0.0.1`,
+      'echo out; echo err >&2; exit 3',
+    ]);
+    expect(direct).toMatchObject({ code: 3, stdout: 'out\n', stderr: 'err\n' });
+  });
+
   it('lists the sessions relayed by any instance on every instance', async () => {
-    // The two sessions above, relayed by the first and second instances; their ends are recorded as they close.
+    // The four sessions above (curl -x, ssh -J and a command through the first instance, CONNECT through the
+    // second); their ends are recorded as they close.
+    let last: number[] = [];
     const views = await waitFor(
       async () => {
         const totals = await Promise.all(
@@ -268,12 +318,15 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
             async (i) => (await api(i, 'GET', `/api/v1/sessions?device=${uuid}&live=false`)).total,
           ),
         );
-        return totals.every((total) => total === 2) ? totals : undefined;
+        last = totals;
+        return totals.every((total) => total === 4) ? totals : undefined;
       },
       3000,
-      'both ended sessions on every instance',
-    );
-    expect(views).toEqual([2, 2, 2]);
+      'the ended sessions on every instance',
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${last.join(', ')}`);
+    });
+    expect(views).toEqual([4, 4, 4]);
   });
 
   it('an administrator on the second instance ends a session the first relays, within a second', async () => {
