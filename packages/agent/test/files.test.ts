@@ -86,9 +86,10 @@ describe('file transfer on the agent', () => {
     const file = path.join(dir, 'changing.bin');
     fs.writeFileSync(file, bytes);
     const stream = await open({ op: 'read', path: file });
-    // Not read for now: the agent sends one credit window (4 MiB) of the 16 and waits.
+    // Not read for now: the agent sends one credit window (4 MiB) of the 16 and waits. The file changes once its
+    // first bytes arrived (the meta, with the SHA-256 of the file as it was), however slow the machine.
     stream.pause();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor(() => stream.readableLength >= 1024 * 1024, 10_000, 'the first bytes of the file');
     const fd = fs.openSync(file, 'r+');
     fs.writeSync(fd, Buffer.from('changed'), 0, 7, bytes.length - 7);
     fs.closeSync(fd);
