@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { expect, test } from '@playwright/test';
 import { type Device, type Fleetgate, inspectPage, startDevice, startFleetgate } from './fleetgate.ts';
 
@@ -34,4 +35,45 @@ test("the dashboard counts a real agent's connect in its 24-hour chart", async (
   const fleetRow = page.getByRole('row').filter({ hasText: 'chart-1-fleet' });
   await expect(fleetRow.getByRole('cell').nth(1)).toHaveText('1');
   await inspectPage(page, 'dashboard-chart');
+});
+
+test('a CSV of preauthorizations with one good and one bad row gives one preauthorized device and one clear error', async ({
+  page,
+}) => {
+  const fleet = await fg.api('POST', '/api/v1/fleets', { orgId: 1, name: 'csv-fleet' });
+  expect(fleet.status).toBe(201);
+  const publicKey = generateKeyPairSync('ed25519')
+    .publicKey.export({ type: 'spki', format: 'pem' })
+    .toString();
+  const csv = [
+    'identity,public_key,name',
+    `"{""serial"":""CSV-1""}","${publicKey.trim()}",csv-good`,
+    `"{""serial"":""CSV-2""}",not a public key,csv-bad`,
+  ].join('\n');
+  await fg.signIn(page);
+  await page.goto(`${fg.url}/pending`);
+  await page.getByRole('button', { name: 'Upload a CSV…' }).click();
+  const form = page.getByRole('dialog', { name: 'Preauthorize devices from a CSV file' });
+  await form.getByLabel('Fleet').first().click();
+  await page.getByRole('option', { name: 'csv-fleet' }).click();
+  await form.locator('input[type="file"]').setInputFiles({
+    name: 'devices.csv',
+    mimeType: 'text/csv',
+    buffer: Buffer.from(csv),
+  });
+  await form.getByRole('button', { name: 'Upload and preauthorize' }).click();
+  const results = page.getByRole('dialog', { name: /Preauthorize 2 devices from devices.csv/ });
+  await expect(results).toContainText('2 of 2 done, 1 failed');
+  await expect(results.getByRole('progressbar')).toHaveAttribute('aria-valuenow', '100');
+  const good = results.getByRole('row').filter({ hasText: 'serial=CSV-1' });
+  await expect(good).toContainText('done');
+  await expect(good).toContainText('preauthorized as csv-good');
+  const bad = results.getByRole('row').filter({ hasText: 'serial=CSV-2' });
+  await expect(bad).toContainText('failed');
+  await expect(bad).toContainText(/public key/i);
+  await inspectPage(page, 'pending-csv-result');
+  const preauthorized = await fg.api('GET', '/api/v1/auth-sets?status=preauthorized');
+  expect(preauthorized.body.items.map((a: { identity: unknown }) => a.identity)).toEqual([
+    { serial: 'CSV-1' },
+  ]);
 });
