@@ -3414,6 +3414,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device}/state-history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The numbers of a device's state reports over time (CPU, memory, disk, temperature), oldest first: at most one sample a minute, kept 7 days */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the oldest sample wanted (ISO 8601 time); default: 24 hours ago */
+                    since?: unknown;
+                };
+                header?: never;
+                path: {
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            since: string;
+                            items: {
+                                at: string;
+                                cpuPercent: number | null;
+                                memory: {
+                                    usedBytes: number;
+                                    totalBytes: number;
+                                } | null;
+                                disk: {
+                                    usedBytes: number;
+                                    totalBytes: number;
+                                } | null;
+                                temperatureCelsius: number | null;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{orgId}/dashboard": {
         parameters: {
             query?: never;

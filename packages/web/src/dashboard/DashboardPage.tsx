@@ -76,6 +76,11 @@ function Figures({ figures, canAccept }: { figures: Dashboard; canAccept: boolea
   const chart = useMemo(
     () => ({
       times: figures.connections.map((bucket) => Date.parse(bucket.start) / 1000),
+      // The whole 24 hours, to the end of the current hour's bucket.
+      window: [
+        Date.parse(figures.connections[0]?.start ?? figures.at) / 1000,
+        Date.parse(figures.connections.at(-1)?.start ?? figures.at) / 1000 + 3600,
+      ] as [number, number],
       series: [
         { label: 'connects', values: figures.connections.map((b) => b.connects), color: '#2f9e44' },
         { label: 'disconnects', values: figures.connections.map((b) => b.disconnects), color: '#e8590c' },
@@ -117,6 +122,7 @@ function Figures({ figures, canAccept }: { figures: Dashboard; canAccept: boolea
               label={`Connects and disconnects per hour over the last 24 hours: ${connects} connects, ${disconnects} disconnects`}
               times={chart.times}
               series={chart.series}
+              timeRange={chart.window}
               bars
             />
           </Suspense>

@@ -24,6 +24,8 @@ export interface TimeChartProps {
   unit?: string;
   /** Fixed y range, e.g. [0, 100] for percentages; default: from the data. */
   range?: [number, number];
+  /** The time shown, in epoch seconds: the window asked for, not just the samples' span (one sample is a point). */
+  timeRange?: [number, number];
 }
 
 /**
@@ -31,7 +33,16 @@ export interface TimeChartProps {
  * coloured from the page's text colour so it reads in light and dark. Kept in its own module so the pages that
  * draw charts load it lazily and the first page stays small.
  */
-export function TimeChart({ label, times, series, height = 200, bars, unit = '', range }: TimeChartProps) {
+export function TimeChart({
+  label,
+  times,
+  series,
+  height = 200,
+  bars,
+  unit = '',
+  range,
+  timeRange,
+}: TimeChartProps) {
   const container = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const element = container.current;
@@ -46,7 +57,7 @@ export function TimeChart({ label, times, series, height = 200, bars, unit = '',
         height,
         // Bars are counts: from 0, whole numbers only.
         scales: {
-          x: { time: true },
+          x: timeRange ? { time: true, range: () => timeRange } : { time: true },
           y: range ? { range } : bars ? { range: (_u, _min, max) => [0, Math.max(1, max)] } : {},
         },
         axes: [
@@ -83,7 +94,7 @@ export function TimeChart({ label, times, series, height = 200, bars, unit = '',
       resize.disconnect();
       chart.destroy();
     };
-  }, [times, series, height, bars, unit, range]);
+  }, [times, series, height, bars, unit, range, timeRange]);
   return <Box ref={container} role="img" aria-label={label} data-chart={label} />;
 }
 

@@ -37,6 +37,29 @@ test("the dashboard counts a real agent's connect in its 24-hour chart", async (
   await inspectPage(page, 'dashboard-chart');
 });
 
+test("the device page charts a real agent's state reports over time", async ({ page }) => {
+  const uuid = device!.uuid;
+  // The agent reports its state on connect; presence writes it (and the minute's sample) within its batch.
+  await expect
+    .poll(async () => (await fg.api('GET', `/api/v1/devices/${uuid}/state-history`)).body.items.length, {
+      message: `no state sample was kept:\n${device!.agent.output()}`,
+    })
+    .toBeGreaterThan(0);
+  await fg.signIn(page);
+  await page.goto(`${fg.url}/devices/${uuid}`);
+  await expect(page.getByRole('heading', { name: 'State over time' })).toBeVisible();
+  await expect(page.getByTestId('state-samples')).toHaveText(/^\d+ samples?$/);
+  const memory = page.getByRole('img', { name: /^Memory over time, \d+ samples?$/ });
+  await expect(memory.locator('canvas')).toBeVisible();
+  // The chart holds the agent's figure: uPlot's legend shows the last value when no pointer is over it.
+  const sample = (await fg.api('GET', `/api/v1/devices/${uuid}/state-history`)).body.items[0];
+  expect(sample.memory.totalBytes).toBeGreaterThan(0);
+  await page.getByText('1 hour', { exact: true }).click();
+  await expect(page.getByRole('radio', { name: '1 hour' })).toBeChecked();
+  await expect(memory.locator('canvas')).toBeVisible();
+  await inspectPage(page, 'device-state-history');
+});
+
 test('a CSV of preauthorizations with one good and one bad row gives one preauthorized device and one clear error', async ({
   page,
 }) => {

@@ -12,6 +12,7 @@ import * as diagnostics from './0010_diagnostics.ts';
 import * as deviceWeb from './0011_device_web.ts';
 import * as sealedSecrets from './0012_sealed_secrets.ts';
 import * as vpnPresence from './0013_vpn_presence.ts';
+import * as deviceStateSamples from './0014_device_state_samples.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -42,6 +43,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0011_device_web': deviceWeb,
   '0012_sealed_secrets': sealedSecrets,
   '0013_vpn_presence': vpnPresence,
+  '0014_device_state_samples': deviceStateSamples,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {
