@@ -86,7 +86,7 @@ function Figures({ figures, canAccept }: { figures: Dashboard; canAccept: boolea
         { label: 'disconnects', values: figures.connections.map((b) => b.disconnects), color: '#e8590c' },
       ],
     }),
-    [figures.connections],
+    [figures.connections, figures.at],
   );
   const byStatus = figures.devices.total;
   return (
