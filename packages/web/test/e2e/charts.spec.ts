@@ -60,6 +60,38 @@ test("the device page charts a real agent's state reports over time", async ({ p
   await inspectPage(page, 'device-state-history');
 });
 
+test('a device going offline while the devices list is being fetched shows offline, not the older answer', async ({
+  page,
+}) => {
+  const uuid = device!.uuid;
+  await fg.signIn(page);
+  await page.goto(`${fg.url}/devices`);
+  const status = page.locator(`tr[data-device="${uuid}"] [data-status]`);
+  await expect(status).toHaveAttribute('data-status', 'online');
+  // The next answer of the list is read at once but held for 3 s: the agent stops meanwhile, and its presence
+  // event reaches the page before the older answer does.
+  let intercepted!: () => void;
+  const held = new Promise<void>((resolve) => (intercepted = resolve));
+  await page.route(/\/api\/v1\/devices\?/, async (route) => {
+    const response = await route.fetch();
+    intercepted();
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await route.fulfill({ response }).catch(() => undefined);
+  });
+  // Any change in the organization makes the pages on screen fetch again.
+  const renamed = await fg.api('PATCH', `/api/v1/fleets/${device!.fleetId}`, { name: 'chart-1-renamed' });
+  expect(renamed.status).toBe(200);
+  await held;
+  await device!.agent.stop();
+  await expect(status).toHaveAttribute('data-status', 'offline');
+  // The held answer (online, read before the agent stopped) has landed since: the row stays offline.
+  await expect(page.locator(`tr[data-device="${uuid}"]`)).toContainText('chart-1-renamed', {
+    timeout: 10_000,
+  });
+  await expect(status).toHaveAttribute('data-status', 'offline');
+  await page.unroute(/\/api\/v1\/devices\?/);
+});
+
 test('a CSV of preauthorizations with one good and one bad row gives one preauthorized device and one clear error', async ({
   page,
 }) => {
