@@ -1,4 +1,4 @@
-import { Box } from '@mantine/core';
+import { Box, useComputedColorScheme } from '@mantine/core';
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
@@ -44,11 +44,13 @@ export function TimeChart({
   timeRange,
 }: TimeChartProps) {
   const container = useRef<HTMLDivElement>(null);
+  // Drawn again when light/dark changes: the canvas takes its axis colour from the page's text when drawn.
+  const scheme = useComputedColorScheme('light');
   useEffect(() => {
     const element = container.current;
     if (!element) return;
     const ink = getComputedStyle(element).color;
-    const grid = { stroke: 'rgba(128,128,128,0.2)', width: 1 };
+    const grid = { stroke: scheme === 'dark' ? 'rgba(255,255,255,0.12)' : 'rgba(0,0,0,0.1)', width: 1 };
     const axis = { stroke: ink, grid, ticks: grid };
     const paths = bars ? uPlot.paths.bars?.({ size: [0.8, 24], gap: 1 }) : undefined;
     const chart = new uPlot(
@@ -94,7 +96,7 @@ export function TimeChart({
       resize.disconnect();
       chart.destroy();
     };
-  }, [times, series, height, bars, unit, range, timeRange]);
+  }, [times, series, height, bars, unit, range, timeRange, scheme]);
   return <Box ref={container} role="img" aria-label={label} data-chart={label} />;
 }
 

@@ -35,6 +35,10 @@ test("the dashboard counts a real agent's connect in its 24-hour chart", async (
   const fleetRow = page.getByRole('row').filter({ hasText: 'chart-1-fleet' });
   await expect(fleetRow.getByRole('cell').nth(1)).toHaveText('1');
   await inspectPage(page, 'dashboard-chart');
+  // Dark: the chart is drawn again in the page's colours.
+  await page.getByRole('button', { name: /Switch to dark mode/ }).click();
+  await expect(chart.locator('canvas')).toBeVisible();
+  await inspectPage(page, 'dashboard-chart-dark');
 });
 
 test("the device page charts a real agent's state reports over time", async ({ page }) => {
