@@ -90,6 +90,37 @@ describe('the dashboard', () => {
     expect(after.devices.total).toMatchObject({ 'never-connected': 0, decommissioned: 1 });
   });
 
+  it('counts a refused device credential that the audit log holds', async () => {
+    const key = check(
+      await server.api('POST', `/api/v1/fleets/${seed.alpha.fleet.id}/provisioning-keys`, {
+        token: server.adminToken,
+        body: { name: 'dashboard' },
+      }),
+      201,
+    );
+    const device = check(
+      await server.api('POST', '/api/v1/devices', {
+        token: server.adminToken,
+        body: { fleetId: seed.alpha.fleet.id, name: 'exchanging-device' },
+      }),
+      201,
+    );
+    const exchange = (apiKey: string) =>
+      server.api('POST', `/api-key/device/${device.id}/device-key`, {
+        headers: { authorization: `Bearer ${key.key}` },
+        body: { apiKey },
+      });
+    expect((await exchange('a'.repeat(32))).status).toBe(200);
+    // Another key for a device that has one: refused, and audited as denied.
+    expect((await exchange('b'.repeat(32))).status).toBe(409);
+    const d = await dashboard(seed.alpha.orgId, server.adminToken);
+    expect(d.failedDeviceAuthentications).toBe(1);
+    expect((await dashboard(seed.beta.orgId, seed.people.betaOwner.token)).failedDeviceAuthentications).toBe(
+      0,
+    );
+    check(await server.api('DELETE', `/api/v1/devices/${device.id}`, { token: server.adminToken }), 204);
+  });
+
   it('shows a membership narrowed to fleets only its fleets, and no audit figure', async () => {
     const d = await dashboard(seed.alpha.orgId, seed.people.alphaFleetOperator.token);
     expect(d.devices.fleets.map((f) => f.name)).toEqual(['alpha-fleet']);
