@@ -2,7 +2,7 @@ import { type SqlBool, sql } from 'kysely';
 import { type Actor, authorize, readScope, roleAllows, scopeCondition } from '../../infra/access/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { type DeviceStatus, deviceStatuses, statusCondition } from '../devices/status.ts';
+import { type DeviceStatus, deviceStatuses, statusExpression } from '../devices/status.ts';
 
 /** The window the dashboard's activity figures cover, in hours. */
 export const DASHBOARD_HOURS = 24;
@@ -87,33 +87,31 @@ export async function readDashboard(deps: ServiceDeps, actor: Actor, orgId: numb
   };
 }
 
-/** Devices by status per fleet, one grouped query: a sum per status over the status rule of devices/status.ts. */
+/** Devices by status per fleet, in one grouped query over the status rule of devices/status.ts. */
 async function fleetCounts(deps: ServiceDeps, scope: ReturnType<typeof readScope>, orgId: number) {
-  let query = deps.db
-    .selectFrom('fleets')
-    .leftJoin('devices', 'devices.fleet_id', 'fleets.id')
-    .select(['fleets.id', 'fleets.name'])
-    .where(scopeCondition(scope, 'fleets.org_id', 'fleets.id'))
-    .where('fleets.org_id', '=', orgId)
-    .groupBy(['fleets.id', 'fleets.name'])
-    .orderBy('fleets.name')
-    .orderBy('fleets.id');
-  for (const status of deviceStatuses) {
-    query = query.select(
-      sql<number>`sum(case when devices.id is not null and ${statusCondition(status)} then 1 else 0 end)`.as(
-        status,
-      ),
-    );
+  const [fleets, counts] = await Promise.all([
+    deps.db
+      .selectFrom('fleets')
+      .select(['fleets.id', 'fleets.name'])
+      .where(scopeCondition(scope, 'fleets.org_id', 'fleets.id'))
+      .where('fleets.org_id', '=', orgId)
+      .orderBy('fleets.name')
+      .orderBy('fleets.id')
+      .execute(),
+    deps.db
+      .selectFrom('devices')
+      .select(['devices.fleet_id', statusExpression().as('status'), (eb) => eb.fn.countAll<number>().as('n')])
+      .where(scopeCondition(scope, 'devices.org_id', 'devices.fleet_id'))
+      .where('devices.org_id', '=', orgId)
+      .groupBy(['devices.fleet_id', statusExpression()])
+      .execute(),
+  ]);
+  const byFleet = new Map(fleets.map((f) => [f.id, emptyCounts()]));
+  for (const row of counts) {
+    const fleet = byFleet.get(row.fleet_id);
+    if (fleet) fleet[row.status] = Number(row.n);
   }
-  const rows = (await query.execute()) as unknown as ({ id: number; name: string } & Record<
-    DeviceStatus,
-    number | string | null
-  >)[];
-  return rows.map((row) => {
-    const counts = emptyCounts();
-    for (const s of deviceStatuses) counts[s] = Number(row[s] ?? 0);
-    return { fleetId: row.id, name: row.name, counts };
-  });
+  return fleets.map((f) => ({ fleetId: f.id, name: f.name, counts: byFleet.get(f.id)! }));
 }
 
 /** Connection events per hour since `since` (bucket index → count), over the devices the caller sees. */
