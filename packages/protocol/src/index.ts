@@ -54,6 +54,7 @@ export {
   type MultiplexerOptions,
   TunnelStream,
 } from './multiplexer.ts';
+export { CsvError, type PreauthCsvRow, parseCsv, preauthRows } from './preauth-csv.ts';
 export {
   type AgentMessage,
   agentMessageSchema,

@@ -12,6 +12,7 @@ import { registerAuthSetRoutes } from './features/auth-sets/routes.ts';
 import { scheduleBackups } from './features/backup/schedule.ts';
 import { createCluster, registerCluster } from './features/cluster/index.ts';
 import { registerConnectProxy } from './features/connect-proxy/index.ts';
+import { registerDashboardRoutes } from './features/dashboard/index.ts';
 import { createDeviceAuthState } from './features/device-auth/authenticate.ts';
 import { createDeviceKeyUsage } from './features/device-auth/last-used.ts';
 import { registerDeviceKeyRoutes } from './features/device-keys/routes.ts';
@@ -209,6 +210,7 @@ export async function buildApp({
   await registerOsConfig(app, deps, () => vpn?.port || config.vpnPort);
   registerVariables(app, deps, tunnels);
   registerPresenceRoutes(app, deps);
+  registerDashboardRoutes(app, deps);
   // People reaching devices, all through one stream router: port allow-lists and port streams (`fleetgate
   // tunnel`, an upgrade endpoint) here; the CONNECT proxy, the SSH gateway and OpenSSH mode below.
   registerRemoteAccess(app, deps, streams, auth, () => tunnels.stopping);

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { CsvError, type PreauthCsvRow, preauthRows as readPreauthRows } from '@fleetgate/protocol';
 import type { Command } from 'commander';
 import { parseId } from '../arguments.ts';
 import { type CliIo, CommandContext } from '../context.ts';
@@ -17,73 +18,21 @@ interface PreauthItem {
   reason?: string;
 }
 
-interface PreauthRow {
-  line: number;
-  identity: unknown;
-  publicKey: string;
-  name?: string;
-}
-
-/** RFC 4180 CSV: quoted fields may hold commas, quotes ("") and line breaks. Answers rows with line numbers. */
-export function parseCsv(text: string): { line: number; fields: string[] }[] {
-  const rows: { line: number; fields: string[] }[] = [];
-  let fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  let line = 1;
-  let rowLine = 1;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else {
-        if (c === '\n') line++;
-        field += c;
-      }
-    } else if (c === '"' && field === '') quoted = true;
-    else if (c === ',') {
-      fields.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      fields.push(field);
-      if (fields.some((f) => f !== '')) rows.push({ line: rowLine, fields });
-      fields = [];
-      field = '';
-      line++;
-      rowLine = line;
-    } else field += c;
+/**
+ * The rows of a `keygen` CSV (header `identity,public_key[,name]`, identity as a JSON object), read by the parser
+ * the web UI uses too (@fleetgate/protocol); the first row that cannot be sent stops the command.
+ */
+export function preauthRows(text: string): PreauthCsvRow[] {
+  let rows: PreauthCsvRow[];
+  try {
+    rows = readPreauthRows(text);
+  } catch (error) {
+    if (error instanceof CsvError) throw new CliError(error.message);
+    throw error;
   }
-  if (quoted) throw new CliError(`the CSV has an unterminated quoted field (from line ${rowLine})`);
-  fields.push(field);
-  if (fields.some((f) => f !== '')) rows.push({ line: rowLine, fields });
+  const bad = rows.find((row) => row.problem !== undefined);
+  if (bad) throw new CliError(bad.problem!);
   return rows;
-}
-
-/** The rows of a `keygen` CSV: header `identity,public_key[,name]`, identity as a JSON object. */
-export function preauthRows(text: string): PreauthRow[] {
-  const [header, ...rows] = parseCsv(text);
-  if (!header) throw new CliError('the CSV is empty');
-  const names = header.fields.map((f) => f.trim().toLowerCase());
-  const at = (name: string) => names.indexOf(name);
-  const identityAt = at('identity');
-  const keyAt = at('public_key');
-  const nameAt = at('name');
-  if (identityAt < 0 || keyAt < 0)
-    throw new CliError('the CSV header must name the columns identity and public_key (and optionally name)');
-  return rows.map(({ line, fields }) => {
-    let identity: unknown;
-    try {
-      identity = JSON.parse(fields[identityAt] ?? '');
-    } catch {
-      throw new CliError(`line ${line}: the identity is not JSON such as {"serial":"P0001"}`);
-    }
-    const name = nameAt >= 0 ? fields[nameAt]?.trim() : undefined;
-    return { line, identity, publicKey: fields[keyAt] ?? '', ...(name ? { name } : {}) };
-  });
 }
 
 const itemColumns: Column<PreauthItem & { line: number }>[] = [

@@ -24,6 +24,7 @@ export interface Database {
   auth_sets: AuthSetTable;
   recovery_candidates: RecoveryCandidateTable;
   device_connections: DeviceConnectionTable;
+  device_state_samples: DeviceStateSampleTable;
   remote_sessions: RemoteSessionTable;
   session_recordings: SessionRecordingTable;
   session_recording_chunks: SessionRecordingChunkTable;
@@ -307,6 +308,20 @@ export interface DeviceConnectionTable {
   close_reason: string | null;
   /** The instance that held it. */
   instance_id: string | null;
+}
+
+/** One minute's numbers from a device's state reports (migration 0015): the device page's charts. */
+export interface DeviceStateSampleTable {
+  device_id: number;
+  /** Epoch ms / 60,000: at most one sample per device per minute. */
+  minute: number;
+  at: number;
+  cpu_percent: number | null;
+  memory_used_bytes: number | null;
+  memory_total_bytes: number | null;
+  disk_used_bytes: number | null;
+  disk_total_bytes: number | null;
+  temperature_celsius: number | null;
 }
 
 /** One person's session to a device (a stream opened through the stream router), live while ended_at is null. */

@@ -4,7 +4,8 @@ import { check } from './helpers.ts';
 
 /**
  * A device's status with two links (its agent's tunnel and OpenVPN): the one status rule, in a device's view
- * (`deviceStatus`) and in the list's status filter (`statusCondition`, SQL), agree for every combination. Presence
+ * (`deviceStatus`), in the list's status filter (`statusCondition`, SQL) and in the dashboard's counts
+ * (`statusExpression`), agree for every combination. Presence
  * is what the tunnel hub and the OpenVPN backend write (their own tests connect real clients); here it is set
  * directly, to reach each combination.
  */
@@ -83,5 +84,15 @@ describe('a device online through its tunnel, OpenVPN or both', () => {
           .sort(),
       );
     }
+    // The dashboard's counts (`statusExpression`, one SQL value) agree as well.
+    const dashboard = check(
+      await server.api('GET', '/api/v1/orgs/1/dashboard', { token: server.adminToken }),
+      200,
+    );
+    for (const status of ['online', 'offline', 'never-connected'])
+      expect({ status, n: dashboard.devices.total[status] }).toEqual({
+        status,
+        n: cases.filter(([, , , s]) => s === status).length,
+      });
   });
 });

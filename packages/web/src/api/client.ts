@@ -78,6 +78,7 @@ export type Me = Answer<'/api/v1/me', 'get'>;
 export type Device = Answer<'/api/v1/devices/{device}', 'get'>;
 export type DevicePage = Answer<'/api/v1/devices', 'get'>;
 export type DeviceStatus = Device['status'];
+export type Dashboard = Answer<'/api/v1/orgs/{orgId}/dashboard', 'get'>;
 export type Fleet = Answer<'/api/v1/fleets/{fleetId}', 'get'>;
 export type AuthSet = Answer<'/api/v1/auth-sets/{id}', 'get'>;
 export type AuditEvent = Answer<'/api/v1/audit', 'get'>['items'][number];

@@ -3414,6 +3414,136 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device}/state-history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The numbers of a device's state reports over time (CPU, memory, disk, temperature), oldest first: at most one sample a minute, kept 7 days */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the oldest sample wanted (ISO 8601 time); default: 24 hours ago */
+                    since?: unknown;
+                };
+                header?: never;
+                path: {
+                    device: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            since: string;
+                            items: {
+                                at: string;
+                                cpuPercent: number | null;
+                                memory: {
+                                    usedBytes: number;
+                                    totalBytes: number;
+                                } | null;
+                                disk: {
+                                    usedBytes: number;
+                                    totalBytes: number;
+                                } | null;
+                                temperatureCelsius: number | null;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{orgId}/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An organization at a glance: devices by status per fleet, connects and disconnects per hour over the last 24 h, failed device authentications, the pending queue, live sessions. Scoped like the device list */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    orgId: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            orgId: number;
+                            /** @description when the figures were read */
+                            at: string;
+                            devices: {
+                                total: {
+                                    online: number;
+                                    offline: number;
+                                    pending: number;
+                                    "never-connected": number;
+                                    decommissioned: number;
+                                };
+                                fleets: {
+                                    fleetId: number;
+                                    name: string;
+                                    counts: {
+                                        online: number;
+                                        offline: number;
+                                        pending: number;
+                                        "never-connected": number;
+                                        decommissioned: number;
+                                    };
+                                }[];
+                            };
+                            /** @description 24 hourly buckets, oldest first, the last holding the current hour: tunnel and OpenVPN connects and disconnects from the connection history (written about once a second) */
+                            connections: {
+                                start: string;
+                                connects: number;
+                                disconnects: number;
+                            }[];
+                            /** @description refusals of devices recorded in the audit log over the last 24 h (audit events of this organization whose actor is a device or an unauthenticated caller and whose outcome is denied or failure: refused registrations, key exchanges, auth requests). Wrong device keys and tokens name no organization and are only counted in memory, so they are not included. null when the caller may not read the audit log */
+                            failedDeviceAuthentications: number | null;
+                            /** @description auth sets waiting for acceptance */
+                            pendingAuthSets: number;
+                            /** @description remote sessions open now */
+                            liveSessions: number;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/fleets/{fleetId}/allowed-ports": {
         parameters: {
             query?: never;

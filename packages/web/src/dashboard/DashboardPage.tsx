@@ -1,48 +1,26 @@
-import { Card, Group, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
+import { Card, Group, SimpleGrid, Skeleton, Stack, Table, Text, Title } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
-import { api, type DeviceStatus, data } from '../api/client.ts';
+import { lazy, Suspense, useMemo } from 'react';
+import { api, type Dashboard, data } from '../api/client.ts';
 import { useCan, useOrg } from '../session/session.ts';
 import { ago, count } from '../ui/format.ts';
 import { AnchorLink, CardLink } from '../ui/links.tsx';
 import { QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge, statuses } from '../ui/StatusBadge.tsx';
 
+// uPlot is loaded after the page shows: the sign-in + dashboard first load stays within its budget.
+const TimeChart = lazy(() => import('../ui/TimeChart.tsx').then((m) => ({ default: m.TimeChart })));
+
 /** The organization at a glance: devices by status, fleets, the pending queue, live sessions, recent changes. */
 export function DashboardPage() {
   const { orgId, membership } = useOrg();
   const can = useCan();
-  const counts = useQuery({
-    queryKey: ['dashboard', 'status-counts', orgId],
-    enabled: orgId !== undefined,
-    queryFn: async () => {
-      const totals = await Promise.all(
-        statuses.map(async (status) => {
-          const page = data(
-            await api.GET('/api/v1/devices', { params: { query: { orgId, status, limit: 1 } } }),
-          );
-          return [status, page.total] as const;
-        }),
-      );
-      return Object.fromEntries(totals) as Record<DeviceStatus, number>;
-    },
-  });
-  const pending = useQuery({
-    queryKey: ['dashboard', 'pending', orgId],
-    enabled: orgId !== undefined && can('device.authorize'),
-    queryFn: async () =>
-      data(await api.GET('/api/v1/auth-sets', { params: { query: { orgId, status: 'pending', limit: 1 } } }))
-        .total,
-  });
-  const sessions = useQuery({
-    queryKey: ['dashboard', 'live-sessions', orgId],
+  // One request for every figure (GET /api/v1/orgs/{orgId}/dashboard), fetched again on every presence event.
+  const dashboard = useQuery({
+    queryKey: ['dashboard', 'figures', orgId],
     enabled: orgId !== undefined,
     queryFn: async () =>
-      data(await api.GET('/api/v1/sessions', { params: { query: { orgId, live: 'true', limit: 1 } } })).total,
-  });
-  const fleets = useQuery({
-    queryKey: ['fleets', orgId, 'dashboard'],
-    enabled: orgId !== undefined,
-    queryFn: async () => data(await api.GET('/api/v1/fleets', { params: { query: { orgId, limit: 100 } } })),
+      data(await api.GET('/api/v1/orgs/{orgId}/dashboard', { params: { path: { orgId: orgId! } } })),
   });
   const audit = useQuery({
     queryKey: ['dashboard', 'audit', orgId],
@@ -56,70 +34,9 @@ export function DashboardPage() {
   return (
     <Stack>
       <Title order={2}>Dashboard</Title>
-      <QueryState query={counts}>
-        {(byStatus) => (
-          <SimpleGrid cols={{ base: 2, sm: 3, lg: 5 }}>
-            {statuses.map((status) => (
-              <CardLink
-                key={status}
-                withBorder
-                to="/devices"
-                search={{ status }}
-                aria-label={`${byStatus[status]} ${status} devices`}
-              >
-                <Text size="xl" fw={700}>
-                  {byStatus[status]}
-                </Text>
-                <StatusBadge status={status} />
-              </CardLink>
-            ))}
-          </SimpleGrid>
-        )}
+      <QueryState query={dashboard}>
+        {(figures) => <Figures figures={figures} canAccept={can('device.authorize')} />}
       </QueryState>
-      <SimpleGrid cols={{ base: 1, md: 2 }}>
-        <Card withBorder>
-          <Title order={3} size="h4" mb="xs">
-            Waiting for you
-          </Title>
-          <Group>
-            {can('device.authorize') && (
-              <AnchorLink to="/pending">{pending.data ?? '…'} devices waiting for acceptance</AnchorLink>
-            )}
-            <AnchorLink to="/sessions">{sessions.data ?? '…'} live sessions</AnchorLink>
-          </Group>
-        </Card>
-        <Card withBorder>
-          <Title order={3} size="h4" mb="xs">
-            Fleets
-          </Title>
-          <QueryState
-            query={fleets}
-            isEmpty={(page) => page.items.length === 0}
-            empty={
-              <Text>
-                No fleets yet: <AnchorLink to="/fleets">create one</AnchorLink>.
-              </Text>
-            }
-          >
-            {(page) => (
-              <Table>
-                <Table.Tbody>
-                  {page.items.map((fleet) => (
-                    <Table.Tr key={fleet.id}>
-                      <Table.Td>
-                        <AnchorLink to="/fleets/$fleetId" params={{ fleetId: String(fleet.id) }}>
-                          {fleet.name}
-                        </AnchorLink>
-                      </Table.Td>
-                      <Table.Td ta="right">{count(fleet.deviceCount, 'device')}</Table.Td>
-                    </Table.Tr>
-                  ))}
-                </Table.Tbody>
-              </Table>
-            )}
-          </QueryState>
-        </Card>
-      </SimpleGrid>
       {can('audit.read') && (
         <Card withBorder>
           <Group justify="space-between" mb="xs">
@@ -148,6 +65,129 @@ export function DashboardPage() {
           </QueryState>
         </Card>
       )}
+    </Stack>
+  );
+}
+
+/** The figures of `GET /api/v1/orgs/{orgId}/dashboard`: counts by status, activity over 24 h, fleets. */
+function Figures({ figures, canAccept }: { figures: Dashboard; canAccept: boolean }) {
+  const connects = figures.connections.reduce((n, bucket) => n + bucket.connects, 0);
+  const disconnects = figures.connections.reduce((n, bucket) => n + bucket.disconnects, 0);
+  const chart = useMemo(
+    () => ({
+      times: figures.connections.map((bucket) => Date.parse(bucket.start) / 1000),
+      // The whole 24 hours, to the end of the current hour's bucket.
+      window: [
+        Date.parse(figures.connections[0]?.start ?? figures.at) / 1000,
+        Date.parse(figures.connections.at(-1)?.start ?? figures.at) / 1000 + 3600,
+      ] as [number, number],
+      series: [
+        { label: 'connects', values: figures.connections.map((b) => b.connects), color: '#2f9e44' },
+        { label: 'disconnects', values: figures.connections.map((b) => b.disconnects), color: '#e8590c' },
+      ],
+    }),
+    [figures.connections, figures.at],
+  );
+  const byStatus = figures.devices.total;
+  return (
+    <Stack>
+      <SimpleGrid cols={{ base: 2, sm: 3, lg: 5 }}>
+        {statuses.map((status) => (
+          <CardLink
+            key={status}
+            withBorder
+            to="/devices"
+            search={{ status }}
+            aria-label={`${byStatus[status]} ${status} devices`}
+          >
+            <Text size="xl" fw={700}>
+              {byStatus[status]}
+            </Text>
+            <StatusBadge status={status} />
+          </CardLink>
+        ))}
+      </SimpleGrid>
+      <SimpleGrid cols={{ base: 1, md: 2 }}>
+        <Card withBorder>
+          <Group justify="space-between" mb="xs">
+            <Title order={3} size="h4">
+              Connections, last 24 hours
+            </Title>
+            <Text size="sm" c="dimmed" data-testid="connection-totals">
+              {count(connects, 'connect')}, {count(disconnects, 'disconnect')}
+            </Text>
+          </Group>
+          <Suspense fallback={<Skeleton height={200} />}>
+            <TimeChart
+              label={`Connects and disconnects per hour over the last 24 hours: ${connects} connects, ${disconnects} disconnects`}
+              times={chart.times}
+              series={chart.series}
+              timeRange={chart.window}
+              bars
+            />
+          </Suspense>
+        </Card>
+        <Card withBorder>
+          <Title order={3} size="h4" mb="xs">
+            Waiting for you
+          </Title>
+          <Stack gap="xs">
+            {canAccept && (
+              <AnchorLink to="/pending">
+                {count(figures.pendingAuthSets, 'device')} waiting for acceptance
+              </AnchorLink>
+            )}
+            <AnchorLink to="/sessions">{count(figures.liveSessions, 'live session')}</AnchorLink>
+            {figures.failedDeviceAuthentications !== null && (
+              <Text
+                data-testid="failed-device-authentications"
+                title="Refused device registrations, key exchanges and auth requests in the audit log"
+              >
+                {count(figures.failedDeviceAuthentications, 'failed device authentication')} in 24 h
+              </Text>
+            )}
+          </Stack>
+        </Card>
+      </SimpleGrid>
+      <Card withBorder>
+        <Title order={3} size="h4" mb="xs">
+          Fleets
+        </Title>
+        {figures.devices.fleets.length === 0 ? (
+          <Text>
+            No fleets yet: <AnchorLink to="/fleets">create one</AnchorLink>.
+          </Text>
+        ) : (
+          <Table>
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>Fleet</Table.Th>
+                {statuses.map((status) => (
+                  <Table.Th key={status} ta="right">
+                    {status}
+                  </Table.Th>
+                ))}
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {figures.devices.fleets.map((fleet) => (
+                <Table.Tr key={fleet.fleetId}>
+                  <Table.Td>
+                    <AnchorLink to="/fleets/$fleetId" params={{ fleetId: String(fleet.fleetId) }}>
+                      {fleet.name}
+                    </AnchorLink>
+                  </Table.Td>
+                  {statuses.map((status) => (
+                    <Table.Td key={status} ta="right">
+                      {fleet.counts[status]}
+                    </Table.Td>
+                  ))}
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        )}
+      </Card>
     </Stack>
   );
 }

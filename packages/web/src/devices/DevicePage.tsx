@@ -36,6 +36,7 @@ import { ErrorNotice, QueryState } from '../ui/QueryState.tsx';
 import { StatusBadge } from '../ui/StatusBadge.tsx';
 import { VariablesEditor } from '../variables/VariablesEditor.tsx';
 import { DeviceWebPages } from './DeviceWebPages.tsx';
+import { StateHistory } from './StateHistory.tsx';
 
 // xterm.js is most of a terminal's weight: fetched when the Terminal tab first opens.
 const DeviceTerminal = lazy(() =>
@@ -149,6 +150,9 @@ function DeviceView({ device }: { device: Device }) {
             The device has not reported its state yet (the agent reports it once connected).
           </Text>
         )}
+      </Card>
+      <Card withBorder>
+        <StateHistory uuid={device.uuid} reportedAt={device.stateReportedAt} />
       </Card>
       <Tabs value={tab} onChange={showTab} keepMounted={false} keepMountedMode="display-none">
         <Tabs.List>

@@ -20,6 +20,7 @@ import { useCan, useOrg } from '../session/session.ts';
 import { type BulkOutcome, BulkResults } from '../ui/BulkResults.tsx';
 import { ago } from '../ui/format.ts';
 import { EmptyState, ErrorNotice, QueryState } from '../ui/QueryState.tsx';
+import { PreauthorizeCsv } from './PreauthorizeCsv.tsx';
 
 /**
  * Devices waiting for an admin (Mender-style auth sets: identity + public key): accept into a fleet or reject,
@@ -43,6 +44,7 @@ export function PendingPage() {
   const [outcomes, setOutcomes] = useState<BulkOutcome[]>();
   const [title, setTitle] = useState('');
   const [preauthorizing, setPreauthorizing] = useState(false);
+  const [uploading, setUploading] = useState(false);
 
   const decide = useMutation({
     mutationFn: async ({ verdict, ids }: { verdict: 'accept' | 'reject'; ids: number[] }) => {
@@ -89,9 +91,14 @@ export function PendingPage() {
     <Stack>
       <Group justify="space-between">
         <Title order={2}>Pending devices</Title>
-        <Button variant="light" onClick={() => setPreauthorizing(true)}>
-          Preauthorize a device
-        </Button>
+        <Group>
+          <Button variant="light" onClick={() => setPreauthorizing(true)}>
+            Preauthorize a device
+          </Button>
+          <Button variant="light" onClick={() => setUploading(true)}>
+            Upload a CSV…
+          </Button>
+        </Group>
       </Group>
       <Group align="flex-end">
         <Select
@@ -191,6 +198,7 @@ export function PendingPage() {
         onClose={() => setOutcomes(undefined)}
       />
       <Preauthorize opened={preauthorizing} onClose={() => setPreauthorizing(false)} />
+      <PreauthorizeCsv opened={uploading} onClose={() => setUploading(false)} />
     </Stack>
   );
 }
@@ -277,7 +285,8 @@ function Preauthorize({ opened, onClose }: { opened: boolean; onClose(): void })
           <TextInput label="Name (optional)" value={name} onChange={(e) => setName(e.currentTarget.value)} />
           <Text size="xs" c="dimmed">
             For many devices at once: <Code>npx fleetgate keygen --count 100 --prefix P --out keys/</Code>{' '}
-            then <Code>npx fleetgate preauth --csv keys/devices.csv --fleet &lt;fleet&gt;</Code>
+            then upload <Code>keys/devices.csv</Code> here (Upload a CSV…), or{' '}
+            <Code>npx fleetgate preauth --csv keys/devices.csv --fleet &lt;fleet&gt;</Code>
           </Text>
           {problem && <ErrorNotice error={new Error(problem)} title="Not preauthorized" />}
           {submit.isError && <ErrorNotice error={submit.error} />}

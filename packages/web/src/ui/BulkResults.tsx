@@ -34,7 +34,7 @@ export function BulkResults({
               <Table.Tr key={outcome.key}>
                 <Table.Td>{outcome.label}</Table.Td>
                 <Table.Td>
-                  <Badge color={outcome.ok ? 'green' : 'red'} variant="dot">
+                  <Badge color={outcome.ok ? 'green' : 'red'} variant="dot" miw="max-content">
                     {outcome.ok ? 'done' : 'failed'}
                   </Badge>
                 </Table.Td>

@@ -13,6 +13,7 @@ import * as deviceWeb from './0011_device_web.ts';
 import * as sealedSecrets from './0012_sealed_secrets.ts';
 import * as vpnPresence from './0013_vpn_presence.ts';
 import * as instances from './0014_instances.ts';
+import * as deviceStateSamples from './0015_device_state_samples.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -44,6 +45,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0012_sealed_secrets': sealedSecrets,
   '0013_vpn_presence': vpnPresence,
   '0014_instances': instances,
+  '0015_device_state_samples': deviceStateSamples,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -3,7 +3,7 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { deviceRefParam } from '../devices/routes.ts';
-import { listDeviceConnections } from './service.ts';
+import { listDeviceConnections, listStateHistory, STATE_HISTORY_DAYS } from './service.ts';
 
 const connectionSchema = z.object({
   id: z.number(),
@@ -15,6 +15,15 @@ const connectionSchema = z.object({
   agentVersion: z.string().nullable(),
   closeCode: z.number().nullable().describe('the tunnel close code (4000-4008), see the protocol'),
   closeReason: z.string().nullable(),
+});
+
+const bytesPair = z.object({ usedBytes: z.number(), totalBytes: z.number() }).nullable();
+const stateSampleSchema = z.object({
+  at: z.string(),
+  cpuPercent: z.number().nullable(),
+  memory: bytesPair,
+  disk: bytesPair,
+  temperatureCelsius: z.number().nullable(),
 });
 
 export function registerPresenceRoutes(app: TypedApp, deps: ServiceDeps): void {
@@ -30,5 +39,24 @@ export function registerPresenceRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request) => listDeviceConnections(deps, actorOf(request), request.params.device, request.query),
+  );
+  app.get(
+    '/api/v1/devices/:device/state-history',
+    {
+      schema: {
+        tags: ['devices'],
+        summary: `The numbers of a device's state reports over time (CPU, memory, disk, temperature), oldest first: at most one sample a minute, kept ${STATE_HISTORY_DAYS} days`,
+        params: z.object({ device: deviceRefParam }),
+        querystring: z.object({
+          since: z.coerce
+            .date()
+            .optional()
+            .describe('the oldest sample wanted (ISO 8601 time); default: 24 hours ago'),
+        }),
+        response: { 200: z.object({ since: z.string(), items: z.array(stateSampleSchema) }) },
+      },
+    },
+    async (request) =>
+      listStateHistory(deps, actorOf(request), request.params.device, request.query.since?.getTime()),
   );
 }

@@ -55,6 +55,9 @@ interface DeviceChange {
 
 /** Connection history rows kept, in days. */
 const HISTORY_DAYS = 90;
+/** State samples (the device page's charts) kept, in days: at most one per device per minute, ~10,000 a device. */
+export const STATE_HISTORY_DAYS = 7;
+const MINUTE_MS = 60_000;
 /** The close reason of a connection whose end nobody wrote: the instance holding it stopped without saying so. */
 const LOST = 'lost: the server holding the tunnel stopped';
 /** Rows per multi-row INSERT and ids per IN list: well under both dialects' parameter limits. */
@@ -368,6 +371,7 @@ async function writeBatch(
       await query.execute();
     }
   }
+  await writeStateSamples(trx, batch.changes);
   const seen = [...batch.seen];
   for (let i = 0; i < seen.length; i += CHUNK) {
     await trx
@@ -491,6 +495,43 @@ function deviceUpdates(changes: Map<number, DeviceChange>, instanceId: string): 
   return [...updates.values()];
 }
 
+/**
+ * The numbers of this batch's state reports, one sample per device and minute: a device reporting every second
+ * still adds one row a minute (the primary key keeps the first of each minute, across batches and restarts).
+ */
+async function writeStateSamples(trx: Db, changes: Map<number, DeviceChange>): Promise<void> {
+  const rows = [];
+  for (const [deviceId, change] of changes) {
+    if (!change.state) continue;
+    const { report, at } = change.state;
+    if (
+      report.cpuPercent === undefined &&
+      !report.memory &&
+      !report.disk &&
+      report.temperatureCelsius === undefined
+    )
+      continue;
+    rows.push({
+      device_id: deviceId,
+      minute: Math.floor(at / MINUTE_MS),
+      at,
+      cpu_percent: report.cpuPercent ?? null,
+      memory_used_bytes: report.memory ? Math.round(report.memory.usedBytes) : null,
+      memory_total_bytes: report.memory ? Math.round(report.memory.totalBytes) : null,
+      disk_used_bytes: report.disk ? Math.round(report.disk.usedBytes) : null,
+      disk_total_bytes: report.disk ? Math.round(report.disk.totalBytes) : null,
+      temperature_celsius: report.temperatureCelsius ?? null,
+    });
+  }
+  for (let i = 0; i < rows.length; i += CHUNK) {
+    await trx
+      .insertInto('device_state_samples')
+      .values(rows.slice(i, i + CHUNK))
+      .onConflict((oc) => oc.columns(['device_id', 'minute']).doNothing())
+      .execute();
+  }
+}
+
 function groupBy<T>(items: T[], keyOf: (item: T) => string): T[][] {
   const groups = new Map<string, T[]>();
   for (const item of items) {
@@ -505,7 +546,7 @@ function groupBy<T>(items: T[], keyOf: (item: T) => string): T[][] {
 /**
  * Connections the database holds open but nobody does: their instance stopped without writing the
  * disconnect (a crash), so their devices would look online forever. Live tunnels refresh last-seen with
- * every pong, so only lost ones go stale. Also drops history older than `HISTORY_DAYS`. Answers the devices
+ * every pong, so only lost ones go stale. Also drops history older than `HISTORY_DAYS` and state samples older than `STATE_HISTORY_DAYS`. Answers the devices
  * it took offline.
  */
 async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<number[]> {
@@ -571,6 +612,10 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where('connected_at', '<', now - HISTORY_DAYS * 24 * 3600 * 1000)
     .where('disconnected_at', 'is not', null)
     .execute();
+  await trx
+    .deleteFrom('device_state_samples')
+    .where('minute', '<', Math.floor((now - STATE_HISTORY_DAYS * 24 * 3600 * 1000) / MINUTE_MS))
+    .execute();
   return [...lost, ...lostVpn].map(({ id }) => id);
 }
 
@@ -631,5 +676,51 @@ export async function listDeviceConnections(
     total: Number(total),
     page: page.page,
     limit: page.limit,
+  };
+}
+
+export interface StateSampleView {
+  at: string;
+  cpuPercent: number | null;
+  memory: { usedBytes: number; totalBytes: number } | null;
+  disk: { usedBytes: number; totalBytes: number } | null;
+  temperatureCelsius: number | null;
+}
+
+/** Samples answered at most: 7 days of one a minute. */
+const MAX_SAMPLES = STATE_HISTORY_DAYS * 24 * 60;
+
+/**
+ * A device's state samples since `since` (epoch ms; default the last 24 hours), oldest first: at most one a
+ * minute, kept `STATE_HISTORY_DAYS` days, written in presence's batches (the newest may take a second to show).
+ */
+export async function listStateHistory(
+  deps: ServiceDeps,
+  actor: Actor,
+  ref: DeviceRef,
+  since: number | undefined,
+): Promise<{ since: string; items: StateSampleView[] }> {
+  const device = await deviceForAction(deps.db, actor, ref, 'device.read');
+  const from = since ?? Date.now() - 24 * 3600 * 1000;
+  const rows = await deps.db
+    .selectFrom('device_state_samples')
+    .selectAll()
+    .where('device_id', '=', device.id)
+    .where('minute', '>=', Math.floor(from / MINUTE_MS))
+    .where('at', '>=', from)
+    .orderBy('minute', 'asc')
+    .limit(MAX_SAMPLES)
+    .execute();
+  const pair = (used: number | null, total: number | null) =>
+    used === null || total === null ? null : { usedBytes: used, totalBytes: total };
+  return {
+    since: iso(from),
+    items: rows.map((r) => ({
+      at: iso(r.at),
+      cpuPercent: r.cpu_percent,
+      memory: pair(r.memory_used_bytes, r.memory_total_bytes),
+      disk: pair(r.disk_used_bytes, r.disk_total_bytes),
+      temperatureCelsius: r.temperature_celsius,
+    })),
   };
 }

@@ -1,0 +1,2 @@
+export { registerDashboardRoutes } from './routes.ts';
+export { type DashboardView, readDashboard } from './service.ts';
