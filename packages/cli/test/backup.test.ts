@@ -219,6 +219,9 @@ describe.runIf(canRoundTrip)('fleetgate backup while the server writes, then res
     // source has beyond it is only the fleets (and their audit events) acknowledged after the backup started.
     const restoredFleets = restoredTables.get('fleets')!.map((r) => JSON.parse(r).name as string);
     for (const [table, rows] of restoredTables) {
+      // The running instances and their heartbeats (every 2 s): the source's own row went when it stopped, and a
+      // server started on the restored data replaces the one in the backup.
+      if (table === 'instances') continue;
       const sourceRows = new Set(sourceTables.get(table));
       const changed = rows.filter((row) => !sourceRows.has(row));
       expect(changed, `rows of ${table} differ from the source`).toEqual([]);

@@ -93,7 +93,9 @@ describe('a server killed with SIGKILL', () => {
     // It went offline as of its last sign of life, before the crash, not at the restart.
     expect(Date.parse(history.items[0].disconnectedAt)).toBeLessThanOrEqual(killedAt);
     expect(shown.disconnectedAt).toBe(history.items[0].disconnectedAt);
-    expect(restarted.output()).toMatch(/1 device\(s\) still showed online from before this start/);
+    expect(restarted.output()).toMatch(
+      /1 device\(s\) still showed online through an instance that stopped without closing their links/,
+    );
 
     restarted.child.kill('SIGTERM');
     await once(restarted.child, 'exit');

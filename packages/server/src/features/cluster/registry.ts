@@ -67,11 +67,13 @@ export class InstanceRegistry {
     const dead: string[] = [];
     for (const other of others) {
       const stale = other.heartbeat_at < now - DEAD_AFTER_MS;
-      // A process on this machine that no longer exists held it: dead now, not in ten seconds. On SQLite, so is
-      // an app of this very process that did not stop (one instance per file: it cannot be serving).
+      // A process on this machine that no longer exists held it: dead now, not in ten seconds. On SQLite (a file
+      // on this machine) so is one of another machine (the file was copied or restored here), and an app of
+      // this very process that did not stop: one instance per file, it cannot be serving.
       const gone =
-        other.host === this.host &&
-        (!processExists(other.pid) || (dialect === 'sqlite' && other.pid === process.pid));
+        other.host === this.host
+          ? !processExists(other.pid) || (dialect === 'sqlite' && other.pid === process.pid)
+          : dialect === 'sqlite';
       if (stale || gone) dead.push(other.id);
       else if (dialect === 'sqlite') throw new SecondInstanceError(other);
     }
