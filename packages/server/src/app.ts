@@ -23,6 +23,7 @@ import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
+import { createMenderConnectHub, registerMenderConnect } from './features/mender-connect/index.ts';
 import { registerOpenSsh } from './features/openssh/index.ts';
 import { createVpnBackend, registerOpenVpn } from './features/openvpn/index.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
@@ -116,6 +117,8 @@ export async function buildApp({
   const tunnels = createTunnelHub(deps);
   // Devices' OpenVPN connections (FLEETGATE_VPN=on): another kind of link, after the agent's tunnel.
   const vpn = config.vpn ? createVpnBackend(deps, tunnels) : undefined;
+  // Stock Mender devices' mender-connect connections (their presence is written with the tunnels').
+  const menderConnect = createMenderConnectHub(deps, tunnels.presence);
   const streams = createStreamRouter(
     deps,
     vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)],
@@ -207,6 +210,8 @@ export async function buildApp({
   registerTunnel(app, tunnels);
   // The OpenVPN backend's processes and public port (FLEETGATE_VPN=on): started after the tunnel hub.
   registerOpenVpn(app, vpn);
+  // mender-connect devices' links (an upgrade endpoint), after the tunnel hub whose presence recorder they share.
+  registerMenderConnect(app, menderConnect);
   // The HTTP CONNECT proxy and the SSH gateway, each on its own listener
   // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
   registerConnectProxy(app, deps, streams, auth);

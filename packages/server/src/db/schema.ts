@@ -150,6 +150,9 @@ export interface DeviceTable {
   vpn_disconnected_at: number | null;
   /** The device's address on the VPN while it is connected through it. */
   vpn_address: string | null;
+  /** Presence through mender-connect (features/mender-connect): online through it while mender_connected_at is later. */
+  mender_connected_at: number | null;
+  mender_disconnected_at: number | null;
   /** The agent's last state report: JSON object. */
   state: string | null;
   state_reported_at: number | null;
@@ -276,7 +279,7 @@ export interface RecoveryCandidateTable {
 export interface DeviceConnectionTable {
   id: Generated<number>;
   device_id: number;
-  /** Which link: `tunnel` (the agent's WebSocket) or `vpn` (OpenVPN). */
+  /** Which link: `tunnel` (the agent's WebSocket), `vpn` (OpenVPN) or `mender-connect`. */
   link: Generated<string>;
   remote_address: string | null;
   agent_version: string | null;

@@ -1540,8 +1540,8 @@ export interface paths {
                                 attributes: {
                                     [key: string]: unknown;
                                 } | null;
-                                /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                                onlineVia: ("tunnel" | "vpn")[];
+                                /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                                onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                                 /** @description its VPN address while connected through OpenVPN */
                                 vpnAddress: string | null;
                                 /** @description last tunnel connect (presence is written about once a second) */
@@ -1618,8 +1618,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -1692,8 +1692,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -1789,8 +1789,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -2610,8 +2610,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -3383,10 +3383,10 @@ export interface paths {
                             items: {
                                 id: number;
                                 /**
-                                 * @description the agent's tunnel or OpenVPN
+                                 * @description the agent's tunnel, OpenVPN or mender-connect
                                  * @enum {string}
                                  */
-                                link: "tunnel" | "vpn";
+                                link: "tunnel" | "vpn" | "mender-connect";
                                 connectedAt: string;
                                 disconnectedAt: string | null;
                                 /** @description null while the connection is open */

@@ -12,6 +12,7 @@ import * as diagnostics from './0010_diagnostics.ts';
 import * as deviceWeb from './0011_device_web.ts';
 import * as sealedSecrets from './0012_sealed_secrets.ts';
 import * as vpnPresence from './0013_vpn_presence.ts';
+import * as menderConnectPresence from './0014_mender_connect_presence.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -42,6 +43,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0011_device_web': deviceWeb,
   '0012_sealed_secrets': sealedSecrets,
   '0013_vpn_presence': vpnPresence,
+  '0014_mender_connect_presence': menderConnectPresence,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -5,6 +5,7 @@ import { type Db, json } from '../../infra/db/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import type { Page, PageRequest, ServiceDeps } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import type { LinkKind } from '../devices/status.ts';
 
 /**
  * Presence (DESIGN section 6): the instance holding a device's tunnel is the source of truth; the database
@@ -14,13 +15,14 @@ import { type DeviceRef, deviceForAction } from '../devices/service.ts';
  */
 
 /**
- * One connection of a device as presence sees it: the agent's tunnel, or an OpenVPN client (`link: 'vpn'`,
- * features/openvpn). Fields are read at flush time (the agent version may arrive late).
+ * One connection of a device as presence sees it: the agent's tunnel, an OpenVPN client (`link: 'vpn'`,
+ * features/openvpn) or mender-connect (`link: 'mender-connect'`, features/mender-connect). Fields are read at
+ * flush time (the agent version may arrive late).
  */
 export interface PresenceConnection {
   readonly deviceId: number;
-  /** Which link; unset = the tunnel. Each link has its own online state: a device is online through either. */
-  readonly link?: 'tunnel' | 'vpn';
+  /** Which link; unset = the tunnel. Each link has its own online state: a device is online through any. */
+  readonly link?: LinkKind;
   /** The device's VPN address (a VPN connection). */
   readonly vpnAddress?: string;
   readonly connectedAt: number;
@@ -45,6 +47,8 @@ interface DeviceChange {
   vpnConnectedAt?: number;
   vpnDisconnectedAt?: number;
   vpnAddress?: string;
+  menderConnectedAt?: number;
+  menderDisconnectedAt?: number;
   agentVersion?: string;
   state?: { report: StateReport; at: number };
   applied?: { revision: number; error: string | null; at: number };
@@ -109,7 +113,8 @@ export class PresenceRecorder {
           sql<number>`case when connected_at > coalesce(disconnected_at, 0) then 1 else 0 end`.as('tunnel'),
         ])
         .where(
-          sql<SqlBool>`(connected_at > coalesce(disconnected_at, 0) or vpn_connected_at > coalesce(vpn_disconnected_at, 0))`,
+          sql<SqlBool>`(connected_at > coalesce(disconnected_at, 0) or vpn_connected_at > coalesce(vpn_disconnected_at, 0)
+            or mender_connected_at > coalesce(mender_disconnected_at, 0))`,
         )
         .execute();
       const ids = online.map((d) => d.id);
@@ -148,6 +153,14 @@ export class PresenceRecorder {
         })
         .where(sql<SqlBool>`vpn_connected_at > coalesce(vpn_disconnected_at, 0)`)
         .execute();
+      // So did the mender-connect links this run held.
+      await trx
+        .updateTable('devices')
+        .set({
+          mender_disconnected_at: sql<number>`case when last_seen_at > mender_connected_at then last_seen_at else mender_connected_at end`,
+        })
+        .where(sql<SqlBool>`mender_connected_at > coalesce(mender_disconnected_at, 0)`)
+        .execute();
       return ids;
     });
     if (deviceIds.length) {
@@ -175,6 +188,9 @@ export class PresenceRecorder {
       change.vpnConnectedAt = connection.connectedAt;
       change.vpnAddress = connection.vpnAddress ?? '';
       delete change.vpnDisconnectedAt;
+    } else if (connection.link === 'mender-connect') {
+      change.menderConnectedAt = connection.connectedAt;
+      delete change.menderDisconnectedAt;
     } else {
       change.connectedAt = connection.connectedAt;
       delete change.disconnectedAt;
@@ -200,6 +216,8 @@ export class PresenceRecorder {
     if (!current) return;
     const change = this.changeOf(connection.deviceId);
     if (connection.link === 'vpn') change.vpnDisconnectedAt = Math.max(at, connection.connectedAt);
+    else if (connection.link === 'mender-connect')
+      change.menderDisconnectedAt = Math.max(at, connection.connectedAt);
     else change.disconnectedAt = Math.max(at, connection.connectedAt);
   }
 
@@ -363,6 +381,14 @@ async function writeBatch(
       set.vpn_address = null;
       set.last_seen_at = Math.max(change.vpnDisconnectedAt, (set.last_seen_at as number | undefined) ?? 0);
     }
+    if (change.menderConnectedAt !== undefined) {
+      set.mender_connected_at = change.menderConnectedAt;
+      set.last_seen_at = Math.max(change.menderConnectedAt, (set.last_seen_at as number | undefined) ?? 0);
+    }
+    if (change.menderDisconnectedAt !== undefined) {
+      set.mender_disconnected_at = change.menderDisconnectedAt;
+      set.last_seen_at = Math.max(change.menderDisconnectedAt, (set.last_seen_at as number | undefined) ?? 0);
+    }
     if (change.agentVersion !== undefined) set.agent_version = change.agentVersion.slice(0, 128);
     if (change.state) {
       set.state = json.encode(change.state.report);
@@ -432,6 +458,14 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where(sql<SqlBool>`coalesce(last_seen_at, vpn_connected_at) < ${cutoff}`)
     .returning('id')
     .execute();
+  // mender-connect links refresh last-seen at every answered ping (features/mender-connect): the same rule.
+  const lostMender = await trx
+    .updateTable('devices')
+    .set({ mender_disconnected_at: now })
+    .where(sql<SqlBool>`mender_connected_at > coalesce(mender_disconnected_at, 0)`)
+    .where(sql<SqlBool>`coalesce(last_seen_at, mender_connected_at) < ${cutoff}`)
+    .returning('id')
+    .execute();
   // Open rows of devices that are not online, or that connected again since.
   await trx
     .updateTable('device_connections')
@@ -470,6 +504,19 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
               ),
           ),
         ]),
+        eb.and([
+          eb('link', '=', 'mender-connect'),
+          eb(
+            'device_id',
+            'in',
+            eb
+              .selectFrom('devices')
+              .select('devices.id')
+              .where(
+                sql<SqlBool>`devices.mender_connected_at <= coalesce(devices.mender_disconnected_at, 0) or devices.mender_connected_at > device_connections.connected_at`,
+              ),
+          ),
+        ]),
       ]),
     )
     .execute();
@@ -478,12 +525,12 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where('connected_at', '<', now - HISTORY_DAYS * 24 * 3600 * 1000)
     .where('disconnected_at', 'is not', null)
     .execute();
-  return [...lost, ...lostVpn].map(({ id }) => id);
+  return [...lost, ...lostVpn, ...lostMender].map(({ id }) => id);
 }
 
 export interface ConnectionView {
   id: number;
-  link: 'tunnel' | 'vpn';
+  link: LinkKind;
   connectedAt: string;
   disconnectedAt: string | null;
   /** Null while the connection is open. */
@@ -526,7 +573,7 @@ export async function listDeviceConnections(
   return {
     items: rows.map((r) => ({
       id: r.id,
-      link: r.link === 'vpn' ? 'vpn' : 'tunnel',
+      link: r.link === 'vpn' || r.link === 'mender-connect' ? r.link : 'tunnel',
       connectedAt: iso(r.connected_at),
       disconnectedAt: iso(r.disconnected_at),
       durationMs: r.duration_ms,

@@ -1,0 +1,18 @@
+import type { Kysely } from 'kysely';
+import type { MigrationContext } from './index.ts';
+
+/**
+ * mender-connect devices (issue 20): a device may be online through mender-connect's deviceconnect link
+ * (`GET /api/devices/v1/deviceconnect/connect`), beside the agent's tunnel and OpenVPN. Its presence has columns
+ * of its own (online through it while `mender_connected_at` is later than `mender_disconnected_at`); its
+ * connections go in the history with `link = 'mender-connect'`.
+ */
+export async function up(db: Kysely<unknown>, { bigint }: MigrationContext): Promise<void> {
+  await db.schema.alterTable('devices').addColumn('mender_connected_at', bigint).execute();
+  await db.schema.alterTable('devices').addColumn('mender_disconnected_at', bigint).execute();
+}
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  await db.schema.alterTable('devices').dropColumn('mender_disconnected_at').execute();
+  await db.schema.alterTable('devices').dropColumn('mender_connected_at').execute();
+}

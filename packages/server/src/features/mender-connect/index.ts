@@ -1,0 +1,28 @@
+import type { TypedApp } from '../../infra/http/index.ts';
+import type { ServiceDeps } from '../../infra/service/index.ts';
+import type { PresenceRecorder } from '../presence/service.ts';
+import { MenderConnectHub, type MenderConnectOptions } from './connections.ts';
+
+export { MenderConnectHub, type MenderConnectOptions } from './connections.ts';
+
+/**
+ * mender-connect (issue 20): stock Mender devices reached like agent devices. Devices connect to
+ * `GET /api/devices/v1/deviceconnect/connect` with their device JWT; the hub holds their connections and writes
+ * their presence (link `mender-connect`); `menderConnectLinks` makes them links of the stream router.
+ */
+export function createMenderConnectHub(
+  deps: ServiceDeps,
+  presence: PresenceRecorder,
+  options: Omit<MenderConnectOptions, 'presence'> = {},
+): MenderConnectHub {
+  return new MenderConnectHub(deps, { presence, ...options });
+}
+
+/** Serves the device endpoint (always at the server's root, where mender-connect looks for it). */
+export function registerMenderConnect(app: TypedApp, hub: MenderConnectHub): void {
+  app.upgrades.route(/^\/api\/devices\/v1\/deviceconnect\/connect$/, (request, socket, head) =>
+    hub.deviceUpgrade(request, socket, head),
+  );
+  app.addHook('onReady', async () => hub.start());
+  app.addHook('preClose', async () => hub.close());
+}
