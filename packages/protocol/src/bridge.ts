@@ -34,8 +34,15 @@ export function bridge(a: Duplex, b: Duplex): Promise<void> {
     let closed = 0;
     const abort = (target: Duplex, error: Error) => {
       if (target.destroyed) return;
-      if (isResettable(target)) target.resetAndDestroy();
-      else target.destroy(error);
+      if (isResettable(target)) {
+        // A TLS socket has the method but throws ERR_INVALID_HANDLE_TYPE (only a plain TCP handle can send a
+        // RST): it is destroyed instead.
+        try {
+          target.resetAndDestroy();
+          return;
+        } catch {}
+      }
+      target.destroy(error);
     };
     const watch = (self: Duplex, other: Duplex) => {
       // Registered before anything can fail, so that no error is ever unhandled.

@@ -23,7 +23,11 @@ import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
-import { createMenderConnectHub, registerMenderConnect } from './features/mender-connect/index.ts';
+import {
+  createMenderConnectHub,
+  menderConnectLinks,
+  registerMenderConnect,
+} from './features/mender-connect/index.ts';
 import { registerOpenSsh } from './features/openssh/index.ts';
 import { createVpnBackend, registerOpenVpn } from './features/openvpn/index.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
@@ -117,12 +121,12 @@ export async function buildApp({
   const tunnels = createTunnelHub(deps);
   // Devices' OpenVPN connections (FLEETGATE_VPN=on): another kind of link, after the agent's tunnel.
   const vpn = config.vpn ? createVpnBackend(deps, tunnels) : undefined;
-  // Stock Mender devices' mender-connect connections (their presence is written with the tunnels').
+  // Stock Mender devices' mender-connect links: another kind of link, after the agent's tunnel and OpenVPN.
   const menderConnect = createMenderConnectHub(deps, tunnels.presence);
-  const streams = createStreamRouter(
-    deps,
-    vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)],
-  );
+  const streams = createStreamRouter(deps, [
+    ...(vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)]),
+    menderConnectLinks(menderConnect),
+  ]);
   // Backups the server makes by itself (FLEETGATE_BACKUP_INTERVAL): off unless set.
   const backups =
     config.backupInterval === undefined

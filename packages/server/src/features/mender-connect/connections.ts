@@ -215,9 +215,16 @@ export class MenderConnection implements PresenceConnection {
     for (const session of sessions) session.connectionClosed(reason);
   }
 
+  /**
+   * Why fleetgate closed the connection, when it did: recorded as its end rather than what the device (or the
+   * mender client's local proxy in front of it) answers in its closing frame.
+   */
+  closedWith: { code: number; reason: string } | undefined;
+
   /** Closes the connection with `close`, destroying the socket if the device does not answer soon. */
   close(close: { code: number; reason: string }): void {
     if (this.ws.readyState === this.ws.CLOSED) return;
+    this.closedWith ??= close;
     this.ws.close(close.code, close.reason);
     setTimeout(() => this.ws.terminate(), CLOSE_FLUSH_MS).unref();
   }
@@ -353,9 +360,9 @@ export class MenderConnectHub {
       this.all.delete(connection);
       const current = this.devices.get(connection.deviceId) === connection;
       if (current) this.devices.delete(connection.deviceId);
-      const text = reason.toString() || `closed (${code})`;
-      connection.ended(text);
-      this.options.presence.disconnected(connection, { code, reason: text }, current);
+      const end = connection.closedWith ?? { code, reason: reason.toString() || `closed (${code})` };
+      connection.ended(end.reason);
+      this.options.presence.disconnected(connection, end, current);
     });
   }
 

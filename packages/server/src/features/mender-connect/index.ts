@@ -4,6 +4,7 @@ import type { PresenceRecorder } from '../presence/service.ts';
 import { MenderConnectHub, type MenderConnectOptions } from './connections.ts';
 
 export { MenderConnectHub, type MenderConnectOptions } from './connections.ts';
+export { menderConnectLinks } from './links.ts';
 
 /**
  * mender-connect (issue 20): stock Mender devices reached like agent devices. Devices connect to

@@ -1,0 +1,284 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dialectUnderTest } from '../harness.ts';
+import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
+import { clientOptions, keygen, run } from '../ssh/openssh-tools.ts';
+import {
+  canRunMenderConnect,
+  createMenderDevice,
+  type MenderConnectRun,
+  type MenderDevice,
+  runMender,
+  startMenderConnect,
+  whyMenderConnectCannotRun,
+} from './mender-device.ts';
+
+/**
+ * A stock Mender device — the real Debian mender-client 3.4 and mender-connect 2.1, with the D-Bus system bus
+ * mender-connect gets its JWT over (how they run: ./mender-device.ts) — enrolled with Mender's own management
+ * calls, then reached like an agent device: `ssh user+device@gateway` runs a command in its shell, `fleetgate
+ * tunnel` forwards a port to it, an administrator ends a session, decommission drops its link.
+ */
+
+const DEVAUTH = '/api/management/v2/devauth';
+const cliBin = path.resolve(import.meta.dirname, '../../../cli/bin/fleetgate.js');
+
+if (!canRunMenderConnect) console.warn(`SKIPPED mender-connect tests: ${whyMenderConnectCannotRun}`);
+
+// CI (.ci/run sets CI=1) installs the packages and runs as root: there, a missing one is a failure.
+describe.runIf(!canRunMenderConnect && process.env.CI)('mender-connect prerequisites', () => {
+  it('are present on CI', () => {
+    expect.fail(`the mender-connect tests cannot run: ${whyMenderConnectCannotRun}`);
+  });
+});
+
+/** Waits until `read` answers something `ok` accepts, polling; answers the last value read. */
+async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let value = await read();
+  while (!ok(value) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    value = await read();
+  }
+  return value;
+}
+
+describe.skipIf(!canRunMenderConnect)(`mender-connect 2.1 through fleetgate (${dialectUnderTest})`, () => {
+  let server: ListeningServer;
+  let work: string;
+  let device: MenderDevice;
+  let connect: MenderConnectRun;
+  let uuid: string;
+  let adminKey: string;
+  let web: http.Server;
+  let webPort: number;
+  const children: ChildProcess[] = [];
+
+  const api = (method: string, url: string, body?: unknown) =>
+    requestJson(`${server.url}${url}`, {
+      method,
+      token: server.adminToken,
+      ca: fs.readFileSync(server.caFile!),
+      ...(body ? { body } : {}),
+    });
+  const ssh = (command: string[], extra: string[] = []) =>
+    run('ssh', [
+      ...clientOptions(adminKey),
+      ...extra,
+      '-p',
+      String(server.server.sshPort),
+      `admin+${uuid}@127.0.0.1`,
+      ...command,
+    ]);
+  const deviceView = async () => (await api('GET', `/api/v1/devices/${uuid}`)).body;
+
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-mender-connect-'));
+    server = await startListeningServer({ tls: true, flags: { presenceFlushMs: 200 } });
+    const port = new URL(server.url).port;
+    adminKey = await keygen(work, 'id_admin');
+    const key = await api('POST', '/api/v1/ssh-keys', {
+      publicKey: fs.readFileSync(`${adminKey}.pub`, 'utf8'),
+    });
+    expect(key.status, key.text).toBe(201);
+    web = http.createServer((request, response) =>
+      response.end(`hello from the mender device: ${request.url}\n`),
+    );
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    webPort = (web.address() as net.AddressInfo).port;
+
+    // The Mender flow, as Mender's docs run it: the device asks, an admin accepts its auth set, the device is in.
+    device = createMenderDevice({
+      dir: path.join(work, 'device'),
+      identityLines: [
+        `mac=02:mc:${randomBytes(2)
+          .toString('hex')
+          .replace(/(..)(..)/, '$1:$2')}:00:01`,
+      ],
+      serverUrl: `https://localhost:${port}`,
+      caFile: server.caFile!,
+      inventoryId: 1,
+    });
+    const first = await runMender(device, 'bootstrap');
+    expect(first.code, first.output).not.toBe(0);
+    const pending = await api('GET', `${DEVAUTH}/devices?status=pending`);
+    expect(pending.status, pending.text).toBe(200);
+    expect(pending.body).toHaveLength(1);
+    const [{ id, auth_sets }] = pending.body;
+    const accepted = await api('PUT', `${DEVAUTH}/devices/${id}/auth/${auth_sets[0].id}/status`, {
+      status: 'accepted',
+    });
+    expect(accepted.status, accepted.text).toBe(204);
+    const second = await runMender(device, 'bootstrap');
+    expect(second.code, second.output).toBe(0);
+    const acceptedDevice = await api('GET', `${DEVAUTH}/devices?status=accepted`);
+    uuid = acceptedDevice.body[0].id;
+    expect(uuid).toMatch(/^[0-9a-f]{32}$/);
+
+    connect = startMenderConnect(device);
+    const online = await eventually(deviceView, (d) => d.onlineVia?.includes('mender-connect'), 60_000);
+    expect(online.onlineVia, connect.output()).toEqual(['mender-connect']);
+    expect(online.status).toBe('online');
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await connect?.stop();
+    web?.close();
+    await server?.close();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  }, 30_000);
+
+  it('runs `uname -a` on the device through ssh user+device@gateway, with its exit code', async () => {
+    const uname = await ssh(['uname', '-a']);
+    expect(uname.code, `${uname.stderr}\n${connect.output().slice(-2000)}`).toBe(0);
+    const local = await run('uname', ['-a']);
+    // The namespace shares the machine's kernel: the same line, and nothing else (no prompt, no echo).
+    expect(uname.stdout).toBe(local.stdout);
+    const failing = await ssh(['echo out; exit 3']);
+    expect(failing).toMatchObject({ code: 3, stdout: 'out\n' });
+    // The session is recorded as every other: surface ssh, the command, the end.
+    const sessions = await api('GET', `/api/v1/sessions?device=${uuid}&surface=ssh&limit=10`);
+    expect(sessions.body.items.map((s: { target: string }) => s.target)).toContain('uname -a');
+  }, 60_000);
+
+  it('gives a shell in a terminal (PTY and its size) to ssh -tt', async () => {
+    const shell = await run(
+      'ssh',
+      [...clientOptions(adminKey), '-tt', '-p', String(server.server.sshPort), `admin+${uuid}@127.0.0.1`],
+      { input: 'stty size; tty; exit\n' },
+    );
+    expect(shell.stdout).toMatch(/\/dev\/pts\/\d+/);
+    expect(shell.stdout).toMatch(/\d+ \d+/);
+  }, 60_000);
+
+  /** `fleetgate tunnel <uuid> 0:<port>` as its own process; answers the local port it forwards from. */
+  const startTunnel = async (port: number): Promise<string> => {
+    const tunnel = spawn(
+      process.execPath,
+      [cliBin, 'tunnel', uuid, `0:${port}`, '--server', server.url, '--token', server.adminToken],
+      {
+        env: { PATH: process.env.PATH, HOME: work, NODE_EXTRA_CA_CERTS: server.caFile },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    children.push(tunnel);
+    let output = '';
+    const collect = (c: Buffer) => {
+      output += c.toString();
+    };
+    tunnel.stdout.on('data', collect);
+    tunnel.stderr.on('data', collect);
+    const local = await eventually(
+      async () => /forwarding 127\.0\.0\.1:(\d+)/.exec(output)?.[1],
+      (found) => found !== undefined,
+      60_000,
+    );
+    if (!local) throw new Error(`fleetgate tunnel did not start: ${output}`);
+    return local;
+  };
+
+  it('forwards a port with fleetgate tunnel: pages from the device, and 400 KiB echoed intact', async () => {
+    const echo = http.createServer((request, response) => request.pipe(response));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    try {
+      const ports = await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [webPort, echoPort] });
+      expect(ports.status, ports.text).toBe(200);
+      const local = await startTunnel(webPort);
+      for (const page of ['/first', '/second']) {
+        const answer = await requestJson(`http://127.0.0.1:${local}${page}`);
+        expect(answer.text).toBe(`hello from the mender device: ${page}\n`);
+      }
+      // Many 8 KiB messages each way, each waiting for its acknowledgement.
+      const big = randomBytes(200 * 1024).toString('hex');
+      const echoLocal = await startTunnel(echoPort);
+      const echoed = await run(
+        'curl',
+        [
+          '--silent',
+          '--show-error',
+          '--max-time',
+          '60',
+          '--data-binary',
+          '@-',
+          `http://127.0.0.1:${echoLocal}/`,
+        ],
+        { input: big },
+      );
+      expect(echoed.code, echoed.stderr).toBe(0);
+      expect(echoed.stdout.length).toBe(big.length);
+      expect(echoed.stdout === big).toBe(true);
+    } finally {
+      echo.close();
+    }
+  }, 120_000);
+
+  it('ends a session on the device when an administrator terminates it', async () => {
+    const marker = 4000 + Math.floor(Math.random() * 999);
+    const held = run('ssh', [
+      ...clientOptions(adminKey),
+      '-p',
+      String(server.server.sshPort),
+      `admin+${uuid}@127.0.0.1`,
+      `sleep ${marker}`,
+    ]);
+    const live = await eventually(
+      async () =>
+        (await api('GET', `/api/v1/sessions?device=${uuid}&surface=ssh&limit=20`)).body.items as {
+          id: string;
+          target: string;
+          live: boolean;
+        }[],
+      (items) => items.some((s) => s.live && s.target === `sleep ${marker}`),
+    );
+    const session = live.find((s) => s.live && s.target === `sleep ${marker}`)!;
+    expect(session).toBeDefined();
+    expect((await run('pgrep', ['-f', `sleep ${marker}`])).code).toBe(0);
+    const ended = await api('POST', `/api/v1/sessions/${session.id}/terminate`, {});
+    expect(ended.status, ended.text).toBeLessThan(300);
+    const result = await held;
+    expect(result.code).not.toBe(0);
+    // The shell on the device stopped with it (mender-connect's `stop`), the command with its terminal.
+    const gone = await eventually(
+      async () => (await run('pgrep', ['-f', `sleep ${marker}`])).code,
+      (code) => code === 1,
+      10_000,
+    );
+    expect(gone).toBe(1);
+  }, 60_000);
+
+  it('drops the deviceconnect link within a second of a decommission', async () => {
+    const started = Date.now();
+    const gone = await api('DELETE', `${DEVAUTH}/devices/${uuid}`);
+    expect(gone.status).toBe(204);
+    const history = await eventually(
+      async () =>
+        (await api('GET', `/api/v1/devices/${uuid}/connections?limit=5`)).body.items as {
+          link: string;
+          disconnectedAt: string | null;
+          closeReason: string | null;
+        }[],
+      (items) =>
+        items.some(
+          (c) =>
+            c.link === 'mender-connect' &&
+            c.disconnectedAt !== null &&
+            c.closeReason === 'the device was decommissioned',
+        ),
+      5_000,
+    );
+    const closed = history.find((c) => c.closeReason === 'the device was decommissioned');
+    expect(closed).toBeDefined();
+    expect(Date.parse(closed!.disconnectedAt!) - started).toBeLessThan(1000);
+    const refused = await ssh(['true']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/decommissioned/);
+  }, 30_000);
+});
