@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
@@ -218,6 +218,52 @@ describe.skipIf(!canRunMenderConnect)(`mender-connect 2.1 through fleetgate (${d
     } finally {
       echo.close();
     }
+  }, 120_000);
+
+  it('copies a file both ways (file transfer over mender-connect) with equal SHA-256, and says why one is missing', async () => {
+    const content = randomBytes(300 * 1024 + 123);
+    const sha = createHash('sha256').update(content).digest('hex');
+    const onDevice = path.join(work, 'uploaded.bin');
+    const url = (file: string) =>
+      `${server.url}/api/v1/devices/${uuid}/files?path=${encodeURIComponent(file)}`;
+    const curlAs = (args: string[], input?: Buffer) =>
+      new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve) => {
+        const child = spawn('curl', [
+          '--silent',
+          '--show-error',
+          '--cacert',
+          server.caFile!,
+          '-H',
+          `Authorization: Bearer ${server.adminToken}`,
+          ...args,
+        ]);
+        const out: Buffer[] = [];
+        let stderr = '';
+        child.stdout.on('data', (c: Buffer) => out.push(c));
+        child.stderr.on('data', (c: Buffer) => {
+          stderr += c.toString();
+        });
+        child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }));
+        child.stdin.end(input);
+      });
+    const up = await curlAs(
+      ['-X', 'PUT', '--data-binary', '@-', '-H', `X-Content-SHA256: ${sha}`, url(onDevice)],
+      content,
+    );
+    expect(up.code, up.stderr).toBe(0);
+    expect(JSON.parse(up.stdout.toString())).toMatchObject({ size: content.length, sha256: sha });
+    // The device's disk (its mount namespace shares this directory) holds exactly those bytes.
+    expect(createHash('sha256').update(fs.readFileSync(onDevice)).digest('hex')).toBe(sha);
+
+    const down = await curlAs(['--dump-header', path.join(work, 'headers.txt'), url(onDevice)]);
+    expect(down.code, down.stderr).toBe(0);
+    expect(createHash('sha256').update(down.stdout).digest('hex')).toBe(sha);
+    expect(fs.readFileSync(path.join(work, 'headers.txt'), 'utf8')).toMatch(
+      new RegExp(`x-content-sha256: ${sha}`, 'i'),
+    );
+
+    const missing = await curlAs(['--write-out', '%{http_code}', url(path.join(work, 'no-such-file'))]);
+    expect(missing.stdout.toString()).toMatch(/404$/);
   }, 120_000);
 
   it('ends a session on the device when an administrator terminates it', async () => {
