@@ -6,6 +6,7 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { dialectUnderTest } from '../harness.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
 import { clientOptions, keygen, run } from '../ssh/openssh-tools.ts';
@@ -219,6 +220,50 @@ describe.skipIf(!canRunMenderConnect)(`mender-connect 2.1 through fleetgate (${d
       echo.close();
     }
   }, 120_000);
+
+  it('reaches a device web page through the CONNECT proxy (curl -x), over port forwarding', async () => {
+    await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [webPort] });
+    const key = await api('POST', '/api/v1/api-keys', { name: 'proxy' });
+    expect(key.status, key.text).toBe(201);
+    const answer = await run('curl', [
+      '--silent',
+      '--show-error',
+      '-x',
+      `http://127.0.0.1:${server.server.proxyPort}`,
+      '-U',
+      `admin@example.test:${key.body.key}`,
+      `http://${uuid}.devices:${webPort}/via-proxy`,
+    ]);
+    expect(answer.stderr).toBe('');
+    expect(answer.stdout).toBe('hello from the mender device: /via-proxy\n');
+  }, 60_000);
+
+  it('opens the web terminal on the device: output, input, resize', async () => {
+    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/api/v1/devices/${uuid}/terminal`, {
+      headers: { authorization: `Bearer ${server.adminToken}` },
+      ca: fs.readFileSync(server.caFile!),
+    });
+    let output = '';
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) output += data.toString('utf8');
+    });
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    ws.send(JSON.stringify({ type: 'resize', cols: 123, rows: 45 }));
+    // The resize reaches the shell's terminal before the command that reads it (one ordered connection).
+    ws.send(Buffer.from('stty size; echo marker-$((6*7))\n'));
+    const seen = await eventually(
+      async () => output,
+      (text) => text.includes('marker-42'),
+      15_000,
+    );
+    expect(seen).toMatch(/45 123/);
+    ws.send(Buffer.from('exit\n'));
+    expect(await closed).toBeGreaterThan(0);
+  }, 60_000);
 
   it('copies a file both ways (file transfer over mender-connect) with equal SHA-256, and says why one is missing', async () => {
     const content = randomBytes(300 * 1024 + 123);
