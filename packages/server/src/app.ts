@@ -151,6 +151,7 @@ export async function buildApp({
       registerDatabaseMetrics(registry, database);
       if (certificates) registerCertificateMetrics(registry, certificates);
       tunnels.registerMetrics(registry);
+      menderConnect.registerMetrics(registry);
       streams.metrics.register(registry);
       backups?.registerMetrics(registry);
       vpn?.registerMetrics(registry);

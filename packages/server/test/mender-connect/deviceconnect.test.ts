@@ -79,7 +79,8 @@ describe(`the deviceconnect endpoint (${dialectUnderTest})`, () => {
   };
 
   beforeAll(async () => {
-    server = await startListeningServer({ flags: { presenceFlushMs: 100 } });
+    // Pings every 300 ms, so a silent device is closed within a second (twice the interval without a sign of life).
+    server = await startListeningServer({ flags: { presenceFlushMs: 100, tunnelPingIntervalMs: 300 } });
     wsUrl = `${server.url.replace(/^http/, 'ws')}/api/devices/v1/deviceconnect/connect`;
     const fleet = await api('POST', '/api/v1/fleets', {
       orgId: 1,
@@ -108,6 +109,10 @@ describe(`the deviceconnect endpoint (${dialectUnderTest})`, () => {
       (s) => s.status === 'online',
     );
     expect(online).toMatchObject({ status: 'online', onlineVia: ['mender-connect'] });
+    const metrics = await fetch(`${server.url}/metrics`, {
+      headers: { authorization: `Bearer ${server.adminToken}` },
+    });
+    expect(await metrics.text()).toMatch(/^fleetgate_mender_connect_links 1$/m);
     // The device's session handshake and ping are answered as Mender's server answers them.
     const answers: unknown[] = [];
     ws.on('message', (data: Buffer) => answers.push(unpack(data)));
@@ -155,6 +160,35 @@ describe(`the deviceconnect endpoint (${dialectUnderTest})`, () => {
     // The server is still there for the next device.
     const again = await connected(device.jwt);
     again.close();
+  });
+
+  it('pings the device; one that answers stays, one that goes silent is closed with a reason', async () => {
+    const device = await enrolledDevice();
+    const answering = await connected(device.jwt);
+    let pings = 0;
+    answering.on('ping', () => {
+      pings += 1;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(pings).toBeGreaterThan(1);
+    expect(answering.readyState).toBe(WebSocket.OPEN);
+    answering.close();
+    // A device whose socket stops reading (and answering): ws answers pings itself, so pause the socket.
+    const silent = await connected(device.jwt);
+    (silent as unknown as { _socket: { pause(): void } })._socket.pause();
+    const started = Date.now();
+    // The paused socket reads no close frame: the server's end shows in the connection history.
+    const history = await eventually(
+      async () => (await api('GET', `/api/v1/devices/${device.uuid}/connections?limit=1`)).body.items,
+      (items: { closeReason: string | null }[]) => items[0]?.closeReason === 'no answer to pings',
+    );
+    expect(history[0]).toMatchObject({
+      link: 'mender-connect',
+      closeCode: 4000,
+      closeReason: 'no answer to pings',
+    });
+    expect(Date.now() - started).toBeLessThan(3000);
+    silent.terminate();
   });
 
   it('a newer connection of the device replaces the older one', async () => {

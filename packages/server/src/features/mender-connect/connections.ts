@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import client from 'prom-client';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
@@ -384,6 +385,19 @@ export class MenderConnectHub {
       credential.type === 'device_token' ||
       (!revoked.tokensOnly && (revoked.keyId === undefined || revoked.keyId === credential.id));
     if (affected) connection.close(CloseReason.revoked);
+  }
+
+  /** The gauge on the server's /metrics: mender-connect devices connected to this instance. */
+  registerMetrics(registry: client.Registry): void {
+    const hub = this;
+    new client.Gauge({
+      name: 'fleetgate_mender_connect_links',
+      help: 'mender-connect devices connected to this instance (GET /api/devices/v1/deviceconnect/connect)',
+      registers: [registry],
+      collect() {
+        this.set(hub.count);
+      },
+    });
   }
 
   /** One timer for every connection: pings those due, closes those silent too long. */

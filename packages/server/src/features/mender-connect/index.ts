@@ -16,7 +16,15 @@ export function createMenderConnectHub(
   presence: PresenceRecorder,
   options: Omit<MenderConnectOptions, 'presence'> = {},
 ): MenderConnectHub {
-  return new MenderConnectHub(deps, { presence, ...options });
+  // Mender's deviceconnect pings every 30 s and gives up after 60 s: the tunnel's interval (30 s by default), and
+  // twice that.
+  const pingIntervalMs = deps.config.tunnelPingIntervalMs;
+  return new MenderConnectHub(deps, {
+    presence,
+    pingIntervalMs,
+    silenceTimeoutMs: 2 * pingIntervalMs,
+    ...options,
+  });
 }
 
 /** Serves the device endpoint (always at the server's root, where mender-connect looks for it). */
