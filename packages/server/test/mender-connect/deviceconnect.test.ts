@@ -191,6 +191,20 @@ describe(`the deviceconnect endpoint (${dialectUnderTest})`, () => {
     silent.terminate();
   });
 
+  it("rejecting the device's auth set closes its link with the reason; its token is then refused", async () => {
+    const device = await enrolledDevice();
+    const ws = await connected(device.jwt);
+    const closed = closeOf(ws);
+    const shown = await api('GET', `${DEVAUTH}/devices/${device.uuid}`);
+    const set = shown.body.auth_sets[0];
+    const rejected = await api('PUT', `${DEVAUTH}/devices/${device.uuid}/auth/${set.id}/status`, {
+      status: 'rejected',
+    });
+    expect(rejected.status, rejected.text).toBe(204);
+    expect(await closed).toMatchObject({ code: 4002, reason: 'the device credential was revoked' });
+    expect(await connect(device.jwt)).toMatchObject({ status: 401 });
+  });
+
   it('a newer connection of the device replaces the older one', async () => {
     const device = await enrolledDevice();
     const first = await connected(device.jwt);
