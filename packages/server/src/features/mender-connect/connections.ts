@@ -68,6 +68,11 @@ export class MenderConnection implements PresenceConnection {
   private readonly sessions = new Map<string, SessionHandler>();
   /** Sessions whose person-side buffers are full: the device's socket is not read meanwhile. */
   private readonly holding = new Set<string>();
+  /** Sessions waiting for the device's `accept` (or `error`) to their `open`. */
+  private readonly handshakes = new Map<
+    string,
+    { accept(protocols: number[]): void; refuse(reason: string): void }
+  >();
   closed = false;
 
   constructor(
@@ -120,15 +125,18 @@ export class MenderConnection implements PresenceConnection {
    */
   handshake(sid: string): Promise<number[]> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `the device did not answer the session handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s`,
-            ),
+      if (this.closed) {
+        reject(new Error('the device disconnected'));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.handshakes.delete(sid);
+        reject(
+          new Error(
+            `the device did not answer the session handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s`,
           ),
-        HANDSHAKE_TIMEOUT_MS,
-      );
+        );
+      }, HANDSHAKE_TIMEOUT_MS);
       this.handshakes.set(sid, {
         accept: (protocols) => {
           clearTimeout(timer);
@@ -147,11 +155,6 @@ export class MenderConnection implements PresenceConnection {
       });
     });
   }
-
-  private readonly handshakes = new Map<
-    string,
-    { accept(protocols: number[]): void; refuse(reason: string): void }
-  >();
 
   /** Stops reading the device while `holder`'s person-side buffer is full (a slow person's terminal). */
   hold(holder: string): void {

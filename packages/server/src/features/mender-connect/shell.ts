@@ -101,6 +101,10 @@ export class ShellStream extends Duplex implements SessionHandler {
 
   private spawn(): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (this.connection.closed) {
+        reject(new StreamError(StreamErrorCode.connectionClosed, 'the device disconnected'));
+        return;
+      }
       const timer = setTimeout(
         () => reject(new StreamError(StreamErrorCode.timeout, 'the device did not start a shell in time')),
         SPAWN_TIMEOUT_MS,
