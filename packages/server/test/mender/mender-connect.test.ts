@@ -9,7 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { dialectUnderTest } from '../harness.ts';
 import { type ListeningServer, requestJson, startListeningServer } from '../listening.ts';
-import { clientOptions, keygen, run } from '../ssh/openssh-tools.ts';
+import {
+  clientOptions,
+  freePort,
+  keygen,
+  run,
+  sshJump,
+  startSshd,
+  untilListening,
+} from '../ssh/openssh-tools.ts';
 import {
   canRunMenderConnect,
   createMenderDevice,
@@ -220,6 +228,35 @@ describe.skipIf(!canRunMenderConnect)(`mender-connect 2.1 through fleetgate (${d
       echo.close();
     }
   }, 120_000);
+
+  it("reaches the device's own sshd with ssh -J through the gateway, over port forwarding", async () => {
+    const sshdPort = await freePort();
+    fs.copyFileSync(`${adminKey}.pub`, path.join(work, 'authorized_keys'));
+    const sshd = await startSshd(work, sshdPort, 'device_host_key', [
+      `AuthorizedKeysFile ${path.join(work, 'authorized_keys')}`,
+      'UsePAM no',
+      'StrictModes no',
+      'PermitRootLogin yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'LogLevel ERROR',
+    ]);
+    children.push(sshd);
+    await untilListening(sshdPort, 'the device sshd');
+    await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [sshdPort] });
+    const answer = await sshJump(
+      work,
+      {
+        key: adminKey,
+        login: 'admin',
+        gateway: `127.0.0.1:${server.server.sshPort}`,
+        target: uuid,
+        port: sshdPort,
+      },
+      ['echo', 'hello-from', '$((6*7))'],
+    );
+    expect(answer, answer.stderr).toMatchObject({ code: 0, stdout: 'hello-from 42\n' });
+  }, 60_000);
 
   it('reaches a device web page through the CONNECT proxy (curl -x), over port forwarding', async () => {
     await api('PUT', `/api/v1/devices/${uuid}/allowed-ports`, { ports: [webPort] });
