@@ -179,6 +179,42 @@ describe(`a hand-played mender-connect device through the router (${dialectUnder
     expect(answer.stdout).toMatch(/connection refused/);
   });
 
+  it('answers file transfer refusals as the agent does: a directory 409, a denied write 403', async () => {
+    play = (message, send) => {
+      const { hdr } = message;
+      if (hdr.proto === 0xffff && hdr.typ === 'open')
+        send({
+          hdr: { proto: 0xffff, typ: 'accept', sid: hdr.sid },
+          body: pack({ version: 1, protocols: [2, 3] }),
+        });
+      // A directory: Go's os.ModeDir (1 << 31) with its permissions.
+      if (hdr.proto === 2 && hdr.typ === 'stat')
+        send({
+          hdr: { proto: 2, typ: 'file_info', sid: hdr.sid },
+          body: pack({ path: '/etc', mode: 2 ** 31 + 0o755, size: 4096 }),
+        });
+      if (hdr.proto === 2 && hdr.typ === 'put_file')
+        send({
+          hdr: { proto: 2, typ: 'error', sid: hdr.sid },
+          body: pack({
+            err: 'failed to create target file: open /root/x: permission denied',
+            msgtype: 'put_file',
+          }),
+        });
+    };
+    const url = (file: string) => `/api/v1/devices/${uuid}/files?path=${encodeURIComponent(file)}`;
+    const directory = await api('GET', url('/etc'));
+    expect(directory.status, directory.text).toBe(409);
+    expect(directory.text).toMatch(/not a regular file/);
+    const denied = await fetch(`${server.url}${url('/root/x')}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${server.adminToken}` },
+      body: 'some bytes',
+    });
+    expect(denied.status).toBe(403);
+    expect(await denied.text()).toMatch(/permission denied/);
+  });
+
   it('refuses sftp with a reason: mender-connect has no such service', async () => {
     play = () => {};
     const result = await run(
