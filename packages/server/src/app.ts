@@ -216,7 +216,7 @@ export async function buildApp({
   // The OpenVPN backend's processes and public port (FLEETGATE_VPN=on): started after the tunnel hub.
   registerOpenVpn(app, vpn);
   // mender-connect devices' links (an upgrade endpoint), after the tunnel hub whose presence recorder they share.
-  registerMenderConnect(app, menderConnect);
+  registerMenderConnect(app, deps, menderConnect, streams, auth, () => tunnels.stopping);
   // The HTTP CONNECT proxy and the SSH gateway, each on its own listener
   // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
   registerConnectProxy(app, deps, streams, auth);

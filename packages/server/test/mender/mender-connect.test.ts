@@ -348,6 +348,29 @@ describe.skipIf(!canRunMenderConnect)(`mender-connect 2.1 through fleetgate (${d
     expect(missing.stdout.toString()).toMatch(/404$/);
   }, 120_000);
 
+  it('opens a terminal with mender-cli (Mender deviceconnect management API), through the router', async () => {
+    const cli = (args: string[], input?: string) =>
+      run(
+        'mender-cli',
+        [
+          '--server',
+          server.url.replace('127.0.0.1', 'localhost'),
+          '--skip-verify',
+          '--token-value',
+          server.adminToken,
+          ...args,
+        ],
+        { ...(input === undefined ? {} : { input }), timeoutMs: 30_000 },
+      );
+    const terminal = await cli(['terminal', uuid], 'echo from-mender-cli-$((6*7))\nexit\n');
+    expect(terminal.stdout, terminal.stderr).toMatch(/from-mender-cli-42/);
+    const sessions = await api('GET', `/api/v1/sessions?device=${uuid}&surface=mender-cli&limit=5`);
+    expect(sessions.body.items).toHaveLength(1);
+    // A device nobody may see is not found, before any WebSocket.
+    const unknown = await cli(['terminal', '0'.repeat(32)]);
+    expect(unknown.code).not.toBe(0);
+  }, 60_000);
+
   it('ends a session on the device when an administrator terminates it', async () => {
     const marker = 4000 + Math.floor(Math.random() * 999);
     const held = run('ssh', [

@@ -27,12 +27,14 @@ export const canRunMender =
 const hasCommand = (name: string) =>
   spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).status === 0;
 
-export const MENDER_CONNECT_PACKAGES = 'mender-connect dbus';
+export const MENDER_CONNECT_PACKAGES = 'mender-connect dbus mender-cli';
 /**
  * Whether this machine can run mender-connect devices: mender-client's conditions, plus mender-connect and a D-Bus
- * daemon (mender-connect asks the mender daemon for the device JWT over the system bus).
+ * daemon (mender-connect asks the mender daemon for the device JWT over the system bus), and mender-cli (the
+ * person's side of Mender's terminal).
  */
-export const canRunMenderConnect = canRunMender && hasCommand('mender-connect') && hasCommand('dbus-daemon');
+export const canRunMenderConnect =
+  canRunMender && hasCommand('mender-connect') && hasCommand('dbus-daemon') && hasCommand('mender-cli');
 
 /** Why `canRunMender` is false, for the skip message. */
 export const whyMenderCannotRun = hasMender

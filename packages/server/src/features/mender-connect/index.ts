@@ -1,7 +1,10 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import type { AuthService } from '../auth/service.ts';
 import type { PresenceRecorder } from '../presence/service.ts';
+import type { StreamRouter } from '../remote-access/index.ts';
 import { MenderConnectHub, type MenderConnectOptions } from './connections.ts';
+import { registerMenderCli } from './mender-cli.ts';
 
 export { MenderConnectHub, type MenderConnectOptions } from './connections.ts';
 export { menderConnectLinks } from './links.ts';
@@ -27,8 +30,19 @@ export function createMenderConnectHub(
   });
 }
 
-/** Serves the device endpoint (always at the server's root, where mender-connect looks for it). */
-export function registerMenderConnect(app: TypedApp, hub: MenderConnectHub): void {
+/**
+ * Serves the device endpoint (always at the server's root, where mender-connect looks for it), and Mender's
+ * deviceconnect management API for `mender-cli terminal` (through the stream router, like every surface).
+ */
+export function registerMenderConnect(
+  app: TypedApp,
+  deps: ServiceDeps,
+  hub: MenderConnectHub,
+  router: StreamRouter,
+  auth: AuthService,
+  stopping: () => boolean,
+): void {
+  registerMenderCli(app, deps, hub, router, auth, stopping);
   app.upgrades.route(/^\/api\/devices\/v1\/deviceconnect\/connect$/, (request, socket, head) =>
     hub.deviceUpgrade(request, socket, head),
   );
