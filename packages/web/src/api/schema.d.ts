@@ -3646,7 +3646,7 @@ export interface paths {
                     device?: string;
                     /** @description true: only live sessions; false: only ended ones */
                     live?: "true" | "false";
-                    /** @description only one surface: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                    /** @description only one surface: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                     surface?: string;
                     /** @description e-mail of who opened the sessions */
                     user?: string;
@@ -3678,7 +3678,7 @@ export interface paths {
                                     id: number | null;
                                     label: string;
                                 };
-                                /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                                /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                                 surface: string;
                                 /** @description the device port; null when the target is not a port */
                                 port: number | null;
@@ -3755,7 +3755,7 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             };
-                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                             surface: string;
                             /** @description the device port; null when the target is not a port */
                             port: number | null;
@@ -3829,7 +3829,7 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             };
-                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                             surface: string;
                             /** @description the device port; null when the target is not a port */
                             port: number | null;

@@ -35,6 +35,7 @@ export const sessionSurfaces = [
   'diagnostics',
   'vnc',
   'files',
+  'mender-cli',
 ] as const;
 export type SessionSurface = (typeof sessionSurfaces)[number];
 
