@@ -21,7 +21,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { WebSocket } from 'ws';
 import {
   canRunMenderConnect,
   createMenderDevice,
@@ -29,7 +28,8 @@ import {
   runMender,
   startMenderConnect,
   whyMenderConnectCannotRun,
-} from '../../packages/server/test/mender/mender-device.ts';
+} from '@fleetgate/server/test/mender/mender-device.ts';
+import { WebSocket } from 'ws';
 import { CLI_BIN } from '../lib/bins.ts';
 import { download, startByteService, upload } from '../lib/byte-service.ts';
 import { percentile } from '../lib/figures.ts';
