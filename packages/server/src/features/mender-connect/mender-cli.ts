@@ -15,6 +15,7 @@ import {
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import type { AuthService } from '../auth/service.ts';
 import { parseDeviceRef } from '../devices/service.ts';
+import { onlineLinks } from '../devices/status.ts';
 import { type ExecOutput, ExecPeer, type FoundDevice, type StreamRouter } from '../remote-access/index.ts';
 import { recordsSessions, SessionRecorder } from '../sessions/index.ts';
 import type { MenderConnectHub } from './connections.ts';
@@ -111,17 +112,21 @@ export function registerMenderCli(
   });
 }
 
+/** Online through any link, by the one status rule (devices/status.ts). */
 async function isOnline(deps: ServiceDeps, deviceId: number): Promise<boolean> {
   const row = await deps.db
     .selectFrom('devices')
-    .select(['connected_at', 'disconnected_at', 'vpn_connected_at', 'vpn_disconnected_at'])
+    .select([
+      'connected_at',
+      'disconnected_at',
+      'vpn_connected_at',
+      'vpn_disconnected_at',
+      'mender_connected_at',
+      'mender_disconnected_at',
+    ])
     .where('id', '=', deviceId)
     .executeTakeFirst();
-  if (!row) return false;
-  return (
-    (row.connected_at ?? 0) > (row.disconnected_at ?? 0) ||
-    (row.vpn_connected_at ?? 0) > (row.vpn_disconnected_at ?? 0)
-  );
+  return row !== undefined && onlineLinks(row).length > 0;
 }
 
 /** One mender-cli connection: its messages until a `new` opens the terminal, then the terminal's. */
