@@ -37,8 +37,15 @@ export function bridge(a: Duplex, b: Duplex): Promise<void> {
       // Not once its sending side has ended: while its FIN is on its way, libuv refuses the reset (EINVAL) and
       // Node then never closes the socket, so this bridge would wait for its close forever. Closing it plainly
       // still ends the connection (with a reset from the kernel if bytes were left unread).
-      if (isResettable(target) && !target.writableEnded) target.resetAndDestroy();
-      else target.destroy(error);
+      if (isResettable(target) && !target.writableEnded) {
+        // A TLS socket has the method but throws ERR_INVALID_HANDLE_TYPE (only a plain TCP handle can send a
+        // RST): it is destroyed instead.
+        try {
+          target.resetAndDestroy();
+          return;
+        } catch {}
+      }
+      target.destroy(error);
     };
     const watch = (self: Duplex, other: Duplex) => {
       // Registered before anything can fail, so that no error is ever unhandled.

@@ -26,6 +26,11 @@ import { registerFleetRoutes } from './features/fleets/routes.ts';
 import { registerLiveEvents } from './features/live/index.ts';
 import { registerMemberRoutes } from './features/members/routes.ts';
 import { registerMenderRoutes } from './features/mender/routes.ts';
+import {
+  createMenderConnectHub,
+  menderConnectLinks,
+  registerMenderConnect,
+} from './features/mender-connect/index.ts';
 import { registerOpenSsh } from './features/openssh/index.ts';
 import { createVpnBackend, registerOpenVpn } from './features/openvpn/index.ts';
 import { registerOrgRoutes } from './features/orgs/routes.ts';
@@ -120,7 +125,12 @@ export async function buildApp({
   const tunnels = createTunnelHub(deps);
   // Devices' OpenVPN connections (FLEETGATE_VPN=on): another kind of link, after the agent's tunnel.
   const vpn = config.vpn ? createVpnBackend(deps, tunnels) : undefined;
-  const localLinks = vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)];
+  // Stock Mender devices' mender-connect links: another kind of link, after the agent's tunnel and OpenVPN.
+  const menderConnect = createMenderConnectHub(deps, tunnels.presence);
+  const localLinks = [
+    ...(vpn ? [tunnelLinks(tunnels), vpn.links()] : [tunnelLinks(tunnels)]),
+    menderConnectLinks(menderConnect),
+  ];
   // Other instances on the same database, and the devices they hold (FLEETGATE_INTERNAL_PORT): reached through them.
   const cluster = createCluster(deps, {
     dialect: database.dialect,
@@ -156,6 +166,7 @@ export async function buildApp({
       registerDatabaseMetrics(registry, database);
       if (certificates) registerCertificateMetrics(registry, certificates);
       tunnels.registerMetrics(registry);
+      menderConnect.registerMetrics(registry);
       streams.metrics.register(registry);
       backups?.registerMetrics(registry);
       vpn?.registerMetrics(registry);
@@ -224,6 +235,8 @@ export async function buildApp({
   registerTunnel(app, tunnels);
   // The OpenVPN backend's processes and public port (FLEETGATE_VPN=on): started after the tunnel hub.
   registerOpenVpn(app, vpn);
+  // mender-connect devices' links (an upgrade endpoint), after the tunnel hub whose presence recorder they share.
+  registerMenderConnect(app, deps, menderConnect, streams, auth, () => tunnels.stopping);
   // The HTTP CONNECT proxy and the SSH gateway, each on its own listener
   // (startServer starts them); OpenSSH mode (its routes and the bastion's upgrade endpoint).
   registerConnectProxy(app, deps, streams, auth);

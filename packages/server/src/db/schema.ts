@@ -171,6 +171,11 @@ export interface DeviceTable {
   tunnel_instance: string | null;
   /** The instance holding the device's OpenVPN connection (written with `vpn_connected_at`). */
   vpn_instance: string | null;
+  /** Presence through mender-connect (features/mender-connect): online through it while mender_connected_at is later. */
+  mender_connected_at: number | null;
+  mender_disconnected_at: number | null;
+  /** The instance holding the device's mender-connect link (written with `mender_connected_at`). */
+  mender_instance: string | null;
   /** The agent's last state report: JSON object. */
   state: string | null;
   state_reported_at: number | null;
@@ -297,7 +302,7 @@ export interface RecoveryCandidateTable {
 export interface DeviceConnectionTable {
   id: Generated<number>;
   device_id: number;
-  /** Which link: `tunnel` (the agent's WebSocket) or `vpn` (OpenVPN). */
+  /** Which link: `tunnel` (the agent's WebSocket), `vpn` (OpenVPN) or `mender-connect`. */
   link: Generated<string>;
   remote_address: string | null;
   agent_version: string | null;

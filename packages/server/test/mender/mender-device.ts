@@ -24,6 +24,18 @@ export const canRunMender =
   ) &&
   spawnSync('unshare', ['-m', 'true']).status === 0;
 
+const hasCommand = (name: string) =>
+  spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).status === 0;
+
+export const MENDER_CONNECT_PACKAGES = 'mender-connect dbus mender-cli';
+/**
+ * Whether this machine can run mender-connect devices: mender-client's conditions, plus mender-connect and a D-Bus
+ * daemon (mender-connect asks the mender daemon for the device JWT over the system bus), and mender-cli (the
+ * person's side of Mender's terminal).
+ */
+export const canRunMenderConnect =
+  canRunMender && hasCommand('mender-connect') && hasCommand('dbus-daemon') && hasCommand('mender-cli');
+
 /** Why `canRunMender` is false, for the skip message. */
 export const whyMenderCannotRun = hasMender
   ? 'cannot unshare a mount namespace (run as root)'
@@ -142,6 +154,109 @@ export function startMenderDaemon(
     output += c.toString();
   });
   return { child, output: () => output };
+}
+
+/** Why `canRunMenderConnect` is false, for the skip message. */
+export const whyMenderConnectCannotRun = !canRunMender
+  ? whyMenderCannotRun
+  : `install the Debian packages ${MENDER_CONNECT_PACKAGES}`;
+
+/** A running mender-connect device: its D-Bus, mender daemon and mender-connect, in one mount namespace. */
+export interface MenderConnectRun {
+  child: ChildProcess;
+  /** What the three printed so far. */
+  output(): string;
+  /** Stops the three (their process group: TERM, then KILL after 2 s) and waits for the end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `device` as a stock Mender device with remote access: a private D-Bus system bus (a socket in the device's
+ * directory, a policy that lets root own Mender's name), `mender daemon` (it serves the device JWT on
+ * `io.mender.Authentication1` and proxies mender-connect's WebSocket to the server with its own TLS settings),
+ * and `mender-connect daemon` with `connectConfig` merged over a root shell. All in the device's mount namespace,
+ * in a process group of their own.
+ */
+export function startMenderConnect(
+  device: MenderDevice,
+  connectConfig: Record<string, unknown> = {},
+): MenderConnectRun {
+  const bus = path.join(device.dir, 'system_bus_socket');
+  const dbusConf = path.join(device.dir, 'dbus.conf');
+  fs.writeFileSync(
+    dbusConf,
+    [
+      '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"',
+      ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">',
+      '<busconfig>',
+      '  <type>system</type>',
+      `  <listen>unix:path=${bus}</listen>`,
+      '  <auth>EXTERNAL</auth>',
+      '  <policy context="default">',
+      '    <allow user="*"/>',
+      '    <allow own="*"/>',
+      '    <allow send_destination="*"/>',
+      '    <allow receive_sender="*"/>',
+      '  </policy>',
+      '</busconfig>',
+      '',
+    ].join('\n'),
+  );
+  const conf = JSON.parse(fs.readFileSync(device.conf, 'utf8'));
+  fs.writeFileSync(device.conf, JSON.stringify({ ...conf, DBus: { Enabled: true } }));
+  const connectConf = path.join(device.dir, 'mender-connect.conf');
+  fs.writeFileSync(
+    connectConf,
+    JSON.stringify({ ShellCommand: '/bin/bash', User: 'root', ...connectConfig }),
+  );
+  const script = [
+    `mount --bind '${device.dir}/identity' /usr/share/mender/identity`,
+    `mount --bind '${device.dir}/inventory' /usr/share/mender/inventory`,
+    `mount --bind '${device.dir}/etc' /etc/mender`,
+    `export DBUS_SYSTEM_BUS_ADDRESS='unix:path=${bus}'`,
+    `rm -f '${bus}'`,
+    `dbus-daemon --config-file='${dbusConf}' --nofork --nopidfile &`,
+    `for i in $(seq 100); do [ -S '${bus}' ] && break; sleep 0.05; done`,
+    `mender --no-syslog -c '${device.conf}' -d '${device.dataDir}' daemon &`,
+    `mender-connect --config '${connectConf}' --debug daemon &`,
+    'wait',
+  ].join('\n');
+  const child = spawn('unshare', ['-m', 'sh', '-c', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  const collect = (c: Buffer) => {
+    output += c.toString();
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    output: () => output,
+    async stop() {
+      const group = -(child.pid ?? 0);
+      if (!child.pid) return;
+      try {
+        process.kill(group, 'SIGTERM');
+      } catch {
+        return;
+      }
+      const timer = setTimeout(() => {
+        try {
+          process.kill(group, 'SIGKILL');
+        } catch {}
+      }, 2000);
+      await exited;
+      // The shell ends first; its children (the three daemons) may still be on their way out.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      try {
+        process.kill(group, 'SIGKILL');
+      } catch {}
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** Forgets the device token the client stored, so the next bootstrap asks the server again. */

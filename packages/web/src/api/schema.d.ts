@@ -1540,8 +1540,8 @@ export interface paths {
                                 attributes: {
                                     [key: string]: unknown;
                                 } | null;
-                                /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                                onlineVia: ("tunnel" | "vpn")[];
+                                /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                                onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                                 /** @description its VPN address while connected through OpenVPN */
                                 vpnAddress: string | null;
                                 /** @description last tunnel connect (presence is written about once a second) */
@@ -1618,8 +1618,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -1692,8 +1692,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -1789,8 +1789,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -2610,8 +2610,8 @@ export interface paths {
                             attributes: {
                                 [key: string]: unknown;
                             } | null;
-                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, or both */
-                            onlineVia: ("tunnel" | "vpn")[];
+                            /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
+                            onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
                             /** @description its VPN address while connected through OpenVPN */
                             vpnAddress: string | null;
                             /** @description last tunnel connect (presence is written about once a second) */
@@ -3383,10 +3383,10 @@ export interface paths {
                             items: {
                                 id: number;
                                 /**
-                                 * @description the agent's tunnel or OpenVPN
+                                 * @description the agent's tunnel, OpenVPN or mender-connect
                                  * @enum {string}
                                  */
-                                link: "tunnel" | "vpn";
+                                link: "tunnel" | "vpn" | "mender-connect";
                                 connectedAt: string;
                                 disconnectedAt: string | null;
                                 /** @description null while the connection is open */
@@ -3776,7 +3776,7 @@ export interface paths {
                     device?: string;
                     /** @description true: only live sessions; false: only ended ones */
                     live?: "true" | "false";
-                    /** @description only one surface: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                    /** @description only one surface: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                     surface?: string;
                     /** @description e-mail of who opened the sessions */
                     user?: string;
@@ -3808,7 +3808,7 @@ export interface paths {
                                     id: number | null;
                                     label: string;
                                 };
-                                /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                                /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                                 surface: string;
                                 /** @description the device port; null when the target is not a port */
                                 port: number | null;
@@ -3885,7 +3885,7 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             };
-                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                             surface: string;
                             /** @description the device port; null when the target is not a port */
                             port: number | null;
@@ -3959,7 +3959,7 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             };
-                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files */
+                            /** @description how the person came: tunnel, connect, ssh, openssh, terminal, web, diagnostics, vnc, files, mender-cli */
                             surface: string;
                             /** @description the device port; null when the target is not a port */
                             port: number | null;

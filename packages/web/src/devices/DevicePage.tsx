@@ -400,10 +400,17 @@ function DeviceHeader({ device }: { device: Device }) {
   );
 }
 
-/** The links the device is online through: its agent's tunnel, OpenVPN (with its VPN address), or both. */
+/** How each kind of link reads in the connection history. */
+const linkLabels = { tunnel: 'agent tunnel', vpn: 'OpenVPN', 'mender-connect': 'mender-connect' } as const;
+
+/** The links the device is online through: its agent's tunnel, OpenVPN (with its VPN address), mender-connect. */
 function onlineVia(device: Device): string {
   const links = device.onlineVia.map((link) =>
-    link === 'vpn' ? `OpenVPN${device.vpnAddress ? ` (${device.vpnAddress})` : ''}` : 'agent tunnel',
+    link === 'vpn'
+      ? `OpenVPN${device.vpnAddress ? ` (${device.vpnAddress})` : ''}`
+      : link === 'mender-connect'
+        ? 'mender-connect'
+        : 'agent tunnel',
   );
   return links.length ? links.join(' and ') : '—';
 }
@@ -448,7 +455,7 @@ function Connections({ device }: { device: Device }) {
             {page.items.map((c) => (
               <Table.Tr key={c.id}>
                 <Table.Td>{when(c.connectedAt)}</Table.Td>
-                <Table.Td>{c.link === 'vpn' ? 'OpenVPN' : 'agent tunnel'}</Table.Td>
+                <Table.Td>{linkLabels[c.link]}</Table.Td>
                 <Table.Td>
                   {c.disconnectedAt ? (
                     duration(c.durationMs)

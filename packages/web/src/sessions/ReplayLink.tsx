@@ -2,7 +2,7 @@ import type { Session } from '../api/client.ts';
 import { ButtonLink } from '../ui/links.tsx';
 
 /** Surfaces whose sessions are shells, the only ones recorded. */
-const recordedSurfaces: readonly string[] = ['ssh', 'terminal'];
+const recordedSurfaces: readonly string[] = ['ssh', 'terminal', 'mender-cli'];
 
 /** Whether a session may have a recording (a shell; whether one was kept is known only on asking for it). */
 export function mayHaveRecording(session: Session): boolean {

@@ -45,6 +45,7 @@ const surfaces = [
   { value: 'diagnostics', label: 'diagnostics' },
   { value: 'vnc', label: 'vnc (web)' },
   { value: 'files', label: 'files (transfers)' },
+  { value: 'mender-cli', label: 'mender-cli (terminal)' },
 ];
 
 /** People's sessions to the organization's devices: live ones (which admins may end) and the record of past ones. */

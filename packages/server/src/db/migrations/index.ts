@@ -14,6 +14,7 @@ import * as sealedSecrets from './0012_sealed_secrets.ts';
 import * as vpnPresence from './0013_vpn_presence.ts';
 import * as instances from './0014_instances.ts';
 import * as deviceStateSamples from './0015_device_state_samples.ts';
+import * as menderConnectPresence from './0016_mender_connect_presence.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -46,6 +47,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0013_vpn_presence': vpnPresence,
   '0014_instances': instances,
   '0015_device_state_samples': deviceStateSamples,
+  '0016_mender_connect_presence': menderConnectPresence,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -7,7 +7,7 @@ import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertRoomForDevice, insertDevice } from '../devices/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
+import { defaultFleetFor, fleetForAction } from '../fleets/service.ts';
 import { type Identity, identityOf, nameFromIdentity, parsePublicKey } from './keys.ts';
 
 /**
@@ -272,6 +272,13 @@ export async function setAuthSetStatus(
   status: 'accepted' | 'rejected' | 'pending',
   fleetId?: number | undefined,
 ): Promise<AuthSetView> {
+  // A new device accepted without a fleet named, in an organization without fleets: its default fleet, made now.
+  let fleetHint = fleetId;
+  if (status === 'accepted' && fleetHint === undefined) {
+    const set = await authSetForAction(deps.db, actor, id);
+    if (set.fleet_id === null && set.device_id === null)
+      fleetHint = await defaultFleetFor(deps, actor, set.org_id);
+  }
   const tokensRevokedOf = await write(
     deps,
     actor,
@@ -281,7 +288,7 @@ export async function setAuthSetStatus(
     },
     async (trx) => {
       const set = await authSetForAction(trx, actor, id);
-      const { details } = await applyStatus(trx, actor, set, status, fleetId);
+      const { details } = await applyStatus(trx, actor, set, status, fleetHint);
       const revoked = set.status === 'accepted' && status !== 'accepted' ? set.device_id : null;
       return { value: revoked, orgId: set.org_id, resourceId: set.id, details };
     },

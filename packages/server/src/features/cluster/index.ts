@@ -2,7 +2,7 @@ import type { OpenTarget } from '@fleetgate/protocol';
 import { StreamError, StreamErrorCode } from '@fleetgate/protocol';
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { DeviceLinks } from '../remote-access/index.ts';
+import type { DeviceLinks, LinkOpener } from '../remote-access/index.ts';
 import { InternalLinkServer } from './internal-link.ts';
 import { otherInstancesLinks } from './links.ts';
 import { InstanceRegistry } from './registry.ts';
@@ -43,7 +43,7 @@ export function createCluster(deps: ServiceDeps, options: ClusterOptions): Clust
           instanceId,
           secret,
           log,
-          openLocal: (device, target) => openLocally(options.localLinks, device, target),
+          openLocal: (device, target, opener) => openLocally(options.localLinks, device, target, opener),
         })
       : undefined;
   let internalPort: number | undefined;
@@ -103,10 +103,11 @@ async function openLocally(
   links: readonly DeviceLinks[],
   device: { id: number; uuid: string },
   target: OpenTarget,
+  opener: LinkOpener | undefined,
 ) {
   for (const kind of links) {
     const link = await kind.linkOf(device);
-    if (link) return link.open(target);
+    if (link) return link.open(target, opener);
   }
   throw new StreamError(StreamErrorCode.unreachable, 'the device has no link to this instance any more');
 }

@@ -11,6 +11,7 @@ import {
 } from '@fleetgate/protocol';
 import { z } from 'zod';
 import type { Logger } from '../../infra/logging/index.ts';
+import type { LinkOpener } from '../remote-access/index.ts';
 
 /**
  * The internal link between instances (issue 19): when a person's stream lands on instance A and the device's
@@ -40,8 +41,8 @@ const requestBodySchema = z.strictObject({
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
   device: z.strictObject({ id: z.number().int().positive(), uuid: z.string().min(1).max(64) }),
   target: openTargetSchema,
-  /** The session the stream belongs to (recorded by the sending instance), for the receiver's log. */
-  session: z.string().max(64).optional(),
+  /** Who the stream opens for (`LinkOpener` of remote-access), for links whose device wants to know. */
+  opener: z.strictObject({ userId: z.string().min(1).max(128) }).optional(),
 });
 export type InternalStreamRequest = z.infer<typeof requestBodySchema>;
 
@@ -58,7 +59,11 @@ export interface InternalLinkServerOptions {
   secret: string;
   log: Logger;
   /** Opens the stream over this instance's own link to the device; rejects with a `StreamError`. */
-  openLocal(device: { id: number; uuid: string }, target: OpenTarget): Promise<Duplex>;
+  openLocal(
+    device: { id: number; uuid: string },
+    target: OpenTarget,
+    opener: LinkOpener | undefined,
+  ): Promise<Duplex>;
 }
 
 /** The receiving end: a TCP server on the internal port. */
@@ -160,7 +165,7 @@ export class InternalLinkServer {
   private async relay(socket: net.Socket, request: InternalStreamRequest): Promise<void> {
     let stream: Duplex;
     try {
-      stream = await this.options.openLocal(request.device, request.target);
+      stream = await this.options.openLocal(request.device, request.target, request.opener);
     } catch (err) {
       const code = err instanceof StreamError ? err.code : StreamErrorCode.internal;
       const reason = err instanceof StreamError ? err.reason : 'the stream could not be opened';

@@ -181,6 +181,8 @@ function selfQueryOf(db: Db) {
       'disconnected_at',
       'vpn_connected_at',
       'vpn_disconnected_at',
+      'mender_connected_at',
+      'mender_disconnected_at',
     ])
     .where('id', '=', 0)
     .compile();

@@ -15,7 +15,7 @@ import {
   setDeviceTag,
   updateDevice,
 } from './service.ts';
-import { deviceStatuses } from './status.ts';
+import { deviceStatuses, linkKinds } from './status.ts';
 import { DeviceTotals } from './totals.ts';
 
 export const deviceSchema = z.object({
@@ -32,8 +32,8 @@ export const deviceSchema = z.object({
   /** Inventory attributes the device reported (Mender `PUT /api/devices/v1/inventory/device/attributes`). */
   attributes: z.record(z.string(), z.unknown()).nullable(),
   onlineVia: z
-    .array(z.enum(['tunnel', 'vpn']))
-    .describe("the links the device is online through: its agent's tunnel, OpenVPN, or both"),
+    .array(z.enum(linkKinds))
+    .describe("the links the device is online through: its agent's tunnel, OpenVPN, mender-connect"),
   vpnAddress: z.string().nullable().describe('its VPN address while connected through OpenVPN'),
   connectedAt: z
     .string()

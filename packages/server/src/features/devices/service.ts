@@ -14,6 +14,7 @@ import { bumpVariablesRevision } from '../variables/changes.ts';
 import {
   type DeviceStatus,
   deviceStatus,
+  type LinkKind,
   onlineLinks,
   pendingAuthExpression,
   statusCondition,
@@ -33,8 +34,8 @@ export interface DeviceView {
   tags: Record<string, string>;
   /** Inventory attributes reported by the device (name → value), or null before its first report. */
   attributes: Record<string, unknown> | null;
-  /** The links the device is online through now: its agent's `tunnel`, `vpn` (OpenVPN), or both. */
-  onlineVia: ('tunnel' | 'vpn')[];
+  /** The links the device is online through now: its agent's `tunnel`, `vpn` (OpenVPN), `mender-connect`. */
+  onlineVia: LinkKind[];
   /** Its address on the VPN while it is connected through OpenVPN. */
   vpnAddress: string | null;
   /** Presence: the last tunnel connect and disconnect, and the last sign of life (written in batches). */
@@ -653,7 +654,7 @@ export interface DevicePresence {
   orgId: number;
   fleetId: number;
   status: DeviceStatus;
-  onlineVia: ('tunnel' | 'vpn')[];
+  onlineVia: LinkKind[];
   vpnAddress: string | null;
   connectedAt: string | null;
   disconnectedAt: string | null;
@@ -679,6 +680,8 @@ export async function devicePresence(db: Db, ids: readonly number[]): Promise<De
         'vpn_connected_at',
         'vpn_disconnected_at',
         'vpn_address',
+        'mender_connected_at',
+        'mender_disconnected_at',
         'last_seen_at',
         'decommissioned_at',
       ])

@@ -4,8 +4,8 @@ import { type RawBuilder, type SqlBool, sql } from 'kysely';
  * A device's status, computed here and only here and shown everywhere. In order of precedence:
  *
  * - `decommissioned`: an admin decommissioned it;
- * - `online`: it holds a tunnel or an OpenVPN connection (for either link, its last connect is later than its last
- *   disconnect; presence is written in batches, so a connect shows here about a second later; `onlineLinks` says
+ * - `online`: it holds a tunnel, an OpenVPN connection or a mender-connect link (for any link, its last connect is
+ *   later than its last disconnect; presence is written in batches, so a connect shows here about a second later; `onlineLinks` says
  *   through which);
  * - `pending`: it waits for an admin: it has a pending auth set, no accepted or preauthorized one and no live
  *   device key (e.g. an accepted set was put back to pending);
@@ -25,6 +25,8 @@ export interface StatusFacts {
   disconnected_at?: number | null;
   vpn_connected_at?: number | null;
   vpn_disconnected_at?: number | null;
+  mender_connected_at?: number | null;
+  mender_disconnected_at?: number | null;
   /** 1 (or true) when the device waits for an admin to accept an auth set: see `pendingAuthExpression`. */
   pending_auth?: number | boolean | null;
 }
@@ -33,17 +35,24 @@ export function deviceStatus(device: StatusFacts): DeviceStatus {
   if (device.decommissioned_at !== null && device.decommissioned_at !== undefined) return 'decommissioned';
   if (onlineLinks(device).length) return 'online';
   if (device.pending_auth) return 'pending';
-  if (device.connected_at != null || device.vpn_connected_at != null) return 'offline';
+  if (device.connected_at != null || device.vpn_connected_at != null || device.mender_connected_at != null)
+    return 'offline';
   return 'never-connected';
 }
 
-/** The links a device is online through now: its agent's `tunnel`, `vpn` (OpenVPN), both or none. */
-export function onlineLinks(device: StatusFacts): ('tunnel' | 'vpn')[] {
-  const links: ('tunnel' | 'vpn')[] = [];
+/** The kinds of link a device may be online through: its agent's `tunnel`, `vpn` (OpenVPN), `mender-connect`. */
+export const linkKinds = ['tunnel', 'vpn', 'mender-connect'] as const;
+export type LinkKind = (typeof linkKinds)[number];
+
+/** The links a device is online through now: its agent's `tunnel`, `vpn` (OpenVPN), `mender-connect`, or none. */
+export function onlineLinks(device: StatusFacts): LinkKind[] {
+  const links: LinkKind[] = [];
   if (device.connected_at != null && device.connected_at > (device.disconnected_at ?? 0))
     links.push('tunnel');
   if (device.vpn_connected_at != null && device.vpn_connected_at > (device.vpn_disconnected_at ?? 0))
     links.push('vpn');
+  if (device.mender_connected_at != null && device.mender_connected_at > (device.mender_disconnected_at ?? 0))
+    links.push('mender-connect');
   return links;
 }
 
@@ -62,9 +71,11 @@ export function statusCondition(status: DeviceStatus): RawBuilder<SqlBool> {
   const connectedAt = sql.ref('devices.connected_at');
   const live = sql`${decommissionedAt} is null`;
   const vpnConnectedAt = sql.ref('devices.vpn_connected_at');
+  const menderConnectedAt = sql.ref('devices.mender_connected_at');
   const online = sql`((${connectedAt} is not null and ${connectedAt} > coalesce(${sql.ref('devices.disconnected_at')}, 0))
-    or (${vpnConnectedAt} is not null and ${vpnConnectedAt} > coalesce(${sql.ref('devices.vpn_disconnected_at')}, 0)))`;
-  const everConnected = sql`(${connectedAt} is not null or ${vpnConnectedAt} is not null)`;
+    or (${vpnConnectedAt} is not null and ${vpnConnectedAt} > coalesce(${sql.ref('devices.vpn_disconnected_at')}, 0))
+    or (${menderConnectedAt} is not null and ${menderConnectedAt} > coalesce(${sql.ref('devices.mender_disconnected_at')}, 0)))`;
+  const everConnected = sql`(${connectedAt} is not null or ${vpnConnectedAt} is not null or ${menderConnectedAt} is not null)`;
   const pending = sql`${pendingAuthExpression()} = 1`;
   switch (status) {
     case 'decommissioned':

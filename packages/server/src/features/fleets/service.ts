@@ -150,6 +150,45 @@ export async function createFleet(
   return getFleet(deps, actor, id);
 }
 
+/** The name of the fleet made for an organization's devices when it has none (Mender's flow names no fleet). */
+export const DEFAULT_FLEET_NAME = 'default';
+
+async function oldestFleetId(db: Db, orgId: number): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('fleets')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/**
+ * The fleet an organization's devices go to when nobody names one: its oldest fleet, or, when it has none yet,
+ * a fleet named `default` made now by `createFleet` (so checked, audited and shown like any other). Mender's
+ * management flow accepts and preauthorizes devices without fleets; on a fresh server they land here.
+ */
+export async function defaultFleetFor(deps: ServiceDeps, actor: Actor, orgId: number): Promise<number> {
+  const oldest = await oldestFleetId(deps.db, orgId);
+  if (oldest !== undefined) return oldest;
+  try {
+    const made = await createFleet(deps, actor, {
+      orgId,
+      name: DEFAULT_FLEET_NAME,
+      description: 'made for the devices accepted without naming a fleet (the Mender management flow)',
+    });
+    return made.id;
+  } catch (err) {
+    // Two devices accepted at once on a fresh server: the other request made it.
+    if (err instanceof AppError && err.code === 'conflict') {
+      const made = await oldestFleetId(deps.db, orgId);
+      if (made !== undefined) return made;
+    }
+    throw err;
+  }
+}
+
 export async function updateFleet(
   deps: ServiceDeps,
   actor: Actor,

@@ -11,8 +11,8 @@ import { deleteAuthSet, preauthorizeOne, setAuthSetStatus } from '../auth-sets/s
 import { authenticateDevice, deviceCredentialOf } from '../device-auth/index.ts';
 import { decommissionDevice } from '../devices/decommission.ts';
 import { getDeviceLimit } from '../devices/service.ts';
+import { defaultFleetFor } from '../fleets/service.ts';
 import {
-  defaultFleetOf,
   defaultOrgOf,
   getMenderDevice,
   listMenderDevices,
@@ -30,7 +30,41 @@ import {
 export function registerMenderRoutes(app: TypedApp, deps: ServiceDeps, auth: AuthService): void {
   registerAuthRequestRoute(app, deps, '/api/devices/v1/authentication/auth_requests', { hide: true });
   registerDeviceApi(app, deps);
+  registerUserLogin(app, auth);
   registerManagementApi(app, deps, auth);
+}
+
+/**
+ * `POST /api/management/v1/useradm/auth/login` with `Authorization: Basic <email:password>`, as Mender's docs and
+ * `mender-cli login` sign in: the answer is a session token as plain text (Mender answers its JWT so), for
+ * `Authorization: Bearer` on the management API (and fleetgate's own). The same sign-in as `POST
+ * /api/v1/auth/login`, with its rate limits.
+ */
+function registerUserLogin(app: TypedApp, auth: AuthService): void {
+  app.post(
+    '/api/management/v1/useradm/auth/login',
+    {
+      config: { public: true },
+      schema: {
+        hide: true,
+        tags: ['mender'],
+        summary: 'Sign in with Basic e-mail:password (Mender); the token as text',
+      },
+    },
+    async (request, reply) => {
+      const header = request.headers.authorization ?? '';
+      const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+      const decoded = basic ? Buffer.from(basic[1]!, 'base64').toString('utf8') : '';
+      const colon = decoded.indexOf(':');
+      if (colon < 1)
+        throw new AppError('unauthorized', 'sign in with Authorization: Basic <base64 of email:password>');
+      const session = await auth.login(
+        { email: decoded.slice(0, colon).trim(), password: decoded.slice(colon + 1) },
+        request.ip,
+      );
+      return reply.type('application/jwt').send(session.token);
+    },
+  );
 }
 
 const menderStatus = z.enum(['pending', 'accepted', 'rejected', 'preauthorized']);
@@ -123,7 +157,7 @@ function registerManagementApi(app: TypedApp, deps: ServiceDeps, auth: AuthServi
           hide: true,
           tags,
           summary:
-            "Preauthorize a device (Mender). Goes to ?fleet=<id>, else the oldest fleet of the caller's first organization. 409 with the existing device when the identity is known, unless force",
+            "Preauthorize a device (Mender). Goes to ?fleet=<id>, else the oldest fleet of the caller's first organization (a fleet named default, made when it has none). 409 with the existing device when the identity is known, unless force",
           querystring: z.object({ fleet: idParam.optional() }),
           body: z.object({
             identity_data: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
@@ -135,7 +169,8 @@ function registerManagementApi(app: TypedApp, deps: ServiceDeps, auth: AuthServi
       async (request, reply) => {
         const actor = actorOf(request);
         const fleetId =
-          request.query.fleet ?? (await defaultFleetOf(deps, defaultOrgOf(actor, 'device.authorize')));
+          request.query.fleet ??
+          (await defaultFleetFor(deps, actor, defaultOrgOf(actor, 'device.authorize')));
         const { authSet } = await preauthorizeOne(deps, actor, {
           fleetId,
           force: request.body.force,
@@ -186,7 +221,7 @@ function registerManagementApi(app: TypedApp, deps: ServiceDeps, auth: AuthServi
           hide: true,
           tags,
           summary:
-            "Accept, reject or return to pending one auth set (Mender). A new device goes to the set's proposed fleet, else ?fleet=<id>, else the organization's oldest fleet; 422 over the device limit",
+            "Accept, reject or return to pending one auth set (Mender). A new device goes to the set's proposed fleet, else ?fleet=<id>, else the organization's oldest fleet (a fleet named default, made when it has none); 422 over the device limit",
           params: z.object({ id: deviceId, aid: authSetId }),
           querystring: z.object({ fleet: idParam.optional() }),
           body: z.object({

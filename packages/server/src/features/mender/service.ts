@@ -149,23 +149,6 @@ export function defaultOrgOf(actor: Actor, action: 'device.authorize' | 'org.rea
   return orgs[0]!;
 }
 
-/** The fleet a Mender preauthorization goes to when none is named: the organization's oldest fleet. */
-export async function defaultFleetOf(deps: ServiceDeps, orgId: number): Promise<number> {
-  const fleet = await deps.db
-    .selectFrom('fleets')
-    .select('id')
-    .where('org_id', '=', orgId)
-    .orderBy('created_at')
-    .orderBy('id')
-    .executeTakeFirst();
-  if (!fleet)
-    throw new AppError(
-      'unprocessable',
-      'the organization has no fleet for the device: create one (POST /api/v1/fleets) or pass ?fleet=<id>',
-    );
-  return fleet.id;
-}
-
 export type InventoryValue = string | number | boolean | (string | number | boolean)[];
 
 /** Stores the device's inventory: `replace` (PUT) sets exactly these attributes, otherwise they are merged in. */

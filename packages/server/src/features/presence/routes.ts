@@ -3,11 +3,12 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { deviceRefParam } from '../devices/routes.ts';
+import { linkKinds } from '../devices/status.ts';
 import { listDeviceConnections, listStateHistory, STATE_HISTORY_DAYS } from './service.ts';
 
 const connectionSchema = z.object({
   id: z.number(),
-  link: z.enum(['tunnel', 'vpn']).describe("the agent's tunnel or OpenVPN"),
+  link: z.enum(linkKinds).describe("the agent's tunnel, OpenVPN or mender-connect"),
   connectedAt: z.string(),
   disconnectedAt: z.string().nullable(),
   durationMs: z.number().nullable().describe('null while the connection is open'),

@@ -5,6 +5,7 @@ import { type Db, json } from '../../infra/db/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import type { Page, PageRequest, ServiceDeps } from '../../infra/service/index.ts';
 import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import type { LinkKind } from '../devices/status.ts';
 
 /**
  * Presence (DESIGN section 6): the instance holding a device's tunnel is the source of truth; the database
@@ -14,13 +15,14 @@ import { type DeviceRef, deviceForAction } from '../devices/service.ts';
  */
 
 /**
- * One connection of a device as presence sees it: the agent's tunnel, or an OpenVPN client (`link: 'vpn'`,
- * features/openvpn). Fields are read at flush time (the agent version may arrive late).
+ * One connection of a device as presence sees it: the agent's tunnel, an OpenVPN client (`link: 'vpn'`,
+ * features/openvpn) or mender-connect (`link: 'mender-connect'`, features/mender-connect). Fields are read at
+ * flush time (the agent version may arrive late).
  */
 export interface PresenceConnection {
   readonly deviceId: number;
-  /** Which link; unset = the tunnel. Each link has its own online state: a device is online through either. */
-  readonly link?: 'tunnel' | 'vpn';
+  /** Which link; unset = the tunnel. Each link has its own online state: a device is online through any. */
+  readonly link?: LinkKind;
   /** The device's VPN address (a VPN connection). */
   readonly vpnAddress?: string;
   readonly connectedAt: number;
@@ -48,6 +50,9 @@ interface DeviceChange {
   vpnDisconnectedAt?: number;
   vpnDisconnectedOf?: number;
   vpnAddress?: string;
+  menderConnectedAt?: number;
+  menderDisconnectedAt?: number;
+  menderDisconnectedOf?: number;
   agentVersion?: string;
   state?: { report: StateReport; at: number };
   applied?: { revision: number; error: string | null; at: number };
@@ -104,7 +109,7 @@ export class PresenceRecorder {
    * answers it.
    */
   async closeLeftOpen(holders: readonly string[] = []): Promise<number> {
-    const heldBy = (column: 'tunnel_instance' | 'vpn_instance' | 'instance_id') =>
+    const heldBy = (column: 'tunnel_instance' | 'vpn_instance' | 'mender_instance' | 'instance_id') =>
       holders.length
         ? sql<SqlBool>`(${sql.ref(column)} is null or ${sql.ref(column)} in (${sql.join([...holders])}))`
         : sql<SqlBool>`${sql.ref(column)} is null`;
@@ -146,7 +151,18 @@ export class PresenceRecorder {
         .where('disconnected_at', 'is', null)
         .where(heldBy('instance_id'))
         .execute();
-      return [...new Set([...tunnel, ...vpn].map((d) => d.id))];
+      // So did the mender-connect links it held.
+      const mender = await trx
+        .updateTable('devices')
+        .set({
+          mender_disconnected_at: sql<number>`case when last_seen_at > mender_connected_at then last_seen_at else mender_connected_at end`,
+          mender_instance: null,
+        })
+        .where(sql<SqlBool>`mender_connected_at > coalesce(mender_disconnected_at, 0)`)
+        .where(heldBy('mender_instance'))
+        .returning('id')
+        .execute();
+      return [...new Set([...tunnel, ...vpn, ...mender].map((d) => d.id))];
     });
     if (deviceIds.length) {
       this.deps.log.warn(
@@ -173,6 +189,9 @@ export class PresenceRecorder {
       change.vpnConnectedAt = connection.connectedAt;
       change.vpnAddress = connection.vpnAddress ?? '';
       delete change.vpnDisconnectedAt;
+    } else if (connection.link === 'mender-connect') {
+      change.menderConnectedAt = connection.connectedAt;
+      delete change.menderDisconnectedAt;
     } else {
       change.connectedAt = connection.connectedAt;
       delete change.disconnectedAt;
@@ -200,6 +219,9 @@ export class PresenceRecorder {
     if (connection.link === 'vpn') {
       change.vpnDisconnectedAt = Math.max(at, connection.connectedAt);
       change.vpnDisconnectedOf = connection.connectedAt;
+    } else if (connection.link === 'mender-connect') {
+      change.menderDisconnectedAt = Math.max(at, connection.connectedAt);
+      change.menderDisconnectedOf = connection.connectedAt;
     } else {
       change.disconnectedAt = Math.max(at, connection.connectedAt);
       change.disconnectedOf = connection.connectedAt;
@@ -382,16 +404,14 @@ async function writeBatch(
   }
 }
 
+/** The connect-time column of each link: its generation. */
+type LinkColumn = 'connected_at' | 'vpn_connected_at' | 'mender_connected_at';
+
 interface DeviceUpdate {
   set: Record<string, unknown>;
   ids: number[];
   /** Unset: applies as is. `newer`: only over an older connect. `same`: only while the row shows `connectedOf`. */
-  guard?:
-    | { kind: 'newer'; column: 'connected_at' | 'vpn_connected_at'; at: number }
-    | {
-        kind: 'same';
-        column: 'connected_at' | 'vpn_connected_at';
-      };
+  guard?: { kind: 'newer'; column: LinkColumn; at: number } | { kind: 'same'; column: LinkColumn };
   connectedOf: Map<number, number>;
 }
 
@@ -491,6 +511,32 @@ function deviceUpdates(changes: Map<number, DeviceChange>, instanceId: string): 
         change.vpnDisconnectedAt,
       );
     }
+    if (change.menderConnectedAt !== undefined) {
+      const set: Record<string, unknown> = {
+        mender_connected_at: change.menderConnectedAt,
+        mender_instance: instanceId,
+      };
+      if (change.menderDisconnectedAt !== undefined) {
+        set.mender_disconnected_at = change.menderDisconnectedAt;
+        set.mender_instance = null;
+      }
+      const seen = change.menderDisconnectedAt ?? change.menderConnectedAt;
+      add(
+        deviceId,
+        set,
+        { kind: 'newer', column: 'mender_connected_at', at: change.menderConnectedAt },
+        undefined,
+        seen,
+      );
+    } else if (change.menderDisconnectedAt !== undefined) {
+      add(
+        deviceId,
+        { mender_disconnected_at: change.menderDisconnectedAt, mender_instance: null },
+        { kind: 'same', column: 'mender_connected_at' },
+        change.menderDisconnectedOf,
+        change.menderDisconnectedAt,
+      );
+    }
   }
   return [...updates.values()];
 }
@@ -566,6 +612,14 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .where(sql<SqlBool>`coalesce(last_seen_at, vpn_connected_at) < ${cutoff}`)
     .returning('id')
     .execute();
+  // mender-connect links refresh last-seen at every answered ping (features/mender-connect): the same rule.
+  const lostMender = await trx
+    .updateTable('devices')
+    .set({ mender_disconnected_at: now })
+    .where(sql<SqlBool>`mender_connected_at > coalesce(mender_disconnected_at, 0)`)
+    .where(sql<SqlBool>`coalesce(last_seen_at, mender_connected_at) < ${cutoff}`)
+    .returning('id')
+    .execute();
   // Open rows of devices that are not online, or that connected again since.
   await trx
     .updateTable('device_connections')
@@ -604,6 +658,19 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
               ),
           ),
         ]),
+        eb.and([
+          eb('link', '=', 'mender-connect'),
+          eb(
+            'device_id',
+            'in',
+            eb
+              .selectFrom('devices')
+              .select('devices.id')
+              .where(
+                sql<SqlBool>`devices.mender_connected_at <= coalesce(devices.mender_disconnected_at, 0) or devices.mender_connected_at > device_connections.connected_at`,
+              ),
+          ),
+        ]),
       ]),
     )
     .execute();
@@ -616,12 +683,12 @@ async function closeStale(trx: Db, now: number, staleAfterMs: number): Promise<n
     .deleteFrom('device_state_samples')
     .where('minute', '<', Math.floor((now - STATE_HISTORY_DAYS * 24 * 3600 * 1000) / MINUTE_MS))
     .execute();
-  return [...lost, ...lostVpn].map(({ id }) => id);
+  return [...lost, ...lostVpn, ...lostMender].map(({ id }) => id);
 }
 
 export interface ConnectionView {
   id: number;
-  link: 'tunnel' | 'vpn';
+  link: LinkKind;
   connectedAt: string;
   disconnectedAt: string | null;
   /** Null while the connection is open. */
@@ -664,7 +731,7 @@ export async function listDeviceConnections(
   return {
     items: rows.map((r) => ({
       id: r.id,
-      link: r.link === 'vpn' ? 'vpn' : 'tunnel',
+      link: r.link === 'vpn' || r.link === 'mender-connect' ? r.link : 'tunnel',
       connectedAt: iso(r.connected_at),
       disconnectedAt: iso(r.disconnected_at),
       durationMs: r.duration_ms,

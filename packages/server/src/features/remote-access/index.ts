@@ -26,7 +26,7 @@ export {
 } from './allowed-ports.ts';
 export { type ResolvedDevice, resolveDevice, unknownDevice } from './device-names.ts';
 export { type ExecOutput, ExecPeer } from './exec-peer.ts';
-export { type DeviceLink, type DeviceLinks, tunnelLinks } from './links.ts';
+export { type DeviceLink, type DeviceLinks, type LinkOpener, tunnelLinks } from './links.ts';
 export { PORT_STREAM_PROTOCOL } from './port-streams.ts';
 export {
   createStreamRouter,

@@ -8,13 +8,19 @@ import type { TunnelHub } from '../tunnel/index.ts';
  * `findLink` in router.ts), so a kind of link is added without touching the router's other steps.
  */
 
+/** Who a stream opens for, for links whose device wants to know (mender-connect keeps one shell per user). */
+export interface LinkOpener {
+  /** A stable id of the person (or service) the router authorized. */
+  userId: string;
+}
+
 /** A device's live link, over which streams to it open. */
 export interface DeviceLink {
   /**
    * Opens a stream to a TCP port on the device (`{port}`), a command the agent runs (`{exec}`) or its sftp
    * service; rejects with a `StreamError` (from @fleetgate/protocol) when the device refuses or cannot reach it.
    */
-  open(target: OpenTarget): Promise<Duplex>;
+  open(target: OpenTarget, opener?: LinkOpener): Promise<Duplex>;
 }
 
 /** Where links of one kind are found. */

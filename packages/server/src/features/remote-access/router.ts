@@ -290,6 +290,11 @@ async function authorizeStream(
 
 // --- 2. find the device's link, open the stream ---------------------------------------------------------------
 
+/** The id a link may tell the device the stream is for: the user's id, or the kind of principal. */
+function openerId(actor: Actor): string {
+  return actor.principal.type === 'user' ? String(actor.principal.userId) : actor.principal.type;
+}
+
 /** Opens the stream over the device's live link: the first of `links` that has one. */
 async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStream): Promise<Duplex> {
   const { device, command, port } = authorized;
@@ -311,7 +316,7 @@ async function findLink(links: readonly DeviceLinks[], authorized: AuthorizedStr
   }
   let stream: Duplex;
   try {
-    stream = await link.open(authorized.openTarget);
+    stream = await link.open(authorized.openTarget, { userId: openerId(authorized.actor) });
   } catch (err) {
     if (!(err instanceof StreamError)) throw err;
     throw await authorized.refuse(

@@ -36,6 +36,7 @@ export const sessionSurfaces = [
   'diagnostics',
   'vnc',
   'files',
+  'mender-cli',
 ] as const;
 export type SessionSurface = (typeof sessionSurfaces)[number];
 

@@ -89,7 +89,10 @@ const configSchema = z.object({
   tlsCert: z.string().min(1).optional(),
   /** PEM private key file for HTTPS, paired with `tlsCert`; unset = `<dataDir>/tls/server.key`. (`FLEETGATE_TLS_KEY`) */
   tlsKey: z.string().min(1).optional(),
-  /** How often the server pings each tunnel, in milliseconds (±10 % jitter). Default 30 000. (`FLEETGATE_TUNNEL_PING_INTERVAL_MS`) */
+  /**
+   * How often the server pings each tunnel, in milliseconds (±10 % jitter); mender-connect links too, closed after
+   * twice this without a sign of life. Default 30 000. (`FLEETGATE_TUNNEL_PING_INTERVAL_MS`)
+   */
   tunnelPingIntervalMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   /** How long a tunnel may leave a ping unanswered before it is closed, in milliseconds. Default 10 000. (`FLEETGATE_TUNNEL_PING_TIMEOUT_MS`) */
   tunnelPingTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
