@@ -58,6 +58,10 @@ export function buildProgram(io: CliIo = processIo()): Command {
     .version(packageJson.version, '-V, --version')
     .option('--server <url>', 'server URL (default: FLEETGATE_SERVER, then the saved login)')
     .option('--token <token>', 'session token or API key (default: FLEETGATE_TOKEN, then the saved login)')
+    .option(
+      '--profile <name>',
+      'the saved login to use (default: FLEETGATE_PROFILE, then the current one: `fleetgate context ls`)',
+    )
     .option('--json', 'print the JSON answer of the API, for scripts')
     // Subcommands inherit the three settings below when they are created, so they come first.
     .exitOverride()

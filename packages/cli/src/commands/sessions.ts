@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Page, RemoteSession } from '../api.ts';
-import { parseId, withPaging } from '../arguments.ts';
+import { parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -54,7 +54,7 @@ function parseSessionId(text: string): string {
 
 interface ListOptions {
   live?: boolean;
-  org?: number;
+  org?: string;
   device?: string;
   surface?: string;
   user?: string;
@@ -76,7 +76,7 @@ export function registerSessionCommands(program: Command, io: CliIo): Command {
       .command('ls')
       .description('list sessions, newest first (viewers and above of their organization)')
       .option('--live', 'only live sessions')
-      .option('--org <orgId>', 'only this organization', parseId)
+      .option('--org <org>', 'only this organization (id, slug or name)', parseRef)
       .option('--device <uuid>', 'only sessions to this device')
       .option(
         '--surface <surface>',
@@ -88,7 +88,7 @@ export function registerSessionCommands(program: Command, io: CliIo): Command {
     const answer = await ctx.api<Page<RemoteSession>>('GET', '/sessions', {
       query: {
         live: options.live ? 'true' : undefined,
-        orgId: options.org,
+        orgId: await ctx.optionalOrgId(options.org),
         device: options.device?.toLowerCase(),
         surface: options.surface,
         user: options.user,
