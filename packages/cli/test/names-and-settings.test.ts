@@ -133,3 +133,70 @@ describe('names wherever an id is taken', () => {
     expect((await json(['orgs', 'use', '--clear'])).org).toBeNull();
   });
 });
+
+describe('every setting from the CLI', () => {
+  it("shows and sets a fleet's and a device's port allow-lists, and goes back to inheriting", async () => {
+    await json(['devices', 'create', '--fleet', 'hall', '--name', 'ports-kiosk']);
+    expect(await json(['fleets', 'ports', 'hall'])).toEqual({ ports: [22], source: 'default' });
+    expect(await json(['fleets', 'ports', 'hall', '8080', '22'])).toEqual({
+      ports: [22, 8080],
+      source: 'fleet',
+    });
+    expect(await json(['devices', 'ports', 'ports-kiosk'])).toEqual({ ports: [22, 8080], source: 'fleet' });
+    const own = await fleetgate(['devices', 'ports', 'ports-kiosk', '5900']);
+    expect(own).toMatchObject({
+      code: 0,
+      stdout: "device ports-kiosk: ports 5900 (the device's own list)\n",
+    });
+    expect(await json(['devices', 'ports', 'ports-kiosk', '--none'])).toEqual({
+      ports: [],
+      source: 'device',
+    });
+    expect(await json(['devices', 'ports', 'ports-kiosk', '--inherit'])).toEqual({
+      ports: [22, 8080],
+      source: 'fleet',
+    });
+    expect(await json(['fleets', 'ports', 'hall', '--inherit'])).toEqual({ ports: [22], source: 'default' });
+    failedWith(await fleetgate(['devices', 'ports', 'ports-kiosk', '70000']), /"70000" is not a port/);
+  });
+
+  it("shows and sets a device's notes, from an argument or standard input, and clears them", async () => {
+    const set = await fleetgate(['devices', 'notes', 'ports-kiosk', 'behind the front desk']);
+    expect(set).toMatchObject({ code: 0, stdout: 'behind the front desk\n' });
+    expect((await json(['devices', 'notes', 'ports-kiosk'])).notes).toBe('behind the front desk');
+    const piped = await new Promise<Result>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        [cliBin, 'devices', 'notes', 'ports-kiosk', '-'],
+        { timeout: 30_000, env: { PATH: process.env.PATH, HOME: home } },
+        (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+      );
+      child.stdin!.end('line one\nline two\n');
+    });
+    expect(piped).toMatchObject({ code: 0, stdout: 'line one\nline two\n' });
+    expect((await json(['devices', 'notes', 'ports-kiosk', '--clear'])).notes).toBe('');
+    expect((await fleetgate(['devices', 'notes', 'ports-kiosk'])).stdout).toBe(
+      'device ports-kiosk has no notes\n',
+    );
+  });
+
+  it("shows and sets an organization's session recording and device limit", async () => {
+    expect(await json(['orgs', 'recording', '--org', 'default'])).toEqual({ orgId: 1, enabled: false });
+    expect(await json(['orgs', 'recording', 'on', '--org', 'default'])).toEqual({ orgId: 1, enabled: true });
+    const shown = await fleetgate(['orgs', 'recording', '--org', 'Default']);
+    expect(shown.stdout).toMatch(/^organization 1 records its shell sessions/);
+    const limit = await json(['orgs', 'device-limit', '100', '--org', 'default']);
+    expect(limit).toMatchObject({ orgId: 1, limit: 100 });
+    const text = await fleetgate(['orgs', 'device-limit', '--org', 'default']);
+    expect(text.stdout).toBe(`organization 1: ${limit.accepted} devices accepted, limit 100\n`);
+    expect((await json(['orgs', 'device-limit', 'unlimited', '--org', 'default'])).limit).toBeNull();
+    failedWith(
+      await fleetgate(['orgs', 'device-limit', 'lots', '--org', 'default']),
+      /expected a count from 0/,
+    );
+    failedWith(
+      await fleetgate(['orgs', 'recording', 'maybe', '--org', 'default']),
+      /Allowed choices are on, off/,
+    );
+  });
+});

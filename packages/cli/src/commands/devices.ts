@@ -3,10 +3,12 @@ import { type Device, deviceStatuses, listSorts, type Page } from '../api.ts';
 import { parseDeviceRef, parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
+import { CliError } from '../errors.ts';
 import { type Column, formatAgo } from '../output.ts';
-import { assertCanConfirm, confirm } from '../prompt.ts';
+import { assertCanConfirm, confirm, readAll } from '../prompt.ts';
 import { namedArgument } from './completion.ts';
 import { registerPendingCommands } from './pending.ts';
+import { registerPortsCommand } from './ports.ts';
 import { registerTagCommand } from './tags.ts';
 
 const deviceColumns: Column<Device>[] = [
@@ -159,6 +161,38 @@ export function registerDeviceCommands(program: Command, io: CliIo): void {
       await ctx.api('DELETE', apiPath`/devices/${device}`);
       ctx.out.done(`deleted device ${device}`);
     });
+
+  devices
+    .command('notes')
+    .description("show or change a device's notes (free text, up to 8192 characters)")
+    .addArgument(deviceArgument())
+    .argument('[text]', 'the new notes; - reads them from standard input (omit to show them)')
+    .option('--clear', 'empty the notes')
+    .action(
+      async (device: string, text: string | undefined, options: { clear?: boolean }, command: Command) => {
+        const ctx = new CommandContext(io, command);
+        if (text !== undefined && options.clear) throw new CliError('give the notes or --clear, not both');
+        const notes = options.clear
+          ? ''
+          : text === '-'
+            ? (await readAll(io.stdin)).replace(/\r?\n$/, '')
+            : text;
+        const found =
+          notes === undefined
+            ? await ctx.api<Device>('GET', apiPath`/devices/${device}`)
+            : await ctx.api<Device>('PATCH', apiPath`/devices/${device}`, { body: { notes } });
+        ctx.out.result(found, ({ notes: shown }) =>
+          shown ? `${shown}\n` : `device ${device} has no notes\n`,
+        );
+      },
+    );
+
+  registerPortsCommand(devices, io, {
+    noun: 'device',
+    argument: deviceArgument,
+    path: (device) => apiPath`/devices/${device}`,
+    inherits: "its fleet's list (or the default, 22)",
+  });
 
   registerPendingCommands(devices, io);
 

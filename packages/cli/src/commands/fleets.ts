@@ -5,6 +5,7 @@ import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import type { Column } from '../output.ts';
 import { namedArgument } from './completion.ts';
+import { registerPortsCommand } from './ports.ts';
 import { registerTagCommand } from './tags.ts';
 
 const fleetColumns: Column<Fleet>[] = [
@@ -107,6 +108,13 @@ export function registerFleetCommands(program: Command, io: CliIo): void {
       await ctx.api('DELETE', apiPath`/fleets/${fleet}`);
       ctx.out.done(`deleted fleet ${fleet}`);
     });
+
+  registerPortsCommand(fleets, io, {
+    noun: 'fleet',
+    argument: fleetArgument,
+    path: (fleet) => apiPath`/fleets/${fleet}`,
+    inherits: 'the default (22)',
+  });
 
   registerTagCommand(fleets, io, {
     noun: 'fleet',

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Argument, type Command, InvalidArgumentError } from 'commander';
 import type { Org, Page } from '../api.ts';
 import { parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
@@ -69,6 +69,44 @@ export function registerOrgCommands(program: Command, io: CliIo): void {
     });
 
   orgs
+    .command('recording')
+    .description("show, or turn on or off, the recording of an organization's shell sessions (admins)")
+    .addArgument(new Argument('[state]', 'on or off (omit to show it)').choices(['on', 'off']))
+    .option('--org <org>', 'organization id, slug or name (default: `orgs use`, or your only one)', parseRef)
+    .action(async (state: 'on' | 'off' | undefined, options: { org?: string }, command: Command) => {
+      const ctx = new CommandContext(io, command);
+      const path = apiPath`/orgs/${await ctx.orgId(options.org)}/session-recording`;
+      const answer =
+        state === undefined
+          ? await ctx.api<RecordingSetting>('GET', path)
+          : await ctx.api<RecordingSetting>('PUT', path, { body: { enabled: state === 'on' } });
+      ctx.out.result(answer, ({ orgId, enabled }) =>
+        enabled
+          ? `organization ${orgId} records its shell sessions (play them with \`fleetgate sessions play <id>\`)\n`
+          : `organization ${orgId} does not record its shell sessions\n`,
+      );
+    });
+
+  orgs
+    .command('device-limit')
+    .description('show or set how many devices an organization may have accepted (owners and admins)')
+    .argument('[limit]', 'a count, or "unlimited" (omit to show it)', parseLimit)
+    .option('--org <org>', 'organization id, slug or name (default: `orgs use`, or your only one)', parseRef)
+    .action(async (limit: number | null | undefined, options: { org?: string }, command: Command) => {
+      const ctx = new CommandContext(io, command);
+      const path = apiPath`/orgs/${await ctx.orgId(options.org)}/device-limit`;
+      const answer =
+        limit === undefined
+          ? await ctx.api<DeviceLimit>('GET', path)
+          : await ctx.api<DeviceLimit>('PUT', path, { body: { limit } });
+      ctx.out.result(
+        answer,
+        ({ orgId, limit: max, accepted }) =>
+          `organization ${orgId}: ${accepted} devices accepted, limit ${max ?? 'unlimited'}\n`,
+      );
+    });
+
+  orgs
     .command('use')
     .description('the organization commands act in when --org is left out (saved with the profile)')
     .argument('[org]', 'organization id, slug or name', parseRef)
@@ -95,4 +133,25 @@ async function saveDefaultOrg(ctx: CommandContext, org: string | undefined): Pro
     throw new CliError(`not logged in with profile "${profile}": run \`fleetgate login --server URL\``);
   const { org: _, ...rest } = login;
   await saveCredentials(ctx.io.env, org === undefined ? rest : { ...rest, org }, profile);
+}
+
+/** `GET|PUT /orgs/:org/session-recording`. */
+interface RecordingSetting {
+  orgId: number;
+  enabled: boolean;
+}
+
+/** `GET|PUT /orgs/:org/device-limit`: the limit (null: none) and the devices it counts now. */
+interface DeviceLimit {
+  orgId: number;
+  limit: number | null;
+  accepted: number;
+}
+
+/** Commander parser for a device limit: a count from 0, or `unlimited` (null). */
+function parseLimit(text: string): number | null {
+  if (text.trim() === 'unlimited') return null;
+  if (!/^\d{1,8}$/.test(text.trim()))
+    throw new InvalidArgumentError('expected a count from 0, or "unlimited"');
+  return Number(text.trim());
 }
