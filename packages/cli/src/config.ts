@@ -150,24 +150,53 @@ export async function removeCredentials(env: NodeJS.ProcessEnv, profile?: string
 }
 
 /**
- * The saved login a command uses. A named profile (`--profile`, `FLEETGATE_PROFILE`) is used as it is;
- * otherwise, when `--server`/`FLEETGATE_SERVER` names a server, the profile signed in to that server (so its
+ * The name of the saved login a command uses. A named profile (`--profile`, `FLEETGATE_PROFILE`) is used as it
+ * is; otherwise, when `--server`/`FLEETGATE_SERVER` names a server, the profile signed in to that server (so its
  * token and CA go with it), else the current profile.
  */
+export function savedProfileFor(
+  sources: { flags: { server?: string; profile?: string }; env: NodeJS.ProcessEnv },
+  saved: Profiles,
+): string {
+  const { flags, env } = sources;
+  const named = profileName(flags.profile, env, saved);
+  if (nonEmpty(flags.profile) || nonEmpty(env.FLEETGATE_PROFILE)) return named;
+  const serverText = nonEmpty(flags.server) ?? nonEmpty(env.FLEETGATE_SERVER);
+  if (serverText === undefined) return named;
+  const server = normalizeServer(serverText);
+  const current = saved.profiles[named];
+  if (current && normalizeServer(current.server) === server) return named;
+  const other = Object.entries(saved.profiles).find(([, login]) => normalizeServer(login.server) === server);
+  return other?.[0] ?? named;
+}
+
+/** The saved login `savedProfileFor` picks, if there is one. */
 export function savedLoginFor(
   sources: { flags: { server?: string; profile?: string }; env: NodeJS.ProcessEnv },
   saved: Profiles,
 ): Credentials | undefined {
-  const { flags, env } = sources;
-  if (nonEmpty(flags.profile) || nonEmpty(env.FLEETGATE_PROFILE)) {
-    return saved.profiles[profileName(flags.profile, env, saved)];
-  }
-  const current = saved.profiles[profileName(undefined, env, saved)];
-  const serverText = nonEmpty(flags.server) ?? nonEmpty(env.FLEETGATE_SERVER);
-  if (serverText === undefined) return current;
-  const server = normalizeServer(serverText);
-  if (current && normalizeServer(current.server) === server) return current;
-  return Object.values(saved.profiles).find((login) => normalizeServer(login.server) === server) ?? current;
+  return saved.profiles[savedProfileFor(sources, saved)];
+}
+
+/**
+ * The profile `fleetgate login` saves into: the one named (`--profile`, `FLEETGATE_PROFILE`); else the current
+ * one or another already signed in to the same server; else `default` for a first login; else a new profile
+ * named after the server, so signing in to a second server never replaces the first.
+ */
+export function profileForLogin(named: string | undefined, server: string, saved: Profiles): string {
+  if (nonEmpty(named)) return checkProfileName(named!.trim());
+  const sameServer = (name: string) => {
+    const login = saved.profiles[name];
+    return login !== undefined && normalizeServer(login.server) === server;
+  };
+  if (saved.current !== undefined && sameServer(saved.current)) return saved.current;
+  const existing = Object.keys(saved.profiles).find(sameServer);
+  if (existing) return existing;
+  if (!Object.keys(saved.profiles).length) return saved.current ?? DEFAULT_PROFILE;
+  const base = profileNameFor(server);
+  let name = base;
+  for (let n = 2; saved.profiles[name]; n++) name = `${base}-${n}`;
+  return name;
 }
 
 /**

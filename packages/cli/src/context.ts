@@ -9,6 +9,7 @@ import {
   readProfiles,
   resolveConnection,
   savedLoginFor,
+  savedProfileFor,
 } from './config.ts';
 import { CliError } from './errors.ts';
 import { Output, type TextSink } from './output.ts';
@@ -61,6 +62,11 @@ export class CommandContext {
   /** The profile this command uses: `--profile`, `FLEETGATE_PROFILE`, then the current one. */
   async profileName(): Promise<string> {
     return profileName(this.globals.profile, this.io.env, await this.profiles());
+  }
+
+  /** The name of the saved login this command uses (see `savedProfileFor`). */
+  async savedProfileName(): Promise<string> {
+    return savedProfileFor({ flags: this.globals, env: this.io.env }, await this.profiles());
   }
 
   /**

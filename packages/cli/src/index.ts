@@ -7,6 +7,7 @@ import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
 import { registerBackupCommands } from './commands/backup.ts';
 import { registerCompletionCommands } from './commands/completion.ts';
+import { registerContextCommands } from './commands/context.ts';
 import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
@@ -76,6 +77,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerInitCommand(program, io);
   registerAgentCommand(program, io);
   registerAuthCommands(program, io);
+  registerContextCommands(program, io);
   registerOrgCommands(program, io);
   registerUserCommands(program, io);
   registerMemberCommands(program, io);

@@ -1,5 +1,9 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import https from 'node:https';
-import tls from 'node:tls';
+import net from 'node:net';
+import tls, { type DetailedPeerCertificate } from 'node:tls';
+import { CliError } from './errors.ts';
 
 /**
  * HTTPS to a server whose certificate is issued by a CA the system does not know (fleetgate's own, made by
@@ -101,4 +105,87 @@ export function tlsAdvice(server: string, code: string | undefined): string | un
     return `the certificate of ${server} is not valid yet: check this computer's clock and the server's`;
   }
   return undefined;
+}
+
+/** What a server's TLS handshake showed: whether its certificate verified, why not, and the certificates sent. */
+export interface CertificateProbe {
+  authorized: boolean;
+  /** OpenSSL's or Node's code when not authorized, e.g. `SELF_SIGNED_CERT_IN_CHAIN`. */
+  error: string | undefined;
+  /** The certificates the server sent, its own first. */
+  chain: X509Certificate[];
+}
+
+/**
+ * Shakes hands with `server` (an https URL) without sending anything, checking its certificate against the
+ * system's CAs and `ca`: so `fleetgate login` knows before it sends a password whether the server is the one it
+ * trusts. Fails with a `CliError` when the server cannot be reached.
+ */
+export function probeCertificate(
+  server: string,
+  ca: string | undefined,
+  timeoutMs = 10_000,
+): Promise<CertificateProbe> {
+  const url = new URL(server);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port: Number(url.port || 443),
+      ...(net.isIP(host) ? {} : { servername: host }),
+      ...(ca ? { ca: trustedCas(ca) } : {}),
+      rejectUnauthorized: false,
+      timeout: timeoutMs,
+    });
+    socket.once('secureConnect', () => {
+      const chain: X509Certificate[] = [];
+      let peer: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+      const seen = new Set<string>();
+      while (peer?.raw && !seen.has(peer.fingerprint256)) {
+        seen.add(peer.fingerprint256);
+        chain.push(new X509Certificate(peer.raw));
+        peer = peer.issuerCertificate;
+      }
+      const error = socket.authorizationError;
+      resolve({
+        authorized: socket.authorized,
+        error:
+          error === undefined || error === null
+            ? undefined
+            : String((error as { code?: string }).code ?? error),
+        chain,
+      });
+      socket.end();
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      reject(new CliError(`${server} did not answer within ${timeoutMs / 1000} s`));
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      reject(new CliError(`cannot reach ${server}: ${error.code ?? error.message}`, { cause: error }));
+    });
+  });
+}
+
+/** The CA among the certificates a server sent: a self-signed CA certificate (the chain's end), if one was sent. */
+export function caOfChain(chain: readonly X509Certificate[]): X509Certificate | undefined {
+  return chain.find((cert) => cert.ca && cert.checkIssued(cert) && cert.verify(cert.publicKey));
+}
+
+/** Reads a PEM file of CA certificates for `login --ca`; fails saying what is wrong with it. */
+export async function readCaFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new CliError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  try {
+    new X509Certificate(text);
+  } catch {
+    throw new CliError(`${file} does not hold a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return text;
 }
