@@ -6,6 +6,7 @@ import type { StreamRouter } from './router.ts';
 
 export {
   closeReason,
+  PersonClosed,
   StreamCloseCode,
   type StreamCloseCodeValue,
   whyStreamEnded,

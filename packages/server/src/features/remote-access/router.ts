@@ -20,6 +20,7 @@ import { effectivePorts, fleetOfDevice } from './allowed-ports.ts';
 import { resolveDevice } from './device-names.ts';
 import type { DeviceLink, DeviceLinks } from './links.ts';
 import { StreamMetrics } from './metrics.ts';
+import { PersonClosed } from './stream-end.ts';
 
 /**
  * The stream router (DESIGN section 7): every way a person reaches a device — `fleetgate tunnel`'s port streams,
@@ -483,7 +484,11 @@ function relayable(
         await done;
       } catch (err) {
         outcome =
-          err instanceof StreamError ? `reset: ${err.code}` : `error: ${(err as Error).message ?? err}`;
+          err instanceof PersonClosed
+            ? 'closed'
+            : err instanceof StreamError
+              ? `reset: ${err.code}`
+              : `error: ${(err as Error).message ?? err}`;
       } finally {
         await finish(outcome);
       }
