@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { getDeviceLimit, setDeviceLimit } from '../devices/service.ts';
+import { getDeviceLimit, setDeviceLimit } from '../devices/index.ts';
 import { orgIdOf, orgRefParam } from '../orgs/index.ts';
 import { registerAuthRequestRoute } from './auth-request-route.ts';
 import {

@@ -11,7 +11,7 @@ import type { Actor, UserPrincipal } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { GuessThrottle, personGuessLimits, sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import type { FoundDevice, StreamRouter, StreamSession } from '../remote-access/index.ts';
 import {
   type ProxyTarget,

@@ -2,6 +2,7 @@ import { type SqlBool, sql } from 'kysely';
 import { type Principal, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { type Db, lowerAscii } from '../../infra/db/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
+import { resourceRef } from '../../infra/http/schemas.ts';
 import type { DeviceRow } from './service.ts';
 
 /**
@@ -16,6 +17,26 @@ import type { DeviceRow } from './service.ts';
  * Only the person's own devices are searched (those they may read), so a device of another organization is
  * "not found" in the same words as one that does not exist, and the candidates of an ambiguous name are their own.
  */
+
+/**
+ * A device named in a URL or a command: its numeric id, its 32-hex uuid (lower case), or other text — a unique uuid
+ * prefix or a name — that `resolveDeviceRef` looks up among the person's devices.
+ */
+export type DeviceRef = number | string;
+
+export function parseDeviceRef(ref: string): DeviceRef {
+  const text = ref.trim();
+  // A uuid may be all digits (serial numbers make such uuids): only short digit strings are ids.
+  if (/^[1-9]\d{0,9}$/.test(text)) return Number(text);
+  return /^[0-9a-fA-F]{32}$/.test(text) ? text.toLowerCase() : text;
+}
+
+/** `:device` in URLs: the device's id, uuid, a unique prefix of its uuid, or its name. */
+export const deviceRefParam = resourceRef(255, /^[0-9a-fA-F]{7,32}$/)
+  .describe(
+    "the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates",
+  )
+  .transform((ref) => (typeof ref === 'number' ? ref : parseDeviceRef(ref)));
 
 /** The longest text looked up; longer is unknown without a query (names hold at most 128 characters). */
 const MAX_TYPED = 255;

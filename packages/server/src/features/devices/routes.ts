@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import { idField, idParam, nameString, pageOf, pageQuery, resourceRef } from '../../infra/http/schemas.ts';
+import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { registerTagRoutes } from '../tags/routes.ts';
+import { deviceRefParam } from './resolve.ts';
 import {
   createDevice,
   deleteDevice,
@@ -10,11 +11,14 @@ import {
   getDevice,
   listDevices,
   listDeviceTags,
-  parseDeviceRef,
   removeDeviceTag,
   setDeviceTag,
   updateDevice,
 } from './service.ts';
+
+/** For presence, which another change is reshaping: other features import it from devices/index.ts. */
+export { deviceRefParam };
+
 import { deviceStatuses } from './status.ts';
 import { DeviceTotals } from './totals.ts';
 
@@ -53,12 +57,6 @@ export const deviceSchema = z.object({
   updatedAt: z.string(),
 });
 
-/** `:device` in URLs: the device's id, uuid, a unique prefix of its uuid, or its name (see devices/resolve.ts). */
-export const deviceRefParam = resourceRef(255, /^[0-9a-fA-F]{7,32}$/)
-  .describe(
-    "the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates",
-  )
-  .transform((ref) => (typeof ref === 'number' ? ref : parseDeviceRef(ref)));
 const deviceParams = z.object({ device: deviceRefParam });
 const uuid = z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters');
 const notes = z.string().max(8192);

@@ -7,11 +7,15 @@ import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertDeviceType } from '../device-types/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
-import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/service.ts';
+import { fleetForAction } from '../fleets/index.ts';
+import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/index.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision } from '../variables/changes.ts';
-import { resolveDeviceRef } from './resolve.ts';
+import { type DeviceRef, resolveDeviceRef } from './resolve.ts';
+
+/** For presence, which another change is reshaping: other features import it from devices/index.ts. */
+export type { DeviceRef };
+
 import {
   type DeviceStatus,
   deviceStatus,
@@ -53,19 +57,6 @@ export interface DeviceView {
 }
 
 export type DeviceRow = Selectable<DeviceTable>;
-
-/**
- * A device named in a URL or a command: its numeric id, its 32-hex uuid (lower case), or other text — a unique uuid
- * prefix or a name — that `resolveDeviceRef` (resolve.ts) looks up among the person's devices.
- */
-export type DeviceRef = number | string;
-
-export function parseDeviceRef(ref: string): DeviceRef {
-  const text = ref.trim();
-  // A uuid may be all digits (serial numbers make such uuids): only short digit strings are ids.
-  if (/^[1-9]\d{0,9}$/.test(text)) return Number(text);
-  return /^[0-9a-fA-F]{32}$/.test(text) ? text.toLowerCase() : text;
-}
 
 /** An id or a whole uuid: one indexed lookup, before any resolving by prefix or name. */
 function isDirectRef(ref: DeviceRef): boolean {

@@ -1,2 +1,4 @@
-/** What other features may use of fleets: how a person's words name a fleet. */
+/** Fleets: groups of devices in an organization. Other features use only what is exported here. */
 export { type FleetCandidate, type FleetRef, fleetIdOf, fleetRefParam } from './resolve.ts';
+export { registerFleetRoutes } from './routes.ts';
+export { type FleetRow, fleetForAction } from './service.ts';

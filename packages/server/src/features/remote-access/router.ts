@@ -13,8 +13,8 @@ import { type Action, type Actor, authorize, type ServicePrincipal } from '../..
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { currentUserPrincipal } from '../auth/service.ts';
-import { type DeviceRef, type DeviceRow, deviceForAction } from '../devices/service.ts';
+import { currentUserPrincipal } from '../auth/index.ts';
+import { type DeviceRef, type DeviceRow, deviceForAction } from '../devices/index.ts';
 import { recordSessionEnd, recordSessionStart, trackLiveSession } from '../sessions/index.ts';
 import { effectivePorts, fleetOfDevice } from './allowed-ports.ts';
 import { resolveDevice } from './device-names.ts';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
+import { deviceRefParam } from '../devices/index.ts';
 import { fleetIdOf, fleetRefParam } from '../fleets/index.ts';
 import {
   getDeviceAllowedPorts,

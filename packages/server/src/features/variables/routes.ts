@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { variableName } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
+import { deviceRefParam } from '../devices/index.ts';
 import { fleetIdOf, fleetRefParam } from '../fleets/index.ts';
 import {
   deleteDeviceVariable,
