@@ -17,6 +17,9 @@ import { cliBin } from './processes.ts';
  * by name wherever an id is taken, and every setting reachable from the CLI.
  */
 
+/** Each test runs several CLI processes (about a second each, more on a loaded machine). */
+const PROCESSES_TIMEOUT_MS = 120_000;
+
 interface Result {
   code: number;
   stdout: string;
@@ -44,7 +47,7 @@ beforeAll(async () => {
     ADMIN_PASSWORD,
   ]);
   expect(login.code, login.stderr).toBe(0);
-});
+}, PROCESSES_TIMEOUT_MS);
 
 afterAll(async () => {
   await server?.close();
@@ -82,7 +85,7 @@ function failedWith(result: Result, reason: RegExp): void {
   expect(result.stderr).toMatch(reason);
 }
 
-describe('names wherever an id is taken', () => {
+describe('names wherever an id is taken', { timeout: PROCESSES_TIMEOUT_MS }, () => {
   it('creates a fleet without --org when I am in one organization, and names it by name after', async () => {
     const fleet = await json(['fleets', 'create', 'lobby', '--device-type', 'generic-amd64']);
     expect(fleet).toMatchObject({ name: 'lobby', orgId: 1 });
@@ -134,7 +137,7 @@ describe('names wherever an id is taken', () => {
   });
 });
 
-describe('every setting from the CLI', () => {
+describe('every setting from the CLI', { timeout: PROCESSES_TIMEOUT_MS }, () => {
   it("shows and sets a fleet's and a device's port allow-lists, and goes back to inheriting", async () => {
     await json(['devices', 'create', '--fleet', 'hall', '--name', 'ports-kiosk']);
     expect(await json(['fleets', 'ports', 'hall'])).toEqual({ ports: [22], source: 'default' });

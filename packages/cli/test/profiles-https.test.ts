@@ -19,6 +19,9 @@ import { cliBin } from './processes.ts';
  * No NODE_EXTRA_CA_CERTS anywhere: the CA is given with `login --ca` or trusted on first use.
  */
 
+/** Each test runs several CLI processes (about a second each, more on a loaded machine). */
+const PROCESSES_TIMEOUT_MS = 120_000;
+
 interface Result {
   code: number;
   stdout: string;
@@ -57,7 +60,7 @@ beforeAll(async () => {
   secureUrl = await listen(secure, 'https');
   otherCaFile = (await initTls({ dataDir: await temporaryDir('fleetgate-https-other-'), hosts: [] })).files
     .caCert;
-});
+}, PROCESSES_TIMEOUT_MS);
 
 afterAll(async () => {
   await plain?.close();
@@ -101,7 +104,7 @@ function failedWith(result: Result, reason: RegExp): void {
   expect(result.stderr).toMatch(reason);
 }
 
-describe('an HTTPS server with its own CA', () => {
+describe('an HTTPS server with its own CA', { timeout: PROCESSES_TIMEOUT_MS }, () => {
   it('says what to do when its certificate cannot be verified, and sends no password to it', async () => {
     const home = await temporaryDir('fleetgate-https-home-');
     const signIns = async () =>
@@ -157,7 +160,7 @@ describe('an HTTPS server with its own CA', () => {
   });
 });
 
-describe('several servers, one profile each', () => {
+describe('several servers, one profile each', { timeout: PROCESSES_TIMEOUT_MS }, () => {
   it('keeps the first login when signing in to a second server, and switches between them', async () => {
     const home = await temporaryDir('fleetgate-profiles-home-');
     const first = await login(home, plainUrl);

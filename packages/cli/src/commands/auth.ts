@@ -69,6 +69,8 @@ export function registerAuthCommands(program: Command, io: CliIo): void {
         .request<LoginAnswer>('POST', '/auth/login', {
           body: { email, password },
         });
+      // Only a browser's sign-in (`cookie: true`) answers without one.
+      if (!login.token) throw new CliError(`${server} answered the sign-in without a session token`);
       const credentials: Credentials = {
         server,
         token: login.token,

@@ -1,5 +1,5 @@
 import { Argument, type Command, InvalidArgumentError } from 'commander';
-import type { Org, Page } from '../api.ts';
+import type { DeviceLimit, Org, Page, RecordingSetting } from '../api.ts';
 import { parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { saveCredentials } from '../config.ts';
@@ -133,19 +133,6 @@ async function saveDefaultOrg(ctx: CommandContext, org: string | undefined): Pro
     throw new CliError(`not logged in with profile "${profile}": run \`fleetgate login --server URL\``);
   const { org: _, ...rest } = login;
   await saveCredentials(ctx.io.env, org === undefined ? rest : { ...rest, org }, profile);
-}
-
-/** `GET|PUT /orgs/:org/session-recording`. */
-interface RecordingSetting {
-  orgId: number;
-  enabled: boolean;
-}
-
-/** `GET|PUT /orgs/:org/device-limit`: the limit (null: none) and the devices it counts now. */
-interface DeviceLimit {
-  orgId: number;
-  limit: number | null;
-  accepted: number;
 }
 
 /** Commander parser for a device limit: a count from 0, or `unlimited` (null). */

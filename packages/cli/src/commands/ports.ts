@@ -1,12 +1,7 @@
 import { type Argument, type Command, InvalidArgumentError, Option } from 'commander';
+import type { AllowedPorts } from '../api.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
-
-/** `GET|PUT …/allowed-ports`: the ports people may reach, and where the list comes from. */
-interface AllowedPorts {
-  ports: number[];
-  source: 'device' | 'fleet' | 'default';
-}
 
 const sourceText: Record<AllowedPorts['source'], string> = {
   device: "the device's own list",
