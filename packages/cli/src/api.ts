@@ -1,7 +1,23 @@
+import type { paths } from '@fleetgate/web/api-schema';
+
 /**
- * The shapes the fleetgate REST API (`<server>/api/v1`) answers, as the CLI reads them. The server's
- * OpenAPI description at `/api/v1/openapi.json` is the reference; times are ISO 8601 strings.
+ * The shapes the fleetgate REST API (`<server>/api/v1`) answers, as the CLI reads them: taken from the server's
+ * OpenAPI document (`npm -w packages/web run api-types` writes it, packages/web/test/api-schema.test.ts fails when
+ * it is stale), the same declarations the web UI is typed from. Times are ISO 8601 strings.
  */
+
+type JsonOf<R> = R extends { content: { 'application/json': infer T } } ? T : never;
+/** The JSON body `method path` answers with `status`. */
+type Answer<P extends keyof paths, M extends keyof paths[P], S extends number = 200> = paths[P][M] extends {
+  responses: infer R;
+}
+  ? S extends keyof R
+    ? JsonOf<R[S]>
+    : never
+  : never;
+/** One item of a list route's `items`. */
+type ItemOf<P extends keyof paths> =
+  Answer<P, 'get' & keyof paths[P]> extends { items: (infer T)[] } ? T : never;
 
 /** A page of a list: `?limit=` (1-500, default 50) and `?page=` (from 1). */
 export interface Page<T> {
@@ -19,186 +35,62 @@ export interface Items<T> {
 export const roles = ['owner', 'admin', 'operator', 'viewer'] as const;
 export type Role = (typeof roles)[number];
 
-export interface User {
-  id: number;
-  email: string;
-  name: string;
-  serverAdmin: boolean;
-  createdAt: string;
-}
+export type User = Answer<'/api/v1/users/{userId}', 'get'>;
 
 /** `POST /users` and `POST /orgs/:orgId/members` answer a generated password once. */
 export interface WithOneTimePassword {
   password?: string;
 }
 
-export interface Me extends User {
-  memberships: { orgId: number; orgName: string; orgSlug?: string; role: Role; fleetIds: number[] | null }[];
-}
+export type Me = Answer<'/api/v1/me', 'get'>;
 
-export interface LoginAnswer {
-  token: string;
-  expiresAt: string;
-  user: User;
-}
+export type LoginAnswer = Answer<'/api/v1/auth/login', 'post'>;
 
-export interface Org {
-  id: number;
-  slug: string;
-  name: string;
-  createdAt: string;
-  updatedAt: string;
-}
+export type Org = Answer<'/api/v1/orgs/{orgId}', 'get'>;
 
 /** `fleetIds: null` = the whole organization. */
-export interface Member {
-  userId: number;
-  email: string;
-  name: string;
-  role: Role;
-  fleetIds: number[] | null;
-  createdAt: string;
-}
+export type Member = ItemOf<'/api/v1/orgs/{orgId}/members'>;
 
-export interface ApiKey {
-  id: number;
-  name: string;
-  prefix: string;
-  createdAt: string;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-  /** Null for a person's own key; the service of a service credential (`openssh`). */
-  service?: string | null;
-}
+export type ApiKey = ItemOf<'/api/v1/api-keys'>;
 
-export interface SshKey {
-  id: number;
-  name: string;
-  algorithm: string;
-  fingerprint: string;
-  createdAt: string;
-  lastUsedAt: string | null;
-}
+export type SshKey = ItemOf<'/api/v1/ssh-keys'>;
 
 export type Tags = Record<string, string>;
 
-export interface Fleet {
-  id: number;
-  orgId: number;
-  name: string;
-  description: string;
-  defaultDeviceType: string | null;
-  deviceCount: number;
-  tags?: Tags;
-  createdAt: string;
-  updatedAt: string;
-}
+export type Fleet = Answer<'/api/v1/fleets/{fleetId}', 'get'>;
 
 /** Built-in types have `id: null` and `orgId: null`. */
-export interface DeviceType {
-  id: number | null;
-  slug: string;
-  name: string;
-  arch: string;
-  builtin: boolean;
-  orgId: number | null;
-}
+export type DeviceType = ItemOf<'/api/v1/device-types'>;
 
 export const deviceStatuses = ['online', 'offline', 'pending', 'never-connected', 'decommissioned'] as const;
 export const listSorts = ['name', '-name', 'createdAt', '-createdAt'] as const;
 
-export interface Device {
-  id: number;
-  uuid: string;
-  name: string;
-  orgId: number;
-  fleetId: number;
-  fleetName: string;
-  deviceType: string;
-  notes: string;
-  status: string;
-  tags: Tags;
-  /** When the device was last connected or heard from; null if never. */
-  lastSeenAt: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
+export type Device = Answer<'/api/v1/devices/{device}', 'get'>;
 
 /** Secret values are write-only: the API answers `value: null`. */
-export interface Variable {
-  name: string;
-  value: string | null;
-  secret: boolean;
-  updatedAt?: string;
-}
+export type Variable = ItemOf<'/api/v1/fleets/{fleetId}/variables'>;
 
 /** A device's effective variable: its own, or inherited from its fleet. */
-export interface EffectiveVariable extends Variable {
-  source: 'device' | 'fleet';
-  overridesFleet?: boolean;
-}
+export type EffectiveVariable = ItemOf<'/api/v1/devices/{device}/variables'>;
 
-export interface AuditEvent {
-  id: number;
-  at: string;
-  orgId: number | null;
-  actor: { type: string; id: number | null; label: string };
-  action: string;
-  resourceType: string;
-  resourceId: string | null;
-  sourceIp: string | null;
-  outcome: string;
-  details: Record<string, unknown> | null;
-}
+export type AuditEvent = ItemOf<'/api/v1/audit'>;
 
 /** A person's session to a device (tunnel, SSH, CONNECT), live or ended. */
-export interface RemoteSession {
-  id: string;
-  orgId: number;
-  fleetId: number;
-  device: { id: number; uuid: string; name: string };
-  user: { id: number | null; label: string };
-  surface: string;
-  port: number | null;
-  target: string;
-  clientAddress: string | null;
-  startedAt: string;
-  endedAt: string | null;
-  live: boolean;
-  bytesToDevice: number;
-  bytesFromDevice: number;
-  outcome: string | null;
-  terminatedBy: { id: number | null; label: string } | null;
-}
+export type RemoteSession = Answer<'/api/v1/sessions/{sessionId}', 'get'>;
 
 /** How one diagnostics check came out. */
 export const diagnosticsStatuses = ['ok', 'warning', 'failed', 'unavailable', 'timed_out'] as const;
 export type DiagnosticsStatus = (typeof diagnosticsStatuses)[number];
 
 /** A stored run of a device's remote diagnostics, as lists show it (`GET /devices/:device/diagnostics`). */
-export interface DiagnosticsRunSummary {
-  id: number;
-  device: { id: number; uuid: string };
-  sessionId: string;
-  requestedBy: { id: number | null; label: string };
-  startedAt: string;
-  finishedAt: string;
-  durationMs: number;
-  version: number;
-  agentVersion: string;
-  status: DiagnosticsStatus;
-  counts: Record<DiagnosticsStatus, number>;
-}
+export type DiagnosticsRunSummary = ItemOf<'/api/v1/devices/{device}/diagnostics'>;
 
 /** One run with its checks (`POST /devices/:device/diagnostics`, `GET …/diagnostics/:runId`). */
-export interface DiagnosticsRun extends DiagnosticsRunSummary {
-  checks: {
-    id: string;
-    title: string;
-    status: DiagnosticsStatus;
-    summary: string;
-    durationMs: number;
-    data: Record<string, unknown>;
-  }[];
-}
+export type DiagnosticsRun = Answer<'/api/v1/devices/{device}/diagnostics/{runId}', 'get'>;
+
+/** A port allow-list and where it comes from (`GET|PUT /fleets/:fleet/allowed-ports`, `…/devices/:device/…`). */
+export type AllowedPorts = Answer<'/api/v1/devices/{device}/allowed-ports', 'get'>;
+/** `GET|PUT /orgs/:org/session-recording`. */
+export type RecordingSetting = Answer<'/api/v1/orgs/{orgId}/session-recording', 'get'>;
+/** `GET|PUT /orgs/:org/device-limit`: the limit (null: none) and the devices it counts now. */
+export type DeviceLimit = Answer<'/api/v1/orgs/{orgId}/device-limit', 'get'>;

@@ -11,13 +11,29 @@ export function parseId(text: string): number {
   return Number(text.trim());
 }
 
-/** Commander argument parser for a device: its numeric id or its 32-hex uuid. */
-export function parseDeviceRef(text: string): string {
+/**
+ * Commander argument parser for a device, fleet or organization as a person names it: an id, or a name (a
+ * device also by its uuid or a unique uuid prefix; an organization by its slug). The server resolves it
+ * (`409` with the candidates when a name is ambiguous); here only empty text is refused.
+ */
+export function parseRef(text: string): string {
   const ref = text.trim();
-  if (!/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(ref)) {
-    throw new InvalidArgumentError('expected a device id or its 32-hex uuid');
-  }
+  if (!ref) throw new InvalidArgumentError('expected an id or a name');
+  if (ref.length > 255) throw new InvalidArgumentError('expected an id or a name of at most 255 characters');
   return ref;
+}
+
+/** `parseRef` for devices: id, name, uuid or unique uuid prefix. */
+export const parseDeviceRef = parseRef;
+
+/** Whether `ref` is an id (canonical decimal), which commands send as it is, without looking it up. */
+export function isId(ref: string): boolean {
+  return /^[1-9]\d{0,9}$/.test(ref);
+}
+
+/** Commander parser for a repeatable fleet option: `--fleet 1 --fleet lobby` → ['1', 'lobby']. */
+export function collectRefs(text: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), parseRef(text)];
 }
 
 /** Commander argument parser for counts (`--limit`, `--page`, `--expires-in-days`). */
@@ -32,11 +48,6 @@ export function parseTime(text: string): string {
     throw new InvalidArgumentError('expected a time such as 2025-01-31 or 2025-01-31T12:00:00Z');
   }
   return text;
-}
-
-/** Commander parser for a repeatable id option: `--fleet 1 --fleet 2` → [1, 2]. */
-export function collectIds(text: string, previous: number[] | undefined): number[] {
-  return [...(previous ?? []), parseId(text)];
 }
 
 /** Adds `--limit` and `--page` to a list command of a paged resource. */

@@ -1,4 +1,5 @@
 import { CliError } from './errors.ts';
+import { fetchTrusting, tlsAdvice } from './tls.ts';
 
 /** A value of a query string; undefined leaves the parameter out. */
 export type QueryValue = string | number | boolean | undefined;
@@ -18,6 +19,11 @@ export interface ApiClientOptions {
   timeoutMs?: number;
   /** The HTTP client; default Node's global `fetch`. */
   fetch?: typeof fetch;
+  /**
+   * PEM of CA certificates the server's certificate may be issued by, besides the system's (the profile's saved
+   * CA). Without `fetch`, HTTPS requests then go through `fetchTrusting`.
+   */
+  ca?: string | undefined;
 }
 
 /**
@@ -77,7 +83,8 @@ export class ApiClient {
     this.server = options.server.replace(/\/+$/, '');
     this.#token = options.token;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
-    this.#fetch = options.fetch ?? fetch;
+    this.#fetch =
+      options.fetch ?? (options.ca && this.server.startsWith('https:') ? fetchTrusting(options.ca) : fetch);
   }
 
   /**
@@ -126,6 +133,8 @@ export class ApiClient {
       });
     }
     const code = networkErrorCode(error);
+    const advice = tlsAdvice(this.server, code);
+    if (advice) return new CliError(advice, { cause: error });
     if (code === 'ECONNREFUSED') {
       return new CliError(`cannot reach ${this.server}: is \`fleetgate serve\` running?`, { cause: error });
     }
@@ -168,7 +177,7 @@ function retryAfterOf(header: string | null): number | undefined {
 }
 
 /** `fetch` wraps socket errors: TypeError('fetch failed') → cause (sometimes an AggregateError) → code. */
-function networkErrorCode(error: unknown): string | undefined {
+export function networkErrorCode(error: unknown): string | undefined {
   return codeOf(error instanceof Error ? error.cause : undefined);
 }
 

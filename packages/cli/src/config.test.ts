@@ -7,10 +7,13 @@ import {
   configDir,
   credentialsFile,
   normalizeServer,
+  profileForLogin,
   readCredentials,
+  readProfiles,
   removeCredentials,
   resolveConnection,
   saveCredentials,
+  savedLoginFor,
 } from './config.ts';
 import { CliError } from './errors.ts';
 
@@ -156,5 +159,52 @@ describe('credentials file', () => {
     expect(await removeCredentials(env)).toBe(true);
     expect(await readCredentials(env)).toBeUndefined();
     expect(await removeCredentials(env)).toBe(false);
+  });
+});
+
+describe('profiles', () => {
+  const a = { server: 'http://a.test:8080', token: 'fgs_a', email: 'a@example.test' };
+  const b = { server: 'https://b.test', token: 'fgs_b', email: 'b@example.test', ca: 'PEM' };
+
+  it('reads a file of the first format (one login) as the profile "default"', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: await tempDir() };
+    await writeFile(credentialsFile(env), JSON.stringify(a));
+    expect(await readProfiles(env)).toEqual({ current: 'default', profiles: { default: a } });
+    expect(await readCredentials(env)).toEqual(a);
+  });
+
+  it('saves a login as its own profile, which becomes current, and keeps the others', async () => {
+    const env = { FLEETGATE_CONFIG_DIR: await tempDir() };
+    await saveCredentials(env, a, 'default');
+    await saveCredentials(env, b, 'b');
+    expect(await readProfiles(env)).toEqual({ current: 'b', profiles: { default: a, b } });
+    expect(await readCredentials(env, 'default')).toEqual(a);
+    expect(await removeCredentials(env, 'b')).toBe(true);
+    expect(await readProfiles(env)).toEqual({ current: undefined, profiles: { default: a } });
+  });
+
+  it('signs in to a new server as a new profile named after it, and again to a known one into its profile', () => {
+    const saved = { current: 'default', profiles: { default: a } };
+    expect(profileForLogin(undefined, 'https://b.test', saved)).toBe('b.test');
+    expect(profileForLogin(undefined, 'http://a.test:8080', saved)).toBe('default');
+    expect(profileForLogin('prod', 'https://b.test', saved)).toBe('prod');
+    expect(profileForLogin(undefined, 'http://a.test:8080', { current: undefined, profiles: {} })).toBe(
+      'default',
+    );
+    expect(() => profileForLogin('no spaces', 'https://b.test', saved)).toThrow(/invalid profile name/);
+  });
+
+  it("uses --profile, else FLEETGATE_PROFILE, else the profile of --server's server, else the current one", () => {
+    const saved = { current: 'default', profiles: { default: a, b } };
+    expect(savedLoginFor({ flags: {}, env: {} }, saved)).toEqual(a);
+    expect(savedLoginFor({ flags: { profile: 'b' }, env: {} }, saved)).toEqual(b);
+    expect(savedLoginFor({ flags: {}, env: { FLEETGATE_PROFILE: 'b' } }, saved)).toEqual(b);
+    expect(savedLoginFor({ flags: { server: 'https://b.test/' }, env: {} }, saved)).toEqual(b);
+    expect(resolveConnection({ flags: { server: 'https://b.test' }, env: {}, saved: b })).toEqual({
+      server: 'https://b.test',
+      token: 'fgs_b',
+      tokenSource: 'file',
+      ca: 'PEM',
+    });
   });
 });

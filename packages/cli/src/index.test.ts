@@ -294,9 +294,9 @@ describe('fleetgate', () => {
       stdout: '',
       stderr: "fleetgate: unknown option '--bogus'\n",
     });
-    const badId = await fleetgate(['fleets', 'show', 'lobby']);
-    expect(badId.code).toBe(1);
-    expect(badId.stderr).toMatch(/^fleetgate: .*expected a positive integer id\n$/);
+    const badCount = await fleetgate(['devices', 'ls', '--limit', 'x']);
+    expect(badCount.code).toBe(1);
+    expect(badCount.stderr).toMatch(/^fleetgate: .*expected a positive integer\n$/);
     expect(seen).toEqual([]);
   });
 

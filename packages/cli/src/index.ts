@@ -7,6 +7,7 @@ import { registerAuditCommand } from './commands/audit.ts';
 import { registerAuthCommands } from './commands/auth.ts';
 import { registerBackupCommands } from './commands/backup.ts';
 import { registerCompletionCommands } from './commands/completion.ts';
+import { registerContextCommands } from './commands/context.ts';
 import { registerCpCommand } from './commands/cp.ts';
 import { registerDeviceTypeCommands } from './commands/device-types.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
@@ -58,6 +59,10 @@ export function buildProgram(io: CliIo = processIo()): Command {
     .version(packageJson.version, '-V, --version')
     .option('--server <url>', 'server URL (default: FLEETGATE_SERVER, then the saved login)')
     .option('--token <token>', 'session token or API key (default: FLEETGATE_TOKEN, then the saved login)')
+    .option(
+      '--profile <name>',
+      'the saved login to use (default: FLEETGATE_PROFILE, then the current one: `fleetgate context ls`)',
+    )
     .option('--json', 'print the JSON answer of the API, for scripts')
     // Subcommands inherit the three settings below when they are created, so they come first.
     .exitOverride()
@@ -72,6 +77,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerInitCommand(program, io);
   registerAgentCommand(program, io);
   registerAuthCommands(program, io);
+  registerContextCommands(program, io);
   registerOrgCommands(program, io);
   registerUserCommands(program, io);
   registerMemberCommands(program, io);

@@ -116,7 +116,9 @@ describe('fleetgate login and logout', () => {
     const file = path.join(xdg, 'fleetgate', 'credentials.json');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
-    const saved = JSON.parse(await readFile(file, 'utf8'));
+    const profiles = JSON.parse(await readFile(file, 'utf8'));
+    // One profile per server signed in to; this first one becomes the current profile.
+    const saved = profiles.profiles[profiles.current];
     expect(saved).toMatchObject({ server: url, email: ADMIN_EMAIL });
     expect(saved.token).toEqual(expect.any(String));
     expect(stdout).not.toContain(saved.token);
@@ -150,7 +152,8 @@ describe('fleetgate login and logout', () => {
 
   it('logs out: the saved login is gone, the next command fails with one line, and the old token is dead', async () => {
     const file = path.join(xdg, 'fleetgate', 'credentials.json');
-    const { token } = JSON.parse(await readFile(file, 'utf8'));
+    const saved = JSON.parse(await readFile(file, 'utf8'));
+    const { token } = saved.profiles[saved.current];
 
     expect(succeeded(await fleetgate(['logout'], { env }))).toContain(`logged out of ${url}`);
     await expect(stat(file)).rejects.toThrow(/ENOENT/);
@@ -624,14 +627,14 @@ describe('fleetgate failures', () => {
     );
   });
 
-  it('refuses a malformed device reference before asking the server', async () => {
+  it('says which name is unknown when no device of mine has it', async () => {
     const result = await fleetgate(
       ['--server', url, '--token', server.adminToken, 'devices', 'show', 'kiosk'],
       {
         env,
       },
     );
-    failedWith(result, /expected a device id or its 32-hex uuid/);
+    failedWith(result, /no device "kiosk" among your devices/);
   });
 
   it('says it cannot reach a server that is down, without a stack trace', async () => {

@@ -50,6 +50,8 @@ export interface ApiAnswer {
  */
 export async function startTestServer(
   overrides: Partial<Record<keyof Config, string | number>> = {},
+  /** `tls`: a certificate (chain) and key to serve HTTPS with once the test listens. */
+  options: { tls?: { cert: string | Buffer; key: string | Buffer } } = {},
 ): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-test-'));
   const schema = `fg_test_${randomBytes(6).toString('hex')}`;
@@ -71,7 +73,7 @@ export async function startTestServer(
     schema: config.dbSchema,
     sqliteFile: path.join(dataDir, 'fleetgate.db'),
   });
-  const app = await buildApp({ config, database, log });
+  const app = await buildApp({ config, database, log, ...(options.tls ? { tls: options.tls } : {}) });
   await ensureFirstOwner(app.deps);
   await app.ready();
 

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import type { AuditEvent, Page } from '../api.ts';
-import { parseId, parseTime, withPaging } from '../arguments.ts';
+import { parseRef, parseTime, withPaging } from '../arguments.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import type { Column } from '../output.ts';
 
@@ -18,7 +18,7 @@ const auditColumns: Column<AuditEvent>[] = [
 ];
 
 interface AuditOptions {
-  org?: number;
+  org?: string;
   serverWide?: boolean;
   actor?: string;
   action?: string;
@@ -39,7 +39,7 @@ export function registerAuditCommand(program: Command, io: CliIo): void {
         "the audit log, newest first: my organizations' as admin or owner, my own actions, and for server " +
           'administrators the server-wide events (sign-ins, users, keys); --json has the details',
       )
-      .option('--org <orgId>', 'only this organization', parseId)
+      .option('--org <org>', 'only this organization (id, slug or name)', parseRef)
       .addOption(
         new Option(
           '--server-wide',
@@ -56,7 +56,7 @@ export function registerAuditCommand(program: Command, io: CliIo): void {
     const ctx = new CommandContext(io, command);
     const answer = await ctx.api<Page<AuditEvent>>('GET', '/audit', {
       query: {
-        orgId: options.org,
+        orgId: await ctx.optionalOrgId(options.org),
         scope: options.serverWide ? 'server' : undefined,
         actor: options.actor,
         action: options.action,

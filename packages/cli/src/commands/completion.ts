@@ -49,10 +49,10 @@ export function registerCompletionCommands(program: Command, io: CliIo): void {
     .addArgument(new Argument('<kind>').choices(nameKinds))
     .action(async (kind: NameKind, _options: unknown, command: Command) => {
       const ctx = new CommandContext(io, command);
-      const { server, token } = await ctx.connection();
+      const { server, token, ca } = await ctx.connection();
       // Not signed in: nothing to offer, and no message, which the shell would print over the command line.
       if (!server || !token) return;
-      const client = ctx.clientFor(server, token, { timeoutMs: COMPLETE_TIMEOUT_MS });
+      const client = ctx.clientFor(server, token, { timeoutMs: COMPLETE_TIMEOUT_MS, ca });
       try {
         const path = kind === 'devices' ? '/devices' : '/fleets';
         const answer = await client.request<Page<Device | Fleet>>('GET', path, {

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
+import { trustedCas } from '../tls.ts';
 
 /** One side of `cp`: a file on this machine, or `<device>:<absolute path>` on a device. */
 export type CopyEnd = { local: string } | { device: string; path: string };
@@ -75,8 +76,8 @@ export function registerCpCommand(program: Command, io: CliIo): void {
         throw new CliError(`--mode takes octal permissions such as 0644 or 755, not "${options.mode}"`);
       const ctx = new CommandContext(io, command);
       await ctx.client(); // fails early, with how to sign in, when there is no login
-      const { server, token } = await ctx.connection();
-      const transfer = { io, server: server!, token: token! };
+      const { server, token, ca } = await ctx.connection();
+      const transfer = { io, server: server!, token: token!, ca };
       let result: CopyResult;
       if ('local' in source && 'device' in destination) {
         result = await upload(transfer, source.local, destination, options.mode);
@@ -101,6 +102,8 @@ interface Transfer {
   io: CliIo;
   server: string;
   token: string;
+  /** The profile's saved CA (see `Credentials.ca`). */
+  ca: string | undefined;
 }
 
 function filesUrl(
@@ -143,6 +146,7 @@ async function upload(
   const progress = new Progress(transfer.io, `${path.basename(local)} → ${to.device}`, stats.size);
   const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const request = (url.protocol === 'https:' ? https : http).request(url, {
+      ...(transfer.ca ? { ca: trustedCas(transfer.ca) } : {}),
       method: 'PUT',
       headers: {
         authorization: `Bearer ${transfer.token}`,
@@ -206,6 +210,7 @@ async function download(transfer: Transfer, from: { device: string; path: string
     const { size, sha256, session } = await new Promise<{ size: number; sha256: string; session: string }>(
       (resolve, reject) => {
         const request = (url.protocol === 'https:' ? https : http).get(url, {
+          ...(transfer.ca ? { ca: trustedCas(transfer.ca) } : {}),
           headers: { authorization: `Bearer ${transfer.token}` },
         });
         request.once('error', (error) =>

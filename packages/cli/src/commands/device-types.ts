@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { DeviceType, Items } from '../api.ts';
-import { parseId } from '../arguments.ts';
+import { parseId, parseRef } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import type { Column } from '../output.ts';
@@ -20,11 +20,11 @@ export function registerDeviceTypeCommands(program: Command, io: CliIo): void {
   deviceTypes
     .command('ls')
     .description('list the built-in device types and those of my organizations')
-    .option('--org <orgId>', "only this organization's (and the built-in ones)", parseId)
-    .action(async (options: { org?: number }, command: Command) => {
+    .option('--org <org>', "only this organization's (and the built-in ones): id, slug or name", parseRef)
+    .action(async (options: { org?: string }, command: Command) => {
       const ctx = new CommandContext(io, command);
       const answer = await ctx.api<Items<DeviceType>>('GET', '/device-types', {
-        query: { orgId: options.org },
+        query: { orgId: await ctx.optionalOrgId(options.org) },
       });
       ctx.out.list(answer, deviceTypeColumns, 'device types');
     });
@@ -33,13 +33,13 @@ export function registerDeviceTypeCommands(program: Command, io: CliIo): void {
     .command('create')
     .description('add a custom device type to an organization')
     .argument('<slug>', 'short name used by devices and fleets, e.g. acme-gateway-v2')
-    .requiredOption('--org <orgId>', 'organization id', parseId)
+    .option('--org <org>', 'organization id, slug or name (default: `orgs use`, or your only one)', parseRef)
     .requiredOption('--name <name>', 'display name')
     .requiredOption('--arch <arch>', 'CPU architecture: aarch64, armv7hf, amd64, …')
-    .action(async (slug: string, options: { org: number; name: string; arch: string }, command: Command) => {
+    .action(async (slug: string, options: { org?: string; name: string; arch: string }, command: Command) => {
       const ctx = new CommandContext(io, command);
       const type = await ctx.api<DeviceType>('POST', '/device-types', {
-        body: { orgId: options.org, slug, name: options.name, arch: options.arch },
+        body: { orgId: await ctx.orgId(options.org), slug, name: options.name, arch: options.arch },
       });
       ctx.out.record(type);
     });

@@ -1,9 +1,11 @@
 import { type Command, Option } from 'commander';
 import { type Fleet, listSorts, type Page } from '../api.ts';
-import { parseId, withPaging } from '../arguments.ts';
+import { parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import type { Column } from '../output.ts';
+import { namedArgument } from './completion.ts';
+import { registerPortsCommand } from './ports.ts';
 import { registerTagCommand } from './tags.ts';
 
 const fleetColumns: Column<Fleet>[] = [
@@ -17,12 +19,15 @@ const fleetColumns: Column<Fleet>[] = [
 ];
 
 interface FleetListOptions {
-  org?: number;
+  org?: string;
   search?: string;
   sort?: string;
   limit?: number;
   page?: number;
 }
+
+/** `<fleet>`, completed with the names of the person's fleets. */
+const fleetArgument = () => namedArgument('<fleet>', 'fleet id or name', 'fleets').argParser(parseRef);
 
 /** `fleets ls|show|create|rename|rm|tag`. */
 export function registerFleetCommands(program: Command, io: CliIo): void {
@@ -32,14 +37,14 @@ export function registerFleetCommands(program: Command, io: CliIo): void {
     fleets
       .command('ls')
       .description('list the fleets I can see')
-      .option('--org <orgId>', 'only this organization', parseId)
+      .option('--org <org>', 'only this organization (id, slug or name)', parseRef)
       .option('--search <text>', 'text in the name')
       .addOption(new Option('--sort <order>', 'order').choices(listSorts)),
   ).action(async (options: FleetListOptions, command: Command) => {
     const ctx = new CommandContext(io, command);
     const answer = await ctx.api<Page<Fleet>>('GET', '/fleets', {
       query: {
-        orgId: options.org,
+        orgId: await ctx.optionalOrgId(options.org),
         q: options.search,
         sort: options.sort,
         limit: options.limit,
@@ -52,29 +57,29 @@ export function registerFleetCommands(program: Command, io: CliIo): void {
   fleets
     .command('show')
     .description('show one fleet')
-    .argument('<fleetId>', 'fleet id', parseId)
-    .action(async (fleetId: number, _options: unknown, command: Command) => {
+    .addArgument(fleetArgument())
+    .action(async (fleet: string, _options: unknown, command: Command) => {
       const ctx = new CommandContext(io, command);
-      ctx.out.record(await ctx.api<Fleet>('GET', apiPath`/fleets/${fleetId}`));
+      ctx.out.record(await ctx.api<Fleet>('GET', apiPath`/fleets/${fleet}`));
     });
 
   fleets
     .command('create')
     .description('create a fleet')
     .argument('<name>', 'fleet name')
-    .requiredOption('--org <orgId>', 'organization id', parseId)
+    .option('--org <org>', 'organization id, slug or name (default: `orgs use`, or your only one)', parseRef)
     .option('--description <text>', 'what the fleet is for')
     .option('--device-type <slug>', 'default device type of its devices, e.g. raspberrypi4-64')
     .action(
       async (
         name: string,
-        options: { org: number; description?: string; deviceType?: string },
+        options: { org?: string; description?: string; deviceType?: string },
         command: Command,
       ) => {
         const ctx = new CommandContext(io, command);
         const fleet = await ctx.api<Fleet>('POST', '/fleets', {
           body: {
-            orgId: options.org,
+            orgId: await ctx.orgId(options.org),
             name,
             description: options.description,
             defaultDeviceType: options.deviceType,
@@ -87,28 +92,35 @@ export function registerFleetCommands(program: Command, io: CliIo): void {
   fleets
     .command('rename')
     .description('rename a fleet')
-    .argument('<fleetId>', 'fleet id', parseId)
+    .addArgument(fleetArgument())
     .argument('<name>', 'new name')
-    .action(async (fleetId: number, name: string, _options: unknown, command: Command) => {
+    .action(async (fleet: string, name: string, _options: unknown, command: Command) => {
       const ctx = new CommandContext(io, command);
-      ctx.out.record(await ctx.api<Fleet>('PATCH', apiPath`/fleets/${fleetId}`, { body: { name } }));
+      ctx.out.record(await ctx.api<Fleet>('PATCH', apiPath`/fleets/${fleet}`, { body: { name } }));
     });
 
   fleets
     .command('rm')
     .description('delete an empty fleet')
-    .argument('<fleetId>', 'fleet id', parseId)
-    .action(async (fleetId: number, _options: unknown, command: Command) => {
+    .addArgument(fleetArgument())
+    .action(async (fleet: string, _options: unknown, command: Command) => {
       const ctx = new CommandContext(io, command);
-      await ctx.api('DELETE', apiPath`/fleets/${fleetId}`);
-      ctx.out.done(`deleted fleet ${fleetId}`);
+      await ctx.api('DELETE', apiPath`/fleets/${fleet}`);
+      ctx.out.done(`deleted fleet ${fleet}`);
     });
+
+  registerPortsCommand(fleets, io, {
+    noun: 'fleet',
+    argument: fleetArgument,
+    path: (fleet) => apiPath`/fleets/${fleet}`,
+    inherits: 'the default (22)',
+  });
 
   registerTagCommand(fleets, io, {
     noun: 'fleet',
-    argument: '<fleetId>',
-    argumentHelp: 'fleet id',
-    parse: parseId,
-    path: (fleetId) => apiPath`/fleets/${fleetId}`,
+    argument: '<fleet>',
+    argumentHelp: 'fleet id or name',
+    parse: parseRef,
+    path: (fleet) => apiPath`/fleets/${fleet}`,
   });
 }

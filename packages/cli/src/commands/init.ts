@@ -91,6 +91,7 @@ export function registerInitCommand(program: Command, io: CliIo): void {
           serverValidTo: result.serverValidTo.toISOString(),
           caValidTo: result.caValidTo.toISOString(),
           serverFingerprint: result.serverFingerprint,
+          caFingerprint: result.caFingerprint,
           renewed: options.renew === true,
         });
         return;
@@ -114,11 +115,12 @@ export function registerInitCommand(program: Command, io: CliIo): void {
           : []),
         `The server certificate is for: ${result.altNames.map((name) => name.value).join(', ')}`,
         `Fingerprint (SHA-256): ${result.serverFingerprint}`,
+        `CA fingerprint (SHA-256): ${result.caFingerprint}   (\`fleetgate login\` shows it before trusting the CA)`,
         '',
         'Next:',
         `  ${serveCommand}    serves HTTPS with it (a running server picks up the new certificate by itself)`,
         `  curl --cacert ${files.caCert} ${origin}/healthz`,
-        `  NODE_EXTRA_CA_CERTS=${files.caCert} npx fleetgate login --server ${origin}`,
+        `  npx fleetgate login --server ${origin} --ca ${files.caCert}`,
         '',
       ];
       io.stdout.write(lines.join('\n'));

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { type Member, type Page, roles, type WithOneTimePassword } from '../api.ts';
-import { collectIds, parseId, withPaging } from '../arguments.ts';
+import { collectRefs, parseId, parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -17,13 +17,14 @@ const memberColumns: Column<Member>[] = [
 ];
 
 const fleetOption = () =>
-  new Option('--fleet <fleetId>', 'narrow the membership to this fleet (repeat for several)').argParser(
-    collectIds,
-  );
+  new Option(
+    '--fleet <fleet>',
+    'narrow the membership to this fleet, id or name (repeat for several)',
+  ).argParser(collectRefs);
 
 interface MemberOptions {
   role?: string;
-  fleet?: number[];
+  fleet?: string[];
   allFleets?: boolean;
 }
 
@@ -35,8 +36,8 @@ export function registerMemberCommands(program: Command, io: CliIo): void {
     members
       .command('ls')
       .description('list the people of an organization')
-      .argument('<orgId>', 'organization id', parseId),
-  ).action(async (orgId: number, options: { limit?: number; page?: number }, command: Command) => {
+      .argument('<org>', 'organization id, slug or name', parseRef),
+  ).action(async (orgId: string, options: { limit?: number; page?: number }, command: Command) => {
     const ctx = new CommandContext(io, command);
     const answer = await ctx.api<Page<Member>>('GET', apiPath`/orgs/${orgId}/members`, { query: options });
     ctx.out.list(answer, memberColumns, 'members');
@@ -45,16 +46,21 @@ export function registerMemberCommands(program: Command, io: CliIo): void {
   members
     .command('add')
     .description('add a person; an unknown e-mail creates the user and shows a one-time password')
-    .argument('<orgId>', 'organization id', parseId)
+    .argument('<org>', 'organization id, slug or name', parseRef)
     .argument('<email>', "the person's e-mail")
     .addOption(new Option('--role <role>', 'their role').choices(roles).makeOptionMandatory())
     .addOption(fleetOption())
     .option('--name <name>', 'display name, when the user is created')
     .action(
-      async (orgId: number, email: string, options: MemberOptions & { name?: string }, command: Command) => {
+      async (orgId: string, email: string, options: MemberOptions & { name?: string }, command: Command) => {
         const ctx = new CommandContext(io, command);
         const member = await ctx.api<Member & WithOneTimePassword>('POST', apiPath`/orgs/${orgId}/members`, {
-          body: { email, role: options.role, fleetIds: options.fleet, name: options.name },
+          body: {
+            email,
+            role: options.role,
+            fleetIds: await fleetIdsOf(ctx, options.fleet),
+            name: options.name,
+          },
         });
         printWithOneTimePassword(ctx.out, member, member.email);
       },
@@ -63,16 +69,16 @@ export function registerMemberCommands(program: Command, io: CliIo): void {
   members
     .command('set')
     .description("change a person's role or fleets")
-    .argument('<orgId>', 'organization id', parseId)
+    .argument('<org>', 'organization id, slug or name', parseRef)
     .argument('<userId>', 'user id', parseId)
     .addOption(new Option('--role <role>', 'new role').choices(roles))
     .addOption(fleetOption())
     .addOption(
       new Option('--all-fleets', 'widen the membership to the whole organization').conflicts('fleet'),
     )
-    .action(async (orgId: number, userId: number, options: MemberOptions, command: Command) => {
+    .action(async (orgId: string, userId: number, options: MemberOptions, command: Command) => {
       const ctx = new CommandContext(io, command);
-      const fleetIds = options.allFleets ? null : options.fleet;
+      const fleetIds = options.allFleets ? null : await fleetIdsOf(ctx, options.fleet);
       if (options.role === undefined && fleetIds === undefined) {
         throw new CliError('nothing to change: pass --role, --fleet or --all-fleets');
       }
@@ -85,11 +91,19 @@ export function registerMemberCommands(program: Command, io: CliIo): void {
   members
     .command('rm')
     .description('remove a person from an organization')
-    .argument('<orgId>', 'organization id', parseId)
+    .argument('<org>', 'organization id, slug or name', parseRef)
     .argument('<userId>', 'user id', parseId)
-    .action(async (orgId: number, userId: number, _options: unknown, command: Command) => {
+    .action(async (orgId: string, userId: number, _options: unknown, command: Command) => {
       const ctx = new CommandContext(io, command);
       await ctx.api('DELETE', apiPath`/orgs/${orgId}/members/${userId}`);
       ctx.out.done(`removed user ${userId} from organization ${orgId}`);
     });
+}
+
+/** The ids of the fleets named with `--fleet` (ids or names), or undefined when none was. */
+async function fleetIdsOf(ctx: CommandContext, fleets: string[] | undefined): Promise<number[] | undefined> {
+  if (fleets === undefined) return undefined;
+  const ids: number[] = [];
+  for (const fleet of fleets) ids.push(await ctx.fleetId(fleet));
+  return ids;
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Page } from '../api.ts';
-import { parseId, withPaging } from '../arguments.ts';
+import { parseId, parseRef, withPaging } from '../arguments.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
 import type { Column } from '../output.ts';
@@ -55,15 +55,20 @@ export function registerPendingCommands(devices: Command, io: CliIo): void {
     devices
       .command('pending')
       .description('devices waiting to be accepted (signed auth requests from unknown identities or keys)')
-      .option('--org <orgId>', 'only this organization', parseId)
+      .option('--org <org>', 'only this organization (id, slug or name)', parseRef)
       .option('--status <status>', 'pending (default), accepted, rejected or preauthorized', 'pending'),
   ).action(
-    async (options: { org?: number; status: string; limit?: number; page?: number }, command: Command) => {
+    async (options: { org?: string; status: string; limit?: number; page?: number }, command: Command) => {
       const ctx = new CommandContext(io, command);
       if (!['pending', 'accepted', 'rejected', 'preauthorized'].includes(options.status))
         throw new CliError('--status must be pending, accepted, rejected or preauthorized');
       const answer = await ctx.api<Page<AuthSet>>('GET', '/auth-sets', {
-        query: { status: options.status, orgId: options.org, limit: options.limit, page: options.page },
+        query: {
+          status: options.status,
+          orgId: await ctx.optionalOrgId(options.org),
+          limit: options.limit,
+          page: options.page,
+        },
       });
       ctx.out.list(answer, authSetColumns, `${options.status} devices`);
     },
@@ -76,14 +81,14 @@ export function registerPendingCommands(devices: Command, io: CliIo): void {
     )
     .argument('<ids...>', 'auth set ids', collectIdArguments)
     .option(
-      '--fleet <fleetId>',
-      "fleet for new devices (default: the proposed fleet, else the organization's oldest)",
-      parseId,
+      '--fleet <fleet>',
+      "fleet for new devices, id or name (default: the proposed fleet, else the organization's oldest)",
+      parseRef,
     )
-    .action(async (ids: number[], options: { fleet?: number }, command: Command) => {
+    .action(async (ids: number[], options: { fleet?: string }, command: Command) => {
       const ctx = new CommandContext(io, command);
       const answer = await ctx.api<BulkAnswer>('POST', '/auth-sets/accept', {
-        body: { ids, ...(options.fleet ? { fleetId: options.fleet } : {}) },
+        body: { ids, ...(options.fleet ? { fleetId: await ctx.fleetId(options.fleet) } : {}) },
       });
       report(ctx, answer);
     });

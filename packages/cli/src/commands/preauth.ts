@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { CsvError, type PreauthCsvRow, preauthRows as readPreauthRows } from '@fleetgate/protocol';
 import type { Command } from 'commander';
-import { parseId } from '../arguments.ts';
+import { parseRef } from '../arguments.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
 import { type Column, formatTable } from '../output.ts';
@@ -51,12 +51,12 @@ export function registerPreauthCommand(program: Command, io: CliIo): void {
       'preauthorize devices from a CSV (identity,public_key[,name]), e.g. the one `fleetgate keygen` writes',
     )
     .requiredOption('--csv <file>', 'the CSV file')
-    .requiredOption('--fleet <fleetId>', 'the fleet the devices join', parseId)
+    .requiredOption('--fleet <fleet>', 'the fleet the devices join (id or name)', parseRef)
     .option(
       '--force',
       'add the key to a device that already has the identity, instead of reporting a conflict',
     )
-    .action(async (options: { csv: string; fleet: number; force?: boolean }, command: Command) => {
+    .action(async (options: { csv: string; fleet: string; force?: boolean }, command: Command) => {
       const ctx = new CommandContext(io, command);
       let text: string;
       try {
@@ -64,6 +64,7 @@ export function registerPreauthCommand(program: Command, io: CliIo): void {
       } catch (error) {
         throw new CliError(`cannot read ${options.csv}: ${(error as Error).message}`);
       }
+      const fleetId = await ctx.fleetId(options.fleet);
       const rows = preauthRows(text);
       if (rows.length === 0) throw new CliError('the CSV has no rows under its header');
       const items: (PreauthItem & { line: number })[] = [];
@@ -72,7 +73,7 @@ export function registerPreauthCommand(program: Command, io: CliIo): void {
         const batch = rows.slice(start, start + BATCH);
         const answer = await ctx.api<{ items: PreauthItem[] }>('POST', '/auth-sets/preauthorize', {
           body: {
-            fleetId: options.fleet,
+            fleetId,
             force: options.force ?? false,
             devices: batch.map(({ identity, publicKey, name }) => ({
               identity,

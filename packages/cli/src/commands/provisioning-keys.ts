@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Items } from '../api.ts';
-import { parseCount, parseId } from '../arguments.ts';
+import { parseCount, parseId, parseRef } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -42,13 +42,13 @@ export function registerProvisioningKeyCommands(program: Command, io: CliIo): vo
     .command('create')
     .description('create a provisioning key for a fleet; it is shown once')
     .argument('<name>', 'what it is for, e.g. factory-line-1')
-    .requiredOption('--fleet <fleetId>', 'fleet id', parseId)
+    .requiredOption('--fleet <fleet>', 'fleet id or name', parseRef)
     .option('--expires-in-days <days>', 'lifetime in days (default: no expiry)', parseCount)
     .option('--max-uses <n>', 'devices it may register at most (default: unlimited)', parseCount)
     .action(
       async (
         name: string,
-        options: { fleet: number; expiresInDays?: number; maxUses?: number },
+        options: { fleet: string; expiresInDays?: number; maxUses?: number },
         command: Command,
       ) => {
         const ctx = new CommandContext(io, command);
@@ -77,7 +77,7 @@ export function registerProvisioningKeyCommands(program: Command, io: CliIo): vo
       'after a database loss: give a fleet back a provisioning key that devices still hold (in their OS image, agent.json or mender.conf TenantToken)',
     )
     .argument('<name>', 'what it is for, e.g. factory-line-1')
-    .requiredOption('--fleet <fleetId>', 'fleet id', parseId)
+    .requiredOption('--fleet <fleet>', 'fleet id or name', parseRef)
     .requiredOption(
       '--key-file <file>',
       'a file holding the key (kept off the command line, where ps would show it)',
@@ -87,7 +87,7 @@ export function registerProvisioningKeyCommands(program: Command, io: CliIo): vo
     .action(
       async (
         name: string,
-        options: { fleet: number; keyFile: string; expiresInDays?: number; maxUses?: number },
+        options: { fleet: string; keyFile: string; expiresInDays?: number; maxUses?: number },
         command: Command,
       ) => {
         const ctx = new CommandContext(io, command);
@@ -114,8 +114,8 @@ export function registerProvisioningKeyCommands(program: Command, io: CliIo): vo
   keys
     .command('ls')
     .description("list a fleet's provisioning keys (the keys themselves are never shown again)")
-    .requiredOption('--fleet <fleetId>', 'fleet id', parseId)
-    .action(async (options: { fleet: number }, command: Command) => {
+    .requiredOption('--fleet <fleet>', 'fleet id or name', parseRef)
+    .action(async (options: { fleet: string }, command: Command) => {
       const ctx = new CommandContext(io, command);
       const answer = await ctx.api<Items<ProvisioningKey>>(
         'GET',

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Device, Page } from '../api.ts';
-import { parseDeviceRef, parseId, withPaging } from '../arguments.ts';
+import { parseDeviceRef, parseId, parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -59,12 +59,12 @@ export function registerRecoveryCommands(program: Command, io: CliIo): void {
     .command('adopt')
     .description('recreate candidates as devices of a fleet; their own keys work again')
     .argument('<ids...>', 'candidate ids (from recovery ls)', collectIdArguments)
-    .requiredOption('--fleet <fleetId>', 'fleet to put them in', parseId)
+    .requiredOption('--fleet <fleet>', 'fleet to put them in (id or name)', parseRef)
     .option('--device-type <slug>', "device type (default: the fleet's default)")
-    .action(async (ids: number[], options: { fleet: number; deviceType?: string }, command: Command) => {
+    .action(async (ids: number[], options: { fleet: string; deviceType?: string }, command: Command) => {
       const ctx = new CommandContext(io, command);
       const answer = await ctx.api<AdoptAnswer>('POST', '/recovery-candidates/adopt', {
-        body: { ids, fleetId: options.fleet, deviceType: options.deviceType },
+        body: { ids, fleetId: await ctx.fleetId(options.fleet), deviceType: options.deviceType },
       });
       ctx.out.list(answer, adoptColumns, 'candidates');
       const skipped = answer.items.filter((r) => r.outcome !== 'adopted').length;
@@ -90,7 +90,7 @@ export function registerDecommissionCommand(program: Command, io: CliIo): void {
   devices
     .command('decommission')
     .description('decommission a device: every key and token it holds is refused at once')
-    .argument('<device>', 'device id or 32-hex uuid', parseDeviceRef)
+    .argument('<device>', 'device name, uuid, unique uuid prefix or id', parseDeviceRef)
     .option('-y, --yes', 'do not ask for confirmation (required when standard input is not a terminal)')
     .action(async (device: string, options: { yes?: boolean }, command: Command) => {
       const ctx = new CommandContext(io, command);

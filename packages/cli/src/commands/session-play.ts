@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
+import { fetchTrusting } from '../tls.ts';
 
 /** One asciicast v2 event: seconds since the start, kind (`o` output, `r` resize, `i` input…), data. */
 type CastEvent = [time: number, kind: string, data: string];
@@ -60,9 +61,9 @@ export function registerSessionPlayCommand(sessions: Command, io: CliIo): void {
       if (!/^[0-9a-f]{16,32}$/.test(id))
         throw new CliError(`not a session id: ${text} (see fleetgate sessions ls)`);
       const ctx = new CommandContext(io, command);
-      const { server, token } = await ctx.connection();
+      const { server, token, ca } = await ctx.connection();
       if (!server || !token) throw new CliError('not logged in: run `fleetgate login --server URL`');
-      const fetchRecording = io.fetch ?? fetch;
+      const fetchRecording = io.fetch ?? (ca && server.startsWith('https:') ? fetchTrusting(ca) : fetch);
       let response: Response;
       try {
         response = await fetchRecording(

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { Page, RemoteSession } from '../api.ts';
-import { parseId, withPaging } from '../arguments.ts';
+import type { Device, Page, RemoteSession } from '../api.ts';
+import { parseRef, withPaging } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -54,7 +54,7 @@ function parseSessionId(text: string): string {
 
 interface ListOptions {
   live?: boolean;
-  org?: number;
+  org?: string;
   device?: string;
   surface?: string;
   user?: string;
@@ -76,8 +76,8 @@ export function registerSessionCommands(program: Command, io: CliIo): Command {
       .command('ls')
       .description('list sessions, newest first (viewers and above of their organization)')
       .option('--live', 'only live sessions')
-      .option('--org <orgId>', 'only this organization', parseId)
-      .option('--device <uuid>', 'only sessions to this device')
+      .option('--org <org>', 'only this organization (id, slug or name)', parseRef)
+      .option('--device <device>', 'only sessions to this device (name, uuid or id)', parseRef)
       .option(
         '--surface <surface>',
         'only sessions that came this way: tunnel, connect, ssh, openssh, terminal, web, vnc, files, diagnostics',
@@ -88,8 +88,8 @@ export function registerSessionCommands(program: Command, io: CliIo): Command {
     const answer = await ctx.api<Page<RemoteSession>>('GET', '/sessions', {
       query: {
         live: options.live ? 'true' : undefined,
-        orgId: options.org,
-        device: options.device?.toLowerCase(),
+        orgId: await ctx.optionalOrgId(options.org),
+        device: options.device === undefined ? undefined : await deviceUuid(ctx, options.device),
         surface: options.surface,
         user: options.user,
         limit: options.limit,
@@ -133,4 +133,10 @@ export function registerSessionCommands(program: Command, io: CliIo): Command {
         );
     });
   return sessions;
+}
+
+/** The uuid of the device a person named: the sessions list filters by uuid; the server resolves names. */
+async function deviceUuid(ctx: CommandContext, device: string): Promise<string> {
+  if (/^[0-9a-fA-F]{32}$/.test(device)) return device.toLowerCase();
+  return (await ctx.api<Device>('GET', apiPath`/devices/${device}`)).uuid;
 }

@@ -4,10 +4,11 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { bridge } from '@fleetgate/protocol';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { Device, Page } from '../api.ts';
+import type { Device } from '../api.ts';
 import { ApiError, apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
+import { trustedCas } from '../tls.ts';
 import { namedArgument } from './completion.ts';
 
 /** One `<localPort>:<remotePort>` argument. */
@@ -64,24 +65,17 @@ export function registerTunnelCommand(program: Command, io: CliIo): void {
       await ctx.client(); // fails early, with how to sign in, when there is no login
       const device = await resolveDevice(ctx, deviceText);
       for (const mapping of mappings) await checkPort(ctx, io, device, mapping.remote);
-      const { server, token } = await ctx.connection();
-      await runTunnel({ io, server: server!, token: token!, device, mappings, bind: options.bind });
+      const { server, token, ca } = await ctx.connection();
+      await runTunnel({ io, server: server!, token: token!, ca, device, mappings, bind: options.bind });
     });
 }
 
-/** A device by uuid or id (asked directly) or by exact name (one match among the devices I can see). */
+/**
+ * A device as the person named it (uuid, unique uuid prefix, id or name): the server resolves it
+ * (`GET /devices/:device`), answering 409 with the candidates when a name or prefix names several.
+ */
 export async function resolveDevice(ctx: CommandContext, text: string): Promise<Device> {
-  if (/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/.test(text)) {
-    return ctx.api<Device>('GET', apiPath`/devices/${text}`);
-  }
-  const page = await ctx.api<Page<Device>>('GET', '/devices', { query: { q: text, limit: 500 } });
-  const named = page.items.filter((d) => d.name === text);
-  if (named.length === 1) return named[0]!;
-  if (named.length === 0)
-    throw new CliError(`no device named "${text}" (give its uuid, or see \`fleetgate devices ls\`)`);
-  throw new CliError(
-    `${named.length} devices are named "${text}": give the uuid (${named.map((d) => d.uuid).join(', ')})`,
-  );
+  return ctx.api<Device>('GET', apiPath`/devices/${text}`);
 }
 
 /**
@@ -115,6 +109,8 @@ interface TunnelSetup {
   io: CliIo;
   server: string;
   token: string;
+  /** The profile's saved CA (see `Credentials.ca`). */
+  ca: string | undefined;
   device: Device;
   mappings: PortMapping[];
   bind: string;
@@ -145,6 +141,7 @@ function openPortStream(setup: TunnelSetup, port: number): Promise<Duplex> {
       upgrade: 'fleetgate-stream',
     },
     agent: false,
+    ...(setup.ca ? { ca: trustedCas(setup.ca) } : {}),
   });
   return new Promise((resolve, reject) => {
     request.once('upgrade', (_response, socket, head) => {

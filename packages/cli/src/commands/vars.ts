@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import type { EffectiveVariable, Items, Variable } from '../api.ts';
-import { parseDeviceRef, parseId } from '../arguments.ts';
+import { parseDeviceRef, parseRef } from '../arguments.ts';
 import { apiPath } from '../client.ts';
 import { type CliIo, CommandContext } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -27,7 +27,7 @@ const deviceVariableColumns: Column<EffectiveVariable>[] = [
 ];
 
 interface TargetOptions {
-  fleet?: number;
+  fleet?: string;
   device?: string;
 }
 
@@ -45,19 +45,20 @@ function targetOf(options: TargetOptions): Target {
   if (options.device !== undefined) {
     return { kind: 'device', path: apiPath`/devices/${options.device}`, label: `device ${options.device}` };
   }
-  throw new CliError('whose variables? pass --fleet <fleetId> or --device <device>');
+  throw new CliError('whose variables? pass --fleet <fleet> or --device <device>');
 }
 
 /** `--fleet` and `--device`, one of which each `vars` command needs. */
 function withTarget(command: Command): Command {
   return command
     .addOption(
-      new Option('--fleet <fleetId>', "the fleet's variables (every device inherits them)").argParser(
-        parseId,
-      ),
+      new Option(
+        '--fleet <fleet>',
+        "the fleet's variables, id or name (every device inherits them)",
+      ).argParser(parseRef),
     )
     .addOption(
-      new Option('--device <device>', "one device's variables (id or uuid; they override the fleet's)")
+      new Option('--device <device>', "one device's variables (name, uuid or id; they override the fleet's)")
         .argParser(parseDeviceRef)
         .conflicts('fleet'),
     );

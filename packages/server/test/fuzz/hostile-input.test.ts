@@ -810,9 +810,13 @@ describe('user-named keys called like JavaScript object internals', () => {
   });
 });
 
-/** Ids in paths and query strings: `id`, `…Id`, and a device named by its id. */
+/**
+ * Ids in paths and query strings: `id`, `…Id`, and the references that take an id or a name (a device, a fleet,
+ * an organization: written by its id here).
+ */
 const isIdParameter = (p: { name: string; schema?: { type?: string | string[] } }) =>
-  p.name === 'device' || ((p.name === 'id' || p.name.endsWith('Id')) && p.schema?.type === 'integer');
+  ['device', 'fleetId', 'orgId'].includes(p.name) ||
+  ((p.name === 'id' || p.name.endsWith('Id')) && p.schema?.type === 'integer');
 /** Other ways of writing the number 1…, each of which once named the same resource as the id itself. */
 const nonCanonical = (id: string) => [`0${id}`, `00${id}`, `+${id}`, ` ${id}`, `${id}.0`, `${id}e0`];
 

@@ -512,7 +512,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -543,7 +544,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -568,7 +570,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -617,7 +620,8 @@ export interface paths {
                 };
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -655,7 +659,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -715,7 +720,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                     userId: number;
                 };
                 cookie?: never;
@@ -741,7 +747,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                     userId: number;
                 };
                 cookie?: never;
@@ -1149,7 +1156,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -1186,7 +1194,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -1211,7 +1220,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -1263,7 +1273,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -1306,7 +1317,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                     key: string;
                 };
                 cookie?: never;
@@ -1337,7 +1349,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                     key: string;
                 };
                 cookie?: never;
@@ -1663,7 +1676,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -1726,7 +1740,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -1751,7 +1766,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -1830,7 +1846,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -1873,7 +1890,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     key: string;
                 };
                 cookie?: never;
@@ -1904,7 +1922,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     key: string;
                 };
                 cookie?: never;
@@ -1940,7 +1959,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -1978,7 +1998,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -2219,7 +2240,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -2253,7 +2275,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -2293,7 +2316,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     keyId: number;
                 };
                 cookie?: never;
@@ -2581,7 +2605,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -3043,7 +3068,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -3071,7 +3097,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -3119,7 +3146,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -3165,7 +3193,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                     name: string;
                 };
                 cookie?: never;
@@ -3203,7 +3232,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                     name: string;
                 };
                 cookie?: never;
@@ -3239,7 +3269,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -3288,7 +3319,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     name: string;
                 };
                 cookie?: never;
@@ -3326,7 +3358,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     name: string;
                 };
                 cookie?: never;
@@ -3367,7 +3400,8 @@ export interface paths {
                 };
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -3557,7 +3591,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -3587,7 +3622,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    fleetId: number;
+                    /** @description the fleet's id or its name; a name fleets of several of your organizations share answers 409 with details.candidates */
+                    fleetId: number | string;
                 };
                 cookie?: never;
             };
@@ -3637,7 +3673,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -3667,7 +3704,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -3720,7 +3758,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     port: number;
                 };
                 cookie?: never;
@@ -4002,7 +4041,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -4029,7 +4069,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    orgId: number;
+                    /** @description the organization's id, slug or name; a name several of your organizations share answers 409 with details.candidates */
+                    orgId: number | string;
                 };
                 cookie?: never;
             };
@@ -4305,7 +4346,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -4386,7 +4428,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -4481,7 +4524,8 @@ export interface paths {
                 };
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -4547,7 +4591,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };
@@ -4629,7 +4674,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     runId: number;
                 };
                 cookie?: never;
@@ -4717,7 +4763,8 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                     port: number;
                 };
                 cookie?: never;

@@ -3,7 +3,7 @@ import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
-import { API_KEY_PREFIX } from '../auth/service.ts';
+import { API_KEY_PREFIX } from '../auth/index.ts';
 
 export interface ApiKeyView {
   id: number;

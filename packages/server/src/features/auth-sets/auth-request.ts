@@ -5,7 +5,7 @@ import type { Db } from '../../infra/db/index.ts';
 import { AppError, badRequest, rateLimited } from '../../infra/errors/index.ts';
 import { FailureLimiter } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { assertRoomForDevice, isDeviceLimitReached } from '../devices/service.ts';
+import { assertRoomForDevice, isDeviceLimitReached } from '../devices/index.ts';
 import { decodeBase64Strict, identityOf, parseJsonStrict, parsePublicKey, verifySignature } from './keys.ts';
 import { type AuthSetRow, markAccepted } from './service.ts';
 

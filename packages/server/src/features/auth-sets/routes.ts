@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { getDeviceLimit, setDeviceLimit } from '../devices/service.ts';
+import { getDeviceLimit, setDeviceLimit } from '../devices/index.ts';
+import { orgIdOf, orgRefParam } from '../orgs/index.ts';
 import { registerAuthRequestRoute } from './auth-request-route.ts';
 import {
   deleteAuthSet,
@@ -216,11 +217,12 @@ export function registerAuthSetRoutes(app: TypedApp, deps: ServiceDeps): void {
       schema: {
         tags,
         summary: "The organization's device limit (null: unlimited) and how many devices it counts now",
-        params: z.object({ orgId: idParam }),
+        params: z.object({ orgId: orgRefParam }),
         response: { 200: limitSchema },
       },
     },
-    async (request) => getDeviceLimit(deps, actorOf(request), request.params.orgId),
+    async (request) =>
+      getDeviceLimit(deps, actorOf(request), await orgIdOf(deps.db, actorOf(request), request.params.orgId)),
   );
   app.put(
     '/api/v1/orgs/:orgId/device-limit',
@@ -228,11 +230,17 @@ export function registerAuthSetRoutes(app: TypedApp, deps: ServiceDeps): void {
       schema: {
         tags,
         summary: 'Set the device limit (null: unlimited; 0: none may be accepted) — owners and admins',
-        params: z.object({ orgId: idParam }),
+        params: z.object({ orgId: orgRefParam }),
         body: z.strictObject({ limit: z.number().int().min(0).max(10_000_000).nullable() }),
         response: { 200: limitSchema },
       },
     },
-    async (request) => setDeviceLimit(deps, actorOf(request), request.params.orgId, request.body.limit),
+    async (request) =>
+      setDeviceLimit(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+        request.body.limit,
+      ),
   );
 }

@@ -6,8 +6,8 @@ import { json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { assertRoomForDevice, insertDevice } from '../devices/service.ts';
-import { defaultFleetFor, fleetForAction } from '../fleets/service.ts';
+import { assertRoomForDevice, insertDevice } from '../devices/index.ts';
+import { defaultFleetFor, fleetForAction } from '../fleets/index.ts';
 import { type Identity, identityOf, nameFromIdentity, parsePublicKey } from './keys.ts';
 
 /**

@@ -16,7 +16,7 @@ import {
   sourceKeyOf,
 } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import type { FoundDevice, StreamRouter, StreamSession } from '../remote-access/index.ts';
 import {
   type ProxyTarget,

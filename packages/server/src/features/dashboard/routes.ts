@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceStatuses } from '../devices/status.ts';
+import { deviceStatuses } from '../devices/index.ts';
 import { DASHBOARD_HOURS, readDashboard } from './service.ts';
 
 const statusCounts = z.object(Object.fromEntries(deviceStatuses.map((s) => [s, z.number()]))) as z.ZodObject<

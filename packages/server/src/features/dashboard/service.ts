@@ -2,7 +2,7 @@ import { type SqlBool, sql } from 'kysely';
 import { type Actor, authorize, readScope, roleAllows, scopeCondition } from '../../infra/access/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { type DeviceStatus, deviceStatuses, statusExpression } from '../devices/status.ts';
+import { type DeviceStatus, deviceStatuses, statusExpression } from '../devices/index.ts';
 
 /** The window the dashboard's activity figures cover, in hours. */
 export const DASHBOARD_HOURS = 24;

@@ -2,8 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
-import { deviceStatuses } from '../devices/status.ts';
+import { deviceRefParam, deviceStatuses } from '../devices/index.ts';
 import {
   DEVICE_KEY_PATTERN,
   deviceSelf,

@@ -6,8 +6,7 @@ import { type Db, readNow } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
-import { type DeviceStatus, deviceStatus } from '../devices/status.ts';
+import { type DeviceRef, type DeviceStatus, deviceForAction, deviceStatus } from '../devices/index.ts';
 
 /**
  * Device API keys (balena style): a device proves who it is with its uuid and a long random key it chose

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { actorOf, errorBody, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
+import { deviceRefParam } from '../devices/index.ts';
 import type { StreamRouter } from '../remote-access/index.ts';
 import { DeviceOrigins } from './origins.ts';
 import { DEVICE_WEB_COOKIE, DeviceWebProxy, ENTER_PATH } from './proxy.ts';

@@ -4,8 +4,8 @@ import { randomToken, sha256Hex } from '../../infra/crypto/index.ts';
 import type { Db } from '../../infra/db/index.ts';
 import { AppError, conflict } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
-import { currentUserPrincipal } from '../auth/service.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import { currentUserPrincipal } from '../auth/index.ts';
+import { type DeviceRef, deviceForAction } from '../devices/index.ts';
 import { getPortAccess } from '../remote-access/index.ts';
 import type { DeviceOrigin } from './origins.ts';
 

@@ -4,8 +4,10 @@ import type { AppEvents } from '../../infra/events/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { revokeDeviceCredentials } from '../device-keys/service.ts';
-import { deviceRefParam, deviceSchema } from './routes.ts';
-import { type DeviceRef, type DeviceView, deviceForAction, getDevice } from './service.ts';
+import type { DeviceRef } from './resolve.ts';
+import { deviceRefParam } from './resolve.ts';
+import { deviceSchema } from './routes.ts';
+import { type DeviceView, deviceForAction, getDevice } from './service.ts';
 
 /**
  * Decommissioning: the end of a device's life on this server. Its record stays (history, audit), but every

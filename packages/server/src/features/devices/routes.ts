@@ -3,6 +3,7 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { registerTagRoutes } from '../tags/routes.ts';
+import { deviceRefParam } from './resolve.ts';
 import {
   createDevice,
   deleteDevice,
@@ -10,11 +11,11 @@ import {
   getDevice,
   listDevices,
   listDeviceTags,
-  parseDeviceRef,
   removeDeviceTag,
   setDeviceTag,
   updateDevice,
 } from './service.ts';
+
 import { deviceStatuses, linkKinds } from './status.ts';
 import { DeviceTotals } from './totals.ts';
 
@@ -53,11 +54,6 @@ export const deviceSchema = z.object({
   updatedAt: z.string(),
 });
 
-/** `:device` in URLs: the numeric id or the 32-hex uuid. */
-export const deviceRefParam = z
-  .string()
-  .regex(/^(?:[1-9]\d{0,9}|[0-9a-fA-F]{32})$/, 'a device id or 32-hex uuid')
-  .transform(parseDeviceRef);
 const deviceParams = z.object({ device: deviceRefParam });
 const uuid = z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters');
 const notes = z.string().max(8192);

@@ -7,10 +7,12 @@ import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertDeviceType } from '../device-types/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
-import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/service.ts';
+import { fleetForAction } from '../fleets/index.ts';
+import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/index.ts';
 import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision } from '../variables/changes.ts';
+import { type DeviceRef, resolveDeviceRef } from './resolve.ts';
+
 import {
   type DeviceStatus,
   deviceStatus,
@@ -54,12 +56,27 @@ export interface DeviceView {
 
 export type DeviceRow = Selectable<DeviceTable>;
 
-/** A device named in a URL: its numeric id or its 32-hex uuid. */
-export type DeviceRef = number | string;
+/** An id or a whole uuid: one indexed lookup, before any resolving by prefix or name. */
+function isDirectRef(ref: DeviceRef): boolean {
+  return typeof ref === 'number' || /^[0-9a-f]{32}$/.test(ref);
+}
 
-export function parseDeviceRef(ref: string): DeviceRef {
-  // A uuid may be all digits (serial numbers make such uuids): only short digit strings are ids.
-  return /^\d{1,10}$/.test(ref) ? Number(ref) : ref.toLowerCase();
+/**
+ * The device row `ref` names: an id or uuid directly (any organization's: the caller authorizes it), else
+ * through `resolveDeviceRef` among the devices the actor may read. An id of 7 digits or more that is no device's
+ * may still be a uuid prefix (`45099294`). Unknown devices answer `not_found`, ambiguous ones `conflict`.
+ */
+async function deviceRowOf(db: Db, actor: Actor, ref: DeviceRef): Promise<DeviceRow> {
+  if (isDirectRef(ref)) {
+    const row = await db
+      .selectFrom('devices')
+      .selectAll()
+      .where(typeof ref === 'number' ? 'id' : 'uuid', '=', ref)
+      .executeTakeFirst();
+    if (row) return row;
+    if (typeof ref !== 'number' || ref < 1_000_000) throw notFound('device');
+  }
+  return resolveDeviceRef(db, actor.principal, String(ref));
 }
 
 function deviceColumns(db: Db) {
@@ -120,12 +137,7 @@ export async function deviceForAction(
   ref: DeviceRef,
   action: Action,
 ): Promise<DeviceRow> {
-  const row = await db
-    .selectFrom('devices')
-    .selectAll()
-    .where(typeof ref === 'number' ? 'id' : 'uuid', '=', ref)
-    .executeTakeFirst();
-  if (!row) throw notFound('device');
+  const row = await deviceRowOf(db, actor, ref);
   authorize(actor.principal, action, { orgId: row.org_id, fleetId: row.fleet_id }, 'device');
   return row;
 }
@@ -347,9 +359,11 @@ export async function listDevices(
 }
 
 export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef): Promise<DeviceView> {
+  // A prefix or a name is resolved to the device's id first (resolve.ts).
+  const direct = isDirectRef(ref) ? ref : (await deviceRowOf(deps.db, actor, ref)).id;
   // The row with its fleet's name in one query, checked as deviceForAction checks it.
   const row = await deviceColumns(deps.db)
-    .where(typeof ref === 'number' ? 'devices.id' : 'devices.uuid', '=', ref)
+    .where(typeof direct === 'number' ? 'devices.id' : 'devices.uuid', '=', direct)
     .executeTakeFirst();
   if (!row) throw notFound('device');
   authorize(actor.principal, 'device.read', { orgId: row.org_id, fleetId: row.fleet_id }, 'device');

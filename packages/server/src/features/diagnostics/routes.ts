@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, isoTime, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
+import { deviceRefParam } from '../devices/index.ts';
 import type { StreamRouter } from '../remote-access/index.ts';
 import {
   DIAGNOSTICS_KEPT_PER_DEVICE,

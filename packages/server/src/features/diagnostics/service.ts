@@ -16,7 +16,7 @@ import { json } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import { type DeviceRef, deviceForAction } from '../devices/index.ts';
 import type { StreamRouter, StreamSession } from '../remote-access/index.ts';
 
 /**

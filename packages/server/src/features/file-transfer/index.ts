@@ -7,7 +7,7 @@ import type { Actor } from '../../infra/access/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { actorOf, errorBody, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { parseDeviceRef } from '../devices/service.ts';
+import { parseDeviceRef } from '../devices/index.ts';
 import type { DeviceReference, StreamRouter, StreamSession } from '../remote-access/index.ts';
 import { FilePeer, FileRefusal } from './peer.ts';
 

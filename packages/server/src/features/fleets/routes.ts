@@ -3,6 +3,7 @@ import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { registerTagRoutes } from '../tags/routes.ts';
+import { fleetIdOf, fleetRefParam } from './resolve.ts';
 import {
   createFleet,
   deleteFleet,
@@ -25,7 +26,7 @@ const fleetSchema = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
 });
-const fleetParams = z.object({ fleetId: idParam });
+const fleetParams = z.object({ fleetId: fleetRefParam });
 const description = z.string().max(4096);
 const deviceTypeSlug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a device type slug');
 
@@ -68,7 +69,8 @@ export function registerFleetRoutes(app: TypedApp, deps: ServiceDeps): void {
   app.get(
     '/api/v1/fleets/:fleetId',
     { schema: { tags, summary: 'One fleet', params: fleetParams, response: { 200: fleetSchema } } },
-    async (request) => getFleet(deps, actorOf(request), request.params.fleetId),
+    async (request) =>
+      getFleet(deps, actorOf(request), await fleetIdOf(deps.db, actorOf(request), request.params.fleetId)),
   );
   app.patch(
     '/api/v1/fleets/:fleetId',
@@ -85,13 +87,23 @@ export function registerFleetRoutes(app: TypedApp, deps: ServiceDeps): void {
         response: { 200: fleetSchema },
       },
     },
-    async (request) => updateFleet(deps, actorOf(request), request.params.fleetId, request.body),
+    async (request) =>
+      updateFleet(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+        request.body,
+      ),
   );
   app.delete(
     '/api/v1/fleets/:fleetId',
     { schema: { tags, summary: 'Delete an empty fleet', params: fleetParams, response: { 204: z.null() } } },
     async (request, reply) => {
-      await deleteFleet(deps, actorOf(request), request.params.fleetId);
+      await deleteFleet(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+      );
       return reply.status(204).send(null);
     },
   );
@@ -99,11 +111,12 @@ export function registerFleetRoutes(app: TypedApp, deps: ServiceDeps): void {
   registerTagRoutes(app, {
     ownerPath: '/api/v1/fleets/:fleetId',
     ownerParam: 'fleetId',
-    ownerSchema: idParam,
+    ownerSchema: fleetRefParam,
     ownerName: 'fleet',
     tags,
-    list: (actor, fleetId) => listFleetTags(deps, actor, fleetId),
-    set: (actor, fleetId, key, value) => setFleetTag(deps, actor, fleetId, key, value),
-    remove: (actor, fleetId, key) => removeFleetTag(deps, actor, fleetId, key),
+    list: async (actor, ref) => listFleetTags(deps, actor, await fleetIdOf(deps.db, actor, ref)),
+    set: async (actor, ref, key, value) =>
+      setFleetTag(deps, actor, await fleetIdOf(deps.db, actor, ref), key, value),
+    remove: async (actor, ref, key) => removeFleetTag(deps, actor, await fleetIdOf(deps.db, actor, ref), key),
   });
 }

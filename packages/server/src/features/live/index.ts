@@ -4,8 +4,8 @@ import { can, requireUser, type UserPrincipal } from '../../infra/access/index.t
 import { AppError } from '../../infra/errors/index.ts';
 import { errorBody, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { currentUserPrincipal } from '../auth/service.ts';
-import { type DevicePresence, devicePresence } from '../devices/service.ts';
+import { currentUserPrincipal } from '../auth/index.ts';
+import { type DevicePresence, devicePresence } from '../devices/index.ts';
 
 /**
  * Live updates for people (DESIGN section 13): `GET /api/v1/events` is one server-sent event stream per open

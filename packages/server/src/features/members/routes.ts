@@ -3,6 +3,7 @@ import { roles } from '../../infra/access/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { orgIdOf, orgRefParam } from '../orgs/index.ts';
 import { addMember, listMembers, removeMember, updateMember } from './service.ts';
 
 const memberSchema = z.object({
@@ -22,8 +23,8 @@ const fleetIds = z
 
 export function registerMemberRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['members'];
-  const orgParams = z.object({ orgId: idParam });
-  const memberParams = z.object({ orgId: idParam, userId: idParam });
+  const orgParams = z.object({ orgId: orgRefParam });
+  const memberParams = z.object({ orgId: orgRefParam, userId: idParam });
   app.get(
     '/api/v1/orgs/:orgId/members',
     {
@@ -35,7 +36,13 @@ export function registerMemberRoutes(app: TypedApp, deps: ServiceDeps): void {
         response: { 200: pageOf(memberSchema) },
       },
     },
-    async (request) => listMembers(deps, actorOf(request), request.params.orgId, request.query),
+    async (request) =>
+      listMembers(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+        request.query,
+      ),
   );
   app.post(
     '/api/v1/orgs/:orgId/members',
@@ -55,7 +62,16 @@ export function registerMemberRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request, reply) =>
-      reply.status(201).send(await addMember(deps, actorOf(request), request.params.orgId, request.body)),
+      reply
+        .status(201)
+        .send(
+          await addMember(
+            deps,
+            actorOf(request),
+            await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+            request.body,
+          ),
+        ),
   );
   app.patch(
     '/api/v1/orgs/:orgId/members/:userId',
@@ -69,7 +85,13 @@ export function registerMemberRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request) =>
-      updateMember(deps, actorOf(request), request.params.orgId, request.params.userId, request.body),
+      updateMember(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+        request.params.userId,
+        request.body,
+      ),
   );
   app.delete(
     '/api/v1/orgs/:orgId/members/:userId',
@@ -82,7 +104,12 @@ export function registerMemberRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request, reply) => {
-      await removeMember(deps, actorOf(request), request.params.orgId, request.params.userId);
+      await removeMember(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+        request.params.userId,
+      );
       return reply.status(204).send(null);
     },
   );

@@ -3,7 +3,7 @@ import { type Db, json } from '../../infra/db/index.ts';
 import { AppError, forbidden, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
-import { lockOrganization } from '../orgs/service.ts';
+import { lockOrganization } from '../orgs/index.ts';
 import { createUserRecord, normalizeEmail } from '../users/service.ts';
 
 export interface MemberView {

@@ -13,9 +13,8 @@ import {
   type TypedApp,
 } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
-import { parseDeviceRef } from '../devices/service.ts';
-import { onlineLinks } from '../devices/status.ts';
+import type { AuthService } from '../auth/index.ts';
+import { onlineLinks, parseDeviceRef } from '../devices/index.ts';
 import { type ExecOutput, ExecPeer, type FoundDevice, type StreamRouter } from '../remote-access/index.ts';
 import { recordsSessions, SessionRecorder } from '../sessions/index.ts';
 import type { MenderConnectHub } from './connections.ts';

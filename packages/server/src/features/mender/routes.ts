@@ -5,13 +5,12 @@ import { AppError } from '../../infra/errors/index.ts';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { idParam, userKeyName } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import { registerAuthRequestRoute } from '../auth-sets/auth-request-route.ts';
 import { deleteAuthSet, preauthorizeOne, setAuthSetStatus } from '../auth-sets/service.ts';
 import { authenticateDevice, deviceCredentialOf } from '../device-auth/index.ts';
-import { decommissionDevice } from '../devices/decommission.ts';
-import { getDeviceLimit } from '../devices/service.ts';
-import { defaultFleetFor } from '../fleets/service.ts';
+import { decommissionDevice, getDeviceLimit } from '../devices/index.ts';
+import { defaultFleetFor } from '../fleets/index.ts';
 import {
   defaultOrgOf,
   getMenderDevice,

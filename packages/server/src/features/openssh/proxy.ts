@@ -5,9 +5,9 @@ import { authorize } from '../../infra/access/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import { refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import { type DeviceCommand, type StreamRouter, streamRefusalOf } from '../remote-access/index.ts';
-import { markSshKeyUsed, sshKeyById } from '../ssh-keys/service.ts';
+import { markSshKeyUsed, sshKeyById } from '../ssh-keys/index.ts';
 import type { TunnelHub } from '../tunnel/index.ts';
 
 /** Header naming the registered SSH key sshd accepted: the session acts as that key's owner. */

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import { idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
+import { nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { orgIdOf, orgRefParam } from './resolve.ts';
 import { createOrg, deleteOrg, getOrg, listOrgs, updateOrg } from './service.ts';
 
 const orgSchema = z.object({
@@ -11,7 +12,7 @@ const orgSchema = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
 });
-const orgParams = z.object({ orgId: idParam });
+const orgParams = z.object({ orgId: orgRefParam });
 const slugString = z
   .string()
   .regex(/^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$/, 'lower-case letters, digits and dashes, 1-48 characters');
@@ -45,7 +46,8 @@ export function registerOrgRoutes(app: TypedApp, deps: ServiceDeps): void {
   app.get(
     '/api/v1/orgs/:orgId',
     { schema: { tags, summary: 'One organization', params: orgParams, response: { 200: orgSchema } } },
-    async (request) => getOrg(deps, actorOf(request), request.params.orgId),
+    async (request) =>
+      getOrg(deps, actorOf(request), await orgIdOf(deps.db, actorOf(request), request.params.orgId)),
   );
   app.patch(
     '/api/v1/orgs/:orgId',
@@ -58,7 +60,13 @@ export function registerOrgRoutes(app: TypedApp, deps: ServiceDeps): void {
         response: { 200: orgSchema },
       },
     },
-    async (request) => updateOrg(deps, actorOf(request), request.params.orgId, request.body),
+    async (request) =>
+      updateOrg(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+        request.body,
+      ),
   );
   app.delete(
     '/api/v1/orgs/:orgId',
@@ -71,7 +79,7 @@ export function registerOrgRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request, reply) => {
-      await deleteOrg(deps, actorOf(request), request.params.orgId);
+      await deleteOrg(deps, actorOf(request), await orgIdOf(deps.db, actorOf(request), request.params.orgId));
       return reply.status(204).send(null);
     },
   );

@@ -6,7 +6,7 @@ import type { ServiceDeps } from '../../infra/service/index.ts';
 import { authenticateDevice, authenticateDeviceKey, deviceCredentialOf } from '../device-auth/index.ts';
 import { ensureVpnCertificates } from '../openvpn/certificates.ts';
 import { openvpnClientConfig } from '../openvpn/client-config.ts';
-import { sshKeysAllowedOnDevice } from '../ssh-keys/service.ts';
+import { sshKeysAllowedOnDevice } from '../ssh-keys/index.ts';
 
 /**
  * `GET /os/v1/config`: what balenaOS's os-config fetches at boot and daily (balena-os/os-config src/remote.rs,

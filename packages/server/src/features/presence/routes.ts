@@ -2,8 +2,7 @@ import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
 import { pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
-import { linkKinds } from '../devices/status.ts';
+import { deviceRefParam, linkKinds } from '../devices/index.ts';
 import { listDeviceConnections, listStateHistory, STATE_HISTORY_DAYS } from './service.ts';
 
 const connectionSchema = z.object({

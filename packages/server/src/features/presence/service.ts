@@ -4,8 +4,7 @@ import type { Actor } from '../../infra/access/index.ts';
 import { type Db, json } from '../../infra/db/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import type { Page, PageRequest, ServiceDeps } from '../../infra/service/index.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
-import type { LinkKind } from '../devices/status.ts';
+import { type DeviceRef, deviceForAction, type LinkKind } from '../devices/index.ts';
 
 /**
  * Presence (DESIGN section 6): the instance holding a device's tunnel is the source of truth; the database

@@ -6,6 +6,7 @@ import { idParam, nameString } from '../../infra/http/schemas.ts';
 import { FailureLimiter } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { deviceKeyString } from '../device-keys/routes.ts';
+import { fleetIdOf, fleetRefParam } from '../fleets/index.ts';
 import { registerBalenaProvisioningRoutes } from './balena-routes.ts';
 import {
   createProvisioningKey,
@@ -58,7 +59,7 @@ const registrationBody = z.object({
 
 export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['provisioning-keys'];
-  const fleetParams = z.object({ fleetId: idParam });
+  const fleetParams = z.object({ fleetId: fleetRefParam });
 
   app.get(
     '/api/v1/fleets/:fleetId/provisioning-keys',
@@ -71,7 +72,11 @@ export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps):
       },
     },
     async (request) => ({
-      items: await listProvisioningKeys(deps, actorOf(request), request.params.fleetId),
+      items: await listProvisioningKeys(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+      ),
     }),
   );
   app.post(
@@ -98,7 +103,14 @@ export function registerProvisioningKeyRoutes(app: TypedApp, deps: ServiceDeps):
     async (request, reply) =>
       reply
         .status(201)
-        .send(await createProvisioningKey(deps, actorOf(request), request.params.fleetId, request.body)),
+        .send(
+          await createProvisioningKey(
+            deps,
+            actorOf(request),
+            await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+            request.body,
+          ),
+        ),
   );
   app.delete(
     '/api/v1/provisioning-keys/:keyId',

@@ -5,8 +5,8 @@ import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { rethrowConstraint, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { deviceKeyHashTaken, insertDeviceKey } from '../device-keys/service.ts';
-import { insertDevice } from '../devices/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
+import { insertDevice } from '../devices/index.ts';
+import { fleetForAction } from '../fleets/index.ts';
 
 /**
  * Provisioning keys (balena style): a fleet-scoped secret baked into an OS image, with which a device

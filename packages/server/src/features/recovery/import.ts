@@ -3,9 +3,9 @@ import { sha256Hex } from '../../infra/crypto/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
 import { insertDeviceKey } from '../device-keys/service.ts';
-import { insertDevice } from '../devices/service.ts';
-import { type FleetRow, fleetForAction } from '../fleets/service.ts';
-import { lockOrganization } from '../orgs/service.ts';
+import { insertDevice } from '../devices/index.ts';
+import { type FleetRow, fleetForAction } from '../fleets/index.ts';
+import { lockOrganization } from '../orgs/index.ts';
 
 /**
  * Bulk restore of balena devices from their `config.json` (uuid + deviceApiKey): each item becomes a device

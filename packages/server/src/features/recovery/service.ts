@@ -4,8 +4,8 @@ import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { deviceKeyHashTaken, insertDeviceKey } from '../device-keys/service.ts';
 import { assertDeviceType } from '../device-types/service.ts';
-import { insertDevice } from '../devices/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
+import { insertDevice } from '../devices/index.ts';
+import { fleetForAction } from '../fleets/index.ts';
 
 /**
  * Recovery after a database loss (seed 000): devices in the field keep presenting a uuid + key the server no

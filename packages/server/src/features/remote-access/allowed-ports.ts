@@ -2,8 +2,8 @@ import type { Actor } from '../../infra/access/index.ts';
 import { type Db, json } from '../../infra/db/index.ts';
 import { badRequest } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
+import { type DeviceRef, deviceForAction } from '../devices/index.ts';
+import { fleetForAction } from '../fleets/index.ts';
 import type { DeviceReach } from '../sessions/index.ts';
 
 /**

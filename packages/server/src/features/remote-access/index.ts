@@ -1,11 +1,12 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import { registerPortStreams } from './port-streams.ts';
 import type { StreamRouter } from './router.ts';
 
 export {
   closeReason,
+  PersonClosed,
   StreamCloseCode,
   type StreamCloseCodeValue,
   whyStreamEnded,

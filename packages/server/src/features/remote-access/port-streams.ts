@@ -3,8 +3,8 @@ import type { Socket } from 'node:net';
 import { type Actor, authorizeRoute, type UserPrincipal } from '../../infra/access/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { refuseUpgrade, type TypedApp } from '../../infra/http/index.ts';
-import type { AuthService } from '../auth/service.ts';
-import { parseDeviceRef } from '../devices/service.ts';
+import type { AuthService } from '../auth/index.ts';
+import { parseDeviceRef } from '../devices/index.ts';
 import type { StreamRouter } from './router.ts';
 
 /** The `Upgrade` token of a raw stream to a device port. */

@@ -13,13 +13,14 @@ import { type Action, type Actor, authorize, type ServicePrincipal } from '../..
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError, badRequest } from '../../infra/errors/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { currentUserPrincipal } from '../auth/service.ts';
-import { type DeviceRef, type DeviceRow, deviceForAction } from '../devices/service.ts';
+import { currentUserPrincipal } from '../auth/index.ts';
+import { type DeviceRef, type DeviceRow, deviceForAction } from '../devices/index.ts';
 import { recordSessionEnd, recordSessionStart, trackLiveSession } from '../sessions/index.ts';
 import { effectivePorts, fleetOfDevice } from './allowed-ports.ts';
 import { resolveDevice } from './device-names.ts';
 import type { DeviceLink, DeviceLinks } from './links.ts';
 import { StreamMetrics } from './metrics.ts';
+import { PersonClosed } from './stream-end.ts';
 
 /**
  * The stream router (DESIGN section 7): every way a person reaches a device — `fleetgate tunnel`'s port streams,
@@ -489,7 +490,11 @@ function relayable(
         await done;
       } catch (err) {
         outcome =
-          err instanceof StreamError ? `reset: ${err.code}` : `error: ${(err as Error).message ?? err}`;
+          err instanceof PersonClosed
+            ? 'closed'
+            : err instanceof StreamError
+              ? `reset: ${err.code}`
+              : `error: ${(err as Error).message ?? err}`;
       } finally {
         await finish(outcome);
       }

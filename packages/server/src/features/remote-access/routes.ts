@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
+import { deviceRefParam } from '../devices/index.ts';
+import { fleetIdOf, fleetRefParam } from '../fleets/index.ts';
 import {
   getDeviceAllowedPorts,
   getFleetAllowedPorts,
@@ -26,11 +26,16 @@ export function registerStreamRoutes(app: TypedApp, deps: ServiceDeps): void {
       schema: {
         tags,
         summary: "Ports people may reach on the fleet's devices (port forwarding, CONNECT)",
-        params: z.object({ fleetId: idParam }),
+        params: z.object({ fleetId: fleetRefParam }),
         response: { 200: allowedPortsSchema },
       },
     },
-    async (request) => getFleetAllowedPorts(deps, actorOf(request), request.params.fleetId),
+    async (request) =>
+      getFleetAllowedPorts(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+      ),
   );
   app.put(
     '/api/v1/fleets/:fleetId/allowed-ports',
@@ -38,13 +43,18 @@ export function registerStreamRoutes(app: TypedApp, deps: ServiceDeps): void {
       schema: {
         tags,
         summary: "Set the fleet's port allow-list (admins); null goes back to the default ([22])",
-        params: z.object({ fleetId: idParam }),
+        params: z.object({ fleetId: fleetRefParam }),
         body: z.strictObject({ ports: z.array(port).max(MAX_ALLOWED_PORTS).nullable() }),
         response: { 200: allowedPortsSchema },
       },
     },
     async (request) =>
-      setFleetAllowedPorts(deps, actorOf(request), request.params.fleetId, request.body.ports),
+      setFleetAllowedPorts(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+        request.body.ports,
+      ),
   );
   app.get(
     '/api/v1/devices/:device/allowed-ports',

@@ -54,3 +54,12 @@ export function whyStreamEnded(
   if (message.startsWith('access revoked')) return { code: StreamCloseCode.accessRevoked, reason: message };
   return { code: StreamCloseCode.deviceGone, reason: message };
 }
+
+/**
+ * The person ended the session from their side (closed the browser tab, hung up the SSH client) while the device
+ * still had something to say: the stream is reset so the device stops, but the session ended as the person
+ * wanted, and is recorded as `closed`, not as an error.
+ */
+export class PersonClosed extends Error {
+  override readonly name = 'PersonClosed';
+}

@@ -1,6 +1,6 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { currentServicePrincipal, currentUserPrincipal } from '../auth/service.ts';
+import { currentServicePrincipal, currentUserPrincipal } from '../auth/index.ts';
 import { registerRecordingRoutes } from './recording-routes.ts';
 import { registerSessionRoutes } from './routes.ts';
 import {

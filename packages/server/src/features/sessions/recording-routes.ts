@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import { idParam } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
+import { orgIdOf, orgRefParam } from '../orgs/index.ts';
 import { getSessionRecording, getSessionRecordingSetting, setSessionRecordingSetting } from './recording.ts';
 
 const settingSchema = z.object({
@@ -18,11 +18,16 @@ export function registerRecordingRoutes(app: TypedApp, deps: ServiceDeps): void 
       schema: {
         tags,
         summary: "Whether the organization's shell sessions are recorded",
-        params: z.object({ orgId: idParam }),
+        params: z.object({ orgId: orgRefParam }),
         response: { 200: settingSchema },
       },
     },
-    async (request) => getSessionRecordingSetting(deps, actorOf(request), request.params.orgId),
+    async (request) =>
+      getSessionRecordingSetting(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+      ),
   );
   app.put(
     '/api/v1/orgs/:orgId/session-recording',
@@ -30,13 +35,18 @@ export function registerRecordingRoutes(app: TypedApp, deps: ServiceDeps): void 
       schema: {
         tags,
         summary: "Turn recording of the organization's shell sessions on or off (admins)",
-        params: z.object({ orgId: idParam }),
+        params: z.object({ orgId: orgRefParam }),
         body: z.strictObject({ enabled: z.boolean() }),
         response: { 200: settingSchema },
       },
     },
     async (request) =>
-      setSessionRecordingSetting(deps, actorOf(request), request.params.orgId, request.body.enabled),
+      setSessionRecordingSetting(
+        deps,
+        actorOf(request),
+        await orgIdOf(deps.db, actorOf(request), request.params.orgId),
+        request.body.enabled,
+      ),
   );
   app.get(
     '/api/v1/sessions/:sessionId/recording',

@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { type Actor, authorize } from '../../infra/access/index.ts';
 import { notFound } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
-import { setOrgSessionRecording } from '../orgs/service.ts';
+import { setOrgSessionRecording } from '../orgs/index.ts';
 import { getSession } from './service.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { systemActor } from '../../infra/access/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
-import { createOrgRecord } from '../orgs/service.ts';
+import { createOrgRecord } from '../orgs/index.ts';
 import { createUserRecord } from '../users/service.ts';
 
 export interface FirstRun {

@@ -1,6 +1,15 @@
-import type { ExecExitStatus } from '@fleetgate/protocol';
+import { type ExecExitStatus, StreamError } from '@fleetgate/protocol';
 import type { ServerChannel } from 'ssh2';
-import { type ExecOutput, ExecPeer } from '../remote-access/index.ts';
+import {
+  type ExecOutput,
+  ExecPeer,
+  PersonClosed,
+  StreamCloseCode,
+  whyStreamEnded,
+} from '../remote-access/index.ts';
+
+/** Why the relay ends when the person's ssh closed the channel first: nothing to tell them. */
+const CLIENT_CLOSED = 'the SSH client closed the session';
 
 /**
  * The SSH session channel's end of an exec stream (see `ExecPeer`): the device's output goes to the channel
@@ -21,7 +30,7 @@ export class ExecChannel extends ExecPeer {
     channel.on('close', () => {
       this.channelClosed = true;
       // The person went away before the command ended: a reset, so the agent hangs up on it.
-      if (!this.writableFinished) this.destroy(new Error('the SSH client closed the session'));
+      if (!this.writableFinished) this.destroy(new PersonClosed(CLIENT_CLOSED));
     });
   }
 
@@ -77,7 +86,32 @@ export class ExecChannel extends ExecPeer {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.channelClosed) this.channel.close();
+    if (!this.channelClosed) {
+      this.tellWhyEnded(error);
+      this.channel.close();
+    }
     super._destroy(error, callback);
+  }
+
+  /**
+   * An administrator ended the session, the person lost access, or the device went away: one line on the
+   * person's standard error (ssh prints a channel's extended data there) and exit status 255, ssh's own status
+   * for "the connection failed", before the channel closes; otherwise ssh would just stop, without a word.
+   */
+  private tellWhyEnded(error: Error | null): void {
+    if (!error || error instanceof PersonClosed) return;
+    const { code, reason } = whyStreamEnded(error, false);
+    if (
+      code !== StreamCloseCode.terminated &&
+      code !== StreamCloseCode.accessRevoked &&
+      !(error instanceof StreamError)
+    )
+      return;
+    try {
+      this.channel.stderr.write(`fleetgate: ${reason}\r\n`);
+      this.channel.exit(255);
+    } catch {
+      // The channel is going anyway.
+    }
   }
 }

@@ -12,7 +12,7 @@ import ssh2, {
 import { AppError } from '../../infra/errors/index.ts';
 import { sourceKeyOf } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import type { DeviceCommand, StreamCaller, StreamRouter, StreamSession } from '../remote-access/index.ts';
 import { recordsSessions, SessionRecorder } from '../sessions/index.ts';
 import { ExecChannel } from './exec-channel.ts';

@@ -1,6 +1,6 @@
 import type { TypedApp } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import type { AuthService } from '../auth/service.ts';
+import type { AuthService } from '../auth/index.ts';
 import type { StreamRouter } from '../remote-access/index.ts';
 import { SshGateway } from './gateway.ts';
 

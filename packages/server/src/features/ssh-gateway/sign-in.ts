@@ -5,8 +5,8 @@ import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { AppError } from '../../infra/errors/index.ts';
 import { type GuessThrottle, personGuessLimits, sharedGuessThrottle } from '../../infra/rate-limit/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { API_KEY_PREFIX, type AuthService } from '../auth/service.ts';
-import { markSshKeyUsed, sshKeyByFingerprint } from '../ssh-keys/service.ts';
+import { API_KEY_PREFIX, type AuthService } from '../auth/index.ts';
+import { markSshKeyUsed, sshKeyByFingerprint } from '../ssh-keys/index.ts';
 import { parseSshUsername } from './targets.ts';
 
 /**

@@ -17,7 +17,7 @@ import type { AppEvents } from '../../infra/events/index.ts';
 import { refuseUpgrade, releaseUpgradeSocket } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { authenticateDevice, decommissionedCredential, deviceCredentialOf } from '../device-auth/index.ts';
-import type { DecommissionedDevice } from '../devices/decommission.ts';
+import type { DecommissionedDevice } from '../devices/index.ts';
 import type { PresenceConnection, PresenceRecorder } from '../presence/service.ts';
 import { type PeerEvents, type PeerSettings, PeerSocket, TunnelPeer } from './peer.ts';
 

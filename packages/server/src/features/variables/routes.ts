@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { actorOf, type TypedApp } from '../../infra/http/index.ts';
-import { idParam, variableName } from '../../infra/http/schemas.ts';
+import { variableName } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { deviceRefParam } from '../devices/routes.ts';
+import { deviceRefParam } from '../devices/index.ts';
+import { fleetIdOf, fleetRefParam } from '../fleets/index.ts';
 import {
   deleteDeviceVariable,
   deleteFleetVariable,
@@ -29,8 +30,8 @@ const variableBody = z.strictObject({
 
 export function registerVariableRoutes(app: TypedApp, deps: ServiceDeps): void {
   const tags = ['variables'];
-  const fleetParams = z.object({ fleetId: idParam });
-  const fleetVarParams = z.object({ fleetId: idParam, name: variableName });
+  const fleetParams = z.object({ fleetId: fleetRefParam });
+  const fleetVarParams = z.object({ fleetId: fleetRefParam, name: variableName });
   app.get(
     '/api/v1/fleets/:fleetId/variables',
     {
@@ -41,7 +42,13 @@ export function registerVariableRoutes(app: TypedApp, deps: ServiceDeps): void {
         response: { 200: z.object({ items: z.array(variableSchema) }) },
       },
     },
-    async (request) => ({ items: await listFleetVariables(deps, actorOf(request), request.params.fleetId) }),
+    async (request) => ({
+      items: await listFleetVariables(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+      ),
+    }),
   );
   app.put(
     '/api/v1/fleets/:fleetId/variables/:name',
@@ -55,7 +62,13 @@ export function registerVariableRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request) =>
-      setFleetVariable(deps, actorOf(request), request.params.fleetId, request.params.name, request.body),
+      setFleetVariable(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+        request.params.name,
+        request.body,
+      ),
   );
   app.delete(
     '/api/v1/fleets/:fleetId/variables/:name',
@@ -68,7 +81,12 @@ export function registerVariableRoutes(app: TypedApp, deps: ServiceDeps): void {
       },
     },
     async (request, reply) => {
-      await deleteFleetVariable(deps, actorOf(request), request.params.fleetId, request.params.name);
+      await deleteFleetVariable(
+        deps,
+        actorOf(request),
+        await fleetIdOf(deps.db, actorOf(request), request.params.fleetId),
+        request.params.name,
+      );
       return reply.status(204).send(null);
     },
   );

@@ -4,8 +4,8 @@ import { notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import type { SecretKeyRing } from '../../infra/secrets/index.ts';
 import { type ServiceDeps, write } from '../../infra/service/index.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
-import { fleetForAction } from '../fleets/service.ts';
+import { type DeviceRef, deviceForAction } from '../devices/index.ts';
+import { fleetForAction } from '../fleets/index.ts';
 import { bumpVariablesRevision } from './changes.ts';
 import { plainValue, storedValue } from './sealing.ts';
 

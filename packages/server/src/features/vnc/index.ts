@@ -11,10 +11,8 @@ import {
   type TypedApp,
 } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { personOfBrowserUpgrade } from '../auth/browser-upgrade.ts';
-import type { AuthService } from '../auth/service.ts';
-import { deviceRefParam } from '../devices/routes.ts';
-import { parseDeviceRef } from '../devices/service.ts';
+import { type AuthService, personOfBrowserUpgrade } from '../auth/index.ts';
+import { deviceRefParam, parseDeviceRef } from '../devices/index.ts';
 import { getPortAccess, type StreamRouter } from '../remote-access/index.ts';
 import { MAX_VNC_FRAME, VNC_SUBPROTOCOL } from './protocol.ts';
 import { WebSocketBytes } from './websocket-bytes.ts';

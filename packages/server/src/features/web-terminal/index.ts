@@ -11,10 +11,8 @@ import {
   type TypedApp,
 } from '../../infra/http/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { personOfBrowserUpgrade } from '../auth/browser-upgrade.ts';
-import type { AuthService } from '../auth/service.ts';
-import { deviceRefParam } from '../devices/routes.ts';
-import { parseDeviceRef } from '../devices/service.ts';
+import { type AuthService, personOfBrowserUpgrade } from '../auth/index.ts';
+import { deviceRefParam, parseDeviceRef } from '../devices/index.ts';
 import type { StreamRouter } from '../remote-access/index.ts';
 import { recordsSessions, SessionRecorder } from '../sessions/index.ts';
 import { DEFAULT_TERMINAL_SIZE, MAX_INPUT_FRAME, TERMINAL_MAX_SIZE, TERMINAL_TYPE } from './protocol.ts';

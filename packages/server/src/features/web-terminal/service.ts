@@ -1,6 +1,6 @@
 import type { Actor } from '../../infra/access/index.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
-import { type DeviceRef, deviceForAction } from '../devices/service.ts';
+import { type DeviceRef, deviceForAction } from '../devices/index.ts';
 import { recordsSessions } from '../sessions/index.ts';
 
 export interface TerminalAccess {

@@ -1,7 +1,13 @@
 import type { ExecExitStatus } from '@fleetgate/protocol';
 import type { WebSocket } from 'ws';
 import { keepAlive } from '../../infra/http/index.ts';
-import { closeReason, type ExecOutput, ExecPeer, whyStreamEnded } from '../remote-access/index.ts';
+import {
+  closeReason,
+  type ExecOutput,
+  ExecPeer,
+  PersonClosed,
+  whyStreamEnded,
+} from '../remote-access/index.ts';
 import {
   TerminalCloseCode,
   type TerminalCloseCodeValue,
@@ -38,7 +44,7 @@ export class TerminalSocket extends ExecPeer {
       this.socketDone = true;
       // The browser went away (tab closed, reload, network) before the shell ended: a reset, so the agent hangs
       // up on the shell.
-      if (!this.writableFinished) this.destroy(new Error('the browser closed the terminal'));
+      if (!this.writableFinished) this.destroy(new PersonClosed('the browser closed the terminal'));
     });
     keepAlive(ws);
   }

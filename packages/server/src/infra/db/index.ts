@@ -350,3 +350,12 @@ export function containsText(column: string, text: string) {
   const lower = /^[\x20-\x7e]*$/.test(text) ? sql.raw('lower') : sql.raw('fold');
   return sql<boolean>`${lower}(${sql.ref(column)}) like ${likeContains(text.toLowerCase())} escape '\\'`;
 }
+
+/**
+ * `text` with A–Z lower-cased and every other character kept: how the names people type (devices, fleets,
+ * organizations) compare ignoring case. SQL's `lower()` folds differently on each database (SQLite A–Z alone,
+ * PostgreSQL by its locale), so queries only narrow the rows with it and this decides.
+ */
+export function lowerAscii(text: string): string {
+  return text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}

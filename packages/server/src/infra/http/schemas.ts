@@ -23,6 +23,26 @@ export const idParam = z.preprocess(
     .positive()
     .max(2 ** 31 - 1),
 );
+/**
+ * A resource named in a path by id or by name (a device, a fleet, an organization), before the feature's resolver
+ * reads it: an id in canonical decimal becomes a number (as `idParam`), other text stays text. Text that writes a
+ * number another way (`01`, `+1`, `1.0`, `1e0`) or has spaces around it is refused as `idParam` refuses it, so it
+ * can never name the resource with that id; `alsoValid` lets through such text that means something else to the
+ * resolver (a device's uuid prefix `0123abc`). The document says `integer | string`, what clients may send.
+ */
+export function resourceRef(maxLength: number, alsoValid?: RegExp) {
+  const name = z
+    .string()
+    .min(1)
+    .max(maxLength)
+    .refine((text) => text === text.trim(), 'no spaces before or after the id or name')
+    .refine(
+      (text) => !/^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i.test(text) || (alsoValid?.test(text) ?? false),
+      'an id is a whole number from 1, in decimal without leading zeros, signs or spaces',
+    );
+  return z.union([idParam, name]);
+}
+
 /** An id in a JSON body: a number, never a string. */
 export const idField = z
   .number()

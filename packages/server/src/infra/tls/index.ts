@@ -69,6 +69,8 @@ export interface InitTlsResult {
   caValidTo: Date;
   /** SHA-256 fingerprint of the server certificate, `AB:CD:…`. */
   serverFingerprint: string;
+  /** The CA's SHA-256 fingerprint: what `fleetgate login` shows before it trusts the CA on first use. */
+  caFingerprint: string;
 }
 
 /**
@@ -106,7 +108,7 @@ export async function initTls(options: InitTlsOptions): Promise<InitTlsResult> {
   // Key first: a watcher that sees only the new key fails the pair check and keeps the old pair until
   // the certificate lands a moment later.
   writeAtomically(files.serverKey, server.key, 0o600);
-  writeAtomically(files.serverCert, server.cert, 0o644);
+  writeAtomically(files.serverCert, fullChain(server.cert, ca.cert), 0o644);
   written.push(files.serverCert, files.serverKey);
 
   const serverCert = new X509Certificate(server.cert);
@@ -118,6 +120,7 @@ export async function initTls(options: InitTlsOptions): Promise<InitTlsResult> {
     serverValidTo: new Date(serverCert.validTo),
     caValidTo: new Date(new X509Certificate(ca.cert).validTo),
     serverFingerprint: serverCert.fingerprint256,
+    caFingerprint: new X509Certificate(ca.cert).fingerprint256,
   };
 }
 
@@ -170,7 +173,7 @@ export async function renewServerCertificate(options: RenewTlsOptions): Promise<
   // Key first: a watcher that sees only the new key fails the pair check and keeps the old pair until
   // the certificate lands a moment later.
   writeAtomically(files.serverKey, server.key, 0o600);
-  writeAtomically(files.serverCert, server.cert, 0o644);
+  writeAtomically(files.serverCert, fullChain(server.cert, ca.cert), 0o644);
   const serverCert = new X509Certificate(server.cert);
   return {
     files,
@@ -180,6 +183,7 @@ export async function renewServerCertificate(options: RenewTlsOptions): Promise<
     serverValidTo: new Date(serverCert.validTo),
     caValidTo: new Date(caCert.validTo),
     serverFingerprint: serverCert.fingerprint256,
+    caFingerprint: caCert.fingerprint256,
   };
 }
 
@@ -195,6 +199,15 @@ function namesOf(certificate: X509Certificate): string[] {
     }
   }
   return names;
+}
+
+/**
+ * What `server.crt` holds: the server's certificate, then the CA's. Served whole, the chain lets a client that
+ * does not know the CA yet show its fingerprint and trust it on first use (`fleetgate login`); clients that know
+ * it verify as before.
+ */
+function fullChain(serverCert: string, caCert: string): string {
+  return `${serverCert.trimEnd()}\n${caCert.trimEnd()}\n`;
 }
 
 function writeAtomically(file: string, content: string, mode: number): void {
