@@ -141,11 +141,45 @@ class SqliteReader {
   }
 }
 
-const readers = new WeakMap<Db, SqliteReader>();
+/**
+ * PostgreSQL's side of `readNow`: the hottest reads as named prepared statements, straight on `pg`'s pool. Through
+ * Kysely, `pg` sends every query unnamed, and PostgreSQL parses and plans it anew each time (on the same cores as
+ * the server: bench/auth's device-key checks); a named statement is parsed and planned once per connection, and
+ * later runs only bind and execute it. `pg` remembers which of its connections have prepared which name.
+ */
+class PostgresReader {
+  /** Statement names by SQL text: a text keeps its name, and a name is never given to another text. */
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  async all<R>(query: CompiledQuery<R>, parameters: readonly unknown[]): Promise<R[]> {
+    let name = this.names.get(query.sql);
+    if (name === undefined && this.names.size < POSTGRES_NAMED_STATEMENTS_MAX) {
+      name = `fleetgate_read_${this.names.size + 1}`;
+      this.names.set(query.sql, name);
+    }
+    const result = await this.pool.query<R & pg.QueryResultRow>({
+      ...(name === undefined ? {} : { name }),
+      text: query.sql,
+      values: parameters as unknown[],
+    });
+    return result.rows;
+  }
+}
 
 /**
- * Runs a compiled read-only query outside any transaction, on SQLite's read connection (see `SqliteReader`), or
- through Kysely on PostgreSQL and in-memory SQLite. Compile the query once; `parameters` replace its own.
+ * Named statements kept per connection at most: `readNow` takes queries compiled once, so a few; past this many
+ * texts (a caller compiling per request by mistake), statements go unnamed instead of piling up on the server.
+ */
+const POSTGRES_NAMED_STATEMENTS_MAX = 100;
+
+const readers = new WeakMap<Db, SqliteReader | PostgresReader>();
+
+/**
+ * Runs a compiled read-only query outside any transaction: on SQLite's read connection (see `SqliteReader`), as a
+ * named prepared statement on PostgreSQL (see `PostgresReader`), or through Kysely on in-memory SQLite. Compile
+ * the query once; `parameters` replace its own.
  */
 export async function readNow<R>(
   db: Db,
@@ -186,6 +220,7 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     options: schema === 'public' ? undefined : `-c search_path="${schema}"`,
   });
   const db = new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }, schema) });
+  readers.set(db, new PostgresReader(pool));
   const redacted = new URL(url);
   if (redacted.password) redacted.password = '***';
   return {
