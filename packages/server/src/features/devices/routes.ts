@@ -1,10 +1,12 @@
 import { z } from 'zod';
-import { actorOf, type TypedApp } from '../../infra/http/index.ts';
+import { actorOf, type SameType, serializeUnchecked, type TypedApp } from '../../infra/http/index.ts';
 import { idField, idParam, nameString, pageOf, pageQuery } from '../../infra/http/schemas.ts';
 import type { ServiceDeps } from '../../infra/service/index.ts';
 import { registerTagRoutes } from '../tags/routes.ts';
 import {
   createDevice,
+  type DevicePage,
+  type DeviceView,
   deleteDevice,
   deviceSorts,
   getDevice,
@@ -53,6 +55,16 @@ export const deviceSchema = z.object({
   updatedAt: z.string(),
 });
 
+export const devicePageSchema = pageOf(deviceSchema).extend({
+  nextCursor: z.string().nullable().describe('pass as after to get the next page; null on the last page'),
+});
+
+// The list and a device's GET are written by `serializeUnchecked`: what the service builds must be what the
+// schemas describe (the key order too: test/api/device-list-paging.test.ts compares with zod's output).
+const viewIsSchema: SameType<DeviceView, z.output<typeof deviceSchema>> = true;
+const pageIsSchema: SameType<DevicePage, z.output<typeof devicePageSchema>> = true;
+void [viewIsSchema, pageIsSchema];
+
 /** `:device` in URLs: the numeric id or the 32-hex uuid. */
 export const deviceRefParam = z
   .string()
@@ -95,15 +107,10 @@ export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
               'keyset paging: the nextCursor of the previous page, with the same sort and filters (then leave page out). Cheaper than page for deep pages: the server starts where the last page ended instead of skipping (page - 1) × limit devices',
             ),
         }),
-        response: {
-          200: pageOf(deviceSchema).extend({
-            nextCursor: z
-              .string()
-              .nullable()
-              .describe('pass as after to get the next page; null on the last page'),
-          }),
-        },
+        response: { 200: devicePageSchema },
       },
+      // 50 devices a page, the API's most read answer: see `serializeUnchecked`.
+      serializerCompiler: serializeUnchecked,
     },
     async (request) => listDevices(deps, actorOf(request), request.query, totals),
   );
@@ -129,7 +136,10 @@ export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
   );
   app.get(
     '/api/v1/devices/:device',
-    { schema: { tags, summary: 'One device', params: deviceParams, response: { 200: deviceSchema } } },
+    {
+      schema: { tags, summary: 'One device', params: deviceParams, response: { 200: deviceSchema } },
+      serializerCompiler: serializeUnchecked,
+    },
     async (request) => getDevice(deps, actorOf(request), request.params.device),
   );
   app.patch(

@@ -195,6 +195,21 @@ export async function readNow<R>(
   return (await db.executeQuery({ ...query, parameters })).rows as R[];
 }
 
+/** The list lengths `padIds` rounds up to: a page of the API's lists holds 1-500 rows (50 by default). */
+const ID_LIST_SIZES = [1, 10, 50, 100, 500];
+
+/**
+ * `ids` (at least one) padded with its last id up to the next of a few lengths, for reads of "the rows whose id is
+ * in this list" through `readNow`: one compiled statement per length serves lists of any length up to it, and
+ * stays prepared, where a statement per length (1 to 500) would not. A repeated id matches its row once.
+ */
+export function padIds(ids: readonly number[]): number[] {
+  const size = ID_LIST_SIZES.find((n) => n >= ids.length) ?? ids.length;
+  const padded = ids.slice();
+  while (padded.length < size) padded.push(ids[ids.length - 1]!);
+  return padded;
+}
+
 async function openPostgres(url: string, schema: string): Promise<DatabaseHandle> {
   const int8 = 20;
   const numeric = 1700;
