@@ -117,7 +117,10 @@ function openSqlite(file: string): DatabaseHandle {
  */
 class SqliteReader {
   private native: SqliteDatabase.Database | undefined;
-  private readonly statements = new Map<string, SqliteDatabase.Statement>();
+  private readonly statements = new Map<
+    string,
+    { statement: SqliteDatabase.Statement; row: RowMaker | undefined }
+  >();
 
   constructor(private readonly file: string) {}
 
@@ -127,18 +130,40 @@ class SqliteReader {
       this.native = new SqliteDatabase(this.file, { readonly: true, fileMustExist: true });
       this.native.pragma('busy_timeout = 5000');
     }
-    let statement = this.statements.get(query.sql);
-    if (!statement) {
+    let prepared = this.statements.get(query.sql);
+    if (!prepared) {
       if (this.statements.size >= 100) this.statements.clear();
-      statement = this.native.prepare(query.sql);
-      this.statements.set(query.sql, statement);
+      const statement = this.native.prepare(query.sql);
+      const columns = statement.reader ? statement.columns().map((c) => c.name) : [];
+      // A column named `__proto__` would set an object literal's prototype: such a statement keeps its objects.
+      prepared =
+        statement.reader && !columns.includes('__proto__')
+          ? { statement: statement.raw(true), row: rowMakerOf(columns) }
+          : { statement, row: undefined };
+      this.statements.set(query.sql, prepared);
     }
-    return statement.all(parameters) as R[];
+    const rows = prepared.statement.all(parameters);
+    return (prepared.row ? (rows as unknown[][]).map(prepared.row) : rows) as R[];
   }
 
   close(): void {
     this.native?.close();
   }
+}
+
+type RowMaker = (values: unknown[]) => Record<string, unknown>;
+
+/**
+ * Turns a statement's rows, read as arrays (better-sqlite3's `raw` mode), into the objects it would have made: the
+ * same keys in the same order, a later column of the same name winning. better-sqlite3 sets an object's properties
+ * one by one from C++, ~6 µs per row of 25 columns (a page of 50 devices: 360 µs); arrays and an object literal
+ * made for the statement's columns cost 150 µs for the same page.
+ */
+function rowMakerOf(columns: string[]): RowMaker {
+  const last = new Map(columns.map((name, i) => [name, i]));
+  const fields = [...last].map(([name, i]) => `${JSON.stringify(name)}: values[${i}]`);
+  // Built from the statement's own column names, each quoted as a JSON string: no text from elsewhere.
+  return new Function('values', `return { ${fields.join(', ')} };`) as RowMaker;
 }
 
 /**
