@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { devicePageSchema, deviceSchema } from '../../src/features/devices/routes.ts';
 import { startTestServer, type TestServer } from '../harness.ts';
 import { check } from './helpers.ts';
 
@@ -204,5 +205,70 @@ describe('the device list for a devices table', () => {
     }
     const badType = await server.api('GET', '/api/v1/devices?deviceType=Not%20A%20Slug', { token: admin });
     expect(badType.status).toBe(400);
+  });
+  it('answers each device as its schema says, field for field and in its order, in the list and alone', async () => {
+    // Every field set, a state and attributes holding `__proto__` (zod's parse of a record drops it), tags.
+    const { id, uuid } = check(
+      await server.api('POST', '/api/v1/devices', {
+        token: admin,
+        body: { fleetId, name: 'full', notes: 'n' },
+      }),
+      201,
+    );
+    for (const [key, value] of [
+      ['site', 'plant-1'],
+      ['hw', 'rev-b'],
+    ])
+      check(
+        await server.api('PUT', `/api/v1/devices/${id}/tags/${key}`, { token: admin, body: { value } }),
+        204,
+      );
+    const now = Date.now();
+    await server.database.db
+      .updateTable('devices')
+      .set({
+        state: '{"__proto__":{"x":1},"os":"Debian","memory":{"total":1024}}',
+        state_reported_at: now,
+        attributes: '{"mac":"00:11","__proto__":"p"}',
+        agent_version: '1.2.3',
+        connected_at: now - 1000,
+        vpn_connected_at: now - 500,
+        vpn_address: '10.8.0.2',
+        last_seen_at: now,
+        variables_applied_revision: 3,
+        variables_applied_at: now,
+        variables_error: null,
+      })
+      .where('id', '=', id)
+      .execute();
+    try {
+      const answers = [
+        [`/api/v1/devices?fleetId=${fleetId}&limit=500&sort=-lastSeenAt`, devicePageSchema],
+        [`/api/v1/devices/${uuid}`, deviceSchema],
+      ] as const;
+      for (const [url, schema] of answers) {
+        const answer = await server.app.inject({
+          method: 'GET',
+          url,
+          headers: { authorization: `Bearer ${admin}` },
+        });
+        expect(answer.statusCode).toBe(200);
+        // What zod's serializer would have written for the same answer: the same text.
+        expect(answer.body).toBe(JSON.stringify(schema.parse(JSON.parse(answer.body))));
+      }
+      const device = check(await server.api('GET', `/api/v1/devices/${id}`, { token: admin }), 200);
+      expect(device).toMatchObject({
+        status: 'online',
+        onlineVia: ['tunnel', 'vpn'],
+        vpnAddress: '10.8.0.2',
+        tags: { hw: 'rev-b', site: 'plant-1' },
+        attributes: { mac: '00:11' },
+        state: { os: 'Debian', memory: { total: 1024 } },
+        variablesApplied: { revision: 3, at: new Date(now).toISOString(), error: null },
+      });
+      expect(Object.keys(device.state)).toEqual(['os', 'memory']);
+    } finally {
+      check(await server.api('DELETE', `/api/v1/devices/${id}`, { token: admin }), 204);
+    }
   });
 });

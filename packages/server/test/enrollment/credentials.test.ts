@@ -227,9 +227,10 @@ describe('decommission', () => {
       }),
       404,
     );
+    // A name no device has (paths take names too): unknown, like another organization's device.
     check(
       await server.api('POST', '/api/v1/devices/not-a-device/decommission', { token: server.adminToken }),
-      400,
+      404,
     );
   });
 });

@@ -3464,7 +3464,8 @@ export interface paths {
                 };
                 header?: never;
                 path: {
-                    device: string;
+                    /** @description the device's id, its 32-hex uuid, a unique prefix of its uuid (7 characters or more) or its name; a name or prefix several of your devices share answers 409 with details.candidates */
+                    device: number | string;
                 };
                 cookie?: never;
             };

@@ -9,7 +9,7 @@ import {
 } from '../../infra/access/index.ts';
 import { appendAuditEvent } from '../../infra/audit/index.ts';
 import { hashPassword, randomToken, sha256Hex, verifyPassword } from '../../infra/crypto/index.ts';
-import { type Db, json } from '../../infra/db/index.ts';
+import { type Db, json, readNow } from '../../infra/db/index.ts';
 import { AppError, rateLimited } from '../../infra/errors/index.ts';
 import {
   FailureLimiter,
@@ -62,6 +62,23 @@ async function userPrincipalOf(
     .select(['memberships.org_id', 'memberships.role', 'memberships.fleet_ids'])
     .where('users.id', '=', userId)
     .execute();
+  return principalOfRows(rows, credential);
+}
+
+/** A user and their memberships as `userPrincipalOf` reads them: a row per membership, or one with nulls. */
+interface UserRow {
+  id: number;
+  email: string;
+  is_server_admin: number;
+  org_id: number | null;
+  role: string | null;
+  fleet_ids: string | null;
+}
+
+function principalOfRows(
+  rows: UserRow[],
+  credential: UserPrincipal['credential'],
+): UserPrincipal | undefined {
   const user = rows[0];
   if (!user) return undefined;
   const memberships: Membership[] = rows.flatMap((r) =>
@@ -78,6 +95,25 @@ async function userPrincipalOf(
     credential,
   };
 }
+
+/**
+ * A session token's session, its user and their memberships, by the token's hash: one statement, compiled once
+ * per database and run by `readNow` (prepared; on SQLite on the read connection), where a request signed in by a
+ * session used to take two queries through Kysely (the session, then `userPrincipalOf`). The same rows as
+ * `userPrincipalOf`'s, with the session's columns on each.
+ */
+function sessionQueryOf(db: Db) {
+  return db
+    .selectFrom('users')
+    .innerJoin('sessions', 'sessions.user_id', 'users.id')
+    .leftJoin('memberships', 'memberships.user_id', 'users.id')
+    .select(['sessions.id as session_id', 'sessions.expires_at', 'sessions.revoked_at'])
+    .select(['users.id', 'users.email', 'users.is_server_admin'])
+    .select(['memberships.org_id', 'memberships.role', 'memberships.fleet_ids'])
+    .where('sessions.token_hash', '=', '')
+    .compile();
+}
+const sessionQueries = new WeakMap<Db, ReturnType<typeof sessionQueryOf>>();
 
 /**
  * The person behind `principal` as they are now, or undefined when the credential they signed in with no longer
@@ -310,13 +346,16 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       const hash = sha256Hex(token);
       const now = Date.now();
       if (token.startsWith(SESSION_PREFIX)) {
-        const session = await db
-          .selectFrom('sessions')
-          .select(['id', 'user_id', 'expires_at', 'revoked_at'])
-          .where('token_hash', '=', hash)
-          .executeTakeFirst();
+        let query = sessionQueries.get(db);
+        if (!query) {
+          query = sessionQueryOf(db);
+          sessionQueries.set(db, query);
+        }
+        // No row: no such session, or its user is gone.
+        const rows = await readNow(db, query, [hash]);
+        const session = rows[0];
         if (!session || session.revoked_at !== null || session.expires_at <= now) throw invalidToken();
-        const principal = await principalOf(session.user_id, { type: 'session', id: session.id });
+        const principal = principalOfRows(rows, { type: 'session', id: session.session_id });
         if (!principal) throw invalidToken();
         return principal;
       }

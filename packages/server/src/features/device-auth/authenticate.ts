@@ -1,7 +1,7 @@
 import { type CompiledQuery, PostgresAdapter, type SqlBool, sql } from 'kysely';
 import type { DevicePrincipal } from '../../infra/access/index.ts';
 import { sha256Hex } from '../../infra/crypto/index.ts';
-import { type Db, readNow } from '../../infra/db/index.ts';
+import { BatchedReads, type Db, readNow } from '../../infra/db/index.ts';
 import { AppError, rateLimited } from '../../infra/errors/index.ts';
 import type { EventBus } from '../../infra/events/index.ts';
 import { FailureLimiter, GuessThrottle, sourceKeyOf } from '../../infra/rate-limit/index.ts';
@@ -224,13 +224,13 @@ type KeyRow = ReturnType<typeof keyQueryOf> extends CompiledQuery<infer R> ? R :
  * A device key and its device, by the key's hash. On SQLite one indexed read on the read connection (`readNow`),
  * microseconds; on PostgreSQL each read is a round trip to the server, so the first checks of many devices at once
  * (a reconnect storm, after a restart: bench/vpn, bench/auth) are read together, one `key_hash = any($1)` query
- * for the hashes asked within the same turn of the event loop (`KeyBatch`).
+ * for the hashes asked within the same turn of the event loop (`BatchedReads`).
  */
 function lookUpKey(db: Db, keyHash: string): Promise<KeyRow | undefined> {
   if (db.getExecutor().adapter instanceof PostgresAdapter) {
     let batch = keyBatches.get(db);
     if (!batch) {
-      batch = new KeyBatch(db);
+      batch = keyBatchOf(db);
       keyBatches.set(db, batch);
     }
     return batch.load(keyHash);
@@ -246,51 +246,13 @@ function lookUpKey(db: Db, keyHash: string): Promise<KeyRow | undefined> {
 /** Hashes per batched query: well under PostgreSQL's limits, and a burst is split into a few. */
 const KEY_BATCH_MAX = 500;
 
-class KeyBatch {
-  private waiting = new Map<
-    string,
-    { resolve(row: KeyRow | undefined): void; reject(err: unknown): void }[]
-  >();
-  private scheduled = false;
-  private readonly query: CompiledQuery<KeyRow>;
-
-  constructor(private readonly db: Db) {
-    this.query = keyColumns(db)
-      .where(sql<SqlBool>`device_keys.key_hash = any(${sql.val<string[]>([])})`)
-      .compile() as CompiledQuery<KeyRow>;
-  }
-
-  load(keyHash: string): Promise<KeyRow | undefined> {
-    return new Promise((resolve, reject) => {
-      const waiters = this.waiting.get(keyHash);
-      if (waiters) waiters.push({ resolve, reject });
-      else this.waiting.set(keyHash, [{ resolve, reject }]);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.run());
-      }
-    });
-  }
-
-  private run(): void {
-    this.scheduled = false;
-    const all = [...this.waiting];
-    this.waiting = new Map();
-    for (let i = 0; i < all.length; i += KEY_BATCH_MAX) {
-      const batch = all.slice(i, i + KEY_BATCH_MAX);
-      readNow(this.db, this.query, [batch.map(([hash]) => hash)]).then(
-        (rows) => {
-          const byHash = new Map(rows.map((row) => [row.key_hash, row]));
-          for (const [hash, waiters] of batch) for (const w of waiters) w.resolve(byHash.get(hash));
-        },
-        (err: unknown) => {
-          for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
-        },
-      );
-    }
-  }
+function keyBatchOf(db: Db): BatchedReads<string, KeyRow> {
+  const query = keyColumns(db)
+    .where(sql<SqlBool>`device_keys.key_hash = any(${sql.val<string[]>([])})`)
+    .compile() as CompiledQuery<KeyRow>;
+  return new BatchedReads(db, query, (row) => row.key_hash, KEY_BATCH_MAX);
 }
-const keyBatches = new WeakMap<Db, KeyBatch>();
+const keyBatches = new WeakMap<Db, BatchedReads<string, KeyRow>>();
 
 function principalOf(
   device: { id: number; uuid: string; org_id: number; fleet_id: number },

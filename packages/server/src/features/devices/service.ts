@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import type { ExpressionBuilder, Selectable } from 'kysely';
+import type { CompiledQuery, ExpressionBuilder, Selectable, SelectQueryBuilder } from 'kysely';
 import type { Database, DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
-import { containsText, type Db, json } from '../../infra/db/index.ts';
+import { containsText, type Db, json, padIds, readNow } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/index.ts';
 import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/index.ts';
-import { deleteTag, deviceTags, putTag, tagsOf } from '../tags/service.ts';
+import { deleteTag, deviceTags, putTag, tagsNow, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision } from '../variables/changes.ts';
 import { type DeviceRef, resolveDeviceRef } from './resolve.ts';
 
@@ -79,55 +79,125 @@ async function deviceRowOf(db: Db, actor: Actor, ref: DeviceRef): Promise<Device
   return resolveDeviceRef(db, actor.principal, String(ref));
 }
 
+/** What a device's view shows of its row: `devices.*` without the columns no view reads (fewer to build per row). */
+const viewColumns = [
+  'devices.id',
+  'devices.uuid',
+  'devices.name',
+  'devices.org_id',
+  'devices.fleet_id',
+  'devices.device_type',
+  'devices.notes',
+  'devices.created_at',
+  'devices.updated_at',
+  'devices.agent_version',
+  'devices.attributes',
+  'devices.decommissioned_at',
+  'devices.connected_at',
+  'devices.disconnected_at',
+  'devices.last_seen_at',
+  'devices.state',
+  'devices.state_reported_at',
+  'devices.variables_applied_revision',
+  'devices.variables_applied_at',
+  'devices.variables_error',
+  'devices.vpn_connected_at',
+  'devices.vpn_disconnected_at',
+  'devices.vpn_address',
+  'devices.mender_connected_at',
+  'devices.mender_disconnected_at',
+] as const;
+
 function deviceColumns(db: Db) {
   return db
     .selectFrom('devices')
     .innerJoin('fleets', 'fleets.id', 'devices.fleet_id')
-    .selectAll('devices')
+    .select(viewColumns)
     .select('fleets.name as fleet_name')
     .select(pendingAuthExpression().as('pending_auth'));
 }
 
-async function deviceViews(
-  db: Db,
-  rows: (DeviceRow & { fleet_name: string; pending_auth: number })[],
-): Promise<DeviceView[]> {
-  const tags = await tagsOf(
+type ViewRow =
+  ReturnType<typeof deviceColumns> extends SelectQueryBuilder<Database, never, infer R> ? R : never;
+
+/**
+ * The rows of devices by id (`which: 'id'`, padded with `padIds`) or by uuid, through statements compiled once per
+ * database and run by `readNow`: a page of the device list, and every device GET, read them.
+ */
+function viewRowsNow(db: Db, which: 'id' | 'uuid', refs: (number | string)[]): Promise<ViewRow[]> {
+  let compiled = compiledViewQueries.get(db);
+  if (!compiled) {
+    compiled = new Map();
+    compiledViewQueries.set(db, compiled);
+  }
+  const key = `${which}:${refs.length}`;
+  let query = compiled.get(key);
+  if (!query) {
+    query = (
+      which === 'id'
+        ? deviceColumns(db).where('devices.id', 'in', refs as number[])
+        : deviceColumns(db).where('devices.uuid', '=', refs[0] as string)
+    ).compile();
+    compiled.set(key, query);
+  }
+  return readNow(db, query, refs);
+}
+const compiledViewQueries = new WeakMap<Db, Map<string, CompiledQuery<ViewRow>>>();
+
+/**
+ * The views of `rows`, built in `deviceSchema`'s key order: the device routes write them with `serializeUnchecked`,
+ * which must write what zod's parse would (see devices/routes.ts).
+ */
+async function deviceViews(db: Db, rows: ViewRow[]): Promise<DeviceView[]> {
+  const tags = await tagsNow(
     db,
     deviceTags,
     rows.map((r) => r.id),
   );
-  return rows.map((r) => ({
-    id: r.id,
-    uuid: r.uuid,
-    name: r.name,
-    orgId: r.org_id,
-    fleetId: r.fleet_id,
-    fleetName: r.fleet_name,
-    deviceType: r.device_type,
-    notes: r.notes,
-    status: deviceStatus(r),
-    onlineVia: onlineLinks(r),
-    vpnAddress: onlineLinks(r).includes('vpn') ? r.vpn_address : null,
-    tags: tags.get(r.id) ?? {},
-    attributes: json.decode<Record<string, unknown>>(r.attributes),
-    connectedAt: iso(r.connected_at),
-    disconnectedAt: iso(r.disconnected_at),
-    lastSeenAt: iso(r.last_seen_at),
-    agentVersion: r.agent_version,
-    state: json.decode<Record<string, unknown>>(r.state),
-    stateReportedAt: iso(r.state_reported_at),
-    variablesApplied:
-      r.variables_applied_revision === null || r.variables_applied_at === null
-        ? null
-        : {
-            revision: r.variables_applied_revision,
-            at: iso(r.variables_applied_at),
-            error: r.variables_error,
-          },
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-  }));
+  return rows.map((r) => {
+    const links = onlineLinks(r);
+    return {
+      id: r.id,
+      uuid: r.uuid,
+      name: r.name,
+      orgId: r.org_id,
+      fleetId: r.fleet_id,
+      fleetName: r.fleet_name,
+      deviceType: r.device_type,
+      notes: r.notes,
+      status: deviceStatus(r),
+      tags: tags.get(r.id) ?? {},
+      attributes: recordOf(r.attributes),
+      onlineVia: links,
+      vpnAddress: links.includes('vpn') ? r.vpn_address : null,
+      connectedAt: iso(r.connected_at),
+      disconnectedAt: iso(r.disconnected_at),
+      lastSeenAt: iso(r.last_seen_at),
+      agentVersion: r.agent_version,
+      state: recordOf(r.state),
+      stateReportedAt: iso(r.state_reported_at),
+      variablesApplied:
+        r.variables_applied_revision === null || r.variables_applied_at === null
+          ? null
+          : {
+              revision: r.variables_applied_revision,
+              at: iso(r.variables_applied_at),
+              error: r.variables_error,
+            },
+      createdAt: iso(r.created_at),
+      updatedAt: iso(r.updated_at),
+    };
+  });
+}
+
+/**
+ * A JSON object stored as text, as the view shows it: without an own `__proto__` key, which zod's parse of a
+ * record drops (and which `serializeUnchecked` would otherwise write).
+ */
+function recordOf(text: string | null): Record<string, unknown> | null {
+  const record = json.decode<Record<string, unknown>>(text);
+  if (record === null || !Object.hasOwn(record, '__proto__')) return record;
+  return Object.fromEntries(Object.entries(record).filter(([key]) => key !== '__proto__'));
 }
 
 /** The device, after checking the actor may do `action` on it; unknown and invisible devices both answer 404. */
@@ -343,11 +413,7 @@ export async function listDevices(
     ? await totals.total(JSON.stringify(filters), q.status !== undefined, count)
     : await count();
   const order = new Map(rows.map((r, i) => [r.id, i]));
-  const full = rows.length
-    ? await deviceColumns(deps.db)
-        .where('devices.id', 'in', [...order.keys()])
-        .execute()
-    : [];
+  const full = rows.length ? await viewRowsNow(deps.db, 'id', padIds([...order.keys()])) : [];
   full.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   return {
     items: await deviceViews(deps.db, full),
@@ -362,9 +428,7 @@ export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef)
   // A prefix or a name is resolved to the device's id first (resolve.ts).
   const direct = isDirectRef(ref) ? ref : (await deviceRowOf(deps.db, actor, ref)).id;
   // The row with its fleet's name in one query, checked as deviceForAction checks it.
-  const row = await deviceColumns(deps.db)
-    .where(typeof direct === 'number' ? 'devices.id' : 'devices.uuid', '=', direct)
-    .executeTakeFirst();
+  const [row] = await viewRowsNow(deps.db, typeof direct === 'number' ? 'id' : 'uuid', [direct]);
   if (!row) throw notFound('device');
   authorize(actor.principal, 'device.read', { orgId: row.org_id, fleetId: row.fleet_id }, 'device');
   return (await deviceViews(deps.db, [row]))[0]!;

@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import type { Db } from '../../infra/db/index.ts';
+import { type CompiledQuery, sql } from 'kysely';
+import { type Db, padIds, readNow } from '../../infra/db/index.ts';
 
 /**
  * Key/value tags on devices and fleets. These helpers only read and write rows; the devices and fleets
@@ -19,11 +19,47 @@ export async function tagsOf(
   ownerIds: number[],
 ): Promise<Map<number, Record<string, string>>> {
   if (!ownerIds.length) return new Map();
-  const rows = await sql<{ owner: number; key: string; value: string }>`
+  const rows = await tagsQuery(target, ownerIds).execute(db);
+  return tagsByOwner(ownerIds, rows.rows);
+}
+
+/**
+ * `tagsOf` for reads outside any transaction (a page of the device list, a device's view): through `readNow`,
+ * one statement per padded list length (`padIds`), prepared once; on SQLite on the read connection.
+ */
+export async function tagsNow(
+  db: Db,
+  target: TagTarget,
+  ownerIds: number[],
+): Promise<Map<number, Record<string, string>>> {
+  if (!ownerIds.length) return new Map();
+  const ids = padIds(ownerIds);
+  let compiled = compiledTagQueries.get(db);
+  if (!compiled) {
+    compiled = new Map();
+    compiledTagQueries.set(db, compiled);
+  }
+  const key = `${target.table}:${ids.length}`;
+  let query = compiled.get(key);
+  if (!query) {
+    query = tagsQuery(target, ids).compile(db);
+    compiled.set(key, query);
+  }
+  return tagsByOwner(ownerIds, await readNow(db, query, ids));
+}
+
+type TagRow = { owner: number; key: string; value: string };
+const compiledTagQueries = new WeakMap<Db, Map<string, CompiledQuery<TagRow>>>();
+
+function tagsQuery(target: TagTarget, ownerIds: number[]) {
+  return sql<TagRow>`
     select ${sql.ref(target.ownerColumn)} as owner, key, value from ${sql.table(target.table)}
-    where ${sql.ref(target.ownerColumn)} in (${sql.join(ownerIds)}) order by key`.execute(db);
+    where ${sql.ref(target.ownerColumn)} in (${sql.join(ownerIds)}) order by key`;
+}
+
+function tagsByOwner(ownerIds: number[], rows: TagRow[]): Map<number, Record<string, string>> {
   const entries = new Map<number, [string, string][]>(ownerIds.map((id) => [id, []]));
-  for (const r of rows.rows) entries.get(Number(r.owner))!.push([r.key, r.value]);
+  for (const r of rows) entries.get(Number(r.owner))!.push([r.key, r.value]);
   // Object.fromEntries defines each key as its own property: a key named like an Object.prototype member
   // stays a tag (`tags[key] = value` would set the prototype for `__proto__`).
   return new Map([...entries].map(([owner, tags]) => [owner, Object.fromEntries(tags)]));

@@ -117,7 +117,10 @@ function openSqlite(file: string): DatabaseHandle {
  */
 class SqliteReader {
   private native: SqliteDatabase.Database | undefined;
-  private readonly statements = new Map<string, SqliteDatabase.Statement>();
+  private readonly statements = new Map<
+    string,
+    { statement: SqliteDatabase.Statement; row: RowMaker | undefined }
+  >();
 
   constructor(private readonly file: string) {}
 
@@ -127,13 +130,20 @@ class SqliteReader {
       this.native = new SqliteDatabase(this.file, { readonly: true, fileMustExist: true });
       this.native.pragma('busy_timeout = 5000');
     }
-    let statement = this.statements.get(query.sql);
-    if (!statement) {
+    let prepared = this.statements.get(query.sql);
+    if (!prepared) {
       if (this.statements.size >= 100) this.statements.clear();
-      statement = this.native.prepare(query.sql);
-      this.statements.set(query.sql, statement);
+      const statement = this.native.prepare(query.sql);
+      const columns = statement.reader ? statement.columns().map((c) => c.name) : [];
+      // A column named `__proto__` would set an object literal's prototype: such a statement keeps its objects.
+      prepared =
+        statement.reader && !columns.includes('__proto__')
+          ? { statement: statement.raw(true), row: rowMakerOf(columns) }
+          : { statement, row: undefined };
+      this.statements.set(query.sql, prepared);
     }
-    return statement.all(parameters) as R[];
+    const rows = prepared.statement.all(parameters);
+    return (prepared.row ? (rows as unknown[][]).map(prepared.row) : rows) as R[];
   }
 
   close(): void {
@@ -141,11 +151,60 @@ class SqliteReader {
   }
 }
 
-const readers = new WeakMap<Db, SqliteReader>();
+type RowMaker = (values: unknown[]) => Record<string, unknown>;
 
 /**
- * Runs a compiled read-only query outside any transaction, on SQLite's read connection (see `SqliteReader`), or
- through Kysely on PostgreSQL and in-memory SQLite. Compile the query once; `parameters` replace its own.
+ * Turns a statement's rows, read as arrays (better-sqlite3's `raw` mode), into the objects it would have made: the
+ * same keys in the same order, a later column of the same name winning. better-sqlite3 sets an object's properties
+ * one by one from C++, ~6 µs per row of 25 columns (a page of 50 devices: 360 µs); arrays and an object literal
+ * made for the statement's columns cost 150 µs for the same page.
+ */
+function rowMakerOf(columns: string[]): RowMaker {
+  const last = new Map(columns.map((name, i) => [name, i]));
+  const fields = [...last].map(([name, i]) => `${JSON.stringify(name)}: values[${i}]`);
+  // Built from the statement's own column names, each quoted as a JSON string: no text from elsewhere.
+  return new Function('values', `return { ${fields.join(', ')} };`) as RowMaker;
+}
+
+/**
+ * PostgreSQL's side of `readNow`: the hottest reads as named prepared statements, straight on `pg`'s pool. Through
+ * Kysely, `pg` sends every query unnamed, and PostgreSQL parses and plans it anew each time (on the same cores as
+ * the server: bench/auth's device-key checks); a named statement is parsed and planned once per connection, and
+ * later runs only bind and execute it. `pg` remembers which of its connections have prepared which name.
+ */
+class PostgresReader {
+  /** Statement names by SQL text: a text keeps its name, and a name is never given to another text. */
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  async all<R>(query: CompiledQuery<R>, parameters: readonly unknown[]): Promise<R[]> {
+    let name = this.names.get(query.sql);
+    if (name === undefined && this.names.size < POSTGRES_NAMED_STATEMENTS_MAX) {
+      name = `fleetgate_read_${this.names.size + 1}`;
+      this.names.set(query.sql, name);
+    }
+    const result = await this.pool.query<R & pg.QueryResultRow>({
+      ...(name === undefined ? {} : { name }),
+      text: query.sql,
+      values: parameters as unknown[],
+    });
+    return result.rows;
+  }
+}
+
+/**
+ * Named statements kept per connection at most: `readNow` takes queries compiled once, so a few; past this many
+ * texts (a caller compiling per request by mistake), statements go unnamed instead of piling up on the server.
+ */
+const POSTGRES_NAMED_STATEMENTS_MAX = 100;
+
+const readers = new WeakMap<Db, SqliteReader | PostgresReader>();
+
+/**
+ * Runs a compiled read-only query outside any transaction: on SQLite's read connection (see `SqliteReader`), as a
+ * named prepared statement on PostgreSQL (see `PostgresReader`), or through Kysely on in-memory SQLite. Compile
+ * the query once; `parameters` replace its own.
  */
 export async function readNow<R>(
   db: Db,
@@ -159,6 +218,71 @@ export async function readNow<R>(
   const reader = readers.get(db);
   if (reader) return reader.all(query, parameters);
   return (await db.executeQuery({ ...query, parameters })).rows as R[];
+}
+
+/**
+ * Single-row reads by key that arrive within one turn of the event loop, answered together by one `readNow` of
+ * `query`, which takes every key at once as its one parameter (`key = any($1)` on PostgreSQL). There, each query is
+ * a round trip whose socket write and read cost more CPU than the query itself: one third of the server's CPU in a
+ * device's `device/self` under bench/auth's 50 connections (writev to PostgreSQL's socket). A burst of
+ * reads is split into queries of `maxKeys` keys at most.
+ */
+export class BatchedReads<K, R> {
+  private waiting = new Map<K, { resolve(row: R | undefined): void; reject(err: unknown): void }[]>();
+  private scheduled = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly query: CompiledQuery<R>,
+    private readonly keyOf: (row: R) => K,
+    private readonly maxKeys = 500,
+  ) {}
+
+  /** The row of `key`, or undefined when there is none. */
+  load(key: K): Promise<R | undefined> {
+    return new Promise((resolve, reject) => {
+      const waiters = this.waiting.get(key);
+      if (waiters) waiters.push({ resolve, reject });
+      else this.waiting.set(key, [{ resolve, reject }]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.run());
+      }
+    });
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    const all = [...this.waiting];
+    this.waiting = new Map();
+    for (let i = 0; i < all.length; i += this.maxKeys) {
+      const batch = all.slice(i, i + this.maxKeys);
+      readNow(this.db, this.query, [batch.map(([key]) => key)]).then(
+        (rows) => {
+          const byKey = new Map(rows.map((row) => [this.keyOf(row), row]));
+          for (const [key, waiters] of batch) for (const w of waiters) w.resolve(byKey.get(key));
+        },
+        (err: unknown) => {
+          for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
+        },
+      );
+    }
+  }
+}
+
+/** The list lengths `padIds` rounds up to: a page of the API's lists holds 1-500 rows (50 by default). */
+const ID_LIST_SIZES = [1, 10, 50, 100, 500];
+
+/**
+ * `ids` (at least one) padded with its last id up to the next of a few lengths, for reads of "the rows whose id is
+ * in this list" through `readNow`: one compiled statement per length serves lists of any length up to it, and
+ * stays prepared, where a statement per length (1 to 500) would not. A repeated id matches its row once.
+ */
+export function padIds(ids: readonly number[]): number[] {
+  const size = ID_LIST_SIZES.find((n) => n >= ids.length) ?? ids.length;
+  const padded = ids.slice();
+  while (padded.length < size) padded.push(ids[ids.length - 1]!);
+  return padded;
 }
 
 async function openPostgres(url: string, schema: string): Promise<DatabaseHandle> {
@@ -186,6 +310,7 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     options: schema === 'public' ? undefined : `-c search_path="${schema}"`,
   });
   const db = new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }, schema) });
+  readers.set(db, new PostgresReader(pool));
   const redacted = new URL(url);
   if (redacted.password) redacted.password = '***';
   return {

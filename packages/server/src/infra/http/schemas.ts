@@ -82,11 +82,47 @@ export const nameString = z
 
 export const isoTime = z.string().describe('ISO 8601 time (UTC)');
 
+/**
+ * Epoch milliseconds as `Date.prototype.toISOString` writes them (`2026-12-07T04:52:38.123Z`). Done by hand
+ * for whole milliseconds in years 1970-9999, at a third of the cost: a page of 50 devices writes 250 times
+ * (~130 µs of `toISOString`, 3 % of bench/api's list CPU). Anything else goes to `Date`, as before.
+ */
 export function iso(ms: number): string;
 export function iso(ms: number | null): string | null;
 export function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
+  if (ms === null) return null;
+  if (!(ms >= 0 && ms < LAST_FOUR_DIGIT_YEAR_MS) || !Number.isInteger(ms)) return new Date(ms).toISOString();
+  const days = Math.floor(ms / DAY_MS);
+  let rest = ms - days * DAY_MS;
+  // The proleptic Gregorian date of a day number (Howard Hinnant's civil_from_days), from 0000-03-01 eras.
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor(
+    (dayOfEra -
+      Math.floor(dayOfEra / 1460) +
+      Math.floor(dayOfEra / 36_524) -
+      Math.floor(dayOfEra / 146_096)) /
+      365,
+  );
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const shiftedMonth = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * shiftedMonth + 2) / 5) + 1;
+  const month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  const hours = Math.floor(rest / 3_600_000);
+  rest -= hours * 3_600_000;
+  const minutes = Math.floor(rest / 60_000);
+  rest -= minutes * 60_000;
+  const seconds = Math.floor(rest / 1000);
+  const millis = rest - seconds * 1000;
+  return `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}T${two(hours)}:${two(minutes)}:${two(seconds)}.${String(millis).padStart(3, '0')}Z`;
 }
+
+const DAY_MS = 86_400_000;
+/** 10000-01-01T00:00:00Z: from there on `toISOString` writes six-digit years. */
+const LAST_FOUR_DIGIT_YEAR_MS = 253_402_300_800_000;
+const two = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 /**
  * Names that people and devices choose and that become keys of JSON objects: tag keys, variable names, identity
