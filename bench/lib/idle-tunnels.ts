@@ -88,11 +88,12 @@ export interface Generators {
 }
 
 /**
- * Starts `processes` generators that share `devices` and connect to `base` (http://host:port of fleetgate, or of
- * a load balancer in front of it), 64 handshakes in flight each while ramping up.
+ * Starts `processes` generators that share `devices` in order, 64 handshakes in flight each while ramping up.
+ * Generator g connects to `bases[g % bases.length]` (http://host:port of fleetgate, or of a load balancer in front
+ * of it).
  */
-export function startGenerators(base: string, devices: SeededDevice[], processes: number): Generators {
-  const url = `${base.replace(/^http/, 'ws')}/api/v1/tunnel`;
+export function startGenerators(bases: string[], devices: SeededDevice[], processes: number): Generators {
+  const urlOf = (g: number) => `${bases[g % bases.length]!.replace(/^http/, 'ws')}/api/v1/tunnel`;
   const connected = new Array<number>(processes).fill(0);
   const perProcess = Math.ceil(devices.length / processes);
   const state: Generators = {
@@ -119,7 +120,7 @@ export function startGenerators(base: string, devices: SeededDevice[], processes
   };
   const generators = Array.from({ length: processes }, (_, g) => {
     const options = {
-      url,
+      url: urlOf(g),
       localAddress: `127.0.0.${2 + g}`,
       devices: devices.slice(g * perProcess, (g + 1) * perProcess),
       concurrency: 64,

@@ -381,7 +381,7 @@ async function idleAndStorm(
   );
 
   const before = await server.memory();
-  const generators = startGenerators(base, devices.slice(0, idle), processes);
+  const generators = startGenerators([base], devices.slice(0, idle), processes);
   const rampStart = performance.now();
   await until(`${idle} tunnels up`, 300_000, async () => (generators.connected() >= idle ? true : undefined));
   log(
