@@ -25,17 +25,15 @@
  * up).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { dropPostgresSchema } from '@fleetgate/server';
+import { clusterDatabaseUrl, clusterSetting, instanceFlags } from '../lib/cluster.ts';
 import { type Generators, type SeededDevice, seedDevices, startGenerators } from '../lib/idle-tunnels.ts';
 import { accepts, freePort, killChildren, sleep, track, until } from '../lib/processes.ts';
 import {
-  ADMIN_EMAIL,
-  ADMIN_PASSWORD,
   api,
   type Flags,
   type MemoryFigures,
@@ -243,8 +241,7 @@ async function main(): Promise<number> {
       generators: { type: 'string', default: '4' },
     },
   });
-  const databaseUrl =
-    values['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const databaseUrl = clusterDatabaseUrl(values['database-url']);
   const perInstance = wholeNumber('tunnels', values.tunnels, 10);
   const processes = wholeNumber('generators', values.generators, 1);
   const total = 3 * perInstance;
@@ -256,25 +253,11 @@ async function main(): Promise<number> {
   log(`  /proc/loadavg before: ${loadavg()}`);
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-cluster-tunnels-'));
-  const schema = `fg_bench_cluster_${randomBytes(4).toString('hex')}`;
-  const secret = randomBytes(32).toString('hex');
+  const setting = clusterSetting(databaseUrl, dir);
   const running: Instance[] = [];
   let generators: Generators | undefined;
   const startInstance = async (name: string): Promise<Instance> => {
-    const flags: Flags = {
-      dataDir: path.join(dir, 'data'),
-      listen: '127.0.0.1',
-      httpPort: await freePort(),
-      proxyPort: 0,
-      sshPort: 0,
-      logLevel: 'warn',
-      adminEmail: ADMIN_EMAIL,
-      adminPassword: ADMIN_PASSWORD,
-      databaseUrl,
-      dbSchema: schema,
-      internalPort: await freePort(),
-      clusterSecret: secret,
-    };
+    const flags = await instanceFlags(setting, { proxy: false });
     const instance = { name, flags, server: await startServerProcess(flags) };
     running.push(instance);
     return instance;
@@ -296,7 +279,7 @@ async function main(): Promise<number> {
       orgId: org.id as number,
     };
     const seedStart = performance.now();
-    const devices = await seedDevices({ databaseUrl, schema, sqliteFile: '' }, fleet, total);
+    const devices = await seedDevices({ databaseUrl, schema: setting.schema, sqliteFile: '' }, fleet, total);
     log(
       `  seeded ${total.toLocaleString('en')} devices with keys in ${seconds(performance.now() - seedStart)}`,
     );
@@ -373,7 +356,7 @@ async function main(): Promise<number> {
   } finally {
     await stopAll();
     killChildren();
-    await dropPostgresSchema(databaseUrl, schema).catch(() => {});
+    await dropPostgresSchema(databaseUrl, setting.schema).catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
