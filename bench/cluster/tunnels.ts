@@ -125,18 +125,23 @@ async function startHaproxy(config: string, instances: Instance[], tunnels: numb
  */
 async function startHaproxies(dir: string, instances: Instance[], tunnels: number, processes: number) {
   const perGenerator = Math.ceil(tunnels / processes);
-  const room = Math.floor((openFilesLimit() - 200) / 2);
-  if (perGenerator > room)
-    throw new Error(
-      `${perGenerator} tunnels per generator and haproxy: more than the ${room} that ulimit -n allows; ` +
-        'raise --generators',
-    );
   const haproxies = [];
   for (let g = 0; g < processes; g++) {
     const config = path.join(dir, `haproxy-${instances.length}-${g}.cfg`);
     haproxies.push(await startHaproxy(config, instances, perGenerator));
   }
   return haproxies;
+}
+
+/** Throws, before anything starts, when a generator's haproxy would run out of open files (`startHaproxies`). */
+function checkOpenFiles(tunnels: number, processes: number): void {
+  const perGenerator = Math.ceil(tunnels / processes);
+  const room = Math.floor((openFilesLimit() - 200) / 2);
+  if (perGenerator > room)
+    throw new Error(
+      `${perGenerator} tunnels per generator and haproxy: more than the ${room} that ulimit -n allows; ` +
+        'raise --generators',
+    );
 }
 
 function stopProcess(child: ChildProcess): Promise<void> {
@@ -245,6 +250,7 @@ async function main(): Promise<number> {
   const perInstance = wholeNumber('tunnels', values.tunnels, 10);
   const processes = wholeNumber('generators', values.generators, 1);
   const total = 3 * perInstance;
+  checkOpenFiles(total, processes);
   log(
     `fleetgate several-instances tunnel benchmark: 3 instances × ${perInstance.toLocaleString('en')} idle tunnels ` +
       `(baseline: 1 × ${perInstance.toLocaleString('en')}), ${processes} generators; Node ${process.versions.node}, ` +
@@ -361,4 +367,9 @@ async function main(): Promise<number> {
   }
 }
 
-process.exit(await main());
+process.exit(
+  await main().catch((err: unknown) => {
+    log(`BENCH FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }),
+);
