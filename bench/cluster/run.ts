@@ -1,25 +1,3 @@
-/**
- * Several instances benchmark (issue 19). Two fleetgate processes (A and B) on one PostgreSQL schema, sharing a
- * data directory, with the internal link on; a real fleetgate-agent process connected to B, and "a service on the
- * device" (bench/lib/byte-service.ts) as the only port on its allow-list. Measures, interleaved so that other load
- * on the machine falls on both ways alike:
- *
- *   (a) stream throughput: `--mb` MB each way through B's CONNECT proxy (B holds the tunnel: one instance) and
- *       through A's (A authorizes, records the session and relays over the internal link to B), MB/s from
- *       opening the connection to the end, the median of `--rounds`; and the set-up time to the proxy's 200, p50
- *       and p99 over `--connects` connections each way. Target: through two ÷ through one >= 0.8.
- *   (b) read API throughput: `GET /api/v1/devices/<uuid>` with an API key, `--connections` connections for
- *       `--duration` s, against A alone, then against A and B at once (half the connections each); requests per
- *       second summed. Target: two ÷ one >= 1.6. The load generator runs in this process, on the same two cores
- *       as both servers and PostgreSQL: what it takes is taken from the servers.
- *
- *   npm run bench:cluster -- [--database-url URL] [--mb 200] [--rounds 3] [--connects 100] [--connections 50]
- *                            [--duration 5]
- *
- * Default database: DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test (a schema of its own, dropped at
- * the end). Exits 0 with its figures, 1 when the bench itself fails.
- */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type net from 'node:net';
 import os from 'node:os';
@@ -28,14 +6,13 @@ import { parseArgs } from 'node:util';
 import { dropPostgresSchema } from '@fleetgate/server';
 import autocannon, { type Result } from 'autocannon';
 import { type ByteService, download, startByteService, upload } from '../lib/byte-service.ts';
+import { clusterDatabaseUrl, clusterSetting, instanceFlags } from '../lib/cluster.ts';
 import { connectThrough } from '../lib/connect-client.ts';
 import { percentile } from '../lib/figures.ts';
-import { freePort, killChildren, startAgent } from '../lib/processes.ts';
+import { killChildren, startAgent } from '../lib/processes.ts';
 import {
   ADMIN_EMAIL,
-  ADMIN_PASSWORD,
   api,
-  type Flags,
   ratio,
   type ServerProcess,
   signInAsAdmin,
@@ -82,8 +59,7 @@ async function main(): Promise<number> {
       duration: { type: 'string', default: '5' },
     },
   });
-  const databaseUrl =
-    values['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const databaseUrl = clusterDatabaseUrl(values['database-url']);
   const mb = wholeNumber('mb', values.mb, 1);
   const rounds = wholeNumber('rounds', values.rounds, 1);
   const connects = wholeNumber('connects', values.connects, 2);
@@ -97,28 +73,13 @@ async function main(): Promise<number> {
   log(`  /proc/loadavg before: ${loadavg()}`);
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-bench-cluster-'));
-  const schema = `fg_bench_cluster_${randomBytes(4).toString('hex')}`;
+  const setting = clusterSetting(databaseUrl, dir);
   const servers: ServerProcess[] = [];
   let service: ByteService | undefined;
   try {
     service = await startByteService();
-    const secret = randomBytes(32).toString('hex');
-    const flagsOf = async (): Promise<Flags> => ({
-      dataDir: path.join(dir, 'data'),
-      listen: '127.0.0.1',
-      httpPort: await freePort(),
-      proxyPort: await freePort(),
-      sshPort: 0,
-      logLevel: 'warn',
-      adminEmail: ADMIN_EMAIL,
-      adminPassword: ADMIN_PASSWORD,
-      databaseUrl,
-      dbSchema: schema,
-      internalPort: await freePort(),
-      clusterSecret: secret,
-    });
-    const flagsA = await flagsOf();
-    const flagsB = await flagsOf();
+    const flagsA = await instanceFlags(setting, { proxy: true });
+    const flagsB = await instanceFlags(setting, { proxy: true });
     // One after the other: the first creates the owner.
     servers.push(await startServerProcess(flagsA));
     servers.push(await startServerProcess(flagsB));
@@ -245,7 +206,7 @@ async function main(): Promise<number> {
     for (const server of servers.reverse()) await server.stop().catch(() => {});
     await service?.stop?.();
     killChildren();
-    await dropPostgresSchema(databaseUrl, schema).catch(() => {});
+    await dropPostgresSchema(databaseUrl, setting.schema).catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

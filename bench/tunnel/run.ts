@@ -9,7 +9,7 @@
  *       process (bench/tunnel/relay.ts). Target: ≥ 0.75× the relay's throughput.
  *   (4) the agent's footprint: fleetgate-agent's RSS while connected and idle. Target: ≤ 60 MB.
  *   (2) idle tunnels: N devices (default 15,000) seeded with device keys, their tunnels held by load
- *       generator processes (bench/tunnel/generator.ts, one 127.0.0.x source address each); the server's
+ *       generator processes (bench/lib/tunnel-generator.ts, one 127.0.0.x source address each); the server's
  *       memory after a full GC before and after. Target: ≤ 10 KiB per tunnel.
  *   (3) reconnect storm: with M tunnels up (default 10,000), the server restarts (graceful stop, new process
  *       on the same port and database); the generators reconnect with the agent's own backoff. Measured: time
@@ -35,16 +35,16 @@
  * dies, a tunnel that never comes up).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { openDatabase } from '@fleetgate/server';
 import { CLI_BIN, nodeFlagsOf } from '../lib/bins.ts';
 import { cpuSeconds } from '../lib/figures.ts';
+import { seedDevices, startGenerators } from '../lib/idle-tunnels.ts';
 import { accepts, freePort, killChildren, ROOT, sleep, startAgent, track, until } from '../lib/processes.ts';
 import {
   ADMIN_EMAIL,
@@ -364,133 +364,6 @@ async function throughput(
 
 // ─── (2) and (3) Idle tunnels and the reconnect storm ─────────────────────────────────────────────────
 
-interface SeededDevice {
-  uuid: string;
-  key: string;
-}
-
-/** Inserts `count` devices with a device key each, straight into the database (as bench/auth does). */
-async function seedDevices(sqliteFile: string, fleet: { id: number; orgId: number }, count: number) {
-  const devices: SeededDevice[] = Array.from({ length: count }, () => ({
-    uuid: randomBytes(16).toString('hex'),
-    key: randomBytes(16).toString('hex'),
-  }));
-  const seeding = await openDatabase({ databaseUrl: undefined, schema: undefined, sqliteFile });
-  try {
-    const now = Date.now();
-    for (let first = 0; first < count; first += 500) {
-      const batch = devices.slice(first, first + 500);
-      await seeding.db.transaction().execute(async (trx) => {
-        const inserted = await trx
-          .insertInto('devices')
-          .values(
-            batch.map((d, i) => ({
-              uuid: d.uuid,
-              org_id: fleet.orgId,
-              fleet_id: fleet.id,
-              name: `idle-${first + i}`,
-              device_type: 'generic-amd64',
-              notes: '',
-              created_at: now,
-              updated_at: now,
-            })),
-          )
-          .returning(['id', 'uuid'])
-          .execute();
-        const idOf = new Map(inserted.map((r) => [r.uuid, r.id]));
-        await trx
-          .insertInto('device_keys')
-          .values(
-            batch.map((d) => ({
-              device_id: idOf.get(d.uuid)!,
-              key_hash: createHash('sha256').update(d.key, 'utf8').digest('hex'),
-              origin: 'import' as const,
-              created_at: now,
-              last_used_at: null,
-              revoked_at: null,
-            })),
-          )
-          .execute();
-      });
-    }
-  } finally {
-    await seeding.close();
-  }
-  return devices;
-}
-
-interface Generators {
-  connected(): number;
-  /** Times (Date.now()) at which tunnels came up, since the last `resetCounts()`. */
-  online: number[];
-  refused: Record<string, number>;
-  failed: number;
-  resetCounts(): void;
-  trim(total: number): void;
-  stop(): void;
-}
-
-function startGenerators(base: string, devices: SeededDevice[], processes: number): Generators {
-  const url = `${base.replace(/^http/, 'ws')}/api/v1/tunnel`;
-  const connected = new Array<number>(processes).fill(0);
-  const perProcess = Math.ceil(devices.length / processes);
-  const state: Generators = {
-    connected: () => connected.reduce((a, b) => a + b, 0),
-    online: [],
-    refused: {},
-    failed: 0,
-    resetCounts() {
-      state.online = [];
-      state.refused = {};
-      state.failed = 0;
-    },
-    trim(total) {
-      let left = total;
-      for (const [g, child] of generators.entries()) {
-        const keep = Math.max(0, Math.min(perProcess, left));
-        left -= keep;
-        child.send({ trim: keep });
-        void g;
-      }
-    },
-    stop() {
-      for (const child of generators) if (child.connected) child.disconnect();
-    },
-  };
-  const generators = Array.from({ length: processes }, (_, g) => {
-    const options = {
-      url,
-      localAddress: `127.0.0.${2 + g}`,
-      devices: devices.slice(g * perProcess, (g + 1) * perProcess),
-      concurrency: 64,
-    };
-    const child = track(
-      fork(path.join(ROOT, 'bench/tunnel/generator.ts'), [], { execArgv: process.execArgv }),
-    );
-    child.send(options);
-    child.on(
-      'message',
-      (message: {
-        connected?: number;
-        online?: number[];
-        refused?: Record<string, number>;
-        failed?: number;
-      }) => {
-        if (message.connected !== undefined) connected[g] = message.connected;
-        if (message.online) state.online.push(...message.online);
-        for (const [status, n] of Object.entries(message.refused ?? {}))
-          state.refused[status] = (state.refused[status] ?? 0) + n;
-        state.failed += message.failed ?? 0;
-      },
-    );
-    child.once('exit', (code) => {
-      if (code !== 0 && code !== null) log(`a load generator ended with code ${code}`);
-    });
-    return child;
-  });
-  return state;
-}
-
 async function idleAndStorm(
   server: ServerProcess,
   restart: () => Promise<ServerProcess>,
@@ -502,13 +375,13 @@ async function idleAndStorm(
   processes: number,
 ) {
   const seedStart = performance.now();
-  const devices = await seedDevices(sqliteFile, fleet, Math.max(idle, storm));
+  const devices = await seedDevices({ sqliteFile }, fleet, Math.max(idle, storm));
   log(
     `  seeded ${devices.length.toLocaleString('en')} devices with keys in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`,
   );
 
   const before = await server.memory();
-  const generators = startGenerators(base, devices.slice(0, idle), processes);
+  const generators = startGenerators([base], devices.slice(0, idle), processes);
   const rampStart = performance.now();
   await until(`${idle} tunnels up`, 300_000, async () => (generators.connected() >= idle ? true : undefined));
   log(

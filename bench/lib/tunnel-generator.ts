@@ -1,8 +1,9 @@
 /**
- * A tunnel load generator for bench/tunnel: a child process that holds many device tunnels, each a real
- * WebSocket to `/api/v1/tunnel` speaking the fleetgate protocol (a `Multiplexer` in the agent role) and
- * authenticated with its device's uuid + key, from a source address of its own (127.0.0.x), so that the
- * tunnels of several generators stay under this machine's ~20,000 open files per process.
+ * A tunnel load generator for bench/tunnel and bench/cluster (started by bench/lib/idle-tunnels.ts): a child
+ * process that holds many device tunnels, each a real WebSocket to `/api/v1/tunnel` speaking the fleetgate
+ * protocol (a `Multiplexer` in the agent role) and authenticated with its device's uuid + key, from a source
+ * address of its own (127.0.0.x), so that the tunnels of several generators stay under this machine's ~20,000
+ * open files per process.
  *
  * When a tunnel closes, it reconnects exactly as fleetgate-agent does: exponential backoff with full
  * jitter (the agent's own `Backoff`, with the agent's defaults), starting over after 30 s connected. It reports to the parent, through IPC:
@@ -55,15 +56,17 @@ function run(options: GeneratorOptions): void {
   let failed = 0;
   let reportedConnected = -1;
 
+  // The parent may disconnect while a report is on its way: with a callback, that EPIPE is not thrown.
+  const send = (message: object) => process.send!(message, undefined, {}, () => {});
   const report = setInterval(() => {
     if (!process.connected) return;
     if (connected !== reportedConnected) {
       reportedConnected = connected;
-      process.send!({ connected });
+      send({ connected });
     }
-    if (online.length > 0) process.send!({ online });
-    if (Object.keys(refused).length > 0) process.send!({ refused });
-    if (failed > 0) process.send!({ failed });
+    if (online.length > 0) send({ online });
+    if (Object.keys(refused).length > 0) send({ refused });
+    if (failed > 0) send({ failed });
     online = [];
     refused = {};
     failed = 0;
