@@ -51,6 +51,8 @@ export class SharedEvents {
   private client: pg.Client | undefined;
   private queue: string[] = [];
   private relaying = false;
+  /** The NOTIFY statement in flight, if any. */
+  private sending: Promise<void> | undefined;
   private stopped = false;
   private delay: number = RECONNECT_MS[0];
   private retry: NodeJS.Timeout | undefined;
@@ -78,9 +80,11 @@ export class SharedEvents {
   }
 
   async stop(): Promise<void> {
+    for (const stop of this.unsubscribe) stop();
+    // What this instance told last (its sessions' ends, its devices' disconnects) still goes out.
+    while (this.sending) await this.sending;
     this.stopped = true;
     clearTimeout(this.retry);
-    for (const stop of this.unsubscribe) stop();
     const client = this.client;
     this.client = undefined;
     await client?.end().catch(() => {});
@@ -101,15 +105,29 @@ export class SharedEvents {
     this.flush();
   }
 
+  /**
+   * Sends what is queued in one statement (in order), one statement at a time: the connection runs one query at
+   * once, and a burst of events costs one round trip.
+   */
   private flush(): void {
     const client = this.client;
-    if (!client) return;
-    while (this.queue.length) {
-      const payload = this.queue.shift()!;
-      client.query('select pg_notify($1, $2)', [this.channel, payload]).catch((err: unknown) => {
-        this.options.log.warn({ err }, 'sharing an event with the other instances failed');
+    if (!client || this.sending || !this.queue.length) return;
+    const payloads = this.queue.splice(0, this.queue.length);
+    this.sending = client
+      .query(
+        'select pg_notify($1, payload) from unnest($2::text[]) with ordinality as p(payload, n) order by n',
+        [this.channel, payloads],
+      )
+      .then(
+        () => {},
+        (err: unknown) => {
+          if (!this.stopped) this.options.log.warn({ err }, 'sharing events with the other instances failed');
+        },
+      )
+      .finally(() => {
+        this.sending = undefined;
+        this.flush();
       });
-    }
   }
 
   private async connect(resync: boolean): Promise<void> {
