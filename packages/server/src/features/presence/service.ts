@@ -406,6 +406,61 @@ async function writeBatch(
 /** The connect-time column of each link: its generation. */
 type LinkColumn = 'connected_at' | 'vpn_connected_at' | 'mender_connected_at';
 
+/** A link's presence columns in a device's row. */
+interface LinkColumns {
+  connected: LinkColumn;
+  disconnected: 'disconnected_at' | 'vpn_disconnected_at' | 'mender_disconnected_at';
+  instance: 'tunnel_instance' | 'vpn_instance' | 'mender_instance';
+  /** Cleared when the link's connection ends: its instance, and what else only a live connection has. */
+  cleared: readonly string[];
+}
+
+const TUNNEL: LinkColumns = {
+  connected: 'connected_at',
+  disconnected: 'disconnected_at',
+  instance: 'tunnel_instance',
+  cleared: ['tunnel_instance'],
+};
+const VPN: LinkColumns = {
+  connected: 'vpn_connected_at',
+  disconnected: 'vpn_disconnected_at',
+  instance: 'vpn_instance',
+  cleared: ['vpn_instance', 'vpn_address'],
+};
+const MENDER: LinkColumns = {
+  connected: 'mender_connected_at',
+  disconnected: 'mender_disconnected_at',
+  instance: 'mender_instance',
+  cleared: ['mender_instance'],
+};
+
+/** One link's part of a device's change, in the terms of its columns. */
+function linkChangesOf(change: DeviceChange) {
+  return [
+    {
+      columns: TUNNEL,
+      connectedAt: change.connectedAt,
+      disconnectedAt: change.disconnectedAt,
+      disconnectedOf: change.disconnectedOf,
+      connectedSet: {},
+    },
+    {
+      columns: VPN,
+      connectedAt: change.vpnConnectedAt,
+      disconnectedAt: change.vpnDisconnectedAt,
+      disconnectedOf: change.vpnDisconnectedOf,
+      connectedSet: { vpn_address: change.vpnAddress || null },
+    },
+    {
+      columns: MENDER,
+      connectedAt: change.menderConnectedAt,
+      disconnectedAt: change.menderDisconnectedAt,
+      disconnectedOf: change.menderDisconnectedOf,
+      connectedSet: {},
+    },
+  ];
+}
+
 interface DeviceUpdate {
   set: Record<string, unknown>;
   ids: number[];
@@ -458,83 +513,23 @@ function deviceUpdates(changes: Map<number, DeviceChange>, instanceId: string): 
       plain.variables_error = change.applied.error?.slice(0, 1024) ?? null;
     }
     if (Object.keys(plain).length) add(deviceId, plain);
-    if (change.connectedAt !== undefined) {
-      const set: Record<string, unknown> = {
-        connected_at: change.connectedAt,
-        tunnel_instance: instanceId,
-      };
-      if (change.disconnectedAt !== undefined) {
-        set.disconnected_at = change.disconnectedAt;
-        set.tunnel_instance = null;
+    for (const link of linkChangesOf(change)) {
+      const { columns, connectedAt, disconnectedAt } = link;
+      // What a connection's end clears beside its time: the holding instance (and the VPN address).
+      const cleared = Object.fromEntries(columns.cleared.map((column) => [column, null]));
+      if (connectedAt !== undefined) {
+        const set: Record<string, unknown> = {
+          [columns.connected]: connectedAt,
+          [columns.instance]: instanceId,
+          ...link.connectedSet,
+          ...(disconnectedAt !== undefined ? { [columns.disconnected]: disconnectedAt, ...cleared } : {}),
+        };
+        const guard = { kind: 'newer' as const, column: columns.connected, at: connectedAt };
+        add(deviceId, set, guard, undefined, disconnectedAt ?? connectedAt);
+      } else if (disconnectedAt !== undefined) {
+        const set = { [columns.disconnected]: disconnectedAt, ...cleared };
+        add(deviceId, set, { kind: 'same', column: columns.connected }, link.disconnectedOf, disconnectedAt);
       }
-      const seen = change.disconnectedAt ?? change.connectedAt;
-      add(deviceId, set, { kind: 'newer', column: 'connected_at', at: change.connectedAt }, undefined, seen);
-    } else if (change.disconnectedAt !== undefined) {
-      add(
-        deviceId,
-        { disconnected_at: change.disconnectedAt, tunnel_instance: null },
-        { kind: 'same', column: 'connected_at' },
-        change.disconnectedOf,
-        change.disconnectedAt,
-      );
-    }
-    if (change.vpnConnectedAt !== undefined) {
-      const set: Record<string, unknown> = {
-        vpn_connected_at: change.vpnConnectedAt,
-        vpn_address: change.vpnAddress || null,
-        vpn_instance: instanceId,
-      };
-      if (change.vpnDisconnectedAt !== undefined) {
-        set.vpn_disconnected_at = change.vpnDisconnectedAt;
-        set.vpn_address = null;
-        set.vpn_instance = null;
-      }
-      const seen = change.vpnDisconnectedAt ?? change.vpnConnectedAt;
-      add(
-        deviceId,
-        set,
-        { kind: 'newer', column: 'vpn_connected_at', at: change.vpnConnectedAt },
-        undefined,
-        seen,
-      );
-    } else if (change.vpnDisconnectedAt !== undefined) {
-      add(
-        deviceId,
-        {
-          vpn_disconnected_at: change.vpnDisconnectedAt,
-          vpn_address: null,
-          vpn_instance: null,
-        },
-        { kind: 'same', column: 'vpn_connected_at' },
-        change.vpnDisconnectedOf,
-        change.vpnDisconnectedAt,
-      );
-    }
-    if (change.menderConnectedAt !== undefined) {
-      const set: Record<string, unknown> = {
-        mender_connected_at: change.menderConnectedAt,
-        mender_instance: instanceId,
-      };
-      if (change.menderDisconnectedAt !== undefined) {
-        set.mender_disconnected_at = change.menderDisconnectedAt;
-        set.mender_instance = null;
-      }
-      const seen = change.menderDisconnectedAt ?? change.menderConnectedAt;
-      add(
-        deviceId,
-        set,
-        { kind: 'newer', column: 'mender_connected_at', at: change.menderConnectedAt },
-        undefined,
-        seen,
-      );
-    } else if (change.menderDisconnectedAt !== undefined) {
-      add(
-        deviceId,
-        { mender_disconnected_at: change.menderDisconnectedAt, mender_instance: null },
-        { kind: 'same', column: 'mender_connected_at' },
-        change.menderDisconnectedOf,
-        change.menderDisconnectedAt,
-      );
     }
   }
   return [...updates.values()];
