@@ -61,7 +61,7 @@ export class InstanceRegistry {
    * heartbeats. On SQLite, throws `SecondInstanceError` when another instance runs on the file.
    */
   async start(): Promise<void> {
-    const { db, dialect, instanceId, internalUrl } = this.options;
+    const { db, dialect } = this.options;
     const now = Date.now();
     const others = await db.selectFrom('instances').selectAll().execute();
     const dead: string[] = [];
@@ -78,22 +78,26 @@ export class InstanceRegistry {
       else if (dialect === 'sqlite') throw new SecondInstanceError(other);
     }
     await this.reap(dead, { atStart: true });
-    await db
-      .insertInto('instances')
-      .values({
-        id: instanceId,
-        host: this.host,
-        pid: process.pid,
-        internal_url: internalUrl ?? null,
-        started_at: now,
-        heartbeat_at: now,
-      })
-      .execute();
+    await this.insertSelf(now);
     this.timer = setInterval(() => {
       this.beating ??= this.beat().finally(() => {
         this.beating = undefined;
       });
     }, HEARTBEAT_MS).unref();
+  }
+
+  private async insertSelf(now: number): Promise<void> {
+    await this.options.db
+      .insertInto('instances')
+      .values({
+        id: this.options.instanceId,
+        host: this.host,
+        pid: process.pid,
+        internal_url: this.options.internalUrl ?? null,
+        started_at: now,
+        heartbeat_at: now,
+      })
+      .execute();
   }
 
   /** Stops heartbeating and removes this instance's row (what it held was closed by the app's own stop). */
@@ -119,17 +123,7 @@ export class InstanceRegistry {
           'another instance found this one dead (its heartbeat stalled): dropping its tunnels so devices reconnect',
         );
         this.options.onRevived();
-        await db
-          .insertInto('instances')
-          .values({
-            id: instanceId,
-            host: this.host,
-            pid: process.pid,
-            internal_url: this.options.internalUrl ?? null,
-            started_at: now,
-            heartbeat_at: now,
-          })
-          .execute();
+        await this.insertSelf(now);
       }
       const stale = await db
         .selectFrom('instances')

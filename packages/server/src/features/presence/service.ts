@@ -113,28 +113,22 @@ export class PresenceRecorder {
         ? sql<SqlBool>`(${sql.ref(column)} is null or ${sql.ref(column)} in (${sql.join([...holders])}))`
         : sql<SqlBool>`${sql.ref(column)} is null`;
     const deviceIds = await this.deps.db.transaction().execute(async (trx) => {
-      const tunnel = await trx
-        .updateTable('devices')
-        .set({
-          disconnected_at: sql<number>`case when last_seen_at > connected_at then last_seen_at else connected_at end`,
-          tunnel_instance: null,
-        })
-        .where(sql<SqlBool>`connected_at > coalesce(disconnected_at, 0)`)
-        .where(heldBy('tunnel_instance'))
-        .returning('id')
-        .execute();
-      // The OpenVPN instances a dead instance ran stopped with it: their devices are offline through the VPN too.
-      const vpn = await trx
-        .updateTable('devices')
-        .set({
-          vpn_disconnected_at: sql<number>`case when last_seen_at > vpn_connected_at then last_seen_at else vpn_connected_at end`,
-          vpn_address: null,
-          vpn_instance: null,
-        })
-        .where(sql<SqlBool>`vpn_connected_at > coalesce(vpn_disconnected_at, 0)`)
-        .where(heldBy('vpn_instance'))
-        .returning('id')
-        .execute();
+      // Each link (the agent's tunnel, OpenVPN, mender-connect) a dead instance held went with it.
+      const offline = new Set<number>();
+      for (const columns of [TUNNEL, VPN, MENDER]) {
+        const { connected, disconnected } = columns;
+        const rows = await trx
+          .updateTable('devices')
+          .set({
+            [disconnected]: sql<number>`case when last_seen_at > ${sql.ref(connected)} then last_seen_at else ${sql.ref(connected)} end`,
+            ...Object.fromEntries(columns.cleared.map((column) => [column, null])),
+          })
+          .where(sql<SqlBool>`${sql.ref(connected)} > coalesce(${sql.ref(disconnected)}, 0)`)
+          .where(heldBy(columns.instance))
+          .returning('id')
+          .execute();
+        for (const row of rows) offline.add(row.id);
+      }
       // The last sign of life (the connect, or the last answered ping written): the link ended at most a ping
       // interval after it, while the restart may come hours later.
       const lastSign = sql<number>`(select case when d.last_seen_at > device_connections.connected_at
@@ -150,18 +144,7 @@ export class PresenceRecorder {
         .where('disconnected_at', 'is', null)
         .where(heldBy('instance_id'))
         .execute();
-      // So did the mender-connect links it held.
-      const mender = await trx
-        .updateTable('devices')
-        .set({
-          mender_disconnected_at: sql<number>`case when last_seen_at > mender_connected_at then last_seen_at else mender_connected_at end`,
-          mender_instance: null,
-        })
-        .where(sql<SqlBool>`mender_connected_at > coalesce(mender_disconnected_at, 0)`)
-        .where(heldBy('mender_instance'))
-        .returning('id')
-        .execute();
-      return [...new Set([...tunnel, ...vpn, ...mender].map((d) => d.id))];
+      return [...offline];
     });
     if (deviceIds.length) {
       this.deps.log.warn(
