@@ -327,6 +327,13 @@ describe.runIf(dialectUnderTest === 'postgres')('three instances on one PostgreS
       throw new Error(`${err.message}: ${last.join(', ')}`);
     });
     expect(views).toEqual([4, 4, 4]);
+    // Each says which instance relayed it: the first for curl -x, ssh -J and the command, the second for CONNECT.
+    const [idA, idB] = await Promise.all(
+      [a, b].map(async (i) => (await requestJson(`${i.url}/readyz`)).body.instance as string),
+    );
+    const page = await api(c, 'GET', `/api/v1/sessions?device=${uuid}&live=false`);
+    const relayedBy = page.items.map((session: { instance: string }) => session.instance).sort();
+    expect(relayedBy).toEqual([idA, idA, idA, idB].sort());
   });
 
   it('an administrator on the second instance ends a session the first relays, within a second', async () => {

@@ -3867,6 +3867,8 @@ export interface paths {
                                     id: number | null;
                                     label: string;
                                 } | null;
+                                /** @description the fleetgate instance relaying it, as its /readyz names it (several instances on one database) */
+                                instance: string | null;
                             }[];
                             /** @description items matching the filters, over all pages */
                             total: number;
@@ -3944,6 +3946,8 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             } | null;
+                            /** @description the fleetgate instance relaying it, as its /readyz names it (several instances on one database) */
+                            instance: string | null;
                         };
                     };
                 };
@@ -4018,6 +4022,8 @@ export interface paths {
                                 id: number | null;
                                 label: string;
                             } | null;
+                            /** @description the fleetgate instance relaying it, as its /readyz names it (several instances on one database) */
+                            instance: string | null;
                         };
                     };
                 };

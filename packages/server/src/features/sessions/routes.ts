@@ -27,6 +27,12 @@ const sessionSchema = z.object({
   bytesFromDevice: z.number().describe('bytes received from the device (so far, while live)'),
   outcome: z.string().nullable().describe('how it ended: closed, reset: …, terminated by …; null while live'),
   terminatedBy: z.object({ id: z.number().nullable(), label: z.string() }).nullable(),
+  instance: z
+    .string()
+    .nullable()
+    .describe(
+      'the fleetgate instance relaying it, as its /readyz names it (several instances on one database)',
+    ),
 });
 
 const booleanQuery = z.enum(['true', 'false']).transform((text) => text === 'true');

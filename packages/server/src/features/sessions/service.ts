@@ -61,6 +61,8 @@ export interface SessionView {
   /** How it ended (`closed`, `reset: …`, `terminated by …`); null while live. */
   outcome: string | null;
   terminatedBy: { id: number | null; label: string } | null;
+  /** The fleetgate instance that relays it (`/readyz` names each instance); null for sessions from before. */
+  instance: string | null;
 }
 
 /** A live session on this instance: what `terminateSession` and lists need from the relay that holds it. */
@@ -325,6 +327,7 @@ function viewOf(row: SessionRow): SessionView {
     outcome: row.outcome,
     terminatedBy:
       row.terminated_by_label === null ? null : { id: row.terminated_by, label: row.terminated_by_label },
+    instance: row.instance_id,
   };
 }
 
