@@ -146,8 +146,9 @@ function startFailure(error: unknown): unknown {
     });
   }
   // Says which listener, which port and which flag or variable moves it (the server's ListenError); an OpenVPN
-  // instance that could not start says what OpenVPN said and what to change (VpnStartError).
-  if (error.name === 'ListenError' || error.name === 'VpnStartError')
+  // instance that could not start says what OpenVPN said and what to change (VpnStartError); another fleetgate
+  // serves the same SQLite file (SecondInstanceError).
+  if (error.name === 'ListenError' || error.name === 'VpnStartError' || error.name === 'SecondInstanceError')
     return new CliError(error.message, { cause: error });
   return error;
 }
