@@ -118,6 +118,7 @@ export async function buildApp({
     deviceKeyUsage: createDeviceKeyUsage(database.db, log),
     deviceAuth: createDeviceAuthState(events),
     pendingAuthSetsPerSource: createPendingAuthSetLimiter(),
+    liveSessions: new Map(),
   };
   const auth = createAuthService(deps);
   const tunnels = createTunnelHub(deps);

@@ -382,7 +382,7 @@ async function recordSession(
   const ended = new Promise<void>((resolve) => {
     markEnded = resolve;
   });
-  const forget = trackLiveSession(deps.db, id, {
+  const forget = trackLiveSession(deps.liveSessions, id, {
     actor,
     ...(request.vouchedBy ? { vouchedBy: request.vouchedBy } : {}),
     access: { action: authorized.action, deviceId: device.id, port: command === undefined ? port : null },

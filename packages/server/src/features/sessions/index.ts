@@ -7,7 +7,6 @@ import {
   type AccessNow,
   closeLiveSessions,
   type DeviceReach,
-  liveSessionCount,
   recheckLiveSessions,
   terminateIfRelayedHere,
 } from './service.ts';
@@ -21,6 +20,7 @@ export {
   type DeviceReach,
   endSessionsOfInstances,
   type LiveSessionHandle,
+  type LiveSessions,
   recordSessionEnd,
   recordSessionStart,
   type SessionView,
@@ -84,8 +84,8 @@ export function registerSessions(
       return;
     }
     // It runs after every write that may change access: with no session live, it has nothing to read.
-    if (liveSessionCount(deps.db) === 0) return;
-    checking = recheckLiveSessions(deps.db, now)
+    if (deps.liveSessions.size === 0) return;
+    checking = recheckLiveSessions(deps.liveSessions, now)
       .then(
         (ended) => {
           if (ended) deps.log.info({ ended }, 'ended sessions whose person lost access');
@@ -107,7 +107,7 @@ export function registerSessions(
   });
   // An administrator on another instance ended a session this one relays.
   const stopTerminating = deps.events.on('session.terminate', ({ sessionId, reason }) =>
-    terminateIfRelayedHere(deps.db, sessionId, reason),
+    terminateIfRelayedHere(deps.liveSessions, sessionId, reason),
   );
   const expiryCheck = setInterval(recheck, EXPIRY_CHECK_MS).unref();
   app.addHook('onClose', async () => {
@@ -115,6 +115,6 @@ export function registerSessions(
     stopTerminating();
     clearInterval(expiryCheck);
     await checking;
-    await closeLiveSessions(deps.db, 'the server stopped');
+    await closeLiveSessions(deps.liveSessions, 'the server stopped');
   });
 }

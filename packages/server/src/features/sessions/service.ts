@@ -88,14 +88,21 @@ export interface LiveSessionHandle {
   readonly ended: Promise<void>;
 }
 
-/** Live sessions of this process, by id (ids are random, so sessions of several apps in one process never mix). */
-const liveSessions = new Map<string, { db: Db; handle: LiveSessionHandle }>();
+/** The sessions this app relays now, by id: made in `buildApp`, carried in `ServiceDeps` as `liveSessions`. */
+export type LiveSessions = Map<string, LiveSessionHandle>;
+
+declare module '../../infra/service/index.ts' {
+  interface ServiceDeps {
+    /** The sessions this app relays now (features/sessions). */
+    liveSessions: LiveSessions;
+  }
+}
 
 /** Registers a live session; answers the function that forgets it (called once its end is recorded). */
-export function trackLiveSession(db: Db, id: string, handle: LiveSessionHandle): () => void {
-  liveSessions.set(id, { db, handle });
+export function trackLiveSession(live: LiveSessions, id: string, handle: LiveSessionHandle): () => void {
+  live.set(id, handle);
   return () => {
-    liveSessions.delete(id);
+    live.delete(id);
   };
 }
 
@@ -137,7 +144,7 @@ function once<K, V>(answers: Map<K, Promise<V>>, key: K, lookup: () => Promise<V
  * how many it ended. Each person, service credential and device is looked up once; nothing when no session is
  * live.
  */
-export async function recheckLiveSessions(db: Db, now: AccessNow): Promise<number> {
+export async function recheckLiveSessions(live: LiveSessions, now: AccessNow): Promise<number> {
   const people = new Map<string, Promise<UserPrincipal | undefined>>();
   const services = new Map<number, Promise<ServicePrincipal | undefined>>();
   const devices = new Map<number, Promise<DeviceReach | undefined>>();
@@ -168,44 +175,27 @@ export async function recheckLiveSessions(db: Db, now: AccessNow): Promise<numbe
     return undefined;
   };
   let ended = 0;
-  for (const entry of [...liveSessions.values()]) {
-    if (entry.db !== db) continue;
-    const reason = await whyRevoked(entry.handle);
+  for (const handle of [...live.values()]) {
+    const reason = await whyRevoked(handle);
     if (reason) {
-      entry.handle.terminate(reason);
+      handle.terminate(reason);
       ended += 1;
     }
   }
   return ended;
 }
 
-/** How many sessions this process relays for `db` right now. */
-export function liveSessionCount(db: Db): number {
-  let count = 0;
-  for (const entry of liveSessions.values()) if (entry.db === db) count += 1;
-  return count;
-}
-
 /**
- * Ends every live session relayed for `db` (the server is stopping) and waits, up to `timeoutMs`, until their
+ * Ends every live session this app relays (the server is stopping) and waits, up to `timeoutMs`, until their
  * ends are recorded: before the database closes, not after.
  */
-export async function closeLiveSessions(db: Db, reason: string, timeoutMs = 3000): Promise<void> {
+export async function closeLiveSessions(live: LiveSessions, reason: string, timeoutMs = 3000): Promise<void> {
   const ending: Promise<void>[] = [];
-  for (const entry of [...liveSessions.values()]) {
-    if (entry.db !== db) continue;
-    entry.handle.terminate(reason);
-    ending.push(entry.handle.ended);
+  for (const handle of [...live.values()]) {
+    handle.terminate(reason);
+    ending.push(handle.ended);
   }
-  if (!ending.length) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled(ending),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-    }),
-  ]);
-  clearTimeout(timer);
+  if (ending.length) await untilOrTimeout(Promise.allSettled(ending), timeoutMs);
 }
 
 export interface SessionStart {
@@ -306,9 +296,9 @@ export async function recordSessionEnd(
 
 type SessionRow = Selectable<RemoteSessionTable>;
 
-function viewOf(row: SessionRow): SessionView {
+function viewOf(relayed: LiveSessions, row: SessionRow): SessionView {
   const live = row.ended_at === null;
-  const bytes = live ? liveSessions.get(row.id)?.handle.bytes() : undefined;
+  const bytes = live ? relayed.get(row.id)?.bytes() : undefined;
   return {
     id: row.id,
     orgId: row.org_id,
@@ -372,7 +362,12 @@ export async function listSessions(
     .limit(q.limit)
     .offset((q.page - 1) * q.limit)
     .execute();
-  return { items: rows.map(viewOf), total: Number(total), page: q.page, limit: q.limit };
+  return {
+    items: rows.map((row) => viewOf(deps.liveSessions, row)),
+    total: Number(total),
+    page: q.page,
+    limit: q.limit,
+  };
 }
 
 async function sessionForAction(
@@ -390,7 +385,7 @@ async function sessionForAction(
 /** One session; viewers and above of its organization (or fleet) may read it, others get `not_found`. */
 export async function getSession(deps: ServiceDeps, actor: Actor, id: string): Promise<SessionView> {
   requireUser(actor.principal);
-  return viewOf(await sessionForAction(deps.db, actor, id, 'device.read'));
+  return viewOf(deps.liveSessions, await sessionForAction(deps.db, actor, id, 'device.read'));
 }
 
 /** How long `terminateSession` waits for the relay to record the session's end, in milliseconds. */
@@ -404,8 +399,7 @@ const TERMINATE_WAIT_MS = 3000;
  */
 export async function terminateSession(deps: ServiceDeps, actor: Actor, id: string): Promise<SessionView> {
   const p = requireUser(actor.principal);
-  const local = liveSessions.get(id);
-  const entry = local?.db === deps.db ? local : undefined;
+  const entry = deps.liveSessions.get(id);
   const reason = `terminated by ${p.email}`;
   const elsewhere = await write(
     deps,
@@ -447,22 +441,21 @@ export async function terminateSession(deps: ServiceDeps, actor: Actor, id: stri
     },
   );
   if (entry) {
-    entry.handle.terminate(reason);
+    entry.terminate(reason);
     await untilOrTimeout(
-      entry.handle.ended.catch(() => {}),
+      entry.ended.catch(() => {}),
       TERMINATE_WAIT_MS,
     );
   } else if (elsewhere) {
     deps.events.emit('session.terminate', { sessionId: id, reason });
     await untilOrTimeout(endRecorded(deps.db, id), TERMINATE_WAIT_MS);
   }
-  return viewOf(await sessionForAction(deps.db, actor, id, 'device.read'));
+  return viewOf(deps.liveSessions, await sessionForAction(deps.db, actor, id, 'device.read'));
 }
 
 /** Ends the live session `sessionId` if this app relays it (told by `terminateSession` on any instance). */
-export function terminateIfRelayedHere(db: Db, sessionId: string, reason: string): void {
-  const entry = liveSessions.get(sessionId);
-  if (entry?.db === db) entry.handle.terminate(reason);
+export function terminateIfRelayedHere(live: LiveSessions, sessionId: string, reason: string): void {
+  live.get(sessionId)?.terminate(reason);
 }
 
 /**
