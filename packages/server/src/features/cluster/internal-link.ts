@@ -76,11 +76,23 @@ export class InternalLinkServer {
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
+  /** Listens; a port it cannot bind fails the start with the setting that moves it. */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            `the internal link between instances cannot listen on ${host}:${port} (${err.code ?? err.message}): ` +
+              'stop what holds the port, or choose another with FLEETGATE_INTERNAL_PORT',
+            { cause: err },
+          ),
+        ),
+      );
       this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
+        this.server.removeAllListeners('error');
+        this.server.on('error', (err) =>
+          this.options.log.error({ err }, 'the internal link between instances failed'),
+        );
         resolve((this.server.address() as net.AddressInfo).port);
       });
     });
