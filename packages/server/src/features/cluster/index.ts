@@ -20,8 +20,6 @@ export { channelOf } from './shared-events.ts';
 export interface Cluster {
   /** Devices' links held by other instances, for the stream router; undefined without the internal link. */
   readonly links: DeviceLinks | undefined;
-  /** The internal link's port once listening; undefined without it. */
-  readonly internalPort: number | undefined;
 }
 
 export interface ClusterOptions {
@@ -60,9 +58,6 @@ export function createCluster(deps: ServiceDeps, options: ClusterOptions): Clust
       : undefined;
   return {
     links: internal && secret ? otherInstancesLinks(deps, secret) : undefined,
-    get internalPort() {
-      return internalPort;
-    },
     async start() {
       await shared?.start();
       if (internal) internalPort = await internal.listen(config.internalHost, config.internalPort ?? 0);
