@@ -207,7 +207,14 @@ export function startMenderConnect(
   const connectConf = path.join(device.dir, 'mender-connect.conf');
   fs.writeFileSync(
     connectConf,
-    JSON.stringify({ ShellCommand: '/bin/bash', User: 'root', ...connectConfig }),
+    // A root shell without this machine's profile: mender-connect starts it with --login by default, and root's
+    // .bashrc here runs `pyenv init` (seconds per shell, and a minute behind a rehash lock a killed shell left).
+    JSON.stringify({
+      ShellCommand: '/bin/bash',
+      ShellArguments: ['--noprofile', '--norc'],
+      User: 'root',
+      ...connectConfig,
+    }),
   );
   const script = [
     `mount --bind '${device.dir}/identity' /usr/share/mender/identity`,
