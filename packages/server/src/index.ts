@@ -12,6 +12,7 @@ import { type DatabaseHandle, openDatabase } from './infra/db/index.ts';
 import { AppError } from './infra/errors/index.ts';
 import { EventBus } from './infra/events/index.ts';
 import { createLogger, type DestinationStream } from './infra/logging/index.ts';
+import { LISTEN_BACKLOG } from './infra/net/index.ts';
 import {
   type CertificateExpiry,
   expiryWarning,
@@ -224,7 +225,10 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     // TLS and HTTP on to the HTTP listener, here on 127.0.0.1 only.
     const shared = sharesHttpPort(config);
     await listening('httpPort', config, () =>
-      target.listen(shared ? { host: '127.0.0.1', port: 0 } : { host: config.listen, port: config.httpPort }),
+      target.listen({
+        ...(shared ? { host: '127.0.0.1', port: 0 } : { host: config.listen, port: config.httpPort }),
+        backlog: LISTEN_BACKLOG,
+      }),
     );
     if (shared && app.vpn) {
       const vpn = app.vpn;

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Logger } from '../../infra/logging/index.ts';
+import { LISTEN_BACKLOG } from '../../infra/net/index.ts';
 
 /**
  * The VPN's public port (`FLEETGATE_VPN_PORT`): devices' OpenVPN clients connect here, and each connection is
@@ -50,7 +51,7 @@ export class VpnFrontDoor {
   listen(port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ port, host }, () => {
+      this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => this.log.error({ err }, 'the VPN port failed'));
         resolve((this.server.address() as net.AddressInfo).port);

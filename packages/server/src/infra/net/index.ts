@@ -3,6 +3,15 @@ import type { Server, Socket } from 'node:net';
 import type { Logger } from '../logging/index.ts';
 
 /**
+ * Connections the kernel may hold for a listener before fleetgate accepts them (`listen(2)`'s backlog; Linux caps it
+ * at `net.core.somaxconn`, 4,096 by default). Node's default, 511, overflows when thousands of devices reconnect at
+ * once (an instance of several died, or this one restarted): the kernel then drops their handshakes, the devices and
+ * a load balancer's health checks wait on retransmissions, and the balancer marks this instance down just when it is
+ * needed. Used by the listeners devices reconnect to: the HTTP port (tunnels) and the VPN port.
+ */
+export const LISTEN_BACKLOG = 4096;
+
+/**
  * The process's connections, counted over every listener against one budget below its open-files limit, so
  * that a flood on one port cannot take the descriptors the others need: at 20,000 silent connections to one
  * port, a process without it could no longer answer `/healthz`, sign people in or open its database.
