@@ -151,6 +151,19 @@ function stopProcess(child: ChildProcess): Promise<void> {
   return exited;
 }
 
+/**
+ * The kernel's count of connections dropped because a listener's accept queue was full (TcpExt ListenOverflows in
+ * /proc/net/netstat, for the whole network namespace: every listener here is the bench's, haproxy's or fleetgate's).
+ */
+function listenOverflows(): number {
+  const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n');
+  const header = lines.findIndex((line) => line.startsWith('TcpExt:') && line.includes('ListenOverflows'));
+  if (header < 0) return 0;
+  const names = lines[header]!.split(/\s+/);
+  const values = lines[header + 1]!.split(/\s+/);
+  return Number(values[names.indexOf('ListenOverflows')] ?? 0);
+}
+
 /** Waits until the generators report `count` tunnels up; answers how long that took. */
 async function rampUp(generators: Generators, count: number): Promise<number> {
   const start = performance.now();
@@ -214,6 +227,7 @@ async function crash(victim: Instance, survivors: Instance[], generators: Genera
   const lost = await tunnelsHeld(victim);
   const heldBefore = await Promise.all(survivors.map(tunnelsHeld));
   generators.resetCounts();
+  const overflowsBefore = listenOverflows();
   const killedAt = Date.now();
   await victim.server.kill();
   // The generators still count the victim's tunnels as up until they see them close: wait for as many comebacks.
@@ -221,6 +235,7 @@ async function crash(victim: Instance, survivors: Instance[], generators: Genera
     generators.online.length >= lost && generators.connected() >= total ? true : undefined,
   );
   const allBackMs = Math.max(...generators.online) - killedAt;
+  const overflows = listenOverflows() - overflowsBefore;
   const counted = await until('the survivors to count every tunnel', tunnelsTimeoutMs(lost), async () => {
     const held = await Promise.all(survivors.map(tunnelsHeld));
     return held.reduce((a, b) => a + b, 0) >= total ? held : undefined;
@@ -235,6 +250,7 @@ async function crash(victim: Instance, survivors: Instance[], generators: Genera
     took: counted.map((n, i) => n - heldBefore[i]!),
     refused: { ...generators.refused },
     failed: generators.failed,
+    overflows,
   };
 }
 
@@ -346,7 +362,8 @@ async function main(): Promise<number> {
         survivors.map((s, i) => `${s.name} took ${crashed.took[i]!.toLocaleString('en')}`).join(', ') +
         `; ${crashed.cameBack.toLocaleString('en')} tunnels came up, refused answers: ` +
         `${refusals(crashed.refused)}, ` +
-        `${crashed.failed.toLocaleString('en')} attempts without an answer`,
+        `${crashed.failed.toLocaleString('en')} attempts without an answer; ` +
+        `${crashed.overflows.toLocaleString('en')} connections dropped on full accept queues (ListenOverflows)`,
     );
     const rss = (held: Held) => `${(held.after.rssBytes / MiB).toFixed(0)} MiB`;
     log(
