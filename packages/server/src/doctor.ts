@@ -15,6 +15,7 @@ import { servedTlsFiles } from './index.ts';
 import { type Config, ConfigError, type ConfigInput, envNames, loadConfig } from './infra/config/index.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './infra/data-dir/index.ts';
 import { postgresApplicationName } from './infra/db/index.ts';
+import { LISTEN_BACKLOG } from './infra/net/index.ts';
 import { expiryWarning, ServedCertificates } from './infra/tls/expiry.ts';
 
 /** How one check came out: `problem` makes `fleetgate doctor` exit 1; `skipped` says why it could not run here. */
@@ -102,6 +103,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
     ...checkCertificates(config, now),
     checkBackups(config, now),
     checkVpn(config),
+    listenQueueCheck(readSomaxconn()),
   );
   return { ok: checks.every((entry) => entry.level !== 'problem'), checks };
 }
@@ -501,6 +503,40 @@ function checkDisk(dir: string): DoctorCheck {
     };
   }
   return { check: 'disk', level: 'ok', message: text };
+}
+
+/** The kernel's cap on a listener's queue of connections not yet accepted; undefined where it cannot be read. */
+function readSomaxconn(file = '/proc/sys/net/core/somaxconn'): number | undefined {
+  try {
+    const value = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isInteger(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the kernel lets fleetgate's HTTP and VPN ports queue `LISTEN_BACKLOG` connections: below it, thousands of
+ * devices reconnecting at once (a restart, another instance lost) have their handshakes dropped and wait far longer.
+ */
+export function listenQueueCheck(somaxconn: number | undefined): DoctorCheck {
+  const check = 'listen queue';
+  if (somaxconn === undefined)
+    return { check, level: 'skipped', message: 'net.core.somaxconn could not be read (not Linux?)' };
+  if (somaxconn < LISTEN_BACKLOG)
+    return {
+      check,
+      level: 'warning',
+      message:
+        `net.core.somaxconn is ${somaxconn}: the HTTP and VPN ports queue at most that many connections, and devices ` +
+        `reconnecting together after a restart are dropped and retry; run \`sysctl -w net.core.somaxconn=${LISTEN_BACKLOG}\` ` +
+        '(and set it in /etc/sysctl.d/ to keep it)',
+    };
+  return {
+    check,
+    level: 'ok',
+    message: `the HTTP and VPN ports queue up to ${LISTEN_BACKLOG} connections (net.core.somaxconn ${somaxconn})`,
+  };
 }
 
 function checkCertificates(config: Config, now: number): DoctorCheck[] {
