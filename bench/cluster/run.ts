@@ -48,6 +48,20 @@ function load(
 
 type Way = 'one' | 'two';
 
+/**
+ * The whole machine's CPU from /proc/stat (every process: the servers, PostgreSQL, autocannon). Without `since`:
+ * a reading; with it: how many cores were busy on average since that reading.
+ */
+function machineBusy(since?: { busy: number; total: number; cores: number }) {
+  const [, ...fields] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const ticks = fields.map(Number);
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+  const busy = total - ticks[3]! - ticks[4]!;
+  if (!since) return { busy, total, cores: 0 };
+  const share = (busy - since.busy) / Math.max(1, total - since.total);
+  return { busy, total, cores: share * os.cpus().length };
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -152,11 +166,15 @@ async function main(): Promise<number> {
     // Warm-up, not counted.
     await load(a.url + path1, connections, 1, headers);
     await load(b.url + path1, connections, 1, headers);
+    let busy = machineBusy();
     const alone = await load(a.url + path1, connections, duration, headers);
+    const busyAlone = machineBusy(busy);
+    busy = machineBusy();
     const [withA, withB] = await Promise.all([
       load(a.url + path1, Math.ceil(connections / 2), duration, headers),
       load(b.url + path1, Math.floor(connections / 2), duration, headers),
     ]);
+    const busyTwo = machineBusy(busy);
     const rps = (r: Result) => r.requests.total / duration;
     const failures = (r: Result) => r.errors + r.timeouts + r.non2xx;
     if (failures(alone) + failures(withA) + failures(withB) > 0) {
@@ -164,9 +182,13 @@ async function main(): Promise<number> {
         `API requests failed: ${failures(alone)} alone, ${failures(withA)} + ${failures(withB)} with two`,
       );
     }
-    log(`  one instance: ${rps(alone).toFixed(0)} req/s, p99 ${alone.latency.p99} ms`);
+    const cores = (figure: { cores: number }) =>
+      `${figure.cores.toFixed(2)} of ${os.cpus().length} cores busy`;
     log(
-      `  two instances: ${rps(withA).toFixed(0)} + ${rps(withB).toFixed(0)} req/s, p99 ${withA.latency.p99} / ${withB.latency.p99} ms`,
+      `  one instance: ${rps(alone).toFixed(0)} req/s, p99 ${alone.latency.p99} ms; machine ${cores(busyAlone)}`,
+    );
+    log(
+      `  two instances: ${rps(withA).toFixed(0)} + ${rps(withB).toFixed(0)} req/s, p99 ${withA.latency.p99} / ${withB.latency.p99} ms; machine ${cores(busyTwo)}`,
     );
 
     const median = (values: number[]) => percentile(values, 50);
