@@ -114,7 +114,7 @@ export function AppShellLayout() {
             <Group gap="sm" wrap="nowrap">
               <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label="Navigation" />
               <Link to="/" aria-label="fleetgate dashboard" style={{ textDecoration: 'none' }}>
-                <Title order={3} c="teal">
+                <Title order={3} c="teal" visibleFrom="xs">
                   fleetgate
                 </Title>
               </Link>
@@ -159,7 +159,7 @@ function OrgSwitcher() {
     <Select
       aria-label="Organization"
       size="sm"
-      w={200}
+      w={{ base: 130, sm: 200 }}
       allowDeselect={false}
       value={String(orgId)}
       data={me.memberships.map((m) => ({ value: String(m.orgId), label: m.orgName }))}
@@ -199,7 +199,7 @@ function UserMenu() {
     <Menu position="bottom-end" withinPortal>
       <Menu.Target>
         <UnstyledButton aria-label="Account menu" px="xs">
-          <Text size="sm" fw={500}>
+          <Text size="sm" fw={500} truncate="end" maw={{ base: 90, sm: 240 }}>
             {me.name || me.email}
           </Text>
         </UnstyledButton>

@@ -6,7 +6,7 @@ import { useCan, useOrg } from '../session/session.ts';
 import { ago, count } from '../ui/format.ts';
 import { AnchorLink, CardLink } from '../ui/links.tsx';
 import { QueryState } from '../ui/QueryState.tsx';
-import { StatusBadge, statuses } from '../ui/StatusBadge.tsx';
+import { StatusCount, statuses } from '../ui/StatusBadge.tsx';
 
 // uPlot is loaded after the page shows: the sign-in + dashboard first load stays within its budget.
 const TimeChart = lazy(() => import('../ui/TimeChart.tsx').then((m) => ({ default: m.TimeChart })));
@@ -100,10 +100,7 @@ function Figures({ figures, canAccept }: { figures: Dashboard; canAccept: boolea
             search={{ status }}
             aria-label={`${byStatus[status]} ${status} devices`}
           >
-            <Text size="xl" fw={700}>
-              {byStatus[status]}
-            </Text>
-            <StatusBadge status={status} />
+            <StatusCount status={status} count={byStatus[status]} />
           </CardLink>
         ))}
       </SimpleGrid>

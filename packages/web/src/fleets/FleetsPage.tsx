@@ -37,32 +37,34 @@ export function FleetsPage() {
         }
       >
         {(page) => (
-          <Table striped highlightOnHover aria-label="Fleets">
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>Name</Table.Th>
-                <Table.Th>Description</Table.Th>
-                <Table.Th>Default device type</Table.Th>
-                <Table.Th ta="right">Devices</Table.Th>
-                <Table.Th>Created</Table.Th>
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {page.items.map((fleet) => (
-                <Table.Tr key={fleet.id}>
-                  <Table.Td>
-                    <AnchorLink to="/fleets/$fleetId" params={{ fleetId: String(fleet.id) }}>
-                      {fleet.name}
-                    </AnchorLink>
-                  </Table.Td>
-                  <Table.Td>{fleet.description}</Table.Td>
-                  <Table.Td>{fleet.defaultDeviceType ?? '—'}</Table.Td>
-                  <Table.Td ta="right">{fleet.deviceCount}</Table.Td>
-                  <Table.Td>{ago(fleet.createdAt)}</Table.Td>
+          <Table.ScrollContainer minWidth={560}>
+            <Table striped highlightOnHover aria-label="Fleets">
+              <Table.Thead>
+                <Table.Tr>
+                  <Table.Th>Name</Table.Th>
+                  <Table.Th>Description</Table.Th>
+                  <Table.Th>Default device type</Table.Th>
+                  <Table.Th ta="right">Devices</Table.Th>
+                  <Table.Th>Created</Table.Th>
                 </Table.Tr>
-              ))}
-            </Table.Tbody>
-          </Table>
+              </Table.Thead>
+              <Table.Tbody>
+                {page.items.map((fleet) => (
+                  <Table.Tr key={fleet.id}>
+                    <Table.Td>
+                      <AnchorLink to="/fleets/$fleetId" params={{ fleetId: String(fleet.id) }}>
+                        {fleet.name}
+                      </AnchorLink>
+                    </Table.Td>
+                    <Table.Td>{fleet.description}</Table.Td>
+                    <Table.Td>{fleet.defaultDeviceType ?? '—'}</Table.Td>
+                    <Table.Td ta="right">{fleet.deviceCount}</Table.Td>
+                    <Table.Td>{ago(fleet.createdAt)}</Table.Td>
+                  </Table.Tr>
+                ))}
+              </Table.Tbody>
+            </Table>
+          </Table.ScrollContainer>
         )}
       </QueryState>
       {orgId !== undefined && <NewFleet orgId={orgId} opened={creating} onClose={() => setCreating(false)} />}

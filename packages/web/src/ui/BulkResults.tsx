@@ -26,7 +26,7 @@ export function BulkResults({
       <Stack>
         <Progress value={total ? (done / total) * 100 : 100} aria-label="Progress" />
         <Text size="sm">
-          {done} of {total} done{failed ? `, ${failed} failed` : ''}
+          {done} of {total} handled: {done - failed} done{failed ? `, ${failed} failed` : ''}
         </Text>
         <Table>
           <Table.Tbody>

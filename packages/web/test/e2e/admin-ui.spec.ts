@@ -156,7 +156,7 @@ test('a Mender-style device left pending is accepted from the queue into a fleet
   await page.getByLabel('Accept into fleet').first().click();
   await page.getByRole('option', { name: 'lobby-screens' }).click();
   await page.getByRole('button', { name: /^Accept/ }).click();
-  await expect(page.getByRole('dialog')).toContainText('1 of 1 done');
+  await expect(page.getByRole('dialog')).toContainText('1 of 1 handled: 1 done');
   await page.keyboard.press('Escape');
 
   const accepted = await fg.api('GET', '/api/v1/auth-sets?status=accepted');
@@ -193,7 +193,7 @@ test('bulk-moves two devices to another fleet, with a result per device', async 
   await page.getByRole('option', { name: 'spare' }).click();
   await page.getByRole('button', { name: 'Move', exact: true }).click();
   const results = page.getByRole('dialog');
-  await expect(results).toContainText('2 of 2 done');
+  await expect(results).toContainText('2 of 2 handled: 2 done');
   await expect(results).toContainText('moved to spare');
   await inspectPage(page, 'bulk-move-result');
   await page.keyboard.press('Escape');
@@ -310,6 +310,39 @@ test('a page of another origin cannot make a change with the session cookie', as
   expect(scripted.status()).toBe(403);
   const fleets = await fg.api('GET', '/api/v1/fleets?orgId=1');
   expect(fleets.body.items.map((f: { name: string }) => f.name)).not.toContain('evil');
+});
+
+test('on a phone-sized screen every page fits its width, with the navigation behind a button', async ({
+  page,
+}) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await fg.signIn(page);
+  for (const [name, url] of [
+    ['dashboard', '/'],
+    ['devices', '/devices'],
+    ['device', `/devices/${agentUuid}`],
+    ['fleets', '/fleets'],
+    ['pending', '/pending'],
+    ['sessions', '/sessions'],
+    ['audit', '/audit'],
+  ] as const) {
+    await page.goto(`${fg.url}${url}`);
+    await expect(page.getByRole('heading', { level: 2 }).first()).toBeVisible();
+    await inspectPage(page, `phone-${name}`);
+    // Wide tables scroll inside their own box; the page itself never scrolls sideways.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow, `${url} is wider than the screen`).toBeLessThanOrEqual(0);
+  }
+  // The header keeps the account menu (and its sign-out) on the screen; the pages are one button away.
+  await expect(page.getByRole('button', { name: 'Account menu' })).toBeInViewport();
+  await expect(page.getByRole('button', { name: /Switch to (dark|light) mode/ })).toBeInViewport();
+  const fleetsLink = page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Fleets' });
+  await expect(fleetsLink).not.toBeInViewport();
+  await page.getByRole('button', { name: 'Navigation' }).click();
+  await fleetsLink.click();
+  await expect(page).toHaveURL(/\/fleets$/);
+  await page.getByRole('button', { name: 'Account menu' }).click();
+  await expect(page.getByRole('menuitem', { name: 'Sign out' })).toBeInViewport();
 });
 
 test('every page passes an accessibility scan and leaves a screenshot', async ({ page }) => {

@@ -122,7 +122,7 @@ test('a CSV of preauthorizations with one good and one bad row gives one preauth
   });
   await form.getByRole('button', { name: 'Upload and preauthorize' }).click();
   const results = page.getByRole('dialog', { name: /Preauthorize 2 devices from devices.csv/ });
-  await expect(results).toContainText('2 of 2 done, 1 failed');
+  await expect(results).toContainText('2 of 2 handled: 1 done, 1 failed');
   await expect(results.getByRole('progressbar')).toHaveAttribute('aria-valuenow', '100');
   const good = results.getByRole('row').filter({ hasText: 'serial=CSV-1' });
   await expect(good).toContainText('done');
