@@ -85,13 +85,18 @@ async function measure(
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const base = new URL(seeded.server.url);
   try {
-    for (let i = 0; i < WARMUP_REQUESTS; i++) await get(agent, base, scenario.nextPath(), scenario.token);
-    signal.throwIfAborted();
+    for (let i = 0; i < WARMUP_REQUESTS; i++) {
+      signal.throwIfAborted();
+      await get(agent, base, scenario.nextPath(), scenario.token);
+    }
     const paths = Array.from({ length: requests }, scenario.nextPath);
     const cpuBefore = await seeded.server.cpuMicros();
     const start = performance.now();
     let bytes = 0;
-    for (const urlPath of paths) bytes += await get(agent, base, urlPath, scenario.token);
+    for (const urlPath of paths) {
+      signal.throwIfAborted();
+      bytes += await get(agent, base, urlPath, scenario.token);
+    }
     const wall = performance.now() - start;
     const cpu = (await seeded.server.cpuMicros()) - cpuBefore;
     signal.throwIfAborted();
