@@ -9,7 +9,7 @@ import { type Page, type PageRequest, type ServiceDeps, write } from '../../infr
 import { assertDeviceType } from '../device-types/service.ts';
 import { fleetForAction } from '../fleets/index.ts';
 import { lockOrganization, orgDeviceLimit, setOrgDeviceLimit } from '../orgs/index.ts';
-import { deleteTag, deviceTags, putTag, tagsNow, tagsOf } from '../tags/service.ts';
+import { deleteTag, deviceTags, putTag, tagsJsonExpression, tagsOf } from '../tags/service.ts';
 import { bumpVariablesRevision } from '../variables/changes.ts';
 import { type DeviceRef, resolveDeviceRef } from './resolve.ts';
 
@@ -114,7 +114,8 @@ function deviceColumns(db: Db) {
     .innerJoin('fleets', 'fleets.id', 'devices.fleet_id')
     .select(viewColumns)
     .select('fleets.name as fleet_name')
-    .select(pendingAuthExpression().as('pending_auth'));
+    .select(pendingAuthExpression().as('pending_auth'))
+    .select(tagsJsonExpression(db, deviceTags, 'devices.id').as('tags'));
 }
 
 type ViewRow =
@@ -148,12 +149,7 @@ const compiledViewQueries = new WeakMap<Db, Map<string, CompiledQuery<ViewRow>>>
  * The views of `rows`, built in `deviceSchema`'s key order: the device routes write them with `serializeUnchecked`,
  * which must write what zod's parse would (see devices/routes.ts).
  */
-async function deviceViews(db: Db, rows: ViewRow[]): Promise<DeviceView[]> {
-  const tags = await tagsNow(
-    db,
-    deviceTags,
-    rows.map((r) => r.id),
-  );
+function deviceViews(rows: ViewRow[]): DeviceView[] {
   return rows.map((r) => {
     const links = onlineLinks(r);
     return {
@@ -166,7 +162,7 @@ async function deviceViews(db: Db, rows: ViewRow[]): Promise<DeviceView[]> {
       deviceType: r.device_type,
       notes: r.notes,
       status: deviceStatus(r),
-      tags: tags.get(r.id) ?? {},
+      tags: JSON.parse(r.tags) as Record<string, string>,
       attributes: recordOf(r.attributes),
       onlineVia: links,
       vpnAddress: links.includes('vpn') ? r.vpn_address : null,
@@ -330,6 +326,10 @@ export async function listDevices(
       .select(['devices.id', 'devices.name', 'devices.last_seen_at'])
       .orderBy(orderBy, direction)
       .$if(orderBy !== 'devices.id', (qb) => qb.orderBy('devices.id', 'asc'));
+  // On SQLite's read connection, its rows made as arrays (see `readNow`): Kysely's connection has
+  // better-sqlite3 set each row's properties one by one.
+  const read = <R>(compiled: CompiledQuery<R>) =>
+    readNow(deps.db, compiled, compiled.parameters, { named: false });
 
   let rows: Pick<DeviceRow, 'id' | 'name' | 'last_seen_at'>[];
   if (sort.endsWith('lastSeenAt')) {
@@ -346,14 +346,16 @@ export async function listDevices(
       );
       rows =
         offset < seenCount
-          ? await page(seen, 'devices.last_seen_at').limit(wanted).offset(offset).execute()
+          ? await read(page(seen, 'devices.last_seen_at').limit(wanted).offset(offset).compile())
           : [];
       if (rows.length < wanted)
         rows.push(
-          ...(await page(never, 'devices.id', 'asc')
-            .limit(wanted - rows.length)
-            .offset(Math.max(0, offset - seenCount))
-            .execute()),
+          ...(await read(
+            page(never, 'devices.id', 'asc')
+              .limit(wanted - rows.length)
+              .offset(Math.max(0, offset - seenCount))
+              .compile(),
+          )),
         );
     } else {
       const [, cursorValue, id] = after ?? [sort, undefined, 0];
@@ -361,26 +363,30 @@ export async function listDevices(
       rows =
         value === null
           ? []
-          : await page(
-              value === undefined
-                ? seen
-                : seen
-                    .where('devices.last_seen_at', descending ? '<=' : '>=', value)
-                    .where((eb) =>
-                      eb.or([
-                        eb('devices.last_seen_at', descending ? '<' : '>', value),
-                        eb('devices.id', '>', id),
-                      ]),
-                    ),
-              'devices.last_seen_at',
-            )
-              .limit(wanted)
-              .execute();
+          : await read(
+              page(
+                value === undefined
+                  ? seen
+                  : seen
+                      .where('devices.last_seen_at', descending ? '<=' : '>=', value)
+                      .where((eb) =>
+                        eb.or([
+                          eb('devices.last_seen_at', descending ? '<' : '>', value),
+                          eb('devices.id', '>', id),
+                        ]),
+                      ),
+                'devices.last_seen_at',
+              )
+                .limit(wanted)
+                .compile(),
+            );
       if (rows.length < wanted)
         rows.push(
-          ...(await page(value === null ? never.where('devices.id', '>', id) : never, 'devices.id', 'asc')
-            .limit(wanted - rows.length)
-            .execute()),
+          ...(await read(
+            page(value === null ? never.where('devices.id', '>', id) : never, 'devices.id', 'asc')
+              .limit(wanted - rows.length)
+              .compile(),
+          )),
         );
     }
   } else {
@@ -401,7 +407,7 @@ export async function listDevices(
                 ]),
               );
     }
-    rows = await page(where, column).limit(wanted).offset(offset).execute();
+    rows = await read(page(where, column).limit(wanted).offset(offset).compile());
   }
 
   const more = rows.length > q.limit;
@@ -416,7 +422,7 @@ export async function listDevices(
   const full = rows.length ? await viewRowsNow(deps.db, 'id', padIds([...order.keys()])) : [];
   full.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   return {
-    items: await deviceViews(deps.db, full),
+    items: deviceViews(full),
     total,
     page: q.page,
     limit: q.limit,
@@ -431,7 +437,7 @@ export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef)
   const [row] = await viewRowsNow(deps.db, typeof direct === 'number' ? 'id' : 'uuid', [direct]);
   if (!row) throw notFound('device');
   authorize(actor.principal, 'device.read', { orgId: row.org_id, fleetId: row.fleet_id }, 'device');
-  return (await deviceViews(deps.db, [row]))[0]!;
+  return deviceViews([row])[0]!;
 }
 
 export function newDeviceUuid(): string {
