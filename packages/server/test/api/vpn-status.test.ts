@@ -3,7 +3,7 @@ import { startTestServer, type TestServer } from '../harness.ts';
 import { check } from './helpers.ts';
 
 /**
- * A device's status with two links (its agent's tunnel and OpenVPN): the one status rule, in a device's view
+ * A device's status with three links (its agent's tunnel, OpenVPN, mender-connect): the one status rule, in a device's view
  * (`deviceStatus`), in the list's status filter (`statusCondition`, SQL) and in the dashboard's counts
  * (`statusExpression`), agree for every combination. Presence
  * is what the tunnel hub and the OpenVPN backend write (their own tests connect real clients); here it is set
@@ -11,15 +11,21 @@ import { check } from './helpers.ts';
  */
 let server: TestServer;
 const now = Date.now();
-/** Name → tunnel (connected, disconnected), VPN (connected, disconnected), and the status and links expected. */
-const cases: [string, [number | null, number | null], [number | null, number | null], string, string[]][] = [
-  ['tunnel-only', [now - 1000, null], [null, null], 'online', ['tunnel']],
-  ['vpn-only', [null, null], [now - 1000, null], 'online', ['vpn']],
-  ['both', [now - 2000, null], [now - 1000, null], 'online', ['tunnel', 'vpn']],
-  ['vpn-gone-tunnel-up', [now - 1000, null], [now - 5000, now - 3000], 'online', ['tunnel']],
-  ['vpn-gone', [null, null], [now - 5000, now - 3000], 'offline', []],
-  ['tunnel-gone-vpn-gone', [now - 9000, now - 8000], [now - 5000, now - 3000], 'offline', []],
-  ['never', [null, null], [null, null], 'never-connected', []],
+/**
+ * Name → tunnel, VPN and mender-connect links (each connected, disconnected), and the status and links expected.
+ */
+type Link = [number | null, number | null];
+const none: Link = [null, null];
+const cases: [string, Link, Link, Link, string, string[]][] = [
+  ['tunnel-only', [now - 1000, null], none, none, 'online', ['tunnel']],
+  ['vpn-only', none, [now - 1000, null], none, 'online', ['vpn']],
+  ['mender-only', none, none, [now - 1000, null], 'online', ['mender-connect']],
+  ['both', [now - 2000, null], [now - 1000, null], none, 'online', ['tunnel', 'vpn']],
+  ['vpn-gone-tunnel-up', [now - 1000, null], [now - 5000, now - 3000], none, 'online', ['tunnel']],
+  ['vpn-gone', none, [now - 5000, now - 3000], none, 'offline', []],
+  ['mender-gone', none, none, [now - 5000, now - 3000], 'offline', []],
+  ['tunnel-gone-vpn-gone', [now - 9000, now - 8000], [now - 5000, now - 3000], none, 'offline', []],
+  ['never', none, none, none, 'never-connected', []],
 ];
 
 beforeAll(async () => {
@@ -31,7 +37,12 @@ beforeAll(async () => {
     }),
     201,
   );
-  for (const [name, [connected, disconnected], [vpnConnected, vpnDisconnected]] of cases) {
+  for (const [
+    name,
+    [connected, disconnected],
+    [vpnConnected, vpnDisconnected],
+    [menderConnected, menderDisconnected],
+  ] of cases) {
     const { id } = check(
       await server.api('POST', '/api/v1/devices', {
         token: server.adminToken,
@@ -46,6 +57,8 @@ beforeAll(async () => {
         disconnected_at: disconnected,
         vpn_connected_at: vpnConnected,
         vpn_disconnected_at: vpnDisconnected,
+        mender_connected_at: menderConnected,
+        mender_disconnected_at: menderDisconnected,
         vpn_address: vpnConnected !== null && vpnDisconnected === null ? '10.240.0.7' : null,
       })
       .where('id', '=', id)
@@ -57,13 +70,13 @@ afterAll(async () => {
   await server?.close();
 });
 
-describe('a device online through its tunnel, OpenVPN or both', () => {
+describe('a device online through its tunnel, OpenVPN, mender-connect or several', () => {
   it('shows the same status in its view and in the status filter, with the links and VPN address', async () => {
     const all = check(
       await server.api('GET', '/api/v1/devices?limit=100', { token: server.adminToken }),
       200,
     );
-    for (const [name, , , status, links] of cases) {
+    for (const [name, , , , status, links] of cases) {
       const view = all.items.find((d: { name: string }) => d.name === name);
       expect({ name, status: view.status, onlineVia: view.onlineVia }).toEqual({
         name,
@@ -79,7 +92,7 @@ describe('a device online through its tunnel, OpenVPN or both', () => {
       );
       expect(listed.items.map((d: { name: string }) => d.name).sort()).toEqual(
         cases
-          .filter(([, , , s]) => s === status)
+          .filter(([, , , , s]) => s === status)
           .map(([name]) => name)
           .sort(),
       );
@@ -92,7 +105,7 @@ describe('a device online through its tunnel, OpenVPN or both', () => {
     for (const status of ['online', 'offline', 'never-connected'])
       expect({ status, n: dashboard.devices.total[status] }).toEqual({
         status,
-        n: cases.filter(([, , , s]) => s === status).length,
+        n: cases.filter(([, , , , s]) => s === status).length,
       });
   });
 });

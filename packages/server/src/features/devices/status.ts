@@ -65,17 +65,34 @@ export function pendingAuthExpression(): RawBuilder<number> {
     then 1 else 0 end)`;
 }
 
+/** Each link's pair of columns in `devices`: a link is up when its last connect is after its last disconnect. */
+const linkColumns = [
+  ['devices.connected_at', 'devices.disconnected_at'],
+  ['devices.vpn_connected_at', 'devices.vpn_disconnected_at'],
+  ['devices.mender_connected_at', 'devices.mender_disconnected_at'],
+] as const;
+
+/** `deviceStatus`'s "online through any link", as SQL over the `devices` table. */
+function onlineSql(): RawBuilder<SqlBool> {
+  const up = linkColumns.map(
+    ([connected, disconnected]) =>
+      sql`(${sql.ref(connected)} is not null and ${sql.ref(connected)} > coalesce(${sql.ref(disconnected)}, 0))`,
+  );
+  return sql<SqlBool>`(${sql.join(up, sql` or `)})`;
+}
+
+/** Any link ever connected, as SQL over the `devices` table. */
+function everConnectedSql(): RawBuilder<SqlBool> {
+  const ever = linkColumns.map(([connected]) => sql`${sql.ref(connected)} is not null`);
+  return sql<SqlBool>`(${sql.join(ever, sql` or `)})`;
+}
+
 /** The same rule as `deviceStatus`, as SQL over the `devices` table, so lists filter by status in the database. */
 export function statusCondition(status: DeviceStatus): RawBuilder<SqlBool> {
   const decommissionedAt = sql.ref('devices.decommissioned_at');
-  const connectedAt = sql.ref('devices.connected_at');
   const live = sql`${decommissionedAt} is null`;
-  const vpnConnectedAt = sql.ref('devices.vpn_connected_at');
-  const menderConnectedAt = sql.ref('devices.mender_connected_at');
-  const online = sql`((${connectedAt} is not null and ${connectedAt} > coalesce(${sql.ref('devices.disconnected_at')}, 0))
-    or (${vpnConnectedAt} is not null and ${vpnConnectedAt} > coalesce(${sql.ref('devices.vpn_disconnected_at')}, 0))
-    or (${menderConnectedAt} is not null and ${menderConnectedAt} > coalesce(${sql.ref('devices.mender_disconnected_at')}, 0)))`;
-  const everConnected = sql`(${connectedAt} is not null or ${vpnConnectedAt} is not null or ${menderConnectedAt} is not null)`;
+  const online = onlineSql();
+  const everConnected = everConnectedSql();
   const pending = sql`${pendingAuthExpression()} = 1`;
   switch (status) {
     case 'decommissioned':
@@ -97,14 +114,10 @@ export function statusCondition(status: DeviceStatus): RawBuilder<SqlBool> {
  * decommissioned nor online), where five `statusCondition` sums would make it three times for every device.
  */
 export function statusExpression(): RawBuilder<DeviceStatus> {
-  const connectedAt = sql.ref('devices.connected_at');
-  const vpnConnectedAt = sql.ref('devices.vpn_connected_at');
   return sql<DeviceStatus>`(case
     when ${sql.ref('devices.decommissioned_at')} is not null then 'decommissioned'
-    when (${connectedAt} is not null and ${connectedAt} > coalesce(${sql.ref('devices.disconnected_at')}, 0))
-      or (${vpnConnectedAt} is not null and ${vpnConnectedAt} > coalesce(${sql.ref('devices.vpn_disconnected_at')}, 0))
-      then 'online'
+    when ${onlineSql()} then 'online'
     when ${pendingAuthExpression()} = 1 then 'pending'
-    when ${connectedAt} is not null or ${vpnConnectedAt} is not null then 'offline'
+    when ${everConnectedSql()} then 'offline'
     else 'never-connected' end)`;
 }
