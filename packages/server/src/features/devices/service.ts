@@ -326,10 +326,6 @@ export async function listDevices(
       .select(['devices.id', 'devices.name', 'devices.last_seen_at'])
       .orderBy(orderBy, direction)
       .$if(orderBy !== 'devices.id', (qb) => qb.orderBy('devices.id', 'asc'));
-  // On SQLite's read connection, its rows made as arrays (see `readNow`): Kysely's connection has
-  // better-sqlite3 set each row's properties one by one.
-  const read = <R>(compiled: CompiledQuery<R>) =>
-    readNow(deps.db, compiled, compiled.parameters, { named: false });
 
   let rows: Pick<DeviceRow, 'id' | 'name' | 'last_seen_at'>[];
   if (sort.endsWith('lastSeenAt')) {
@@ -346,16 +342,14 @@ export async function listDevices(
       );
       rows =
         offset < seenCount
-          ? await read(page(seen, 'devices.last_seen_at').limit(wanted).offset(offset).compile())
+          ? await page(seen, 'devices.last_seen_at').limit(wanted).offset(offset).execute()
           : [];
       if (rows.length < wanted)
         rows.push(
-          ...(await read(
-            page(never, 'devices.id', 'asc')
-              .limit(wanted - rows.length)
-              .offset(Math.max(0, offset - seenCount))
-              .compile(),
-          )),
+          ...(await page(never, 'devices.id', 'asc')
+            .limit(wanted - rows.length)
+            .offset(Math.max(0, offset - seenCount))
+            .execute()),
         );
     } else {
       const [, cursorValue, id] = after ?? [sort, undefined, 0];
@@ -363,30 +357,26 @@ export async function listDevices(
       rows =
         value === null
           ? []
-          : await read(
-              page(
-                value === undefined
-                  ? seen
-                  : seen
-                      .where('devices.last_seen_at', descending ? '<=' : '>=', value)
-                      .where((eb) =>
-                        eb.or([
-                          eb('devices.last_seen_at', descending ? '<' : '>', value),
-                          eb('devices.id', '>', id),
-                        ]),
-                      ),
-                'devices.last_seen_at',
-              )
-                .limit(wanted)
-                .compile(),
-            );
+          : await page(
+              value === undefined
+                ? seen
+                : seen
+                    .where('devices.last_seen_at', descending ? '<=' : '>=', value)
+                    .where((eb) =>
+                      eb.or([
+                        eb('devices.last_seen_at', descending ? '<' : '>', value),
+                        eb('devices.id', '>', id),
+                      ]),
+                    ),
+              'devices.last_seen_at',
+            )
+              .limit(wanted)
+              .execute();
       if (rows.length < wanted)
         rows.push(
-          ...(await read(
-            page(value === null ? never.where('devices.id', '>', id) : never, 'devices.id', 'asc')
-              .limit(wanted - rows.length)
-              .compile(),
-          )),
+          ...(await page(value === null ? never.where('devices.id', '>', id) : never, 'devices.id', 'asc')
+            .limit(wanted - rows.length)
+            .execute()),
         );
     }
   } else {
@@ -407,7 +397,7 @@ export async function listDevices(
                 ]),
               );
     }
-    rows = await read(page(where, column).limit(wanted).offset(offset).compile());
+    rows = await page(where, column).limit(wanted).offset(offset).execute();
   }
 
   const more = rows.length > q.limit;

@@ -66,7 +66,9 @@ function openSqlite(file: string): DatabaseHandle {
   native.pragma('synchronous = NORMAL');
   native.pragma('foreign_keys = ON');
   native.pragma('busy_timeout = 5000');
-  addFunctions(native);
+  native.function('fold', { deterministic: true }, (value: unknown) =>
+    typeof value === 'string' ? value.toLowerCase() : value,
+  );
   // Planner statistics, which SQLite never gathers by itself: without them it looks devices up through
   // (org_id, id) once per organization for each tag match instead of once by rowid (a filtered device list
   // costs twice as much). `optimize` analyzes only the tables whose statistics are missing or stale.
@@ -106,13 +108,6 @@ function openSqlite(file: string): DatabaseHandle {
   };
 }
 
-/** The SQL functions of ours that queries use, on every SQLite connection: `fold` (see `containsText`). */
-function addFunctions(native: SqliteDatabase.Database): void {
-  native.function('fold', { deterministic: true }, (value: unknown) =>
-    typeof value === 'string' ? value.toLowerCase() : value,
-  );
-}
-
 /**
  * A second, read-only SQLite connection for the hottest reads (a device asking about itself, thousands of times
  * a second). Through Kysely every query waits its turn for the one connection behind a promise mutex and costs
@@ -134,7 +129,6 @@ class SqliteReader {
     if (!this.native) {
       this.native = new SqliteDatabase(this.file, { readonly: true, fileMustExist: true });
       this.native.pragma('busy_timeout = 5000');
-      addFunctions(this.native);
     }
     let prepared = this.statements.get(query.sql);
     if (!prepared) {
@@ -184,9 +178,9 @@ class PostgresReader {
 
   constructor(private readonly pool: pg.Pool) {}
 
-  async all<R>(query: CompiledQuery<R>, parameters: readonly unknown[], named = true): Promise<R[]> {
-    let name = named ? this.names.get(query.sql) : undefined;
-    if (named && name === undefined && this.names.size < POSTGRES_NAMED_STATEMENTS_MAX) {
+  async all<R>(query: CompiledQuery<R>, parameters: readonly unknown[]): Promise<R[]> {
+    let name = this.names.get(query.sql);
+    if (name === undefined && this.names.size < POSTGRES_NAMED_STATEMENTS_MAX) {
       name = `fleetgate_read_${this.names.size + 1}`;
       this.names.set(query.sql, name);
     }
@@ -211,23 +205,17 @@ const readers = new WeakMap<Db, SqliteReader | PostgresReader>();
  * Runs a compiled read-only query outside any transaction: on SQLite's read connection (see `SqliteReader`), as a
  * named prepared statement on PostgreSQL (see `PostgresReader`), or through Kysely on in-memory SQLite. Compile
  * the query once; `parameters` replace its own.
- *
- * A query compiled for each request, whose text changes with what is asked (a list's filters), passes `named:
- * false`: on PostgreSQL it then runs unnamed, parsed and planned for its parameters each time as through Kysely,
- * and leaves the named statements to the fixed texts.
  */
 export async function readNow<R>(
   db: Db,
   query: CompiledQuery<R>,
   parameters: readonly unknown[],
-  options: { named?: boolean } = {},
 ): Promise<R[]> {
   if (parameters.length !== query.parameters.length)
     throw new Error(
       `the query takes ${query.parameters.length} parameters, not ${parameters.length}: ${query.sql}`,
     );
   const reader = readers.get(db);
-  if (reader instanceof PostgresReader) return reader.all(query, parameters, options.named);
   if (reader) return reader.all(query, parameters);
   return (await db.executeQuery({ ...query, parameters })).rows as R[];
 }
