@@ -37,6 +37,19 @@ describe('a device in a path', () => {
     }
   });
 
+  it('is found by a uuid prefix of digits alone (`45099294…`), which also reads as an id', async () => {
+    const digits = check(
+      await server.api('POST', '/api/v1/devices', {
+        token: admin,
+        body: { fleetId: seed.alpha.fleet.id, name: 'digits-first', uuid: `45099294${'ab'.repeat(12)}` },
+      }),
+      201,
+    );
+    for (const ref of ['45099294', '4509929', digits.uuid, String(digits.id)])
+      expect(check(await get(`/api/v1/devices/${ref}`), 200).id, ref).toBe(digits.id);
+    check(await get('/api/v1/devices/99999999'), 404);
+  });
+
   it('is changed and deleted by its name', async () => {
     const created = check(
       await server.api('POST', '/api/v1/devices', {

@@ -424,7 +424,10 @@ export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef)
   // A prefix or a name is resolved to the device's id first (resolve.ts).
   const direct = isDirectRef(ref) ? ref : (await deviceRowOf(deps.db, actor, ref)).id;
   // The row with its fleet's name in one query, checked as deviceForAction checks it.
-  const [row] = await viewRowsNow(deps.db, typeof direct === 'number' ? 'id' : 'uuid', [direct]);
+  let [row] = await viewRowsNow(deps.db, typeof direct === 'number' ? 'id' : 'uuid', [direct]);
+  // No device has that id: a long one may be a uuid prefix of digits alone (deviceRowOf looks it up so).
+  if (!row && typeof direct === 'number' && direct >= 1_000_000)
+    [row] = await viewRowsNow(deps.db, 'id', [(await deviceRowOf(deps.db, actor, direct)).id]);
   if (!row) throw notFound('device');
   authorize(actor.principal, 'device.read', { orgId: row.org_id, fleetId: row.fleet_id }, 'device');
   return deviceViews([row])[0]!;
