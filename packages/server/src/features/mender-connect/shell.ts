@@ -25,6 +25,12 @@ const SPAWN_TIMEOUT_MS = 15_000;
  * 4,095 bytes in a line, and the wrapper around the command takes some.
  */
 export const MAX_SHELL_COMMAND = 3_000;
+/**
+ * How long input waits for the shell's first output (its prompt) before it is sent anyway, in milliseconds: typed
+ * into the terminal before the shell reads it, input is sometimes lost (seen under load on CI: a command or a
+ * person's first line never ran, and the stream waited forever).
+ */
+const READY_FALLBACK_MS = 3_000;
 /** Output held back while looking for the command's start marker (the prompt and the echoed line), in bytes. */
 const MAX_PREAMBLE = 64 * 1024;
 
@@ -58,6 +64,9 @@ export class ShellStream extends Duplex implements SessionHandler {
     | { begin: string; endPrefix: string; state: 'before' | 'running' | 'done'; held: string }
     | undefined;
   private exitCode: number | undefined;
+  /** Input waiting for the shell to show it reads (`ready`); undefined once it does. */
+  private waiting: Buffer[] | undefined = [];
+  private readyTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly connection: MenderConnection,
@@ -95,6 +104,7 @@ export class ShellStream extends Duplex implements SessionHandler {
       stream.destroy();
       throw err;
     }
+    stream.readyTimer = setTimeout(() => stream.ready(), READY_FALLBACK_MS).unref();
     if (request.command !== undefined) stream.typeCommand(request.command, request.pty !== undefined);
     return stream;
   }
@@ -148,7 +158,20 @@ export class ShellStream extends Duplex implements SessionHandler {
     this.sendInput(Buffer.from(`${line}\n`));
   }
 
+  /** The shell is reading (it printed something, or the wait is over): the input held until now goes to it. */
+  private ready(): void {
+    clearTimeout(this.readyTimer);
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    for (const data of waiting ?? []) if (!this.stopped) this.sendInput(data);
+  }
+
   private sendInput(data: Buffer): void {
+    if (this.waiting) {
+      this.waiting.push(data);
+      if (data.length) this.lastInput = String.fromCharCode(data[data.length - 1]!);
+      return;
+    }
     for (let offset = 0; offset < data.length; offset += MAX_BODY_TO_DEVICE) {
       this.connection.send({
         proto: Proto.shell,
@@ -178,6 +201,7 @@ export class ShellStream extends Duplex implements SessionHandler {
         return;
       case ShellType.shell:
         if (props.status === ShellStatus.error) return;
+        if (this.waiting) this.ready();
         this.output(message.body);
         return;
       case ShellType.ping:
@@ -244,6 +268,7 @@ export class ShellStream extends Duplex implements SessionHandler {
   private deviceEnded(): void {
     if (this.stopped) return;
     this.stopped = true;
+    clearTimeout(this.readyTimer);
     this.spawned?.reject(new StreamError(StreamErrorCode.refused, 'the device ended the shell'));
     this.spawned = undefined;
     if (this.command?.held && this.command.state === 'running')
@@ -269,6 +294,7 @@ export class ShellStream extends Duplex implements SessionHandler {
 
   connectionClosed(reason: string): void {
     this.stopped = true;
+    clearTimeout(this.readyTimer);
     this.spawned?.reject(new StreamError(StreamErrorCode.connectionClosed, reason));
     this.spawned = undefined;
     this.destroy(new StreamError(StreamErrorCode.connectionClosed, reason));
@@ -334,6 +360,7 @@ export class ShellStream extends Duplex implements SessionHandler {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.readyTimer);
     // An administrator ended the session, or the person went away: the shell on the device stops too.
     if (!this.stopped) {
       this.stopped = true;
