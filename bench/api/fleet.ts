@@ -76,6 +76,7 @@ async function seedDevices(
       const lastSeenAt = !seen
         ? null
         : Date.now() - Math.floor(random() * (online ? 60 : 30 * 24 * 3600)) * 1000;
+      const name = `${pick(deviceKinds)}-${String(first + k + 1).padStart(6, '0')}`;
       return {
         uuid: createHash('sha256')
           .update(`fleetgate-bench-device-${first + k}`)
@@ -83,7 +84,7 @@ async function seedDevices(
           .slice(0, 32),
         org_id: fleet.orgId,
         fleet_id: fleet.id,
-        name: `${pick(deviceKinds)}-${String(first + k + 1).padStart(6, '0')}`,
+        name,
         device_type: pick(deviceTypes),
         notes: '',
         created_at: createdAt,
@@ -91,6 +92,9 @@ async function seedDevices(
         connected_at: lastSeenAt === null ? null : lastSeenAt - 3_600_000,
         disconnected_at: lastSeenAt === null || online ? null : lastSeenAt,
         last_seen_at: lastSeenAt,
+        // A device that connected has sent the agent's state report (about 400 bytes, as packages/agent's
+        // state.ts writes it) and its version.
+        ...(lastSeenAt === null ? {} : stateReport(name, lastSeenAt, random)),
       };
     });
     await db.transaction().execute(async (trx) => {
@@ -115,6 +119,30 @@ async function seedDevices(
     await new Promise((resolve) => setImmediate(resolve));
   }
   return { uuids, online };
+}
+
+const agentVersions = ['0.9.4', '1.0.0', '1.0.2'];
+
+/** The columns an agent's state report writes (presence/service.ts): what a device's row holds once it connected. */
+function stateReport(name: string, at: number, random: () => number) {
+  const gib = 1024 ** 3;
+  const agentVersion = agentVersions[Math.floor(random() * agentVersions.length)]!;
+  const report = {
+    hostname: name,
+    os: 'Debian GNU/Linux 12 (bookworm)',
+    kernel: 'Linux 6.1.0-28-arm64',
+    agentVersion,
+    uptimeSeconds: Math.floor(random() * 30 * 86_400),
+    cpuPercent: Math.round(random() * 1000) / 10,
+    memory: { totalBytes: 4 * gib, usedBytes: Math.floor(random() * 4 * gib) },
+    disk: { totalBytes: 32 * gib, usedBytes: Math.floor(random() * 32 * gib) },
+    temperatureCelsius: Math.round((35 + random() * 30) * 10) / 10,
+    ipAddresses: [
+      `10.${Math.floor(random() * 256)}.${Math.floor(random() * 256)}.${Math.floor(random() * 254) + 1}`,
+      'fe80::1',
+    ],
+  };
+  return { agent_version: agentVersion, state: JSON.stringify(report), state_reported_at: at };
 }
 
 /**
@@ -265,13 +293,25 @@ export interface TableQuery {
   queries: string[];
 }
 
-/** The UI scenarios (issue 14): what the devices table asks for. */
+/**
+ * The keys the web UI's devices table asks for with its default columns (packages/web/src/devices/DevicesPage.tsx:
+ * `rowFields` and the columns status, fleet, type, last seen and tags).
+ */
+export const UI_TABLE_FIELDS =
+  'uuid,name,status,onlineVia,vpnAddress,connectedAt,disconnectedAt,lastSeenAt,fleetName,deviceType,tags';
+
+/** The UI scenarios (issue 14): what the devices table asks for; and the same pages of whole devices, to compare. */
 export const tableQueries: TableQuery[] = [
   { label: 'UI table: by name', queries: ['sort=name', 'sort=-name'] },
   { label: 'UI table: by last seen', queries: ['sort=-lastSeenAt', 'sort=lastSeenAt'] },
   { label: 'UI table: status, by name', queries: ['status=online&sort=name', 'status=offline&sort=name'] },
   { label: 'UI table: text, by name', queries: deviceKinds.map((kind) => `q=${kind.slice(0, 4)}&sort=name`) },
-];
+].map((table) => ({ ...table, queries: table.queries.map((query) => `${query}&fields=${UI_TABLE_FIELDS}`) }));
+/** The first table scenario without `fields`: every key of every device, as the API answers by default. */
+export const wholeDevicesQuery: TableQuery = {
+  label: 'whole devices: by name',
+  queries: ['sort=name', 'sort=-name'],
+};
 /** How many pages of each query the run walks (through `nextCursor`), and then asks for at random. */
 const PAGES_PER_QUERY = 10;
 

@@ -25,6 +25,7 @@ import {
   startSeededServer,
   tablePaths,
   tableQueries,
+  wholeDevicesQuery,
 } from './fleet.ts';
 
 /** Requests not counted before each scenario, so that the JIT and the caches are warm. */
@@ -123,7 +124,7 @@ async function costsOn(
   try {
     const { server, session, orgId, uuids } = seeded;
     const scenarios: Scenario[] = [];
-    for (const table of tableQueries) {
+    for (const table of [...tableQueries, wholeDevicesQuery]) {
       const paths = await tablePaths(server.url, session, orgId, table);
       scenarios.push({ label: table.label, token: session, nextPath: () => randomOf(paths) });
     }

@@ -25,7 +25,15 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Figures, measure as measureLoad } from '../lib/load.ts';
 import { api, ratio, type ServerProcess, wholeNumber } from '../lib/server-process.ts';
-import { type DbName, listPath, randomOf, startSeededServer, tablePaths, tableQueries } from './fleet.ts';
+import {
+  type DbName,
+  listPath,
+  randomOf,
+  startSeededServer,
+  tablePaths,
+  tableQueries,
+  wholeDevicesQuery,
+} from './fleet.ts';
 
 /** Unrecorded seconds before each measurement, so that the JIT and the page cache are warm. */
 const WARMUP_SECONDS = 2;
@@ -54,7 +62,7 @@ function scenarios(
   session: string,
   apiKey: string,
   uuids: string[],
-  tables: { label: string; paths: string[] }[],
+  tables: { label: string; paths: string[]; target: boolean }[],
 ): Scenario[] {
   const healthz = { headers: {}, nextPath: () => '/healthz' };
   const list = {
@@ -77,7 +85,7 @@ function scenarios(
         bothDatabases: true,
         headers: { authorization: `Bearer ${session}` },
         nextPath: () => randomOf(table.paths),
-        target: { metric: 'p99', maxMs: 20 },
+        ...(table.target ? { target: { metric: 'p99', maxMs: 20 } as const } : {}),
       }),
     ),
     { label: 'device list: tag + q, 50/page', connections: 50, ...list },
@@ -138,7 +146,8 @@ async function checkAnswers(
 async function checkTablePages(base: string, session: string, orgId: number, paths: string[]): Promise<void> {
   for (const url of paths) {
     const params = new URL(url, base).searchParams;
-    const page = await api(base, 'GET', url, session);
+    // The UI's pages ask for some keys only: the check asks for the organization too.
+    const page = await api(base, 'GET', url.replace(/fields=([^&]*)/, 'fields=$1,orgId'), session);
     const items = page.items as {
       id: number;
       orgId: number;
@@ -179,11 +188,12 @@ async function benchDatabase(
     const { server, session, apiKey, orgId, uuids } = seeded;
     const base = server.url;
     const totals = await checkAnswers(base, session, apiKey, uuids);
-    const tables: { label: string; paths: string[] }[] = [];
-    for (const table of tableQueries) {
+    const tables: { label: string; paths: string[]; target: boolean }[] = [];
+    // The UI's pages have the target; whole devices (no `fields`) are there to compare.
+    for (const table of [...tableQueries, wholeDevicesQuery]) {
       const paths = await tablePaths(base, session, orgId, table);
       await checkTablePages(base, session, orgId, paths);
-      tables.push({ label: table.label, paths });
+      tables.push({ label: table.label, paths, target: table !== wholeDevicesQuery });
     }
     log(
       `seeded ${devices.toLocaleString('en')} devices in ${seeded.seedSeconds.toFixed(1)} s; ` +

@@ -141,7 +141,10 @@ describe('fleetgate', () => {
       'kiosk',
     ]);
     expect(result.code).toBe(0);
-    expect(seen[0]?.url).toBe('/api/v1/devices?fleetId=3&tag=site%3Dparis&q=kiosk');
+    // A table asks only for the keys it prints.
+    expect(seen[0]?.url).toBe(
+      '/api/v1/devices?fleetId=3&tag=site%3Dparis&q=kiosk&fields=uuid%2Cname%2CfleetName%2CdeviceType%2Cstatus%2ClastSeenAt%2Ctags',
+    );
     expect(seen[0]?.authorization).toBe('Bearer fgs_saved');
     expect(result.stdout.split('\n')[0]).toMatch(
       /^ID\s+UUID\s+NAME\s+FLEET\s+TYPE\s+STATUS\s+LAST SEEN\s+TAGS$/,

@@ -25,6 +25,8 @@ const deviceColumns: Column<Device>[] = [
   },
   { header: 'TAGS', value: (device) => device.tags },
 ];
+/** The keys `deviceColumns` print: a table asks the server for these only (`--json` gets whole devices). */
+const deviceColumnFields = 'uuid,name,fleetName,deviceType,status,lastSeenAt,tags';
 
 /** The order of `devices show`; the API's other fields follow. */
 const deviceFields = [
@@ -85,6 +87,7 @@ export function registerDeviceCommands(program: Command, io: CliIo): void {
         sort: options.sort,
         limit: options.limit,
         page: options.page,
+        fields: ctx.globals.json ? undefined : deviceColumnFields,
       },
     });
     ctx.out.list(answer, deviceColumns, 'devices');

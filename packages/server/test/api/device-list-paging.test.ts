@@ -191,7 +191,7 @@ describe('the device list for a devices table', () => {
     expect((await list('limit=2&sort=name')).total).toBe(before.total);
   });
 
-  it('refuses a cursor it did not give, one from another sort, and a cursor with a page number', async () => {
+  it('refuses a cursor it did not give, one from another sort, a cursor with a page number, and unknown fields', async () => {
     const { nextCursor } = await list('limit=2&sort=name');
     for (const query of [
       `sort=-name&after=${encodeURIComponent(nextCursor!)}`,
@@ -205,6 +205,14 @@ describe('the device list for a devices table', () => {
     }
     const badType = await server.api('GET', '/api/v1/devices?deviceType=Not%20A%20Slug', { token: admin });
     expect(badType.status).toBe(400);
+    const unknownField = await server.api('GET', '/api/v1/devices?fields=name,secret', { token: admin });
+    expect(unknownField.status).toBe(400);
+    expect(unknownField.body.error.message).toContain('no device key is named "secret"');
+    expect(unknownField.body.error.message).toContain('lastSeenAt');
+    for (const fields of ['', 'name,,status', 'name;drop', 'x'.repeat(600)])
+      expect((await server.api('GET', `/api/v1/devices?fields=${fields}`, { token: admin })).status).toBe(
+        400,
+      );
   });
   it('answers each device as its schema says, field for field and in its order, in the list and alone', async () => {
     // Every field set, a state and attributes holding `__proto__` (zod's parse of a record drops it), tags.
@@ -267,6 +275,37 @@ describe('the device list for a devices table', () => {
         variablesApplied: { revision: 3, at: new Date(now).toISOString(), error: null },
       });
       expect(Object.keys(device.state)).toEqual(['os', 'memory']);
+
+      // `fields`: each key alone is the value the whole view has, and several come in the schema's order.
+      const list = `/api/v1/devices?fleetId=${fleetId}&limit=500&sort=-lastSeenAt`;
+      const whole: Record<string, unknown>[] = check(
+        await server.api('GET', list, { token: admin }),
+        200,
+      ).items;
+      expect(whole.length).toBe(plan.length + 1);
+      for (const field of Object.keys(deviceSchema.shape)) {
+        const some: Record<string, unknown>[] = check(
+          await server.api('GET', `${list}&fields=${field}`, { token: admin }),
+          200,
+        ).items;
+        expect(some).toEqual(whole.map((d) => ({ id: d.id, [field]: d[field] })));
+      }
+      const table = await server.app.inject({
+        method: 'GET',
+        url: `${list}&fields=tags,lastSeenAt,status,name,tags`,
+        headers: { authorization: `Bearer ${admin}` },
+      });
+      expect(table.statusCode).toBe(200);
+      expect(table.body).toBe(JSON.stringify(devicePageSchema.parse(JSON.parse(table.body))));
+      const first = JSON.parse(table.body).items.find((d: { id: number }) => d.id === id);
+      expect(Object.keys(first)).toEqual(['id', 'name', 'status', 'tags', 'lastSeenAt']);
+      expect(first).toEqual({
+        id,
+        name: 'full',
+        status: 'online',
+        tags: { hw: 'rev-b', site: 'plant-1' },
+        lastSeenAt: new Date(now).toISOString(),
+      });
     } finally {
       check(await server.api('DELETE', `/api/v1/devices/${id}`, { token: admin }), 204);
     }

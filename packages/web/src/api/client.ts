@@ -77,6 +77,8 @@ export type Body<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] 
 export type Me = Answer<'/api/v1/me', 'get'>;
 export type Device = Answer<'/api/v1/devices/{device}', 'get'>;
 export type DevicePage = Answer<'/api/v1/devices', 'get'>;
+/** A device of a list: the keys its `fields` asked for, and `id`. */
+export type ListedDevice = DevicePage['items'][number];
 export type DeviceStatus = Device['status'];
 export type Dashboard = Answer<'/api/v1/orgs/{orgId}/dashboard', 'get'>;
 export type Fleet = Answer<'/api/v1/fleets/{fleetId}', 'get'>;

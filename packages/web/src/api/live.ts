@@ -1,6 +1,6 @@
 import { type QueryClient, useQueryClient } from '@tanstack/react-query';
 import { useEffect } from 'react';
-import type { Device, DevicePage } from './client.ts';
+import type { Device, DevicePage, ListedDevice } from './client.ts';
 
 /**
  * Live updates from `GET /api/v1/events` (server-sent events, signed in by the session cookie): a device's
@@ -89,7 +89,7 @@ class RecentPresence {
   }
 
   /** The device with the presence told for it, when that is newer than what the device says. */
-  newest(device: Device): Device {
+  newest<D extends ListedDevice>(device: D): D {
     const entry = this.byDevice.get(device.id);
     if (!entry || stampOf(entry.presence) <= stampOf(device)) return device;
     return withPresence(device, entry.presence);
@@ -97,7 +97,7 @@ class RecentPresence {
 }
 
 /** The latest presence time a device view carries: its last connect, disconnect or sign of life. */
-function stampOf(presence: Pick<Presence, 'connectedAt' | 'disconnectedAt' | 'lastSeenAt'>): number {
+function stampOf(presence: Partial<Pick<Presence, 'connectedAt' | 'disconnectedAt' | 'lastSeenAt'>>): number {
   return Math.max(
     ...[presence.connectedAt, presence.disconnectedAt, presence.lastSeenAt].map((t) =>
       t ? Date.parse(t) : 0,
@@ -105,7 +105,7 @@ function stampOf(presence: Pick<Presence, 'connectedAt' | 'disconnectedAt' | 'la
   );
 }
 
-function withPresence(device: Device, presence: Presence): Device {
+function withPresence<D extends ListedDevice>(device: D, presence: Presence): D {
   return {
     ...device,
     status: presence.status,
@@ -120,7 +120,7 @@ function withPresence(device: Device, presence: Presence): Device {
 /** Patches the device into every cached list and page; answers whether any of them held it. */
 function patchPresence(queryClient: QueryClient, presence: Presence): boolean {
   let shown = false;
-  const patch = (device: Device): Device => {
+  const patch = <D extends ListedDevice>(device: D): D => {
     if (device.id !== presence.id) return device;
     shown = true;
     return withPresence(device, presence);

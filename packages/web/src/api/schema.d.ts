@@ -1522,6 +1522,8 @@ export interface paths {
                     sort?: "name" | "-name" | "createdAt" | "-createdAt" | "lastSeenAt" | "-lastSeenAt";
                     /** @description keyset paging: the nextCursor of the previous page, with the same sort and filters (then leave page out). Cheaper than page for deep pages: the server starts where the last page ended instead of skipping (page - 1) × limit devices */
                     after?: string;
+                    /** @description the keys of each device to answer, separated by commas (e.g. name,status,lastSeenAt); id always comes. Default: every key. A table that shows a few columns is answered faster and smaller: a device's state report is most of its size */
+                    fields?: string;
                 };
                 header?: never;
                 path?: never;
@@ -1538,42 +1540,42 @@ export interface paths {
                         "application/json": {
                             items: {
                                 id: number;
-                                uuid: string;
-                                name: string;
-                                orgId: number;
-                                fleetId: number;
-                                fleetName: string;
-                                deviceType: string;
-                                notes: string;
+                                uuid?: string;
+                                name?: string;
+                                orgId?: number;
+                                fleetId?: number;
+                                fleetName?: string;
+                                deviceType?: string;
+                                notes?: string;
                                 /** @enum {string} */
-                                status: "online" | "offline" | "pending" | "never-connected" | "decommissioned";
-                                tags: {
+                                status?: "online" | "offline" | "pending" | "never-connected" | "decommissioned";
+                                tags?: {
                                     [key: string]: string;
                                 };
-                                attributes: {
+                                attributes?: {
                                     [key: string]: unknown;
                                 } | null;
                                 /** @description the links the device is online through: its agent's tunnel, OpenVPN, mender-connect */
-                                onlineVia: ("tunnel" | "vpn" | "mender-connect")[];
+                                onlineVia?: ("tunnel" | "vpn" | "mender-connect")[];
                                 /** @description its VPN address while connected through OpenVPN */
-                                vpnAddress: string | null;
+                                vpnAddress?: string | null;
                                 /** @description last tunnel connect (presence is written about once a second) */
-                                connectedAt: string | null;
-                                disconnectedAt: string | null;
-                                lastSeenAt: string | null;
-                                agentVersion: string | null;
-                                state: {
+                                connectedAt?: string | null;
+                                disconnectedAt?: string | null;
+                                lastSeenAt?: string | null;
+                                agentVersion?: string | null;
+                                state?: {
                                     [key: string]: unknown;
                                 } | null;
-                                stateReportedAt: string | null;
+                                stateReportedAt?: string | null;
                                 /** @description what the agent answered about the last variables it applied */
-                                variablesApplied: {
+                                variablesApplied?: {
                                     revision: number;
                                     at: string;
                                     error: string | null;
                                 } | null;
-                                createdAt: string;
-                                updatedAt: string;
+                                createdAt?: string;
+                                updatedAt?: string;
                             }[];
                             /** @description items matching the filters, over all pages */
                             total: number;

@@ -6,6 +6,7 @@ import { registerTagRoutes } from '../tags/routes.ts';
 import { deviceRefParam } from './resolve.ts';
 import {
   createDevice,
+  type DeviceField,
   type DevicePage,
   type DeviceView,
   deleteDevice,
@@ -56,15 +57,22 @@ export const deviceSchema = z.object({
   updatedAt: z.string(),
 });
 
-export const devicePageSchema = pageOf(deviceSchema).extend({
+export const devicePageSchema = pageOf(
+  deviceSchema.partial().required({ id: true }).describe('a device: with fields, only those keys and id'),
+).extend({
   nextCursor: z.string().nullable().describe('pass as after to get the next page; null on the last page'),
 });
 
 // The list and a device's GET are written by `serializeUnchecked`: what the service builds must be what the
 // schemas describe (the key order too: test/api/device-list-paging.test.ts compares with zod's output).
 const viewIsSchema: SameType<DeviceView, z.output<typeof deviceSchema>> = true;
+// Each key of `deviceSchema` may be asked for by name.
+const fieldsAreKeys: SameType<
+  Record<DeviceField, true>,
+  Record<keyof z.output<typeof deviceSchema>, true>
+> = true;
 const pageIsSchema: SameType<DevicePage, z.output<typeof devicePageSchema>> = true;
-void [viewIsSchema, pageIsSchema];
+void [viewIsSchema, pageIsSchema, fieldsAreKeys];
 
 const deviceParams = z.object({ device: deviceRefParam });
 const uuid = z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters');
@@ -101,6 +109,14 @@ export function registerDeviceRoutes(app: TypedApp, deps: ServiceDeps): void {
             .optional()
             .describe(
               'keyset paging: the nextCursor of the previous page, with the same sort and filters (then leave page out). Cheaper than page for deep pages: the server starts where the last page ended instead of skipping (page - 1) × limit devices',
+            ),
+          fields: z
+            .string()
+            .max(512)
+            .regex(/^[A-Za-z]+(,[A-Za-z]+)*$/, 'device keys separated by commas')
+            .optional()
+            .describe(
+              "the keys of each device to answer, separated by commas (e.g. name,status,lastSeenAt); id always comes. Default: every key. A table that shows a few columns is answered faster and smaller: a device's state report is most of its size",
             ),
         }),
         response: { 200: devicePageSchema },

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { CompiledQuery, ExpressionBuilder, Selectable, SelectQueryBuilder } from 'kysely';
+import type { CompiledQuery, ExpressionBuilder, Selectable } from 'kysely';
 import type { Database, DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { containsText, type Db, json, padIds, readNow } from '../../infra/db/index.ts';
 import { AppError, notFound } from '../../infra/errors/index.ts';
+import type { SameType } from '../../infra/http/index.ts';
 import { iso } from '../../infra/http/schemas.ts';
 import { type Page, type PageRequest, type ServiceDeps, write } from '../../infra/service/index.ts';
 import { assertDeviceType } from '../device-types/service.ts';
@@ -79,7 +80,39 @@ async function deviceRowOf(db: Db, actor: Actor, ref: DeviceRef): Promise<Device
   return resolveDeviceRef(db, actor.principal, String(ref));
 }
 
-/** What a device's view shows of its row: `devices.*` without the columns no view reads (fewer to build per row). */
+/** The keys of a device's view, in its schema's order (`deviceSchema`): what `fields` may name. */
+export const deviceFields = [
+  'id',
+  'uuid',
+  'name',
+  'orgId',
+  'fleetId',
+  'fleetName',
+  'deviceType',
+  'notes',
+  'status',
+  'tags',
+  'attributes',
+  'onlineVia',
+  'vpnAddress',
+  'connectedAt',
+  'disconnectedAt',
+  'lastSeenAt',
+  'agentVersion',
+  'state',
+  'stateReportedAt',
+  'variablesApplied',
+  'createdAt',
+  'updatedAt',
+] as const;
+export type DeviceField = (typeof deviceFields)[number];
+const everyKeyIsAField: SameType<Record<DeviceField, true>, Record<keyof DeviceView, true>> = true;
+void everyKeyIsAField;
+
+/** Some keys of a device's view, in its schema's order, its `id` always: what a list asked with `fields` holds. */
+export type PartialDeviceView = Pick<DeviceView, 'id'> & Partial<DeviceView>;
+
+/** The columns of `devices` a view reads, in the order they are selected (`devices.*` has more no view reads). */
 const viewColumns = [
   'devices.id',
   'devices.uuid',
@@ -107,83 +140,156 @@ const viewColumns = [
   'devices.mender_connected_at',
   'devices.mender_disconnected_at',
 ] as const;
+type ViewColumn = (typeof viewColumns)[number];
 
-function deviceColumns(db: Db) {
+const linkColumns = [
+  'devices.connected_at',
+  'devices.disconnected_at',
+  'devices.vpn_connected_at',
+  'devices.vpn_disconnected_at',
+  'devices.mender_connected_at',
+  'devices.mender_disconnected_at',
+] as const satisfies ViewColumn[];
+
+/**
+ * What each key of a view reads and how it is made from the row: one table for whole views (a device's GET, the
+ * list without `fields`) and for lists that ask for some keys only (the web UI's devices table), so that a key
+ * is the same value either way. Besides columns of `devices`, a key may need its fleet's name (a join), whether
+ * the device waits for an admin (`pendingAuthExpression`) or its tags (a JSON object, aggregated in the query).
+ */
+const viewFields: {
+  [K in DeviceField]: {
+    columns: readonly ViewColumn[];
+    needs?: 'fleetName' | 'pendingAuth' | 'tags';
+    value: (row: ViewRow) => DeviceView[K];
+  };
+} = {
+  id: { columns: ['devices.id'], value: (r) => r.id },
+  uuid: { columns: ['devices.uuid'], value: (r) => r.uuid },
+  name: { columns: ['devices.name'], value: (r) => r.name },
+  orgId: { columns: ['devices.org_id'], value: (r) => r.org_id },
+  fleetId: { columns: ['devices.fleet_id'], value: (r) => r.fleet_id },
+  fleetName: { columns: [], needs: 'fleetName', value: (r) => r.fleet_name },
+  deviceType: { columns: ['devices.device_type'], value: (r) => r.device_type },
+  notes: { columns: ['devices.notes'], value: (r) => r.notes },
+  status: {
+    columns: ['devices.decommissioned_at', ...linkColumns],
+    needs: 'pendingAuth',
+    value: (r) => deviceStatus(r),
+  },
+  tags: { columns: [], needs: 'tags', value: (r) => JSON.parse(r.tags) as Record<string, string> },
+  attributes: { columns: ['devices.attributes'], value: (r) => recordOf(r.attributes) },
+  onlineVia: { columns: linkColumns, value: (r) => onlineLinks(r) },
+  vpnAddress: {
+    columns: [...linkColumns, 'devices.vpn_address'],
+    value: (r) => (onlineLinks(r).includes('vpn') ? r.vpn_address : null),
+  },
+  connectedAt: { columns: ['devices.connected_at'], value: (r) => iso(r.connected_at) },
+  disconnectedAt: { columns: ['devices.disconnected_at'], value: (r) => iso(r.disconnected_at) },
+  lastSeenAt: { columns: ['devices.last_seen_at'], value: (r) => iso(r.last_seen_at) },
+  agentVersion: { columns: ['devices.agent_version'], value: (r) => r.agent_version },
+  state: { columns: ['devices.state'], value: (r) => recordOf(r.state) },
+  stateReportedAt: { columns: ['devices.state_reported_at'], value: (r) => iso(r.state_reported_at) },
+  variablesApplied: {
+    columns: [
+      'devices.variables_applied_revision',
+      'devices.variables_applied_at',
+      'devices.variables_error',
+    ],
+    value: (r) =>
+      r.variables_applied_revision === null || r.variables_applied_at === null
+        ? null
+        : {
+            revision: r.variables_applied_revision,
+            at: iso(r.variables_applied_at),
+            error: r.variables_error,
+          },
+  },
+  createdAt: { columns: ['devices.created_at'], value: (r) => iso(r.created_at) },
+  updatedAt: { columns: ['devices.updated_at'], value: (r) => iso(r.updated_at) },
+};
+
+/** The query of the rows `fields` are made from: their columns (in `viewColumns`' order) and what else they need. */
+function deviceColumns(db: Db, fields: readonly DeviceField[]) {
+  const wanted = new Set(fields.flatMap((f) => viewFields[f].columns));
+  const needs = new Set(fields.map((f) => viewFields[f].needs));
   return db
     .selectFrom('devices')
     .innerJoin('fleets', 'fleets.id', 'devices.fleet_id')
-    .select(viewColumns)
-    .select('fleets.name as fleet_name')
-    .select(pendingAuthExpression().as('pending_auth'))
-    .select(tagsJsonExpression(db, deviceTags, 'devices.id').as('tags'));
+    .select(viewColumns.filter((c) => wanted.has(c)))
+    .$if(needs.has('fleetName'), (qb) => qb.select('fleets.name as fleet_name'))
+    .$if(needs.has('pendingAuth'), (qb) => qb.select(pendingAuthExpression().as('pending_auth')))
+    .$if(needs.has('tags'), (qb) => qb.select(tagsJsonExpression(db, deviceTags, 'devices.id').as('tags')));
 }
 
-type ViewRow =
-  ReturnType<typeof deviceColumns> extends SelectQueryBuilder<Database, never, infer R> ? R : never;
+/** The rows of whole views: every column a key reads. */
+type ViewRow = Selectable<DeviceTable> & { fleet_name: string; pending_auth: number | boolean; tags: string };
 
 /**
- * The rows of devices by id (`which: 'id'`, padded with `padIds`) or by uuid, through statements compiled once per
- * database and run by `readNow`: a page of the device list, and every device GET, read them.
+ * The rows of devices by id (`which: 'id'`, padded with `padIds`) or by uuid, with what `fields` need, through
+ * statements compiled once per database and field set and run by `readNow`: a page of the device list, and every
+ * device GET, read them.
  */
-function viewRowsNow(db: Db, which: 'id' | 'uuid', refs: (number | string)[]): Promise<ViewRow[]> {
+function viewRowsNow(
+  db: Db,
+  which: 'id' | 'uuid',
+  refs: (number | string)[],
+  fields: readonly DeviceField[] = deviceFields,
+): Promise<ViewRow[]> {
   let compiled = compiledViewQueries.get(db);
   if (!compiled) {
     compiled = new Map();
     compiledViewQueries.set(db, compiled);
   }
-  const key = `${which}:${refs.length}`;
+  const key = `${which}:${refs.length}:${fields.join(',')}`;
   let query = compiled.get(key);
   if (!query) {
+    // A client may ask for any of 2^22 field sets: the oldest statements make room (readNow's own caches are bounded).
+    if (compiled.size >= 200) compiled.delete(compiled.keys().next().value!);
+    const columns = deviceColumns(db, fields);
     query = (
       which === 'id'
-        ? deviceColumns(db).where('devices.id', 'in', refs as number[])
-        : deviceColumns(db).where('devices.uuid', '=', refs[0] as string)
-    ).compile();
+        ? columns.where('devices.id', 'in', refs as number[])
+        : columns.where('devices.uuid', '=', refs[0] as string)
+    ).compile() as CompiledQuery<ViewRow>;
     compiled.set(key, query);
   }
   return readNow(db, query, refs);
 }
 const compiledViewQueries = new WeakMap<Db, Map<string, CompiledQuery<ViewRow>>>();
 
-/**
- * The views of `rows`, built in `deviceSchema`'s key order: the device routes write them with `serializeUnchecked`,
- * which must write what zod's parse would (see devices/routes.ts).
- */
+/** Whole views of `rows`, built in `deviceSchema`'s key order (see `partialViews`). */
 function deviceViews(rows: ViewRow[]): DeviceView[] {
-  return rows.map((r) => {
-    const links = onlineLinks(r);
-    return {
-      id: r.id,
-      uuid: r.uuid,
-      name: r.name,
-      orgId: r.org_id,
-      fleetId: r.fleet_id,
-      fleetName: r.fleet_name,
-      deviceType: r.device_type,
-      notes: r.notes,
-      status: deviceStatus(r),
-      tags: JSON.parse(r.tags) as Record<string, string>,
-      attributes: recordOf(r.attributes),
-      onlineVia: links,
-      vpnAddress: links.includes('vpn') ? r.vpn_address : null,
-      connectedAt: iso(r.connected_at),
-      disconnectedAt: iso(r.disconnected_at),
-      lastSeenAt: iso(r.last_seen_at),
-      agentVersion: r.agent_version,
-      state: recordOf(r.state),
-      stateReportedAt: iso(r.state_reported_at),
-      variablesApplied:
-        r.variables_applied_revision === null || r.variables_applied_at === null
-          ? null
-          : {
-              revision: r.variables_applied_revision,
-              at: iso(r.variables_applied_at),
-              error: r.variables_error,
-            },
-      createdAt: iso(r.created_at),
-      updatedAt: iso(r.updated_at),
-    };
+  return partialViews(rows, deviceFields) as DeviceView[];
+}
+
+/**
+ * The views of `rows` with `fields` only, built in `deviceSchema`'s key order: the device routes write them with
+ * `serializeUnchecked`, which must write what zod's parse would (see devices/routes.ts).
+ */
+function partialViews(rows: ViewRow[], fields: readonly DeviceField[]): PartialDeviceView[] {
+  const makers = fields.map((f) => [f, viewFields[f].value] as const);
+  return rows.map((row) => {
+    const view: Record<string, unknown> = {};
+    for (const [field, value] of makers) view[field] = value(row);
+    return view as PartialDeviceView;
   });
+}
+
+/**
+ * The keys a list's `fields` names (comma-separated), in the schema's order and with `id`; every key when absent.
+ * An unknown key answers 400 with the known ones.
+ */
+function parseFields(text: string | undefined): readonly DeviceField[] {
+  if (text === undefined) return deviceFields;
+  const named = new Set(text.split(','));
+  for (const name of named)
+    if (!(deviceFields as readonly string[]).includes(name))
+      throw new AppError(
+        'bad_request',
+        `fields: no device key is named "${name}" (known: ${deviceFields.join(', ')})`,
+      );
+  return deviceFields.filter((f) => f === 'id' || named.has(f));
 }
 
 /**
@@ -224,9 +330,11 @@ export interface DeviceQuery extends PageRequest {
   sort?: DeviceSort | undefined;
   /** A `nextCursor` from the previous page of the same sort: the page starts after that device. */
   after?: string | undefined;
+  /** Comma-separated keys of the view to answer (`id` always comes); every key when absent. */
+  fields?: string | undefined;
 }
 
-export interface DevicePage extends Page<DeviceView> {
+export interface DevicePage extends Page<PartialDeviceView> {
   /** Pass as `after` for the next page; null on the last page. */
   nextCursor: string | null;
 }
@@ -279,6 +387,7 @@ export async function listDevices(
   totals?: DeviceTotals,
 ): Promise<DevicePage> {
   const scope = readScope(actor.principal, 'device.read');
+  const fields = parseFields(q.fields);
   let query = deps.db
     .selectFrom('devices')
     .where(scopeCondition(scope, 'devices.org_id', 'devices.fleet_id'));
@@ -409,10 +518,10 @@ export async function listDevices(
     ? await totals.total(JSON.stringify(filters), q.status !== undefined, count)
     : await count();
   const order = new Map(rows.map((r, i) => [r.id, i]));
-  const full = rows.length ? await viewRowsNow(deps.db, 'id', padIds([...order.keys()])) : [];
+  const full = rows.length ? await viewRowsNow(deps.db, 'id', padIds([...order.keys()]), fields) : [];
   full.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   return {
-    items: deviceViews(full),
+    items: partialViews(full, fields),
     total,
     page: q.page,
     limit: q.limit,
