@@ -126,9 +126,7 @@ function DeviceView({ device }: { device: Device }) {
               ['Agent', device.agentVersion ?? '—'],
               [
                 'Variables applied',
-                device.variablesApplied
-                  ? `revision ${device.variablesApplied.revision}, ${ago(device.variablesApplied.at)}${device.variablesApplied.error ? ` — error: ${device.variablesApplied.error}` : ''}`
-                  : '—',
+                device.variablesApplied ? appliedVariables(device.variablesApplied) : '—',
               ],
             ]}
           />
@@ -623,4 +621,14 @@ function Credentials({ device }: { device: Device }) {
       </QueryState>
     </Stack>
   );
+}
+
+/**
+ * What the agent said of the last variables it applied. Their revision is the time of the change that made the
+ * set (0: no variable was ever set), which a person reads as a date rather than as a number.
+ */
+function appliedVariables(applied: NonNullable<Device['variablesApplied']>): string {
+  const set =
+    applied.revision > 0 ? `the set of ${when(new Date(applied.revision).toISOString())}` : 'no variables';
+  return `${set}, applied ${ago(applied.at)}${applied.error ? ` — error: ${applied.error}` : ''}`;
 }

@@ -15,6 +15,7 @@ import * as vpnPresence from './0013_vpn_presence.ts';
 import * as instances from './0014_instances.ts';
 import * as deviceStateSamples from './0015_device_state_samples.ts';
 import * as menderConnectPresence from './0016_mender_connect_presence.ts';
+import * as deviceTextIndex from './0017_device_text_index.ts';
 
 /** Column types that differ between the dialects, handed to every migration. */
 export interface MigrationContext {
@@ -48,6 +49,7 @@ const migrations: Record<string, VersionedMigration> = {
   '0014_instances': instances,
   '0015_device_state_samples': deviceStateSamples,
   '0016_mender_connect_presence': menderConnectPresence,
+  '0017_device_text_index': deviceTextIndex,
 };
 
 export function migrationProvider(ctx: MigrationContext): MigrationProvider {

@@ -1,5 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import type { CompiledQuery, ExpressionBuilder, Selectable } from 'kysely';
+import {
+  type CompiledQuery,
+  type ExpressionBuilder,
+  PostgresAdapter,
+  type Selectable,
+  type SqlBool,
+  sql,
+} from 'kysely';
 import type { Database, DeviceTable } from '../../db/schema.ts';
 import { type Action, type Actor, authorize, readScope, scopeCondition } from '../../infra/access/index.ts';
 import { containsText, type Db, json, padIds, readNow } from '../../infra/db/index.ts';
@@ -406,13 +413,21 @@ export async function listDevices(
     );
   }
   const text = q.q;
-  // A uuid is 32 hex digits: text with any other character can only be in the name, and the list saves
-  // checking every uuid it reads.
-  if (text && /^[0-9a-f]+$/i.test(text))
-    query = query.where((eb) =>
-      eb.or([containsText('devices.name', text), containsText('devices.uuid', text)]),
+  if (text) {
+    // A uuid is 32 hex digits: text with any other character can only be in the name, and the list saves
+    // checking every uuid it reads.
+    const inUuid = /^[0-9a-f]+$/i.test(text);
+    const candidates = await textCandidates(deps.db, text, inUuid);
+    if (candidates)
+      query = query.where(
+        sql<SqlBool>`devices.id in (select value from json_each(${JSON.stringify(candidates)}))`,
+      );
+    query = query.where(
+      inUuid
+        ? (eb) => eb.or([containsText('devices.name', text), containsText('devices.uuid', text)])
+        : containsText('devices.name', text),
     );
-  else if (text) query = query.where(containsText('devices.name', text));
+  }
   if (q.status) query = query.where(statusCondition(q.status));
   if (q.deviceType !== undefined) query = query.where('devices.device_type', '=', q.deviceType);
 
@@ -528,6 +543,36 @@ export async function listDevices(
     nextCursor: more ? encodeCursor(sort, rows[rows.length - 1]!) : null,
   };
 }
+
+/**
+ * At most this many devices are taken from the text index for a search. More match a text found in one device of
+ * a hundred or more: reading the list's own index meets 50 of them within a few thousand entries.
+ */
+const TEXT_CANDIDATES_MAX = 1_000;
+
+/**
+ * The ids of the devices whose name (or uuid, with `inUuid`) holds `text`, ignoring case, from SQLite's trigram
+ * index (`device_text`, migration 0017), when it can tell and they are few; `undefined` when the list must read its
+ * sort's index instead: on PostgreSQL (no such index yet), for text of fewer than 3 characters (no trigram) or
+ * other than printable ASCII (which the index may fold otherwise than `containsText`), and when more than
+ * `TEXT_CANDIDATES_MAX` devices of any organization match. The list still checks `containsText` on each device.
+ */
+async function textCandidates(db: Db, text: string, inUuid: boolean): Promise<number[] | undefined> {
+  if (db.getExecutor().adapter instanceof PostgresAdapter) return undefined;
+  if (text.length < 3 || !/^[\x20-\x7e]*$/.test(text)) return undefined;
+  let query = textQueries.get(db);
+  if (!query) {
+    query = sql<{
+      id: number;
+    }>`select rowid as id from device_text where device_text match ${''} limit ${0}`.compile(db);
+    textQueries.set(db, query);
+  }
+  // An FTS5 phrase: the text as it is, its quotes doubled; a column filter keeps it to names.
+  const phrase = `${inUuid ? '' : 'name : '}"${text.replaceAll('"', '""')}"`;
+  const rows = await readNow(db, query, [phrase, TEXT_CANDIDATES_MAX + 1]);
+  return rows.length > TEXT_CANDIDATES_MAX ? undefined : rows.map((r) => r.id);
+}
+const textQueries = new WeakMap<Db, CompiledQuery<{ id: number }>>();
 
 export async function getDevice(deps: ServiceDeps, actor: Actor, ref: DeviceRef): Promise<DeviceView> {
   // A prefix or a name is resolved to the device's id first (resolve.ts).
