@@ -306,12 +306,31 @@ export const tableQueries: TableQuery[] = [
   { label: 'UI table: by last seen', queries: ['sort=-lastSeenAt', 'sort=lastSeenAt'] },
   { label: 'UI table: status, by name', queries: ['status=online&sort=name', 'status=offline&sort=name'] },
   { label: 'UI table: text, by name', queries: deviceKinds.map((kind) => `q=${kind.slice(0, 4)}&sort=name`) },
+  { label: 'UI table: a device sought, by name', queries: soughtDevices() },
 ].map((table) => ({ ...table, queries: table.queries.map((query) => `${query}&fields=${UI_TABLE_FIELDS}`) }));
 /** The first table scenario without `fields`: every key of every device, as the API answers by default. */
 export const wholeDevicesQuery: TableQuery = {
   label: 'whole devices: by name',
   queries: ['sort=name', 'sort=-name'],
 };
+/**
+ * What a person types to find one device among 100,000: a part of its name (`-01234`: the 10 devices numbered
+ * 012340 to 012349, of any kind) or of its uuid (8 hex digits), 40 of each.
+ */
+function soughtDevices(): string[] {
+  const random = mulberry32(7);
+  const numbers = Array.from({ length: 40 }, () => String(Math.floor(random() * 10_000)).padStart(5, '0'));
+  const uuidParts = Array.from({ length: 40 }, () => {
+    const serial = Math.floor(random() * 100_000);
+    const uuid = createHash('sha256').update(`fleetgate-bench-device-${serial}`).digest('hex');
+    const at = Math.floor(random() * 24);
+    return uuid.slice(at, at + 8);
+  });
+  return [...numbers.map((n) => `q=-${n}`), ...uuidParts.map((part) => `q=${part}`)].map(
+    (q) => `${q}&sort=name`,
+  );
+}
+
 /** How many pages of each query the run walks (through `nextCursor`), and then asks for at random. */
 const PAGES_PER_QUERY = 10;
 

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { migrationNames } from '../../db/migrations/index.ts';
+import { trigramSchema } from '../../db/trigram.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../../infra/data-dir/index.ts';
 import { postgresApplicationName } from '../../infra/db/index.ts';
 import { type ArchiveEntry, extractArchive, sha256File, writeArchive } from './archive.ts';
@@ -635,6 +636,17 @@ async function restorePostgres(
   const listing = spawnSync('pg_restore', ['--list', dump], { encoding: 'utf8' });
   if (!new RegExp(`SCHEMA - ${schema} `).test(listing.stdout ?? ''))
     await withPg(url, (client) => client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`));
+  // The device search's trigram indexes (migration 0017) need pg_trgm, which a dump of one schema leaves out.
+  if (/ INDEX .*_trgm /.test(listing.stdout ?? '')) {
+    const trigram = await withPg(url, (client) =>
+      trigramSchema((statement) => client.query(statement), false),
+    );
+    if (!trigram)
+      throw new BackupError(
+        "this backup's device search indexes need PostgreSQL's pg_trgm extension, which this database cannot make: " +
+          "install PostgreSQL's contrib modules, or run CREATE EXTENSION pg_trgm as a superuser, then restore again",
+      );
+  }
   let restored = 0;
   const total = (listing.stdout ?? '').split('\n').filter((l) => / TABLE DATA /.test(l)).length;
   try {

@@ -296,7 +296,10 @@ async function openPostgres(url: string, schema: string): Promise<DatabaseHandle
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
-      await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+      // Made only when missing: a role given a schema of its own need not be allowed to make schemas (PostgreSQL
+      // checks that right before it looks whether the schema exists).
+      const exists = await client.query('select 1 from pg_namespace where nspname = $1', [schema]);
+      if (!exists.rowCount) await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     } finally {
       await client.end();
     }
