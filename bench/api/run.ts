@@ -151,6 +151,7 @@ async function checkTablePages(base: string, session: string, orgId: number, pat
     const items = page.items as {
       id: number;
       orgId: number;
+      uuid: string;
       name: string;
       status: string;
       lastSeenAt: string | null;
@@ -169,7 +170,7 @@ async function checkTablePages(base: string, session: string, orgId: number, pat
       if (d.orgId !== orgId) throw new Error(`GET ${url} answered a device of organization ${d.orgId}`);
       if (params.get('status') && d.status !== params.get('status'))
         throw new Error(`GET ${url} answered ${d.name}, ${d.status}`);
-      if (params.get('q') && !d.name.includes(params.get('q')!))
+      if (params.get('q') && !d.name.includes(params.get('q')!) && !d.uuid.includes(params.get('q')!))
         throw new Error(`GET ${url} answered ${d.name}`);
       if (i === 0) continue;
       const [a, b] = [key(items[i - 1]!), key(d)];

@@ -116,6 +116,31 @@ function sessionQueryOf(db: Db) {
 const sessionQueries = new WeakMap<Db, ReturnType<typeof sessionQueryOf>>();
 
 /**
+ * An API key, the user who holds it (for a service key: who created it) and their memberships, by the key's
+ * hash: one statement run by `readNow`, as `sessionQueryOf` for sessions, where a request signed by an API key
+ * took two or three queries through Kysely.
+ */
+function apiKeyQueryOf(db: Db) {
+  return db
+    .selectFrom('users')
+    .innerJoin('api_keys', 'api_keys.user_id', 'users.id')
+    .leftJoin('memberships', 'memberships.user_id', 'users.id')
+    .select([
+      'api_keys.id as key_id',
+      'api_keys.name as key_name',
+      'api_keys.service',
+      'api_keys.expires_at',
+      'api_keys.revoked_at',
+      'api_keys.last_used_at',
+    ])
+    .select(['users.id', 'users.email', 'users.is_server_admin'])
+    .select(['memberships.org_id', 'memberships.role', 'memberships.fleet_ids'])
+    .where('api_keys.token_hash', '=', '')
+    .compile();
+}
+const apiKeyQueries = new WeakMap<Db, ReturnType<typeof apiKeyQueryOf>>();
+
+/**
  * The person behind `principal` as they are now, or undefined when the credential they signed in with no longer
  * holds — a session logged out or expired, an API key revoked or expired, an SSH key removed — or the user is
  * gone. Streams and sessions held open on a person's behalf are checked against it: a person whose access is
@@ -202,19 +227,12 @@ export function createAuthService(deps: ServiceDeps): AuthService {
    * A service credential's principal: it acts as no one, and only while the server administrator who created
    * it still is one (a key never has more rights than its creator).
    */
-  async function servicePrincipalOf(key: {
-    id: number;
-    user_id: number;
-    name: string;
-    service: string;
-  }): Promise<ServicePrincipal | undefined> {
+  function servicePrincipalOf(
+    key: { id: number; name: string; service: string },
+    creator: Pick<UserRow, 'id' | 'email' | 'is_server_admin'>,
+  ): ServicePrincipal | undefined {
     const service = serviceKinds.find((kind) => kind === key.service);
-    const creator = await db
-      .selectFrom('users')
-      .select(['email', 'is_server_admin'])
-      .where('id', '=', key.user_id)
-      .executeTakeFirst();
-    if (!service || !creator) return undefined;
+    if (!service) return undefined;
     if (creator.is_server_admin !== 1)
       throw new AppError(
         'unauthorized',
@@ -225,7 +243,7 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       service,
       keyId: key.id,
       name: key.name,
-      createdBy: { userId: key.user_id, email: creator.email },
+      createdBy: { userId: creator.id, email: creator.email },
     };
   }
 
@@ -360,20 +378,23 @@ export function createAuthService(deps: ServiceDeps): AuthService {
         return principal;
       }
       if (token.startsWith(API_KEY_PREFIX)) {
-        const key = await db
-          .selectFrom('api_keys')
-          .select(['id', 'user_id', 'name', 'service', 'expires_at', 'revoked_at', 'last_used_at'])
-          .where('token_hash', '=', hash)
-          .executeTakeFirst();
+        let query = apiKeyQueries.get(db);
+        if (!query) {
+          query = apiKeyQueryOf(db);
+          apiKeyQueries.set(db, query);
+        }
+        // No row: no such key, or its user is gone.
+        const rows = await readNow(db, query, [hash]);
+        const key = rows[0];
         if (!key || key.revoked_at !== null || (key.expires_at !== null && key.expires_at <= now))
           throw invalidToken();
         const principal =
           key.service === null
-            ? await principalOf(key.user_id, { type: 'api_key', id: key.id })
-            : await servicePrincipalOf({ ...key, service: key.service });
+            ? principalOfRows(rows, { type: 'api_key', id: key.key_id })
+            : servicePrincipalOf({ id: key.key_id, name: key.key_name, service: key.service }, key);
         if (!principal) throw invalidToken();
         if (key.last_used_at === null || now - key.last_used_at > LAST_USED_PRECISION_MS) {
-          await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', key.id).execute();
+          await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', key.key_id).execute();
         }
         return principal;
       }

@@ -564,6 +564,16 @@ async function textCandidates(db: Db, text: string, inUuid: boolean): Promise<nu
   if (text.length < 3 || !/^[\x20-\x7e]*$/.test(text)) return undefined;
   const queries = await textQueriesOf(db);
   if (!queries) return undefined;
+  // A text found too often a moment ago is not asked of the index again: reading its first thousand matches to
+  // learn that costs about a millisecond, as much as the rest of the page (only the way the list reads changes).
+  let common = commonTexts.get(db);
+  if (!common) {
+    common = new Map();
+    commonTexts.set(db, common);
+  }
+  const key = `${inUuid ? 'uuid' : 'name'}:${text.toLowerCase()}`;
+  const knownCommon = common.get(key);
+  if (knownCommon !== undefined && Date.now() - knownCommon < COMMON_TEXT_MS) return undefined;
   const limit = TEXT_CANDIDATES_MAX + 1;
   // An FTS5 phrase (the text as it is, its quotes doubled; a column filter keeps it to names), or a pattern.
   const pattern = likeContains(text.toLowerCase());
@@ -578,8 +588,15 @@ async function textCandidates(db: Db, text: string, inUuid: boolean): Promise<nu
   const rows: { id: number }[] = queries.fts
     ? await readNow(db, query, parameters)
     : (await db.executeQuery<{ id: number }>({ ...query, parameters })).rows;
-  return rows.length > TEXT_CANDIDATES_MAX ? undefined : rows.map((r) => r.id);
+  if (rows.length <= TEXT_CANDIDATES_MAX) return rows.map((r) => r.id);
+  common.delete(key);
+  if (common.size >= 1_000) common.delete(common.keys().next().value!);
+  common.set(key, Date.now());
+  return undefined;
 }
+/** How long a text found in more than `TEXT_CANDIDATES_MAX` devices is taken as common without asking again. */
+const COMMON_TEXT_MS = 10 * 60 * 1000;
+const commonTexts = new WeakMap<Db, Map<string, number>>();
 
 interface TextQueries {
   fts: boolean;
