@@ -566,14 +566,17 @@ async function textCandidates(db: Db, text: string, inUuid: boolean): Promise<nu
   if (!queries) return undefined;
   // A text found too often a moment ago is not asked of the index again: reading its first thousand matches to
   // learn that costs about a millisecond, as much as the rest of the page (only the way the list reads changes).
-  let common = commonTexts.get(db);
-  if (!common) {
-    common = new Map();
-    commonTexts.set(db, common);
+  // Requests for the same text at once wait for one reading.
+  let memo = textMemos.get(db);
+  if (!memo) {
+    memo = { common: new Map(), reading: new Map() };
+    textMemos.set(db, memo);
   }
   const key = `${inUuid ? 'uuid' : 'name'}:${text.toLowerCase()}`;
-  const knownCommon = common.get(key);
+  const knownCommon = memo.common.get(key);
   if (knownCommon !== undefined && Date.now() - knownCommon < COMMON_TEXT_MS) return undefined;
+  const reading = memo.reading.get(key);
+  if (reading) return reading;
   const limit = TEXT_CANDIDATES_MAX + 1;
   // An FTS5 phrase (the text as it is, its quotes doubled; a column filter keeps it to names), or a pattern.
   const pattern = likeContains(text.toLowerCase());
@@ -583,20 +586,33 @@ async function textCandidates(db: Db, text: string, inUuid: boolean): Promise<nu
       ? [pattern, pattern, limit]
       : [pattern, limit];
   const query = inUuid ? queries.nameOrUuid : queries.name;
-  // PostgreSQL plans each search for its own pattern: a prepared statement's generic plan would not know how
-  // rare the text is, and would read every device instead of the index (seen: 47 ms instead of 3 ms).
-  const rows: { id: number }[] = queries.fts
-    ? await readNow(db, query, parameters)
-    : (await db.executeQuery<{ id: number }>({ ...query, parameters })).rows;
-  if (rows.length <= TEXT_CANDIDATES_MAX) return rows.map((r) => r.id);
-  common.delete(key);
-  if (common.size >= 1_000) common.delete(common.keys().next().value!);
-  common.set(key, Date.now());
-  return undefined;
+  const { common } = memo;
+  const read = (async () => {
+    // PostgreSQL plans each search for its own pattern: a prepared statement's generic plan would not know how
+    // rare the text is, and would read every device instead of the index (seen: 47 ms instead of 3 ms).
+    const rows: { id: number }[] = queries.fts
+      ? await readNow(db, query, parameters)
+      : (await db.executeQuery<{ id: number }>({ ...query, parameters })).rows;
+    if (rows.length <= TEXT_CANDIDATES_MAX) return rows.map((r) => r.id);
+    common.delete(key);
+    if (common.size >= 1_000) common.delete(common.keys().next().value!);
+    common.set(key, Date.now());
+    return undefined;
+  })();
+  memo.reading.set(key, read);
+  try {
+    return await read;
+  } finally {
+    memo.reading.delete(key);
+  }
 }
 /** How long a text found in more than `TEXT_CANDIDATES_MAX` devices is taken as common without asking again. */
 const COMMON_TEXT_MS = 10 * 60 * 1000;
-const commonTexts = new WeakMap<Db, Map<string, number>>();
+/** Per database: texts found common (when), and the readings of the index under way. */
+const textMemos = new WeakMap<
+  Db,
+  { common: Map<string, number>; reading: Map<string, Promise<number[] | undefined>> }
+>();
 
 interface TextQueries {
   fts: boolean;
