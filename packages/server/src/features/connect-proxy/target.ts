@@ -30,8 +30,11 @@ export function deviceOfHost(host: string, suffix: string): string | undefined {
   const ending = `.${suffix.toLowerCase()}`;
   if (name.endsWith(ending)) {
     const label = name.slice(0, -ending.length);
-    // domainToUnicode answers '' for punycode that does not decode: such a label is looked up as written.
-    return label ? domainToUnicode(label) || label : undefined;
+    if (!label) return undefined;
+    // Only punycode is decoded: domainToUnicode reads a label of digits alone (a uuid prefix such as `95536080`)
+    // or `0x…` as an IPv4 address. It answers '' for punycode that does not decode: such a label is looked up as
+    // written.
+    return /(^|\.)xn--/.test(label) ? domainToUnicode(label) || label : label;
   }
   // openBalena's name for a device behind its VPN, `<uuid>.balena`: a full uuid only.
   if (name.endsWith('.balena') && uuidPattern.test(name.slice(0, -'.balena'.length)))
