@@ -113,7 +113,6 @@ function sessionQueryOf(db: Db) {
     .where('sessions.token_hash', '=', '')
     .compile();
 }
-const sessionQueries = new WeakMap<Db, ReturnType<typeof sessionQueryOf>>();
 
 /**
  * An API key, the user who holds it (for a service key: who created it) and their memberships, by the key's
@@ -138,7 +137,6 @@ function apiKeyQueryOf(db: Db) {
     .where('api_keys.token_hash', '=', '')
     .compile();
 }
-const apiKeyQueries = new WeakMap<Db, ReturnType<typeof apiKeyQueryOf>>();
 
 /**
  * The person behind `principal` as they are now, or undefined when the credential they signed in with no longer
@@ -219,6 +217,10 @@ export function createAuthService(deps: ServiceDeps): AuthService {
   );
   // Refusals for too many failures are audited once a minute per source: a flood cannot fill the audit log.
   const refusalsAudited = new FailureLimiter(1, 60_000);
+
+  // The two statements a request's credential is checked with, compiled once for this service's database.
+  const sessionQuery = sessionQueryOf(db);
+  const apiKeyQuery = apiKeyQueryOf(db);
 
   const principalOf = (userId: number, credential: UserPrincipal['credential']) =>
     userPrincipalOf(db, userId, credential);
@@ -364,13 +366,8 @@ export function createAuthService(deps: ServiceDeps): AuthService {
       const hash = sha256Hex(token);
       const now = Date.now();
       if (token.startsWith(SESSION_PREFIX)) {
-        let query = sessionQueries.get(db);
-        if (!query) {
-          query = sessionQueryOf(db);
-          sessionQueries.set(db, query);
-        }
         // No row: no such session, or its user is gone.
-        const rows = await readNow(db, query, [hash]);
+        const rows = await readNow(db, sessionQuery, [hash]);
         const session = rows[0];
         if (!session || session.revoked_at !== null || session.expires_at <= now) throw invalidToken();
         const principal = principalOfRows(rows, { type: 'session', id: session.session_id });
@@ -378,13 +375,8 @@ export function createAuthService(deps: ServiceDeps): AuthService {
         return principal;
       }
       if (token.startsWith(API_KEY_PREFIX)) {
-        let query = apiKeyQueries.get(db);
-        if (!query) {
-          query = apiKeyQueryOf(db);
-          apiKeyQueries.set(db, query);
-        }
         // No row: no such key, or its user is gone.
-        const rows = await readNow(db, query, [hash]);
+        const rows = await readNow(db, apiKeyQuery, [hash]);
         const key = rows[0];
         if (!key || key.revoked_at !== null || (key.expires_at !== null && key.expires_at <= now))
           throw invalidToken();

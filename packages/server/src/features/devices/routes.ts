@@ -6,7 +6,6 @@ import { registerTagRoutes } from '../tags/routes.ts';
 import { deviceRefParam } from './resolve.ts';
 import {
   createDevice,
-  type DeviceField,
   type DevicePage,
   type DeviceView,
   deleteDevice,
@@ -66,13 +65,8 @@ export const devicePageSchema = pageOf(
 // The list and a device's GET are written by `serializeUnchecked`: what the service builds must be what the
 // schemas describe (the key order too: test/api/device-list-paging.test.ts compares with zod's output).
 const viewIsSchema: SameType<DeviceView, z.output<typeof deviceSchema>> = true;
-// Each key of `deviceSchema` may be asked for by name.
-const fieldsAreKeys: SameType<
-  Record<DeviceField, true>,
-  Record<keyof z.output<typeof deviceSchema>, true>
-> = true;
 const pageIsSchema: SameType<DevicePage, z.output<typeof devicePageSchema>> = true;
-void [viewIsSchema, pageIsSchema, fieldsAreKeys];
+void [viewIsSchema, pageIsSchema];
 
 const deviceParams = z.object({ device: deviceRefParam });
 const uuid = z.string().regex(/^[0-9a-fA-F]{32}$/, '32 hexadecimal characters');
