@@ -289,17 +289,23 @@ describe.skipIf(!canRunMenderConnect)(`mender-connect 2.1 through fleetgate (${d
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
-    ws.send(JSON.stringify({ type: 'resize', cols: 123, rows: 45 }));
-    // The resize reaches the shell's terminal before the command that reads it (one ordered connection).
-    ws.send(Buffer.from('stty size; echo marker-$((6*7))\n'));
-    const seen = await eventually(
-      async () => output,
-      (text) => text.includes('marker-42'),
-      15_000,
-    );
-    expect(seen).toMatch(/45 123/);
-    ws.send(Buffer.from('exit\n'));
-    expect(await closed).toBeGreaterThan(0);
+    try {
+      ws.send(JSON.stringify({ type: 'resize', cols: 123, rows: 45 }));
+      // The resize reaches the shell's terminal before the command that reads it (one ordered connection).
+      ws.send(Buffer.from('stty size; echo marker-$((6*7))\n'));
+      const seen = await eventually(
+        async () => output,
+        (text) => text.includes('marker-42'),
+        15_000,
+      );
+      expect(seen).toMatch(/45 123/);
+      ws.send(Buffer.from('exit\n'));
+      expect(await closed).toBeGreaterThan(0);
+    } finally {
+      // A failure here must not leave the shell open: the device allows one per person, and the next tests'
+      // shells would be refused as "too many open sessions".
+      ws.close();
+    }
   }, 60_000);
 
   it('copies a file both ways (file transfer over mender-connect) with equal SHA-256, and says why one is missing', async () => {
